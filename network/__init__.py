@@ -1,0 +1,1 @@
+"""posnet.network: everything between validators: MQTT transport, brokers, the simulated network, testnets."""
