@@ -1,1 +1,1 @@
-"""posnet.node: everything one validator is: the pure consensus core, the ledger, keys, storage and the runtime."""
+"""posnet.node: one validator: the pure consensus core, ledger, keys, storage, runtime."""
