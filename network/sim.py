@@ -1,0 +1,470 @@
+"""The deterministic simulator: N validators, the real core, virtual time.
+
+Each simulated node runs the real `ConsensusMachine`, signs through the real
+`GuardedSigner` (in-memory signing record that survives simulated crashes)
+and receives real signed msgpack envelopes through the real admission path.
+Only the network and the clock are simulated. A run is a pure function of
+its configuration and seed, so any failure replays from the printed seed.
+
+After every run the invariants are checked:
+- safety: no two honest nodes finalized different blocks at one height;
+- liveness: every honest node reaches the target height, and after the last
+  fault heals each honest node finalizes again within a bounded number of rounds;
+- accountability: every equivocation an honest node was shown, at the height
+  it was working on, produced evidence.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from network.faults import FaultPlan
+from network.simnet import SimNetwork
+from node import ledger as L
+from node.byzantine import Equivocator
+from node.consensus import (
+    BroadcastEvidence,
+    ConsensusMachine,
+    Decided,
+    Output,
+    Rebroadcast,
+    RequestSync,
+    RoundTimedOut,
+    ScheduleTimeout,
+    Sign,
+    Timeout,
+)
+from node.genesis import Genesis, Params, make_genesis
+from node.inbox import (
+    AdmissionContext,
+    EvidenceMsg,
+    ProposalMsg,
+    Rejected,
+    SyncRequest,
+    SyncResponse,
+    admit,
+)
+from node.keys import Keypair
+from node.messages import Block, CommitCertificate, Proposal, Vote, signed_kind, signer_of
+from node.outbox import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
+from node.signer import GuardedSigner, MemoryRecord
+from node.state import ChainState, apply_block, block_problem, genesis_state, proposer_of, validator_summary
+
+SYNC_BATCH = 20
+RESUME_ROUNDS = 10
+DEADLINE_ROUNDS_PER_HEIGHT = 6  # lossy runs may need several rounds per height
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    validators: int = 4
+    heights: int = 20
+    seed: int = 0
+    byzantine: int = 0
+    byzantine_mode: str = "equivocate"
+    committee_size: int = 128
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    params: Params | None = None
+    stakes: tuple[int, ...] | None = None
+    chain_id: str = "posnet-sim"
+
+
+@dataclass
+class SimResult:
+    config: SimConfig
+    heights_finalized: int
+    safety_violations: list[str]
+    liveness_violations: list[str]
+    accountability_violations: list[str]
+    evidence: int
+    validators: dict[str, dict[str, object]]
+    virtual_ms: int
+    wall_s: float
+    delivered: int
+    dropped: int
+    rejected: dict[str, int]
+    round_timeouts: int
+    nakamoto_coefficient: int
+    events: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.safety_violations or self.liveness_violations or self.accountability_violations)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.config.seed,
+            "ok": self.ok,
+            "heights_finalized": self.heights_finalized,
+            "safety_violations": len(self.safety_violations),
+            "liveness_violations": len(self.liveness_violations),
+            "accountability_violations": len(self.accountability_violations),
+            "violations": self.safety_violations + self.liveness_violations + self.accountability_violations,
+            "evidence": self.evidence,
+            "validators": self.validators,
+            "nakamoto_coefficient": self.nakamoto_coefficient,
+            "virtual_ms": self.virtual_ms,
+            "wall_s": round(self.wall_s, 3),
+            "messages_delivered": self.delivered,
+            "messages_dropped": self.dropped,
+            "rejected": self.rejected,
+            "round_timeouts": self.round_timeouts,
+        }
+
+
+class SharedCore:
+    """Memoised pure functions shared by all simulated nodes.
+
+    Every honest node applies the same blocks to equal states; computing the
+    transition once per (state, block) instead of once per node is what lets
+    a thousand nodes run in one process. The functions are pure, so sharing
+    results cannot change any outcome.
+    """
+
+    def __init__(self) -> None:
+        self._applied: dict[tuple[int, bytes], tuple[ChainState, Any]] = {}
+        self._checked: dict[tuple[int, bytes], tuple[ChainState, str | None]] = {}
+
+    def transition(self, state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
+        key = (id(state), block.hash)
+        hit = self._applied.get(key)
+        if hit is None or hit[0] is not state:
+            hit = self._applied[key] = (state, apply_block(state, block))
+        return hit[1]
+
+    def check(self, state: ChainState, block: Block) -> str | None:
+        key = (id(state), block.hash)
+        hit = self._checked.get(key)
+        if hit is None or hit[0] is not state:
+            hit = self._checked[key] = (state, block_problem(state, block))
+        return hit[1]
+
+
+class SimNode:
+    """One simulated validator process: machine, signer, 'disk' and Byzantine behaviour."""
+
+    def __init__(
+        self,
+        name: str,
+        keypair: Keypair,
+        genesis: ChainState,
+        net: SimNetwork,
+        core: SharedCore,
+        behaviour: str | None,
+        on_event: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.name = name
+        self.keypair = keypair
+        self.net = net
+        self.core = core
+        self.behaviour = behaviour
+        self.on_event = on_event
+        self.chain_id = genesis.chain_id
+        self.genesis = genesis
+        self.record = MemoryRecord()  # survives crashes, like the SQLite file
+        self.chain: list[tuple[Block, CommitCertificate, ChainState]] = []  # survives crashes
+        self.signer = GuardedSigner(self.chain_id, keypair, self.record)
+        self.equivocator = Equivocator(self.chain_id, keypair) if behaviour == "equivocate" else None
+        self.machine: ConsensusMachine | None = None
+        self.incarnation = 0
+        self.finalized_at: list[tuple[int, int]] = []  # (virtual ms, height)
+        self.rejected: Counter[str] = Counter()
+        self.round_timeouts = 0
+        self.offences_seen: dict[tuple[bytes, int, int, int], set[bytes | None]] = {}
+        self.accountability_violations: list[str] = []
+        net.attach(name, self.on_bytes)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def alive(self) -> bool:
+        return self.machine is not None
+
+    @property
+    def height(self) -> int:
+        return len(self.chain)
+
+    @property
+    def state(self) -> ChainState:
+        return self.chain[-1][2] if self.chain else self.genesis
+
+    def boot(self) -> None:
+        last_cert = self.chain[-1][1] if self.chain else None
+        self.machine = ConsensusMachine(
+            self.state,
+            self.keypair.address,
+            transition=self.core.transition,
+            check_block=self.core.check,
+            last_certificate=last_cert,
+        )
+        self.net.down.discard(self.name)
+        now = self.net.now_ms
+        self._run(self.machine.restore(self.signer.journal(self.machine.height), now))
+        self._run(self.machine.start(now))
+
+    def crash(self) -> None:
+        self.machine = None
+        self.offences_seen.clear()  # memory is lost; the restarted machine starts afresh
+        self.incarnation += 1
+        self.net.down.add(self.name)
+        self.on_event({"event": "crashed", "node": self.name, "t": self.net.now_ms})
+
+    # -------------------------------------------------------------- inbound
+
+    def on_bytes(self, sender: str, data: bytes) -> None:
+        machine = self.machine
+        if machine is None:
+            return
+        ctx = AdmissionContext(self.chain_id, machine.state.public_keys, machine.height)
+        message = admit(data, ctx)
+        if isinstance(message, Rejected):
+            self.rejected[message.reason] += 1
+            return
+        now = self.net.now_ms
+        if isinstance(message, Vote):
+            self._watch_offence(message, machine)
+            self._run(machine.on_vote(message, now))
+        elif isinstance(message, ProposalMsg):
+            if self.equivocator:
+                self.equivocator.observe_proposal(message.proposal)
+            self._watch_offence(message.proposal, machine)
+            self._run(machine.on_proposal(message.proposal, message.block, now))
+        elif isinstance(message, EvidenceMsg):
+            self._run(machine.on_evidence(message.evidence))
+        elif isinstance(message, SyncRequest):
+            self._answer_sync(message)
+        elif isinstance(message, SyncResponse):
+            for block, cert in message.blocks:
+                if self.machine is not None:
+                    self._run(self.machine.on_commit(block, cert, self.net.now_ms))
+
+    def _watch_offence(self, item: Vote | Proposal, machine: ConsensusMachine) -> None:
+        """Record conflicting messages shown to an honest node, and check the machine caught them."""
+        if self.behaviour is not None or item.height != machine.height:
+            return
+        if isinstance(item, Vote) and machine.state.committee.power_of(item.validator) == 0:
+            return
+        if isinstance(item, Proposal) and proposer_of(machine.state, item.round) != item.proposer:
+            return
+        key = (signer_of(item), item.height, item.round, int(signed_kind(item)))
+        ids = self.offences_seen.setdefault(key, set())
+        ids.add(item.block_id)
+        self._pending_offence = key if len(ids) > 1 and item.round <= machine.round + 64 else None
+
+    def _check_offence_caught(self) -> None:
+        key = getattr(self, "_pending_offence", None)
+        self._pending_offence = None
+        if key is None or self.machine is None or self.machine.height != key[1]:
+            return
+        if key not in self.machine.evidence_seen:
+            self.accountability_violations.append(f"{self.name} saw equivocation {key[0].hex()[:8]} at {key[1:]} without evidence")
+
+    def _answer_sync(self, request: SyncRequest) -> None:
+        if self.behaviour == "silent" or request.from_height > self.height:
+            return
+        batch = [(block, cert) for block, cert, _ in self.chain[request.from_height - 1 : request.from_height - 1 + SYNC_BATCH]]
+        self.net.send(self.name, request.reply_to, sync_response_bytes(self.chain_id, batch, self.keypair))
+
+    # ------------------------------------------------------------- outbound
+
+    def _send(self, data: bytes) -> None:
+        if self.behaviour != "silent":
+            self.net.broadcast(self.name, data)
+
+    def _run(self, outputs: list[Output]) -> None:
+        queue = list(outputs)
+        while queue:
+            output = queue.pop(0)
+            if self.machine is None:
+                return
+            queue.extend(self._handle(output))
+        self._check_offence_caught()
+
+    def _handle(self, output: Output) -> list[Output]:
+        machine = self.machine
+        assert machine is not None
+        now = self.net.now_ms
+        if isinstance(output, Sign):
+            return self._sign_and_send(output, machine)
+        if isinstance(output, ScheduleTimeout):
+            incarnation = self.incarnation
+            self.net.schedule(output.delay_ms, lambda: self._on_timeout(output.timeout, incarnation))
+        elif isinstance(output, BroadcastEvidence):
+            self._send(evidence_bytes(self.chain_id, output.evidence, self.keypair))
+        elif isinstance(output, RequestSync):
+            self._send(sync_request_bytes(self.chain_id, output.from_height, self.name, self.keypair))
+        elif isinstance(output, Decided):
+            self._on_decided(output, now)
+        elif isinstance(output, RoundTimedOut):
+            self.round_timeouts += 1
+        elif isinstance(output, Rebroadcast):
+            for item, block in output.items:
+                self._send(signed_item_bytes(self.chain_id, item, block))
+        return []
+
+    def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
+        signed = self.signer.sign(output.item, output.block)
+        if signed is None:
+            return []
+        self._send(signed_item_bytes(self.chain_id, signed, output.block))
+        if self.equivocator is not None:
+            twin, twin_block = self.equivocator.twin(signed, output.block)
+            self._send(signed_item_bytes(self.chain_id, twin, twin_block))
+        now = self.net.now_ms
+        if isinstance(signed, Proposal):
+            assert output.block is not None
+            return machine.on_proposal(signed, output.block, now)
+        return machine.on_vote(signed, now)
+
+    def _on_timeout(self, timeout: Timeout, incarnation: int) -> None:
+        if self.machine is not None and incarnation == self.incarnation:
+            self._run(self.machine.on_timeout(timeout, self.net.now_ms))
+
+    def _on_decided(self, decided: Decided, now: int) -> None:
+        self.chain.append((decided.block, decided.certificate, decided.state))
+        self.finalized_at.append((now, decided.block.height))
+        for event in decided.events:
+            if event.kind in ("slashed", "jailed", "tombstoned", "unjailed"):
+                self.on_event(
+                    {
+                        "event": event.kind,
+                        "node": self.name,
+                        "height": decided.block.height,
+                        "validator": decided.state.names.get(event.validator, event.validator.hex()[:8]),
+                        "amount": event.amount,
+                        "reason": event.reason,
+                    }
+                )
+
+
+# ------------------------------------------------------------------ running
+
+
+def validator_names(n: int) -> list[str]:
+    return [f"v{i}" for i in range(1, n + 1)]
+
+
+def sim_genesis(config: SimConfig) -> tuple[Genesis, dict[str, Keypair]]:
+    names = validator_names(config.validators)
+    keys = {name: Keypair.deterministic(f"{config.chain_id}/{name}") for name in names}
+    stakes = dict(zip(names, config.stakes, strict=True)) if config.stakes else None
+    params = replace(config.params or Params(), committee_size=config.committee_size)
+    return make_genesis(config.chain_id, keys, stakes=stakes, params=params), keys
+
+
+def round_budget_ms(params: Params, rounds: int) -> int:
+    """Worst-case virtual time for `rounds` consecutive failed rounds."""
+    return sum(
+        params.timeout_ms("propose", r) + params.timeout_ms("prevote", r) + params.timeout_ms("precommit", r)
+        for r in range(rounds)
+    )
+
+
+def run_simulation(config: SimConfig) -> SimResult:
+    """Run one seeded simulation and check its invariants."""
+    started = time.perf_counter()
+    genesis, keys = sim_genesis(config)
+    state0 = genesis_state(genesis)
+    names = validator_names(config.validators)
+    byzantine = set(names[len(names) - config.byzantine :]) if config.byzantine else set()
+    rng = random.Random(config.seed)
+    net = SimNetwork(names, config.faults, rng)
+    core = SharedCore()
+    events: list[dict[str, Any]] = []
+    nodes = {
+        name: SimNode(name, keys[name], state0, net, core, config.byzantine_mode if name in byzantine else None, events.append)
+        for name in names
+    }
+    _schedule_crashes(net, nodes, config.faults)
+    for node in nodes.values():
+        node.boot()
+    honest = [node for node in nodes.values() if node.behaviour is None]
+    last_heal = config.faults.last_heal_ms()
+    deadline = last_heal + (config.heights + 5) * round_budget_ms(genesis.params, DEADLINE_ROUNDS_PER_HEIGHT)
+
+    def done() -> bool:
+        if min(node.height for node in honest) < config.heights:
+            return False
+        return last_heal == 0 or all(_finalized_after(node, last_heal) is not None for node in honest)
+
+    net.run_until(done, deadline)
+    return _result(config, nodes, honest, net, events, last_heal, time.perf_counter() - started)
+
+
+def _schedule_crashes(net: SimNetwork, nodes: dict[str, SimNode], plan: FaultPlan) -> None:
+    for crash in plan.crashes:
+        node = nodes.get(crash.node)
+        if node is None:
+            raise ValueError(f"crash names unknown node {crash.node!r}")
+        net.schedule(crash.window.start_ms, node.crash)
+        net.schedule(crash.window.end_ms, node.boot)
+
+
+def _finalized_after(node: SimNode, t: int) -> int | None:
+    return next((at for at, _ in node.finalized_at if at >= t), None)
+
+
+def check_safety(honest: list[SimNode]) -> list[str]:
+    """No two honest nodes finalized different blocks at one height."""
+    violations = []
+    top = max((node.height for node in honest), default=0)
+    for height in range(1, top + 1):
+        hashes = {node.chain[height - 1][0].hash for node in honest if node.height >= height}
+        if len(hashes) > 1:
+            violations.append(f"height {height}: honest nodes finalized {len(hashes)} different blocks")
+    return violations
+
+
+def check_liveness(config: SimConfig, honest: list[SimNode], last_heal: int, params: Params) -> list[str]:
+    violations = []
+    lowest = min(node.height for node in honest)
+    if lowest < config.heights:
+        stuck = sorted(node.name for node in honest if node.height == lowest)
+        violations.append(f"stalled: honest nodes {','.join(stuck)} reached only height {lowest} of {config.heights}")
+    if last_heal:
+        bound = last_heal + round_budget_ms(params, RESUME_ROUNDS)
+        for node in honest:
+            resumed = _finalized_after(node, last_heal)
+            if resumed is None or resumed > bound:
+                violations.append(f"{node.name} did not finalize within {RESUME_ROUNDS} rounds of the last heal at {last_heal} ms")
+    return violations
+
+
+def _result(
+    config: SimConfig,
+    nodes: dict[str, SimNode],
+    honest: list[SimNode],
+    net: SimNetwork,
+    events: list[dict[str, Any]],
+    last_heal: int,
+    wall_s: float,
+) -> SimResult:
+    reference = min(honest, key=lambda node: node.height)
+    state = reference.state
+    rejected: Counter[str] = Counter()
+    for node in nodes.values():
+        rejected.update(node.rejected)
+    return SimResult(
+        config=config,
+        heights_finalized=reference.height,
+        safety_violations=check_safety(honest),
+        liveness_violations=check_liveness(config, honest, last_heal, state.params),
+        accountability_violations=[v for node in honest for v in node.accountability_violations],
+        evidence=sum(len(block.evidence) for block, _, _ in reference.chain),
+        validators=validator_summary(state),
+        virtual_ms=net.now_ms,
+        wall_s=wall_s,
+        delivered=net.delivered,
+        dropped=net.dropped,
+        rejected=dict(sorted(rejected.items())),
+        round_timeouts=sum(node.round_timeouts for node in honest),
+        nakamoto_coefficient=L.nakamoto_coefficient(state.ledger),
+        events=events,
+    )
+
+

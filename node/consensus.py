@@ -1,0 +1,597 @@
+"""The Tendermint consensus state machine for one validator, sans-I/O.
+
+It follows the upon-rules of "The latest gossip on BFT consensus" (Buchman,
+Kwon, Milosevic 2018), weighted by stake: "2f+1" reads "more than 2/3 of the
+committee's stake" and "f+1" reads "more than 1/3". Inputs are messages that
+the caller has already authenticated, timeouts that fired, and the current
+time as a number; outputs are values telling the caller what to do (sign and
+broadcast, schedule a timeout, persist a finalized block, ask peers for
+blocks). No sockets, no asyncio, no clock, no randomness: the simulator and
+the real runtime drive the very same object, like h11's Connection.
+
+The machine never signs. It emits `Sign` requests; the caller checks them
+against the durable signing record, signs, broadcasts and feeds the signed
+message back in. That keeps the no-double-signing rule in one place that
+survives crashes, outside the protocol logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from node.genesis import Params
+from node.ledger import LedgerEvent
+from node.messages import (
+    Block,
+    CommitCertificate,
+    Evidence,
+    Kind,
+    Proposal,
+    Vote,
+    make_certificate,
+    make_evidence,
+)
+from node.state import (
+    ChainState,
+    Committee,
+    apply_block,
+    block_problem,
+    certificate_problem,
+    evidence_problem,
+    proposer_of,
+)
+
+MAX_ROUND_AHEAD = 64  # votes further ahead than this are ignored (bounded memory)
+MAX_BUFFERED_NEXT = 4096  # messages kept for the next height while this one is still open
+SYNC_RETRY_MS = 1000
+
+
+class Phase(IntEnum):
+    NEW_HEIGHT = 0  # waiting out commit_wait (slot mode) before round 0
+    PROPOSE = 1
+    PREVOTE = 2
+    PRECOMMIT = 3
+    HEARTBEAT = 9  # not a step: the timer that re-sends our messages while a height stays open
+
+
+# ------------------------------------------------------------------ outputs
+
+
+@dataclass(frozen=True)
+class Sign:
+    """Sign `item` (after checking the signing record) and broadcast it, with `block` for proposals."""
+
+    item: Vote | Proposal
+    block: Block | None = None
+
+
+@dataclass(frozen=True)
+class Timeout:
+    height: int
+    round: int
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class ScheduleTimeout:
+    timeout: Timeout
+    delay_ms: int
+
+
+@dataclass(frozen=True)
+class BroadcastEvidence:
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class RequestSync:
+    """Ask peers for finalized blocks from `from_height` on."""
+
+    from_height: int
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A block is final: persist it (with its certificate) before anything else."""
+
+    block: Block
+    certificate: CommitCertificate
+    round: int
+    state: ChainState  # the state after applying the block
+    events: tuple[LedgerEvent, ...]
+    started_ms: int  # when this height began locally (for finality latency)
+    via_sync: bool
+
+
+@dataclass(frozen=True)
+class Rebroadcast:
+    """Send these already-signed messages again (no new signature is made).
+
+    Tendermint assumes messages between honest nodes eventually arrive;
+    over a lossy network, or after a partition heals, that only holds if
+    they are sent again. CometBFT's reactor re-gossips votes; we re-send our
+    own messages of the open height on a heartbeat.
+    """
+
+    items: tuple[tuple[Vote | Proposal, Block | None], ...]
+
+
+@dataclass(frozen=True)
+class RoundTimedOut:
+    """A round ended without a decision (an event for logs and metrics)."""
+
+    height: int
+    round: int
+    phase: Phase
+
+
+Output = Sign | ScheduleTimeout | BroadcastEvidence | RequestSync | Decided | RoundTimedOut | Rebroadcast
+
+
+# ---------------------------------------------------------------- vote sets
+
+
+@dataclass
+class VoteSet:
+    """Votes of one kind at one (height, round), tallied by block id."""
+
+    committee: Committee
+    by_validator: dict[bytes, Vote] = field(default_factory=dict)
+    power_for: dict[bytes | None, int] = field(default_factory=dict)
+    total: int = 0
+
+    def add(self, vote: Vote) -> Vote | None:
+        """Count `vote`; return the earlier conflicting vote if this is an equivocation."""
+        earlier = self.by_validator.get(vote.validator)
+        if earlier is not None:
+            return earlier if earlier.block_id != vote.block_id else None
+        power = self.committee.power_of(vote.validator)
+        self.by_validator[vote.validator] = vote
+        self.power_for[vote.block_id] = self.power_for.get(vote.block_id, 0) + power
+        self.total += power
+        return None
+
+    def has_quorum_for(self, block_id: bytes | None) -> bool:
+        return self.committee.is_quorum(self.power_for.get(block_id, 0))
+
+    def has_quorum_any(self) -> bool:
+        return self.committee.is_quorum(self.total)
+
+    def votes_for(self, block_id: bytes | None) -> list[Vote]:
+        return [v for v in self.by_validator.values() if v.block_id == block_id]
+
+
+# ------------------------------------------------------------------ machine
+
+
+Transition = Callable[[ChainState, Block], tuple[ChainState, tuple[LedgerEvent, ...]]]
+BlockCheck = Callable[[ChainState, Block], str | None]
+
+
+class ConsensusMachine:
+    """One validator's view of consensus at the current height."""
+
+    def __init__(
+        self,
+        state: ChainState,
+        address: bytes,
+        *,
+        transition: Transition = apply_block,
+        check_block: BlockCheck = block_problem,
+        last_certificate: CommitCertificate | None = None,
+    ) -> None:
+        self.address = address
+        self._transition = transition
+        self._check_block = check_block
+        self.mempool: dict[bytes, None] = {}
+        self.evidence_pool: dict[tuple[bytes, int, int, int], Evidence] = {}
+        self.evidence_seen: set[tuple[bytes, int, int, int]] = set()
+        self.last_certificate = last_certificate
+        self._last_precommits: VoteSet | None = None
+        self._sync_requested_ms = -SYNC_RETRY_MS
+        self._next_height: list[Vote | tuple[Proposal, Block]] = []
+        self._now = 0
+        self._reset(state, 0)
+
+    # ---------------------------------------------------------- inspection
+
+    @property
+    def height(self) -> int:
+        return self.state.next_height
+
+    @property
+    def params(self) -> Params:
+        return self.state.params
+
+    def in_committee(self) -> bool:
+        return self.state.committee.power_of(self.address) > 0
+
+    # --------------------------------------------------------------- inputs
+
+    def restore(self, journal: list[tuple[Vote | Proposal, Block | None]], now_ms: int) -> list[Output]:
+        """Replay our own signed messages of this height after a restart, before `start`.
+
+        An honest validator locks exactly when it precommits a block, so the
+        lock is its latest non-nil precommit. Without this a restarted node
+        would forget its lock (amnesia) and could block a polka it is part of.
+        """
+        self._now = now_ms
+        out: list[Output] = []
+        for item, block in journal:
+            if item.height != self.height:
+                continue
+            if isinstance(item, Proposal) and block is not None:
+                self._own.append((item, block))
+                self._add_proposal(item, block, out)
+                continue
+            if isinstance(item, Vote):
+                self._own.append((item, None))
+                self._add_vote(item, out)
+                if item.kind == Kind.PRECOMMIT and block is not None and item.round >= self.locked_round:
+                    self.locked_block, self.locked_round = block, item.round
+                    self.valid_block, self.valid_round = block, item.round
+        return out
+
+    def start(self, now_ms: int) -> list[Output]:
+        """Begin the current height (after construction or a restart)."""
+        self._now = now_ms
+        out: list[Output] = []
+        self._schedule_heartbeat(out)
+        self._start_round(0, out)
+        self._evaluate(out)
+        return out
+
+    def on_proposal(self, proposal: Proposal, block: Block, now_ms: int) -> list[Output]:
+        """An authenticated proposal with its block (hash already equal to proposal.block_id)."""
+        self._now = now_ms
+        out: list[Output] = []
+        if proposal.height == self.height:
+            if proposal.proposer == self.address:
+                self._own.append((proposal, block))
+            self._add_proposal(proposal, block, out)
+            self._evaluate(out)
+        elif proposal.height == self.height + 1:
+            self._buffer_next((proposal, block))
+        elif proposal.height > self.height:
+            self._maybe_sync(out)
+        return out
+
+    def on_vote(self, vote: Vote, now_ms: int) -> list[Output]:
+        """An authenticated prevote or precommit."""
+        self._now = now_ms
+        out: list[Output] = []
+        if vote.height == self.height:
+            if vote.validator == self.address:
+                self._own.append((vote, None))
+            self._add_vote(vote, out)
+            self._evaluate(out)
+        elif vote.height == self.height - 1:
+            self._add_late_precommit(vote)
+        elif vote.height == self.height + 1:
+            self._buffer_next(vote)
+        elif vote.height > self.height:
+            self._maybe_sync(out)
+        return out
+
+    def on_timeout(self, timeout: Timeout, now_ms: int) -> list[Output]:
+        self._now = now_ms
+        out: list[Output] = []
+        if timeout.phase == Phase.HEARTBEAT:
+            self._heartbeat(timeout, out)
+            return out
+        if timeout.height != self.height or timeout.round != self.round:
+            return out
+        if timeout.phase == Phase.NEW_HEIGHT and self.phase == Phase.NEW_HEIGHT:
+            self._start_round(0, out)
+        elif timeout.phase == Phase.PROPOSE and self.phase == Phase.PROPOSE:
+            out.append(RoundTimedOut(self.height, self.round, Phase.PROPOSE))
+            self._prevote(None, out)
+        elif timeout.phase == Phase.PREVOTE and self.phase == Phase.PREVOTE:
+            out.append(RoundTimedOut(self.height, self.round, Phase.PREVOTE))
+            self._precommit(None, out)
+        elif timeout.phase == Phase.PRECOMMIT:
+            out.append(RoundTimedOut(self.height, self.round, Phase.PRECOMMIT))
+            self._start_round(self.round + 1, out)
+            self._maybe_sync(out)
+        self._evaluate(out)
+        return out
+
+    def _heartbeat(self, timeout: Timeout, out: list[Output]) -> None:
+        if timeout.height != self.height:
+            return
+        if self._own:
+            out.append(Rebroadcast(tuple(self._own)))
+        self._maybe_sync(out)
+        self._schedule_heartbeat(out)
+
+    def _schedule_heartbeat(self, out: list[Output]) -> None:
+        delay = max(self.params.timeout_precommit_ms, 100)
+        out.append(ScheduleTimeout(Timeout(self.height, 0, Phase.HEARTBEAT), delay))
+
+    def on_commit(self, block: Block, certificate: CommitCertificate, now_ms: int) -> list[Output]:
+        """A finalized block from a peer (catch-up): verify its certificate, then decide."""
+        self._now = now_ms
+        out: list[Output] = []
+        if block.height != self.height or certificate.height != block.height:
+            return out
+        if certificate_problem(self.state, certificate, self.state.committee, block.hash):
+            return out
+        if self._check_block(self.state, block) is not None:
+            return out
+        self._decide(block, certificate, out, via_sync=True)
+        self._evaluate(out)
+        return out
+
+    def on_evidence(self, evidence: Evidence) -> list[Output]:
+        """Gossiped evidence: keep it for the next block we propose, if it checks out."""
+        key = evidence.key()
+        if key in self.evidence_seen or evidence_problem(self.state, evidence) is not None:
+            return []
+        self.evidence_seen.add(key)
+        self.evidence_pool[key] = evidence
+        return []
+
+    def on_tx(self, tx: bytes) -> None:
+        if len(self.mempool) < 10 * self.params.max_block_txs:
+            self.mempool[tx] = None
+
+    # --------------------------------------------------------- height/round
+
+    def _reset(self, state: ChainState, started_ms: int) -> None:
+        self.state = state
+        self.round = 0
+        self.phase = Phase.NEW_HEIGHT
+        self.locked_block: Block | None = None
+        self.locked_round = -1
+        self.valid_block: Block | None = None
+        self.valid_round = -1
+        self.proposals: dict[int, tuple[Proposal, Block]] = {}
+        self.votes: dict[tuple[int, Kind], VoteSet] = {}
+        self.round_senders: dict[int, dict[bytes, int]] = {}
+        self._polka_seen: set[int] = set()
+        self._prevote_timeout_set: set[int] = set()
+        self._precommit_timeout_set: set[int] = set()
+        self._valid_cache: dict[bytes, bool] = {}
+        self._own: list[tuple[Vote | Proposal, Block | None]] = []
+        self.height_started_ms = started_ms
+
+    def _start_round(self, round_: int, out: list[Output]) -> None:
+        """StartRound(r): the proposer proposes, everyone else waits for it (with a timeout)."""
+        self.round = round_
+        self.phase = Phase.PROPOSE
+        if proposer_of(self.state, round_) == self.address:
+            self._propose(out)
+        out.append(ScheduleTimeout(Timeout(self.height, round_, Phase.PROPOSE), self.params.timeout_ms("propose", round_)))
+
+    def _propose(self, out: list[Output]) -> None:
+        if self.valid_block is not None:
+            block, pol_round = self.valid_block, self.valid_round
+        else:
+            block, pol_round = self._build_block(), -1
+        proposal = Proposal(self.height, self.round, block.hash, pol_round, self.address)
+        out.append(Sign(proposal, block))
+
+    def _build_block(self) -> Block:
+        evidence = tuple(
+            ev for ev in self.evidence_pool.values() if evidence_problem(self.state, ev) is None
+        )[:10]
+        return Block(
+            height=self.height,
+            prev_hash=self.state.last_block_hash,
+            proposer=self.address,
+            timestamp_ms=max(self._now, self.state.last_timestamp_ms),
+            txs=tuple(self.mempool)[: self.params.max_block_txs],
+            evidence=evidence,
+            last_commit=self._certificate_for_proposal(),
+        )
+
+    def _certificate_for_proposal(self) -> CommitCertificate | None:
+        """The previous height's certificate, with late precommits folded in."""
+        if self.height == 1:
+            return None
+        late = self._last_precommits
+        if late is not None and self.last_certificate is not None:
+            votes = late.votes_for(self.last_certificate.block_id)
+            if len(votes) > len(self.last_certificate.signatures):
+                return make_certificate(votes)
+        return self.last_certificate
+
+    # ------------------------------------------------------------ messages
+
+    def _add_proposal(self, proposal: Proposal, block: Block, out: list[Output]) -> None:
+        if proposal.proposer != proposer_of(self.state, proposal.round):
+            return
+        if proposal.round > self.round + MAX_ROUND_AHEAD:
+            return
+        earlier = self.proposals.get(proposal.round)
+        if earlier is None:
+            self.proposals[proposal.round] = (proposal, block)
+            self._note_sender(proposal.round, proposal.proposer)
+        elif earlier[0].block_id != proposal.block_id:
+            self._record_equivocation(earlier[0], proposal, out)
+
+    def _add_vote(self, vote: Vote, out: list[Output]) -> None:
+        if self.state.committee.power_of(vote.validator) == 0:
+            return
+        if vote.round > self.round + MAX_ROUND_AHEAD:
+            return
+        key = (vote.round, vote.kind)
+        vote_set = self.votes.get(key)
+        if vote_set is None:
+            vote_set = self.votes[key] = VoteSet(self.state.committee)
+        earlier = vote_set.add(vote)
+        if earlier is not None:
+            self._record_equivocation(earlier, vote, out)
+        else:
+            self._note_sender(vote.round, vote.validator)
+
+    def _buffer_next(self, item: Vote | tuple[Proposal, Block]) -> None:
+        """Keep messages for the next height: fast peers are often a step ahead of us."""
+        if len(self._next_height) < MAX_BUFFERED_NEXT:
+            self._next_height.append(item)
+
+    def _replay_buffered(self, out: list[Output]) -> None:
+        buffered, self._next_height = self._next_height, []
+        for item in buffered:
+            if isinstance(item, Vote):
+                if item.height == self.height:
+                    self._add_vote(item, out)
+            elif item[0].height == self.height:
+                self._add_proposal(item[0], item[1], out)
+
+    def _add_late_precommit(self, vote: Vote) -> None:
+        late = self._last_precommits
+        cert = self.last_certificate
+        if late is None or cert is None or vote.kind != Kind.PRECOMMIT:
+            return
+        if vote.round == cert.round and vote.block_id == cert.block_id:
+            late.add(vote)
+
+    def _note_sender(self, round_: int, sender: bytes) -> None:
+        self.round_senders.setdefault(round_, {})[sender] = self.state.committee.power_of(sender)
+
+    def _record_equivocation(self, a: Vote | Proposal, b: Vote | Proposal, out: list[Output]) -> None:
+        evidence = make_evidence(a, b)
+        key = evidence.key()
+        if key in self.evidence_seen:
+            return
+        self.evidence_seen.add(key)
+        if evidence_problem(self.state, evidence) is None:
+            self.evidence_pool[key] = evidence
+            out.append(BroadcastEvidence(evidence))
+
+    # ---------------------------------------------------------- the rules
+
+    def _evaluate(self, out: list[Output]) -> None:
+        """Apply the upon-rules until none fires (each fires at most once per trigger)."""
+        for _ in range(16):
+            height, round_, phase = self.height, self.round, self.phase
+            self._rule_decide(out)
+            if self.height == height:
+                self._rule_skip_round(out)
+                self._rule_propose_step(out)
+                self._rule_prevote_step(out)
+                self._rule_precommit_timeout(out)
+            if (height, round_, phase) == (self.height, self.round, self.phase):
+                return
+
+    def _is_valid(self, block: Block) -> bool:
+        cached = self._valid_cache.get(block.hash)
+        if cached is None:
+            cached = self._valid_cache[block.hash] = self._check_block(self.state, block) is None
+        return cached
+
+    def _rule_propose_step(self, out: list[Output]) -> None:
+        """Prevote the proposal if it is valid and compatible with our lock (lines 22-33)."""
+        if self.phase != Phase.PROPOSE or self.round not in self.proposals:
+            return
+        proposal, block = self.proposals[self.round]
+        if proposal.pol_round == -1:
+            ok = self._is_valid(block) and (self.locked_round == -1 or self._locked_on(block))
+            self._prevote(block.hash if ok else None, out)
+            return
+        polka = self.votes.get((proposal.pol_round, Kind.PREVOTE))
+        if polka is not None and polka.has_quorum_for(block.hash):
+            ok = self._is_valid(block) and (self.locked_round <= proposal.pol_round or self._locked_on(block))
+            self._prevote(block.hash if ok else None, out)
+
+    def _locked_on(self, block: Block) -> bool:
+        return self.locked_block is not None and self.locked_block.hash == block.hash
+
+    def _rule_prevote_step(self, out: list[Output]) -> None:
+        """Polka handling: schedule the prevote timeout, lock on a block, or precommit nil (lines 34-48)."""
+        prevotes = self.votes.get((self.round, Kind.PREVOTE))
+        if prevotes is None or self.phase < Phase.PREVOTE:
+            return
+        if self.phase == Phase.PREVOTE and prevotes.has_quorum_any() and self.round not in self._prevote_timeout_set:
+            self._prevote_timeout_set.add(self.round)
+            delay = self.params.timeout_ms("prevote", self.round)
+            out.append(ScheduleTimeout(Timeout(self.height, self.round, Phase.PREVOTE), delay))
+        entry = self.proposals.get(self.round)
+        if entry is not None and self.round not in self._polka_seen:
+            block = entry[1]
+            if prevotes.has_quorum_for(block.hash) and self._is_valid(block):
+                self._polka_seen.add(self.round)
+                if self.phase == Phase.PREVOTE:
+                    self.locked_block, self.locked_round = block, self.round
+                    self._precommit(block.hash, out)
+                self.valid_block, self.valid_round = block, self.round
+        if self.phase == Phase.PREVOTE and prevotes.has_quorum_for(None):
+            self._precommit(None, out)
+
+    def _rule_precommit_timeout(self, out: list[Output]) -> None:
+        """Any +2/3 precommits at this round: give the round a last chance, then move on (lines 47-48)."""
+        precommits = self.votes.get((self.round, Kind.PRECOMMIT))
+        if precommits is not None and precommits.has_quorum_any() and self.round not in self._precommit_timeout_set:
+            self._precommit_timeout_set.add(self.round)
+            delay = self.params.timeout_ms("precommit", self.round)
+            out.append(ScheduleTimeout(Timeout(self.height, self.round, Phase.PRECOMMIT), delay))
+
+    def _rule_decide(self, out: list[Output]) -> None:
+        """+2/3 precommits for a proposed valid block in any round: it is final (lines 49-54)."""
+        for (round_, kind), precommits in self.votes.items():
+            if kind != Kind.PRECOMMIT:
+                continue
+            for block_id, power in precommits.power_for.items():
+                if block_id is None or not self.state.committee.is_quorum(power):
+                    continue
+                entry = self.proposals.get(round_)
+                if entry is not None and entry[1].hash == block_id and self._is_valid(entry[1]):
+                    certificate = make_certificate(precommits.votes_for(block_id))
+                    self._decide(entry[1], certificate, out, via_sync=False)
+                    return
+                self._maybe_sync(out)  # the network decided a block we never received
+
+    def _rule_skip_round(self, out: list[Output]) -> None:
+        """Messages from more than 1/3 of stake at a higher round: join it (lines 55-56)."""
+        for round_, senders in self.round_senders.items():
+            if round_ > self.round and self.state.committee.is_one_third(sum(senders.values())):
+                self._start_round(round_, out)
+                return
+
+    # ----------------------------------------------------------- actions
+
+    def _prevote(self, block_id: bytes | None, out: list[Output]) -> None:
+        self.phase = Phase.PREVOTE
+        if self.in_committee():
+            out.append(Sign(Vote(Kind.PREVOTE, self.height, self.round, block_id, self.address)))
+
+    def _precommit(self, block_id: bytes | None, out: list[Output]) -> None:
+        self.phase = Phase.PRECOMMIT
+        if self.in_committee():
+            block = self.locked_block if block_id is not None else None
+            out.append(Sign(Vote(Kind.PRECOMMIT, self.height, self.round, block_id, self.address), block))
+
+    def _decide(self, block: Block, certificate: CommitCertificate, out: list[Output], via_sync: bool) -> None:
+        new_state, events = self._transition(self.state, block)
+        out.append(Decided(block, certificate, certificate.round, new_state, events, self.height_started_ms, via_sync))
+        self._drop_included(block)
+        self.last_certificate = certificate
+        self._last_precommits = None
+        if not via_sync:
+            precommits = self.votes.get((certificate.round, Kind.PRECOMMIT))
+            self._last_precommits = precommits
+        self._reset(new_state, self._now)
+        self._schedule_heartbeat(out)
+        self._replay_buffered(out)
+        wait = self.params.commit_wait_ms
+        if wait > 0:
+            out.append(ScheduleTimeout(Timeout(self.height, 0, Phase.NEW_HEIGHT), wait))
+        else:
+            self._start_round(0, out)
+
+    def _drop_included(self, block: Block) -> None:
+        for tx in block.txs:
+            self.mempool.pop(tx, None)
+        for evidence in block.evidence:
+            self.evidence_pool.pop(evidence.key(), None)
+        stale = [k for k, ev in self.evidence_pool.items() if ev.height + self.params.evidence_max_age <= block.height]
+        for key in stale:
+            del self.evidence_pool[key]
+
+    def _maybe_sync(self, out: list[Output]) -> None:
+        if self._now - self._sync_requested_ms >= SYNC_RETRY_MS:
+            self._sync_requested_ms = self._now
+            out.append(RequestSync(self.height))

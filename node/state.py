@@ -1,0 +1,330 @@
+"""The chain state and its transition: `apply_block(state, block) -> state`.
+
+Everything here is a pure function of frozen values. The ledger (stake,
+pools, penalties, rewards) lives in `node.ledger`; this module adds what
+consensus needs on top of it: the validator set in effect, proposer
+priorities, the epoch seed and the committee for the next height.
+
+Timing rules (quorum intersection depends on them):
+- the committee for height h is computed from the state after h-1 and is
+  fixed for every round of h;
+- stake changes enter the validator set only at epoch boundaries; a pool
+  that is jailed or tombstoned leaves it at the next height, so an offender
+  stops voting at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from node import ledger as L
+from node.genesis import Genesis, Params
+from node.messages import (
+    ZERO_HASH,
+    Block,
+    CommitCertificate,
+    Evidence,
+    Proposal,
+    Vote,
+    evidence_shape_problem,
+    sha256,
+    signer_of,
+    verify_signed,
+)
+from node.selection import (
+    ProposerPriorities,
+    increment_proposer_priority,
+    new_priorities,
+    proposer_for_round,
+    select_committee,
+    update_validators,
+)
+
+GENESIS_SEED_DOMAIN = b"posnet-epoch-seed"
+
+
+@dataclass(frozen=True)
+class Committee:
+    """The validators who vote at one height, with their voting power."""
+
+    height: int
+    members: tuple[tuple[bytes, int], ...]  # (address, power), sorted by address
+    total: int
+
+    @property
+    def power(self) -> Mapping[bytes, int]:
+        return _power_map(self.members)
+
+    def power_of(self, address: bytes) -> int:
+        return self.power.get(address, 0)
+
+    def is_quorum(self, power: int) -> bool:
+        """Strictly more than 2/3 of the committee's stake."""
+        return 3 * power > 2 * self.total
+
+    def is_one_third(self, power: int) -> bool:
+        """Strictly more than 1/3: at least one honest validator is among them."""
+        return 3 * power > self.total
+
+
+@lru_cache(maxsize=256)
+def _power_map(members: tuple[tuple[bytes, int], ...]) -> Mapping[bytes, int]:
+    return dict(members)
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """What every node agrees on after finalizing `height`."""
+
+    chain_id: str
+    params: Params
+    height: int
+    last_block_hash: bytes
+    last_timestamp_ms: int
+    ledger: L.Ledger
+    public_keys: Mapping[bytes, bytes]  # every pool ever registered: address -> public key
+    names: Mapping[bytes, str]
+    epoch: int
+    epoch_seed: bytes
+    seed_accumulator: bytes
+    validator_set: tuple[tuple[bytes, int], ...]  # (address, power) in effect, sorted by address
+    priorities: ProposerPriorities
+    committee: Committee  # for height + 1
+    recent_committees: tuple[Committee, ...]  # for checking certificates and evidence of recent heights
+
+    @property
+    def next_height(self) -> int:
+        return self.height + 1
+
+
+# ------------------------------------------------------------- construction
+
+
+def genesis_seed(chain_id: str) -> bytes:
+    return sha256(GENESIS_SEED_DOMAIN + chain_id.encode())
+
+
+def genesis_state(genesis: Genesis) -> ChainState:
+    """The state before height 1."""
+    ledger = L.genesis_ledger(genesis)
+    validator_set = L.active_powers(ledger)
+    if not validator_set:
+        raise ValueError("genesis has no validator with stake")
+    seed = genesis_seed(genesis.chain_id)
+    return ChainState(
+        chain_id=genesis.chain_id,
+        params=genesis.params,
+        height=0,
+        last_block_hash=ZERO_HASH,
+        last_timestamp_ms=genesis.genesis_time_ms,
+        ledger=ledger,
+        public_keys={v.address: v.public_key for v in genesis.validators},
+        names={v.address: v.name for v in genesis.validators},
+        epoch=0,
+        epoch_seed=seed,
+        seed_accumulator=seed,
+        validator_set=validator_set,
+        priorities=new_priorities(validator_set),
+        committee=compute_committee(1, validator_set, genesis.params.committee_size, seed),
+        recent_committees=(),
+    )
+
+
+@lru_cache(maxsize=64)
+def _committee_members(
+    validator_set: tuple[tuple[bytes, int], ...], size: int, seed: bytes
+) -> tuple[tuple[bytes, int], ...]:
+    chosen = select_committee(validator_set, size, seed)
+    power = dict(validator_set)
+    return tuple((address, power[address]) for address in chosen)
+
+
+def compute_committee(
+    height: int, validator_set: tuple[tuple[bytes, int], ...], size: int, seed: bytes
+) -> Committee:
+    """Sample the committee by stake from the epoch seed (all validators if few enough)."""
+    members = _committee_members(validator_set, size, seed)
+    return Committee(height, members, sum(power for _, power in members))
+
+
+def proposer_of(state: ChainState, round_: int) -> bytes:
+    """The proposer of (state.height + 1, round_), CometBFT's weighted round-robin."""
+    return proposer_for_round(state.priorities, round_)
+
+
+def committee_at(state: ChainState, height: int) -> Committee | None:
+    """The committee of a recent height (or the next one), if still remembered."""
+    if height == state.next_height:
+        return state.committee
+    for committee in state.recent_committees:
+        if committee.height == height:
+            return committee
+    return None
+
+
+# ------------------------------------------------------------- verification
+
+
+def certificate_problem(
+    state: ChainState, cert: CommitCertificate, committee: Committee, block_id: bytes
+) -> str | None:
+    """Why `cert` does not prove `block_id` final for `committee`, or None."""
+    if cert.block_id != block_id:
+        return "certificate is for another block"
+    if cert.height != committee.height:
+        return "certificate is for another height"
+    power = 0
+    for vote in cert.votes():
+        member_power = committee.power_of(vote.validator)
+        if member_power == 0:
+            return "certificate signer outside the committee"
+        if not verify_signed(state.chain_id, vote, state.public_keys[vote.validator]):
+            return "certificate has a bad signature"
+        power += member_power
+    if not committee.is_quorum(power):
+        return "certificate lacks more than 2/3 of committee stake"
+    return None
+
+
+def signed_item_problem(state: ChainState, item: Vote | Proposal) -> str | None:
+    """Signature check for a vote or proposal by a known validator."""
+    public_key = state.public_keys.get(signer_of(item))
+    if public_key is None:
+        return "unknown signer"
+    if not verify_signed(state.chain_id, item, public_key):
+        return "bad signature"
+    return None
+
+
+def evidence_problem(state: ChainState, evidence: Evidence) -> str | None:
+    """Verify evidence in full: shape, signatures, membership, age, novelty."""
+    shape = evidence_shape_problem(evidence)
+    if shape:
+        return shape
+    for item in (evidence.first, evidence.second):
+        problem = signed_item_problem(state, item)
+        if problem:
+            return problem
+    if isinstance(evidence.first, Vote):
+        committee = committee_at(state, evidence.height)
+        if committee is None or committee.power_of(evidence.offender) == 0:
+            return "offender was not in the committee at that height (or it is too old)"
+    return L.evidence_problem(state.ledger, evidence, state.next_height, state.params)
+
+
+def block_problem(state: ChainState, block: Block) -> str | None:
+    """Why `block` cannot be the next block, or None if it is valid."""
+    if block.height != state.next_height:
+        return f"height {block.height} is not {state.next_height}"
+    if block.prev_hash != state.last_block_hash:
+        return "prev_hash does not match the last finalized block"
+    if block.proposer not in dict(state.validator_set):
+        return "proposer is not in the validator set"  # a re-proposed block keeps its original proposer
+    if block.timestamp_ms < state.last_timestamp_ms:
+        return "timestamp goes backwards"
+    if len(block.txs) > state.params.max_block_txs:
+        return "too many transactions"
+    if block.height > 1:
+        previous = committee_at(state, block.height - 1)
+        if block.last_commit is None or previous is None:
+            return "missing last commit"
+        problem = certificate_problem(state, block.last_commit, previous, state.last_block_hash)
+        if problem:
+            return f"last commit: {problem}"
+    keys = set()
+    for evidence in block.evidence:
+        problem = evidence_problem(state, evidence)
+        if problem:
+            return f"evidence: {problem}"
+        if evidence.key() in keys:
+            return "evidence: duplicate in block"
+        keys.add(evidence.key())
+    return None
+
+
+# --------------------------------------------------------------- transition
+
+
+def block_context(state: ChainState, block: Block) -> L.BlockContext:
+    previous = committee_at(state, block.height - 1)
+    return L.BlockContext(
+        height=block.height,
+        epoch=state.epoch,
+        proposer=block.proposer,
+        prev_committee=previous.members if previous and block.last_commit else (),
+        prev_signers=block.last_commit.signers() if block.last_commit else frozenset(),
+        evidence=block.evidence,
+    )
+
+
+def is_epoch_boundary(state: ChainState, height: int) -> bool:
+    return height % state.params.epoch_length == 0
+
+
+def next_validator_set(
+    state: ChainState, ledger: L.Ledger, boundary: bool
+) -> tuple[tuple[bytes, int], ...]:
+    """At an epoch boundary the ledger's powers; otherwise the same set minus the penalized."""
+    if boundary:
+        return L.active_powers(ledger)
+    return tuple(
+        (address, power)
+        for address, power in state.validator_set
+        if L.pool_status(ledger, address) == "active"
+    )
+
+
+def mix_seed(accumulator: bytes, block_hash: bytes) -> bytes:
+    """Fold a finalized block hash into the running seed (the next epoch's randomness)."""
+    return sha256(accumulator + block_hash)
+
+
+def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
+    """Apply a valid, finalized block; returns the new state and the ledger's events."""
+    ledger, events = L.apply_block(state.ledger, block_context(state, block), block.txs, state.params, state.chain_id)
+    height = block.height
+    boundary = is_epoch_boundary(state, height)
+    accumulator = mix_seed(state.seed_accumulator, block.hash)
+    epoch, epoch_seed = state.epoch, state.epoch_seed
+    if boundary:
+        epoch, epoch_seed = epoch + 1, accumulator
+        ledger, epoch_events = L.start_epoch(ledger, epoch, state.params)
+        events += epoch_events
+    validator_set = next_validator_set(state, ledger, boundary) or state.validator_set
+    priorities = state.priorities
+    if validator_set != state.validator_set:
+        priorities = update_validators(priorities, validator_set)
+    priorities = increment_proposer_priority(priorities, 1)
+    keep_from = height - state.params.evidence_max_age
+    recent = tuple(c for c in (state.committee, *state.recent_committees) if c.height > keep_from)
+    new_state = replace(
+        state,
+        height=height,
+        last_block_hash=block.hash,
+        last_timestamp_ms=block.timestamp_ms,
+        ledger=ledger,
+        public_keys=_merge_keys(state.public_keys, ledger),
+        epoch=epoch,
+        epoch_seed=epoch_seed,
+        seed_accumulator=accumulator,
+        validator_set=validator_set,
+        priorities=priorities,
+        committee=compute_committee(height + 1, validator_set, state.params.committee_size, epoch_seed),
+        recent_committees=recent,
+    )
+    return new_state, events
+
+
+def _merge_keys(known: Mapping[bytes, bytes], ledger: L.Ledger) -> Mapping[bytes, bytes]:
+    """Pools registered by transaction become known signers."""
+    missing = {a: p.public_key for a, p in ledger.pools.items() if a not in known}
+    return {**known, **missing} if missing else known
+
+
+def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:
+    """name -> {stake, status}, for reports and the simulator's JSON."""
+    pools = sorted(state.ledger.pools.values(), key=lambda pool: (len(pool.name), pool.name))
+    return {pool.name: {"stake": L.pool_power(pool), "status": pool.status} for pool in pools}
+
