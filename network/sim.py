@@ -26,36 +26,15 @@ from typing import Any
 from network.faults import FaultPlan
 from network.simnet import SimNetwork
 from node import ledger as L
-from node.byzantine import Equivocator
-from node.consensus import (
-    BroadcastEvidence,
-    ConsensusMachine,
-    Decided,
-    Output,
-    Rebroadcast,
-    RequestSync,
-    RoundTimedOut,
-    ScheduleTimeout,
-    Sign,
-    Timeout,
-)
+from node.consensus import MAX_ROUND_AHEAD, ConsensusMachine, Decided
+from node.driver import PENALTY_EVENTS, Driver
 from node.genesis import Genesis, Params, make_genesis
-from node.inbox import (
-    AdmissionContext,
-    EvidenceMsg,
-    ProposalMsg,
-    Rejected,
-    SyncRequest,
-    SyncResponse,
-    admit,
-)
+from node.inbox import Admitted, ProposalMsg
 from node.keys import Keypair
 from node.messages import Block, CommitCertificate, Proposal, Vote, signed_kind, signer_of
-from node.outbox import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
 from node.signer import GuardedSigner, MemoryRecord
 from node.state import ChainState, apply_block, block_problem, genesis_state, proposer_of, validator_summary
 
-SYNC_BATCH = 20
 RESUME_ROUNDS = 10
 DEADLINE_ROUNDS_PER_HEIGHT = 6  # lossy runs may need several rounds per height
 
@@ -146,7 +125,12 @@ class SharedCore:
 
 
 class SimNode:
-    """One simulated validator process: machine, signer, 'disk' and Byzantine behaviour."""
+    """One simulated validator process: the shared driver plus a simulated 'disk'.
+
+    It implements the driver's `Effects` over the simulated network and keeps
+    what a real node keeps on disk (finalized chain, signing record and
+    journal), which survives a simulated crash while everything else is lost.
+    """
 
     def __init__(
         self,
@@ -156,34 +140,31 @@ class SimNode:
         net: SimNetwork,
         core: SharedCore,
         behaviour: str | None,
-        on_event: Callable[[dict[str, Any]], None],
+        events: list[dict[str, Any]],
     ) -> None:
         self.name = name
-        self.keypair = keypair
         self.net = net
         self.core = core
-        self.behaviour = behaviour
-        self.on_event = on_event
-        self.chain_id = genesis.chain_id
         self.genesis = genesis
-        self.record = MemoryRecord()  # survives crashes, like the SQLite file
-        self.chain: list[tuple[Block, CommitCertificate, ChainState]] = []  # survives crashes
-        self.signer = GuardedSigner(self.chain_id, keypair, self.record)
-        self.equivocator = Equivocator(self.chain_id, keypair) if behaviour == "equivocate" else None
-        self.machine: ConsensusMachine | None = None
-        self.incarnation = 0
+        self.events = events
+        self.record = MemoryRecord()
+        self.chain: list[tuple[Block, CommitCertificate, ChainState]] = []
         self.finalized_at: list[tuple[int, int]] = []  # (virtual ms, height)
-        self.rejected: Counter[str] = Counter()
-        self.round_timeouts = 0
         self.offences_seen: dict[tuple[bytes, int, int, int], set[bytes | None]] = {}
         self.accountability_violations: list[str] = []
-        net.attach(name, self.on_bytes)
-
-    # ------------------------------------------------------------ lifecycle
+        self._pending_offence: tuple[bytes, int, int, int] | None = None
+        signer = GuardedSigner(genesis.chain_id, keypair, self.record)
+        self.driver = Driver(name, keypair, signer, self, behaviour, on_admitted=self._watch_offence)
+        self.driver.after_outputs = self._check_offence_caught
+        net.attach(name, lambda _sender, data: self.driver.receive(data))
 
     @property
-    def alive(self) -> bool:
-        return self.machine is not None
+    def behaviour(self) -> str | None:
+        return self.driver.behaviour
+
+    @property
+    def machine(self) -> ConsensusMachine | None:
+        return self.driver.machine
 
     @property
     def height(self) -> int:
@@ -194,58 +175,51 @@ class SimNode:
         return self.chain[-1][2] if self.chain else self.genesis
 
     def boot(self) -> None:
-        last_cert = self.chain[-1][1] if self.chain else None
-        self.machine = ConsensusMachine(
-            self.state,
-            self.keypair.address,
-            transition=self.core.transition,
-            check_block=self.core.check,
-            last_certificate=last_cert,
-        )
         self.net.down.discard(self.name)
-        now = self.net.now_ms
-        self._run(self.machine.restore(self.signer.journal(self.machine.height), now))
-        self._run(self.machine.start(now))
+        last_cert = self.chain[-1][1] if self.chain else None
+        self.driver.boot(self.state, last_cert, transition=self.core.transition, check_block=self.core.check)
 
     def crash(self) -> None:
-        self.machine = None
+        self.driver.stop()
         self.offences_seen.clear()  # memory is lost; the restarted machine starts afresh
-        self.incarnation += 1
         self.net.down.add(self.name)
-        self.on_event({"event": "crashed", "node": self.name, "t": self.net.now_ms})
+        self.log({"event": "crashed"})
 
-    # -------------------------------------------------------------- inbound
+    # --------------------------------------------------------------- effects
 
-    def on_bytes(self, sender: str, data: bytes) -> None:
-        machine = self.machine
-        if machine is None:
-            return
-        ctx = AdmissionContext(self.chain_id, machine.state.public_keys, machine.height)
-        message = admit(data, ctx)
-        if isinstance(message, Rejected):
-            self.rejected[message.reason] += 1
-            return
-        now = self.net.now_ms
-        if isinstance(message, Vote):
-            self._watch_offence(message, machine)
-            self._run(machine.on_vote(message, now))
-        elif isinstance(message, ProposalMsg):
-            if self.equivocator:
-                self.equivocator.observe_proposal(message.proposal)
-            self._watch_offence(message.proposal, machine)
-            self._run(machine.on_proposal(message.proposal, message.block, now))
-        elif isinstance(message, EvidenceMsg):
-            self._run(machine.on_evidence(message.evidence))
-        elif isinstance(message, SyncRequest):
-            self._answer_sync(message)
-        elif isinstance(message, SyncResponse):
-            for block, cert in message.blocks:
-                if self.machine is not None:
-                    self._run(self.machine.on_commit(block, cert, self.net.now_ms))
+    def now_ms(self) -> int:
+        return self.net.now_ms
 
-    def _watch_offence(self, item: Vote | Proposal, machine: ConsensusMachine) -> None:
-        """Record conflicting messages shown to an honest node, and check the machine caught them."""
-        if self.behaviour is not None or item.height != machine.height:
+    def broadcast(self, channel: str, data: bytes) -> None:
+        self.net.broadcast(self.name, data)
+
+    def send_to(self, node: str, data: bytes) -> None:
+        self.net.send(self.name, node, data)
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
+        self.net.schedule(delay_ms, action)
+
+    def finalized(self, decided: Decided) -> None:
+        self.chain.append((decided.block, decided.certificate, decided.state))
+        self.finalized_at.append((self.net.now_ms, decided.block.height))
+
+    def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
+        return [(block, cert) for block, cert, _ in self.chain[start - 1 : start - 1 + limit]]
+
+    def log(self, event: dict[str, Any]) -> None:
+        if event["event"] in PENALTY_EVENTS or event["event"] in ("crashed", "evidence"):
+            self.events.append({**event, "node": self.name, "t_ms": self.net.now_ms})
+
+    # ---------------------------------------------------- accountability check
+
+    def _watch_offence(self, message: Admitted, machine: ConsensusMachine) -> None:
+        """Record conflicting messages shown to an honest node at its current height."""
+        item = message.proposal if isinstance(message, ProposalMsg) else message
+        if (
+            self.behaviour is not None
+            or not isinstance(item, Vote | Proposal)
+            or item.height != machine.height
+        ):
             return
         if isinstance(item, Vote) and machine.state.committee.power_of(item.validator) == 0:
             return
@@ -254,92 +228,19 @@ class SimNode:
         key = (signer_of(item), item.height, item.round, int(signed_kind(item)))
         ids = self.offences_seen.setdefault(key, set())
         ids.add(item.block_id)
-        self._pending_offence = key if len(ids) > 1 and item.round <= machine.round + 64 else None
+        if len(ids) > 1 and item.round <= machine.round + MAX_ROUND_AHEAD:
+            self._pending_offence = key
 
     def _check_offence_caught(self) -> None:
-        key = getattr(self, "_pending_offence", None)
-        self._pending_offence = None
-        if key is None or self.machine is None or self.machine.height != key[1]:
-            return
-        if key not in self.machine.evidence_seen:
-            self.accountability_violations.append(f"{self.name} saw equivocation {key[0].hex()[:8]} at {key[1:]} without evidence")
-
-    def _answer_sync(self, request: SyncRequest) -> None:
-        if self.behaviour == "silent" or request.from_height > self.height:
-            return
-        batch = [(block, cert) for block, cert, _ in self.chain[request.from_height - 1 : request.from_height - 1 + SYNC_BATCH]]
-        self.net.send(self.name, request.reply_to, sync_response_bytes(self.chain_id, batch, self.keypair))
-
-    # ------------------------------------------------------------- outbound
-
-    def _send(self, data: bytes) -> None:
-        if self.behaviour != "silent":
-            self.net.broadcast(self.name, data)
-
-    def _run(self, outputs: list[Output]) -> None:
-        queue = list(outputs)
-        while queue:
-            output = queue.pop(0)
-            if self.machine is None:
-                return
-            queue.extend(self._handle(output))
-        self._check_offence_caught()
-
-    def _handle(self, output: Output) -> list[Output]:
+        """The machine must have produced evidence for what it was just shown."""
+        key, self._pending_offence = self._pending_offence, None
         machine = self.machine
-        assert machine is not None
-        now = self.net.now_ms
-        if isinstance(output, Sign):
-            return self._sign_and_send(output, machine)
-        if isinstance(output, ScheduleTimeout):
-            incarnation = self.incarnation
-            self.net.schedule(output.delay_ms, lambda: self._on_timeout(output.timeout, incarnation))
-        elif isinstance(output, BroadcastEvidence):
-            self._send(evidence_bytes(self.chain_id, output.evidence, self.keypair))
-        elif isinstance(output, RequestSync):
-            self._send(sync_request_bytes(self.chain_id, output.from_height, self.name, self.keypair))
-        elif isinstance(output, Decided):
-            self._on_decided(output, now)
-        elif isinstance(output, RoundTimedOut):
-            self.round_timeouts += 1
-        elif isinstance(output, Rebroadcast):
-            for item, block in output.items:
-                self._send(signed_item_bytes(self.chain_id, item, block))
-        return []
-
-    def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
-        signed = self.signer.sign(output.item, output.block)
-        if signed is None:
-            return []
-        self._send(signed_item_bytes(self.chain_id, signed, output.block))
-        if self.equivocator is not None:
-            twin, twin_block = self.equivocator.twin(signed, output.block)
-            self._send(signed_item_bytes(self.chain_id, twin, twin_block))
-        now = self.net.now_ms
-        if isinstance(signed, Proposal):
-            assert output.block is not None
-            return machine.on_proposal(signed, output.block, now)
-        return machine.on_vote(signed, now)
-
-    def _on_timeout(self, timeout: Timeout, incarnation: int) -> None:
-        if self.machine is not None and incarnation == self.incarnation:
-            self._run(self.machine.on_timeout(timeout, self.net.now_ms))
-
-    def _on_decided(self, decided: Decided, now: int) -> None:
-        self.chain.append((decided.block, decided.certificate, decided.state))
-        self.finalized_at.append((now, decided.block.height))
-        for event in decided.events:
-            if event.kind in ("slashed", "jailed", "tombstoned", "unjailed"):
-                self.on_event(
-                    {
-                        "event": event.kind,
-                        "node": self.name,
-                        "height": decided.block.height,
-                        "validator": decided.state.names.get(event.validator, event.validator.hex()[:8]),
-                        "amount": event.amount,
-                        "reason": event.reason,
-                    }
-                )
+        if key is None or machine is None or machine.height != key[1]:
+            return
+        if key not in machine.evidence_seen:
+            self.accountability_violations.append(
+                f"{self.name} saw equivocation by {key[0].hex()[:8]} at (h, r, step) {key[1:]} without evidence"
+            )
 
 
 # ------------------------------------------------------------------ running
@@ -377,7 +278,9 @@ def run_simulation(config: SimConfig) -> SimResult:
     core = SharedCore()
     events: list[dict[str, Any]] = []
     nodes = {
-        name: SimNode(name, keys[name], state0, net, core, config.byzantine_mode if name in byzantine else None, events.append)
+        name: SimNode(
+            name, keys[name], state0, net, core, config.byzantine_mode if name in byzantine else None, events
+        )
         for name in names
     }
     _schedule_crashes(net, nodes, config.faults)
@@ -425,13 +328,17 @@ def check_liveness(config: SimConfig, honest: list[SimNode], last_heal: int, par
     lowest = min(node.height for node in honest)
     if lowest < config.heights:
         stuck = sorted(node.name for node in honest if node.height == lowest)
-        violations.append(f"stalled: honest nodes {','.join(stuck)} reached only height {lowest} of {config.heights}")
+        violations.append(
+            f"stalled: honest nodes {','.join(stuck)} reached only height {lowest} of {config.heights}"
+        )
     if last_heal:
         bound = last_heal + round_budget_ms(params, RESUME_ROUNDS)
         for node in honest:
             resumed = _finalized_after(node, last_heal)
             if resumed is None or resumed > bound:
-                violations.append(f"{node.name} did not finalize within {RESUME_ROUNDS} rounds of the last heal at {last_heal} ms")
+                violations.append(
+                    f"{node.name} did not finalize within {RESUME_ROUNDS} rounds of the last heal at {last_heal} ms"
+                )
     return violations
 
 
@@ -448,7 +355,7 @@ def _result(
     state = reference.state
     rejected: Counter[str] = Counter()
     for node in nodes.values():
-        rejected.update(node.rejected)
+        rejected.update(node.driver.stats.rejected)
     return SimResult(
         config=config,
         heights_finalized=reference.height,
@@ -462,9 +369,7 @@ def _result(
         delivered=net.delivered,
         dropped=net.dropped,
         rejected=dict(sorted(rejected.items())),
-        round_timeouts=sum(node.round_timeouts for node in honest),
+        round_timeouts=sum(node.driver.stats.round_timeouts for node in honest),
         nakamoto_coefficient=L.nakamoto_coefficient(state.ledger),
         events=events,
     )
-
-

@@ -363,7 +363,11 @@ class ConsensusMachine:
         self.phase = Phase.PROPOSE
         if proposer_of(self.state, round_) == self.address:
             self._propose(out)
-        out.append(ScheduleTimeout(Timeout(self.height, round_, Phase.PROPOSE), self.params.timeout_ms("propose", round_)))
+        out.append(
+            ScheduleTimeout(
+                Timeout(self.height, round_, Phase.PROPOSE), self.params.timeout_ms("propose", round_)
+            )
+        )
 
     def _propose(self, out: list[Output]) -> None:
         if self.valid_block is not None:
@@ -505,7 +509,11 @@ class ConsensusMachine:
         prevotes = self.votes.get((self.round, Kind.PREVOTE))
         if prevotes is None or self.phase < Phase.PREVOTE:
             return
-        if self.phase == Phase.PREVOTE and prevotes.has_quorum_any() and self.round not in self._prevote_timeout_set:
+        if (
+            self.phase == Phase.PREVOTE
+            and prevotes.has_quorum_any()
+            and self.round not in self._prevote_timeout_set
+        ):
             self._prevote_timeout_set.add(self.round)
             delay = self.params.timeout_ms("prevote", self.round)
             out.append(ScheduleTimeout(Timeout(self.height, self.round, Phase.PREVOTE), delay))
@@ -524,7 +532,11 @@ class ConsensusMachine:
     def _rule_precommit_timeout(self, out: list[Output]) -> None:
         """Any +2/3 precommits at this round: give the round a last chance, then move on (lines 47-48)."""
         precommits = self.votes.get((self.round, Kind.PRECOMMIT))
-        if precommits is not None and precommits.has_quorum_any() and self.round not in self._precommit_timeout_set:
+        if (
+            precommits is not None
+            and precommits.has_quorum_any()
+            and self.round not in self._precommit_timeout_set
+        ):
             self._precommit_timeout_set.add(self.round)
             delay = self.params.timeout_ms("precommit", self.round)
             out.append(ScheduleTimeout(Timeout(self.height, self.round, Phase.PRECOMMIT), delay))
@@ -564,9 +576,15 @@ class ConsensusMachine:
             block = self.locked_block if block_id is not None else None
             out.append(Sign(Vote(Kind.PRECOMMIT, self.height, self.round, block_id, self.address), block))
 
-    def _decide(self, block: Block, certificate: CommitCertificate, out: list[Output], via_sync: bool) -> None:
+    def _decide(
+        self, block: Block, certificate: CommitCertificate, out: list[Output], via_sync: bool
+    ) -> None:
         new_state, events = self._transition(self.state, block)
-        out.append(Decided(block, certificate, certificate.round, new_state, events, self.height_started_ms, via_sync))
+        out.append(
+            Decided(
+                block, certificate, certificate.round, new_state, events, self.height_started_ms, via_sync
+            )
+        )
         self._drop_included(block)
         self.last_certificate = certificate
         self._last_precommits = None
@@ -587,7 +605,11 @@ class ConsensusMachine:
             self.mempool.pop(tx, None)
         for evidence in block.evidence:
             self.evidence_pool.pop(evidence.key(), None)
-        stale = [k for k, ev in self.evidence_pool.items() if ev.height + self.params.evidence_max_age <= block.height]
+        stale = [
+            k
+            for k, ev in self.evidence_pool.items()
+            if ev.height + self.params.evidence_max_age <= block.height
+        ]
         for key in stale:
             del self.evidence_pool[key]
 

@@ -1,0 +1,272 @@
+"""The glue between one validator's state machine and the outside world.
+
+The same driver runs in the simulator and in a real node: it admits raw
+bytes, dispatches them to the machine, and turns the machine's outputs into
+effects through a small `Effects` interface (send, schedule, persist, log).
+Signing goes through the guarded signer; a Byzantine behaviour, when set,
+is applied here and only here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from node.byzantine import Equivocator
+from node.consensus import (
+    BroadcastEvidence,
+    ConsensusMachine,
+    Decided,
+    Output,
+    Rebroadcast,
+    RequestSync,
+    RoundTimedOut,
+    ScheduleTimeout,
+    Sign,
+    Timeout,
+)
+from node.inbox import (
+    AdmissionContext,
+    Admitted,
+    EvidenceMsg,
+    ProposalMsg,
+    Rejected,
+    StatusMsg,
+    SyncRequest,
+    SyncResponse,
+    TxMsg,
+    admit,
+)
+from node.keys import Keypair
+from node.messages import Block, CommitCertificate, Proposal, Vote
+from node.outbox import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
+from node.signer import GuardedSigner
+from node.state import ChainState
+
+SYNC_BATCH = 20
+PENALTY_EVENTS = ("slashed", "jailed", "tombstoned", "unjailed")
+
+
+class Effects(Protocol):
+    """What a driver needs from its environment (simulated or real)."""
+
+    def now_ms(self) -> int: ...
+
+    def broadcast(self, channel: str, data: bytes) -> None: ...
+
+    def send_to(self, node: str, data: bytes) -> None: ...
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None: ...
+
+    def finalized(self, decided: Decided) -> None:
+        """Persist a finalized block durably (called before anything else learns of it)."""
+
+    def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]: ...
+
+    def log(self, event: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class DriverStats:
+    rejected: Counter[str]
+    round_timeouts: int = 0
+    signed: int = 0
+
+
+class Driver:
+    """Runs one validator: admission, dispatch, outputs, Byzantine behaviour."""
+
+    def __init__(
+        self,
+        name: str,
+        keypair: Keypair,
+        signer: GuardedSigner,
+        effects: Effects,
+        behaviour: str | None = None,
+        on_admitted: Callable[[Admitted, ConsensusMachine], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.keypair = keypair
+        self.signer = signer
+        self.effects = effects
+        self.behaviour = behaviour
+        self.equivocator = Equivocator(signer.chain_id, keypair) if behaviour == "equivocate" else None
+        self.on_admitted = on_admitted
+        self.machine: ConsensusMachine | None = None
+        self.incarnation = 0
+        self.stats = DriverStats(Counter())
+        self.peers: dict[str, StatusMsg] = {}
+        self.after_outputs: Callable[[], None] | None = None
+
+    @property
+    def chain_id(self) -> str:
+        return self.signer.chain_id
+
+    # ------------------------------------------------------------ lifecycle
+
+    def boot(
+        self, state: ChainState, last_certificate: CommitCertificate | None, **machine_args: Any
+    ) -> None:
+        """(Re)start the machine from persisted state, replaying our journal first."""
+        self.machine = ConsensusMachine(
+            state, self.keypair.address, last_certificate=last_certificate, **machine_args
+        )
+        now = self.effects.now_ms()
+        self.run(self.machine.restore(self.signer.journal(self.machine.height), now))
+        self.run(self.machine.start(now))
+
+    def stop(self) -> None:
+        self.machine = None
+        self.incarnation += 1
+
+    # -------------------------------------------------------------- inbound
+
+    def receive(self, data: bytes) -> Admitted | Rejected | None:
+        """Admit raw bytes and act on them; returns what admission made of them."""
+        machine = self.machine
+        if machine is None:
+            return None
+        ctx = AdmissionContext(self.chain_id, machine.state.public_keys, machine.height)
+        message = admit(data, ctx)
+        if isinstance(message, Rejected):
+            self.stats.rejected[message.reason] += 1
+            return message
+        if self.on_admitted is not None:
+            self.on_admitted(message, machine)
+        self.dispatch(message)
+        return message
+
+    def dispatch(self, message: Admitted) -> None:
+        machine = self.machine
+        if machine is None:
+            return
+        now = self.effects.now_ms()
+        if isinstance(message, Vote):
+            self.run(machine.on_vote(message, now))
+        elif isinstance(message, ProposalMsg):
+            if self.equivocator:
+                self.equivocator.observe_proposal(message.proposal)
+            self.run(machine.on_proposal(message.proposal, message.block, now))
+        elif isinstance(message, EvidenceMsg):
+            self.run(machine.on_evidence(message.evidence))
+        elif isinstance(message, SyncRequest):
+            self._answer_sync(message)
+        elif isinstance(message, SyncResponse):
+            for block, cert in message.blocks:
+                if self.machine is not None:
+                    self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
+        elif isinstance(message, StatusMsg):
+            self.peers[message.node] = message
+        elif isinstance(message, TxMsg):
+            machine.on_tx(message.tx)
+
+    def _answer_sync(self, request: SyncRequest) -> None:
+        if self.behaviour == "silent":
+            return
+        batch = self.effects.chain_range(request.from_height, SYNC_BATCH)
+        if batch:
+            self.effects.send_to(request.reply_to, sync_response_bytes(self.chain_id, batch, self.keypair))
+
+    # ------------------------------------------------------------- outbound
+
+    def _send(self, channel: str, data: bytes) -> None:
+        if self.behaviour != "silent":
+            self.effects.broadcast(channel, data)
+
+    def run(self, outputs: list[Output]) -> None:
+        """Carry out outputs in order; outputs they cause are queued behind them."""
+        queue = list(outputs)
+        while queue and self.machine is not None:
+            queue.extend(self._handle(queue.pop(0)))
+        if self.after_outputs is not None:
+            self.after_outputs()
+
+    def _handle(self, output: Output) -> list[Output]:
+        machine = self.machine
+        assert machine is not None
+        if isinstance(output, Sign):
+            return self._sign_and_send(output, machine)
+        if isinstance(output, ScheduleTimeout):
+            incarnation = self.incarnation
+            self.effects.schedule(output.delay_ms, lambda: self._on_timeout(output.timeout, incarnation))
+        elif isinstance(output, BroadcastEvidence):
+            self._send("evidence", evidence_bytes(self.chain_id, output.evidence, self.keypair))
+            self.effects.log(
+                {
+                    "event": "evidence",
+                    "offender": machine.state.names.get(
+                        output.evidence.offender, output.evidence.offender.hex()[:8]
+                    ),
+                    "height": output.evidence.height,
+                }
+            )
+        elif isinstance(output, RequestSync):
+            self._send(
+                "sync/req", sync_request_bytes(self.chain_id, output.from_height, self.name, self.keypair)
+            )
+        elif isinstance(output, Decided):
+            self._on_decided(output)
+        elif isinstance(output, RoundTimedOut):
+            self.stats.round_timeouts += 1
+            self.effects.log(
+                {
+                    "event": "round_timeout",
+                    "height": output.height,
+                    "round": output.round,
+                    "step": output.phase.name.lower(),
+                }
+            )
+        elif isinstance(output, Rebroadcast):
+            for item, block in output.items:
+                self._send("consensus", signed_item_bytes(self.chain_id, item, block))
+        return []
+
+    def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
+        signed = self.signer.sign(output.item, output.block)
+        if signed is None:
+            return []
+        self.stats.signed += 1
+        self._send("consensus", signed_item_bytes(self.chain_id, signed, output.block))
+        if self.equivocator is not None:
+            twin, twin_block = self.equivocator.twin(signed, output.block)
+            self._send("consensus", signed_item_bytes(self.chain_id, twin, twin_block))
+        now = self.effects.now_ms()
+        if isinstance(signed, Proposal):
+            assert output.block is not None
+            return machine.on_proposal(signed, output.block, now)
+        return machine.on_vote(signed, now)
+
+    def _on_timeout(self, timeout: Timeout, incarnation: int) -> None:
+        if self.machine is not None and incarnation == self.incarnation:
+            self.run(self.machine.on_timeout(timeout, self.effects.now_ms()))
+
+    def _on_decided(self, decided: Decided) -> None:
+        self.effects.finalized(decided)
+        block, state = decided.block, decided.state
+        self.effects.log(
+            {
+                "event": "finalized",
+                "height": block.height,
+                "round": decided.round,
+                "hash": block.hash.hex(),
+                "proposer": state.names.get(block.proposer, block.proposer.hex()[:8]),
+                "latency_ms": max(0, self.effects.now_ms() - decided.started_ms),
+                "txs": len(block.txs),
+                "evidence": len(block.evidence),
+                "signers": len(decided.certificate.signatures),
+                "via_sync": decided.via_sync,
+            }
+        )
+        for event in decided.events:
+            if event.kind in PENALTY_EVENTS:
+                self.effects.log(
+                    {
+                        "event": event.kind,
+                        "height": block.height,
+                        "validator": state.names.get(event.validator, event.validator.hex()[:8]),
+                        "amount": event.amount,
+                        "reason": event.reason,
+                    }
+                )
