@@ -147,14 +147,22 @@ def _parse_body(envelope: Envelope) -> Admitted:
         return EvidenceMsg(sender, Evidence.from_wire(decode(body)))
     if kind == Kind.SYNC_REQUEST:
         from_height, reply_to = want_tuple(decode(body), "sync_request", 2)
-        return SyncRequest(sender, want_int(from_height, "sync_request.from_height", 1), want_str(reply_to, "reply_to", 64))
+        return SyncRequest(
+            sender, want_int(from_height, "sync_request.from_height", 1), want_str(reply_to, "reply_to", 64)
+        )
     if kind == Kind.SYNC_RESPONSE:
         return SyncResponse(sender, _parse_sync_blocks(decode(body)))
     if kind == Kind.STATUS:
         node, height, round_, online = want_tuple(decode(body), "status", 4)
         if not isinstance(online, bool):
             raise DecodeError("malformed", "status.online: expected boolean")
-        return StatusMsg(sender, want_str(node, "status.node", 64), want_int(height, "status.height"), want_int(round_, "status.round"), online)
+        return StatusMsg(
+            sender,
+            want_str(node, "status.node", 64),
+            want_int(height, "status.height"),
+            want_int(round_, "status.round"),
+            online,
+        )
     if kind == Kind.TX:
         return TxMsg(body)
     raise DecodeError("unknown_kind", kind.name)
@@ -207,4 +215,3 @@ def _height_problem(message: Admitted, ctx: AdmissionContext) -> Rejected | None
     if height > ctx.height + FUTURE_HEIGHTS:
         return Rejected("future", f"height {height} > {ctx.height + FUTURE_HEIGHTS}")
     return None
-

@@ -263,9 +263,7 @@ def is_epoch_boundary(state: ChainState, height: int) -> bool:
     return height % state.params.epoch_length == 0
 
 
-def next_validator_set(
-    state: ChainState, ledger: L.Ledger, boundary: bool
-) -> tuple[tuple[bytes, int], ...]:
+def next_validator_set(state: ChainState, ledger: L.Ledger, boundary: bool) -> tuple[tuple[bytes, int], ...]:
     """At an epoch boundary the ledger's powers; otherwise the same set minus the penalized."""
     if boundary:
         return L.active_powers(ledger)
@@ -283,7 +281,9 @@ def mix_seed(accumulator: bytes, block_hash: bytes) -> bytes:
 
 def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
     """Apply a valid, finalized block; returns the new state and the ledger's events."""
-    ledger, events = L.apply_block(state.ledger, block_context(state, block), block.txs, state.params, state.chain_id)
+    ledger, events = L.apply_block(
+        state.ledger, block_context(state, block), block.txs, state.params, state.chain_id
+    )
     height = block.height
     boundary = is_epoch_boundary(state, height)
     accumulator = mix_seed(state.seed_accumulator, block.hash)
@@ -327,4 +327,3 @@ def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:
     """name -> {stake, status}, for reports and the simulator's JSON."""
     pools = sorted(state.ledger.pools.values(), key=lambda pool: (len(pool.name), pool.name))
     return {pool.name: {"stake": L.pool_power(pool), "status": pool.status} for pool in pools}
-
