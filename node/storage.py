@@ -1,9 +1,11 @@
 """One node's durable state in a single SQLite file.
 
-Three things live here: the finalized chain (blocks with their commit
+Four things live here: the finalized chain (blocks with their commit
 certificates), a few recent state snapshots (so a restart resumes from a
-recent state rather than replaying from genesis), and the slashing-protection
-marks (the last thing each hosted validator key signed).
+recent state rather than replaying from genesis), the slashing-protection
+marks (the last thing each hosted validator key signed), and the signing
+journal (the signed messages of each key's newest height, so a restarted
+validator re-sends them and re-derives its lock instead of forgetting it).
 
 Durability beats speed. The database runs in WAL mode with
 ``synchronous=FULL``: in WAL mode ``NORMAL`` may lose the last transactions
@@ -62,6 +64,14 @@ _SCHEMA = (
         round INTEGER NOT NULL,
         step INTEGER NOT NULL,
         block_id BLOB
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS sign_journal (
+        validator BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        item BLOB NOT NULL,
+        block BLOB NOT NULL,
+        PRIMARY KEY (validator, seq)
     ) WITHOUT ROWID""",
 )
 
@@ -255,6 +265,47 @@ class Store:
                 " round = excluded.round, step = excluded.step, block_id = excluded.block_id",
                 (validator, mark.height, mark.round, int(mark.step), mark.block_id),
             )
+
+    # -- signing journal ---------------------------------------------------
+
+    def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
+        """Durably keep one signed message of ``height`` (with its block, or b"").
+
+        Called by the guarded signer right after :meth:`record_signing` and
+        before the signature leaves the process, in its own fsynced
+        transaction: a crash between the two leaves a mark without a journal
+        entry, which only means the restarted node re-signs (the identical
+        mark is allowed) instead of re-sending. Only the newest height is
+        kept per validator (older entries are deleted in the same
+        transaction); an entry for a height below the kept one is refused,
+        since the signing record can never have allowed it.
+        """
+        if height < 0:
+            raise ValueError("journal height must be >= 0")
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT MAX(height), MAX(seq) FROM sign_journal WHERE validator = ?", (validator,)
+            ).fetchone()
+            kept, last_seq = row if row is not None else (None, None)
+            if kept is not None and height < kept:
+                raise StorageError(
+                    f"validator {bytes(validator).hex()[:16]}: journal holds height {kept}, refusing {height}"
+                )
+            if kept is not None and height > kept:
+                conn.execute("DELETE FROM sign_journal WHERE validator = ?", (validator,))
+            conn.execute(
+                "INSERT INTO sign_journal (validator, seq, height, item, block) VALUES (?, ?, ?, ?, ?)",
+                (validator, 0 if last_seq is None else last_seq + 1, height, item, block),
+            )
+
+    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        """(item, block) pairs journaled for ``height``, in signing order; [] for any other height."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT item, block FROM sign_journal WHERE validator = ? AND height = ? ORDER BY seq",
+                (validator, height),
+            ).fetchall()
+        return [(bytes(item), bytes(block)) for item, block in rows]
 
     # -- internals ---------------------------------------------------------
 

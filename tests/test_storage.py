@@ -289,6 +289,67 @@ def test_a_closed_store_raises_storage_error(db_path: Path) -> None:
         store.record_signing(VAL, SignMark(1, 0, Step.PREVOTE, A))
 
 
+# -- signing journal ------------------------------------------------------------
+
+
+def test_the_journal_returns_one_heights_entries_in_signing_order(store: Store) -> None:
+    store.journal_append(VAL, 5, b"proposal", b"block")
+    store.journal_append(VAL, 5, b"prevote", b"")
+    store.journal_append(VAL, 5, b"precommit", b"block")
+    assert store.journal(VAL, 5) == [(b"proposal", b"block"), (b"prevote", b""), (b"precommit", b"block")]
+    assert store.journal(VAL, 4) == []
+    assert store.journal(VAL, 6) == []
+
+
+def test_a_newer_height_replaces_the_journal_and_an_older_one_is_refused(store: Store) -> None:
+    store.journal_append(VAL, 5, b"old", b"")
+    store.journal_append(VAL, 6, b"new", b"")
+    assert store.journal(VAL, 5) == []
+    assert store.journal(VAL, 6) == [(b"new", b"")]
+    with pytest.raises(StorageError, match="journal holds height 6"):
+        store.journal_append(VAL, 5, b"late", b"")
+    assert store.journal(VAL, 6) == [(b"new", b"")]
+    store.journal_append(VAL, 6, b"newer", b"")
+    assert store.journal(VAL, 6) == [(b"new", b""), (b"newer", b"")]
+
+
+def test_journals_are_kept_per_validator(store: Store) -> None:
+    store.journal_append(VAL, 3, b"mine", b"")
+    store.journal_append(OTHER_VAL, 9, b"theirs", b"")
+    assert store.journal(VAL, 3) == [(b"mine", b"")]
+    assert store.journal(OTHER_VAL, 9) == [(b"theirs", b"")]
+
+
+def test_the_store_is_the_guarded_signers_record_across_a_reopen(db_path: Path) -> None:
+    from node.keys import Keypair
+    from node.messages import Kind, Vote
+    from node.signer import GuardedSigner
+
+    keypair = Keypair.deterministic("journal-test")
+    prevote = Vote(Kind.PREVOTE, 7, 0, A, keypair.address)
+    with Store(db_path) as store:
+        signed = GuardedSigner("chain", keypair, store).sign(prevote)
+        assert signed is not None
+    with Store(db_path) as store:
+        signer = GuardedSigner("chain", keypair, store)
+        assert signer.journal(7) == [(signed, None)]
+        assert signer.sign(Vote(Kind.PREVOTE, 7, 0, B, keypair.address)) is None
+        assert signer.refused == 1
+        assert (
+            signer.sign(prevote) == signed
+        )  # the identical vote may be re-signed (Ed25519 is deterministic)
+
+
+JOURNAL_THEN_DIE = """
+    import os, signal, sys
+    from node.storage import Store
+
+    store = Store(sys.argv[1])
+    store.journal_append(bytes.fromhex(sys.argv[2]), 5, b"signed vote", b"its block")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
 # -- crashes: real processes, SIGKILL ------------------------------------------
 
 
@@ -468,3 +529,11 @@ def test_processes_sharing_a_database_cannot_both_sign_one_position(tmp_path: Pa
     assert sorted(outcomes) == ["refused"] * (len(blocks) - 1) + ["signed"]
     with Store(db_path) as store:
         assert store.last_signed(VAL) == SignMark(5, 0, Step.PREVOTE, blocks[outcomes.index("signed")])
+
+
+def test_a_journal_entry_written_just_before_sigkill_is_there_after_restart(db_path: Path) -> None:
+    child = run_child(JOURNAL_THEN_DIE, str(db_path), VAL.hex())
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL, err.decode()
+    with Store(db_path) as store:
+        assert store.journal(VAL, 5) == [(b"signed vote", b"its block")]
