@@ -335,9 +335,8 @@ def test_the_store_is_the_guarded_signers_record_across_a_reopen(db_path: Path) 
         assert signer.journal(7) == [(signed, None)]
         assert signer.sign(Vote(Kind.PREVOTE, 7, 0, B, keypair.address)) is None
         assert signer.refused == 1
-        assert (
-            signer.sign(prevote) == signed
-        )  # the identical vote may be re-signed (Ed25519 is deterministic)
+        # The identical vote may be re-signed (and Ed25519 signatures are deterministic).
+        assert signer.sign(prevote) == signed
 
 
 JOURNAL_THEN_DIE = """
