@@ -237,6 +237,7 @@ class ConsensusMachine:
     def start(self, now_ms: int) -> list[Output]:
         """Begin the current height (after construction or a restart)."""
         self._now = now_ms
+        self.height_started_ms = now_ms  # latency of this height counts from here, not from the epoch
         out: list[Output] = []
         self._schedule_heartbeat(out)
         self._start_round(0, out)
