@@ -29,7 +29,7 @@ from node import ledger as L
 from node.consensus import MAX_ROUND_AHEAD, ConsensusMachine, Decided
 from node.driver import PENALTY_EVENTS, Driver
 from node.genesis import Genesis, Params, make_genesis
-from node.inbox import Admitted, ProposalMsg
+from node.inbox import Admitted, AuthCache, ProposalMsg
 from node.keys import Keypair
 from node.messages import Block, CommitCertificate, Proposal, Vote, signed_kind, signer_of
 from node.signer import GuardedSigner, MemoryRecord
@@ -108,6 +108,7 @@ class SharedCore:
     def __init__(self) -> None:
         self._applied: dict[tuple[int, bytes], tuple[ChainState, Any]] = {}
         self._checked: dict[tuple[int, bytes], tuple[ChainState, str | None]] = {}
+        self.auth_cache: AuthCache = {}
 
     def transition(self, state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
         key = (id(state), block.hash)
@@ -154,7 +155,15 @@ class SimNode:
         self.accountability_violations: list[str] = []
         self._pending_offence: tuple[bytes, int, int, int] | None = None
         signer = GuardedSigner(genesis.chain_id, keypair, self.record)
-        self.driver = Driver(name, keypair, signer, self, behaviour, on_admitted=self._watch_offence)
+        self.driver = Driver(
+            name,
+            keypair,
+            signer,
+            self,
+            behaviour,
+            on_admitted=self._watch_offence,
+            auth_cache=core.auth_cache,
+        )
         self.driver.after_outputs = self._check_offence_caught
         net.attach(name, lambda _sender, data: self.driver.receive(data))
 

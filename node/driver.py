@@ -30,6 +30,7 @@ from node.consensus import (
 from node.inbox import (
     AdmissionContext,
     Admitted,
+    AuthCache,
     EvidenceMsg,
     ProposalMsg,
     Rejected,
@@ -86,6 +87,7 @@ class Driver:
         effects: Effects,
         behaviour: str | None = None,
         on_admitted: Callable[[Admitted, ConsensusMachine], None] | None = None,
+        auth_cache: AuthCache | None = None,
     ) -> None:
         self.name = name
         self.keypair = keypair
@@ -94,6 +96,7 @@ class Driver:
         self.behaviour = behaviour
         self.equivocator = Equivocator(signer.chain_id, keypair) if behaviour == "equivocate" else None
         self.on_admitted = on_admitted
+        self.auth_cache = auth_cache
         self.machine: ConsensusMachine | None = None
         self.incarnation = 0
         self.stats = DriverStats(Counter())
@@ -129,7 +132,7 @@ class Driver:
         if machine is None:
             return None
         ctx = AdmissionContext(self.chain_id, machine.state.public_keys, machine.height)
-        message = admit(data, ctx)
+        message = admit(data, ctx, self.auth_cache)
         if isinstance(message, Rejected):
             self.stats.rejected[message.reason] += 1
             return message

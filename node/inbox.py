@@ -103,35 +103,58 @@ class AdmissionContext:
     max_size: int = MAX_MESSAGE_BYTES
 
 
-def admit(data: bytes, ctx: AdmissionContext) -> Admitted | Rejected:
-    """Authenticate and parse one message, or say why it is dropped."""
+AuthCache = dict[bytes, tuple[Mapping[bytes, bytes], "Admitted | Rejected"]]
+
+
+def admit(data: bytes, ctx: AdmissionContext, cache: AuthCache | None = None) -> Admitted | Rejected:
+    """Authenticate and parse one message, or say why it is dropped.
+
+    `cache` lets many nodes in one process (the simulator) share the result
+    of authenticating identical bytes against the identical key set; the
+    height check, which depends on the node, is always done afresh.
+    """
+    if len(data) > ctx.max_size:
+        return Rejected("oversize", f"{len(data)} bytes")
+    if cache is None:
+        message = authenticate(data, ctx.chain_id, ctx.public_keys)
+    else:
+        hit = cache.get(data)
+        if hit is None or hit[0] is not ctx.public_keys:
+            if len(cache) > 100_000:
+                cache.clear()
+            hit = cache[data] = (ctx.public_keys, authenticate(data, ctx.chain_id, ctx.public_keys))
+        message = hit[1]
+    if isinstance(message, Rejected):
+        return message
+    return _height_problem(message, ctx) or message
+
+
+def authenticate(data: bytes, chain_id: str, public_keys: Mapping[bytes, bytes]) -> Admitted | Rejected:
+    """Everything about a message that does not depend on the receiver's height."""
     try:
-        envelope = parse_envelope(data) if len(data) <= ctx.max_size else None
+        envelope = parse_envelope(data)
     except DecodeError as exc:
         return Rejected(exc.reason, exc.detail)
-    if envelope is None:
-        return Rejected("oversize", f"{len(data)} bytes")
-    if envelope.chain_id != ctx.chain_id:
+    if envelope.chain_id != chain_id:
         return Rejected("wrong_chain", envelope.chain_id[:64])
-    public_key = _sender_key(envelope, ctx)
+    public_key = _sender_key(envelope, public_keys)
     if public_key is None:
         return Rejected("unknown_sender", envelope.sender.hex()[:16])
     if not verify(public_key, envelope.signed_bytes(), envelope.signature):
         return Rejected("bad_signature", envelope.kind.name)
     try:
-        message = _parse_body(envelope)
+        return _parse_body(envelope)
     except DecodeError as exc:
         return Rejected(exc.reason, exc.detail)
-    return _height_problem(message, ctx) or message
 
 
-def _sender_key(envelope: Envelope, ctx: AdmissionContext) -> bytes | None:
+def _sender_key(envelope: Envelope, public_keys: Mapping[bytes, bytes]) -> bytes | None:
     """Validators sign with known keys; a transaction's envelope names its own public key."""
     if envelope.kind == Kind.TX:
         return envelope.sender if len(envelope.sender) == PUBLIC_KEY_LEN else None
     if len(envelope.sender) != ADDRESS_LEN:
         return None
-    return ctx.public_keys.get(envelope.sender)
+    return public_keys.get(envelope.sender)
 
 
 def _parse_body(envelope: Envelope) -> Admitted:

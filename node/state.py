@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from node import ledger as L
 from node.genesis import Genesis, Params
@@ -53,9 +53,9 @@ class Committee:
     members: tuple[tuple[bytes, int], ...]  # (address, power), sorted by address
     total: int
 
-    @property
+    @cached_property
     def power(self) -> Mapping[bytes, int]:
-        return _power_map(self.members)
+        return dict(self.members)
 
     def power_of(self, address: bytes) -> int:
         return self.power.get(address, 0)
@@ -67,11 +67,6 @@ class Committee:
     def is_one_third(self, power: int) -> bool:
         """Strictly more than 1/3: at least one honest validator is among them."""
         return 3 * power > self.total
-
-
-@lru_cache(maxsize=256)
-def _power_map(members: tuple[tuple[bytes, int], ...]) -> Mapping[bytes, int]:
-    return dict(members)
 
 
 @dataclass(frozen=True)
