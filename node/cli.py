@@ -14,6 +14,7 @@ import click
 
 from network.faults import FaultPlan, FaultSpecError, parse_fault_spec
 from node.byzantine import BYZANTINE_MODES
+from node.cli_keys import genesis, keys
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,6 +115,10 @@ def _print_sim_summary(summary: dict[str, object]) -> None:
         click.echo(f"  violation: {violation}")
     if not summary["ok"]:
         click.echo(f"  replay with --seed {summary['seed']}")
+
+
+cli.add_command(keys)
+cli.add_command(genesis)
 
 
 def main() -> None:
