@@ -33,9 +33,7 @@ for name in $validators; do
   if [ -s "$home/key.json" ]; then
     say "$name: keeping existing key"
   else
-    posnet keys generate --name "$name" --out "$home/key.json.tmp"
-    mv "$home/key.json.tmp" "$home/key.json"
-    say "$name: generated key"
+    posnet keys generate --name "$name" --out "$home/key.json"  # written atomically
   fi
   if [ ! -s "$home/mqtt-password" ]; then
     python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > "$home/mqtt-password.tmp"
