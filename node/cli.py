@@ -15,6 +15,7 @@ import click
 from network.faults import FaultPlan, FaultSpecError, parse_fault_spec
 from node.byzantine import BYZANTINE_MODES
 from node.cli_keys import genesis, keys
+from node.cli_node import node
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,6 +120,7 @@ def _print_sim_summary(summary: dict[str, object]) -> None:
 
 cli.add_command(keys)
 cli.add_command(genesis)
+cli.add_command(node)
 
 
 def main() -> None:
