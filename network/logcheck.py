@@ -236,7 +236,7 @@ def describe_penalty(event: Event) -> str:
     """One line for one penalty event, e.g. `height 12: slashed v4 50 (double_sign)`."""
     who = event.get("validator") or event.get("offender") or "?"
     text = f"height {_height(event) if _height(event) is not None else '?'}: {event.get('event')} {who}"
-    if event.get("amount") is not None:
+    if event.get("amount"):
         text += f" {event['amount']}"
     if event.get("reason"):
         text += f" ({event['reason']})"
