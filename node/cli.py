@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from network.cli_testnet import status, testnet
 from network.faults import FaultPlan, FaultSpecError, parse_fault_spec
 from node.byzantine import BYZANTINE_MODES
 from node.cli_keys import genesis, keys
@@ -120,6 +121,8 @@ def _print_sim_summary(summary: dict[str, object]) -> None:
 
 cli.add_command(keys)
 cli.add_command(genesis)
+cli.add_command(testnet)
+cli.add_command(status)
 cli.add_command(node)
 
 

@@ -1,0 +1,275 @@
+"""`posnet testnet ...` and `posnet status`: run a local testnet and poke at it.
+
+`up` runs in the foreground of one terminal; everything else is a short
+command run from another terminal against the same `--dir`, which finds the
+processes through DIR/testnet.json. The commands are thin: the work is in
+`network.testnet` (processes) and `network.logcheck` (verdicts), so tests can
+drive the same code without a terminal.
+
+Exit codes: 0 success, 1 the testnet failed (a node died, safety broke),
+2 a usage problem (unknown node, missing testnet, bad option).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from network import testnet as tn
+from network.logcheck import (
+    analyse_dir,
+    describe_penalty,
+    format_report,
+    read_log,
+    summarize_node,
+    unique_penalties,
+)
+from node.cli_keys import UserError
+
+DIR_OPTION = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="testnet",
+    show_default=True,
+    help="the testnet directory",
+)
+
+
+def _broker_spec(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if value in ("auto", "embedded", "mosquitto") or value.startswith("mqtt://"):
+        return value
+    raise click.BadParameter("expected auto, embedded, mosquitto or mqtt://HOST:PORT")
+
+
+def _behaviours(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in value:
+        name, sep, mode = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: expected NODE=MODE, e.g. v4=equivocate")
+        if mode not in tn.BEHAVIOURS:
+            raise click.BadParameter(f"{item!r}: mode must be one of {', '.join(tn.BEHAVIOURS)}")
+        out[name] = mode
+    return out
+
+
+def _run(action: Callable[[], object]) -> object:
+    """Turn a TestnetError, or a file the OS refused, into a one-line error and exit code 2."""
+    try:
+        return action()
+    except tn.TestnetError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{exc.filename or 'I/O'}: {exc.strerror or exc}") from None
+
+
+@click.group()
+def testnet() -> None:
+    """A local testnet: validator processes and an MQTT broker on this machine."""
+
+
+@testnet.command("up")
+@click.option("--validators", type=click.IntRange(1, 64), default=4, show_default=True)
+@DIR_OPTION
+@click.option(
+    "--duration", type=click.FloatRange(0, min_open=True), default=None, help="stop after S seconds"
+)
+@click.option(
+    "--broker",
+    default="auto",
+    show_default=True,
+    callback=_broker_spec,
+    help="auto (mosquitto if installed, else embedded), embedded, mosquitto, or mqtt://HOST:PORT",
+)
+@click.option(
+    "--behaviour",
+    "behaviours",
+    multiple=True,
+    callback=_behaviours,
+    metavar="NODE=MODE",
+    help="make a validator misbehave: equivocate or silent (repeatable)",
+)
+@click.option(
+    "--slot-ms",
+    type=click.IntRange(0),
+    default=None,
+    help=f"commit_wait_ms for a new genesis: 0 = fast [default: {tn.DEFAULT_SLOT_MS}]",
+)
+@click.option(
+    "--base-metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="vI gets P+I-1 [default: free ports]",
+)
+@click.option("--chain-id", default=None, help=f"for a new genesis [default: {tn.DEFAULT_CHAIN_ID}]")
+@click.option(
+    "--mqtt-protocol", type=click.Choice(["5", "311"]), default=None, help="[default: 5, or 311 for embedded]"
+)
+@click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
+def up(
+    validators: int,
+    directory: Path,
+    duration: float | None,
+    broker: str,
+    behaviours: dict[str, str],
+    slot_ms: int | None,
+    base_metrics_port: int | None,
+    chain_id: str | None,
+    mqtt_protocol: str | None,
+    quiet: bool,
+) -> None:
+    """Start N validators and a broker, stream their finality, stop on Ctrl-C.
+
+    Keys and genesis are created in DIR when absent and reused when present,
+    so the same testnet can be stopped and started again. Exits 1 when a node
+    died unexpectedly or two nodes finalized different blocks at one height.
+    """
+    config = tn.UpConfig(
+        directory=directory,
+        validators=validators,
+        duration=duration,
+        broker=broker,
+        behaviours=behaviours,
+        slot_ms=slot_ms,
+        base_metrics_port=base_metrics_port,
+        chain_id=chain_id,
+        mqtt_protocol=mqtt_protocol,
+        quiet=quiet,
+    )
+    code = _run(lambda: tn.run_up(config))
+    sys.exit(code)
+
+
+def _fault_command(verb: str, action: Callable[[tn.Layout, str], tn.NodeProc], done: str) -> click.Command:
+    @click.command(verb)
+    @click.argument("node")
+    @DIR_OPTION
+    def command(node: str, directory: Path) -> None:
+        proc = _run(lambda: action(tn.Layout.of(directory), node))
+        assert isinstance(proc, tn.NodeProc)
+        click.echo(f"{done} {proc.name} (pid {proc.pid})")
+
+    command.help = action.__doc__
+    return command
+
+
+testnet.add_command(_fault_command("kill", tn.kill_node, "killed"))
+testnet.add_command(_fault_command("restart", tn.restart_node, "restarted"))
+testnet.add_command(_fault_command("pause", tn.pause_node, "paused"))
+testnet.add_command(_fault_command("resume", tn.resume_node, "resumed"))
+
+
+@testnet.command("check")
+@DIR_OPTION
+def check(directory: Path) -> None:
+    """Judge a run from its logs: no two nodes finalized different blocks at one height.
+
+    Prints each node's height and median finality latency and the penalties
+    seen. Exits 1 on a safety violation. Byzantine validators (from
+    testnet.json) are reported but not held to the safety promise.
+    """
+    layout = tn.Layout.of(directory)
+    if not layout.logs.is_dir():
+        raise UserError(f"{layout.logs} not found: no testnet has run in {layout.root}")
+    byzantine: list[str] = []
+    if layout.state.exists():
+        state = _run(lambda: tn.read_state(layout))
+        assert isinstance(state, tn.TestnetState)
+        byzantine = [n.name for n in state.nodes.values() if n.behaviour != "honest"]
+    report = analyse_dir(layout.logs, exclude=byzantine)
+    if not report.nodes:
+        raise UserError(f"no node logs (*.jsonl) in {layout.logs}")
+    for line in format_report(report):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
+@click.command("status")
+@DIR_OPTION
+def status(directory: Path) -> None:
+    """Each node of a testnet: process state, height, round, age of its last event, penalties."""
+    layout = tn.Layout.of(directory)
+    state = _run(lambda: tn.read_state(layout))
+    assert isinstance(state, tn.TestnetState)
+    for line in status_lines(layout, state, time.time()):
+        click.echo(line)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _process_label(node: tn.NodeProc) -> str:
+    """The live process state, explained by the recorded status when the process is gone."""
+    live = tn.process_state(node.pid, node.command)
+    if live != "dead":
+        return live
+    return "dead" if node.status in (tn.RUNNING, tn.PAUSED) else node.status
+
+
+def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[str]:
+    """The `posnet status` table, computed from testnet.json, /proc and the logs."""
+    up_alive = (
+        state.supervisor_pid and tn.process_state(state.supervisor_pid, state.supervisor_command) != "dead"
+    )
+    runner = (
+        f"up pid {state.supervisor_pid}, running {_age(now - state.started_at)}"
+        if up_alive
+        else "not running"
+    )
+    broker = state.broker
+    broker_state = (
+        "" if broker.pid is None else f", pid {broker.pid} {tn.process_state(broker.pid, broker.command)}"
+    )
+    lines = [
+        f"testnet {state.chain_id} in {layout.root}: {runner}",
+        f"broker {broker.kind} {broker.url}{broker_state}",
+    ]
+    rows = [["node", "pid", "process", "height", "round", "last event", "penalties"]]
+    all_events = []
+    for name, node in state.nodes.items():
+        events = read_log(layout.log(name)).events
+        all_events.append(events)
+        summary = summarize_node(name, events)
+        last = "-"
+        if summary.last_event is not None:
+            age = _age(now - summary.last_ts) if summary.last_ts else "?"
+            last = f"{summary.last_event} {age} ago"
+        penalties = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()) if k in _PENALTY_COLUMN)
+        label = _process_label(node) + ("" if node.behaviour == "honest" else f" ({node.behaviour})")
+        round_ = "-" if summary.last_round is None else str(summary.last_round)
+        rows.append(
+            [name, str(node.pid or "-"), label, str(summary.max_height), round_, last, penalties or "-"]
+        )
+    lines.extend(_table(rows, right_aligned={1, 3, 4}))
+    penalties = unique_penalties(all_events)
+    if penalties:
+        lines.append("penalties applied:")
+        lines.extend(f"  {describe_penalty(e)}" for e in penalties)
+    return lines
+
+
+_PENALTY_COLUMN = ("evidence", "slashed", "jailed", "tombstoned", "unjailed")
+
+
+def _table(rows: list[list[str]], right_aligned: set[int]) -> list[str]:
+    """Columns as wide as their widest cell: a paused Byzantine node's label must not shear the table."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.rjust(widths[i]) if i in right_aligned else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]

@@ -1,0 +1,483 @@
+"""The local testnet: log verdicts, directory preparation, fault commands, and real runs.
+
+Three layers, cheapest first:
+- `network.logcheck` as pure functions over hand-written events;
+- `network.testnet` and its CLI against stand-in processes (`sleep`), so
+  kill/pause/resume/restart are tested on real PIDs without a node runtime;
+- end to end (`broker` mark): `posnet testnet up` as a subprocess with real
+  node processes and a real broker, polled through the logs with generous
+  timeouts and no timing asserts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from network import logcheck
+from network import testnet as tn
+from node.cli import cli
+from node.keys import load_key_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def fin(node: str, height: int, block_hash: str, **extra: Any) -> dict[str, Any]:
+    event = {"event": "finalized", "node": node, "ts": 1000.0 + height, "height": height, "round": 0}
+    event.update({"hash": block_hash, "proposer": "v1", "latency_ms": 40 + height, **extra})
+    return event
+
+
+def chain(node: str, heights: int, fork_at: int | None = None) -> list[dict[str, Any]]:
+    return [fin(node, h, f"{'bad' if h == fork_at else 'h'}{h:04d}") for h in range(1, heights + 1)]
+
+
+# ------------------------------------------------------------------ logcheck
+
+
+def test_agreeing_logs_pass() -> None:
+    report = logcheck.analyse({"v1": chain("v1", 10), "v2": chain("v2", 10), "v3": chain("v3", 7)})
+    assert report.ok
+    assert report.common_height == 7
+    assert report.nodes["v1"].max_height == 10
+    assert report.nodes["v3"].median_latency_ms == 44
+    assert logcheck.format_report(report)[0].startswith("safety OK")
+
+
+def test_conflicting_hash_at_one_height_fails() -> None:
+    report = logcheck.analyse(
+        {"v1": chain("v1", 10), "v2": chain("v2", 10, fork_at=6), "v3": chain("v3", 10)}
+    )
+    assert not report.ok
+    assert [c.height for c in report.conflicts] == [6]
+    assert report.conflicts[0].hashes == {"bad0006": ["v2"], "h0006": ["v1", "v3"]}
+    lines = logcheck.format_report(report)
+    assert lines[0].startswith("SAFETY VIOLATED")
+    assert "height 6" in lines[1] and "v2" in lines[1]
+
+
+def test_one_node_finalizing_two_hashes_at_one_height_fails() -> None:
+    events = [*chain("v1", 5), fin("v1", 3, "other")]
+    report = logcheck.analyse({"v1": events})
+    assert [c.height for c in report.conflicts] == [3]
+
+
+def test_same_block_logged_twice_after_restart_is_fine() -> None:
+    events = [*chain("v1", 5), *chain("v1", 8)]
+    assert logcheck.analyse({"v1": events, "v2": chain("v2", 8)}).ok
+
+
+def test_excluded_byzantine_node_is_summarised_but_not_judged() -> None:
+    logs = {"v1": chain("v1", 5), "v4": chain("v4", 5, fork_at=2)}
+    report = logcheck.analyse(logs, exclude=["v4"])
+    assert report.ok
+    assert report.checked_nodes == ["v1"]
+    assert any("byzantine" in line and "v4" in line for line in logcheck.format_report(report))
+
+
+def test_truncated_last_line_is_tolerated(tmp_path: Path) -> None:
+    lines = [json.dumps(e) for e in chain("v1", 4)]
+    path = tmp_path / "v1.jsonl"
+    path.write_text("\n".join(lines) + "\n" + lines[0][:17])
+    parsed = logcheck.read_log(path)
+    assert [e["height"] for e in parsed.events] == [1, 2, 3, 4]
+    assert parsed.truncated_tail and parsed.malformed == 0
+
+
+def test_malformed_line_in_the_middle_is_counted_not_fatal() -> None:
+    lines = [json.dumps(e) for e in chain("v1", 3)]
+    parsed = logcheck.parse_lines([lines[0], "{garbage", lines[1], "[1, 2]", lines[2]])
+    assert [e["height"] for e in parsed.events] == [1, 2, 3]
+    assert parsed.malformed == 2 and not parsed.truncated_tail
+
+
+def test_synced_blocks_do_not_count_towards_latency() -> None:
+    events = [fin("v1", 1, "a"), fin("v1", 2, "b", via_sync=True, latency_ms=90_000)]
+    summary = logcheck.summarize_node("v1", events)
+    assert summary.max_height == 2
+    assert summary.median_latency_ms == 41
+
+
+def test_penalties_are_reported_once_across_nodes() -> None:
+    slash = {"event": "slashed", "height": 9, "validator": "v4", "amount": 50, "reason": "double_sign"}
+    logs = {n: [*chain(n, 9), {**slash, "node": n, "ts": 5.0 + i}] for i, n in enumerate(("v1", "v2"))}
+    report = logcheck.analyse(logs)
+    assert len(report.penalties) == 1
+    assert logcheck.describe_penalty(report.penalties[0]) == "height 9: slashed v4 50 (double_sign)"
+    assert report.nodes["v1"].counts == {"finalized": 9, "slashed": 1}
+
+
+def test_missing_log_is_empty_and_reported_at_height_zero(tmp_path: Path) -> None:
+    assert logcheck.read_log(tmp_path / "absent.jsonl").events == []
+    report = logcheck.analyse({"v1": chain("v1", 3), "v2": []})
+    assert report.ok and report.common_height == 0
+
+
+# ------------------------------------------------------------------ preparing a directory
+
+
+def test_prepare_creates_keys_and_genesis_then_reuses_them(tmp_path: Path) -> None:
+    layout = tn.Layout.of(tmp_path / "net")
+    doc = tn.prepare(layout, 3, None, None)
+    assert [v.name for v in doc.validators] == ["v1", "v2", "v3"]
+    assert doc.chain_id == tn.DEFAULT_CHAIN_ID
+    assert doc.params.commit_wait_ms == tn.DEFAULT_SLOT_MS
+    for validator in doc.validators:
+        key = layout.key(validator.name)
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert load_key_file(key)[1].public == validator.public_key
+    genesis_text = layout.genesis.read_text()
+    again = tn.prepare(layout, 3, doc.chain_id, doc.params.commit_wait_ms)
+    assert again == doc
+    assert layout.genesis.read_text() == genesis_text
+
+
+@pytest.mark.parametrize(
+    ("validators", "chain_id", "slot_ms", "needle"),
+    [(4, None, None, "--validators 4"), (3, "other", None, "'other'"), (3, None, 5, "--slot-ms 5")],
+)
+def test_prepare_refuses_to_contradict_an_existing_genesis(
+    tmp_path: Path, validators: int, chain_id: str | None, slot_ms: int | None, needle: str
+) -> None:
+    layout = tn.Layout.of(tmp_path)
+    tn.prepare(layout, 3, None, None)
+    with pytest.raises(tn.TestnetError, match=".*".join(map(str, [layout.genesis, needle]))):
+        tn.prepare(layout, validators, chain_id, slot_ms)
+
+
+def test_prepare_refuses_a_key_that_does_not_match_genesis(tmp_path: Path) -> None:
+    layout = tn.Layout.of(tmp_path)
+    tn.prepare(layout, 2, None, None)
+    assert run("keys", "generate", "--name", "v2", "--out", layout.key("v2"), "--force").exit_code == 0
+    with pytest.raises(tn.TestnetError, match="does not match v2"):
+        tn.prepare(layout, 2, None, None)
+
+
+def test_log_tail_waits_for_complete_lines_and_survives_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "v1.jsonl"
+    path.write_text(json.dumps(fin("v1", 1, "a")) + "\n")
+    tail = tn.LogTail(path, from_end=True)
+    assert tail.read_events() == []
+    line = json.dumps(fin("v1", 2, "b"))
+    with open(path, "a") as fh:
+        fh.write(line[:10])
+    assert tail.read_events() == []
+    with open(path, "a") as fh:
+        fh.write(line[10:] + "\n")
+    assert [e["height"] for e in tail.read_events()] == [2]
+    path.write_text(json.dumps(fin("v1", 1, "a")) + "\n")  # replaced by a shorter file
+    assert [e["height"] for e in tail.read_events()] == [1]
+
+
+def test_metrics_ports_refuses_a_taken_base_port() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        with pytest.raises(tn.TestnetError, match=str(taken)):
+            tn.metrics_ports(2, taken)
+
+
+# ------------------------------------------------------------------ processes and fault commands
+
+
+def test_process_state_alive_paused_dead_and_recycled() -> None:
+    proc = subprocess.Popen(SLEEPER)
+    try:
+        assert tn.process_state(proc.pid, SLEEPER) == "alive"
+        assert tn.process_state(proc.pid, ["something", "else"]) == "dead"  # a recycled pid is not ours
+        os.kill(proc.pid, signal.SIGSTOP)
+        assert _eventually(lambda: tn.process_state(proc.pid, SLEEPER) == "paused")
+        os.kill(proc.pid, signal.SIGCONT)
+        assert _eventually(lambda: tn.process_state(proc.pid, SLEEPER) == "alive")
+        os.kill(proc.pid, signal.SIGKILL)
+        assert _eventually(lambda: tn.process_state(proc.pid, SLEEPER) == "dead")  # a zombie is dead
+    finally:
+        proc.kill()
+        proc.wait()
+    assert tn.process_state(proc.pid, SLEEPER) == "dead"
+    assert tn.process_state(None) == "dead"
+
+
+def _eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def fake_testnet(tmp_path: Path) -> Iterator[tn.Layout]:
+    """A testnet.json whose nodes are sleeping processes and whose orchestrator is this test process."""
+    layout = tn.Layout.of(tmp_path / "net")
+    nodes = {
+        name: tn.NodeProc(name=name, command=SLEEPER, metrics_port=0, status=tn.RUNNING)
+        for name in ("v1", "v2")
+    }
+    for node in nodes.values():
+        node.pid = tn.spawn_node(layout, node).pid
+    state = tn.TestnetState(
+        chain_id="fake",
+        broker=tn.BrokerInfo(kind="external", url="mqtt://127.0.0.1:1"),
+        nodes=nodes,
+        supervisor_pid=os.getpid(),
+        supervisor_command=tn._cmdline(os.getpid()),
+    )
+    tn.write_state(layout, state)
+    yield layout
+    for node in tn.read_state(layout).nodes.values():
+        tn.signal_process(node.pid, node.command, signal.SIGKILL)
+    _reap_children()
+
+
+def _reap_children() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def test_kill_sigkills_and_records_the_intent(fake_testnet: tn.Layout) -> None:
+    pid = tn.read_state(fake_testnet).nodes["v1"].pid
+    result = run("testnet", "kill", "v1", "--dir", fake_testnet.root)
+    assert result.exit_code == 0, result.output
+    assert f"killed v1 (pid {pid})" in result.output
+    assert tn.process_state(pid, SLEEPER) == "dead"
+    assert tn.read_state(fake_testnet).nodes["v1"].status == tn.KILLED
+    again = run("testnet", "kill", "v1", "--dir", fake_testnet.root)
+    assert again.exit_code == 2 and "v1 is not running" in again.stderr
+
+
+def test_pause_and_resume(fake_testnet: tn.Layout) -> None:
+    pid = tn.read_state(fake_testnet).nodes["v2"].pid
+    assert run("testnet", "pause", "v2", "--dir", fake_testnet.root).exit_code == 0
+    assert _eventually(lambda: tn.process_state(pid, SLEEPER) == "paused")
+    assert "paused" in run("status", "--dir", fake_testnet.root).output
+    assert run("testnet", "pause", "v2", "--dir", fake_testnet.root).exit_code == 2
+    assert run("testnet", "resume", "v2", "--dir", fake_testnet.root).exit_code == 0
+    assert _eventually(lambda: tn.process_state(pid, SLEEPER) == "alive")
+    assert tn.read_state(fake_testnet).nodes["v2"].status == tn.RUNNING
+    not_paused = run("testnet", "resume", "v2", "--dir", fake_testnet.root)
+    assert not_paused.exit_code == 2 and "not paused" in not_paused.stderr
+
+
+def test_restart_respawns_the_same_command(fake_testnet: tn.Layout) -> None:
+    old = tn.read_state(fake_testnet).nodes["v1"]
+    result = run("testnet", "restart", "v1", "--dir", fake_testnet.root)
+    assert result.exit_code == 0, result.output
+    new = tn.read_state(fake_testnet).nodes["v1"]
+    assert new.pid != old.pid and new.command == old.command
+    assert (new.status, new.restarts) == (tn.RUNNING, 1)
+    assert tn.process_state(old.pid, SLEEPER) == "dead"
+    assert tn.process_state(new.pid, SLEEPER) == "alive"
+    # a killed node restarts too
+    assert run("testnet", "kill", "v1", "--dir", fake_testnet.root).exit_code == 0
+    assert run("testnet", "restart", "v1", "--dir", fake_testnet.root).exit_code == 0
+    assert tn.process_state(tn.read_state(fake_testnet).nodes["v1"].pid, SLEEPER) == "alive"
+
+
+def test_restart_needs_a_running_testnet(fake_testnet: tn.Layout) -> None:
+    with tn.locked_state(fake_testnet) as state:
+        state.supervisor_pid = None
+    result = run("testnet", "restart", "v1", "--dir", fake_testnet.root)
+    assert result.exit_code == 2 and "not running" in result.stderr
+
+
+def test_a_recycled_pid_is_never_signalled(fake_testnet: tn.Layout) -> None:
+    with tn.locked_state(fake_testnet) as state:
+        state.nodes["v2"].pid = os.getpid()  # this very test process, which is not v2's command
+    result = run("testnet", "kill", "v2", "--dir", fake_testnet.root)
+    assert result.exit_code == 2 and "not running" in result.stderr
+
+
+def test_fault_commands_name_unknown_nodes_and_missing_testnets(
+    fake_testnet: tn.Layout, tmp_path: Path
+) -> None:
+    unknown = run("testnet", "kill", "v9", "--dir", fake_testnet.root)
+    assert unknown.exit_code == 2 and "v1, v2" in unknown.stderr
+    missing = run("testnet", "pause", "v1", "--dir", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "testnet up" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_status_shows_processes_heights_and_penalties(fake_testnet: tn.Layout) -> None:
+    fake_testnet.logs.mkdir(parents=True, exist_ok=True)
+    slash = {"event": "slashed", "node": "v1", "ts": time.time(), "height": 4, "validator": "v2", "amount": 5}
+    lines = [*chain("v1", 4), slash]
+    fake_testnet.log("v1").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    run("testnet", "kill", "v2", "--dir", fake_testnet.root)
+    result = run("status", "--dir", fake_testnet.root)
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("v")}
+    assert "alive" in rows["v1"] and " 4 " in rows["v1"] and "slashed 1" in rows["v1"]
+    assert "killed" in rows["v2"]
+    assert "height 4: slashed v2 5" in result.output
+    assert f"up pid {os.getpid()}" in result.output
+
+
+# ------------------------------------------------------------------ `testnet check` and `up` refusals
+
+
+def _write_logs(layout: tn.Layout, logs: dict[str, list[dict[str, Any]]]) -> None:
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    for name, events in logs.items():
+        layout.log(name).write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def test_check_command_exit_codes(tmp_path: Path) -> None:
+    layout = tn.Layout.of(tmp_path)
+    assert run("testnet", "check", "--dir", tmp_path).exit_code == 2
+    _write_logs(layout, {"v1": chain("v1", 5), "v2": chain("v2", 5)})
+    ok = run("testnet", "check", "--dir", tmp_path)
+    assert ok.exit_code == 0 and ok.output.startswith("safety OK")
+    assert "median finality latency" in ok.output
+    _write_logs(layout, {"v1": chain("v1", 5), "v2": chain("v2", 5, fork_at=5)})
+    bad = run("testnet", "check", "--dir", tmp_path)
+    assert bad.exit_code == 1 and "SAFETY VIOLATED" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--behaviour", "v1=evil"], "mode must be one of"),
+        (["--behaviour", "v9=silent"], "unknown validator v9"),
+        (["--broker", "carrier-pigeon"], "mqtt://HOST:PORT"),
+        (["--broker", "mqtt://127.0.0.1:1"], "no MQTT broker"),
+        (["--broker", "embedded", "--mqtt-protocol", "5"], "3.1.1"),
+    ],
+)
+def test_up_refuses_bad_options_in_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = run("testnet", "up", "--validators", "2", "--dir", tmp_path / "net", "--duration", "1", *args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+    assert not (tmp_path / "net" / "testnet.json").exists()
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def _posnet(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "node.cli", *map(str, args)]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def _heights(layout: tn.Layout) -> dict[str, int]:
+    return {
+        path.stem: logcheck.summarize_node(path.stem, logcheck.read_log(path).events).max_height
+        for path in sorted(layout.logs.glob("*.jsonl"))
+    }
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def testnet_dir(tmp_path: Path) -> Iterator[Path]:
+    """A testnet directory whose processes are all gone after the test, however it ended."""
+    directory = tmp_path / "tmp"
+    yield directory
+    layout = tn.Layout.of(directory)
+    with contextlib.suppress(tn.TestnetError):
+        state = tn.read_state(layout)
+        procs = [(n.pid, n.command, None) for n in state.nodes.values()]
+        tn.stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
+    _reap_children()
+
+
+@pytest.mark.broker
+def test_up_finalizes_on_all_nodes_and_check_passes(testnet_dir: Path) -> None:
+    proc = subprocess.run(
+        _posnet("testnet", "up", "--validators", "4", "--duration", "25", "--dir", testnet_dir),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "safety OK" in proc.stdout
+    layout = tn.Layout.of(testnet_dir)
+    heights = _heights(layout)
+    assert sorted(heights) == ["v1", "v2", "v3", "v4"]
+    assert all(h >= 1 for h in heights.values()), heights
+    state = tn.read_state(layout)
+    assert state.supervisor_pid is None
+    assert all(tn.process_state(n.pid, n.command) == "dead" for n in state.nodes.values())
+    assert all(n.status == tn.STOPPED for n in state.nodes.values())
+    check = subprocess.run(
+        _posnet("testnet", "check", "--dir", testnet_dir), env=ENV, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.startswith("safety OK")
+
+
+UP_ARGS = ("testnet", "up", "--validators", "4", "--duration", "180")
+
+
+@pytest.mark.broker
+def test_killed_node_restarts_and_catches_up(testnet_dir: Path) -> None:
+    layout = tn.Layout.of(testnet_dir)
+    up = subprocess.Popen(
+        _posnet(*UP_ARGS, "--dir", testnet_dir, "--slot-ms", "200", "--broker", "embedded", "--quiet"),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(
+            lambda: len(_heights(layout)) == 4 and min(_heights(layout).values()) >= 2,
+            "all nodes at height 2",
+        )
+        killed = run("testnet", "kill", "v2", "--dir", testnet_dir)
+        assert killed.exit_code == 0, killed.output
+        stalled = _heights(layout)["v2"]
+        _wait_for(
+            lambda: min(h for n, h in _heights(layout).items() if n != "v2") >= stalled + 3, "3 more heights"
+        )
+        restarted = run("testnet", "restart", "v2", "--dir", testnet_dir)
+        assert restarted.exit_code == 0, restarted.output
+        target = max(_heights(layout).values())
+        _wait_for(lambda: _heights(layout)["v2"] >= target, f"v2 to catch up to height {target}")
+        status = run("status", "--dir", testnet_dir)
+        assert "v2" in status.output and "alive" in status.output
+        # a crash nobody asked for (not `testnet kill`) makes the run fail
+        v3 = tn.read_state(layout).nodes["v3"]
+        os.kill(v3.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        _wait_for(lambda: tn.read_state(layout).nodes["v3"].status == tn.DIED, "up to notice v3 died")
+    finally:
+        up.send_signal(signal.SIGTERM)
+        output, _ = up.communicate(timeout=60)
+    assert up.returncode == 1, output[-3000:]
+    assert "v3 died unexpectedly (killed by SIGKILL)" in output
+    assert "v2" in output and "restarted 1x" in output
+    assert "v2 died" not in output  # the deliberate kill is not a failure
+    check = run("testnet", "check", "--dir", testnet_dir)
+    assert check.exit_code == 0, check.output
