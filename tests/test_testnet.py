@@ -234,8 +234,9 @@ def fake_testnet(tmp_path: Path) -> Iterator[tn.Layout]:
         name: tn.NodeProc(name=name, command=SLEEPER, metrics_port=0, status=tn.RUNNING)
         for name in ("v1", "v2")
     }
-    for node in nodes.values():
-        node.pid = tn.spawn_node(layout, node).pid
+    children = [tn.spawn_node(layout, node) for node in nodes.values()]
+    for node, child in zip(nodes.values(), children, strict=True):
+        node.pid = child.pid
     state = tn.TestnetState(
         chain_id="fake",
         broker=tn.BrokerInfo(kind="external", url="mqtt://127.0.0.1:1"),
@@ -247,13 +248,17 @@ def fake_testnet(tmp_path: Path) -> Iterator[tn.Layout]:
     yield layout
     for node in tn.read_state(layout).nodes.values():
         tn.signal_process(node.pid, node.command, signal.SIGKILL)
-    _reap_children()
+        _reap(node.pid)
+    for child in children:
+        child.kill()
+        child.wait()
 
 
-def _reap_children() -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+def _reap(pid: int | None) -> None:
+    """Collect a child the test started itself (a restart from the in-process CLI); others are not ours."""
+    if pid is not None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def test_kill_sigkills_and_records_the_intent(fake_testnet: tn.Layout) -> None:
@@ -408,7 +413,8 @@ def testnet_dir(tmp_path: Path) -> Iterator[Path]:
         state = tn.read_state(layout)
         procs = [(n.pid, n.command, None) for n in state.nodes.values()]
         tn.stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
-    _reap_children()
+        for node in state.nodes.values():
+            _reap(node.pid)
 
 
 @pytest.mark.broker
