@@ -41,14 +41,21 @@ def encode(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def _check_encodable(obj: Any) -> None:
-    if obj is None or isinstance(obj, bool | int | bytes | str):
+MAX_DEPTH = 32
+
+
+def _check_encodable(obj: Any, depth: int = 0) -> None:
+    """Exact types only: an ExtType is a tuple subclass and must not pass as an array."""
+    kind = type(obj)
+    if obj is None or kind in (bool, int, bytes, str):
         return
-    if isinstance(obj, tuple | list):
+    if kind in (tuple, list):
+        if depth >= MAX_DEPTH:
+            raise TypeError(f"nested deeper than {MAX_DEPTH} levels")
         for item in obj:
-            _check_encodable(item)
+            _check_encodable(item, depth + 1)
         return
-    raise TypeError(f"type {type(obj).__name__} is not allowed in canonical encoding")
+    raise TypeError(f"type {kind.__name__} is not allowed in canonical encoding")
 
 
 def decode(data: bytes, max_size: int = MAX_MESSAGE_BYTES) -> Any:
@@ -71,7 +78,7 @@ def decode(data: bytes, max_size: int = MAX_MESSAGE_BYTES) -> Any:
         )
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise DecodeError("malformed", str(exc)[:120]) from None
-    except Exception as exc:  # msgpack raises a few untyped errors on garbage
+    except (RecursionError, Exception) as exc:  # msgpack raises a few untyped errors on garbage
         raise DecodeError("malformed", type(exc).__name__) from None
     try:
         canonical = encode(obj)

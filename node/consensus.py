@@ -192,6 +192,7 @@ class ConsensusMachine:
         self._last_precommits: VoteSet | None = None
         self._sync_requested_ms = -SYNC_RETRY_MS
         self._next_height: list[Vote | tuple[Proposal, Block]] = []
+        self._resume_round = 0  # a restarted node resumes the round it had reached
         self._now = 0
         self._reset(state, 0)
 
@@ -222,6 +223,7 @@ class ConsensusMachine:
         for item, block in journal:
             if item.height != self.height:
                 continue
+            self._resume_round = max(self._resume_round, item.round)
             if isinstance(item, Proposal) and block is not None:
                 self._own.append((item, block))
                 self._add_proposal(item, block, out)
@@ -240,7 +242,7 @@ class ConsensusMachine:
         self.height_started_ms = now_ms  # latency of this height counts from here, not from the epoch
         out: list[Output] = []
         self._schedule_heartbeat(out)
-        self._start_round(0, out)
+        self._start_round(self._resume_round, out)
         self._evaluate(out)
         return out
 
@@ -371,7 +373,7 @@ class ConsensusMachine:
         )
 
     def _propose(self, out: list[Output]) -> None:
-        if self.valid_block is not None:
+        if self.valid_block is not None and self.valid_round < self.round:
             block, pol_round = self.valid_block, self.valid_round
         else:
             block, pol_round = self._build_block(), -1

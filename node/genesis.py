@@ -24,6 +24,9 @@ PPM = 1_000_000
 class GenesisError(ValueError):
     """A genesis that cannot be used; the message is one line naming the field."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split("\n")).replace("\r", " "))
+
 
 @dataclass(frozen=True)
 class Params:
@@ -171,7 +174,7 @@ def _parse_validator(raw: Any, where: str) -> GenesisValidator:
     table = _table(raw, where, allowed)
     name = _required(table, "name", where, lambda v, w: v if isinstance(v, str) and v else _bad(w, "a name"))
     delegations = []
-    for i, item in enumerate(table.get("delegations", [])):
+    for i, item in enumerate(_list(table.get("delegations", []), f"{where}.delegations")):
         dwhere = f"{where}.delegations[{i}]"
         dtable = _table(item, dwhere, {"account", "amount"})
         delegations.append(
@@ -188,6 +191,12 @@ def _parse_validator(raw: Any, where: str) -> GenesisValidator:
         margin_ppm=_int(table.get("margin_ppm", 0), f"{where}.margin_ppm", 0, PPM),
         delegations=tuple(delegations),
     )
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise GenesisError(f"{where}: expected a list of tables")
+    return value
 
 
 def _bad(where: str, what: str) -> Any:
@@ -218,7 +227,7 @@ def parse_genesis(raw: Mapping[str, Any]) -> Genesis:
             ),
             _int(a.get("balance", 0), f"accounts[{i}].balance"),
         )
-        for i, a in enumerate(table.get("accounts", []))
+        for i, a in enumerate(_list(table.get("accounts", []), "genesis.accounts"))
     )
     _check_unique([a.public_key.hex() for a in accounts], "accounts", "public_key")
     return Genesis(
@@ -244,6 +253,8 @@ def load_genesis(path: Path | str) -> Genesis:
         raw = tomllib.loads(Path(path).read_text())
     except OSError as exc:
         raise GenesisError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise GenesisError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise GenesisError(f"{path}: not valid TOML ({exc})") from None
     try:

@@ -683,12 +683,6 @@ def test_restore_re_sends_own_messages_on_the_heartbeat() -> None:
     assert [item for item, _ in rebroadcast.items] == [item for item, _ in journal]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consensus.restore/start: restore sets valid_round from the journal (round 1) but start "
-    "begins at round 0, so the round-0 proposer asks to sign its valid block with pol_round 1 >= round 0, "
-    "a proposal Proposal.from_wire rejects (today the signing record happens to refuse it: round 0 < 1)",
-)
 def test_after_restore_the_round_0_proposer_emits_only_well_formed_proposals() -> None:
     node = Node("carol")  # carol proposes round 0
     node.echo(node.start())  # carol proposes some block at round 0 ...

@@ -263,57 +263,32 @@ def test_a_file_error_names_the_field_after_the_path(tmp_path: Path) -> None:
     assert message.startswith(f"{path}: ") and "params.committee_size" in message
 
 
-# -------------------------------------------------------- bugs (xfail)
+# ------------------------------------------- once bugs, now fixed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="genesis.parse_genesis: a non-list `delegations` (an integer) escapes as TypeError "
-    "from enumerate() instead of a GenesisError naming validators[i].delegations",
-)
 def test_delegations_that_are_not_a_list_are_refused() -> None:
     raw = raw_genesis()
     raw["validators"][0]["delegations"] = 5
     assert "validators[0].delegations" in refusal(raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="genesis.parse_genesis: a non-list `accounts` (an integer) escapes as TypeError "
-    "from enumerate() instead of a GenesisError naming genesis.accounts",
-)
 def test_accounts_that_are_not_a_list_are_refused() -> None:
     raw = raw_genesis()
     raw["accounts"] = 5
     assert "accounts" in refusal(raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="genesis.load_genesis: a file that is not UTF-8 raises UnicodeDecodeError from "
-    "read_text(), which is neither OSError nor TOMLDecodeError, so it is not a GenesisError",
-)
 def test_a_binary_file_is_refused_as_a_genesis_error(tmp_path: Path) -> None:
     path = tmp_path / "genesis.toml"
     path.write_bytes(b"\xff\xfe\x00\x01 not text")
     assert str(path) in _load_refusal(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="genesis._table: the unknown field's name is echoed verbatim, so a quoted TOML key "
-    "containing a newline makes the message two lines",
-)
 def test_an_unknown_field_with_a_newline_in_its_name_is_reported_on_one_line() -> None:
     raw = tomllib.loads(genesis_to_toml(full_genesis()) + '"evil\\nkey" = 1\n')
     refusal(raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="genesis: validator names may contain newlines, and _check_unique echoes the duplicate "
-    "name verbatim, so the message is two lines",
-)
 def test_a_duplicate_name_with_a_newline_is_reported_on_one_line() -> None:
     raw = raw_genesis()
     raw["validators"][0]["name"] = "x\ny"
