@@ -45,6 +45,8 @@ class NodeProc:
     metrics_port: int = 0
     protocol: int = 5
     behaviour: str = "honest"
+    mqtt_username: str | None = None
+    mqtt_password_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     stderr_path: Path | None = None
@@ -72,6 +74,10 @@ class NodeProc:
         ]
         if self.metrics_port:
             argv += ["--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1"]
+        if self.mqtt_username is not None:
+            argv += ["--mqtt-username", self.mqtt_username]
+        if self.mqtt_password_file is not None:
+            argv += ["--mqtt-password-file", str(self.mqtt_password_file)]
         return argv
 
     def start(self, env: Mapping[str, str] | None = None) -> None:

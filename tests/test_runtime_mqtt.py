@@ -14,15 +14,19 @@ import asyncio
 import contextlib
 import io
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
-from network.broker import BrokerProcess, mosquitto_available, parse_broker_url, start_broker
+from network.broker import BrokerProcess, free_port, mosquitto_available, parse_broker_url, start_broker
 from node.codec import DecodeError
 from node.inbox import StatusMsg, admit
 from node.logs import EventLog, format_pretty, read_events
@@ -339,6 +343,71 @@ async def test_an_equivocating_validator_is_caught_slashed_and_tombstoned(
     for node in honest:
         assert node.events("evidence") or node.events("slashed"), node.name
         assert any(e["validator"] == "v4" for e in node.events("slashed")), node.name
+
+
+@dataclass
+class PasswordMosquitto(BrokerProcess):
+    """mosquitto refusing anonymous clients: users from a mosquitto_passwd file."""
+
+    password_file: Path | None = None
+
+    def command(self) -> list[str]:
+        argv = super().command()  # writes the standard config
+        config = self.workdir / "mosquitto.conf"
+        text = config.read_text().replace("allow_anonymous true", "allow_anonymous false")
+        # Started as root, mosquitto drops to user "mosquitto", who cannot read a private test directory.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        config.write_text(f"{text}password_file {self.password_file}\n{user}")
+        return argv
+
+    def _wait_ready(self) -> None:
+        """Ready when it answers CONNECT at all (our anonymous probe is refused, by design)."""
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=1) as sock,
+            ):
+                sock.sendall(b"\x10\x11\x00\x04MQTT\x04\x02\x00\x0a\x00\x05probe")
+                if sock.recv(4)[:1] == b"\x20":
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"password broker did not come up: {self.log_tail()}")
+
+
+@needs_mosquitto
+@pytest.mark.broker
+async def test_a_node_authenticates_to_a_broker_that_refuses_anonymous_clients(tmp_path: Path) -> None:
+    password_file = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(password_file), "v1", "s3cret"],
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/usr/sbin:/bin"},
+    )
+    password_file.chmod(0o600)
+    broker = PasswordMosquitto(
+        "mosquitto", "127.0.0.1", free_port(), tmp_path / "broker", password_file=password_file
+    )
+    broker.start()
+    try:
+        net = make_localnet(tmp_path / "net", broker.url, 1)
+        node = net.nodes["v1"]
+        node.start()  # no credentials: refused, retried, never connected
+        await wait_until(lambda: "authoriz" in node.stderr().lower(), what="the broker refusing v1", net=net)
+        assert not node.events("broker_connected")
+        node.terminate()
+
+        secret = tmp_path / "v1-password"
+        secret.write_text("s3cret\n")
+        node.mqtt_username, node.mqtt_password_file = "v1", secret
+        node.start()
+        await wait_until(
+            lambda: bool(node.events("broker_connected")), what="v1 connecting with a password", net=net
+        )
+        assert node.terminate() == 0
+    finally:
+        broker.stop(kill=True)
 
 
 # ---------------------------------------------------------------- CLI and logs

@@ -1,0 +1,270 @@
+"""Finality over a real broker: how fast N validator processes finalize, against their limits.
+
+For each network size, starts mosquitto on loopback and N real ``posnet node
+run`` processes in fast mode (``commit_wait_ms = 0``: heights back to back),
+lets them warm up, then measures a window of about ``--seconds``:
+
+- finalized heights per second and the median / p99 finality latency, from
+  the nodes' own ``finalized`` log events (catch-up blocks excluded);
+- consensus messages each node received per second (its Prometheus counter);
+
+and, in the same run on the same machine, the two ceilings those numbers
+must be read against:
+
+- the transport's own rate: vote-sized messages per second one Python
+  MqttTransport receives through the same broker
+  (``bench/transport_rate.py``'s ``measure_transport_rate``);
+- Ed25519 verifications per second on one core (``verify_uncached``), since
+  every received message is verified once on admission.
+
+The ratios say how close consensus runs to those limits: consensus msgs/s
+per node / transport msgs/s, and verifications needed per second per node /
+verifications possible per second. Nodes are separate processes sharing the
+machine's cores, so the whole-machine verification load is also shown.
+
+A third limit is the disk: every signature is preceded by an fsynced
+signing-record commit (and followed by a journal commit), and every
+finalized block is fsynced before it is logged. The table shows the
+commits per second all nodes need against the fsynced commits per second
+one writer gets from this disk.
+
+    python bench/mqtt_finality.py [--validators 4 16] [--seconds 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from bench.transport_rate import measure_transport_rate  # noqa: E402
+from network.broker import start_broker  # noqa: E402
+from node.keys import Keypair, verify_uncached  # noqa: E402
+from tests.nodes import LocalNet, fast_params, make_localnet, wait_until  # noqa: E402
+
+WARMUP_HEIGHTS = 3
+VOTE_SIZE = 200  # bytes: about one signed vote envelope
+TRANSPORT_MESSAGES = 20_000
+
+
+@dataclass
+class FinalityResult:
+    validators: int
+    seconds: float
+    heights: int
+    heights_per_s: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    round_timeouts: int
+    consensus_msgs_per_s_per_node: float
+    transport_msgs_per_s: float
+    verifications_per_s: float
+    commits_needed_per_s_per_node: float
+    commits_per_s: float
+
+    @property
+    def transport_ratio(self) -> float:
+        return (
+            self.consensus_msgs_per_s_per_node / self.transport_msgs_per_s
+            if self.transport_msgs_per_s
+            else 0.0
+        )
+
+    @property
+    def verify_ratio(self) -> float:
+        """Verifications one node needs per second over what one core can do."""
+        return (
+            self.consensus_msgs_per_s_per_node / self.verifications_per_s if self.verifications_per_s else 0.0
+        )
+
+    @property
+    def machine_verify_ratio(self) -> float:
+        """All nodes' verifications per second over what every core of this machine can do."""
+        cores = os.cpu_count() or 1
+        needed = self.validators * self.consensus_msgs_per_s_per_node
+        return needed / (cores * self.verifications_per_s) if self.verifications_per_s else 0.0
+
+    @property
+    def machine_commit_ratio(self) -> float:
+        """All nodes' fsynced commits per second over what the disk did for one writer."""
+        needed = self.validators * self.commits_needed_per_s_per_node
+        return needed / self.commits_per_s if self.commits_per_s else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "transport_ratio": round(self.transport_ratio, 4),
+            "verify_ratio": round(self.verify_ratio, 4),
+            "machine_verify_ratio": round(self.machine_verify_ratio, 4),
+            "machine_commit_ratio": round(self.machine_commit_ratio, 4),
+        }
+
+
+def ed25519_verifications_per_s(seconds: float = 2.0) -> float:
+    """Uncached Ed25519 verifications per second on one core, of a vote-sized message."""
+    keypair = Keypair.deterministic("bench")
+    message = os.urandom(120)
+    signature = keypair.sign(message)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(200):
+            assert verify_uncached(keypair.public, message, signature)
+        count += 200
+    return count / (time.perf_counter() - start)
+
+
+def scrape(net: LocalNet) -> dict[str, tuple[float, float]]:
+    """Per node: (consensus messages received, messages signed) so far, from its /metrics."""
+    counts = {}
+    for name, node in net.nodes.items():
+        received = signed = 0.0
+        for family in text_string_to_metric_families(node.metrics()):
+            for sample in family.samples:
+                if (
+                    sample.name == "posnet_messages_received_total"
+                    and sample.labels.get("channel") == "consensus"
+                ):
+                    received += sample.value
+                elif sample.name == "posnet_signed_messages_total":
+                    signed += sample.value
+        counts[name] = (received, signed)
+    return counts
+
+
+def fsynced_commits_per_s(workdir: Path, seconds: float = 2.0) -> float:
+    """Durable (fsynced) SQLite commits per second on this disk: the store's signing-record write."""
+    from node.safety import SignMark, Step
+    from node.storage import Store
+
+    with Store(workdir / "fsync-probe.sqlite3") as store:
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            count += 1
+            store.record_signing(b"bench", SignMark(count, 0, Step.PREVOTE, None))
+        return count / (time.perf_counter() - start)
+
+
+def window_stats(net: LocalNet, t0: float, t1: float) -> tuple[int, list[int], int]:
+    """(heights finalized by the slowest node, latencies, round timeouts) inside [t0, t1]."""
+    latencies: list[int] = []
+    heights = []
+    timeouts = 0
+    for node in net.nodes.values():
+        events = [e for e in node.events() if t0 <= e["ts"] <= t1]
+        finalized = [e for e in events if e["event"] == "finalized"]
+        heights.append(len(finalized))
+        latencies += [e["latency_ms"] for e in finalized if not e.get("via_sync")]
+        timeouts += sum(1 for e in events if e["event"] == "round_timeout")
+    return min(heights), latencies, timeouts
+
+
+def percentile(values: list[int], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+async def run_one(validators: int, seconds: float, workdir: Path) -> FinalityResult:
+    """Start a broker and ``validators`` nodes, measure a window, then the ceilings."""
+    broker = start_broker("mosquitto", workdir=workdir / "broker")
+    try:
+        net = make_localnet(workdir / "net", broker.url, validators, params=fast_params(), metrics=True)
+        try:
+            net.start()
+            await wait_until(
+                lambda: min(net.heights().values()) >= WARMUP_HEIGHTS,
+                timeout=120 + 10 * validators,
+                what=f"{validators} nodes warming up",
+                net=net,
+            )
+            before, t0 = scrape(net), time.time()
+            await asyncio.sleep(seconds)
+            after, t1 = scrape(net), time.time()
+        finally:
+            net.stop()
+        heights, latencies, timeouts = window_stats(net, t0, t1)
+        per_node = [(after[n][0] - before[n][0]) / (t1 - t0) for n in net.nodes]
+        signed_per_node = [(after[n][1] - before[n][1]) / (t1 - t0) for n in net.nodes]
+        transport = await measure_transport_rate(broker.url, "bench-rate", TRANSPORT_MESSAGES, VOTE_SIZE, 1)
+        commits = fsynced_commits_per_s(workdir)
+    finally:
+        broker.stop(kill=True)
+    return FinalityResult(
+        validators=validators,
+        seconds=round(t1 - t0, 2),
+        heights=heights,
+        heights_per_s=round(heights / (t1 - t0), 2),
+        latency_p50_ms=statistics.median(latencies) if latencies else float("nan"),
+        latency_p99_ms=percentile(latencies, 0.99),
+        round_timeouts=timeouts,
+        consensus_msgs_per_s_per_node=round(statistics.mean(per_node), 1),
+        transport_msgs_per_s=round(transport, 1),
+        verifications_per_s=round(ed25519_verifications_per_s(), 1),
+        # Each signature costs two fsynced commits (mark, then journal) and each height one more.
+        commits_needed_per_s_per_node=round(2 * statistics.mean(signed_per_node) + heights / (t1 - t0), 1),
+        commits_per_s=round(commits, 1),
+    )
+
+
+def print_table(results: list[FinalityResult]) -> None:
+    header = (
+        f"{'vals':>4} {'heights/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'timeouts':>8} | "
+        f"{'cons msg/s/node':>15} {'transport msg/s':>15} {'ratio':>6} | "
+        f"{'verif need/s/node':>17} {'verif/s/core':>12} {'ratio':>6} {'machine':>7} | "
+        f"{'fsync need/s':>12} {'fsync/s':>7} {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r.validators:>4} {r.heights_per_s:>9.2f} {r.latency_p50_ms:>7.0f} {r.latency_p99_ms:>7.0f} "
+            f"{r.round_timeouts:>8} | {r.consensus_msgs_per_s_per_node:>15,.0f} {r.transport_msgs_per_s:>15,.0f} "
+            f"{r.transport_ratio:>6.3f} | {r.consensus_msgs_per_s_per_node:>17,.0f} "
+            f"{r.verifications_per_s:>12,.0f} {r.verify_ratio:>6.3f} {r.machine_verify_ratio:>7.3f} | "
+            f"{r.validators * r.commits_needed_per_s_per_node:>12,.0f} {r.commits_per_s:>7,.0f} "
+            f"{r.machine_commit_ratio:>6.2f}"
+        )
+    print(
+        f"\n{os.cpu_count()} cores; every process on this machine. ratio = consensus need / ceiling; "
+        "'machine' = all nodes' verifications / all cores' capacity;\n"
+        "fsync need/s = all nodes' durable commits (2 per signature + 1 per finalized block) "
+        "vs one writer's fsynced commits/s on this disk."
+    )
+
+
+async def _main(args: argparse.Namespace) -> None:
+    results = []
+    for n in args.validators:
+        with tempfile.TemporaryDirectory(prefix=f"posnet-bench-{n}-") as tmp:
+            result = await run_one(n, args.seconds, Path(tmp))
+        results.append(result)
+        if args.json:
+            print(json.dumps(result.to_json()), flush=True)
+    print_table(results)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--validators", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--json", action="store_true", help="also print one JSON object per size")
+    asyncio.run(_main(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
