@@ -129,3 +129,40 @@ def parse_fault_spec(spec: str) -> FaultPlan:
     values["partitions"] = tuple(values["partitions"])  # type: ignore[arg-type]
     values["crashes"] = tuple(values["crashes"])  # type: ignore[arg-type]
     return FaultPlan(**values)  # type: ignore[arg-type]
+
+
+def random_fault_plan(seed: int, names: list[str], protected: frozenset[str] = frozenset()) -> FaultPlan:
+    """A seeded mix of loss, delay, duplication, reordering, a partition and crashes.
+
+    Every timed fault heals by 12 s of virtual time, so liveness can be
+    judged after it. Nodes in `protected` (e.g. Byzantine ones) are not
+    crashed, so crashes only ever take honest nodes down.
+    """
+    import random
+
+    rng = random.Random(f"faults/{seed}")
+    lo = rng.randint(1, 20)
+    plan_partitions: list[Partition] = []
+    if len(names) >= 2 and rng.random() < 0.5:
+        shuffled = rng.sample(names, len(names))
+        cut = rng.randint(1, len(names) - 1)
+        start = rng.randint(0, 4000)
+        plan_partitions.append(
+            Partition(
+                (frozenset(shuffled[:cut]), frozenset(shuffled[cut:])),
+                Window(start, start + rng.randint(500, 6000)),
+            )
+        )
+    crashable = [name for name in names if name not in protected]
+    crashes: list[Crash] = []
+    if crashable and rng.random() < 0.5:
+        start = rng.randint(0, 6000)
+        crashes.append(Crash(rng.choice(crashable), Window(start, start + rng.randint(200, 5000))))
+    return FaultPlan(
+        drop=rng.choice((0.0, 0.0, 0.02, 0.1, 0.2)),
+        delay_ms=(lo, lo + rng.randint(0, 150)),
+        dup=rng.choice((0.0, 0.05)),
+        reorder=rng.choice((0.0, 0.1)),
+        partitions=tuple(plan_partitions),
+        crashes=tuple(crashes),
+    )

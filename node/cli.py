@@ -25,7 +25,9 @@ def cli() -> None:
     """posnet: a proof-of-stake committee consensus testbed."""
 
 
-def _fault_plan(_ctx: click.Context, _param: click.Parameter, value: str | None) -> FaultPlan:
+def _fault_plan(_ctx: click.Context, _param: click.Parameter, value: str | None) -> FaultPlan | str:
+    if value == "random":
+        return value
     try:
         return parse_fault_spec(value or "")
     except FaultSpecError as exc:
@@ -60,7 +62,7 @@ def sim(
     byzantine: int,
     byzantine_mode: str,
     committee_size: int,
-    faults: FaultPlan,
+    faults: FaultPlan | str,
     as_json: bool,
     events: bool,
 ) -> None:
@@ -68,11 +70,16 @@ def sim(
 
     Exits 0 when safety, liveness and accountability held, 1 when one broke.
     """
+    from network.faults import random_fault_plan
     from network.sim import SimConfig, run_simulation, validator_names
 
     if byzantine > validators:
         raise click.BadParameter(f"{byzantine} exceeds --validators {validators}", param_hint="--byzantine")
-    unknown = faults.names() - set(validator_names(validators))
+    names = validator_names(validators)
+    if faults == "random":
+        faults = random_fault_plan(seed, names, frozenset(names[validators - byzantine :]) if byzantine else frozenset())
+    assert isinstance(faults, FaultPlan)
+    unknown = faults.names() - set(names)
     if unknown:
         raise click.BadParameter(
             f"names unknown validators: {', '.join(sorted(unknown))}", param_hint="--faults"

@@ -133,25 +133,42 @@ Output = Sign | ScheduleTimeout | BroadcastEvidence | RequestSync | Decided | Ro
 # ---------------------------------------------------------------- vote sets
 
 
+MAX_BLOCKS_PER_VOTER = 4  # conflicting votes counted per validator per (round, kind); more are only evidence
+
+
 @dataclass
 class VoteSet:
-    """Votes of one kind at one (height, round), tallied by block id."""
+    """Votes of one kind at one (height, round), tallied by block id.
+
+    A validator's vote counts toward every block it voted for (up to a few),
+    not only the first one we happened to receive: otherwise an equivocator
+    can show different honest nodes different "first" votes and keep them
+    from ever seeing the same polka (CometBFT tracks conflicting votes for
+    the same reason). This stays safe: two quorums of more than 2/3 still
+    overlap in more than 1/3, which holds an honest validator, and honest
+    validators vote once. `total` counts each validator once.
+    """
 
     committee: Committee
-    by_validator: dict[bytes, Vote] = field(default_factory=dict)
+    first: dict[bytes, Vote] = field(default_factory=dict)
+    by_block: dict[bytes | None, dict[bytes, Vote]] = field(default_factory=dict)
+    blocks_of: dict[bytes, int] = field(default_factory=dict)
     power_for: dict[bytes | None, int] = field(default_factory=dict)
     total: int = 0
 
     def add(self, vote: Vote) -> Vote | None:
-        """Count `vote`; return the earlier conflicting vote if this is an equivocation."""
-        earlier = self.by_validator.get(vote.validator)
-        if earlier is not None:
-            return earlier if earlier.block_id != vote.block_id else None
+        """Count `vote`; return an earlier conflicting vote if this is an equivocation."""
         power = self.committee.power_of(vote.validator)
-        self.by_validator[vote.validator] = vote
-        self.power_for[vote.block_id] = self.power_for.get(vote.block_id, 0) + power
-        self.total += power
-        return None
+        earlier = self.first.get(vote.validator)
+        if earlier is None:
+            self.first[vote.validator] = vote
+            self.total += power
+        voters = self.by_block.setdefault(vote.block_id, {})
+        if vote.validator not in voters and self.blocks_of.get(vote.validator, 0) < MAX_BLOCKS_PER_VOTER:
+            voters[vote.validator] = vote
+            self.blocks_of[vote.validator] = self.blocks_of.get(vote.validator, 0) + 1
+            self.power_for[vote.block_id] = self.power_for.get(vote.block_id, 0) + power
+        return earlier if earlier is not None and earlier.block_id != vote.block_id else None
 
     def has_quorum_for(self, block_id: bytes | None) -> bool:
         return self.committee.is_quorum(self.power_for.get(block_id, 0))
@@ -160,7 +177,7 @@ class VoteSet:
         return self.committee.is_quorum(self.total)
 
     def votes_for(self, block_id: bytes | None) -> list[Vote]:
-        return [v for v in self.by_validator.values() if v.block_id == block_id]
+        return list(self.by_block.get(block_id, {}).values())
 
 
 # ------------------------------------------------------------------ machine
