@@ -285,13 +285,12 @@ class NodeRuntime:
         self.genesis, self.keys, self.name = load_node_inputs(config)
         crash_after = _crash_hook()
         self.exit_code = 0
-        self.events = EventLog(self.name, config.log_path)
+        self._progress = (0, 0)  # (height, round) last seen, for status messages after the machine stops
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
         self._own: OrderedDict[bytes, None] = OrderedDict()
         self._fatal: str | None = None
         self._stopping = False
-        self._transport_drops: Counter[str] = Counter()
         config.home.mkdir(parents=True, exist_ok=True)
         try:
             self.store = Store(config.home / STORE_FILE)
@@ -302,6 +301,12 @@ class NodeRuntime:
         except BaseException:
             self.store.close()
             raise
+        self._progress = (self.state.height + 1, 0)
+        try:
+            self.events = EventLog(self.name, config.log_path)
+        except OSError as exc:
+            self.store.close()
+            raise StartupError(f"log file {config.log_path}: {exc.strerror or exc}") from None
         record: SigningRecord = self.store
         if crash_after is not None:
             record = _CrashAfterRecord(self.store, crash_after)
@@ -330,7 +335,7 @@ class NodeRuntime:
         self._last_status: tuple[int, int] | None = None
 
     def _credentials(self) -> dict[str, str]:
-        """Username/password for the transport, when given (and when the transport supports them)."""
+        """Username/password for the transport, when given (brokers that refuse anonymous clients)."""
         if self.config.mqtt_username is None:
             return {}
         return {"username": self.config.mqtt_username, "password": self.config.mqtt_password or ""}
@@ -543,6 +548,7 @@ class NodeRuntime:
     def _update_progress(self) -> None:
         machine = self.primary.driver.machine
         if machine is not None:
+            self._progress = (machine.height, machine.round)
             self.metrics.round.set(machine.round)
 
     def _update_peers(self) -> None:
@@ -552,9 +558,8 @@ class NodeRuntime:
     # -------------------------------------------------------------- status
 
     def _status(self, online: bool) -> bytes:
-        machine = self.primary.driver.machine
-        height = machine.height if machine is not None else self.state.height + 1
-        round_ = machine.round if machine is not None else 0
+        """Our signed status: the height we work on, its round, and whether we are online."""
+        height, round_ = self._progress
         return status_bytes(self.genesis.chain_id, self.name, height, round_, online, self.primary_key)
 
     @property
@@ -566,9 +571,8 @@ class NodeRuntime:
         assert self._loop is not None
         last_sent = -STATUS_REFRESH_S
         while True:
-            machine = self.primary.driver.machine
             now = self._loop.time()
-            current = (machine.height, machine.round) if machine else None
+            current = self._progress
             if current != self._last_status or now - last_sent >= STATUS_REFRESH_S:
                 self.transport.publish(status_channel(self.name), self._status(online=True), retain=True)
                 self._last_status, last_sent = current, now

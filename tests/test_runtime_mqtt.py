@@ -156,6 +156,7 @@ async def test_four_nodes_finalize_one_chain_and_say_offline_when_stopped(
     # Each node left a retained, signed "offline" status behind.
     statuses = await retained_statuses(mosquitto, net)
     assert {name: status.online for name, status in statuses.items()} == dict.fromkeys(net.nodes, False)
+    assert all(status.height >= 12 for status in statuses.values()), statuses  # where each one stopped
 
 
 async def retained_statuses(broker: BrokerProcess, net: LocalNet) -> dict[str, StatusMsg]:
