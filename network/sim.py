@@ -142,6 +142,7 @@ class SimNode:
         core: SharedCore,
         behaviour: str | None,
         events: list[dict[str, Any]],
+        audience: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None,
     ) -> None:
         self.name = name
         self.net = net
@@ -163,6 +164,7 @@ class SimNode:
             behaviour,
             on_admitted=self._watch_offence,
             auth_cache=core.auth_cache,
+            audience=audience,
         )
         self.driver.after_outputs = self._check_offence_caught
         net.attach(name, lambda _sender, data: self.driver.receive(data))
@@ -286,9 +288,19 @@ def run_simulation(config: SimConfig) -> SimResult:
     net = SimNetwork(names, config.faults, rng)
     core = SharedCore()
     events: list[dict[str, Any]] = []
+    honest_names = [name for name in names if name not in byzantine]
+    half = (len(honest_names) + 1) // 2
+    halves = (tuple(honest_names[:half]), tuple(honest_names[half:]))
     nodes = {
         name: SimNode(
-            name, keys[name], state0, net, core, config.byzantine_mode if name in byzantine else None, events
+            name,
+            keys[name],
+            state0,
+            net,
+            core,
+            config.byzantine_mode if name in byzantine else None,
+            events,
+            (*halves, tuple(sorted(byzantine - {name}))),
         )
         for name in names
     }

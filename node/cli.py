@@ -14,7 +14,7 @@ import click
 
 from network.cli_testnet import status, testnet
 from network.faults import FaultPlan, FaultSpecError, parse_fault_spec
-from node.byzantine import BYZANTINE_MODES
+from node.byzantine import SIM_BYZANTINE_MODES
 from node.cli_keys import genesis, keys
 from node.cli_node import node
 
@@ -45,7 +45,7 @@ def _fault_plan(_ctx: click.Context, _param: click.Parameter, value: str | None)
     show_default=True,
     help="the last K validators misbehave",
 )
-@click.option("--byzantine-mode", type=click.Choice(BYZANTINE_MODES), default="equivocate", show_default=True)
+@click.option("--byzantine-mode", type=click.Choice(SIM_BYZANTINE_MODES), default="equivocate", show_default=True)
 @click.option("--committee-size", type=click.IntRange(1, 100_000), default=128, show_default=True)
 @click.option(
     "--faults",

@@ -321,10 +321,25 @@ class ConsensusMachine:
     def _heartbeat(self, timeout: Timeout, out: list[Output]) -> None:
         if timeout.height != self.height:
             return
-        if self._own:
-            out.append(Rebroadcast(tuple(self._own)))
+        items = [*self._own, *((vote, None) for vote in self._proof_of_lock())]
+        if items:
+            out.append(Rebroadcast(tuple(items)))
         self._maybe_sync(out)
         self._schedule_heartbeat(out)
+
+    def _proof_of_lock(self) -> list[Vote]:
+        """Others' prevotes behind our valid block: relayed so every node can see that polka.
+
+        A node that missed one of them (perhaps an equivocator's vote that was
+        sent only once) could otherwise never accept a re-proposal of the
+        block, and the locked nodes would never accept anything else.
+        """
+        if self.valid_block is None:
+            return []
+        polka = self.votes.get((self.valid_round, Kind.PREVOTE))
+        if polka is None:
+            return []
+        return [v for v in polka.votes_for(self.valid_block.hash) if v.validator != self.address]
 
     def _schedule_heartbeat(self, out: list[Output]) -> None:
         delay = max(self.params.timeout_precommit_ms, 100)

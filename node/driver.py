@@ -88,13 +88,15 @@ class Driver:
         behaviour: str | None = None,
         on_admitted: Callable[[Admitted, ConsensusMachine], None] | None = None,
         auth_cache: AuthCache | None = None,
+        audience: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None,
     ) -> None:
         self.name = name
         self.keypair = keypair
         self.signer = signer
         self.effects = effects
         self.behaviour = behaviour
-        self.equivocator = Equivocator(signer.chain_id, keypair) if behaviour == "equivocate" else None
+        self.equivocator = Equivocator(signer.chain_id, keypair) if behaviour in ("equivocate", "split") else None
+        self.audience = audience  # split mode: (first half, second half, colluders)
         self.on_admitted = on_admitted
         self.auth_cache = auth_cache
         self.machine: ConsensusMachine | None = None
@@ -150,7 +152,7 @@ class Driver:
             self.run(machine.on_vote(message, now))
         elif isinstance(message, ProposalMsg):
             if self.equivocator:
-                self.equivocator.observe_proposal(message.proposal)
+                self.equivocator.observe_proposal(message.proposal, message.block)
             self.run(machine.on_proposal(message.proposal, message.block, now))
         elif isinstance(message, EvidenceMsg):
             self.run(machine.on_evidence(message.evidence))
@@ -194,7 +196,7 @@ class Driver:
         if isinstance(output, ScheduleTimeout):
             incarnation = self.incarnation
             self.effects.schedule(output.delay_ms, lambda: self._on_timeout(output.timeout, incarnation))
-        elif isinstance(output, BroadcastEvidence):
+        elif isinstance(output, BroadcastEvidence) and self.behaviour != "split":  # colluders do not report each other
             self._send("evidence", evidence_bytes(self.chain_id, output.evidence, self.keypair))
             self.effects.log(
                 {
@@ -221,7 +223,7 @@ class Driver:
                     "step": output.phase.name.lower(),
                 }
             )
-        elif isinstance(output, Rebroadcast):
+        elif isinstance(output, Rebroadcast) and self.behaviour != "split":
             for item, block in output.items:
                 self._send("consensus", signed_item_bytes(self.chain_id, item, block))
         return []
@@ -231,15 +233,35 @@ class Driver:
         if signed is None:
             return []
         self.stats.signed += 1
-        self._send("consensus", signed_item_bytes(self.chain_id, signed, output.block))
-        if self.equivocator is not None:
-            twin, twin_block = self.equivocator.twin(signed, output.block)
-            self._send("consensus", signed_item_bytes(self.chain_id, twin, twin_block))
+        if self.equivocator is None:
+            self._send("consensus", signed_item_bytes(self.chain_id, signed, output.block))
+        else:
+            twin = self.equivocator.twin(signed, output.block)
+            self._send_conflicting((signed, output.block), twin)
         now = self.effects.now_ms()
         if isinstance(signed, Proposal):
             assert output.block is not None
             return machine.on_proposal(signed, output.block, now)
         return machine.on_vote(signed, now)
+
+    def _send_conflicting(
+        self, honest: tuple[Vote | Proposal, Block | None], twin: tuple[Vote | Proposal, Block | None]
+    ) -> None:
+        """Equivocate: both versions to everyone, or one version per half in split mode."""
+        if self.behaviour != "split" or self.audience is None:
+            for item, block in (honest, twin):
+                self._send("consensus", signed_item_bytes(self.chain_id, item, block))
+            return
+        first, second = Equivocator.split_order(honest, twin)
+        data = [signed_item_bytes(self.chain_id, item, block) for item, block in (first, second)]
+        first_half, second_half, colluders = self.audience
+        for node in first_half:
+            self.effects.send_to(node, data[0])
+        for node in second_half:
+            self.effects.send_to(node, data[1])
+        for node in colluders:
+            for payload in data:
+                self.effects.send_to(node, payload)
 
     def _on_timeout(self, timeout: Timeout, incarnation: int) -> None:
         if self.machine is not None and incarnation == self.incarnation:

@@ -80,15 +80,17 @@ def test_more_than_a_third_silent_stalls_and_the_checker_reports_it() -> None:
     assert any("stalled" in v for v in result.liveness_violations)
 
 
-def test_more_than_a_third_equivocating_breaks_safety_or_liveness_and_is_caught() -> None:
-    outcomes = [
-        run_simulation(
-            SimConfig(validators=4, heights=8, seed=seed, byzantine=2, byzantine_mode="equivocate")
-        )
-        for seed in range(8)
-    ]
-    assert any(not r.ok for r in outcomes)
-    assert all(r.safety_violations or r.liveness_violations or r.ok for r in outcomes)
+def test_more_than_a_third_split_brain_equivocators_break_safety_and_the_checker_reports_it() -> None:
+    result = run_simulation(SimConfig(validators=4, heights=5, seed=0, byzantine=2, byzantine_mode="split"))
+    assert not result.ok
+    assert result.safety_violations, result.to_json()["violations"]
+
+
+def test_split_brain_equivocation_by_less_than_a_third_cannot_break_safety() -> None:
+    for seed in range(20):
+        result = run_simulation(SimConfig(validators=7, heights=8, seed=seed, byzantine=2, byzantine_mode="split"))
+        assert result.safety_violations == [], seed
+        assert result.heights_finalized >= 8, (seed, result.to_json()["violations"])
 
 
 def test_one_equivocator_of_four_is_tombstoned_with_lower_stake_and_nobody_else_penalized() -> None:
@@ -148,7 +150,7 @@ def test_same_seed_gives_the_same_run_bit_for_bit_across_processes() -> None:
     first = _sim_json(args, "1")
     second = _sim_json(args, "2")
     assert first == second
-    assert first["heights_finalized"] == 12
+    assert first["heights_finalized"] >= 12
 
 
 def test_sim_cli_prints_the_documented_json_and_exits_1_on_a_violation() -> None:
