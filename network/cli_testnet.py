@@ -111,6 +111,20 @@ def testnet() -> None:
     "--mqtt-protocol", type=click.Choice(["5", "311"]), default=None, help="[default: 5, or 311 for embedded]"
 )
 @click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="run a fault timeline (TOML) and judge the run by its checks; see scenarios/",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="with --scenario: multiply its times and duration (0.5 = twice as fast)",
+)
 def up(
     validators: int,
     directory: Path,
@@ -122,6 +136,8 @@ def up(
     chain_id: str | None,
     mqtt_protocol: str | None,
     quiet: bool,
+    scenario_file: Path | None,
+    time_scale: float,
 ) -> None:
     """Start N validators and a broker, stream their finality, stop on Ctrl-C.
 
@@ -141,8 +157,32 @@ def up(
         mqtt_protocol=mqtt_protocol,
         quiet=quiet,
     )
+    if scenario_file is not None:
+        sys.exit(_run_scenario(config, scenario_file, time_scale))
+    if time_scale != 1.0:
+        raise UserError("--time-scale only applies to a --scenario run")
     code = _run(lambda: tn.run_up(config))
     sys.exit(code)
+
+
+def _run_scenario(config: tn.UpConfig, path: Path, time_scale: float) -> int:
+    """`up --scenario`: the file sets validators, duration, slot and behaviours unless given here."""
+    from network import scenario as sc
+
+    ctx = click.get_current_context()
+    explicit = [
+        name
+        for name in ("validators", "duration")
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    ]
+    try:
+        plan = sc.load_scenario(path)
+        config = sc.apply_to_config(config, plan, explicit, time_scale)
+    except sc.ScenarioError as exc:
+        raise UserError(str(exc)) from None
+    code = _run(lambda: sc.run_scenario(config, plan, time_scale))
+    assert isinstance(code, int)
+    return code
 
 
 def _fault_command(verb: str, action: Callable[[tn.Layout, str], tn.NodeProc], done: str) -> click.Command:

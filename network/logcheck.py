@@ -67,9 +67,16 @@ def read_log(path: Path) -> ParsedLog:
     return parse_lines(text.splitlines())
 
 
+NOT_NODE_LOGS = ("scenario.jsonl",)  # the scenario runner's step log lives beside the node logs
+
+
 def read_log_dir(log_dir: Path) -> dict[str, ParsedLog]:
     """Every `<node>.jsonl` in a directory, keyed by node name (the file stem)."""
-    return {path.stem: read_log(path) for path in sorted(Path(log_dir).glob("*.jsonl"))}
+    return {
+        path.stem: read_log(path)
+        for path in sorted(Path(log_dir).glob("*.jsonl"))
+        if path.name not in NOT_NODE_LOGS
+    }
 
 
 # ------------------------------------------------------------------ analysis
