@@ -52,18 +52,20 @@ class SimNetwork:
                 self.send(sender, name, data)
 
     def send(self, sender: str, recipient: str, data: bytes) -> None:
-        if not self.can_reach(sender, recipient, self.now_ms) or self.rng.random() < self.plan.drop:
+        plan, rng = self.plan, self.rng
+        if not self.can_reach(sender, recipient, self.now_ms) or (plan.drop and rng.random() < plan.drop):
             self.dropped += 1
             return
-        copies = 2 if self.rng.random() < self.plan.dup else 1
-        for _ in range(copies):
-            self.schedule(self._delay(), lambda: self._deliver(sender, recipient, data))
+        deliver = lambda: self._deliver(sender, recipient, data)  # noqa: E731
+        self.schedule(self._delay(), deliver)
+        if plan.dup and rng.random() < plan.dup:
+            self.schedule(self._delay(), deliver)
 
     def _delay(self) -> int:
         lo, hi = self.plan.delay_ms
-        delay = self.rng.randint(lo, hi)
+        delay = lo + int(self.rng.random() * (hi - lo + 1))
         if self.plan.reorder and self.rng.random() < self.plan.reorder:
-            delay += self.rng.randint(0, 10 * max(hi, 1))
+            delay += int(self.rng.random() * 10 * max(hi, 1))
         return delay
 
     def _deliver(self, sender: str, recipient: str, data: bytes) -> None:
