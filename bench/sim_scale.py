@@ -38,19 +38,27 @@ def ed25519_verifications_per_second(seconds: float = 1.0) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--validators", type=int, nargs="+", default=[4, 64, 1000])
-    parser.add_argument("--heights", type=int, nargs="+", help="heights per validator count (default scales down)")
+    parser.add_argument(
+        "--heights", type=int, nargs="+", help="heights per validator count (default scales down)"
+    )
     parser.add_argument("--committee-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     heights = args.heights or [DEFAULT_HEIGHTS.get(n, max(3, 3000 // n)) for n in args.validators]
     verifications = ed25519_verifications_per_second()
     print(f"Ed25519 verifications/s on this machine (one core): {verifications:,.0f}")
-    print(f"{'validators':>10} {'committee':>9} {'heights':>7} {'wall s':>8} {'heights/s':>10} {'msgs/height':>12} {'deliveries/s':>13}")
+    print(
+        f"{'validators':>10} {'committee':>9} {'heights':>7} {'wall s':>8} {'heights/s':>10} {'msgs/height':>12} {'deliveries/s':>13}"
+    )
     for n, h in zip(args.validators, heights, strict=True):
         start = time.perf_counter()
-        result = run_simulation(SimConfig(validators=n, heights=h, seed=args.seed, committee_size=args.committee_size))
+        result = run_simulation(
+            SimConfig(validators=n, heights=h, seed=args.seed, committee_size=args.committee_size)
+        )
         wall = time.perf_counter() - start
         done = result.heights_finalized
         ok = "" if result.ok else "  (INVARIANT VIOLATED)"

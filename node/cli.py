@@ -45,7 +45,9 @@ def _fault_plan(_ctx: click.Context, _param: click.Parameter, value: str | None)
     show_default=True,
     help="the last K validators misbehave",
 )
-@click.option("--byzantine-mode", type=click.Choice(SIM_BYZANTINE_MODES), default="equivocate", show_default=True)
+@click.option(
+    "--byzantine-mode", type=click.Choice(SIM_BYZANTINE_MODES), default="equivocate", show_default=True
+)
 @click.option("--committee-size", type=click.IntRange(1, 100_000), default=128, show_default=True)
 @click.option(
     "--faults",
@@ -77,7 +79,9 @@ def sim(
         raise click.BadParameter(f"{byzantine} exceeds --validators {validators}", param_hint="--byzantine")
     names = validator_names(validators)
     if faults == "random":
-        faults = random_fault_plan(seed, names, frozenset(names[validators - byzantine :]) if byzantine else frozenset())
+        faults = random_fault_plan(
+            seed, names, frozenset(names[validators - byzantine :]) if byzantine else frozenset()
+        )
     assert isinstance(faults, FaultPlan)
     unknown = faults.names() - set(names)
     if unknown:

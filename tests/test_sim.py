@@ -88,7 +88,9 @@ def test_more_than_a_third_split_brain_equivocators_break_safety_and_the_checker
 
 def test_split_brain_equivocation_by_less_than_a_third_cannot_break_safety() -> None:
     for seed in range(20):
-        result = run_simulation(SimConfig(validators=7, heights=8, seed=seed, byzantine=2, byzantine_mode="split"))
+        result = run_simulation(
+            SimConfig(validators=7, heights=8, seed=seed, byzantine=2, byzantine_mode="split")
+        )
         assert result.safety_violations == [], seed
         assert result.heights_finalized >= 8, (seed, result.to_json()["violations"])
 
