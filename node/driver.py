@@ -43,6 +43,7 @@ from node.inbox import (
 from node.keys import Keypair
 from node.messages import Block, CommitCertificate, Proposal, Vote
 from node.outbox import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
+from node.query import ledger_event_logs
 from node.signer import GuardedSigner
 from node.state import ChainState
 
@@ -104,6 +105,7 @@ class Driver:
         self.stats = DriverStats(Counter())
         self.peers: dict[str, StatusMsg] = {}
         self.after_outputs: Callable[[], None] | None = None
+        self._applied: ChainState | None = None  # the state the next decided block applies to (for its logs)
 
     @property
     def chain_id(self) -> str:
@@ -118,6 +120,7 @@ class Driver:
         self.machine = ConsensusMachine(
             state, self.keypair.address, last_certificate=last_certificate, **machine_args
         )
+        self._applied = state
         now = self.effects.now_ms()
         self.run(self.machine.restore(self.signer.journal(self.machine.height), now))
         self.run(self.machine.start(now))
@@ -270,6 +273,7 @@ class Driver:
     def _on_decided(self, decided: Decided) -> None:
         self.effects.finalized(decided)
         block, state = decided.block, decided.state
+        before, self._applied = self._applied, state
         self.effects.log(
             {
                 "event": "finalized",
@@ -284,14 +288,5 @@ class Driver:
                 "via_sync": decided.via_sync,
             }
         )
-        for event in decided.events:
-            if event.kind in PENALTY_EVENTS:
-                self.effects.log(
-                    {
-                        "event": event.kind,
-                        "height": block.height,
-                        "validator": state.names.get(event.validator, event.validator.hex()[:8]),
-                        "amount": event.amount,
-                        "reason": event.reason,
-                    }
-                )
+        for line in ledger_event_logs(before, state, block, decided.events):
+            self.effects.log(line)

@@ -11,12 +11,17 @@ is exactly one count of each thing and nothing to keep in step.
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from wsgiref.simple_server import WSGIServer
+from http import HTTPStatus
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, start_http_server
 from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -52,6 +57,48 @@ class _DerivedCounters(Collector):
             "Signatures refused by the durable signing record (would conflict, or could not be recorded)",
             value=self._refused(),
         )
+
+
+QueryHandler = Callable[[str], tuple[int, Mapping[str, Any]]]
+"""A query path -> (HTTP status, JSON-able body); must not raise for a bad query."""
+
+
+def _with_query(metrics_app: Any, query: QueryHandler) -> Any:
+    """A WSGI app: ``/query`` paths to the query handler (GET only), everything else to Prometheus."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path != "/query" and not path.startswith("/query/"):
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            status, body = 405, {"error": "read-only: GET only"}
+        else:
+            try:
+                status, body = query(path)
+            except Exception as exc:  # a bug must not take the metrics server down
+                status, body = 500, {"error": f"{type(exc).__name__}: {exc}"}
+        data = json.dumps(body, separators=(",", ":")).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [data]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: a node's output is its JSON-lines log."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _server_class(host: str) -> type[WSGIServer]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    return Server
 
 
 def _copy(source: Callable[[], Mapping[str, int]]) -> dict[str, int]:
@@ -121,9 +168,21 @@ class NodeMetrics:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> None:
-        """Serve ``/metrics`` on ``host:port`` from a daemon thread (OSError if the port is taken)."""
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "0.0.0.0", query: QueryHandler | None = None) -> None:
+        """Serve ``/metrics`` on ``host:port`` from a daemon thread (OSError if the port is taken).
+
+        With ``query``, paths under ``/query/`` are answered by it as JSON
+        (the node's read-only query endpoint, see ``node.query``) on the same
+        port, so a node exposes one HTTP port whatever it serves.
+        """
+        if query is None:
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+            return
+        app = _with_query(make_wsgi_app(self.registry), query)
+        server = make_server(host, port, app, _server_class(host), handler_class=_QuietHandler)
+        self._thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+        self._server = server
+        self._thread.start()
 
     @property
     def port(self) -> int | None:

@@ -56,6 +56,7 @@ from node.logs import EventLog
 from node.messages import Block, CommitCertificate
 from node.metrics import NodeMetrics
 from node.outbox import status_bytes, sync_request_bytes
+from node.query import TX_OUTCOMES, NodeView
 from node.safety import SignMark
 from node.signer import GuardedSigner, SigningRecord
 from node.state import ChainState, apply_block, certificate_problem, genesis_state
@@ -302,6 +303,7 @@ class NodeRuntime:
             self.store.close()
             raise
         self._progress = (self.state.height + 1, 0)
+        self.view = NodeView(self.state)  # what the read-only /query/ endpoint answers from
         try:
             self.events = EventLog(self.name, config.log_path)
         except OSError as exc:
@@ -350,7 +352,7 @@ class NodeRuntime:
                 self._loop.add_signal_handler(sig, self.request_stop)
         if self.config.metrics_port:
             try:
-                self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
+                self.metrics.serve(self.config.metrics_port, self.config.metrics_host, query=self.view.answer)
             except OSError as exc:
                 self.store.close()
                 self.events.close()
@@ -438,6 +440,7 @@ class NodeRuntime:
         self.store.put_finalized(
             block.height, block.hash, block.encoded, encode(decided.certificate.to_wire())
         )
+        self.view.publish(decided.state)  # durable first, then visible to queries
 
     def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
         """Stored blocks with their certificates, for answering a peer's sync request."""
@@ -458,6 +461,8 @@ class NodeRuntime:
             self.metrics.finality_latency.observe(event["latency_ms"] / 1000)
         elif kind == "round_timeout":
             self.metrics.round_timeouts.inc()
+        elif kind in TX_OUTCOMES and source is self.primary:
+            self.view.record(event)
         if len(self.hosted) > 1:
             event = {**event, "host_key": source.key.name}
         self.events.emit(event)
