@@ -229,6 +229,35 @@ def check(directory: Path) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@testnet.command("report")
+@DIR_OPTION
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="where to write the PNG [default: DIR/report.png]",
+)
+def report(directory: Path, out: Path | None) -> None:
+    """Draw the last run (height and finality latency per node over time, faults shaded, penalties marked).
+
+    Also prints heights, median and p99 latency, round timeouts, penalties and
+    the invariants checked (safety; liveness after the last heal; a scenario's
+    checks). Exits 1 when one of them failed.
+    """
+    from network.report import make_report
+
+    layout = tn.Layout.of(directory)
+    if not layout.logs.is_dir():
+        raise UserError(f"{layout.logs} not found: no testnet has run in {layout.root}")
+    result = _run(lambda: make_report(layout, out))
+    assert isinstance(result, tuple)
+    lines, ok, path = result
+    for line in lines:
+        click.echo(line)
+    click.echo(f"wrote {path}")
+    sys.exit(0 if ok else 1)
+
+
 @click.command("status")
 @DIR_OPTION
 def status(directory: Path) -> None:

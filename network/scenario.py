@@ -527,6 +527,19 @@ def check_safety(logs: Mapping[str, list[Event]], honest: Sequence[str]) -> Chec
     )
 
 
+def recovery_times(
+    logs: Mapping[str, list[Event]], nodes: Iterable[str], since: float
+) -> dict[str, float | None]:
+    """Per node, seconds from `since` to its first finalized height above the one it held then (None: never)."""
+    out: dict[str, float | None] = {}
+    for node in nodes:
+        finalized = _finalized(logs.get(node, []))
+        before = max((e["height"] for e in finalized if e["ts"] <= since), default=0)
+        after = [e["ts"] - since for e in finalized if e["ts"] > since and e["height"] > before]
+        out[node] = min(after) if after else None
+    return out
+
+
 def check_resumed(
     logs: Mapping[str, list[Event]],
     nodes: Sequence[str],
@@ -540,16 +553,9 @@ def check_resumed(
     name = f"resumed_within_rounds {rounds}"
     since, why = last_recovery_ts(timeline, t0)
     bound = recovery_bound_s(params, rounds)
-    took: dict[str, float] = {}
-    missing: list[str] = []
-    for node in nodes:
-        finalized = _finalized(logs.get(node, []))
-        before = max((e["height"] for e in finalized if e["ts"] <= since), default=0)
-        after = [e["ts"] - since for e in finalized if e["ts"] > since and e["height"] > before]
-        if after and min(after) <= bound:
-            took[node] = min(after)
-        else:
-            missing.append(node)
+    times = recovery_times(logs, nodes, since)
+    took = {node: t for node, t in times.items() if t is not None and t <= bound}
+    missing = [node for node in nodes if node not in took]
     if not nodes:
         return CheckResult(name, False, "no running honest node to judge")
     if missing:
