@@ -14,6 +14,7 @@ import click
 
 from network.cli_testnet import status, testnet
 from network.faults import FaultPlan, FaultSpecError, parse_fault_spec
+from network.watch import watch
 from node.byzantine import SIM_BYZANTINE_MODES
 from node.cli_keys import genesis, keys
 from node.cli_node import node
@@ -134,6 +135,7 @@ cli.add_command(keys)
 cli.add_command(genesis)
 cli.add_command(testnet)
 cli.add_command(status)
+cli.add_command(watch)
 cli.add_command(node)
 
 
