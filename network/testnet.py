@@ -7,8 +7,11 @@ Layout of a testnet directory (everything a later command needs is in it, so
     DIR/nodes/vI/key.json       validator vI's key (0600); vI's home
     DIR/nodes/vI/node.out       vI's stdout/stderr, appended across restarts
     DIR/logs/vI.jsonl           vI's event log (JSON lines), the source of every verdict
-    DIR/broker/                 broker config and log
-    DIR/testnet.json            who runs where: broker url/pid, each node's pid and command line
+    DIR/broker/                 broker config and log (island brokers of a partition under broker/island-I)
+    DIR/testnet.json            who runs where: broker url/pid, relay, each node's pid and command line
+    DIR/faults.json             network faults asked for (see network/netfaults.py)
+    DIR/faults.applied.json     what the relay has applied, its island brokers and packet counters
+    DIR/netfaults.log           the relay's log
 
 Nodes run as real OS processes (`python -m node.cli node run ...`) in their
 own sessions, so that a Ctrl-C in the terminal reaches only the orchestrator,
@@ -20,6 +23,11 @@ testnet.json is rewritten atomically and read-modify-written under a file
 lock: the orchestrator and the fault commands from other terminals both edit it.
 A fault command records its intent (`killed`, `restarting`) *before* it
 signals, so the orchestrator never mistakes a deliberate kill for a crash.
+
+Network faults (delay, drop, partition, heal) are real: each node reaches the
+broker through its own port of a relay process (`network.netfaults`) that
+`up` starts between the nodes and the broker; the commands here write the
+relay's control file and return once the relay reports the change applied.
 """
 
 from __future__ import annotations
@@ -39,16 +47,19 @@ from typing import Any
 
 import click
 
+from network import netfaults
 from network.broker import (
     BrokerProcess,
     BrokerStartError,
     free_port,
+    mosquitto_available,
     mqtt_handshake_ok,
     parse_broker_url,
     resolve_kind,
     start_broker,
 )
 from network.logcheck import Event, analyse, format_report, read_log
+from network.netfaults import NetworkFaults
 from node.genesis import Genesis, GenesisError, Params, genesis_to_toml, load_genesis, make_genesis
 from node.keys import Keypair, load_key_file, save_key_file
 from node.logs import format_pretty
@@ -59,6 +70,8 @@ DEFAULT_CHAIN_ID = "posnet-local"
 DEFAULT_SLOT_MS = 1000  # paced heights: a human can read the stream
 STOP_TIMEOUT_S = 10.0
 POLL_S = 0.25
+RELAY_START_TIMEOUT_S = 15.0
+FAULT_APPLY_TIMEOUT_S = 30.0  # an island broker start (amqtt) is the slow part
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Node statuses in testnet.json. The first two mean "should be alive".
@@ -105,6 +118,18 @@ class Layout:
     @property
     def broker_dir(self) -> Path:
         return self.root / "broker"
+
+    @property
+    def faults(self) -> Path:
+        return netfaults.faults_path(self.root)
+
+    @property
+    def faults_applied(self) -> Path:
+        return netfaults.applied_path(self.root)
+
+    @property
+    def relay_log(self) -> Path:
+        return self.root / "netfaults.log"
 
     def home(self, name: str) -> Path:
         return self.root / "nodes" / name
@@ -214,6 +239,7 @@ class NodeProc:
     status: str = STOPPED
     restarts: int = 0
     exit_code: int | None = None
+    was_byzantine: bool = False  # ever ran non-honest: its log is not held to the safety promise
 
 
 @dataclass
@@ -226,10 +252,21 @@ class BrokerInfo:
 
 
 @dataclass
+class RelayInfo:
+    """The network-fault relay: the port each node connects to instead of the broker."""
+
+    pid: int | None
+    command: list[str]
+    ports: dict[str, int]
+    log: str
+
+
+@dataclass
 class TestnetState:
     chain_id: str
     broker: BrokerInfo
     nodes: dict[str, NodeProc]
+    relay: RelayInfo | None = None
     supervisor_pid: int | None = None
     supervisor_command: list[str] | None = None
     started_at: float = field(default_factory=time.time)
@@ -249,6 +286,7 @@ class TestnetState:
             chain_id=raw["chain_id"],
             broker=BrokerInfo(**raw["broker"]),
             nodes={name: NodeProc(**node) for name, node in raw["nodes"].items()},
+            relay=RelayInfo(**raw["relay"]) if raw.get("relay") else None,
             supervisor_pid=raw.get("supervisor_pid"),
             supervisor_command=raw.get("supervisor_command"),
             started_at=raw.get("started_at", 0.0),
@@ -277,17 +315,29 @@ def write_state(layout: Layout, state: TestnetState) -> None:
 
 
 @contextlib.contextmanager
-def locked_state(layout: Layout) -> Iterator[TestnetState]:
-    """Read-modify-write testnet.json under an exclusive lock; written back when the block succeeds."""
+def testnet_lock(layout: Layout) -> Iterator[None]:
+    """The exclusive lock every read-modify-write of the directory's state files takes."""
     layout.root.mkdir(parents=True, exist_ok=True)
     with open(layout.lock, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            state = read_state(layout)
-            yield state
-            write_state(layout, state)
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def locked_state(layout: Layout) -> Iterator[TestnetState]:
+    """Read-modify-write testnet.json under an exclusive lock; written back when the block succeeds."""
+    with testnet_lock(layout):
+        state = read_state(layout)
+        yield state
+        write_state(layout, state)
+
+
+def byzantine_names(state: TestnetState) -> list[str]:
+    """Nodes that are, or ever were, told to misbehave: reported, but not judged for safety."""
+    return [n.name for n in state.nodes.values() if n.behaviour != "honest" or n.was_byzantine]
 
 
 # ------------------------------------------------------------------ processes
@@ -443,8 +493,12 @@ def describe_exit(code: int | None) -> str:
 
 def output_tail(layout: Layout, name: str, lines: int = 5) -> list[str]:
     """The last lines a node printed: usually the reason it died."""
+    return output_tail_of(layout.output(name), lines)
+
+
+def output_tail_of(path: Path, lines: int = 5) -> list[str]:
     try:
-        text = layout.output(name).read_text(errors="replace").splitlines()
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return []
     return text[-lines:]
@@ -491,26 +545,55 @@ def resume_node(layout: Layout, name: str) -> NodeProc:
     return node
 
 
-def restart_node(layout: Layout, name: str) -> NodeProc:
-    """Stop the node if it runs (SIGTERM, then SIGKILL), then start its recorded command again."""
+def restart_node(layout: Layout, name: str, behaviour: str | None = None) -> NodeProc:
+    """Stop the node if it runs (SIGTERM, then SIGKILL), then start its recorded command again.
+
+    With `behaviour`, the recorded command line (and so every later restart)
+    switches to that `--behaviour` first.
+    """
+    if behaviour is not None and behaviour not in BEHAVIOURS:
+        raise TestnetError(f"behaviour {behaviour!r}: must be one of {', '.join(BEHAVIOURS)}")
     with locked_state(layout) as state:
         node = state.node(name)
-        if (
-            not state.supervisor_pid
-            or process_state(state.supervisor_pid, state.supervisor_command) == "dead"
-        ):
-            raise TestnetError(
-                f"the testnet in {layout.root} is not running; start it with `posnet testnet up`"
-            )
+        _require_running(layout, state)
         node.status = RESTARTING
-    stop_processes([(node.pid, node.command, None)])
-    _wait_dead(node.pid, node.command, STOP_TIMEOUT_S)
+        old_pid, old_command = node.pid, list(node.command)
+        if behaviour is not None:
+            node.behaviour = behaviour
+            node.command = with_behaviour(node.command, behaviour)
+            node.was_byzantine = node.was_byzantine or behaviour != "honest"
+    stop_processes([(old_pid, old_command, None)])
+    _wait_dead(old_pid, old_command, STOP_TIMEOUT_S)
     process = spawn_node(layout, node)
     with locked_state(layout) as state:
         node = state.node(name)
         node.pid, node.status, node.exit_code = process.pid, RUNNING, None
         node.restarts += 1
     return node
+
+
+def _require_running(layout: Layout, state: TestnetState) -> None:
+    if not state.supervisor_pid or process_state(state.supervisor_pid, state.supervisor_command) == "dead":
+        raise TestnetError(f"the testnet in {layout.root} is not running; start it with `posnet testnet up`")
+
+
+def with_behaviour(command: Sequence[str], behaviour: str) -> list[str]:
+    """`command` with its `--behaviour` value replaced (or added)."""
+    out = list(command)
+    if "--behaviour" in out[:-1]:
+        out[out.index("--behaviour") + 1] = behaviour
+    else:
+        out += ["--behaviour", behaviour]
+    return out
+
+
+def behave(layout: Layout, node: str, mode: str) -> NodeProc:
+    """Restart a running testnet's node as `honest`, `equivocate` or `silent`; later restarts keep it.
+
+    A restart rather than a signal: behaviour is fixed on the node's command
+    line, which is also what makes it survive `restart`.
+    """
+    return restart_node(layout, node, behaviour=mode)
 
 
 def _wait_dead(pid: int | None, command: Sequence[str] | None, timeout: float) -> bool:
@@ -520,6 +603,167 @@ def _wait_dead(pid: int | None, command: Sequence[str] | None, timeout: float) -
             return False
         time.sleep(0.05)
     return True
+
+
+# ------------------------------------------------------------------ network faults
+
+
+def partition(layout: Layout, groups: Sequence[Sequence[str]]) -> NetworkFaults:
+    """Split the nodes into islands that cannot reach each other; nodes not named join the first group.
+
+    The first group keeps the main broker, every further group gets an island
+    broker of its own; a node that changes island loses its connection and
+    reconnects into the new one. Replaces any earlier partition; delays and
+    drops stay.
+    """
+    names = _node_names(layout)
+    islands = [list(group) for group in groups]
+    if len(islands) < 2:
+        raise TestnetError("a partition needs at least two groups, e.g. `v1,v2 v3,v4`")
+    seen: set[str] = set()
+    for group in islands:
+        if not group:
+            raise TestnetError("a partition group is empty")
+        for name in group:
+            _known(names, name)
+            if name in seen:
+                raise TestnetError(f"{name} is named in two partition groups")
+            seen.add(name)
+    islands[0] += [name for name in names if name not in seen]
+
+    def change(faults: NetworkFaults) -> None:
+        faults.groups = islands
+
+    return _change_faults(layout, change)
+
+
+def heal(layout: Layout) -> NetworkFaults:
+    """One network again: every node back on the main broker; every delay and drop cleared."""
+
+    def change(faults: NetworkFaults) -> None:
+        faults.groups, faults.links = [], {}
+
+    return _change_faults(layout, change)
+
+
+def delay(layout: Layout, node: str, ms: int) -> NetworkFaults:
+    """Hold every chunk between `node` and its broker for `ms` milliseconds, both ways (0 = none)."""
+    _known(_node_names(layout), node)
+    whole = isinstance(ms, int | float) and not isinstance(ms, bool) and float(ms).is_integer()
+    if not whole or not 0 <= ms <= netfaults.MAX_DELAY_MS:
+        raise TestnetError(f"delay {ms!r}: must be a whole number of ms in 0..{netfaults.MAX_DELAY_MS}")
+
+    def change(faults: NetworkFaults) -> None:
+        faults.links[node] = netfaults.LinkFaults(int(ms), faults.link(node).drop)
+        _forget_inactive(faults, node)
+
+    return _change_faults(layout, change)
+
+
+def drop(layout: Layout, node: str, rate: float) -> NetworkFaults:
+    """Lose each MQTT PUBLISH between `node` and its broker with probability `rate`, both ways (0 = none)."""
+    _known(_node_names(layout), node)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
+        raise TestnetError(f"drop rate {rate!r}: must be a number in 0..1 (e.g. 0.3)")
+
+    def change(faults: NetworkFaults) -> None:
+        faults.links[node] = netfaults.LinkFaults(faults.link(node).delay_ms, float(rate))
+        _forget_inactive(faults, node)
+
+    return _change_faults(layout, change)
+
+
+def _forget_inactive(faults: NetworkFaults, node: str) -> None:
+    if not faults.link(node).active:
+        faults.links.pop(node, None)
+
+
+def _node_names(layout: Layout) -> list[str]:
+    return list(read_state(layout).nodes)
+
+
+def _known(names: Sequence[str], name: str) -> None:
+    if name not in names:
+        raise TestnetError(f"unknown node {name!r}; this testnet has {', '.join(names)}")
+
+
+def _change_faults(layout: Layout, change: Callable[[NetworkFaults], None]) -> NetworkFaults:
+    """Edit DIR/faults.json under the lock, then wait until the relay has made it real.
+
+    If the relay cannot apply it (an island broker does not start), the file
+    goes back to what was in force, so the next command starts from the truth.
+    """
+    with testnet_lock(layout):
+        state = read_state(layout)
+        relay = _running_relay(layout, state)
+        before = read_requested_faults(layout)
+        after = NetworkFaults.from_json(before.to_json())
+        change(after)
+        after.generation = before.generation + 1
+        netfaults.write_faults(layout.root, after)
+        try:
+            _await_applied(layout, relay, after.generation)
+        except TestnetError:
+            before.generation = after.generation + 1
+            netfaults.write_faults(layout.root, before)
+            raise
+    return after
+
+
+def read_requested_faults(layout: Layout) -> NetworkFaults:
+    try:
+        return netfaults.read_faults(layout.root)
+    except ValueError as exc:
+        raise TestnetError(str(exc)) from None
+
+
+def _running_relay(layout: Layout, state: TestnetState) -> RelayInfo:
+    _require_running(layout, state)
+    relay = state.relay
+    if relay is None:
+        raise TestnetError(
+            f"the testnet in {layout.root} runs without the fault relay (--no-netfaults); "
+            "restart `up` without that option for network faults"
+        )
+    if process_state(relay.pid, relay.command) == "dead":
+        raise TestnetError(f"the network-fault relay of {layout.root} is not running; see {relay.log}")
+    return relay
+
+
+def _await_applied(layout: Layout, relay: RelayInfo, generation: int) -> None:
+    deadline = time.monotonic() + FAULT_APPLY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        applied = netfaults.read_applied(layout.root)
+        if applied and applied.get("pid") == relay.pid and applied.get("generation", -1) >= generation:
+            if applied.get("error"):
+                raise TestnetError(f"the relay could not apply it: {applied['error']}")
+            return
+        if process_state(relay.pid, relay.command) == "dead":
+            raise TestnetError(f"the network-fault relay exited; see {relay.log}")
+        time.sleep(0.05)
+    raise TestnetError(
+        f"the relay did not apply the change within {FAULT_APPLY_TIMEOUT_S:.0f} s; see {relay.log}"
+    )
+
+
+def describe_link(faults: NetworkFaults, node: str) -> str:
+    """One node's network faults in a few words (`delay 200ms, drop 30%, group 2/2`), or ``-``."""
+    parts = []
+    link = faults.link(node)
+    if link.delay_ms:
+        parts.append(f"delay {link.delay_ms}ms")
+    if link.drop:
+        parts.append(f"drop {link.drop * 100:g}%")
+    if len(faults.groups) > 1:
+        parts.append(f"group {faults.group_of(node) + 1}/{len(faults.groups)}")
+    return ", ".join(parts) or "-"
+
+
+def describe_partition(faults: NetworkFaults) -> str:
+    """`v1,v2 | v3,v4`, or `none`."""
+    if len(faults.groups) < 2:
+        return "none"
+    return " | ".join(",".join(group) for group in faults.groups)
 
 
 # ------------------------------------------------------------------ log streaming
@@ -574,6 +818,7 @@ class UpConfig:
     chain_id: str | None = None
     mqtt_protocol: str | None = None
     quiet: bool = False
+    netfaults: bool = True  # nodes reach the broker through the fault relay
 
 
 @contextlib.contextmanager
@@ -616,6 +861,73 @@ def _start_broker(layout: Layout, spec: str) -> tuple[BrokerInfo, BrokerProcess 
         log=str(broker.log_path),
     )
     return info, broker
+
+
+def _island_kind(broker: BrokerInfo) -> str:
+    """Island brokers are the main broker's kind, so they speak the MQTT version the nodes do."""
+    if broker.kind in ("mosquitto", "embedded"):
+        return broker.kind
+    return "mosquitto" if mosquitto_available() else "embedded"
+
+
+def _start_relay(layout: Layout, broker: BrokerInfo, names: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start the fault relay with no faults in force, and wait until it listens on every node's port.
+
+    Its own session, like the nodes, so a Ctrl-C reaches only the
+    orchestrator; `--exit-with-parent` so a killed orchestrator leaves no
+    relay (nor island brokers) behind.
+    """
+    netfaults.write_faults(layout.root, NetworkFaults())
+    layout.faults_applied.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "network.netfaults",
+        "--dir",
+        str(layout.root),
+        "--upstream",
+        broker.url,
+        "--island-broker",
+        _island_kind(broker),
+        "--exit-with-parent",
+    ]
+    for name in names:
+        command += ["--listen", f"{name}={free_port()}"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    with open(layout.relay_log, "ab") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=layout.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + RELAY_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        applied = netfaults.read_applied(layout.root)
+        if applied and applied.get("pid") == process.pid:
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    last = output_tail_of(layout.relay_log, 1)
+    raise TestnetError(f"the network-fault relay did not start ({last[0] if last else 'no output'})")
+
+
+def _relay_info(layout: Layout, process: subprocess.Popen[bytes]) -> RelayInfo:
+    applied = netfaults.read_applied(layout.root) or {}
+    return RelayInfo(
+        pid=process.pid,
+        command=[str(a) for a in process.args],  # type: ignore[union-attr]
+        ports={str(k): int(v) for k, v in applied.get("ports", {}).items()},
+        log=str(layout.relay_log),
+    )
 
 
 def _port_free(port: int) -> bool:
@@ -666,14 +978,27 @@ def _clear_leftovers(layout: Layout, echo: Echo) -> None:
     leftovers = [
         (n.pid, n.command, None) for n in old.nodes.values() if process_state(n.pid, n.command) != "dead"
     ]
-    if old.broker.pid and process_state(old.broker.pid, old.broker.command) != "dead":
-        stop_after = [(old.broker.pid, old.broker.command, None)]
-    else:
-        stop_after = []
+    stop_after = [
+        (pid, command, None)
+        for pid, command in [(old.broker.pid, old.broker.command), *_relay_processes(layout, old)]
+        if pid and process_state(pid, command) != "dead"
+    ]
     if leftovers or stop_after:
-        echo(f"stopping {len(leftovers)} node(s) and {len(stop_after)} broker left over from an earlier run")
+        echo(
+            f"stopping {len(leftovers)} node(s) and {len(stop_after)} broker/relay process(es) "
+            "left over from an earlier run"
+        )
         stop_processes(leftovers)
         stop_processes(stop_after)
+
+
+def _relay_processes(layout: Layout, state: TestnetState) -> list[tuple[int | None, list[str] | None]]:
+    """The relay and the island brokers it last reported (a SIGKILLed relay cannot stop them)."""
+    if state.relay is None:
+        return []
+    applied = netfaults.read_applied(layout.root) or {}
+    islands = [(i.get("pid"), i.get("command")) for i in applied.get("islands", {}).values()]
+    return [(state.relay.pid, state.relay.command), *islands]
 
 
 class Supervisor:
@@ -685,6 +1010,8 @@ class Supervisor:
         self._echo = echo
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.broker: BrokerProcess | None = None
+        self.relay: subprocess.Popen[bytes] | None = None
+        self.relay_failed = False
         self.state: TestnetState | None = None
         self.tails: dict[str, LogTail] = {}
         self.failures: list[str] = []
@@ -743,15 +1070,28 @@ class Supervisor:
         ports = metrics_ports(len(names), config.base_metrics_port)
         info, self.broker = _start_broker(layout, config.broker)
         protocol = _mqtt_protocol(info.kind, config.mqtt_protocol)
+        relay = None
+        urls = dict.fromkeys(names, info.url)
+        if config.netfaults:
+            self.relay = _start_relay(layout, info, names)
+            relay = _relay_info(layout, self.relay)
+            urls = {name: f"mqtt://127.0.0.1:{relay.ports[name]}" for name in names}
         nodes = {}
         for name, port in zip(names, ports, strict=True):
             behaviour = config.behaviours.get(name, "honest")
-            command = node_command(layout, name, info.url, port, behaviour, protocol)
-            nodes[name] = NodeProc(name=name, command=command, metrics_port=port, behaviour=behaviour)
+            command = node_command(layout, name, urls[name], port, behaviour, protocol)
+            nodes[name] = NodeProc(
+                name=name,
+                command=command,
+                metrics_port=port,
+                behaviour=behaviour,
+                was_byzantine=behaviour != "honest",
+            )
         self.state = TestnetState(
             chain_id=doc.chain_id,
             broker=info,
             nodes=nodes,
+            relay=relay,
             supervisor_pid=os.getpid(),
             supervisor_command=_cmdline(os.getpid()),
         )
@@ -762,6 +1102,10 @@ class Supervisor:
             f"testnet {doc.chain_id}: {len(names)} validators ({pace}), {info.kind} broker {info.url}, "
             f"dir {layout.root}"
         )
+        if relay is not None:
+            self.echo(
+                f"  network-fault relay: pid {relay.pid}, each node reaches the broker through its own port"
+            )
         for node in nodes.values():
             process = spawn_node(layout, node)
             self.children[node.name] = process
@@ -815,6 +1159,12 @@ class Supervisor:
             self.broker_failed = True
             self.failures.append(f"the {broker.kind} broker exited (code {broker.process.returncode})")
             self.echo(click.style(f"!! {self.failures[-1]}; log {broker.log_path}", fg="red", bold=True))
+        if self.relay is not None and self.relay.poll() is not None and not self.relay_failed:
+            self.relay_failed = True
+            self.failures.append(f"the network-fault relay exited ({describe_exit(self.relay.returncode)})")
+            self.echo(
+                click.style(f"!! {self.failures[-1]}; log {self.layout.relay_log}", fg="red", bold=True)
+            )
 
     def _reap(self, name: str, node: NodeProc) -> None:
         """Collect exit codes of our children that were replaced by a restart (no zombies left behind)."""
@@ -852,6 +1202,8 @@ class Supervisor:
             if live:
                 self.echo(f"stopping {len(live)} node(s)...")
             stop_processes(live, force=lambda: self.signals > 1)
+        if self.relay is not None:  # after the nodes (they leave cleanly), before the broker
+            stop_processes([(self.relay.pid, None, self.relay)], force=lambda: self.signals > 1)
         if self.broker is not None:
             self.broker.stop()
         for child in self.children.values():
@@ -867,6 +1219,8 @@ class Supervisor:
                     node.exit_code = child.returncode if child is not None else node.exit_code
             final.supervisor_pid = None
             final.broker.pid = None
+            if final.relay is not None:
+                final.relay.pid = None
             self.state = final
 
     def _child_of(self, node: NodeProc) -> subprocess.Popen[bytes] | None:
@@ -879,8 +1233,7 @@ class Supervisor:
         if self.state is None:
             return 1
         logs = {name: read_log(self.layout.log(name)).events for name in self.state.nodes}
-        byzantine = [n.name for n in self.state.nodes.values() if n.behaviour != "honest"]
-        report = analyse(logs, exclude=byzantine)
+        report = analyse(logs, exclude=byzantine_names(self.state))
         notes = {}
         for name, node in self.state.nodes.items():
             code = "" if node.exit_code is None else f" ({describe_exit(node.exit_code)})"
