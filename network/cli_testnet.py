@@ -28,6 +28,7 @@ from network.logcheck import (
     summarize_node,
     unique_penalties,
 )
+from network.netfaults import NetworkFaults, read_applied
 from node.cli_keys import UserError
 
 DIR_OPTION = click.option(
@@ -204,6 +205,91 @@ testnet.add_command(_fault_command("pause", tn.pause_node, "paused"))
 testnet.add_command(_fault_command("resume", tn.resume_node, "resumed"))
 
 
+# ------------------------------------------------------------------ network faults (through the relay)
+
+
+def _groups(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> list[list[str]]:
+    groups = [[name.strip() for name in item.split(",")] for item in value]
+    for item, group in zip(value, groups, strict=True):
+        if not all(group):
+            raise UserError(f"partition group {item!r}: expected comma-separated node names, e.g. v1,v2")
+    return groups
+
+
+def _links_line(faults: NetworkFaults, node: str) -> str:
+    return f"{node}: {tn.describe_link(faults, node)}".replace(": -", ": no link faults")
+
+
+@testnet.command("delay")
+@click.argument("node")
+@click.argument("ms", metavar="MS")
+@DIR_OPTION
+def delay(node: str, ms: str, directory: Path) -> None:
+    """Hold all traffic between NODE and its broker for MS milliseconds, both ways (0 clears)."""
+    if not ms.isdigit():
+        raise UserError(f"delay {ms!r}: must be a whole number of milliseconds, e.g. 200")
+    faults = _run(lambda: tn.delay(tn.Layout.of(directory), node, int(ms)))
+    assert isinstance(faults, NetworkFaults)
+    click.echo(f"delayed {_links_line(faults, node)}")
+
+
+@testnet.command("drop")
+@click.argument("node")
+@click.argument("rate", metavar="RATE")
+@DIR_OPTION
+def drop(node: str, rate: str, directory: Path) -> None:
+    """Lose each MQTT PUBLISH between NODE and its broker with probability RATE (0..1; 0 clears)."""
+    try:
+        value = float(rate)
+    except ValueError:
+        raise UserError(f"drop rate {rate!r}: must be a number in 0..1 (e.g. 0.3)") from None
+    faults = _run(lambda: tn.drop(tn.Layout.of(directory), node, value))
+    assert isinstance(faults, NetworkFaults)
+    click.echo(f"dropping {_links_line(faults, node)}")
+
+
+@testnet.command("partition")
+@click.argument("groups", nargs=-1, required=True, callback=_groups, metavar="GROUP GROUP...")
+@DIR_OPTION
+def partition(groups: list[list[str]], directory: Path) -> None:
+    """Split the nodes into islands, e.g. `v1,v2 v3,v4`; nodes not named join the first group.
+
+    The first group keeps the main broker; each further group gets a broker
+    of its own, and its nodes' connections are cut and re-made there.
+    """
+    faults = _run(lambda: tn.partition(tn.Layout.of(directory), groups))
+    assert isinstance(faults, NetworkFaults)
+    click.echo(f"partitioned: {tn.describe_partition(faults)} (each group reaches only its own broker)")
+
+
+@testnet.command("heal")
+@DIR_OPTION
+def heal(directory: Path) -> None:
+    """End the partition and clear every delay and drop: one network through the main broker."""
+    layout = tn.Layout.of(directory)
+    before = _run(lambda: tn.read_requested_faults(layout))
+    _run(lambda: tn.heal(layout))
+    assert isinstance(before, NetworkFaults)
+    was = [f"partition {tn.describe_partition(before)} ended"] if len(before.groups) > 1 else []
+    links = NetworkFaults(links=before.links)  # without the groups: only what was on each link
+    was += [f"{name} {tn.describe_link(links, name)} cleared" for name in before.links]
+    click.echo(f"healed: {'; '.join(was) if was else 'nothing was in force'}")
+
+
+@testnet.command("behave")
+@click.argument("node")
+@click.argument("mode", metavar="|".join(tn.BEHAVIOURS))
+@DIR_OPTION
+def behave(node: str, mode: str, directory: Path) -> None:
+    """Restart NODE as honest, equivocate or silent; later restarts keep the behaviour.
+
+    Needs the `up` that owns the testnet to be running, like `restart`.
+    """
+    proc = _run(lambda: tn.behave(tn.Layout.of(directory), node, mode))
+    assert isinstance(proc, tn.NodeProc)
+    click.echo(f"{proc.name} is now {proc.behaviour} (restarted, pid {proc.pid})")
+
+
 @testnet.command("check")
 @DIR_OPTION
 def check(directory: Path) -> None:
@@ -220,7 +306,7 @@ def check(directory: Path) -> None:
     if layout.state.exists():
         state = _run(lambda: tn.read_state(layout))
         assert isinstance(state, tn.TestnetState)
-        byzantine = [n.name for n in state.nodes.values() if n.behaviour != "honest"]
+        byzantine = tn.byzantine_names(state)
     report = analyse_dir(layout.logs, exclude=byzantine)
     if not report.nodes:
         raise UserError(f"no node logs (*.jsonl) in {layout.logs}")
@@ -305,7 +391,8 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
         f"testnet {state.chain_id} in {layout.root}: {runner}",
         f"broker {broker.kind} {broker.url}{broker_state}",
     ]
-    rows = [["node", "pid", "process", "height", "round", "last event", "penalties"]]
+    faults = _network_lines(layout, state, lines)
+    rows = [["node", "pid", "process", "height", "round", "last event", "penalties", "network"]]
     all_events = []
     for name, node in state.nodes.items():
         events = read_log(layout.log(name)).events
@@ -318,9 +405,9 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
         penalties = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()) if k in _PENALTY_COLUMN)
         label = _process_label(node) + ("" if node.behaviour == "honest" else f" ({node.behaviour})")
         round_ = "-" if summary.last_round is None else str(summary.last_round)
-        rows.append(
-            [name, str(node.pid or "-"), label, str(summary.max_height), round_, last, penalties or "-"]
-        )
+        network = tn.describe_link(faults, name) if faults is not None else "direct"
+        row = [name, str(node.pid or "-"), label, str(summary.max_height), round_, last]
+        rows.append([*row, penalties or "-", network])
     lines.extend(_table(rows, right_aligned={1, 3, 4}))
     penalties = unique_penalties(all_events)
     if penalties:
@@ -330,6 +417,28 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
 
 
 _PENALTY_COLUMN = ("evidence", "slashed", "jailed", "tombstoned", "unjailed")
+
+
+def _network_lines(layout: tn.Layout, state: tn.TestnetState, lines: list[str]) -> NetworkFaults | None:
+    """Append the relay's state and the partition to `lines`; the faults in force (None: no relay).
+
+    What the relay reports applied is what is real; a requested change it has
+    not reported yet is shown as pending.
+    """
+    relay = state.relay
+    if relay is None:
+        return None
+    requested = tn.read_requested_faults(layout)
+    applied = read_applied(layout.root) or {}
+    relay_state = tn.process_state(relay.pid, relay.command) if relay.pid else "not running"
+    pending = ", change pending" if applied.get("generation", -1) < requested.generation else ""
+    error = f", last change failed: {applied['error']}" if applied.get("error") else ""
+    lines.append(f"network-fault relay pid {relay.pid or '-'} {relay_state}{pending}{error}")
+    if len(requested.groups) > 1:
+        islands = applied.get("islands", {})
+        where = ", ".join(f"group {int(i) + 1} on {v.get('url')}" for i, v in sorted(islands.items()))
+        lines.append(f"partition {tn.describe_partition(requested)}" + (f" ({where})" if where else ""))
+    return requested
 
 
 def _table(rows: list[list[str]], right_aligned: set[int]) -> list[str]:
