@@ -1,0 +1,530 @@
+"""Network faults that are real on the wire: the relay between nodes and their broker.
+
+Three layers, cheapest first:
+- MQTT framing and the control file as pure functions;
+- the relay (`network.netfaults.Relay`, in this process) between MQTT clients
+  and a real mosquitto: delay is observable, drop 1.0 stops publishes while
+  the session stays up, random-sized packets are never cut in half, and a
+  partition really moves a client onto an island broker;
+- end to end: `posnet testnet up` with real node processes, partitioned 2|2
+  (finality stops, heal resumes it) and 3|1 (the three carry on, the one
+  catches up to the same hashes), watched on the brokers themselves.
+
+Timing is never asserted except as a lower bound (a delay must delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from click.testing import CliRunner, Result
+
+from network import logcheck
+from network import netfaults as nf
+from network import testnet as tn
+from network.broker import BrokerProcess, mosquitto_available, start_broker
+from network.mqtt import MqttTransport
+from node.cli import cli
+from node.genesis import load_genesis
+from node.keys import address_of
+from node.messages import parse_envelope
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHAIN = "nf"
+WAIT_S = 30.0
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
+
+needs_mosquitto = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed")
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+# ------------------------------------------------------------------ framing
+
+
+def _packet(rng: random.Random, body_len: int) -> bytes:
+    first = rng.choice([0x10, 0x20, 0x30, 0x32, 0x3B, 0x40, 0x82, 0x90, 0xC0, 0xD0, 0xE0])
+    return nf.encode_packet(first, rng.randbytes(body_len))
+
+
+def test_framer_returns_exactly_the_packets_whatever_the_chunking() -> None:
+    rng = random.Random(5)
+    edges = [0, 1, 2, 127, 128, 129, 16383, 16384, 16385, 2_097_151, 2_097_152]
+    for trial in range(40):
+        sizes = (
+            [*edges]
+            if trial == 0
+            else [rng.choice([rng.randrange(64), rng.randrange(70_000)]) for _ in range(60)]
+        )
+        packets = [_packet(rng, n) for n in sizes]
+        stream = b"".join(packets)
+        framer, out, at = nf.MqttFramer(), [], 0
+        while at < len(stream):
+            step = rng.choice([1, 2, 3, rng.randrange(1, 5000), rng.randrange(1, 200_000)])
+            out += framer.feed(stream[at : at + step])
+            at += step
+        assert out == packets
+        assert framer.pending == 0
+
+
+def test_framer_holds_an_incomplete_packet_and_rejects_a_five_byte_length() -> None:
+    framer = nf.MqttFramer()
+    packet = nf.encode_packet(0x30, b"\x00\x01t" + b"x" * 300)
+    assert framer.feed(packet[:-1]) == []
+    assert framer.pending == len(packet) - 1
+    assert framer.feed(packet[-1:]) == [packet]
+    with pytest.raises(nf.FramingError):
+        nf.MqttFramer().feed(b"\x30\xff\xff\xff\xff\x01")
+
+
+def test_publish_qos_and_puback() -> None:
+    qos0 = nf.encode_packet(0x30, b"\x00\x01t" + b"payload")
+    qos1 = nf.encode_packet(0x32, b"\x00\x03abc" + (513).to_bytes(2, "big") + b"payload")
+    assert nf.publish_qos(qos0) == (0, None)
+    assert nf.publish_qos(qos1) == (1, 513)
+    assert nf.publish_qos(nf.encode_packet(0xC0, b"")) is None  # PINGREQ
+    assert nf.puback(513) == b"\x40\x02\x02\x01"
+
+
+def test_control_file_round_trip_and_groups(tmp_path: Path) -> None:
+    assert nf.read_faults(tmp_path) == nf.NetworkFaults()
+    faults = nf.NetworkFaults(
+        generation=3, groups=[["v1", "v2"], ["v3"]], links={"v2": nf.LinkFaults(delay_ms=200, drop=0.5)}
+    )
+    nf.write_faults(tmp_path, faults)
+    again = nf.read_faults(tmp_path)
+    assert again == faults
+    assert (again.group_of("v3"), again.group_of("v1"), again.group_of("v9")) == (1, 0, 0)
+    assert tn.describe_link(again, "v2") == "delay 200ms, drop 50%, group 1/2"
+    assert tn.describe_link(nf.NetworkFaults(), "v2") == "-"
+    nf.faults_path(tmp_path).write_text('{"links": {"v1": {"drop": 2}}}')
+    with pytest.raises(ValueError, match="drop"):
+        nf.read_faults(tmp_path)
+
+
+# ------------------------------------------------------------------ the relay against a real broker
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[BrokerProcess]:
+    if not mosquitto_available():
+        pytest.skip("mosquitto not installed")
+    broker = start_broker("mosquitto", workdir=tmp_path / "broker-main")
+    try:
+        yield broker
+    finally:
+        broker.stop(kill=True)
+
+
+@pytest.fixture
+async def relay(tmp_path: Path, mosquitto: BrokerProcess) -> AsyncIterator[nf.Relay]:
+    relay = nf.Relay(tmp_path, mosquitto.url, {"a": 0, "b": 0}, island_kind="mosquitto", seed=7)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.close()
+
+
+def transport(url: str, node: str, subscriptions: list[str]) -> MqttTransport:
+    return MqttTransport(
+        url, CHAIN, node, subscriptions=subscriptions, offline_status=b"off", protocol=5, backoff=(0.05, 0.5)
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(*transports: MqttTransport) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(t.run()) for t in transports]
+    try:
+        for t in transports:
+            await wait_until(t.connected.is_set, f"{t.node_id} to connect")
+        yield
+    finally:
+        for t in transports:
+            await t.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def recv(t: MqttTransport, timeout: float = WAIT_S) -> bytes:
+    return (await asyncio.wait_for(t.recv(), timeout)).payload
+
+
+def drain(t: MqttTransport) -> list[bytes]:
+    out = []
+    while t.pending_inbound():
+        out.append(t._inbound.get_nowait().payload)
+    return out
+
+
+@pytest.mark.broker
+async def test_delay_holds_traffic_both_ways_in_order(relay: nf.Relay, mosquitto: BrokerProcess) -> None:
+    a = transport(relay.url("a"), "a", ["to-a"])
+    direct = transport(mosquitto.url, "d", ["to-d"])
+    async with running(a, direct):
+        await relay.apply(nf.NetworkFaults(generation=1, links={"a": nf.LinkFaults(delay_ms=400)}))
+        started = time.monotonic()
+        for i in range(20):
+            a.publish("to-d", str(i).encode())
+        first = await recv(direct)
+        assert time.monotonic() - started >= 0.39  # held on the way up
+        rest = [await recv(direct) for _ in range(19)]
+        assert [int(p) for p in [first, *rest]] == list(range(20))  # order kept
+        started = time.monotonic()
+        direct.publish("to-a", b"down")
+        assert await recv(a) == b"down"
+        assert time.monotonic() - started >= 0.39  # and on the way down
+        assert a.stats["reconnects"] == 0
+
+
+@pytest.mark.broker
+async def test_drop_all_stops_publishes_but_the_session_stays_up(
+    relay: nf.Relay, mosquitto: BrokerProcess
+) -> None:
+    a = transport(relay.url("a"), "a", ["to-a"])
+    direct = transport(mosquitto.url, "d", ["to-d", "st"])
+    async with running(a, direct):
+        await relay.apply(nf.NetworkFaults(generation=1, links={"a": nf.LinkFaults(drop=1.0)}))
+        for i in range(20):
+            a.publish("to-d", b"lost %d" % i)
+            direct.publish("to-a", b"lost %d" % i)
+        a.publish("st", b"retained, QoS 1", retain=True)  # its PUBACK is faked, or `a` would stall
+        stats = relay.stats["a"]
+        await wait_until(lambda: stats.up.dropped >= 21 and stats.down.dropped >= 20, "the relay to drop")
+        await wait_until(lambda: a.stats["tx"] >= 21, "the QoS 1 publish to complete")
+        await asyncio.sleep(0.3)
+        assert drain(direct) == [] and drain(a) == []
+        await relay.apply(nf.NetworkFaults(generation=2))
+        a.publish("to-d", b"through")
+        direct.publish("to-a", b"back")
+        assert await recv(direct) == b"through"
+        assert await recv(a) == b"back"
+        assert a.stats["reconnects"] == 0 and a.stats["tx_failed"] == 0
+        assert stats.connections == 1 and stats.cut == 0
+
+
+@pytest.mark.broker
+async def test_random_sized_packets_are_never_cut_in_half(relay: nf.Relay, mosquitto: BrokerProcess) -> None:
+    """Half a packet would desynchronise the broker's parser and it would drop the client."""
+    rng = random.Random(11)
+    a = transport(relay.url("a"), "a", [])
+    direct = transport(mosquitto.url, "d", ["bulk"])
+    count = 120
+    async with running(a, direct):
+        await relay.apply(nf.NetworkFaults(generation=1, links={"a": nf.LinkFaults(drop=0.5)}))
+        for i in range(count):
+            body = rng.randbytes(rng.choice([rng.randrange(100), rng.randrange(300_000)]))
+            a.publish("bulk", i.to_bytes(4, "big") + hashlib.sha256(body).digest() + body)
+        stats = relay.stats["a"]
+        await wait_until(lambda: stats.up.publishes >= count, "the relay to see every publish", 60)
+        await relay.apply(nf.NetworkFaults(generation=2))
+        a.publish("bulk", b"end")
+        got = []
+        while (payload := await recv(direct)) != b"end":
+            got.append(payload)
+        indexes = [int.from_bytes(p[:4], "big") for p in got]
+        assert all(hashlib.sha256(p[36:]).digest() == p[4:36] for p in got)
+        assert indexes == sorted(indexes) and 0 < len(got) < count
+        assert len(got) == count - stats.up.dropped
+        assert a.stats["reconnects"] == 0 and stats.connections == 1
+
+
+@pytest.mark.broker
+async def test_partition_moves_a_client_to_an_island_and_heal_brings_it_back(
+    relay: nf.Relay, mosquitto: BrokerProcess
+) -> None:
+    a = transport(relay.url("a"), "a", ["ch"])
+    b = transport(relay.url("b"), "b", ["ch"])
+    main = transport(mosquitto.url, "main", ["ch"])
+    async with running(a, b, main):
+        await relay.apply(nf.NetworkFaults(generation=1, groups=[["a"], ["b"]]))
+        island_url = relay.islands[1].broker.url
+        await wait_until(lambda: b.stats["reconnects"] >= 1 and b.connected.is_set(), "b to reconnect")
+        island = transport(island_url, "island", ["ch"])
+        async with running(island):
+            b.publish("ch", b"from b")
+            assert await recv(island) == b"from b"
+            a.publish("ch", b"from a")
+            assert await recv(main) == b"from a"
+            assert await recv(a) == b"from a"
+            assert await recv(b) == b"from b"  # its own, back from the island
+            await asyncio.sleep(0.3)
+            assert drain(main) == [] and drain(island) == [] and drain(a) == [] and drain(b) == []
+        assert a.stats["reconnects"] == 0  # the first group keeps its connections
+        await relay.apply(nf.NetworkFaults(generation=2))
+        assert relay.islands == {}
+        await wait_until(lambda: b.stats["reconnects"] >= 2 and b.connected.is_set(), "b to come back")
+        b.publish("ch", b"healed")
+        assert await recv(main) == b"healed"
+        assert await recv(a) == b"healed"
+        assert relay.stats["b"].cut == 2
+
+
+@pytest.mark.broker
+async def test_the_control_file_is_applied_and_acknowledged(tmp_path: Path, relay: nf.Relay) -> None:
+    task = asyncio.create_task(relay.poll_control())
+
+    async def applied(generation: int) -> dict[str, object]:
+        await wait_until(
+            lambda: (nf.read_applied(tmp_path) or {}).get("generation", -1) >= generation, f"gen {generation}"
+        )
+        return nf.read_applied(tmp_path) or {}
+
+    try:
+        nf.write_faults(tmp_path, nf.NetworkFaults(generation=1, links={"a": nf.LinkFaults(delay_ms=50)}))
+        report = await applied(1)
+        assert report["error"] is None and relay.faults.link("a").delay_ms == 50
+        nf.write_faults(tmp_path, nf.NetworkFaults(generation=2, groups=[["a"], ["zz"]]))
+        report = await applied(2)
+        assert "unknown node zz" in str(report["error"])
+        assert relay.faults.link("a").delay_ms == 50  # the bad request changed nothing
+    finally:
+        relay.request_stop()
+        await task
+
+
+# ------------------------------------------------------------------ commands without a network
+
+
+@pytest.fixture
+def fake_testnet(tmp_path: Path) -> Iterator[tn.Layout]:
+    """A recorded testnet whose orchestrator is this test process and whose relay is a sleeper."""
+    layout = tn.Layout.of(tmp_path / "net")
+    layout.root.mkdir(parents=True)
+    relay = subprocess.Popen(SLEEPER)
+    state = tn.TestnetState(
+        chain_id="fake",
+        broker=tn.BrokerInfo(kind="external", url="mqtt://127.0.0.1:1"),
+        nodes={n: tn.NodeProc(name=n, command=SLEEPER, metrics_port=0) for n in ("v1", "v2", "v3")},
+        relay=tn.RelayInfo(pid=relay.pid, command=SLEEPER, ports={}, log=str(layout.relay_log)),
+        supervisor_pid=os.getpid(),
+        supervisor_command=tn._cmdline(os.getpid()),
+    )
+    tn.write_state(layout, state)
+    yield layout
+    relay.kill()
+    relay.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["partition", "v1,v2"], "at least two groups"),
+        (["partition", "v1,v2", "v2,v3"], "v2 is named in two"),
+        (["partition", "v1", "v9"], "unknown node 'v9'"),
+        (["partition", "v1,", "v2"], "expected comma-separated node names"),
+        (["delay", "v9", "100"], "unknown node 'v9'"),
+        (["delay", "v1", "soon"], "whole number"),
+        (["delay", "v1", "9999999"], "0..600000"),
+        (["drop", "v1", "1.5"], "0..1"),
+        (["drop", "v1", "lots"], "0..1"),
+        (["drop", "v1", "nan"], "0..1"),
+        (["behave", "v1", "evil"], "must be one of honest, equivocate, silent"),
+    ],
+)
+def test_bad_fault_commands_fail_in_one_line(fake_testnet: tn.Layout, args: list[str], needle: str) -> None:
+    result = run("testnet", *args, "--dir", fake_testnet.root)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not fake_testnet.faults.exists()  # nothing was asked of the relay
+
+
+def test_fault_commands_need_a_running_testnet_with_a_relay(fake_testnet: tn.Layout, tmp_path: Path) -> None:
+    missing = run("testnet", "heal", "--dir", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "testnet up" in missing.stderr
+    with tn.locked_state(fake_testnet) as state:
+        assert state.relay is not None
+        state.relay.pid = None
+    dead = run("testnet", "drop", "v1", "0.2", "--dir", fake_testnet.root)
+    assert dead.exit_code == 2 and "relay" in dead.stderr and "not running" in dead.stderr
+    with tn.locked_state(fake_testnet) as state:
+        state.relay = None
+    direct = run("testnet", "delay", "v1", "10", "--dir", fake_testnet.root)
+    assert direct.exit_code == 2 and "without the fault relay" in direct.stderr
+    with tn.locked_state(fake_testnet) as state:
+        state.supervisor_pid = None
+    stopped = run("testnet", "partition", "v1", "v2", "--dir", fake_testnet.root)
+    assert stopped.exit_code == 2 and "not running" in stopped.stderr
+
+
+def test_with_behaviour_replaces_or_adds_the_option() -> None:
+    assert tn.with_behaviour(["run", "--behaviour", "honest", "--x"], "silent") == [
+        "run",
+        "--behaviour",
+        "silent",
+        "--x",
+    ]
+    assert tn.with_behaviour(["run"], "equivocate") == ["run", "--behaviour", "equivocate"]
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def _posnet(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "node.cli", *map(str, args)]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def _finalized(layout: tn.Layout, name: str) -> dict[int, str]:
+    events = logcheck.read_log(layout.log(name)).events
+    return {e["height"]: e["hash"] for e in events if e.get("event") == "finalized"}
+
+
+def _heights(layout: tn.Layout) -> dict[str, int]:
+    return {name: max(_finalized(layout, name), default=0) for name in ("v1", "v2", "v3", "v4")}
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+async def _senders(url: str, chain_id: str, names: dict[bytes, str], seconds: float) -> set[str]:
+    """Who publishes consensus messages on the broker at `url` during `seconds`: the ground truth."""
+    seen: set[str] = set()
+    host, port = url.removeprefix("mqtt://").split(":")
+    async with aiomqtt.Client(host, int(port), identifier=f"observer-{os.getpid()}-{port}") as client:
+        await client.subscribe(f"posnet/{chain_id}/consensus")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                async for message in client.messages:
+                    sender = parse_envelope(bytes(message.payload)).sender  # type: ignore[arg-type]
+                    seen.add(names.get(sender, sender.hex()))
+    return seen
+
+
+def _observe(layout: tn.Layout, urls: list[str], seconds: float = 3.0) -> list[set[str]]:
+    genesis = load_genesis(layout.genesis)
+    names = {address_of(v.public_key): v.name for v in genesis.validators}
+
+    async def all_of() -> list[set[str]]:
+        return list(await asyncio.gather(*(_senders(u, genesis.chain_id, names, seconds) for u in urls)))
+
+    return asyncio.run(all_of())
+
+
+@pytest.fixture
+def testnet_up(tmp_path: Path) -> Iterator[tuple[tn.Layout, subprocess.Popen[str]]]:
+    """`posnet testnet up` (4 validators, 200 ms slots) in the background; every process gone afterwards."""
+    directory = tmp_path / "net"
+    args = ("--validators", "4", "--duration", "170", "--slot-ms", "200", "--quiet", "--dir", directory)
+    up = subprocess.Popen(
+        _posnet("testnet", "up", *args),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    layout = tn.Layout.of(directory)
+    try:
+        _wait_for(lambda: min(_heights(layout).values()) >= 3, "all nodes at height 3", 60)
+        yield layout, up
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                up.communicate(timeout=60)
+        with contextlib.suppress(tn.TestnetError):
+            state = tn.read_state(layout)
+            procs = [(n.pid, n.command, None) for n in state.nodes.values()]
+            procs += [(pid, cmd, None) for pid, cmd in tn._relay_processes(layout, state)]
+            tn.stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
+
+
+def _stop(up: subprocess.Popen[str]) -> tuple[int, str]:
+    up.send_signal(signal.SIGTERM)
+    output, _ = up.communicate(timeout=60)
+    return up.returncode, output
+
+
+@pytest.mark.broker
+@needs_mosquitto
+def test_two_two_partition_stops_finality_until_healed(
+    testnet_up: tuple[tn.Layout, subprocess.Popen[str]],
+) -> None:
+    layout, up = testnet_up
+    split = run("testnet", "partition", "v1,v2", "v3,v4", "--dir", layout.root)
+    assert split.exit_code == 0, split.output
+    assert split.output.strip() == "partitioned: v1,v2 | v3,v4 (each group reaches only its own broker)"
+    applied = nf.read_applied(layout.root) or {}
+    main_url, island_url = tn.read_state(layout).broker.url, applied["islands"]["1"]["url"]
+    # the brokers themselves: each carries the consensus traffic of its own group only
+    on_main, on_island = _observe(layout, [main_url, island_url])
+    assert on_main == {"v1", "v2"} and on_island == {"v3", "v4"}, (on_main, on_island)
+    status = run("status", "--dir", layout.root)
+    assert "partition v1,v2 | v3,v4" in status.output and "group 2/2" in status.output
+    frozen = _heights(layout)  # anything in flight at the cut has landed by now
+    time.sleep(5)
+    assert _heights(layout) == frozen, "a height was finalized without more than 2/3 of the stake"
+    healed = run("testnet", "heal", "--dir", layout.root)
+    assert healed.exit_code == 0 and "partition v1,v2 | v3,v4 ended" in healed.output
+    top = max(frozen.values())
+    _wait_for(lambda: min(_heights(layout).values()) >= top + 3, f"all nodes past height {top + 3}")
+    check = run("testnet", "check", "--dir", layout.root)
+    assert check.exit_code == 0 and check.output.startswith("safety OK"), check.output
+    code, output = _stop(up)
+    assert code == 0 and "safety OK" in output, output[-3000:]
+    assert nf.read_applied(layout.root)["islands"] == {}  # type: ignore[index]
+
+
+@pytest.mark.broker
+@needs_mosquitto
+def test_three_one_partition_the_one_stalls_then_catches_up(
+    testnet_up: tuple[tn.Layout, subprocess.Popen[str]],
+) -> None:
+    layout, up = testnet_up
+    split = run("testnet", "partition", "v1", "v4", "--dir", layout.root)  # v2, v3 join the first group
+    assert split.exit_code == 0 and "partitioned: v1,v2,v3 | v4" in split.output, split.output
+    alone = _heights(layout)["v4"]
+    applied = nf.read_applied(layout.root) or {}
+    on_main, on_island = _observe(layout, [tn.read_state(layout).broker.url, applied["islands"]["1"]["url"]])
+    assert on_main == {"v1", "v2", "v3"} and on_island == {"v4"}, (on_main, on_island)
+    _wait_for(
+        lambda: min(h for n, h in _heights(layout).items() if n != "v4") >= alone + 6, "the three to go on"
+    )
+    assert _heights(layout)["v4"] <= alone + 1  # at most the height in flight at the cut
+    assert run("testnet", "heal", "--dir", layout.root).exit_code == 0
+    target = max(_heights(layout).values())
+    _wait_for(lambda: _heights(layout)["v4"] >= target, f"v4 to catch up to height {target}")
+    reference, caught_up = _finalized(layout, "v1"), _finalized(layout, "v4")
+    assert all(caught_up[h] == reference[h] for h in range(1, target + 1))
+    # a behaviour switched on a running node sticks across a restart
+    silent = run("testnet", "behave", "v4", "silent", "--dir", layout.root)
+    assert silent.exit_code == 0 and silent.output.startswith("v4 is now silent"), silent.output
+    assert run("testnet", "restart", "v4", "--dir", layout.root).exit_code == 0
+    v4 = tn.read_state(layout).nodes["v4"]
+    assert (v4.behaviour, v4.was_byzantine, v4.restarts) == ("silent", True, 2)
+    assert tn.process_state(v4.pid, v4.command) == "alive" and "silent" in v4.command
+    code, output = _stop(up)
+    assert code == 0 and "safety OK" in output, output[-3000:]
+    assert "v4" in output and "byzantine: not checked" in output
+    json.loads(layout.state.read_text())  # still a readable record
