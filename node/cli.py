@@ -18,6 +18,7 @@ from network.watch import watch
 from node.byzantine import SIM_BYZANTINE_MODES
 from node.cli_keys import genesis, keys
 from node.cli_node import node
+from node.cli_tx import query, tx
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -137,6 +138,8 @@ cli.add_command(testnet)
 cli.add_command(status)
 cli.add_command(watch)
 cli.add_command(node)
+cli.add_command(tx)
+cli.add_command(query)
 
 
 def main() -> None:

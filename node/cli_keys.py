@@ -12,13 +12,14 @@ file, a bad value, a file that would be overwritten without --force).
 from __future__ import annotations
 
 import tomllib
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import click
 
 from node.genesis import (
     Genesis,
+    GenesisAccount,
     GenesisError,
     Params,
     genesis_to_toml,
@@ -116,6 +117,13 @@ def genesis() -> None:
 @click.option(
     "--param", "param_items", multiple=True, metavar="NAME=VALUE", help="any other parameter (repeatable)"
 )
+@click.option(
+    "--account",
+    "account_items",
+    multiple=True,
+    metavar="KEYFILE=BALANCE",
+    help="fund an account at genesis, e.g. alice.json=5000 (a key file from `posnet keys generate`; repeatable)",
+)
 @click.option("--force", is_flag=True, help="overwrite an existing genesis file")
 def genesis_create(
     out: Path,
@@ -126,9 +134,10 @@ def genesis_create(
     committee_size: int | None,
     epoch_length: int | None,
     param_items: tuple[str, ...],
+    account_items: tuple[str, ...],
     force: bool,
 ) -> None:
-    """Write a genesis with one stake pool per key file."""
+    """Write a genesis with one stake pool per key file (and funded accounts per --account)."""
     _refuse_overwrite(out, force)
     overrides = parse_param_items(param_items)
     named = {"commit_wait_ms": slot_ms, "committee_size": committee_size, "epoch_length": epoch_length}
@@ -139,8 +148,9 @@ def genesis_create(
         if name in keypairs:
             raise UserError(f"{path}: validator name {name!r} is already used by another --key")
         keypairs[name] = keypair
+    accounts = parse_account_items(account_items)
     try:
-        doc = build_genesis(chain_id, keypairs, stake, overrides)
+        doc = build_genesis(chain_id, keypairs, stake, overrides, accounts)
     except GenesisError as exc:
         raise UserError(str(exc)) from None
     try:
@@ -148,7 +158,30 @@ def genesis_create(
         out.write_text(genesis_to_toml(doc))
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {out}: chain {doc.chain_id}, {len(doc.validators)} validators, stake {stake} each")
+    funded = f", {len(accounts)} funded accounts" if accounts else ""
+    click.echo(
+        f"wrote {out}: chain {doc.chain_id}, {len(doc.validators)} validators, stake {stake} each{funded}"
+    )
+
+
+def parse_account_items(items: tuple[str, ...]) -> tuple[GenesisAccount, ...]:
+    """`KEYFILE=BALANCE` strings to genesis accounts; a bad file, balance or repeated key is one line."""
+    accounts: dict[bytes, GenesisAccount] = {}
+    for item in items:
+        path, sep, raw = item.rpartition("=")
+        if not sep or not path:
+            raise UserError(f"--account {item!r}: expected KEYFILE=BALANCE")
+        try:
+            balance = int(raw.strip())
+        except ValueError:
+            raise UserError(f"--account {item!r}: balance must be an integer") from None
+        if balance < 1:
+            raise UserError(f"--account {item!r}: balance must be at least 1")
+        _, keypair = _load_key(Path(path))
+        if keypair.public in accounts:
+            raise UserError(f"--account {item!r}: that key is already funded by another --account")
+        accounts[keypair.public] = GenesisAccount(keypair.public, balance)
+    return tuple(accounts.values())
 
 
 def parse_param_items(items: tuple[str, ...]) -> dict[str, int]:
@@ -166,7 +199,11 @@ def parse_param_items(items: tuple[str, ...]) -> dict[str, int]:
 
 
 def build_genesis(
-    chain_id: str, keypairs: dict[str, Keypair], stake: int, overrides: dict[str, int]
+    chain_id: str,
+    keypairs: dict[str, Keypair],
+    stake: int,
+    overrides: dict[str, int],
+    accounts: tuple[GenesisAccount, ...] = (),
 ) -> Genesis:
     """A genesis that is known to load: built, rendered, and parsed back with the node's own checks.
 
@@ -175,6 +212,7 @@ def build_genesis(
     """
     params = parse_params(overrides)
     doc = make_genesis(chain_id, keypairs, stakes={name: stake for name in keypairs}, params=params)
+    doc = replace(doc, accounts=accounts)
     return parse_genesis(tomllib.loads(genesis_to_toml(doc)))
 
 
