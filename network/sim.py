@@ -32,6 +32,7 @@ from node.genesis import Genesis, Params, make_genesis
 from node.inbox import Admitted, AuthCache, ProposalMsg
 from node.keys import Keypair
 from node.messages import Block, CommitCertificate, Proposal, Vote, signed_kind, signer_of
+from node.query import distribution_view
 from node.signer import GuardedSigner, MemoryRecord
 from node.state import ChainState, apply_block, block_problem, genesis_state, proposer_of, validator_summary
 
@@ -70,6 +71,8 @@ class SimResult:
     round_timeouts: int
     nakamoto_coefficient: int
     events: list[dict[str, Any]]
+    # active stake by pool, largest first, with shares in ppm (see node.query.distribution_view)
+    stake_distribution: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -87,6 +90,7 @@ class SimResult:
             "evidence": self.evidence,
             "validators": self.validators,
             "nakamoto_coefficient": self.nakamoto_coefficient,
+            "stake_distribution": self.stake_distribution,
             "virtual_ms": self.virtual_ms,
             "wall_s": round(self.wall_s, 3),
             "messages_delivered": self.delivered,
@@ -401,4 +405,5 @@ def _result(
         round_timeouts=sum(node.driver.stats.round_timeouts for node in honest),
         nakamoto_coefficient=L.nakamoto_coefficient(state.ledger),
         events=events,
+        stake_distribution=distribution_view(state),
     )

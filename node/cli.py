@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any, cast
 
 import click
 
@@ -123,13 +124,21 @@ def _print_sim_summary(summary: dict[str, object]) -> None:
         f"  messages: {summary['messages_delivered']} delivered, {summary['messages_dropped']} dropped; "
         f"rejected: {summary['rejected'] or 'none'}"
     )
-    click.echo(f"  Nakamoto coefficient: {summary['nakamoto_coefficient']}")
+    click.echo(f"  Nakamoto coefficient: {summary['nakamoto_coefficient']}{_largest_pools(summary)}")
     for name, info in summary["validators"].items():  # type: ignore[attr-defined]
         click.echo(f"  {name:>6}  stake {info['stake']:>8}  {info['status']}")
     for violation in summary["violations"]:  # type: ignore[attr-defined]
         click.echo(f"  violation: {violation}")
     if not summary["ok"]:
         click.echo(f"  replay with --seed {summary['seed']}")
+
+
+def _largest_pools(summary: dict[str, object], shown: int = 5) -> str:
+    """The largest pools' shares of active stake, e.g. " (v1 25.0%, v2 25.0%, ...)"."""
+    distribution = cast(list[dict[str, Any]], summary.get("stake_distribution") or [])
+    parts = [f"{d['pool']} {d['share_ppm'] / 10_000:.1f}%" for d in distribution[:shown]]
+    more = ", ..." if len(distribution) > shown else ""
+    return f" ({', '.join(parts)}{more})" if parts else ""
 
 
 cli.add_command(keys)

@@ -341,3 +341,12 @@ def test_the_metrics_port_serves_query_json_beside_metrics(state: ChainState) ->
         assert err.value.code == 405
     finally:
         metrics.close()
+
+
+def test_the_simulator_summary_carries_the_stake_distribution() -> None:
+    from network.sim import SimConfig, run_simulation
+
+    summary = run_simulation(SimConfig(validators=4, heights=3, seed=1, byzantine=1)).to_json()
+    distribution = summary["stake_distribution"]
+    assert [d["pool"] for d in distribution] == ["v1", "v2", "v3"]  # the equivocator v4 is out
+    assert summary["nakamoto_coefficient"] == 2 and sum(d["stake"] for d in distribution) == 3000
