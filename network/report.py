@@ -25,14 +25,13 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from network import scenario as sc
 from network import testnet as tn
 from network.logcheck import (
-    PENALTY_EVENTS,
     Event,
     describe_penalty,
     find_conflicts,
@@ -346,6 +345,7 @@ def plot(run: RunData, out: Path) -> Path:
     """Draw the report to a PNG (Agg canvas, no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     names = list(run.logs)
     fig = Figure(figsize=(13, 9), dpi=110, layout="constrained")
@@ -362,8 +362,14 @@ def plot(run: RunData, out: Path) -> Path:
         style = "--" if name in run.byzantine else "-"
         label = name + (" (byzantine)" if name in run.byzantine else "")
         heights_ax.step(
-            xs, [e["height"] for e in fin], where="post", color=colors[name], ls=style, lw=1.4, label=label
-        )
+            xs,
+            [e["height"] for e in fin],
+            where="post",
+            color=colors[name],
+            ls=style,
+            lw=1.2 + 1.2 * (len(names) - 1 - names.index(name)) / max(1, len(names) - 1),
+            label=label,
+        )  # earlier nodes drawn wider, so nodes at the same height show as stacked colours, not one line
         own = [e for e in fin if not e.get("via_sync") and isinstance(e.get("latency_ms"), int | float)]
         latency_ax.plot(
             [float(e["ts"]) - rel for e in own],
@@ -380,6 +386,9 @@ def plot(run: RunData, out: Path) -> Path:
     heights_ax.set_title(title, loc="left", fontsize=11)
     latency_ax.set_ylabel("finality latency (ms)")
     latency_ax.set_yscale("log")
+    latency_ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    latency_ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    latency_ax.yaxis.set_minor_formatter(NullFormatter())
 
     # per-node lane: down windows from the node's own log, round timeouts as ticks
     for row, name in enumerate(names):
@@ -407,30 +416,53 @@ def plot(run: RunData, out: Path) -> Path:
             color=color,
             va="top",
         )
-    for event in unique_penalties(run.logs.values()):
-        if not isinstance(event.get("ts"), int | float):
-            continue
-        x = _first_seen(run.logs.values(), event) - rel
-        color = "tab:red" if event.get("event") in ("slashed", "tombstoned") else "tab:brown"
+    span = max(1.0, run.end_ts - rel)
+    for x, labels, severe in penalty_marks(run.logs, rel, span):
+        color = "tab:red" if severe else "tab:brown"
         for ax in (heights_ax, latency_ax):
             ax.axvline(x, color=color, ls=":", lw=1.2)
         latency_ax.annotate(
-            f"{event.get('event')} {event.get('validator') or event.get('offender')}",
+            "\n".join(labels),
             xy=(x, 0.0),
             xycoords=("data", "axes fraction"),
-            xytext=(3, 4 + 11 * (list(PENALTY_EVENTS).index(str(event.get("event"))) % 3)),
+            xytext=(4, 4),
             textcoords="offset points",
             fontsize=8,
             color=color,
-            rotation=0,
+            va="bottom",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": color, "alpha": 0.85, "lw": 0.6},
         )
-    span = max(1.0, run.end_ts - rel)
     heights_ax.set_xlim(min([0.0, *(float(e["ts"]) - rel for ev in run.logs.values() for e in ev[:1])]), span)
     for ax in (heights_ax, latency_ax):
         ax.grid(True, alpha=0.3)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
+
+
+def penalty_marks(
+    logs: Mapping[str, Sequence[Event]], t0: float, span: float
+) -> list[tuple[float, list[str], bool]]:
+    """Penalties as plot marks: (x, labels, severe), with those close in time merged into one mark.
+
+    An equivocation brings evidence, a slash and a tombstone within a block or
+    two; drawn separately their labels would print over each other.
+    """
+    events = [e for e in unique_penalties(logs.values()) if isinstance(e.get("ts"), int | float)]
+    points = sorted(((_first_seen(logs.values(), e) - t0, e) for e in events), key=lambda p: p[0])
+    marks: list[tuple[float, list[str], bool]] = []
+    for x, event in points:
+        who = event.get("validator") or event.get("offender")
+        label = f"{event.get('event')} {who}"
+        severe = event.get("event") in ("slashed", "tombstoned")
+        if marks and x - marks[-1][0] <= 0.03 * span:
+            first, labels, was_severe = marks[-1]
+            if label not in labels:
+                labels.append(label)
+            marks[-1] = (first, labels, was_severe or severe)
+        else:
+            marks.append((x, [label], severe))
+    return marks
 
 
 def _first_seen(logs: Iterable[Sequence[Event]], penalty: Event) -> float:

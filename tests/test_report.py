@@ -108,6 +108,23 @@ def test_latencies_leave_out_synced_blocks() -> None:
     ) == [100.0]
 
 
+def test_penalties_close_in_time_share_one_mark() -> None:
+    logs = {
+        "v1": [
+            ev("evidence", "v1", 1.0, offender="v4", height=2),
+            ev("slashed", "v1", 1.3, validator="v4", height=3),
+            ev("tombstoned", "v1", 1.3, validator="v4", height=3),
+            ev("jailed", "v1", 20, validator="v3", height=50),
+        ],
+        "v2": [ev("slashed", "v2", 1.2, validator="v4", height=3)],  # the same slash, seen first here
+    }
+    marks = rp.penalty_marks(logs, T0, span=30)
+    assert [(round(x, 1), labels, severe) for x, labels, severe in marks] == [
+        (1.0, ["evidence v4", "slashed v4", "tombstoned v4"], True),
+        (20.0, ["jailed v3"], False),
+    ]
+
+
 def run_data(**changes: Any) -> rp.RunData:
     logs = {
         "v1": [ev("started", "v1", 0), *steady("v1", 1, 9), *steady("v1", 27, 30, first=10)],
