@@ -36,6 +36,7 @@ name: {project}
 
 x-posnet-image: &posnet-image
   image: ${{POSNET_IMAGE:-posnet:local}}
+  pull_policy: build  # a local image: build it (cached), never look for it in a registry
   build:
     context: ..
     dockerfile: docker/Dockerfile
@@ -103,7 +104,7 @@ services:
       - broker-auth:/posnet-broker/auth:ro
     healthcheck:
       # something listens on 1883 (0x075B); works in any image with sh and grep
-      test: ["CMD-SHELL", "grep -Eq ':075B [0:]+ 0A' /proc/net/tcp /proc/net/tcp6"]
+      test: ["CMD-SHELL", "grep -sEq ':075B [0:]+ 0A' /proc/net/tcp /proc/net/tcp6"]
       interval: 5s
       timeout: 3s
       retries: 5

@@ -19,6 +19,9 @@ validators=${POSNET_VALIDATORS:-v1 v2 v3 v4}
 chain_id=${POSNET_CHAIN_ID:-posnet-compose}
 slot_ms=${POSNET_SLOT_MS:-}
 genesis=$data/genesis.toml
+# shellcheck disable=SC2086  # split on purpose: names joined by single spaces
+set -- $validators
+validators="$*"
 
 say() { printf 'init: %s\n' "$*"; }
 die() { printf 'init: error: %s\n' "$*" >&2; exit 1; }
@@ -48,8 +51,7 @@ if [ -s "$genesis" ]; then
   # not in it could never join, and one missing here would never be started.
   have=$(python3 -c 'import sys; from node.genesis import load_genesis
 print(" ".join(v.name for v in load_genesis(sys.argv[1]).validators))' "$genesis")
-  want=$(echo $validators)
-  [ "$have" = "$want" ] || die "the existing genesis has validators '$have' but '$want' were asked for;
+  [ "$have" = "$validators" ] || die "the existing genesis has validators '$have' but '$validators' were asked for;
   start from scratch with: docker compose -f docker/compose.yml down -v"
   say "keeping existing genesis ($genesis: $have)"
 else
@@ -57,6 +59,6 @@ else
   posnet genesis create --out "$genesis.tmp" --chain-id "$chain_id" \
     ${slot_ms:+--slot-ms "$slot_ms"} $key_args
   mv "$genesis.tmp" "$genesis"
-  say "created genesis $genesis for chain $chain_id: $(echo $validators)"
+  say "created genesis $genesis for chain $chain_id: $validators"
 fi
 say "ready"
