@@ -834,6 +834,12 @@ class ScenarioSupervisor(tn.Supervisor):
             raise tn.TestnetError(
                 f"scenario {self.scenario.name!r} uses {', '.join(missing)}, which this posnet does not implement yet"
             )
+        relayed = sorted(self.scenario.actions() & {"partition", "heal", "delay", "drop"})
+        if relayed and not getattr(self.config, "netfaults", True):
+            raise tn.TestnetError(
+                f"scenario {self.scenario.name!r} uses {', '.join(relayed)}, which needs the fault relay: "
+                "drop --no-netfaults"
+            )
         self.run_start_ts = time.time()
         code = super().run()
         return self._verdict(code)

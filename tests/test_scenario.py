@@ -459,6 +459,15 @@ def test_unavailable_network_actions_are_refused_before_starting(
     assert "uses heal, partition, which this posnet does not implement yet" in result.output
 
 
+def test_relayed_faults_are_refused_without_the_relay(tmp_path: Path) -> None:
+    config = tn.UpConfig(directory=tmp_path / "d", validators=4)
+    config.netfaults = False  # type: ignore[attr-defined]  # `up --no-netfaults`
+    scenario = sc.load_scenario(REPO_ROOT / "scenarios/partition-heal.toml")
+    with pytest.raises(tn.TestnetError, match="uses heal, partition, which needs the fault relay"):
+        sc.ScenarioSupervisor(config, scenario).run()
+    assert not (tmp_path / "d").exists()
+
+
 # ------------------------------------------------------------------ end to end
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -522,3 +531,15 @@ def test_partition_heal_scenario_stalls_and_resumes_end_to_end(scenario_dir: Pat
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "PASS stalled_during" in out and "PASS resumed_within_rounds 10" in out and "verdict: PASS" in out
+    # the report reads the same run back from the directory and judges it the same way
+    report = subprocess.run(
+        [sys.executable, "-m", "node.cli", "testnet", "report", "--dir", str(scenario_dir)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "partition v1,v2 | v3,v4" in report.stdout and "PASS stalled_during" in report.stdout
+    assert (scenario_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
