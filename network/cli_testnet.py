@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -113,6 +114,12 @@ def testnet() -> None:
 )
 @click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
 @click.option(
+    "--netfaults/--no-netfaults",
+    default=True,
+    show_default=True,
+    help="connect nodes through the fault relay (delay/drop/partition); off: straight to the broker",
+)
+@click.option(
     "--scenario",
     "scenario_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -137,6 +144,7 @@ def up(
     chain_id: str | None,
     mqtt_protocol: str | None,
     quiet: bool,
+    netfaults: bool,
     scenario_file: Path | None,
     time_scale: float,
 ) -> None:
@@ -157,6 +165,7 @@ def up(
         chain_id=chain_id,
         mqtt_protocol=mqtt_protocol,
         quiet=quiet,
+        netfaults=netfaults,
     )
     if scenario_file is not None:
         sys.exit(_run_scenario(config, scenario_file, time_scale))
@@ -391,7 +400,7 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
         f"testnet {state.chain_id} in {layout.root}: {runner}",
         f"broker {broker.kind} {broker.url}{broker_state}",
     ]
-    faults = _network_lines(layout, state, lines)
+    faults, applied = _network_lines(layout, state, lines)
     rows = [["node", "pid", "process", "height", "round", "last event", "penalties", "network"]]
     all_events = []
     for name, node in state.nodes.items():
@@ -405,7 +414,7 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
         penalties = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()) if k in _PENALTY_COLUMN)
         label = _process_label(node) + ("" if node.behaviour == "honest" else f" ({node.behaviour})")
         round_ = "-" if summary.last_round is None else str(summary.last_round)
-        network = tn.describe_link(faults, name) if faults is not None else "direct"
+        network = _network_cell(faults, applied, name)
         row = [name, str(node.pid or "-"), label, str(summary.max_height), round_, last]
         rows.append([*row, penalties or "-", network])
     lines.extend(_table(rows, right_aligned={1, 3, 4}))
@@ -419,15 +428,26 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
 _PENALTY_COLUMN = ("evidence", "slashed", "jailed", "tombstoned", "unjailed")
 
 
-def _network_lines(layout: tn.Layout, state: tn.TestnetState, lines: list[str]) -> NetworkFaults | None:
-    """Append the relay's state and the partition to `lines`; the faults in force (None: no relay).
+def _network_cell(faults: NetworkFaults | None, applied: dict[str, Any], name: str) -> str:
+    """A node's network faults, with the relay's count of publishes lost while a drop is on."""
+    if faults is None:
+        return "direct"
+    stats = applied.get("stats", {}).get(name, {})
+    lost = sum(stats.get(way, {}).get("dropped", 0) for way in ("up", "down"))
+    return tn.describe_link(faults, name, lost)
+
+
+def _network_lines(
+    layout: tn.Layout, state: tn.TestnetState, lines: list[str]
+) -> tuple[NetworkFaults | None, dict[str, Any]]:
+    """Append the relay's state and the partition to `lines`; the faults asked for (None: no relay).
 
     What the relay reports applied is what is real; a requested change it has
     not reported yet is shown as pending.
     """
     relay = state.relay
     if relay is None:
-        return None
+        return None, {}
     requested = tn.read_requested_faults(layout)
     applied = read_applied(layout.root) or {}
     relay_state = tn.process_state(relay.pid, relay.command) if relay.pid else "not running"
@@ -438,7 +458,7 @@ def _network_lines(layout: tn.Layout, state: tn.TestnetState, lines: list[str]) 
         islands = applied.get("islands", {})
         where = ", ".join(f"group {int(i) + 1} on {v.get('url')}" for i, v in sorted(islands.items()))
         lines.append(f"partition {tn.describe_partition(requested)}" + (f" ({where})" if where else ""))
-    return requested
+    return requested, applied
 
 
 def _table(rows: list[list[str]], right_aligned: set[int]) -> list[str]:

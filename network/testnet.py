@@ -746,14 +746,17 @@ def _await_applied(layout: Layout, relay: RelayInfo, generation: int) -> None:
     )
 
 
-def describe_link(faults: NetworkFaults, node: str) -> str:
-    """One node's network faults in a few words (`delay 200ms, drop 30%, group 2/2`), or ``-``."""
+def describe_link(faults: NetworkFaults, node: str, lost: int | None = None) -> str:
+    """One node's network faults in a few words (`delay 200ms, drop 30%, group 2/2`), or ``-``.
+
+    `lost`, the relay's count of dropped publishes, is shown beside an active drop.
+    """
     parts = []
     link = faults.link(node)
     if link.delay_ms:
         parts.append(f"delay {link.delay_ms}ms")
     if link.drop:
-        parts.append(f"drop {link.drop * 100:g}%")
+        parts.append(f"drop {link.drop * 100:g}%" + ("" if lost is None else f" ({lost} lost so far)"))
     if len(faults.groups) > 1:
         parts.append(f"group {faults.group_of(node) + 1}/{len(faults.groups)}")
     return ", ".join(parts) or "-"
