@@ -21,11 +21,13 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
@@ -38,6 +40,7 @@ from network import testnet as tn
 from network.broker import BrokerProcess, mosquitto_available, start_broker
 from network.mqtt import MqttTransport
 from node.cli import cli
+from node.codec import decode
 from node.genesis import load_genesis
 from node.keys import address_of
 from node.messages import parse_envelope
@@ -370,6 +373,28 @@ def test_fault_commands_need_a_running_testnet_with_a_relay(fake_testnet: tn.Lay
     assert stopped.exit_code == 2 and "not running" in stopped.stderr
 
 
+def test_status_shows_the_partition_and_each_nodes_faults(fake_testnet: tn.Layout) -> None:
+    faults = nf.NetworkFaults(
+        generation=2, groups=[["v1", "v2"], ["v3"]], links={"v2": nf.LinkFaults(delay_ms=20, drop=0.5)}
+    )
+    nf.write_faults(fake_testnet.root, faults)
+    relay_pid = tn.read_state(fake_testnet).relay.pid  # type: ignore[union-attr]
+    stats = {"v2": {"up": {"dropped": 3}, "down": {"dropped": 4}}}
+    islands = {"1": {"url": "mqtt://127.0.0.1:9", "pid": None, "command": None}}
+    applied = {"pid": relay_pid, "generation": 2, "error": None, "islands": islands, "stats": stats}
+    nf.write_json_atomic(nf.applied_path(fake_testnet.root), applied)
+    result = run("status", "--dir", fake_testnet.root)
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("v")}
+    assert rows["v1"].endswith("group 1/2")
+    assert rows["v2"].endswith("delay 20ms, drop 50% (7 lost so far), group 1/2")
+    assert rows["v3"].endswith("group 2/2")
+    assert "partition v1,v2 | v3 (group 2 on mqtt://127.0.0.1:9)" in result.output
+    assert "change pending" not in result.output
+    nf.write_faults(fake_testnet.root, nf.NetworkFaults(generation=3))
+    assert "change pending" in run("status", "--dir", fake_testnet.root).output
+
+
 def test_with_behaviour_replaces_or_adds_the_option() -> None:
     assert tn.with_behaviour(["run", "--behaviour", "honest", "--x"], "silent") == [
         "run",
@@ -408,28 +433,64 @@ def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-async def _senders(url: str, chain_id: str, names: dict[bytes, str], seconds: float) -> set[str]:
-    """Who publishes consensus messages on the broker at `url` during `seconds`: the ground truth."""
-    seen: set[str] = set()
+@dataclass
+class Seen:
+    """What one broker carried during an observation window."""
+
+    status_from: set[str] = field(default_factory=set)  # nodes that published a live status there
+    signed: list[tuple[str, int]] = field(default_factory=list)  # (signer, height) of consensus messages
+
+    def heights(self) -> list[int]:
+        return [height for _, height in self.signed]
+
+
+async def _watch(url: str, chain_id: str, names: dict[bytes, str], seconds: float) -> Seen:
+    """Subscribe to everything of the chain on the broker at `url` for `seconds`.
+
+    An "online" status is published by the node its topic names (nobody
+    relays it; a will says "offline"), so it says who is connected to this
+    broker. Consensus messages can be
+    relayed (a proof of lock carries others' prevotes), so for them only the
+    signer and height are kept.
+    """
+    seen = Seen()
     host, port = url.removeprefix("mqtt://").split(":")
     async with aiomqtt.Client(host, int(port), identifier=f"observer-{os.getpid()}-{port}") as client:
-        await client.subscribe(f"posnet/{chain_id}/consensus")
+        await client.subscribe(f"posnet/{chain_id}/#")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 async for message in client.messages:
-                    sender = parse_envelope(bytes(message.payload)).sender  # type: ignore[arg-type]
-                    seen.add(names.get(sender, sender.hex()))
+                    channel = message.topic.value.split("/", 2)[2]
+                    envelope = parse_envelope(bytes(message.payload))  # type: ignore[arg-type]
+                    body = decode(envelope.body)
+                    if channel.startswith("status/") and not message.retain and body[3]:  # online
+                        seen.status_from.add(channel.removeprefix("status/"))
+                    elif channel == "consensus":
+                        seen.signed.append((names.get(envelope.sender, "?"), body[0]))
     return seen
 
 
-def _observe(layout: tn.Layout, urls: list[str], seconds: float = 3.0) -> list[set[str]]:
+def _observe(layout: tn.Layout, urls: list[str], seconds: float = 6.0) -> list[Seen]:
+    """Watch several brokers at once; 6 s covers a status refresh (5 s) of every node."""
     genesis = load_genesis(layout.genesis)
     names = {address_of(v.public_key): v.name for v in genesis.validators}
 
-    async def all_of() -> list[set[str]]:
-        return list(await asyncio.gather(*(_senders(u, genesis.chain_id, names, seconds) for u in urls)))
+    async def all_of() -> list[Seen]:
+        return list(await asyncio.gather(*(_watch(u, genesis.chain_id, names, seconds) for u in urls)))
 
     return asyncio.run(all_of())
+
+
+def _island_clients(layout: tn.Layout) -> set[str]:
+    """Nodes that ever connected to island 1, from the island broker's own log."""
+    log = (layout.broker_dir / "island-1" / "mosquitto.log").read_text()
+    found = re.findall(r"New client connected from \S+ as posnet-\S+-(v\d+) ", log)
+    return set(found)
+
+
+def _brokers(layout: tn.Layout) -> list[str]:
+    applied = nf.read_applied(layout.root) or {}
+    return [tn.read_state(layout).broker.url, applied["islands"]["1"]["url"]]
 
 
 @pytest.fixture
@@ -475,16 +536,15 @@ def test_two_two_partition_stops_finality_until_healed(
     split = run("testnet", "partition", "v1,v2", "v3,v4", "--dir", layout.root)
     assert split.exit_code == 0, split.output
     assert split.output.strip() == "partitioned: v1,v2 | v3,v4 (each group reaches only its own broker)"
-    applied = nf.read_applied(layout.root) or {}
-    main_url, island_url = tn.read_state(layout).broker.url, applied["islands"]["1"]["url"]
-    # the brokers themselves: each carries the consensus traffic of its own group only
-    on_main, on_island = _observe(layout, [main_url, island_url])
-    assert on_main == {"v1", "v2"} and on_island == {"v3", "v4"}, (on_main, on_island)
+    time.sleep(1)  # a height whose precommits were already delivered at the cut lands now
+    frozen = _heights(layout)
+    main, island = _observe(layout, _brokers(layout))
+    # who is connected where: each broker hears live statuses from its own group only
+    assert (main.status_from, island.status_from) == ({"v1", "v2"}, {"v3", "v4"})
+    assert _island_clients(layout) == {"v3", "v4"}
+    assert _heights(layout) == frozen, "a height was finalized without more than 2/3 of the stake"
     status = run("status", "--dir", layout.root)
     assert "partition v1,v2 | v3,v4" in status.output and "group 2/2" in status.output
-    frozen = _heights(layout)  # anything in flight at the cut has landed by now
-    time.sleep(5)
-    assert _heights(layout) == frozen, "a height was finalized without more than 2/3 of the stake"
     healed = run("testnet", "heal", "--dir", layout.root)
     assert healed.exit_code == 0 and "partition v1,v2 | v3,v4 ended" in healed.output
     top = max(frozen.values())
@@ -504,14 +564,16 @@ def test_three_one_partition_the_one_stalls_then_catches_up(
     layout, up = testnet_up
     split = run("testnet", "partition", "v1", "v4", "--dir", layout.root)  # v2, v3 join the first group
     assert split.exit_code == 0 and "partitioned: v1,v2,v3 | v4" in split.output, split.output
-    alone = _heights(layout)["v4"]
-    applied = nf.read_applied(layout.root) or {}
-    on_main, on_island = _observe(layout, [tn.read_state(layout).broker.url, applied["islands"]["1"]["url"]])
-    assert on_main == {"v1", "v2", "v3"} and on_island == {"v4"}, (on_main, on_island)
+    cut = max(_heights(layout).values())
+    main, island = _observe(layout, _brokers(layout))
+    assert (main.status_from, island.status_from) == ({"v1", "v2", "v3"}, {"v4"})
+    assert _island_clients(layout) == {"v4"}
+    # fresh heights go on on the main broker, and none of them reaches v4's island
+    assert max(main.heights()) > cut + 1 and max(island.heights(), default=0) <= cut + 1
     _wait_for(
-        lambda: min(h for n, h in _heights(layout).items() if n != "v4") >= alone + 6, "the three to go on"
+        lambda: min(h for n, h in _heights(layout).items() if n != "v4") >= cut + 6, "the three to go on"
     )
-    assert _heights(layout)["v4"] <= alone + 1  # at most the height in flight at the cut
+    assert _heights(layout)["v4"] <= cut + 1  # at most the height in flight at the cut
     assert run("testnet", "heal", "--dir", layout.root).exit_code == 0
     target = max(_heights(layout).values())
     _wait_for(lambda: _heights(layout)["v4"] >= target, f"v4 to catch up to height {target}")
