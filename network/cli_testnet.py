@@ -440,20 +440,28 @@ def _network_cell(faults: NetworkFaults | None, applied: dict[str, Any], name: s
 def _network_lines(
     layout: tn.Layout, state: tn.TestnetState, lines: list[str]
 ) -> tuple[NetworkFaults | None, dict[str, Any]]:
-    """Append the relay's state and the partition to `lines`; the faults asked for (None: no relay).
+    """Append the relay's state and the partition to `lines`; the faults in force (None: no relay).
 
-    What the relay reports applied is what is real; a requested change it has
-    not reported yet is shown as pending.
+    Faults are shown only while the relay runs (once it is gone nothing is
+    in force, whatever faults.json still asks for); a requested change it
+    has not reported applied yet is shown as pending.
     """
     relay = state.relay
     if relay is None:
         return None, {}
-    requested = tn.read_requested_faults(layout)
+    relay_state = tn.process_state(relay.pid, relay.command) if relay.pid else "dead"
+    if relay_state == "dead":
+        lines.append("network-fault relay not running: no network faults in force")
+        return NetworkFaults(), {}
+    try:
+        requested = tn.read_requested_faults(layout)
+    except tn.TestnetError as exc:
+        lines.append(f"network-fault relay pid {relay.pid} {relay_state}; {exc}")
+        return NetworkFaults(), {}
     applied = read_applied(layout.root) or {}
-    relay_state = tn.process_state(relay.pid, relay.command) if relay.pid else "not running"
     pending = ", change pending" if applied.get("generation", -1) < requested.generation else ""
     error = f", last change failed: {applied['error']}" if applied.get("error") else ""
-    lines.append(f"network-fault relay pid {relay.pid or '-'} {relay_state}{pending}{error}")
+    lines.append(f"network-fault relay pid {relay.pid} {relay_state}{pending}{error}")
     if len(requested.groups) > 1:
         islands = applied.get("islands", {})
         where = ", ".join(f"group {int(i) + 1} on {v.get('url')}" for i, v in sorted(islands.items()))

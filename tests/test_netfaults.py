@@ -393,6 +393,11 @@ def test_status_shows_the_partition_and_each_nodes_faults(fake_testnet: tn.Layou
     assert "change pending" not in result.output
     nf.write_faults(fake_testnet.root, nf.NetworkFaults(generation=3))
     assert "change pending" in run("status", "--dir", fake_testnet.root).output
+    nf.write_faults(fake_testnet.root, faults)
+    with tn.locked_state(fake_testnet) as state:
+        state.relay.pid = None  # type: ignore[union-attr]  # the testnet stopped: nothing is in force
+    stopped = run("status", "--dir", fake_testnet.root).output
+    assert "relay not running" in stopped and "partition" not in stopped and "drop" not in stopped
 
 
 def test_with_behaviour_replaces_or_adds_the_option() -> None:
