@@ -30,7 +30,7 @@ from network import testnet as tn
 from network.logcheck import PENALTY_EVENTS, Event
 from network.scenario import SCENARIO_LOG
 from node.cli_keys import UserError
-from node.logs import COLORS, RESET, format_pretty
+from node.logs import RESET, format_pretty
 
 RECENT = 10  # recent events shown
 RATE_WINDOW_S = 10.0  # heights/s is measured over this window
@@ -52,6 +52,7 @@ class NodeView:
     last_event: str | None = None
     last_ts: float | None = None
     online: bool | None = None  # from its log: started/connected vs stopped/disconnected
+    network: str = "-"  # its network faults in force (delay, drop, partition group), from the relay's files
 
 
 @dataclass
@@ -71,6 +72,8 @@ class WatchState:
     steps_done: int = 0
     steps_total: int | None = None
     scenario_finished: bool = False
+    last_step: str | None = None
+    partition: str | None = None  # `v1,v2 | v3,v4` while one is requested
     _seen_penalties: set[tuple[object, ...]] = field(default_factory=set)
 
     def node(self, name: str) -> NodeView:
@@ -151,9 +154,12 @@ def _fold_scenario(state: WatchState, event: Event, ts: float | None) -> None:
         return
     if kind in ("fault", "heal", "step_failed"):
         state.steps_done += 1
+        at = f" at {ts - state.scenario_t0:.1f} s" if ts is not None and state.scenario_t0 else ""
+        failed = " (failed)" if kind == "step_failed" else ""
+        state.last_step = f"{_describe_step(event)}{at}{failed}"
     elif kind == "scenario_finished":
         state.scenario_finished = True
-    state.recent.append({**event, "node": "scenario"})
+    state.recent.append({**event, "_scenario": True})  # its `node` is the step's target, not the author
 
 
 def fold_all(state: WatchState, events: Iterable[Event]) -> WatchState:
@@ -208,25 +214,25 @@ def render(state: WatchState, now: float, width: int = 100, color: bool = False)
         elapsed = f", {now - state.scenario_t0:.0f} s in" if state.scenario_t0 else ""
         if state.scenario_finished:
             elapsed = ", finished"
-        lines.append(f"scenario {state.scenario}: {state.steps_done}/{total} steps done{elapsed}")
+        last = f"; last: {state.last_step}" if state.last_step else ""
+        lines.append(f"scenario {state.scenario}: {state.steps_done}/{total} steps done{elapsed}{last}")
+    if state.partition:
+        lines.append(f"partition {state.partition}")
     lines.append("")
     header = ["node", "height", "round", "latency", "last event", "status"]
+    network = any(view.network != "-" for view in state.nodes.values())
+    if network:
+        header.insert(5, "network")
     rows = []
     for view in state.nodes.values():
         latency = "-" if view.last_latency_ms is None else f"{view.last_latency_ms:.0f} ms"
         if view.last_synced:
             latency = "sync"
         last = "-" if view.last_event is None else f"{view.last_event} {_ago(now, view.last_ts)}"
-        rows.append(
-            [
-                view.name,
-                str(view.height),
-                str(view.round),
-                latency,
-                last,
-                status_text(view, state.penalties.get(view.name, set())),
-            ]
-        )
+        row = [view.name, str(view.height), str(view.round), latency, last]
+        if network:
+            row.append(view.network)
+        rows.append([*row, status_text(view, state.penalties.get(view.name, set()))])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     right = {1, 2, 3}
 
@@ -248,6 +254,20 @@ def render(state: WatchState, now: float, width: int = 100, color: bool = False)
     return "\n".join(_clip(line, width) for line in lines)
 
 
+def _describe_step(event: Event) -> str:
+    """`partition v1,v2 | v3,v4`, `kill v3`, `delay v2 300 ms` from a step log line."""
+    action = str(event.get("action"))
+    if isinstance(event.get("groups"), list):
+        return f"{action} " + " | ".join(",".join(map(str, g)) for g in event["groups"])
+    text = f"{action} {event['node']}" if event.get("node") else action
+    if "ms" in event:
+        text += f" {event['ms']} ms"
+    for key in ("rate", "mode"):
+        if key in event:
+            text += f" {event[key]}"
+    return text
+
+
 def _progress_line(state: WatchState, now: float) -> str:
     recent = [ts for ts in state.new_heights if now - ts <= RATE_WINDOW_S]
     rate = len(recent) / RATE_WINDOW_S
@@ -259,18 +279,19 @@ def _progress_line(state: WatchState, now: float) -> str:
 
 
 def _event_line(event: Event, color: bool) -> str:
-    if event.get("node") == "scenario":
+    if event.get("_scenario"):
         kind = str(event.get("event"))
-        args = " ".join(
-            f"{k}={v}"
-            for k, v in event.items()
-            if k not in ("event", "node", "ts", "scenario", "at_s", "spec")
-        )
-        line = format_pretty({"event": kind, "node": "scenario", "ts": event.get("ts")}, color=False)
-        text = f"{line} {args}".rstrip()
-        return (
-            f"{COLORS.get('error', '')}{text}{RESET}" if color and kind in ("fault", "step_failed") else text
-        )
+        stamp = format_pretty({"event": "", "node": "", "ts": event.get("ts")}).split(" ", 1)[0]
+        line = f"{stamp} {'scenario':<6} {kind:<12}"
+        if kind in ("fault", "heal", "step_failed"):
+            detail = _describe_step(event) + (f": {event.get('error')}" if kind == "step_failed" else "")
+        else:
+            detail = str(event.get("name", ""))
+        text = f"{line} {detail}".rstrip()
+        if not color:
+            return text
+        tint = {"fault": YELLOW, "heal": GREEN, "step_failed": RED + BOLD}.get(kind, "")
+        return f"{tint}{text}{RESET}" if tint else text
     if event.get("event") == "started":  # its chain id, key list, broker url and pid are noise here
         event = {k: event[k] for k in ("event", "node", "ts", "height", "behaviour") if k in event}
     return format_pretty(event, color=color)
@@ -341,8 +362,15 @@ class Watcher:
         running = f"up for {now - testnet.started_at:.0f} s" if up else "not running"
         clock = time.strftime("%H:%M:%S", time.localtime(now))
         self.state.title = f"testnet {testnet.chain_id} in {self.layout.root}: {running}  [{clock}]"
+        faults = None
+        if testnet.relay is not None:
+            with contextlib.suppress(tn.TestnetError, OSError):
+                faults = tn.read_requested_faults(self.layout)
+        partition = tn.describe_partition(faults) if faults is not None else "none"
+        self.state.partition = None if partition == "none" or not up else partition
         for name, node in testnet.nodes.items():
             view = self.state.node(name)
+            view.network = tn.describe_link(faults, name) if faults is not None and up else "-"
             live = tn.process_state(node.pid, node.command)
             view.process = live if live != "dead" or node.status in (tn.RUNNING, tn.PAUSED) else node.status
             view.behaviour = node.behaviour

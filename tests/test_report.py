@@ -344,9 +344,37 @@ def test_render_shows_each_node_and_its_status() -> None:
     assert rows["v2"].endswith("paused")
     assert rows["v3"].endswith("offline (killed), jailed") and " 31 " in rows["v3"]
     assert rows["v4"].endswith("online, equivocate")
-    assert "jailed" in text.split("recent events:")[1] and "scenario" in text.split("recent events:")[1]
+    recent = text.split("recent events:")[1]
+    assert "jailed" in recent and "scenario fault        kill v3" in recent
+    assert "last: kill v3 at 4.0 s" in text
+    assert "network" not in text  # no network faults: no column for them
+    state.nodes["v1"].network = "delay 300ms, group 1/2"
+    state.partition = "v1,v2 | v3,v4"
+    text = wt.render(state, now=T0 + 11, width=200)
+    assert "partition v1,v2 | v3,v4" in text.splitlines()
+    header = next(line for line in text.splitlines() if line.startswith("node"))
+    assert header.split() == ["node", "height", "round", "latency", "last", "event", "network", "status"]
+    assert "delay 300ms, group 1/2  online" in text
     assert "\x1b" not in text
     assert "\x1b[32m" in wt.render(state, now=T0 + 11, width=200, color=True)
+
+
+def test_scenario_steps_show_in_the_header_and_the_recent_events() -> None:
+    state = watched(
+        [
+            {"event": "scenario_started", "ts": T0, "name": "net", "spec": {"step": [{}, {}, {}]}},
+            step("fault", "delay", 2, node="v2", ms=300),
+            step("fault", "partition", 3, groups=[["v1", "v2"], ["v3", "v4"]]),
+            {**step("step_failed", "heal", 5), "error": "the relay is gone"},
+            {"event": "scenario_finished", "ts": T0 + 9, "name": "net"},
+        ]
+    )
+    text = wt.render(state, now=T0 + 10, width=200)
+    assert "scenario net: 3/3 steps done, finished; last: heal at 5.0 s (failed)" in text
+    recent = text.split("recent events:")[1]
+    assert "fault        delay v2 300 ms" in recent
+    assert "fault        partition v1,v2 | v3,v4" in recent
+    assert "step_failed  heal: the relay is gone" in recent
 
 
 def test_render_clips_long_lines_and_handles_an_empty_testnet() -> None:
