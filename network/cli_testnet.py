@@ -187,7 +187,7 @@ def _run_scenario(config: tn.UpConfig, path: Path, time_scale: float) -> int:
     ]
     try:
         plan = sc.load_scenario(path)
-        config = sc.apply_to_config(config, plan, explicit, time_scale)
+        config, plan = sc.apply_to_config(config, plan, explicit, time_scale)
     except sc.ScenarioError as exc:
         raise UserError(str(exc)) from None
     code = _run(lambda: sc.run_scenario(config, plan, time_scale))

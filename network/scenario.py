@@ -780,20 +780,34 @@ def run_step(layout: tn.Layout, step: Step) -> None:
 
 def apply_to_config(
     config: tn.UpConfig, scenario: Scenario, explicit: Iterable[str], time_scale: float
-) -> tn.UpConfig:
-    """The `up` configuration for a scenario: the file's settings, except the options given on the command line."""
+) -> tuple[tn.UpConfig, Scenario]:
+    """The `up` configuration and the scenario to run: the file's settings, except options given on the command line.
+
+    `--validators` and `--behaviour` change what the scenario means (which
+    names exist, who is judged as honest), so the scenario is parsed again
+    with them: a step naming a validator that no longer exists is refused
+    here, and a validator made Byzantine on the command line is not judged.
+    """
     given = set(explicit)
+    raw = dict(scenario.raw)
+    if "validators" in given:
+        raw["validators"] = config.validators
     behaviours = {**scenario.behaviours, **config.behaviours}
-    unknown = sorted(set(behaviours) - set(scenario.names))
-    if unknown:
-        raise ScenarioError(f"--behaviour names {unknown[0]}, not a validator of scenario {scenario.name!r}")
-    return replace(
+    if behaviours:
+        raw["behaviours"] = behaviours
+    if raw != scenario.raw:
+        try:
+            scenario = parse_scenario(raw)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{exc} (with --validators/--behaviour from the command line)") from None
+    merged = replace(
         config,
-        validators=config.validators if "validators" in given else scenario.validators,
+        validators=scenario.validators,
         duration=config.duration if "duration" in given else scenario.duration_s * time_scale,
         slot_ms=config.slot_ms if config.slot_ms is not None else scenario.slot_ms,
-        behaviours=behaviours,
+        behaviours=dict(scenario.behaviours),
     )
+    return merged, scenario
 
 
 class ScenarioSupervisor(tn.Supervisor):

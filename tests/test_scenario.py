@@ -275,20 +275,24 @@ def test_time_scale_compresses_every_time() -> None:
 def test_apply_to_config_lets_the_command_line_win() -> None:
     scenario = parse(validators=5, slot_ms=200, behaviours={"v5": "silent"})
     config = tn.UpConfig(directory=Path("x"), validators=4, behaviours={"v1": "equivocate"})
-    merged = sc.apply_to_config(config, scenario, explicit=[], time_scale=0.5)
+    merged, plan = sc.apply_to_config(config, scenario, explicit=[], time_scale=0.5)
     assert (merged.validators, merged.duration, merged.slot_ms) == (5, 30, 200)
     assert merged.behaviours == {"v5": "silent", "v1": "equivocate"}
-    kept = sc.apply_to_config(
+    assert plan.honest() == ["v2", "v3", "v4"]  # made Byzantine on the command line: not judged either
+    kept, plan = sc.apply_to_config(
         tn.UpConfig(directory=Path("x"), validators=7, duration=9, slot_ms=0),
         scenario,
         ["validators", "duration"],
         1,
     )
-    assert (kept.validators, kept.duration, kept.slot_ms) == (7, 9, 0)
-    with pytest.raises(sc.ScenarioError, match="--behaviour names v6"):
+    assert (kept.validators, kept.duration, kept.slot_ms) == (7, 9, 0) and plan.names[-1] == "v7"
+    with pytest.raises(sc.ScenarioError, match=r"behaviours\.v6: unknown validator 'v6'.*command line"):
         sc.apply_to_config(
             tn.UpConfig(directory=Path("x"), validators=4, behaviours={"v6": "silent"}), scenario, [], 1
         )
+    killer = parse(step=[{"at_s": 1, "action": "kill", "node": "v4"}])
+    with pytest.raises(sc.ScenarioError, match=r"step\[0\]\.node: unknown validator 'v4'"):
+        sc.apply_to_config(tn.UpConfig(directory=Path("x"), validators=3), killer, ["validators"], 1)
 
 
 # ------------------------------------------------------------------ checks
