@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from node import ledger as L
@@ -83,10 +84,26 @@ def _where(state: ChainState) -> JSON:
 # ------------------------------------------------------------------ pools
 
 
-def pool_view(state: ChainState, pool: L.Pool, *, detail: bool = False) -> JSON:
-    """One pool: stake, status, terms; with `detail`, its delegations and unbonding stake."""
-    in_set = dict(state.validator_set)
-    active_total = sum(power for _, power in L.active_powers(state.ledger))
+@dataclass(frozen=True)
+class SetView:
+    """What every pool's view needs from the whole state, computed once per answer."""
+
+    active_total: int  # stake of all active pools (shares are of this)
+    voting_power: Mapping[bytes, int]  # the validator set in effect
+
+    @classmethod
+    def of(cls, state: ChainState) -> SetView:
+        return cls(sum(power for _, power in L.active_powers(state.ledger)), dict(state.validator_set))
+
+
+def pool_view(
+    state: ChainState, pool: L.Pool, *, detail: bool = False, context: SetView | None = None
+) -> JSON:
+    """One pool: stake, status, terms; with `detail`, its delegations and unbonding stake.
+
+    Viewing many pools, pass one `context` so n pools cost O(n), not O(n^2).
+    """
+    context = context or SetView.of(state)
     stake = L.pool_power(pool)
     view: JSON = {
         "address": pool.address.hex(),
@@ -97,8 +114,8 @@ def pool_view(state: ChainState, pool: L.Pool, *, detail: bool = False) -> JSON:
         "pledge": pool.pledge,
         "delegated": stake - pool.pledge,
         "delegators": len(pool.delegations),
-        "share_ppm": share_ppm(stake, active_total) if pool.status == L.ACTIVE else 0,
-        "voting_power": in_set.get(pool.address, 0),
+        "share_ppm": share_ppm(stake, context.active_total) if pool.status == L.ACTIVE else 0,
+        "voting_power": context.voting_power.get(pool.address, 0),
         "fixed_cost": pool.fixed_cost,
         "margin_ppm": pool.margin_ppm,
         "jailed_until_epoch": pool.jailed_until_epoch if pool.status == L.JAILED else None,
@@ -123,7 +140,8 @@ def _pool_order(state: ChainState, pool: L.Pool) -> tuple[int, int, str]:
 def pools_view(state: ChainState) -> JSON:
     """Every pool, active ones first, then by stake (largest first)."""
     pools = sorted(state.ledger.pools.values(), key=lambda pool: _pool_order(state, pool))
-    return {**_where(state), "pools": [pool_view(state, pool) for pool in pools]}
+    context = SetView.of(state)
+    return {**_where(state), "pools": [pool_view(state, pool, context=context) for pool in pools]}
 
 
 def find_pool(state: ChainState, key: str) -> L.Pool:
