@@ -4,7 +4,8 @@ An honest validator signs through `GuardedSigner` and can never equivocate.
 A validator started with a Byzantine behaviour runs the same honest machine
 but its driver passes every outgoing message through one of these:
 
-- `silent`: sends nothing at all (it still listens and follows the chain);
+- `silent`: sends no votes, proposals or evidence, and serves no blocks; it
+  still listens and asks peers for blocks, so it follows the chain;
 - `split` (simulator only): equivocate, but show each half of the honest
   nodes only one version (colluders agree which: the smaller block id goes
   to the first half), the split-brain attack that more than 1/3 of stake

@@ -210,8 +210,8 @@ class Driver:
                     "height": output.evidence.height,
                 }
             )
-        elif isinstance(output, RequestSync):
-            self._send(
+        elif isinstance(output, RequestSync):  # even a silent validator follows the chain
+            self.effects.broadcast(
                 "sync/req", sync_request_bytes(self.chain_id, output.from_height, self.name, self.keypair)
             )
         elif isinstance(output, Decided):
