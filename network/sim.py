@@ -71,6 +71,7 @@ class SimResult:
     round_timeouts: int
     nakamoto_coefficient: int
     events: list[dict[str, Any]]
+    node_heights: dict[str, int] = field(default_factory=dict)
     # active stake by pool, largest first, with shares in ppm (see node.query.distribution_view)
     stake_distribution: list[dict[str, Any]] = field(default_factory=list)
 
@@ -97,6 +98,7 @@ class SimResult:
             "messages_dropped": self.dropped,
             "rejected": self.rejected,
             "round_timeouts": self.round_timeouts,
+            "node_heights": self.node_heights,
         }
 
 
@@ -405,5 +407,6 @@ def _result(
         round_timeouts=sum(node.driver.stats.round_timeouts for node in honest),
         nakamoto_coefficient=L.nakamoto_coefficient(state.ledger),
         events=events,
+        node_heights={name: node.height for name, node in nodes.items()},
         stake_distribution=distribution_view(state),
     )

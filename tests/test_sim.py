@@ -115,6 +115,15 @@ def test_one_silent_validator_of_four_is_jailed_with_lower_stake_and_the_rest_fi
     assert all(v[name]["status"] == "active" for name in ("v1", "v2", "v3"))
 
 
+def test_a_silent_validator_that_crashed_still_catches_up_with_the_chain() -> None:
+    plan = parse_fault_spec("crash=v4@200-1500")
+    result = run_simulation(
+        SimConfig(validators=4, heights=20, seed=2, byzantine=1, byzantine_mode="silent", faults=plan)
+    )
+    assert result.ok, result.to_json()["violations"]
+    assert result.node_heights["v4"] >= result.heights_finalized - 1
+
+
 def test_committee_sampling_with_more_validators_than_seats_finalizes() -> None:
     result = run_simulation(SimConfig(validators=20, committee_size=7, heights=12, seed=4))
     assert result.ok, result.to_json()["violations"]
