@@ -116,7 +116,7 @@ def test_one_silent_validator_of_four_is_jailed_with_lower_stake_and_the_rest_fi
 
 
 def test_a_silent_validator_that_crashed_still_catches_up_with_the_chain() -> None:
-    plan = parse_fault_spec("crash=v4@200-1500")
+    plan = parse_fault_spec("crash=v4@100-6000")
     result = run_simulation(
         SimConfig(validators=4, heights=20, seed=2, byzantine=1, byzantine_mode="silent", faults=plan)
     )
