@@ -6,12 +6,15 @@
 #   $POSNET_DATA/genesis.toml                 the chain's genesis
 #   $POSNET_DATA/nodes/<name>/key.json        each validator's Ed25519 key
 #   $POSNET_DATA/nodes/<name>/mqtt-password   each validator's broker password
+#   $POSNET_DATA/broker-users/<user>          the password of each other broker
+#                                             user (POSNET_BROKER_USERS)
 #
 # The `broker-init` service then hashes the passwords into the broker's
 # password file with mosquitto_passwd.
 #
 # Environment: POSNET_VALIDATORS (names, space separated), POSNET_CHAIN_ID,
-# POSNET_SLOT_MS (empty: the genesis default), POSNET_DATA.
+# POSNET_SLOT_MS (empty: the genesis default), POSNET_BROKER_USERS (broker
+# users that are not validators, e.g. the bridge of docker/split), POSNET_DATA.
 set -eu
 
 data=${POSNET_DATA:-/posnet}
@@ -23,11 +26,21 @@ genesis=$data/genesis.toml
 set -- $validators
 validators="$*"
 
+broker_users=${POSNET_BROKER_USERS:-}
+
 say() { printf 'init: %s\n' "$*"; }
 die() { printf 'init: error: %s\n' "$*" >&2; exit 1; }
 
 umask 077  # keys and passwords: the posnet user only (broker-init reads them as root)
 mkdir -p "$data/nodes"
+
+# new_password FILE: a random password into FILE unless it has one already.
+new_password() {
+  [ -s "$1" ] && return 0
+  python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > "$1.tmp"
+  mv "$1.tmp" "$1"
+  say "$2: generated broker password"
+}
 
 key_args=""
 for name in $validators; do
@@ -38,12 +51,13 @@ for name in $validators; do
   else
     posnet keys generate --name "$name" --out "$home/key.json"  # written atomically
   fi
-  if [ ! -s "$home/mqtt-password" ]; then
-    python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > "$home/mqtt-password.tmp"
-    mv "$home/mqtt-password.tmp" "$home/mqtt-password"
-    say "$name: generated broker password"
-  fi
+  new_password "$home/mqtt-password" "$name"
   key_args="$key_args --key $home/key.json"
+done
+
+for user in $broker_users; do
+  mkdir -p "$data/broker-users"
+  new_password "$data/broker-users/$user" "broker user $user"
 done
 
 if [ -s "$genesis" ]; then

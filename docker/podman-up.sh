@@ -100,7 +100,8 @@ validator_services() {
 }
 
 # Start the services as depends_on orders them: init and broker-init must exit
-# 0, the broker must pass its healthcheck, then the validators start.
+# 0, the broker (and broker-b of the split) must pass its healthcheck, then the
+# validators start.
 staged_up() {
   local svc name rc i
   for svc in init broker-init; do
@@ -111,18 +112,20 @@ staged_up() {
     podman logs "$name" 2>&1 | sed "s/^/    $svc | /" >&2
     [ "$rc" = 0 ] || die "$svc exited with status $rc"
   done
-  say "up: broker"
-  logged up-broker compose up -d --no-deps broker
-  name=$(container_of broker)
-  for ((i = 0; i < 30; i++)); do
-    podman healthcheck run "$name" >/dev/null 2>&1 && break
-    [ "$(podman inspect --format '{{.State.Running}}' "$name")" = true ] || {
-      podman logs "$name" >&2
-      die "the broker stopped (log above)"
-    }
-    sleep 1
+  for svc in $(compose config --services 2>/dev/null | grep -E '^broker(-[a-z0-9]+)?$' | grep -vx broker-init | sort); do
+    say "up: $svc"
+    logged "up-$svc" compose up -d --no-deps "$svc"
+    name=$(container_of "$svc")
+    for ((i = 0; i < 30; i++)); do
+      podman healthcheck run "$name" >/dev/null 2>&1 && break
+      [ "$(podman inspect --format '{{.State.Running}}' "$name")" = true ] || {
+        podman logs "$name" >&2
+        die "$svc stopped (log above)"
+      }
+      sleep 1
+    done
+    ((i < 30)) || die "$svc did not become healthy in 30 s"
   done
-  ((i < 30)) || die "the broker did not become healthy in 30 s"
   mapfile -t VALIDATORS < <(validator_services)
   ((${#VALIDATORS[@]} > 0)) || die "no validator services (v1, v2, ...) in ${COMPOSE_FILES[*]}"
   say "up: ${VALIDATORS[*]}"

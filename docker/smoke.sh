@@ -7,11 +7,13 @@
 #   3. wait (bounded) until every validator logs finalized blocks, check each
 #      validator's healthcheck and that the broker refuses anonymous clients;
 #   4. kill one validator and check that the others keep finalizing; start it
-#      again and check that it catches up from its disk and its peers;
+#      again and check that it catches up from its disk and its peers
+#      (with --split, instead: two brokers bridged, v1 v2 | v3 v4; partition
+#      them and check that nobody finalizes, heal and check that all go on);
 #   5. check safety over all logs (no two blocks finalized at one height);
 #   6. always bring everything down again, volumes included.
 #
-#   docker/smoke.sh            exit 0 when all held, 1 with the reason otherwise
+#   docker/smoke.sh [--split]  exit 0 when all held, 1 with the reason otherwise
 #
 # Tunables (environment): SMOKE_PROJECT (posnet-smoke), SMOKE_MIN_FINALIZED (3
 # heights per step), SMOKE_FINALIZE_TIMEOUT (180 s), SMOKE_PROGRESS_TIMEOUT
@@ -29,6 +31,18 @@ PROGRESS_TIMEOUT=${SMOKE_PROGRESS_TIMEOUT:-120}
 START=$(date +%s)
 WORK=$(mktemp -d)
 UP=0
+SPLIT=0
+case "${1:-}" in
+  "") ;;
+  --split)
+    SPLIT=1
+    COMPOSE_FILES+=("$DOCKER_DIR/split/compose.yml")
+    ;;
+  *)
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
 
 elapsed() { echo "$(($(date +%s) - START)) s"; }
 
@@ -183,17 +197,54 @@ EOF
 [ "$refusal" = "Not authorized" ] || die "the broker answered an anonymous client with '$refusal', not 'Not authorized'"
 say "broker: anonymous client refused ($refusal)"
 
-say "fault: podman kill $VICTIM"
-podman kill "$(container_of "$VICTIM")" >/dev/null
-mapfile -t SURVIVORS < <(printf '%s\n' "${VALIDATORS[@]}" | grep -vx "$VICTIM")
-say "wait: ${SURVIVORS[*]} finalize $MIN_FINALIZED more heights without $VICTIM (at most ${PROGRESS_TIMEOUT} s)"
-wait_progress "$PROGRESS_TIMEOUT" "$MIN_FINALIZED" "${SURVIVORS[@]}"
+# Crash a validator: the other three hold more than 2/3 and go on; restarted,
+# it recovers its chain from its store and catches up from its peers.
+crash_and_restart() {
+  local survivors pair top=0
+  say "fault: podman kill $VICTIM"
+  podman kill "$(container_of "$VICTIM")" >/dev/null
+  mapfile -t survivors < <(printf '%s\n' "${VALIDATORS[@]}" | grep -vx "$VICTIM")
+  say "wait: ${survivors[*]} finalize $MIN_FINALIZED more heights without $VICTIM (at most ${PROGRESS_TIMEOUT} s)"
+  wait_progress "$PROGRESS_TIMEOUT" "$MIN_FINALIZED" "${survivors[@]}"
+  for pair in $(heights_now "${survivors[@]}"); do ((${pair#*=} > top)) && top=${pair#*=}; done
+  say "recover: podman start $VICTIM; it must catch up to height $((top + 1)) (at most ${PROGRESS_TIMEOUT} s)"
+  logged restart podman start "$(container_of "$VICTIM")"
+  wait_heights "$PROGRESS_TIMEOUT" "$VICTIM=$((top + 1))"
+}
 
-top=0
-for pair in $(heights_now "${SURVIVORS[@]}"); do ((${pair#*=} > top)) && top=${pair#*=}; done
-say "recover: podman start $VICTIM; it must catch up to height $((top + 1)) (at most ${PROGRESS_TIMEOUT} s)"
-logged restart podman start "$(container_of "$VICTIM")"
-wait_heights "$PROGRESS_TIMEOUT" "$VICTIM=$((top + 1))"
+# Cut broker-b off side-a: neither half (2 of 4 equal stakes) has more than
+# 2/3, so no one finalizes; reconnected, the bridge comes back and all go on.
+partition_and_heal() {
+  local net="${PROJECT}_side-a" bridge before after svc _count top grew=()
+  bridge=$(container_of broker-b)
+  say "fault: partition v1 v2 | v3 v4: podman network disconnect $net broker-b"
+  podman network disconnect "$net" "$bridge"
+  sleep 3 # a height already in its last step may still complete
+  before=$(heights_now "${VALIDATORS[@]}")
+  before=${before% }
+  say "wait: 10 s; no validator may finalize more than one height ($before)"
+  sleep 10
+  after=$(heights_now "${VALIDATORS[@]}")
+  after=${after% }
+  local -A was=()
+  for pair in $before; do was[${pair%=*}]=${pair#*=}; done
+  for pair in $after; do
+    svc=${pair%=*} top=${pair#*=}
+    ((top <= was[$svc] + 1)) || grew+=("$svc:${was[$svc]}->$top")
+  done
+  ((${#grew[@]} == 0)) || die "a minority side kept finalizing during the partition: ${grew[*]}"
+  say "partition held: $after"
+  say "heal: podman network connect $net broker-b"
+  podman network connect "$net" "$bridge"
+  say "wait: all finalize $MIN_FINALIZED more heights (at most ${PROGRESS_TIMEOUT} s)"
+  wait_progress "$PROGRESS_TIMEOUT" "$MIN_FINALIZED" "${VALIDATORS[@]}"
+}
+
+if ((SPLIT)); then
+  partition_and_heal
+else
+  crash_and_restart
+fi
 
 say "safety: no two blocks finalized at one height, over all logs"
 finality "${VALIDATORS[@]}" >/dev/null

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "compose.yml"
 FAULTS = sorted((DOCKER / "faults").glob("*.yml"))
+SPLIT = DOCKER / "split" / "compose.yml"
 SCHEMA_PATH = REPO.parent / "shared" / "schemas" / "compose-spec.json"
 DEFAULT_NAMES = ["v1", "v2", "v3", "v4"]
 
@@ -88,7 +89,7 @@ def _merged_command(base: dict[str, Any], overlay: dict[str, Any], service: str)
 # ------------------------------------------------------------------ schema
 
 
-@pytest.mark.parametrize("path", [COMPOSE, *FAULTS], ids=lambda p: str(p.relative_to(DOCKER)))
+@pytest.mark.parametrize("path", [COMPOSE, *FAULTS, SPLIT], ids=lambda p: str(p.relative_to(DOCKER)))
 def test_compose_file_is_valid_against_the_compose_spec(
     path: Path, schema_validator: jsonschema.Draft7Validator
 ) -> None:
@@ -198,6 +199,34 @@ def test_fault_overlays_change_only_v4_behaviour(overlay: Path, compose: dict[st
     ]
 
 
+def test_split_overlay_puts_two_validators_behind_a_bridged_second_broker(compose: dict[str, Any]) -> None:
+    split = yaml.safe_load(SPLIT.read_text())
+    services = split["services"]
+    sides = {name: services[name]["networks"] for name in ("broker", "broker-b", *DEFAULT_NAMES)}
+    assert sides == {
+        "broker": ["side-a"],
+        "broker-b": ["side-a", "side-b"],
+        "v1": ["side-a"],
+        "v2": ["side-a"],
+        "v3": ["side-b"],
+        "v4": ["side-b"],
+    }
+    for name in ("v3", "v4"):
+        assert _merged_command(compose, split, name) == [
+            "--broker=mqtt://broker-b:1883" if arg.startswith("--broker=") else arg
+            for arg in compose["services"][name]["command"]
+        ]
+        assert services[name]["depends_on"] == {"broker-b": {"condition": "service_healthy"}}
+    assert "bridge" in services["init"]["environment"]["POSNET_BROKER_USERS"].split()
+    broker_b = services["broker-b"]
+    assert broker_b["image"] == compose["services"]["broker"]["image"]
+    assert broker_b["healthcheck"] == compose["services"]["broker"]["healthcheck"]
+    for volume in broker_b["volumes"]:
+        if volume.startswith("./"):
+            assert (DOCKER / volume.split(":")[0]).exists(), volume
+    assert broker_b["entrypoint"][-1] in {v.split(":")[1] for v in broker_b["volumes"]}
+
+
 def test_dockerfile_contract() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.12-slim$", text, re.M)
@@ -256,7 +285,13 @@ def posnet_path(tmp_path: Path) -> dict[str, str]:
 def _run_init(env: dict[str, str], data: Path, names: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["sh", str(DOCKER / "init.sh")],
-        env={**env, "POSNET_DATA": str(data), "POSNET_VALIDATORS": names, "POSNET_SLOT_MS": "250"},
+        env={
+            **env,
+            "POSNET_DATA": str(data),
+            "POSNET_VALIDATORS": names,
+            "POSNET_SLOT_MS": "250",
+            "POSNET_BROKER_USERS": "bridge",
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -274,12 +309,13 @@ def test_init_creates_keys_genesis_and_passwords_once(tmp_path: Path, posnet_pat
     files = _snapshot(data)
     assert set(files) == {
         "genesis.toml",
+        "broker-users/bridge",
         *(f"nodes/{n}/{f}" for n in ("v1", "v2") for f in ("key.json", "mqtt-password")),
     }
     assert (data / "nodes" / "v1" / "key.json").stat().st_mode & 0o077 == 0
     assert (data / "nodes" / "v1" / "mqtt-password").stat().st_mode & 0o077 == 0
-    passwords = {files[f"nodes/{n}/mqtt-password"] for n in ("v1", "v2")}
-    assert len(passwords) == 2 and all(len(p.strip()) >= 24 for p in passwords)
+    passwords = {files[f"nodes/{n}/mqtt-password"] for n in ("v1", "v2")} | {files["broker-users/bridge"]}
+    assert len(passwords) == 3 and all(len(p.strip()) >= 24 for p in passwords)
     genesis = files["genesis.toml"].decode()
     assert 'chain_id = "posnet-compose"' in genesis and "commit_wait_ms = 250" in genesis
 
@@ -321,21 +357,28 @@ def _mqtt_connect(port: int, username: str | None, password: str | None) -> str:
     not (shutil.which("mosquitto") and shutil.which("mosquitto_passwd")), reason="mosquitto not installed"
 )
 def test_broker_config_and_password_file_refuse_anonymous_and_wrong_passwords(tmp_path: Path) -> None:
-    nodes = tmp_path / "nodes"
+    nodes, others = tmp_path / "nodes", tmp_path / "broker-users"
     for name, password in (("v1", "pw-one"), ("v2", "pw-two")):
         (nodes / name).mkdir(parents=True)
         (nodes / name / "mqtt-password").write_text(password + "\n")
+    others.mkdir()
+    (others / "bridge").write_text("pw-bridge\n")
     passwd = tmp_path / "passwd"
     made = subprocess.run(
         ["sh", str(DOCKER / "mosquitto" / "make-passwd.sh")],
-        env={**os.environ, "POSNET_NODES_DIR": str(nodes), "MOSQUITTO_PASSWORD_FILE": str(passwd)},
+        env={
+            **os.environ,
+            "POSNET_NODES_DIR": str(nodes),
+            "POSNET_BROKER_USERS_DIR": str(others),
+            "MOSQUITTO_PASSWORD_FILE": str(passwd),
+        },
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert made.returncode == 0, made.stderr
     lines = passwd.read_text().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["v1", "v2"]
+    assert [line.split(":")[0] for line in lines] == ["v1", "v2", "bridge"]
     assert all("pw-" not in line for line in lines)  # hashed, not plain
     assert passwd.stat().st_mode & 0o077 == 0
 
@@ -365,6 +408,7 @@ def test_broker_config_and_password_file_refuse_anonymous_and_wrong_passwords(tm
                 time.sleep(0.05)
         assert _mqtt_connect(port, "v1", "pw-one") == "Success"
         assert _mqtt_connect(port, "v2", "pw-two") == "Success"
+        assert _mqtt_connect(port, "bridge", "pw-bridge") == "Success"
         assert _mqtt_connect(port, None, None) == "Not authorized"
         assert _mqtt_connect(port, "v1", "pw-two") == "Not authorized"
     finally:
