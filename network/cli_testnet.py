@@ -12,6 +12,8 @@ Exit codes: 0 success, 1 the testnet failed (a node died, safety broke),
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -195,6 +197,16 @@ def _run_scenario(config: tn.UpConfig, path: Path, time_scale: float) -> int:
     return code
 
 
+def _record(directory: Path, action: str, **args: Any) -> None:
+    """Log a fault run by hand exactly as a scenario step is logged, so the report can shade it."""
+    from network import scenario as sc
+
+    layout = tn.Layout.of(directory)
+    event = sc.step_event(sc.Step(action=action, at_s=0.0, **args), time.time(), "manual")
+    with contextlib.suppress(OSError), (layout.logs / sc.SCENARIO_LOG).open("a") as out:
+        out.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+
 def _fault_command(verb: str, action: Callable[[tn.Layout, str], tn.NodeProc], done: str) -> click.Command:
     @click.command(verb)
     @click.argument("node")
@@ -202,6 +214,7 @@ def _fault_command(verb: str, action: Callable[[tn.Layout, str], tn.NodeProc], d
     def command(node: str, directory: Path) -> None:
         proc = _run(lambda: action(tn.Layout.of(directory), node))
         assert isinstance(proc, tn.NodeProc)
+        _record(directory, verb, node=node)
         click.echo(f"{done} {proc.name} (pid {proc.pid})")
 
     command.help = action.__doc__
@@ -239,6 +252,7 @@ def delay(node: str, ms: str, directory: Path) -> None:
         raise UserError(f"delay {ms!r}: must be a whole number of milliseconds, e.g. 200")
     faults = _run(lambda: tn.delay(tn.Layout.of(directory), node, int(ms)))
     assert isinstance(faults, NetworkFaults)
+    _record(directory, "delay", node=node, ms=int(ms))
     click.echo(f"delayed {_links_line(faults, node)}")
 
 
@@ -254,6 +268,7 @@ def drop(node: str, rate: str, directory: Path) -> None:
         raise UserError(f"drop rate {rate!r}: must be a number in 0..1 (e.g. 0.3)") from None
     faults = _run(lambda: tn.drop(tn.Layout.of(directory), node, value))
     assert isinstance(faults, NetworkFaults)
+    _record(directory, "drop", node=node, rate=value)
     click.echo(f"dropping {_links_line(faults, node)}")
 
 
@@ -268,6 +283,7 @@ def partition(groups: list[list[str]], directory: Path) -> None:
     """
     faults = _run(lambda: tn.partition(tn.Layout.of(directory), groups))
     assert isinstance(faults, NetworkFaults)
+    _record(directory, "partition", groups=tuple(tuple(g) for g in groups))
     click.echo(f"partitioned: {tn.describe_partition(faults)} (each group reaches only its own broker)")
 
 
@@ -279,6 +295,7 @@ def heal(directory: Path) -> None:
     before = _run(lambda: tn.read_requested_faults(layout))
     _run(lambda: tn.heal(layout))
     assert isinstance(before, NetworkFaults)
+    _record(directory, "heal")
     was = [f"partition {tn.describe_partition(before)} ended"] if len(before.groups) > 1 else []
     links = NetworkFaults(links=before.links)  # without the groups: only what was on each link
     was += [f"{name} {tn.describe_link(links, name)} cleared" for name in before.links]
@@ -296,6 +313,7 @@ def behave(node: str, mode: str, directory: Path) -> None:
     """
     proc = _run(lambda: tn.behave(tn.Layout.of(directory), node, mode))
     assert isinstance(proc, tn.NodeProc)
+    _record(directory, "behave", node=node, mode=mode)
     click.echo(f"{proc.name} is now {proc.behaviour} (restarted, pid {proc.pid})")
 
 

@@ -389,8 +389,8 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 def _heights(layout: tn.Layout) -> dict[str, int]:
     return {
-        path.stem: logcheck.summarize_node(path.stem, logcheck.read_log(path).events).max_height
-        for path in sorted(layout.logs.glob("*.jsonl"))
+        name: logcheck.summarize_node(name, parsed.events).max_height
+        for name, parsed in logcheck.read_log_dir(layout.logs).items()
     }
 
 
@@ -470,6 +470,11 @@ def test_killed_node_restarts_and_catches_up(testnet_dir: Path) -> None:
         )
         restarted = run("testnet", "restart", "v2", "--dir", testnet_dir)
         assert restarted.exit_code == 0, restarted.output
+        steps = [json.loads(line) for line in (layout.logs / "scenario.jsonl").read_text().splitlines()]
+        assert [(e["event"], e["action"], e["node"]) for e in steps] == [
+            ("fault", "kill", "v2"),
+            ("heal", "restart", "v2"),
+        ]
         target = max(_heights(layout).values())
         _wait_for(lambda: _heights(layout)["v2"] >= target, f"v2 to catch up to height {target}")
         status = run("status", "--dir", testnet_dir)
