@@ -27,6 +27,7 @@ from typing import IO
 import click
 
 from network import testnet as tn
+from network.cli_testnet import DIR_OPTION
 from network.logcheck import PENALTY_EVENTS, Event
 from network.scenario import SCENARIO_LOG
 from node.cli_keys import UserError
@@ -407,14 +408,7 @@ def run_watch(
 
 
 @click.command("watch")
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="testnet",
-    show_default=True,
-    help="the testnet directory",
-)
+@DIR_OPTION
 @click.option(
     "--interval", type=click.FloatRange(0.1), default=1.0, show_default=True, help="seconds between redraws"
 )
