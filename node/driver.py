@@ -96,7 +96,9 @@ class Driver:
         self.signer = signer
         self.effects = effects
         self.behaviour = behaviour
-        self.equivocator = Equivocator(signer.chain_id, keypair) if behaviour in ("equivocate", "split") else None
+        self.equivocator = (
+            Equivocator(signer.chain_id, keypair) if behaviour in ("equivocate", "split") else None
+        )
         self.audience = audience  # split mode: (first half, second half, colluders)
         self.on_admitted = on_admitted
         self.auth_cache = auth_cache
@@ -199,7 +201,9 @@ class Driver:
         if isinstance(output, ScheduleTimeout):
             incarnation = self.incarnation
             self.effects.schedule(output.delay_ms, lambda: self._on_timeout(output.timeout, incarnation))
-        elif isinstance(output, BroadcastEvidence) and self.behaviour != "split":  # colluders do not report each other
+        elif (
+            isinstance(output, BroadcastEvidence) and self.behaviour != "split"
+        ):  # colluders do not report each other
             self._send("evidence", evidence_bytes(self.chain_id, output.evidence, self.keypair))
             self.effects.log(
                 {
