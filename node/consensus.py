@@ -321,10 +321,12 @@ class ConsensusMachine:
     def _heartbeat(self, timeout: Timeout, out: list[Output]) -> None:
         if timeout.height != self.height:
             return
+        self._heartbeats += 1
         items = [*self._own, *((vote, None) for vote in self._proof_of_lock())]
         if items:
             out.append(Rebroadcast(tuple(items)))
-        self._maybe_sync(out)
+        if self._heartbeats >= 2 and self.phase != Phase.NEW_HEIGHT:  # stuck, not merely pacing slots
+            self._maybe_sync(out)
         self._schedule_heartbeat(out)
 
     def _proof_of_lock(self) -> list[Vote]:
@@ -390,6 +392,7 @@ class ConsensusMachine:
         self._precommit_timeout_set: set[int] = set()
         self._valid_cache: dict[bytes, bool] = {}
         self._own: list[tuple[Vote | Proposal, Block | None]] = []
+        self._heartbeats = 0
         self.height_started_ms = started_ms
 
     def _start_round(self, round_: int, out: list[Output]) -> None:
