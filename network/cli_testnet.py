@@ -367,7 +367,8 @@ def report(directory: Path, out: Path | None) -> None:
     lines, ok, path = result
     for line in lines:
         click.echo(line)
-    click.echo(f"wrote {path}")
+    if path is not None:
+        click.echo(f"wrote {path}")
     sys.exit(0 if ok else 1)
 
 

@@ -23,6 +23,7 @@ as labelled vertical lines.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -478,11 +479,19 @@ def _first_seen(logs: Iterable[Sequence[Event]], penalty: Event) -> float:
     return min(stamps, default=float(penalty["ts"]))
 
 
-def make_report(layout: tn.Layout, out: Path | None = None) -> tuple[list[str], bool, Path]:
+def make_report(layout: tn.Layout, out: Path | None = None) -> tuple[list[str], bool, Path | None]:
     """Read the run, draw the PNG, and return the summary lines, the verdict and where the PNG went."""
     run = load_run(layout)
     if not any(run.logs.values()):
         raise tn.TestnetError(f"no node events in {layout.logs}: nothing to report")
     lines, ok = summary_lines(run)
+    if not matplotlib_available():
+        lines.append("no PNG: drawing it needs matplotlib (pip install 'posnet[report]')")
+        return lines, ok, None
     path = plot(run, out if out is not None else layout.root / "report.png")
     return lines, ok, path
+
+
+def matplotlib_available() -> bool:
+    """The PNG is optional: validators (and their container image) do not carry matplotlib."""
+    return importlib.util.find_spec("matplotlib") is not None

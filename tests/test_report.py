@@ -266,6 +266,17 @@ def test_report_command_writes_a_png_and_prints_the_summary(tmp_path: Path) -> N
     assert width >= 1000 and height >= 700
 
 
+def test_report_without_matplotlib_still_prints_the_summary_and_says_how_to_get_the_png(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = write_run(tmp_path / "net")
+    monkeypatch.setattr(rp, "matplotlib_available", lambda: False)
+    result = CliRunner().invoke(cli, ["testnet", "report", "--dir", str(layout.root)])
+    assert result.exit_code == 0, result.output
+    assert "PASS safety" in result.output and "posnet[report]" in result.output
+    assert "wrote" not in result.output and not (layout.root / "report.png").exists()
+
+
 def test_report_without_a_scenario_defaults_to_dir_report_png(tmp_path: Path) -> None:
     layout = write_run(tmp_path / "net", scenario=False)
     result = CliRunner().invoke(cli, ["testnet", "report", "--dir", str(layout.root)])
