@@ -48,6 +48,13 @@ def node() -> None:
     help="node directory: holds key.json; the store node.sqlite3 is kept here",
 )
 @click.option(
+    "--key",
+    "key_files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="validator key file to host (repeatable: one node may host several validators) [default: HOME/key.json]",
+)
+@click.option(
     "--genesis", "genesis_path", type=click.Path(path_type=Path), required=True, help="genesis TOML"
 )
 @click.option("--broker", "broker_url", required=True, help="broker URL, mqtt://HOST:PORT")
@@ -92,6 +99,7 @@ def node() -> None:
 )
 def run(
     home: Path,
+    key_files: tuple[Path, ...],
     genesis_path: Path,
     broker_url: str,
     name: str | None,
@@ -113,6 +121,7 @@ def run(
     password = _read_password(mqtt_password_file) if mqtt_password_file is not None else None
     config = NodeConfig(
         home=home,
+        key_files=key_files,
         genesis=genesis_path,
         broker_url=broker_url,
         name=name,

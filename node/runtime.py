@@ -93,6 +93,7 @@ class NodeConfig:
     mqtt_protocol: Literal[5, 311] = 5
     mqtt_username: str | None = None
     mqtt_password: str | None = None
+    key_files: tuple[Path, ...] = ()  # validator keys to host; default HOME/key.json
 
 
 @dataclass(frozen=True)
@@ -116,28 +117,35 @@ def load_node_inputs(config: NodeConfig) -> tuple[Genesis, list[HostedKey], str]
         genesis = load_genesis(config.genesis)
     except GenesisError as exc:
         raise StartupError(f"genesis {exc}") from None
-    key_path = config.home / KEY_FILE
-    if not key_path.is_file():
-        raise StartupError(f"key file {key_path}: missing (HOME must hold {KEY_FILE}, see `posnet keys`)")
-    try:
-        key_name, keypair = load_key_file(key_path)
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
-    hosted = [HostedKey(key_name, keypair)]
     known = {v.public_key: v.name for v in genesis.validators}
-    for key in hosted:
-        if key.keypair.public not in known:
+    hosted: list[HostedKey] = []
+    for key_path in config.key_files or (config.home / KEY_FILE,):
+        keypair = _load_hosted_key(key_path)
+        if keypair.public not in known:
             raise StartupError(
-                f"key file {key_path}: public key {key.keypair.public.hex()[:16]}... "
+                f"key file {key_path}: public key {keypair.public.hex()[:16]}... "
                 f"is not a validator of chain {genesis.chain_id!r}"
             )
-    hosted = [HostedKey(known[key.keypair.public], key.keypair) for key in hosted]
+        if any(key.keypair.public == keypair.public for key in hosted):
+            raise StartupError(f"key file {key_path}: the same validator key is given twice")
+        hosted.append(HostedKey(known[keypair.public], keypair))
     name = config.name or hosted[0].name
     if not name or any(c in name for c in "/+#\0") or len(name) > 64:
         raise StartupError(f"node name {name!r}: must be 1-64 characters without '/', '+', '#'")
     if config.behaviour not in BEHAVIOURS:
         raise StartupError(f"behaviour {config.behaviour!r}: must be one of {', '.join(BEHAVIOURS)}")
     return genesis, hosted, name
+
+
+def _load_hosted_key(key_path: Path) -> Keypair:
+    if not key_path.is_file():
+        raise StartupError(
+            f"key file {key_path}: missing (HOME must hold {KEY_FILE} or pass --key, see `posnet keys`)"
+        )
+    try:
+        return load_key_file(key_path)[1]
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def recover_chain(store: Store, state: ChainState) -> tuple[ChainState, CommitCertificate | None]:

@@ -48,6 +48,7 @@ class NodeProc:
     mqtt_username: str | None = None
     mqtt_password_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    key_files: list[Path] = field(default_factory=list)  # hosted validator keys; empty = HOME/key.json
     process: subprocess.Popen[bytes] | None = None
     stderr_path: Path | None = None
 
@@ -74,6 +75,8 @@ class NodeProc:
         ]
         if self.metrics_port:
             argv += ["--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1"]
+        for key_file in self.key_files:
+            argv += ["--key", str(key_file)]
         if self.mqtt_username is not None:
             argv += ["--mqtt-username", self.mqtt_username]
         if self.mqtt_password_file is not None:

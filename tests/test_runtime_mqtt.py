@@ -324,6 +324,22 @@ async def test_four_nodes_finalize_over_the_embedded_broker(tmp_path: Path) -> N
 
 @needs_mosquitto
 @pytest.mark.broker
+async def test_one_node_process_can_host_two_validators(mosquitto: BrokerProcess, tmp_path: Path) -> None:
+    net = make_localnet(tmp_path / "net", mosquitto.url, 4)
+    shared = net.nodes["v3"]
+    shared.key_files = [shared.home / "key.json", net.nodes["v4"].home / "key.json"]
+    del (
+        net.nodes["v1"],
+        net.nodes["v4"],
+    )  # v2, v3 and v4 are 3 of 4: nothing is final unless v3's process signs as v4 too
+    with running(net):
+        await wait_until(lambda: min_height(net) >= 6, what="height 6 with v3 and v4 in one process", net=net)
+    chain = agree(list(net.nodes.values()))
+    assert set(range(1, 7)) <= set(chain)
+
+
+@needs_mosquitto
+@pytest.mark.broker
 async def test_an_equivocating_validator_is_caught_slashed_and_tombstoned(
     mosquitto: BrokerProcess, tmp_path: Path
 ) -> None:
