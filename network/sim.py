@@ -72,6 +72,7 @@ class SimResult:
     nakamoto_coefficient: int
     events: list[dict[str, Any]]
     node_heights: dict[str, int] = field(default_factory=dict)
+    state_hash: str = ""  # digest of the reference node's final state: equal runs agree on all of it
     # active stake by pool, largest first, with shares in ppm (see node.query.distribution_view)
     stake_distribution: list[dict[str, Any]] = field(default_factory=list)
 
@@ -99,6 +100,7 @@ class SimResult:
             "rejected": self.rejected,
             "round_timeouts": self.round_timeouts,
             "node_heights": self.node_heights,
+            "state_hash": self.state_hash,
         }
 
 
@@ -408,5 +410,6 @@ def _result(
         nakamoto_coefficient=L.nakamoto_coefficient(state.ledger),
         events=events,
         node_heights={name: node.height for name, node in nodes.items()},
+        state_hash=state.digest.hex(),
         stake_distribution=distribution_view(state),
     )

@@ -427,6 +427,7 @@ class ConsensusMachine:
             txs=tuple(self.mempool)[: self.params.max_block_txs],
             evidence=evidence,
             last_commit=self._certificate_for_proposal(),
+            state_hash=self.state.digest,
         )
 
     def _certificate_for_proposal(self) -> CommitCertificate | None:

@@ -284,7 +284,9 @@ def evidence_shape_problem(evidence: Evidence) -> str | None:
 
 @dataclass(frozen=True)
 class Block:
-    """A block: its place in the chain, its contents, and the previous block's certificate."""
+    """A block: its place in the chain, its contents, the previous block's certificate,
+    and the digest of the state it applies to (so honest nodes cannot silently
+    disagree on stake or balances while agreeing on block hashes)."""
 
     height: int
     prev_hash: bytes
@@ -293,6 +295,7 @@ class Block:
     txs: tuple[bytes, ...]
     evidence: tuple[Evidence, ...]
     last_commit: CommitCertificate | None
+    state_hash: bytes = ZERO_HASH  # digest of the state this block applies to (after height - 1)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (
@@ -303,6 +306,7 @@ class Block:
             self.txs,
             tuple(ev.to_wire() for ev in self.evidence),
             None if self.last_commit is None else self.last_commit.to_wire(),
+            self.state_hash,
         )
 
     @cached_property
@@ -315,7 +319,7 @@ class Block:
 
     @classmethod
     def from_wire(cls, obj: Any) -> Block:
-        height, prev_hash, proposer, ts, txs, evidence, last_commit = want_tuple(obj, "block", 7)
+        height, prev_hash, proposer, ts, txs, evidence, last_commit, state_hash = want_tuple(obj, "block", 8)
         txs = want_tuple(txs, "block.txs")
         evidence = want_tuple(evidence, "block.evidence")
         if len(txs) > MAX_TXS_PER_BLOCK or len(evidence) > MAX_EVIDENCE_PER_BLOCK:
@@ -328,6 +332,7 @@ class Block:
             txs=tuple(want_bytes(tx, "block.tx", max_len=64 * 1024) for tx in txs),
             evidence=tuple(Evidence.from_wire(ev) for ev in evidence),
             last_commit=None if last_commit is None else CommitCertificate.from_wire(last_commit),
+            state_hash=want_bytes(state_hash, "block.state_hash", HASH_LEN),
         )
         if (block.height == 1) != (block.last_commit is None):
             raise DecodeError("malformed", "block.last_commit: required above height 1 only")

@@ -16,10 +16,12 @@ Timing rules (quorum intersection depends on them):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from functools import cached_property, lru_cache
+from typing import Any
 
 from node import ledger as L
+from node.codec import encode
 from node.genesis import Genesis, Params
 from node.messages import (
     ZERO_HASH,
@@ -43,6 +45,26 @@ from node.selection import (
 )
 
 GENESIS_SEED_DOMAIN = b"posnet-epoch-seed"
+DERIVED_FIELDS = frozenset({"committee", "recent_committees"})
+
+
+def canonical(value: Any) -> Any:
+    """A state value as nested tuples of ints, bytes, text and None, in one order, for hashing."""
+    if value is None or isinstance(value, bytes | str):
+        return value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)  # IntEnum members hash as their values
+    if is_dataclass(value) and not isinstance(value, type):
+        return tuple(canonical(getattr(value, f.name)) for f in fields(value))
+    if isinstance(value, Mapping):
+        return tuple(sorted((canonical(k), canonical(v)) for k, v in value.items()))
+    if isinstance(value, frozenset | set):
+        return tuple(sorted(canonical(item) for item in value))
+    if isinstance(value, tuple | list):
+        return tuple(canonical(item) for item in value)
+    raise TypeError(f"{type(value).__name__} has no canonical form")
 
 
 @dataclass(frozen=True)
@@ -92,6 +114,12 @@ class ChainState:
     @property
     def next_height(self) -> int:
         return self.height + 1
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 over everything nodes must agree on (committees are derived, so left out)."""
+        agreed = tuple(canonical(getattr(self, f.name)) for f in fields(self) if f.name not in DERIVED_FIELDS)
+        return sha256(encode(agreed))
 
 
 # ------------------------------------------------------------- construction
@@ -215,6 +243,8 @@ def block_problem(state: ChainState, block: Block) -> str | None:
         return f"height {block.height} is not {state.next_height}"
     if block.prev_hash != state.last_block_hash:
         return "prev_hash does not match the last finalized block"
+    if block.state_hash != state.digest:
+        return "state_hash does not match the state after the previous block"
     if block.proposer not in dict(state.validator_set):
         return "proposer is not in the validator set"  # a re-proposed block keeps its original proposer
     if block.timestamp_ms < state.last_timestamp_ms:

@@ -103,6 +103,7 @@ def make_block(
     last_commit: CommitCertificate | None = None,
     prev_hash: bytes | None = None,
     height: int | None = None,
+    state_hash: bytes | None = None,
 ) -> Block:
     """The next block on `state` (valid unless a field is overridden to something wrong).
 
@@ -116,6 +117,7 @@ def make_block(
         txs=txs,
         evidence=(),
         last_commit=last_commit,
+        state_hash=state.digest if state_hash is None else state_hash,
     )
 
 

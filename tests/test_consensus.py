@@ -223,8 +223,9 @@ def test_a_non_proposer_prevotes_a_valid_proposal_from_the_right_proposer() -> N
         replace(make_block(STATE, "carol"), proposer=b"\x05" * 20),
         make_block(STATE, "carol", last_commit=certificate(b"\x01" * 32, 1), height=2),
         make_block(STATE, "carol", txs=(b"x",) * (STATE.params.max_block_txs + 1)),
+        make_block(STATE, "carol", state_hash=b"\x03" * 32),
     ],
-    ids=["wrong-prev-hash", "unknown-proposer", "wrong-height", "too-many-txs"],
+    ids=["wrong-prev-hash", "unknown-proposer", "wrong-height", "too-many-txs", "wrong-state-hash"],
 )
 def test_a_non_proposer_prevotes_nil_for_an_invalid_block(bad: Block) -> None:
     node = Node("alice")

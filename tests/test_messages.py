@@ -259,7 +259,7 @@ def test_block_from_wire_requires_last_commit_above_height_one_only() -> None:
     state = state0()
     block = make_block(state)
     cert_wire = certificate(block.hash, 1).to_wire()
-    height1_with_commit = (*block.to_wire()[:6], cert_wire)
+    height1_with_commit = (*block.to_wire()[:6], cert_wire, block.state_hash)
     assert "last_commit" in malformed(Block.from_wire, height1_with_commit)
     height2_without = (2, *block.to_wire()[1:])
     assert "last_commit" in malformed(Block.from_wire, height2_without)
