@@ -18,7 +18,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import pytest
 
 from network.broker import BrokerProcess, mosquitto_available, start_broker
 from network.mqtt import Inbound, MqttTransport
+from tests import waiting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHAIN_ID = "testchain"
@@ -124,11 +124,7 @@ async def wait_until(
     predicate: Callable[[], bool], *, timeout: float = WAIT_S, what: str = "condition"
 ) -> None:
     """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.02)
+    await waiting.wait_until(predicate, what, timeout)
 
 
 async def recv_n(transport: MqttTransport, n: int, *, timeout: float = WAIT_S) -> list[Inbound]:

@@ -9,12 +9,10 @@ from their logs, their metrics endpoint, or the broker.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,6 +23,7 @@ from network.broker import free_port
 from node.genesis import Params, genesis_to_toml, make_genesis
 from node.keys import Keypair, save_key_file
 from node.logs import read_events
+from tests import waiting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 90.0  # generous: these tests must pass on a loaded 2-core machine
@@ -225,12 +224,8 @@ async def wait_until(
     interval: float = 0.2,
 ) -> None:
     """Poll ``predicate`` until true; fail naming ``what`` (with the net's diagnostics) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            detail = f"\n{net.diagnostics()}" if net is not None else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
-        await asyncio.sleep(interval)
+    diagnostics = net.diagnostics if net is not None else None
+    await waiting.wait_until(predicate, what, timeout, interval=interval, diagnostics=diagnostics)
 
 
 def agree(nodes: list[NodeProc]) -> dict[int, str]:

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from node.codec import decode
 from node.genesis import load_genesis
 from node.keys import address_of
 from node.messages import parse_envelope
+from tests.waiting import wait_for, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHAIN = "nf"
@@ -161,14 +162,6 @@ async def running(*transports: MqttTransport) -> AsyncIterator[None]:
         for t in transports:
             await t.close()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def recv(t: MqttTransport, timeout: float = WAIT_S) -> bytes:
@@ -429,15 +422,6 @@ def _heights(layout: tn.Layout) -> dict[str, int]:
     return {name: max(_finalized(layout, name), default=0) for name in ("v1", "v2", "v3", "v4")}
 
 
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @dataclass
 class Seen:
     """What one broker carried during an observation window."""
@@ -512,7 +496,7 @@ def testnet_up(tmp_path: Path) -> Iterator[tuple[tn.Layout, subprocess.Popen[str
     )
     layout = tn.Layout.of(directory)
     try:
-        _wait_for(lambda: min(_heights(layout).values()) >= 3, "all nodes at height 3", 60)
+        wait_for(lambda: min(_heights(layout).values()) >= 3, "all nodes at height 3", 60)
         yield layout, up
     finally:
         if up.poll() is None:
@@ -553,7 +537,7 @@ def test_two_two_partition_stops_finality_until_healed(
     healed = run("testnet", "heal", "--dir", layout.root)
     assert healed.exit_code == 0 and "partition v1,v2 | v3,v4 ended" in healed.output
     top = max(frozen.values())
-    _wait_for(lambda: min(_heights(layout).values()) >= top + 3, f"all nodes past height {top + 3}")
+    wait_for(lambda: min(_heights(layout).values()) >= top + 3, f"all nodes past height {top + 3}")
     check = run("testnet", "check", "--dir", layout.root)
     assert check.exit_code == 0 and check.output.startswith("safety OK"), check.output
     code, output = _stop(up)
@@ -575,13 +559,13 @@ def test_three_one_partition_the_one_stalls_then_catches_up(
     assert _island_clients(layout) == {"v4"}
     # fresh heights go on on the main broker, and none of them reaches v4's island
     assert max(main.heights()) > cut + 1 and max(island.heights(), default=0) <= cut + 1
-    _wait_for(
+    wait_for(
         lambda: min(h for n, h in _heights(layout).items() if n != "v4") >= cut + 6, "the three to go on"
     )
     assert _heights(layout)["v4"] <= cut + 1  # at most the height in flight at the cut
     assert run("testnet", "heal", "--dir", layout.root).exit_code == 0
     target = max(_heights(layout).values())
-    _wait_for(lambda: _heights(layout)["v4"] >= target, f"v4 to catch up to height {target}")
+    wait_for(lambda: _heights(layout)["v4"] >= target, f"v4 to catch up to height {target}")
     reference, caught_up = _finalized(layout, "v1"), _finalized(layout, "v4")
     assert all(caught_up[h] == reference[h] for h in range(1, target + 1))
     # a behaviour switched on a running node sticks across a restart

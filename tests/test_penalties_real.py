@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from node.cli import cli
 from node.genesis import load_genesis
 from node.keys import load_key_file
 from node.logs import read_events
+from tests import waiting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 60.0
@@ -83,11 +83,7 @@ class RunningTestnet:
 
 
 def wait_for(predicate: Callable[[], bool], what: str, net: RunningTestnet) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {WAIT_S:.0f} s waiting for {what}\n{net.diagnostics()}")
-        time.sleep(0.2)
+    waiting.wait_for(predicate, what, WAIT_S, interval=0.2, diagnostics=net.diagnostics)
 
 
 def cli_ok(*args: object) -> str:
@@ -116,7 +112,7 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestnet
     keys = [arg for name in ("v1", "v2", "v3", "v4") for arg in ("--key", layout.key(name))]
     cli_ok(
         "genesis", "create", "--out", layout.genesis, *keys,
-        "--slot-ms", 100, "--epoch-length", 5, "--param", "unbonding_epochs=1",
+        "--slot-ms", 100, "--epoch-length", 20, "--param", "unbonding_epochs=2",
         "--account", f"{root / 'delegator.json'}=5000", "--account", f"{root / 'poor.json'}=10",
     )  # fmt: skip
     output = root / "up.out"

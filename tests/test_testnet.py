@@ -29,6 +29,7 @@ from network import logcheck
 from network import testnet as tn
 from node.cli import cli
 from node.keys import load_key_file
+from tests.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
@@ -394,15 +395,6 @@ def _heights(layout: tn.Layout) -> dict[str, int]:
     }
 
 
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @pytest.fixture
 def testnet_dir(tmp_path: Path) -> Iterator[Path]:
     """A testnet directory whose processes are all gone after the test, however it ended."""
@@ -458,14 +450,14 @@ def test_killed_node_restarts_and_catches_up(testnet_dir: Path) -> None:
         text=True,
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: len(_heights(layout)) == 4 and min(_heights(layout).values()) >= 2,
             "all nodes at height 2",
         )
         killed = run("testnet", "kill", "v2", "--dir", testnet_dir)
         assert killed.exit_code == 0, killed.output
         stalled = _heights(layout)["v2"]
-        _wait_for(
+        wait_for(
             lambda: min(h for n, h in _heights(layout).items() if n != "v2") >= stalled + 3, "3 more heights"
         )
         restarted = run("testnet", "restart", "v2", "--dir", testnet_dir)
@@ -476,13 +468,13 @@ def test_killed_node_restarts_and_catches_up(testnet_dir: Path) -> None:
             ("heal", "restart", "v2"),
         ]
         target = max(_heights(layout).values())
-        _wait_for(lambda: _heights(layout)["v2"] >= target, f"v2 to catch up to height {target}")
+        wait_for(lambda: _heights(layout)["v2"] >= target, f"v2 to catch up to height {target}")
         status = run("status", "--dir", testnet_dir)
         assert "v2" in status.output and "alive" in status.output
         # a crash nobody asked for (not `testnet kill`) makes the run fail
         v3 = tn.read_state(layout).nodes["v3"]
         os.kill(v3.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        _wait_for(lambda: tn.read_state(layout).nodes["v3"].status == tn.DIED, "up to notice v3 died")
+        wait_for(lambda: tn.read_state(layout).nodes["v3"].status == tn.DIED, "up to notice v3 died")
     finally:
         up.send_signal(signal.SIGTERM)
         output, _ = up.communicate(timeout=60)
