@@ -20,13 +20,11 @@ but its driver passes every outgoing message through one of these:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from node.codec import encode
 from node.keys import Keypair
 from node.messages import Block, Proposal, Vote, sha256, sign_item
 
-ByzantineMode = Literal["equivocate", "silent", "split"]
 BYZANTINE_MODES: tuple[str, ...] = ("equivocate", "silent")
 SIM_BYZANTINE_MODES: tuple[str, ...] = (*BYZANTINE_MODES, "split")
 

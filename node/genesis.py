@@ -115,12 +115,6 @@ class Genesis:
     validators: tuple[GenesisValidator, ...]
     accounts: tuple[GenesisAccount, ...] = field(default=())
 
-    def validator_named(self, name: str) -> GenesisValidator:
-        for validator in self.validators:
-            if validator.name == name:
-                return validator
-        raise KeyError(name)
-
 
 # ------------------------------------------------------------------ parsing
 
