@@ -56,7 +56,15 @@ def _fault_plan(_ctx: click.Context, _param: click.Parameter, value: str | None)
     "--faults",
     callback=_fault_plan,
     default="",
-    help="e.g. 'drop=0.05,delay=5-80,partition=v1+v2|v3+v4@2000-9000,crash=v2@3000-7000'",
+    help="e.g. 'drop=0.05,delay=5-80,partition=v1+v2|v3+v4@2000-9000,crash=v2@3000-7000', "
+    "or 'random' (drawn from each seed)",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(1, 1_000_000),
+    default=1,
+    show_default=True,
+    help="sweep: run seeds SEED..SEED+N-1 and report the ones that broke an invariant",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 @click.option("--events", is_flag=True, help="print penalty events (JSON lines) before the summary")
@@ -68,6 +76,7 @@ def sim(
     byzantine_mode: str,
     committee_size: int,
     faults: FaultPlan | str,
+    seeds: int,
     as_json: bool,
     events: bool,
 ) -> None:
@@ -81,25 +90,30 @@ def sim(
     if byzantine > validators:
         raise click.BadParameter(f"{byzantine} exceeds --validators {validators}", param_hint="--byzantine")
     names = validator_names(validators)
-    if faults == "random":
-        faults = random_fault_plan(
-            seed, names, frozenset(names[validators - byzantine :]) if byzantine else frozenset()
+    protected = frozenset(names[validators - byzantine :]) if byzantine else frozenset()
+    if isinstance(faults, FaultPlan):
+        unknown = faults.names() - set(names)
+        if unknown:
+            raise click.BadParameter(
+                f"names unknown validators: {', '.join(sorted(unknown))}", param_hint="--faults"
+            )
+
+    def config_for(run_seed: int) -> SimConfig:
+        plan = random_fault_plan(run_seed, names, protected) if faults == "random" else faults
+        assert isinstance(plan, FaultPlan)
+        return SimConfig(
+            validators=validators,
+            heights=heights,
+            seed=run_seed,
+            byzantine=byzantine,
+            byzantine_mode=byzantine_mode,
+            committee_size=committee_size,
+            faults=plan,
         )
-    assert isinstance(faults, FaultPlan)
-    unknown = faults.names() - set(names)
-    if unknown:
-        raise click.BadParameter(
-            f"names unknown validators: {', '.join(sorted(unknown))}", param_hint="--faults"
-        )
-    config = SimConfig(
-        validators=validators,
-        heights=heights,
-        seed=seed,
-        byzantine=byzantine,
-        byzantine_mode=byzantine_mode,
-        committee_size=committee_size,
-        faults=faults,
-    )
+
+    if seeds > 1:
+        _sweep(run_simulation, config_for, range(seed, seed + seeds), as_json)
+    config = config_for(seed)
     result = run_simulation(config)
     if events:
         for event in result.events:
@@ -110,6 +124,29 @@ def sim(
     else:
         _print_sim_summary(summary)
     sys.exit(0 if result.ok else 1)
+
+
+def _sweep(run: Any, config_for: Any, seeds: range, as_json: bool) -> None:
+    """Run many seeds; list the ones that broke an invariant, with what broke. Exits 1 if any did."""
+    failed: list[dict[str, object]] = []
+    lowest, wall = None, 0.0
+    for run_seed in seeds:
+        result = run(config_for(run_seed))
+        wall += result.wall_s
+        lowest = result.heights_finalized if lowest is None else min(lowest, result.heights_finalized)
+        if not result.ok:
+            failed.append({"seed": run_seed, "violations": result.to_json()["violations"]})
+            if not as_json:
+                click.echo(f"seed {run_seed}: {'; '.join(result.to_json()['violations'][:3])}")
+    summary = {"seeds": len(seeds), "ok": len(seeds) - len(failed), "failed": failed, "lowest_height": lowest}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(
+            f"{len(seeds)} seeds ({seeds.start}..{seeds.stop - 1}): {summary['ok']} held every invariant, "
+            f"{len(failed)} broke one; lowest finalized height {lowest}; {wall:.1f} s"
+        )
+    sys.exit(1 if failed else 0)
 
 
 def _print_sim_summary(summary: dict[str, object]) -> None:

@@ -205,3 +205,24 @@ def test_sim_cli_rejects_a_bad_fault_spec_with_one_line() -> None:
     )
     assert proc.returncode == 2
     assert "v9" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_sim_cli_sweeps_seeds_and_names_the_ones_that_broke_an_invariant() -> None:
+    held = subprocess.run(
+        [sys.executable, "-m", "node.cli", "sim", "--validators", "7", "--byzantine", "2", "--faults", "random", "--seeds", "6", "--heights", "6", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert held.returncode == 0, held.stderr
+    assert json.loads(held.stdout.strip().splitlines()[-1]) == {
+        "seeds": 6,
+        "ok": 6,
+        "failed": [],
+        "lowest_height": 6,
+    }
+    broke = subprocess.run(
+        [sys.executable, "-m", "node.cli", "sim", "--byzantine", "2", "--byzantine-mode", "split", "--seeds", "2", "--heights", "4"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert broke.returncode == 1
+    assert broke.stdout.startswith("seed 0: height 1: honest nodes finalized 2 different blocks")
+    assert "2 seeds (0..1): 0 held every invariant, 2 broke one" in broke.stdout
