@@ -37,7 +37,7 @@ from click.testing import CliRunner, Result
 from network import logcheck
 from network import netfaults as nf
 from network import testnet as tn
-from network.broker import BrokerProcess, mosquitto_available, start_broker
+from network.broker import BrokerProcess, mosquitto_available
 from network.mqtt import MqttTransport
 from node.cli import cli
 from node.codec import decode
@@ -122,17 +122,6 @@ def test_control_file_round_trip_and_groups(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the relay against a real broker
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[BrokerProcess]:
-    if not mosquitto_available():
-        pytest.skip("mosquitto not installed")
-    broker = start_broker("mosquitto", workdir=tmp_path / "broker-main")
-    try:
-        yield broker
-    finally:
-        broker.stop(kill=True)
 
 
 @pytest.fixture

@@ -39,15 +39,6 @@ from tests.nodes import REPO_ROOT, LocalNet, agree, make_localnet, wait_until
 needs_mosquitto = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed")
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[BrokerProcess]:
-    broker = start_broker("mosquitto", workdir=tmp_path / "broker")
-    try:
-        yield broker
-    finally:
-        broker.stop(kill=True)
-
-
 @contextlib.contextmanager
 def running(net: LocalNet) -> Iterator[LocalNet]:
     """Start every node; stop whatever still runs afterwards, whatever happened."""

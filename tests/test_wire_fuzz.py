@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from network.broker import (
     MAX_PAYLOAD_BYTES,
     BrokerProcess,
-    mosquitto_available,
     parse_broker_url,
-    start_broker,
 )
 from node.codec import decode, encode
 from node.genesis import make_genesis
@@ -173,17 +171,6 @@ def metric_value(metrics_text: str, name: str) -> float:
 
 
 # ------------------------------------------------------------- the live network
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[BrokerProcess]:
-    if not mosquitto_available():
-        pytest.skip("mosquitto not installed")
-    broker = start_broker("mosquitto", workdir=tmp_path / "broker")
-    try:
-        yield broker
-    finally:
-        broker.stop(kill=True)
 
 
 @contextlib.asynccontextmanager
