@@ -75,15 +75,13 @@ class SimNetwork:
         self.delivered += 1
         self._handlers[recipient](sender, data)
 
-    def run_until(self, done: Callable[[], bool], deadline_ms: int, check_every: int = 64) -> None:
+    def run_until(self, done: Callable[[], bool], deadline_ms: int) -> None:
         """Process events in time order until `done()` or virtual time passes the deadline.
 
-        `done` is asked every `check_every` events (it may be costly); the
-        run stays deterministic, it may just go a few events past the goal.
+        `done` is asked after every event, so it must be cheap (the simulator's
+        only re-examines the nodes after one of them finalized).
         """
-        processed = 0
-        while self._queue and (processed % check_every or not done()):
-            processed += 1
+        while self._queue and not done():
             at_ms, _, action = heapq.heappop(self._queue)
             if at_ms > deadline_ms:
                 self.now_ms = deadline_ms
