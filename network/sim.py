@@ -73,6 +73,9 @@ class SimResult:
     events: list[dict[str, Any]]
     node_heights: dict[str, int] = field(default_factory=dict)
     state_hash: str = ""  # digest of the reference node's final state: equal runs agree on all of it
+    finalized_at: dict[str, list[tuple[int, int]]] = field(
+        default_factory=dict
+    )  # node -> (virtual ms, height)
     # active stake by pool, largest first, with shares in ppm (see node.query.distribution_view)
     stake_distribution: list[dict[str, Any]] = field(default_factory=list)
 
@@ -411,5 +414,6 @@ def _result(
         events=events,
         node_heights={name: node.height for name, node in nodes.items()},
         state_hash=state.digest.hex(),
+        finalized_at={name: list(node.finalized_at) for name, node in nodes.items()},
         stake_distribution=distribution_view(state),
     )
