@@ -38,12 +38,11 @@ and, after the run, evaluates the checks from the node logs alone.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,6 @@ from network.logcheck import PENALTY_EVENTS, Event, find_conflicts, read_log
 from node.genesis import GenesisError, Params, load_genesis
 
 ACTIONS = ("kill", "restart", "pause", "resume", "partition", "heal", "delay", "drop", "behave")
-NETWORK_ACTIONS = ("partition", "heal", "delay", "drop", "behave")
 SCENARIO_LOG = "scenario.jsonl"
 MAX_VALIDATORS = 64
 
@@ -728,28 +726,6 @@ def step_event(step: Step, ts: float, scenario: str) -> Event:
 # ------------------------------------------------------------------ running
 
 
-def available_action(action: str) -> Callable[..., Any] | None:
-    """The function behind a network action, wherever it lives (network.testnet or network.netfaults).
-
-    Looked up lazily: the network faults are developed separately, and a
-    scenario that does not use them must not depend on them.
-    """
-    function = getattr(tn, action, None)
-    if callable(function):
-        return function
-    with contextlib.suppress(ImportError):
-        from network import netfaults
-
-        function = getattr(netfaults, action, None)
-        if callable(function):
-            return function
-    return None
-
-
-def missing_actions(scenario: Scenario) -> list[str]:
-    return sorted(a for a in scenario.actions() & set(NETWORK_ACTIONS) if available_action(a) is None)
-
-
 def run_step(layout: tn.Layout, step: Step) -> None:
     """Apply one step to the running testnet (TestnetError when it cannot)."""
     node = step.node or ""
@@ -761,21 +737,20 @@ def run_step(layout: tn.Layout, step: Step) -> None:
         tn.pause_node(layout, node)
     elif step.action == "resume":
         tn.resume_node(layout, node)
-    else:
-        function = available_action(step.action)
-        if function is None:
-            raise tn.TestnetError(f"{step.action} is not available in this posnet")
-        if step.action == "partition":
-            assert step.groups is not None
-            function(layout, [list(g) for g in step.groups])
-        elif step.action == "heal":
-            function(layout)
-        elif step.action == "delay":
-            function(layout, node, step.ms)
-        elif step.action == "drop":
-            function(layout, node, step.rate)
-        elif step.action == "behave":
-            function(layout, node, step.mode)
+    elif step.action == "partition":
+        assert step.groups is not None
+        tn.partition(layout, [list(g) for g in step.groups])
+    elif step.action == "heal":
+        tn.heal(layout)
+    elif step.action == "delay":
+        assert step.ms is not None
+        tn.delay(layout, node, step.ms)
+    elif step.action == "drop":
+        assert step.rate is not None
+        tn.drop(layout, node, step.rate)
+    elif step.action == "behave":
+        assert step.mode is not None
+        tn.behave(layout, node, step.mode)
 
 
 def apply_to_config(
@@ -843,13 +818,8 @@ class ScenarioSupervisor(tn.Supervisor):
             out.write(json.dumps(event, separators=(",", ":")) + "\n")
 
     def run(self) -> int:
-        missing = missing_actions(self.scenario)
-        if missing:
-            raise tn.TestnetError(
-                f"scenario {self.scenario.name!r} uses {', '.join(missing)}, which this posnet does not implement yet"
-            )
         relayed = sorted(self.scenario.actions() & {"partition", "heal", "delay", "drop"})
-        if relayed and not getattr(self.config, "netfaults", True):
+        if relayed and not self.config.netfaults:
             raise tn.TestnetError(
                 f"scenario {self.scenario.name!r} uses {', '.join(relayed)}, which needs the fault relay: "
                 "drop --no-netfaults"

@@ -444,28 +444,9 @@ def test_time_scale_needs_a_scenario(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--time-scale only applies to a --scenario run" in result.output
 
 
-def test_unavailable_network_actions_are_refused_before_starting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sc, "available_action", lambda action: None)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "testnet",
-            "up",
-            "--scenario",
-            str(REPO_ROOT / "scenarios/partition-heal.toml"),
-            "--dir",
-            str(tmp_path / "d"),
-        ],
-    )
-    assert result.exit_code == 2
-    assert "uses heal, partition, which this posnet does not implement yet" in result.output
-
-
 def test_relayed_faults_are_refused_without_the_relay(tmp_path: Path) -> None:
     config = tn.UpConfig(directory=tmp_path / "d", validators=4)
-    config.netfaults = False  # type: ignore[attr-defined]  # `up --no-netfaults`
+    config.netfaults = False  # `up --no-netfaults`
     scenario = sc.load_scenario(REPO_ROOT / "scenarios/partition-heal.toml")
     with pytest.raises(tn.TestnetError, match="uses heal, partition, which needs the fault relay"):
         sc.ScenarioSupervisor(config, scenario).run()
