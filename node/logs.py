@@ -4,8 +4,8 @@ Every event is one JSON object on one line with at least ``event``, ``node``
 and ``ts`` (unix time in seconds, a float) plus the fields the driver or the
 runtime attached (a ``finalized`` event has ``height, round, hash, proposer,
 latency_ms``). One object per line keeps the files greppable, appendable by a
-process killed at any instant (a torn last line is skipped by
-:func:`read_events`), and mergeable across nodes by ``ts``.
+process killed at any instant (readers such as `network.logcheck` skip a
+torn last line), and mergeable across nodes by ``ts``.
 
 Lines are flushed as they are written, not fsynced: the log is an
 observation of the run, while durability lives in the store (a finalized
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -161,21 +161,3 @@ def _detail(kind: str, event: Mapping[str, Any]) -> str:
         return f"h={get('from_height')}..{get('to_height')} ({get('blocks')} blocks from peers)"
     rest = {k: v for k, v in event.items() if k not in _STANDARD}
     return " ".join(f"{k}={v}" for k, v in rest.items())
-
-
-def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Events of a JSON-lines log; a torn or garbled line (a node killed mid-write) is skipped."""
-    try:
-        handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return
-    with handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                return
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and "event" in event:
-                yield event

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from network.broker import free_port
+from network.logcheck import read_log
 from node.genesis import Params, genesis_to_toml, make_genesis
 from node.keys import Keypair, save_key_file
-from node.logs import read_events
 from tests import waiting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ class NodeProc:
         return self.process.returncode
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in read_events(self.log_path) if kind is None or e["event"] == kind]
+        return [e for e in read_log(self.log_path).events if kind is None or e["event"] == kind]
 
     def finalized(self) -> dict[int, str]:
         """height -> block hash, from this node's finalized events (across restarts)."""

@@ -28,10 +28,10 @@ from click.testing import CliRunner
 
 from network import testnet as tn
 from network.broker import mosquitto_available
+from network.logcheck import read_log
 from node.cli import cli
 from node.genesis import load_genesis
 from node.keys import load_key_file
-from node.logs import read_events
 from tests import waiting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ class RunningTestnet:
         return tn.Layout.of(self.directory)
 
     def events(self, node: str, kind: str) -> list[dict[str, Any]]:
-        return [e for e in read_events(self.layout.log(node)) if e["event"] == kind]
+        return [e for e in read_log(self.layout.log(node)).events if e["event"] == kind]
 
     def posnet(self, *args: object, check: int | None = 0) -> subprocess.CompletedProcess[str]:
         """Run a `posnet` command as the user would (its own process); assert its exit code."""
@@ -77,7 +77,7 @@ class RunningTestnet:
     def diagnostics(self) -> str:
         lines = [self.output.read_text(errors="replace")[-3000:]]
         for node in (*HONEST, "v4"):
-            events = list(read_events(self.layout.log(node)))
+            events = read_log(self.layout.log(node)).events
             lines.append(f"--- {node}: {len(events)} events, last: {events[-3:]}")
         return "\n".join(lines)
 

@@ -27,9 +27,10 @@ import aiomqtt
 import pytest
 
 from network.broker import BrokerProcess, free_port, mosquitto_available, parse_broker_url, start_broker
+from network.logcheck import read_log
 from node.codec import DecodeError
 from node.inbox import StatusMsg, admit
-from node.logs import EventLog, format_pretty, read_events
+from node.logs import EventLog, format_pretty
 from node.messages import Kind, Proposal, Vote, parse_envelope, sha256
 from node.runtime import CRASH_AFTER_SIGN_RECORD_ENV
 from node.safety import Step
@@ -482,7 +483,7 @@ def test_event_log_writes_one_json_object_per_line_and_pretty_lines_only_color_o
     log.close()
     with open(path, "a") as torn:
         torn.write('{"event": "finalized", "hei')  # a node killed mid-write
-    events = list(read_events(path))
+    events = read_log(path).events
     assert [e["event"] for e in events] == ["finalized", "round_timeout"]
     assert list(events[0])[:3] == ["event", "node", "ts"] and isinstance(events[0]["ts"], float)
     assert all(json.loads(line) for line in path.read_text().splitlines()[:2])
