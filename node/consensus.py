@@ -61,10 +61,16 @@ class Phase(IntEnum):
 
 @dataclass(frozen=True)
 class Sign:
-    """Sign `item` (after checking the signing record) and broadcast it, with `block` for proposals."""
+    """Sign `item` (after checking the signing record) and broadcast it, with `block` for proposals.
+
+    `justification` rides along into the signing journal: for a precommit of a
+    block it is the polka (the prevotes) that made us lock, so a restarted
+    node can still prove its lock to the others (see `restore`).
+    """
 
     item: Vote | Proposal
     block: Block | None = None
+    justification: tuple[Vote, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,9 @@ class Rebroadcast:
 
     Tendermint assumes messages between honest nodes eventually arrive;
     over a lossy network, or after a partition heals, that only holds if
-    they are sent again. CometBFT's reactor re-gossips votes; we re-send our
-    own messages of the open height on a heartbeat.
+    they are sent again. CometBFT's reactor re-gossips votes; here every
+    heartbeat of a height that stays open re-sends what `gossip_set` picks:
+    our own messages and the votes we hold from others, bounded per beat.
     """
 
     items: tuple[tuple[Vote | Proposal, Block | None], ...]
@@ -229,11 +236,15 @@ class ConsensusMachine:
     # --------------------------------------------------------------- inputs
 
     def restore(self, journal: list[tuple[Vote | Proposal, Block | None]], now_ms: int) -> list[Output]:
-        """Replay our own signed messages of this height after a restart, before `start`.
+        """Replay our journal of this height after a restart, before `start`.
 
         An honest validator locks exactly when it precommits a block, so the
         lock is its latest non-nil precommit. Without this a restarted node
         would forget its lock (amnesia) and could block a polka it is part of.
+        The journal also holds the polka each such precommit rests on (others'
+        prevotes, written with it): without them the restarted node could
+        re-propose its locked block with a `pol_round` nobody else can check,
+        and if it sits in every quorum the height would never end.
         """
         self._now = now_ms
         out: list[Output] = []
@@ -242,11 +253,12 @@ class ConsensusMachine:
                 continue
             self._resume_round = max(self._resume_round, item.round)
             if isinstance(item, Proposal) and block is not None:
-                self._own.append((item, block))
                 self._add_proposal(item, block, out)
                 continue
+            if isinstance(item, Vote) and item.validator != self.address:
+                self._add_vote(item, out)  # the polka we journaled with our precommit
+                continue
             if isinstance(item, Vote):
-                self._own.append((item, None))
                 self._add_vote(item, out)
                 if item.kind == Kind.PRECOMMIT and block is not None and item.round >= self.locked_round:
                     self.locked_block, self.locked_round = block, item.round
@@ -268,8 +280,6 @@ class ConsensusMachine:
         self._now = now_ms
         out: list[Output] = []
         if proposal.height == self.height:
-            if proposal.proposer == self.address:
-                self._own.append((proposal, block))
             self._add_proposal(proposal, block, out)
             self._evaluate(out)
         elif proposal.height == self.height + 1:
@@ -283,8 +293,6 @@ class ConsensusMachine:
         self._now = now_ms
         out: list[Output] = []
         if vote.height == self.height:
-            if vote.validator == self.address:
-                self._own.append((vote, None))
             self._add_vote(vote, out)
             self._evaluate(out)
         elif vote.height == self.height - 1:
@@ -322,26 +330,48 @@ class ConsensusMachine:
         if timeout.height != self.height:
             return
         self._heartbeats += 1
-        items = [*self._own, *((vote, None) for vote in self._proof_of_lock())]
+        items = self.gossip_set()
         if items:
-            out.append(Rebroadcast(tuple(items)))
+            out.append(Rebroadcast(items))
         if self._heartbeats >= 2 and self.phase != Phase.NEW_HEIGHT:  # stuck, not merely pacing slots
             self._maybe_sync(out)
         self._schedule_heartbeat(out)
 
-    def _proof_of_lock(self) -> list[Vote]:
-        """Others' prevotes behind our valid block: relayed so every node can see that polka.
+    def gossip_set(self) -> tuple[tuple[Vote | Proposal, Block | None], ...]:
+        """What a heartbeat re-sends while the height stays open: ours and others' messages.
 
-        A node that missed one of them (perhaps an equivocator's vote that was
-        sent only once) could otherwise never accept a re-proposal of the
-        block, and the locked nodes would never accept anything else.
+        Tendermint's liveness needs every honest message to reach every
+        honest node eventually; relaying only our own would strand a vote
+        that reached one peer and was lost on the way to the others. Each
+        item is held once (vote sets are keyed by validator and block), and
+        only the rounds that can still matter are sent, so a beat costs at
+        most a constant times the committee however long the stall lasts:
+        - proposals and votes of the current and the previous round (peers
+          still there need them to catch up, and > 1/3 of them move a
+          lagging node to our round);
+        - the polka behind our valid block (so its re-proposal is accepted);
+        - precommits of any round where a block has a quorum (a decision).
         """
-        if self.valid_block is None:
-            return []
-        polka = self.votes.get((self.valid_round, Kind.PREVOTE))
-        if polka is None:
-            return []
-        return [v for v in polka.votes_for(self.valid_block.hash) if v.validator != self.address]
+        rounds = {r for r in (self.round - 1, self.round) if r >= 0}
+        items: dict[bytes, tuple[Vote | Proposal, Block | None]] = {}
+        for round_ in sorted(rounds | {self.valid_round}):
+            entry = self.proposals.get(round_)
+            if entry is not None:
+                items[entry[0].signature] = entry
+        for (round_, kind), vote_set in sorted(self.votes.items()):
+            for vote in self._votes_to_gossip(round_, kind, vote_set, rounds):
+                items[vote.signature] = (vote, None)
+        return tuple(items.values())
+
+    def _votes_to_gossip(self, round_: int, kind: Kind, vote_set: VoteSet, rounds: set[int]) -> list[Vote]:
+        if round_ in rounds:
+            return [vote for voters in vote_set.by_block.values() for vote in voters.values()]
+        if kind == Kind.PREVOTE and round_ == self.valid_round and self.valid_block is not None:
+            return vote_set.votes_for(self.valid_block.hash)
+        if kind == Kind.PRECOMMIT:
+            decided = [b for b in vote_set.power_for if b is not None and vote_set.has_quorum_for(b)]
+            return [vote for block_id in decided for vote in vote_set.votes_for(block_id)]
+        return []
 
     def _schedule_heartbeat(self, out: list[Output]) -> None:
         delay = max(self.params.timeout_precommit_ms, 100)
@@ -391,7 +421,6 @@ class ConsensusMachine:
         self._prevote_timeout_set: set[int] = set()
         self._precommit_timeout_set: set[int] = set()
         self._valid_cache: dict[bytes, bool] = {}
-        self._own: list[tuple[Vote | Proposal, Block | None]] = []
         self._heartbeats = 0
         self.height_started_ms = started_ms
 
@@ -563,7 +592,7 @@ class ConsensusMachine:
                 self._polka_seen.add(self.round)
                 if self.phase == Phase.PREVOTE:
                     self.locked_block, self.locked_round = block, self.round
-                    self._precommit(block.hash, out)
+                    self._precommit(block.hash, out, justification=tuple(prevotes.votes_for(block.hash)))
                 self.valid_block, self.valid_round = block, self.round
         if self.phase == Phase.PREVOTE and prevotes.has_quorum_for(None):
             self._precommit(None, out)
@@ -609,11 +638,14 @@ class ConsensusMachine:
         if self.in_committee():
             out.append(Sign(Vote(Kind.PREVOTE, self.height, self.round, block_id, self.address)))
 
-    def _precommit(self, block_id: bytes | None, out: list[Output]) -> None:
+    def _precommit(
+        self, block_id: bytes | None, out: list[Output], justification: tuple[Vote, ...] = ()
+    ) -> None:
         self.phase = Phase.PRECOMMIT
         if self.in_committee():
             block = self.locked_block if block_id is not None else None
-            out.append(Sign(Vote(Kind.PRECOMMIT, self.height, self.round, block_id, self.address), block))
+            vote = Vote(Kind.PRECOMMIT, self.height, self.round, block_id, self.address)
+            out.append(Sign(vote, block, justification))
 
     def _decide(
         self, block: Block, certificate: CommitCertificate, out: list[Output], via_sync: bool
@@ -633,11 +665,10 @@ class ConsensusMachine:
         self._reset(new_state, self._now)
         self._schedule_heartbeat(out)
         self._replay_buffered(out)
-        wait = self.params.commit_wait_ms
-        if wait > 0:
-            out.append(ScheduleTimeout(Timeout(self.height, 0, Phase.NEW_HEIGHT), wait))
-        else:
-            self._start_round(0, out)
+        # Through the clock even when there is no wait: a validator with more
+        # than 2/3 of the stake decides on its own messages, and starting the
+        # next height in this call would never hand control back to its caller.
+        out.append(ScheduleTimeout(Timeout(self.height, 0, Phase.NEW_HEIGHT), self.params.commit_wait_ms))
 
     def _drop_included(self, block: Block) -> None:
         for tx in block.txs:

@@ -236,7 +236,7 @@ class Driver:
         return []
 
     def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
-        signed = self.signer.sign(output.item, output.block)
+        signed = self.signer.sign(output.item, output.block, output.justification)
         if signed is None:
             return []
         self.stats.signed += 1

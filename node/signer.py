@@ -23,6 +23,7 @@ from node.safety import SignMark, Step, refusal_reason
 from node.storage import DoubleSignRefused, StorageError
 
 JournalEntry = tuple[Vote | Proposal, Block | None]
+"""A journaled message: ours, or a vote of a polka journaled with our precommit."""
 
 
 class SigningRecord(Protocol):
@@ -75,17 +76,24 @@ class GuardedSigner:
         self.record = record
         self.refused = 0
 
-    def sign(self, item: Vote | Proposal, block: Block | None = None) -> Vote | Proposal | None:
+    def sign(
+        self, item: Vote | Proposal, block: Block | None = None, justification: tuple[Vote, ...] = ()
+    ) -> Vote | Proposal | None:
         """The signed item, or None when the record forbids it (or cannot be written).
 
         The signed message is journaled before it is returned, so a restarted
-        validator can re-send it and re-derive its lock (its WAL).
+        validator can re-send it and re-derive its lock (its WAL). Its
+        `justification` (the polka behind a precommit) goes into the same
+        journal entry, so the lock and its proof survive together.
         """
         try:
             self.record.record_signing(self.keypair.address, mark_of(item))
             signed = replace(item, signature=sign_item(self.chain_id, item, self.keypair))
             self.record.journal_append(
-                self.keypair.address, item.height, encode(_item_wire(signed)), block.encoded if block else b""
+                self.keypair.address,
+                item.height,
+                encode(_item_wire(signed, justification)),
+                block.encoded if block else b"",
             )
         except (DoubleSignRefused, StorageError):
             self.refused += 1
@@ -93,17 +101,26 @@ class GuardedSigner:
         return signed
 
     def journal(self, height: int) -> list[JournalEntry]:
-        """Own signed messages of `height`, decoded, for replay after a restart."""
-        return [
-            (_item_from_wire(decode(item)), Block.decode(block) if block else None)
-            for item, block in self.record.journal(self.keypair.address, height)
-        ]
+        """The journal of `height`, decoded, for replay after a restart.
+
+        Each message comes after the votes that justified it, in signing order.
+        """
+        entries: list[JournalEntry] = []
+        for item, block in self.record.journal(self.keypair.address, height):
+            signed, justification = _item_from_wire(decode(item))
+            entries += [(vote, None) for vote in justification]
+            entries.append((signed, Block.decode(block) if block else None))
+        return entries
 
 
-def _item_wire(item: Vote | Proposal) -> tuple[object, ...]:
-    return (0, item.to_wire()) if isinstance(item, Vote) else (1, item.to_wire())
+def _item_wire(item: Vote | Proposal, justification: tuple[Vote, ...]) -> tuple[object, ...]:
+    tag = 0 if isinstance(item, Vote) else 1
+    return (tag, item.to_wire(), tuple(vote.to_wire() for vote in justification))
 
 
-def _item_from_wire(obj: tuple[int, object]) -> Vote | Proposal:
-    tag, wire = obj
-    return Vote.from_wire(wire) if tag == 0 else Proposal.from_wire(wire)
+def _item_from_wire(obj: tuple[object, ...]) -> tuple[Vote | Proposal, tuple[Vote, ...]]:
+    """Entries written before justifications existed have two fields; they still read."""
+    tag, wire, *rest = obj
+    item = Vote.from_wire(wire) if tag == 0 else Proposal.from_wire(wire)
+    justification = tuple(Vote.from_wire(vote) for vote in rest[0]) if rest else ()
+    return item, justification
