@@ -38,10 +38,13 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +56,21 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 from bench.transport_rate import measure_transport_rate  # noqa: E402
 from network.broker import start_broker  # noqa: E402
+from network.logcheck import Event, read_log  # noqa: E402
+from network.testnet import (  # noqa: E402
+    Layout,
+    NodeProc,
+    metrics_ports,
+    node_command,
+    output_tail,
+    prepare,
+    spawn_node,
+    stop_processes,
+)
 from node.keys import Keypair, verify_uncached  # noqa: E402
-from tests.nodes import LocalNet, fast_params, make_localnet, wait_until  # noqa: E402
 
 WARMUP_HEIGHTS = 3
+CHAIN_ID = "posnet-bench"
 VOTE_SIZE = 200  # bytes: about one signed vote envelope
 TRANSPORT_MESSAGES = 20_000
 
@@ -114,6 +128,80 @@ class FinalityResult:
         }
 
 
+@dataclass
+class BenchNet:
+    """N validator processes started as ``posnet testnet up`` starts them, minus its supervisor.
+
+    Keys, genesis, command lines and spawning all come from `network.testnet`,
+    so the benchmark measures the nodes users run. Unlike ``testnet up`` it
+    keeps the children in hand, to scrape them mid-run and stop them on cue,
+    and connects them to the broker directly: the fault relay would be one
+    more hop in every message's path, which is not what is measured here.
+    """
+
+    layout: Layout
+    nodes: dict[str, NodeProc]
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, root: Path, broker_url: str, validators: int) -> BenchNet:
+        """Fast mode (``--slot-ms 0``: heights back to back), metrics on loopback, MQTT 5 (mosquitto)."""
+        layout = Layout.of(root)
+        names = [v.name for v in prepare(layout, validators, CHAIN_ID, slot_ms=0).validators]
+        ports = metrics_ports(len(names), None)
+        net = cls(layout, {})
+        for name, port in zip(names, ports, strict=True):
+            command = node_command(layout, name, broker_url, port, "honest", "5")
+            net.nodes[name] = NodeProc(name=name, command=command, metrics_port=port)
+        try:
+            for name, node in net.nodes.items():
+                net.children[name] = spawn_node(layout, node)
+        except BaseException:
+            net.stop()
+            raise
+        return net
+
+    def stop(self) -> None:
+        """SIGTERM every node at once, wait, SIGKILL stragglers."""
+        stop_processes(
+            [(child.pid, self.nodes[name].command, child) for name, child in self.children.items()]
+        )
+
+    def events(self, name: str) -> list[Event]:
+        return read_log(self.layout.log(name)).events
+
+    def heights(self) -> dict[str, int]:
+        """Each node's highest finalized height (0 before its first)."""
+        return {
+            name: max((e["height"] for e in self.events(name) if e["event"] == "finalized"), default=0)
+            for name in self.nodes
+        }
+
+    def metrics(self, name: str) -> str:
+        """Node ``name``'s /metrics text."""
+        url = f"http://127.0.0.1:{self.nodes[name].metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read().decode()
+
+    def diagnostics(self) -> str:
+        """Heights, exit codes and output tails: what to print when the nodes do not get going."""
+        lines = []
+        heights = self.heights()
+        for name, child in self.children.items():
+            lines.append(f"--- {name}: height {heights[name]}, exit code {child.poll()}")
+            lines += [f"    {line}" for line in output_tail(self.layout, name)]
+        return "\n".join(lines)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, what: str, net: BenchNet) -> None:
+    """Poll ``predicate``; fail naming ``what`` with the net's diagnostics after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{net.diagnostics()}")
+        await asyncio.sleep(0.2)
+
+
 def ed25519_verifications_per_s(seconds: float = 2.0) -> float:
     """Uncached Ed25519 verifications per second on one core, of a vote-sized message."""
     keypair = Keypair.deterministic("bench")
@@ -127,12 +215,12 @@ def ed25519_verifications_per_s(seconds: float = 2.0) -> float:
     return count / (time.perf_counter() - start)
 
 
-def scrape(net: LocalNet) -> dict[str, tuple[float, float]]:
+def scrape(net: BenchNet) -> dict[str, tuple[float, float]]:
     """Per node: (consensus messages received, messages signed) so far, from its /metrics."""
     counts = {}
-    for name, node in net.nodes.items():
+    for name in net.nodes:
         received = signed = 0.0
-        for family in text_string_to_metric_families(node.metrics()):
+        for family in text_string_to_metric_families(net.metrics(name)):
             for sample in family.samples:
                 if (
                     sample.name == "posnet_messages_received_total"
@@ -158,13 +246,13 @@ def fsynced_commits_per_s(workdir: Path, seconds: float = 2.0) -> float:
         return count / (time.perf_counter() - start)
 
 
-def window_stats(net: LocalNet, t0: float, t1: float) -> tuple[int, list[int], int]:
+def window_stats(net: BenchNet, t0: float, t1: float) -> tuple[int, list[int], int]:
     """(heights finalized by the slowest node, latencies, round timeouts) inside [t0, t1]."""
     latencies: list[int] = []
     heights = []
     timeouts = 0
-    for node in net.nodes.values():
-        events = [e for e in node.events() if t0 <= e["ts"] <= t1]
+    for name in net.nodes:
+        events = [e for e in net.events(name) if t0 <= e["ts"] <= t1]
         finalized = [e for e in events if e["event"] == "finalized"]
         heights.append(len(finalized))
         latencies += [e["latency_ms"] for e in finalized if not e.get("via_sync")]
@@ -183,9 +271,8 @@ async def run_one(validators: int, seconds: float, workdir: Path) -> FinalityRes
     """Start a broker and ``validators`` nodes, measure a window, then the ceilings."""
     broker = start_broker("mosquitto", workdir=workdir / "broker")
     try:
-        net = make_localnet(workdir / "net", broker.url, validators, params=fast_params(), metrics=True)
+        net = BenchNet.start(workdir / "net", broker.url, validators)
         try:
-            net.start()
             await wait_until(
                 lambda: min(net.heights().values()) >= WARMUP_HEIGHTS,
                 timeout=120 + 10 * validators,

@@ -15,6 +15,9 @@
 # Environment: POSNET_VALIDATORS (names, space separated), POSNET_CHAIN_ID,
 # POSNET_SLOT_MS (empty: the genesis default), POSNET_BROKER_USERS (broker
 # users that are not validators, e.g. the bridge of docker/split), POSNET_DATA.
+# `posnet` and `python3` are called by name and must be the environment posnet
+# is installed in: the image puts its venv's bin first on PATH, and the tests
+# that run this script put theirs first too.
 set -eu
 
 data=${POSNET_DATA:-/posnet}

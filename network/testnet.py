@@ -420,6 +420,56 @@ def stop_processes(
                 popen.wait(timeout=STOP_TIMEOUT_S)
 
 
+def node_argv(
+    *,
+    home: Path,
+    genesis: Path,
+    broker_url: str,
+    log: Path,
+    name: str | None = None,
+    metrics_port: int = 0,
+    behaviour: str = "honest",
+    mqtt_protocol: str | None = None,
+    key_files: Sequence[Path] = (),
+    mqtt_username: str | None = None,
+    mqtt_password_file: Path | None = None,
+) -> list[str]:
+    """The ``posnet node run`` argv: the one definition the testnet, benchmarks and tests all start nodes with.
+
+    `python -m` (this interpreter) rather than the console script: it works
+    before `pip install` and never picks up another installation. Metrics,
+    when on, bind to loopback only: a local node has no business listening
+    on every interface.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "node.cli",
+        "node",
+        "run",
+        "--home",
+        str(home),
+        "--genesis",
+        str(genesis),
+        "--broker",
+        broker_url,
+    ]
+    if name is not None:
+        command += ["--name", name]
+    command += ["--log", str(log), "--behaviour", behaviour]
+    if metrics_port:
+        command += ["--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1"]
+    if mqtt_protocol:
+        command += ["--mqtt-protocol", mqtt_protocol]
+    for key_file in key_files:
+        command += ["--key", str(key_file)]
+    if mqtt_username is not None:
+        command += ["--mqtt-username", mqtt_username]
+    if mqtt_password_file is not None:
+        command += ["--mqtt-password-file", str(mqtt_password_file)]
+    return command
+
+
 def node_command(
     layout: Layout,
     name: str,
@@ -428,33 +478,17 @@ def node_command(
     behaviour: str,
     mqtt_protocol: str | None,
 ) -> list[str]:
-    """The node's argv. `python -m` rather than the console script: it works before `pip install`."""
-    command = [
-        sys.executable,
-        "-m",
-        "node.cli",
-        "node",
-        "run",
-        "--home",
-        str(layout.home(name)),
-        "--genesis",
-        str(layout.genesis),
-        "--broker",
-        broker_url,
-        "--name",
-        name,
-        "--log",
-        str(layout.log(name)),
-        "--metrics-port",
-        str(metrics_port),
-        "--behaviour",
-        behaviour,
-        "--metrics-host",
-        "127.0.0.1",  # a local testnet has no business listening on every interface
-    ]
-    if mqtt_protocol:
-        command += ["--mqtt-protocol", mqtt_protocol]
-    return command
+    """The argv of testnet node `name`: its files where `layout` puts them."""
+    return node_argv(
+        home=layout.home(name),
+        genesis=layout.genesis,
+        broker_url=broker_url,
+        log=layout.log(name),
+        name=name,
+        metrics_port=metrics_port,
+        behaviour=behaviour,
+        mqtt_protocol=mqtt_protocol,
+    )
 
 
 def spawn_node(layout: Layout, node: NodeProc) -> subprocess.Popen[bytes]:

@@ -1,10 +1,11 @@
-"""Helpers to run real ``posnet node run`` processes in tests and benchmarks.
+"""Helpers to run real ``posnet node run`` processes in tests.
 
 A `LocalNet` is a directory with a genesis, one HOME (``key.json``) per
 validator, and one JSON-lines log per node; nodes are real child processes
-of the test, started with exactly the command line the testnet orchestrator
-uses, and killed with real signals. Everything observed about them comes
-from their logs, their metrics endpoint, or the broker.
+of the test, started with the command line the testnet orchestrator builds
+(``network.testnet.node_argv``), and killed with real signals. Everything
+observed about them comes from their logs, their metrics endpoint, or the
+broker.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from network.broker import free_port
 from network.logcheck import read_log
+from network.testnet import node_argv
 from node.genesis import Params, genesis_to_toml, make_genesis
 from node.keys import Keypair, save_key_file
 from tests import waiting
@@ -52,35 +53,19 @@ class NodeProc:
     stderr_path: Path | None = None
 
     def argv(self) -> list[str]:
-        """The exact ``posnet node run`` command line (run as ``python -m node.cli``)."""
-        argv = [
-            sys.executable,
-            "-m",
-            "node.cli",
-            "node",
-            "run",
-            "--home",
-            str(self.home),
-            "--genesis",
-            str(self.genesis_path),
-            "--broker",
-            self.broker_url,
-            "--log",
-            str(self.log_path),
-            "--mqtt-protocol",
-            str(self.protocol),
-            "--behaviour",
-            self.behaviour,
-        ]
-        if self.metrics_port:
-            argv += ["--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1"]
-        for key_file in self.key_files:
-            argv += ["--key", str(key_file)]
-        if self.mqtt_username is not None:
-            argv += ["--mqtt-username", self.mqtt_username]
-        if self.mqtt_password_file is not None:
-            argv += ["--mqtt-password-file", str(self.mqtt_password_file)]
-        return argv
+        """The exact ``posnet node run`` command line, from the testnet's own definition."""
+        return node_argv(
+            home=self.home,
+            genesis=self.genesis_path,
+            broker_url=self.broker_url,
+            log=self.log_path,
+            metrics_port=self.metrics_port,
+            behaviour=self.behaviour,
+            mqtt_protocol=str(self.protocol),
+            key_files=self.key_files,
+            mqtt_username=self.mqtt_username,
+            mqtt_password_file=self.mqtt_password_file,
+        )
 
     def start(self, env: Mapping[str, str] | None = None) -> None:
         """Spawn the node (again); ``env`` adds variables for this start only."""
@@ -208,11 +193,6 @@ def make_localnet(
             protocol=protocol,
         )
     return LocalNet(root, chain_id, genesis_path, keys, nodes)
-
-
-def fast_params(**overrides: int) -> Params:
-    """Fast mode (no commit wait): heights back to back, for benchmarks."""
-    return replace(Params(commit_wait_ms=0), **overrides)
 
 
 async def wait_until(

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -268,18 +269,57 @@ def test_every_copied_file_passes_dockerignore() -> None:
 
 @pytest.fixture
 def posnet_path(tmp_path: Path) -> dict[str, str]:
-    """An environment whose `posnet` and `python3` are this interpreter with this checkout."""
+    """An environment whose `posnet` runs this checkout and whose `python3` is the tests' own environment.
+
+    The scripts call `python3` and `posnet` by name, as in the image, where
+    the venv's bin directory is first on PATH. Here the directory of
+    `sys.executable` (the venv's bin, when the tests run in one) comes right
+    after the `posnet` wrapper, for the same reason. No link to
+    `sys.executable` elsewhere: a venv is found from the path the interpreter
+    was started by, not from where a link points, so such a `python3` would be
+    the base interpreter, without the project's dependencies.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python3").symlink_to(sys.executable)
     wrapper = bin_dir / "posnet"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m node.cli "$@"\n')
     wrapper.chmod(0o755)
-    return {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(REPO),
-    }
+    path = [str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]
+    return {**os.environ, "PATH": os.pathsep.join(path), "PYTHONPATH": str(REPO)}
+
+
+def _dependency_modules() -> list[str]:
+    """The import names of the project's runtime dependencies (each one's distribution name, `-` as `_`)."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return [
+        re.split(r"[^A-Za-z0-9_.-]", req, maxsplit=1)[0].replace("-", "_")
+        for req in pyproject["project"]["dependencies"]
+    ]
+
+
+def test_scripts_run_by_the_tests_get_a_python3_with_the_projects_dependencies(
+    posnet_path: dict[str, str],
+) -> None:
+    """A script's `python3` is this very environment, so it imports what the project installs.
+
+    Fails when the `python3` a script finds leaves the tests' environment
+    (e.g. a link to the venv's interpreter placed outside the venv): on a
+    fresh machine that is the base interpreter, which has none of them.
+    """
+    modules = _dependency_modules()
+    assert {"aiomqtt", "amqtt", "tomli_w", "prometheus_client"} <= set(modules)
+    probe = "import sys; import {}; import node.genesis; print(sys.prefix)".format(", ".join(modules))
+    found = subprocess.run(
+        ["sh", "-c", 'python3 -c "$1" && posnet --version', "probe", probe],
+        env=posnet_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.returncode == 0, found.stderr
+    prefix, version = found.stdout.splitlines()
+    assert prefix == sys.prefix, f"the scripts' python3 runs in {prefix}, the tests in {sys.prefix}"
+    assert "version" in version, version  # `posnet` found and runnable too
 
 
 def _run_init(env: dict[str, str], data: Path, names: str) -> subprocess.CompletedProcess[str]:
