@@ -62,6 +62,12 @@ What it checks, and how:
 - and: every honest node made progress, the ``up`` supervisor exited 0
   (no node died unasked, its own safety verdict held), no subscriber gap.
 
+The nodes run this checkout's code, and every restarted node reads it
+afresh: editing the tree during a soak makes restarted nodes run other code
+than the rest (a changed wire format then looks like a corrupt store). Run
+it from a snapshot of a commit for numbers that mean something, e.g.
+``git archive HEAD | tar -x -C SNAP && python SNAP/bench/soak.py``.
+
 It prints a summary and exits 1 if any check failed. Bounds are not tuned
 to the machine: a stall past them is reported as a failure, with the
 testnet directory left behind for its logs.
@@ -575,6 +581,7 @@ class Soak:
         self.islands_unwatched: list[str] = []
         self.phase_start: float | None = None
         self.restarted_pids: list[int] = []  # restart_node spawns from this process: ours to reap
+        self.deaths: set[tuple[str, int | None]] = set()
 
     # -- setup
 
@@ -770,7 +777,9 @@ class Soak:
         """Inject one fault, hold it, repair it; the repair time is when the liveness clock starts."""
         hold = self.rng.uniform(*self.config.hold_s)
         groups = random_split(self.names, self.rng) if kind == "partition" else []
-        target = " | ".join(",".join(g) for g in groups) if groups else self.rng.choice(self.names)
+        target = (
+            " | ".join(",".join(g) for g in groups) if groups else self.rng.choice(self._live(self.names))
+        )
         fault = Fault(kind, target, time.time(), hold)
         try:
             if kind == "kill":
@@ -802,6 +811,9 @@ class Soak:
         while started is None and time.monotonic() < deadline:
             self.logs.poll()
             started = self.logs.started_with_pid(name, node.pid)
+            if started is None and tn.process_state(node.pid, node.command) == "dead":
+                tail = " | ".join(tn.output_tail(self.layout, name, 2))
+                raise tn.TestnetError(f"{name} (pid {node.pid}) exited right after its restart: {tail}")
             if started is None:
                 await asyncio.sleep(POLL_S)
         if started is None:
@@ -882,16 +894,44 @@ class Soak:
                 f"{fault.describe()}: relay islands {sorted(urls)}, subscribed {sorted(tapped)}"
             )
 
+    def _live(self, names: Sequence[str]) -> list[str]:
+        """Those of `names` whose process runs as recorded; a node that died unasked is reported once and left out.
+
+        Its death already fails the run (here and in the supervisor's exit
+        code); judging it again after every later fault would only repeat it.
+        """
+        try:
+            state = tn.read_state(self.layout)
+        except tn.TestnetError:
+            return list(names)
+        live = []
+        for name in names:
+            node = state.nodes.get(name)
+            if node is None:
+                continue
+            if node.status in (tn.RUNNING, tn.PAUSED) and tn.process_state(node.pid, node.command) != "dead":
+                live.append(name)
+            elif node.status in (tn.RUNNING, tn.PAUSED, tn.DIED) and (name, node.pid) not in self.deaths:
+                self.deaths.add((name, node.pid))
+                tail = " | ".join(tn.output_tail(self.layout, name, 2))
+                self.failures.append(f"{name} (pid {node.pid}) died unasked: {tail}")
+                self.echo(f"!! {self.failures[-1]}")
+        return live or list(names)
+
     async def _await_resumed(self, fault: Fault) -> None:
-        """Each honest node finalizes a height above the one it held at the repair, within the bound."""
+        """Each live honest node finalizes a height above the one it held at the repair, within the bound."""
         assert fault.healed_at is not None
         healed = fault.healed_at
         self.logs.poll()
-        baseline = {n: self.logs.height_at(n, healed) for n in self.honest}
-        times: dict[str, float | None] = dict.fromkeys(self.honest)
+        judged = self._live(self.honest)
+        if len(judged) < len(self.honest):
+            left_out = ", ".join(n for n in self.honest if n not in judged)
+            fault.note = "; ".join(x for x in (fault.note, f"not judged (dead): {left_out}") if x)
+        baseline = {n: self.logs.height_at(n, healed) for n in judged}
+        times: dict[str, float | None] = dict.fromkeys(judged)
         while True:
             self.logs.poll()
-            for name in self.honest:
+            for name in judged:
                 if times[name] is None:
                     ts = self.logs.first_above(name, baseline[name], healed)
                     if ts is not None:
