@@ -13,12 +13,11 @@ protocol so that its published test vectors apply unchanged:
   divisor).  The two roundings differ for negative numbers, and a port that
   uses one for both drifts from CometBFT after a few hundred heights.
 
-* **Committee sampling** is built on the Ethereum consensus specs' swap-or-not
-  shuffle (``compute_shuffled_index``) plus the stake-weighted rejection
-  sampling of Electra's ``compute_proposer_index`` /
-  ``get_next_sync_committee_indices``, changed to sample *without*
-  replacement, because a committee member holds one seat whatever its stake
-  (votes are weighed by stake separately).
+* **Committee seats** are drawn from the Ethereum consensus specs' swap-or-not
+  shuffle (``compute_shuffled_index``) applied to *units of stake*: seat
+  ``k`` belongs to whoever owns stake unit ``compute_shuffled_index(k, ...)``,
+  and every seat is worth one vote.  ``draw_seats`` explains why this rule and
+  not Electra's accept-by-stake walk.
 
 Every function is pure: values in, values out, no I/O, no clock, no
 randomness except what is derived from the given seed.
@@ -27,10 +26,12 @@ randomness except what is derived from the given seed.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -55,16 +56,6 @@ SHUFFLE_ROUND_COUNT = 90
 
 # ``position // 256`` is hashed as a uint32, which caps the list length.
 MAX_SHUFFLE_COUNT = 2**40
-
-# Electra widened the acceptance draw from one byte to two, so a validator's
-# chance of acceptance is quantised in steps of 1/65535 rather than 1/255.
-MAX_RANDOM_VALUE = 2**16 - 1
-
-# How many full passes over the shuffled validator list committee sampling
-# makes before it stops drawing and fills the remaining seats by stake.  Only
-# reachable when some validators' stake is a tiny fraction of the largest.
-MAX_COMMITTEE_SAMPLING_PASSES = 256
-
 
 # ---------------------------------------------------------------------------
 # Containers
@@ -457,90 +448,129 @@ def shuffle_list(count: int, seed: bytes, rounds: int = SHUFFLE_ROUND_COUNT) -> 
     return tuple(indices)
 
 
-# ---------------------------------------------------------------------------
-# Stake-weighted committee sampling
-# ---------------------------------------------------------------------------
+def shuffled_indices(
+    indices: Sequence[int], count: int, seed: bytes, rounds: int = SHUFFLE_ROUND_COUNT
+) -> tuple[int, ...]:
+    """``compute_shuffled_index`` of each of ``indices``, following them through the rounds together.
 
-
-def acceptance_random_value(seed: bytes, i: int) -> int:
-    """The 16-bit draw for candidate ``i``, as in Electra's ``compute_proposer_index``."""
-    random_bytes = sha256(seed + uint_to_bytes(i // 16, 8))
-    offset = i % 16 * 2
-    return bytes_to_uint64(random_bytes[offset : offset + 2])
-
-
-def is_accepted(power: int, max_power: int, random_value: int) -> bool:
-    """Accept with probability ~ ``power / max_power`` (exactly, up to 16-bit steps)."""
-    return power * MAX_RANDOM_VALUE >= max_power * random_value
-
-
-def select_committee(
-    validators: Sequence[tuple[bytes, int]], committee_size: int, seed: bytes
-) -> tuple[bytes, ...]:
-    """Sample ``committee_size`` distinct validators, favouring stake.
-
-    Candidates are visited in swap-or-not shuffled order (cycling through the
-    list again if needed); candidate number ``i`` is accepted when
-    ``power * 65535 >= max_power * r_i``, ``r_i`` being the 16-bit value
-    Electra derives from ``sha256(seed + uint_to_bytes(i // 16, 8))``.  This
-    is Electra's sync-committee sampling except that a validator already
-    seated is skipped, so nobody holds two seats.
-
-    A seat's probability rises with stake but is only close to proportional
-    when the set is much larger than the committee: each pass visits every
-    validator once, so on small sets the largest (always accepted on sight)
-    win more than their share.
-
-    With at most ``committee_size`` validators everyone sits.  If
-    ``MAX_COMMITTEE_SAMPLING_PASSES`` passes leave seats empty (only when
-    some stakes are a minute fraction of the largest), the rest go to the
-    unseated validators with the most stake, earlier in the shuffle first,
-    so the function always terminates.
-
-    The input order does not matter; the result is sorted by address.
+    Each round's pivot is hashed once, and each 256-position source block at
+    most once however many indices need it.  That keeps drawing a
+    committee's seats from a list of a million stake units cheap.
     """
+    _check_shuffle_args(count, seed, rounds)
+    current = list(indices)
+    for index in current:
+        if not 0 <= index < count:
+            raise ValueError(f"index {index} outside [0, {count})")
+    for current_round in range(rounds):
+        prefix = seed + uint_to_bytes(current_round, 1)
+        pivot = bytes_to_uint64(sha256(prefix)[0:8]) % count
+        sources: dict[int, bytes] = {}  # position // 256 -> its source block
+        for lane, index in enumerate(current):
+            flip = (pivot + count - index) % count
+            position = index if index > flip else flip
+            block = position >> 8
+            source = sources.get(block)
+            if source is None:
+                source = sources[block] = sha256(prefix + uint_to_bytes(block, 4))
+            if (source[(position & 255) >> 3] >> (position & 7)) & 1:
+                current[lane] = flip
+    return tuple(current)
+
+
+# ---------------------------------------------------------------------------
+# Committee seats
+# ---------------------------------------------------------------------------
+
+
+def _check_committee_args(committee_size: int, seed: bytes) -> None:
     if isinstance(committee_size, bool) or not isinstance(committee_size, int):
         raise TypeError("committee_size must be an int")
     if committee_size < 1:
         raise ValueError(f"committee_size must be positive, got {committee_size}")
     if not isinstance(seed, bytes):
         raise TypeError("seed must be bytes")
+
+
+def seat_holders(validators: Sequence[tuple[bytes, int]], seat_count: int, seed: bytes) -> tuple[bytes, ...]:
+    """Who holds each of ``seat_count`` seats drawn by stake, in seat order.
+
+    Stake is cut into units, numbered in address order (validator ``j`` owns
+    the units from the total of the stakes before it up to that total plus its
+    own stake).  Seat ``k`` goes to the owner of unit
+    ``compute_shuffled_index(k, total_units, seed)``.  A validator may hold
+    several seats, and each seat is one vote.
+
+    Why this is sound: a seat's chance follows stake and its weight does not,
+    so stake counts once and a pool's expected voting power is linear in its
+    stake (``seat_count * stake / total``).  Choosing members by stake and
+    then weighing their votes by stake again, as the rule before this one
+    did, grows a large pool's influence roughly with the square of its stake.
+
+    Why every unit has the same chance: the shuffle is a permutation fixed by
+    the seed, so unit ``shuffled(k)`` is a uniformly random unit for every
+    ``k``, and the seat goes to validator ``j`` with probability exactly
+    ``stake_j / total``.  The seats are distinct *units*, so the seats won
+    by any group holding ``B`` of ``S`` units follow the hypergeometric law
+    (``seat_count`` draws without replacement).  With far more units than
+    seats that is the binomial law of independent draws.  It is never less
+    concentrated (Hoeffding, 1963), so Chernoff-style bounds on the binomial
+    tail hold for it too.
+
+    Why not Electra's ``compute_proposer_index`` once per seat (visit
+    validators in shuffled order, accept with ``power / max_power``): it
+    visits each validator at most once per pass over the list, so the
+    largest pool, accepted whenever it is visited, wins more than its share.
+    For one sample of Pareto(1.5) stakes the largest pool won about 14% more
+    than its share among 20 validators and about 3% more among 200.  That
+    bias points the same way as the flaw this rule removes.  Its 16-bit
+    acceptance also rounds small pools' chances up.  Here a seat costs
+    one shuffled index and a bisection, and nothing is rounded.
+
+    Units: if the total stake exceeds ``MAX_SHUFFLE_COUNT`` (2**40, the
+    shuffle's limit), stakes are counted in units of ``2**shift`` for the
+    smallest shift that fits, each rounded down.  A validator's share then
+    moves by less than ``2**-39``.
+
+    Seat ``k`` does not depend on ``seat_count``, so a smaller committee's
+    seats are the first seats of a larger one.  With more seats than units
+    the shuffle is walked again from its start, so each full pass gives every
+    unit one seat (``committee_powers`` never asks for that).  The input order
+    does not matter.
+    """
+    _check_committee_args(seat_count, seed)
+    ordered = _sorted_power_map(validators, None)
+    total_stake = sum(power for _, power in ordered)
+    shift = max(0, (total_stake - 1).bit_length() - (MAX_SHUFFLE_COUNT.bit_length() - 1))
+    upper_bounds = list(accumulate(power >> shift for _, power in ordered))
+    total_units = upper_bounds[-1]
+    units = shuffled_indices([seat % total_units for seat in range(seat_count)], total_units, seed)
+    return tuple(ordered[bisect_right(upper_bounds, unit)][0] for unit in units)
+
+
+def draw_seats(
+    validators: Sequence[tuple[bytes, int]], seat_count: int, seed: bytes
+) -> tuple[tuple[bytes, int], ...]:
+    """``(address, seats held)`` for every holder of a seat, sorted by address (see ``seat_holders``)."""
+    return tuple(sorted(Counter(seat_holders(validators, seat_count, seed)).items()))
+
+
+def committee_powers(
+    validators: Sequence[tuple[bytes, int]], committee_size: int, seed: bytes
+) -> tuple[tuple[bytes, int], ...]:
+    """Each committee member's voting power: ``(address, power)`` sorted by address.
+
+    With at most ``committee_size`` validators everyone sits and votes with
+    its stake.  Nothing is sampled, so stake counts once.  With more, the
+    committee is ``committee_size`` seats from ``draw_seats`` and a member's
+    power is its number of seats.
+
+    Either way the committee and its total are fixed before the height
+    starts, so any two sets holding more than 2/3 of the total share more
+    than 1/3 of it.
+    """
+    _check_committee_args(committee_size, seed)
     ordered = _sorted_power_map(validators, None)
     if len(ordered) <= committee_size:
-        return tuple(address for address, _ in ordered)
-
-    total = len(ordered)
-    powers = [power for _, power in ordered]
-    max_power = max(powers)
-    shuffled: dict[int, int] = {}
-    seated: set[int] = set()
-    random_block = -1
-    random_bytes = b""
-
-    def candidate_at(slot: int) -> int:
-        if slot not in shuffled:
-            shuffled[slot] = compute_shuffled_index(slot, total, seed)
-        return shuffled[slot]
-
-    i = 0
-    while len(seated) < committee_size and i < total * MAX_COMMITTEE_SAMPLING_PASSES:
-        candidate = candidate_at(i % total)
-        if candidate not in seated:
-            if i // 16 != random_block:
-                random_block = i // 16
-                random_bytes = sha256(seed + uint_to_bytes(random_block, 8))
-            offset = i % 16 * 2
-            random_value = bytes_to_uint64(random_bytes[offset : offset + 2])
-            if is_accepted(powers[candidate], max_power, random_value):
-                seated.add(candidate)
-        i += 1
-
-    if len(seated) < committee_size:
-        slot_of = {candidate_at(slot): slot for slot in range(total)}
-        unseated = sorted(
-            (c for c in range(total) if c not in seated),
-            key=lambda c: (-powers[c], slot_of[c]),
-        )
-        seated.update(unseated[: committee_size - len(seated)])
-
-    return tuple(ordered[c][0] for c in sorted(seated))
+        return ordered
+    return draw_seats(ordered, committee_size, seed)

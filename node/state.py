@@ -3,14 +3,20 @@
 Everything here is a pure function of frozen values. The ledger (stake,
 pools, penalties, rewards) lives in `node.ledger`; this module adds what
 consensus needs on top of it: the validator set in effect, proposer
-priorities, the epoch seed and the committee for the next height.
+priorities, the epoch seed, the committee seats of this epoch and the next,
+and the committee for the next height.
 
 Timing rules (quorum intersection depends on them):
 - the committee for height h is computed from the state after h-1 and is
   fixed for every round of h;
 - stake changes enter the validator set only at epoch boundaries; a pool
   that is jailed or tombstoned leaves it at the next height, so an offender
-  stops voting at once.
+  stops voting at once;
+- the seats of epoch e+1 are drawn at the boundary that starts epoch e, from
+  the validator set and seed of that moment (epochs 0 and 1 from genesis).
+  Nothing done during epoch e, its last block included, can re-draw them.
+  During an epoch a member that leaves the validator set loses its seats at
+  the next height, and nobody else's seats change.
 """
 
 from __future__ import annotations
@@ -37,14 +43,17 @@ from node.messages import (
 )
 from node.selection import (
     ProposerPriorities,
+    committee_powers,
     increment_proposer_priority,
     new_priorities,
     proposer_for_round,
-    select_committee,
     update_validators,
 )
 
 GENESIS_SEED_DOMAIN = b"posnet-epoch-seed"
+COMMITTEE_SEED_DOMAIN = b"posnet-committee-seats"
+# Left out of the digest: `committee` is a function of `seats`, `validator_set`
+# and `height`, and `recent_committees` are earlier states' committees.
 DERIVED_FIELDS = frozenset({"committee", "recent_committees"})
 
 
@@ -68,8 +77,21 @@ def canonical(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Seats:
+    """The committee of one epoch, drawn an epoch ahead: (address, voting power).
+
+    The power is a number of seats when the set had more validators than
+    `committee_size`. Otherwise everyone sat and the power is the stake (see
+    `node.selection.committee_powers`).
+    """
+
+    epoch: int
+    members: tuple[tuple[bytes, int], ...]  # sorted by address
+
+
+@dataclass(frozen=True)
 class Committee:
-    """The validators who vote at one height, with their voting power."""
+    """The validators who vote at one height, with their voting power (seats, or stake if everyone sits)."""
 
     height: int
     members: tuple[tuple[bytes, int], ...]  # (address, power), sorted by address
@@ -83,7 +105,7 @@ class Committee:
         return self.power.get(address, 0)
 
     def is_quorum(self, power: int) -> bool:
-        """Strictly more than 2/3 of the committee's stake."""
+        """Strictly more than 2/3 of the committee's voting power."""
         return 3 * power > 2 * self.total
 
     def is_one_third(self, power: int) -> bool:
@@ -108,7 +130,9 @@ class ChainState:
     seed_accumulator: bytes
     validator_set: tuple[tuple[bytes, int], ...]  # (address, power) in effect, sorted by address
     priorities: ProposerPriorities
-    committee: Committee  # for height + 1
+    seats: Seats  # this epoch's (`epoch`), drawn at the boundary before the previous one
+    next_seats: Seats  # epoch + 1's, drawn at the boundary that started this epoch
+    committee: Committee  # for height + 1: `seats` minus members no longer in the validator set
     recent_committees: tuple[Committee, ...]  # for checking certificates and evidence of recent heights
 
     @property
@@ -117,7 +141,7 @@ class ChainState:
 
     @cached_property
     def digest(self) -> bytes:
-        """SHA-256 over everything nodes must agree on (committees are derived, so left out)."""
+        """SHA-256 over everything nodes must agree on (the seats included; the committees are derived)."""
         agreed = tuple(canonical(getattr(self, f.name)) for f in fields(self) if f.name not in DERIVED_FIELDS)
         return sha256(encode(agreed))
 
@@ -136,6 +160,8 @@ def genesis_state(genesis: Genesis) -> ChainState:
     if not validator_set:
         raise ValueError("genesis has no validator with stake")
     seed = genesis_seed(genesis.chain_id)
+    size = genesis.params.committee_size
+    seats = draw_epoch_seats(0, validator_set, size, seed)
     return ChainState(
         chain_id=genesis.chain_id,
         params=genesis.params,
@@ -150,25 +176,52 @@ def genesis_state(genesis: Genesis) -> ChainState:
         seed_accumulator=seed,
         validator_set=validator_set,
         priorities=new_priorities(validator_set),
-        committee=compute_committee(1, validator_set, genesis.params.committee_size, seed),
+        seats=seats,
+        next_seats=draw_epoch_seats(1, validator_set, size, seed),
+        committee=committee_for(1, seats, validator_set),
         recent_committees=(),
     )
 
 
-@lru_cache(maxsize=64)
-def _committee_members(
-    validator_set: tuple[tuple[bytes, int], ...], size: int, seed: bytes
-) -> tuple[tuple[bytes, int], ...]:
-    chosen = select_committee(validator_set, size, seed)
-    power = dict(validator_set)
-    return tuple((address, power[address]) for address in chosen)
+def committee_seed(epoch_seed: bytes, epoch: int) -> bytes:
+    """The seed that draws `epoch`'s seats.
+
+    Domain-separated from the epoch seed, and bound to the epoch served, so
+    epochs 0 and 1 (both drawn from the genesis seed) get different seats.
+    """
+    return sha256(COMMITTEE_SEED_DOMAIN + epoch.to_bytes(8, "big") + epoch_seed)
 
 
-def compute_committee(
-    height: int, validator_set: tuple[tuple[bytes, int], ...], size: int, seed: bytes
-) -> Committee:
-    """Sample the committee by stake from the epoch seed (all validators if few enough)."""
-    members = _committee_members(validator_set, size, seed)
+# Every node in one simulator process applies the same boundary block, so the
+# draw is shared rather than repeated per node.
+@lru_cache(maxsize=16)
+def draw_epoch_seats(
+    epoch: int, validator_set: tuple[tuple[bytes, int], ...], size: int, epoch_seed: bytes
+) -> Seats:
+    """`epoch`'s seats, drawn from the validator set and epoch seed of the boundary an epoch before.
+
+    Drawing a whole epoch ahead is what stops re-rolls. A committee drawn
+    from the current set would be drawn again whenever a pool got itself
+    jailed or tombstoned, so a validator could re-roll the next committee
+    by sacrificing a small pool. These seats are fixed before anyone acts in
+    the epoch before the one they serve.
+    """
+    return Seats(epoch, committee_powers(validator_set, size, committee_seed(epoch_seed, epoch)))
+
+
+def committee_for(height: int, seats: Seats, validator_set: tuple[tuple[bytes, int], ...]) -> Committee:
+    """The committee of `height`: the epoch's seats, minus members no longer in the validator set.
+
+    A jailed or tombstoned member loses its seats at the next height and is
+    never replaced, so dropping your own seats cannot change anyone else's.
+    The total shrinks with it, and it is still fixed for every round of the
+    height. If no member is left (every one of them penalized), the whole
+    validator set votes by stake. That fallback is deterministic and uses no
+    seed, so it cannot be re-rolled either.
+    """
+    in_set = {address for address, _ in validator_set}
+    members = tuple((address, power) for address, power in seats.members if address in in_set)
+    members = members or validator_set
     return Committee(height, members, sum(power for _, power in members))
 
 
@@ -318,6 +371,10 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
         ledger, epoch_events = L.start_epoch(ledger, epoch, state.params)
         events += epoch_events
     validator_set = next_validator_set(state, ledger, boundary) or state.validator_set
+    seats, next_seats = state.seats, state.next_seats
+    if boundary:
+        size = state.params.committee_size
+        seats, next_seats = next_seats, draw_epoch_seats(epoch + 1, validator_set, size, epoch_seed)
     priorities = state.priorities
     if validator_set != state.validator_set:
         priorities = update_validators(priorities, validator_set)
@@ -336,7 +393,9 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
         seed_accumulator=accumulator,
         validator_set=validator_set,
         priorities=priorities,
-        committee=compute_committee(height + 1, validator_set, state.params.committee_size, epoch_seed),
+        seats=seats,
+        next_seats=next_seats,
+        committee=committee_for(height + 1, seats, validator_set),
         recent_committees=recent,
     )
     return new_state, events
