@@ -62,6 +62,13 @@ What it checks, and how:
 - and: every honest node made progress, the ``up`` supervisor exited 0
   (no node died unasked, its own safety verdict held), no subscriber gap.
 
+Also reported, not judged: the heights finalized while each fault was in
+force, by fault shape. With all four validators active one node down still
+leaves more than 2/3 of the stake, so a kill, a pause or a 3|1 split should
+not stop the chain; a downtime-jailed validator shrinks the committee and
+then a single fault can (the acceptance criteria do not ask for progress
+during faults, so this stays a number).
+
 The nodes run this checkout's code, and every restarted node reads it
 afresh: editing the tree during a soak makes restarted nodes run other code
 than the rest (a changed wire format then looks like a corrupt store). Run
@@ -472,6 +479,7 @@ class Fault:
     resumed_s: dict[str, float | None] = field(default_factory=dict)
     error: str | None = None
     note: str = ""
+    held_heights: int | None = None  # heights the honest nodes finalized while the fault was in force
 
     @property
     def slowest_s(self) -> float | None:
@@ -771,7 +779,7 @@ class Soak:
             else "NOT RESUMED: " + ", ".join(n for n, t in fault.resumed_s.items() if t is None)
         )
         note = f"; {fault.note}" if fault.note else ""
-        return f"{at} {fault.describe()} held {fault.hold_s:.1f} s, {resumed}{note}"
+        return f"{at} {fault.describe()} held {fault.hold_s:.1f} s ({fault.held_heights} heights meanwhile), {resumed}{note}"
 
     async def _inject(self, kind: str) -> Fault:
         """Inject one fault, hold it, repair it; the repair time is when the liveness clock starts."""
@@ -928,6 +936,9 @@ class Soak:
             left_out = ", ".join(n for n in self.honest if n not in judged)
             fault.note = "; ".join(x for x in (fault.note, f"not judged (dead): {left_out}") if x)
         baseline = {n: self.logs.height_at(n, healed) for n in judged}
+        fault.held_heights = max(self.logs.height_at(n, healed) for n in self.honest) - max(
+            self.logs.height_at(n, fault.started_at) for n in self.honest
+        )
         times: dict[str, float | None] = dict.fromkeys(judged)
         while True:
             self.logs.poll()
@@ -1145,6 +1156,14 @@ class Soak:
                 "median_s": round(statistics.median(times), 2) if times else None,
                 "max_s": round(max(times), 2) if times else None,
             }
+        held: dict[str, dict[str, int]] = {}
+        for fault in self.faults:
+            if fault.held_heights is None:
+                continue
+            entry = held.setdefault(fault_shape(fault), {"faults": 0, "heights": 0, "stalled": 0})
+            entry["faults"] += 1
+            entry["heights"] += fault.held_heights
+            entry["stalled"] += fault.held_heights == 0
         penalties = unique_penalties(logs.values())
         counts: Counter[str] = Counter()
         for events in logs.values():
@@ -1175,6 +1194,7 @@ class Soak:
             "restarts_checked": self.restarts_checked,
             "resume_bound_s": round(self.bound_s, 2),
             "resume": resume,
+            "while_held": dict(sorted(held.items())),
             "events": dict(sorted(counts.items())),
             "penalties": [
                 {
@@ -1188,6 +1208,14 @@ class Soak:
             "subscriber_gaps": coverage["gaps"],
             "up_exit_code": self.up_code,
         }
+
+
+def fault_shape(fault: Fault) -> str:
+    """`kill`, `pause`, or a partition by group sizes, largest first (`partition 3|1`, `partition 2|2`)."""
+    if fault.kind != "partition":
+        return fault.kind
+    sizes = sorted((len(group.split(",")) for group in fault.target.split(" | ")), reverse=True)
+    return "partition " + "|".join(map(str, sizes))
 
 
 def read_store_hashes(path: Path) -> dict[int, str]:
@@ -1233,6 +1261,9 @@ def format_result(result: SoakResult) -> Iterator[str]:
             yield f"    {kind:<9} {r['resumed']}/{r['count']} resumed"
         else:
             yield f"    {kind:<9} {r['resumed']}/{r['count']} resumed, median {r['median_s']:.1f} s, max {r['max_s']:.1f} s"
+    yield "  heights finalized while a fault was in force (a number, not a check; with every validator active, one down of four leaves > 2/3, a 2|2 split no quorum):"
+    for shape, h in s["while_held"].items():
+        yield f"    {shape:<13} {h['faults']} fault(s), {h['heights']} heights, {h['stalled']} with none"
     penalties = Counter(
         f"{p['event']} {p.get('validator') or p.get('offender')}"
         for p in s["penalties"]
@@ -1346,6 +1377,7 @@ def result_json(result: SoakResult) -> dict[str, Any]:
                 "resumed_s": {n: None if t is None else round(t, 2) for n, t in f.resumed_s.items()},
                 "error": f.error,
                 "note": f.note,
+                "held_heights": f.held_heights,
             }
             for f in result.faults
         ],
