@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from node.accountability import certificate_conflict_evidence
 from node.genesis import Params
 from node.ledger import LedgerEvent
 from node.messages import (
+    MAX_LATE_PRECOMMITS_PER_BLOCK,
     Block,
     CommitCertificate,
     Evidence,
@@ -39,13 +41,29 @@ from node.state import (
     apply_block,
     block_problem,
     certificate_problem,
+    committee_at,
     evidence_problem,
+    late_precommit_problem,
+    opened_participation,
     proposer_of,
 )
 
 MAX_ROUND_AHEAD = 64  # votes further ahead than this are ignored (bounded memory)
 MAX_BUFFERED_NEXT = 4096  # messages kept for the next height while this one is still open
+RELAY_EVERY_BEATS = 8
+MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
 SYNC_RETRY_MS = 1000
+
+
+def is_relay_beat(beat: int) -> bool:
+    """Relay others' messages on beats 1, 2, 4, 8 of a round, then every 8th.
+
+    Our own messages go out on every beat (a handful per round). Others' are
+    many more, and a peer that missed one usually gets it from its sender
+    soon; backing off keeps a long stall cheap while every message is still
+    re-sent at a bounded interval, which is what eventual delivery needs.
+    """
+    return beat & (beat - 1) == 0 or beat % RELAY_EVERY_BEATS == 0
 
 
 class Phase(IntEnum):
@@ -214,6 +232,7 @@ class ConsensusMachine:
         self.evidence_seen: set[tuple[bytes, int, int, int]] = set()
         self.last_certificate = last_certificate
         self._last_precommits: VoteSet | None = None
+        self._late: dict[tuple[int, bytes], Vote] = {}  # precommits that certificates missed, to include
         self._sync_requested_ms = -SYNC_RETRY_MS
         self._next_height: list[Vote | tuple[Proposal, Block]] = []
         self._resume_round = 0  # a restarted node resumes the round it had reached
@@ -280,6 +299,8 @@ class ConsensusMachine:
         self._now = now_ms
         out: list[Output] = []
         if proposal.height == self.height:
+            if block.last_commit is not None:
+                self._check_fork(block.last_commit, out)
             self._add_proposal(proposal, block, out)
             self._evaluate(out)
         elif proposal.height == self.height + 1:
@@ -295,8 +316,8 @@ class ConsensusMachine:
         if vote.height == self.height:
             self._add_vote(vote, out)
             self._evaluate(out)
-        elif vote.height == self.height - 1:
-            self._add_late_precommit(vote)
+        elif vote.height < self.height:
+            self._add_late_precommit(vote, out)
         elif vote.height == self.height + 1:
             self._buffer_next(vote)
         elif vote.height > self.height:
@@ -330,14 +351,15 @@ class ConsensusMachine:
         if timeout.height != self.height:
             return
         self._heartbeats += 1
-        items = self.gossip_set()
+        self._beats_in_round += 1
+        items = self.gossip_set(relay_others=is_relay_beat(self._beats_in_round))
         if items:
             out.append(Rebroadcast(items))
         if self._heartbeats >= 2 and self.phase != Phase.NEW_HEIGHT:  # stuck, not merely pacing slots
             self._maybe_sync(out)
         self._schedule_heartbeat(out)
 
-    def gossip_set(self) -> tuple[tuple[Vote | Proposal, Block | None], ...]:
+    def gossip_set(self, relay_others: bool = True) -> tuple[tuple[Vote | Proposal, Block | None], ...]:
         """What a heartbeat re-sends while the height stays open: ours and others' messages.
 
         Tendermint's liveness needs every honest message to reach every
@@ -351,16 +373,18 @@ class ConsensusMachine:
           lagging node to our round);
         - the polka behind our valid block (so its re-proposal is accepted);
         - precommits of any round where a block has a quorum (a decision).
+        Others' messages only on `relay_others` beats (see `is_relay_beat`).
         """
         rounds = {r for r in (self.round - 1, self.round) if r >= 0}
         items: dict[bytes, tuple[Vote | Proposal, Block | None]] = {}
         for round_ in sorted(rounds | {self.valid_round}):
             entry = self.proposals.get(round_)
-            if entry is not None:
+            if entry is not None and (relay_others or entry[0].proposer == self.address):
                 items[entry[0].signature] = entry
         for (round_, kind), vote_set in sorted(self.votes.items()):
             for vote in self._votes_to_gossip(round_, kind, vote_set, rounds):
-                items[vote.signature] = (vote, None)
+                if relay_others or vote.validator == self.address:
+                    items[vote.signature] = (vote, None)
         return tuple(items.values())
 
     def _votes_to_gossip(self, round_: int, kind: Kind, vote_set: VoteSet, rounds: set[int]) -> list[Vote]:
@@ -422,12 +446,14 @@ class ConsensusMachine:
         self._precommit_timeout_set: set[int] = set()
         self._valid_cache: dict[bytes, bool] = {}
         self._heartbeats = 0
+        self._beats_in_round = 0
         self.height_started_ms = started_ms
 
     def _start_round(self, round_: int, out: list[Output]) -> None:
         """StartRound(r): the proposer proposes, everyone else waits for it (with a timeout)."""
         self.round = round_
         self.phase = Phase.PROPOSE
+        self._beats_in_round = 0
         if proposer_of(self.state, round_) == self.address:
             self._propose(out)
         out.append(
@@ -457,6 +483,7 @@ class ConsensusMachine:
             evidence=evidence,
             last_commit=self._certificate_for_proposal(),
             state_hash=self.state.digest,
+            late_precommits=self._late_precommits_to_include(),
         )
 
     def _certificate_for_proposal(self) -> CommitCertificate | None:
@@ -513,19 +540,82 @@ class ConsensusMachine:
             elif item[0].height == self.height:
                 self._add_proposal(item[0], item[1], out)
 
-    def _add_late_precommit(self, vote: Vote) -> None:
-        late = self._last_precommits
-        cert = self.last_certificate
-        if late is None or cert is None or vote.kind != Kind.PRECOMMIT:
+    def _add_late_precommit(self, vote: Vote, out: list[Output]) -> None:
+        """A precommit for a finalized height: into the next certificate, or a later block.
+
+        One for another block than ours, at our certificate's round, by a
+        validator who also precommitted ours, is a double sign across a fork.
+        """
+        if vote.kind != Kind.PRECOMMIT:
             return
-        if vote.round == cert.round and vote.block_id == cert.block_id:
-            late.add(vote)
+        late, cert = self._last_precommits, self.last_certificate
+        if cert is not None and (vote.height, vote.round) == (cert.height, cert.round):
+            if vote.block_id == cert.block_id:
+                if late is not None:
+                    late.add(vote)
+                return
+            ours = self._our_precommit_by(vote.validator)
+            if ours is not None and vote.block_id is not None:
+                self._record_equivocation(ours, vote, out)
+                return
+        if len(self._late) < MAX_LATE_KEPT:
+            self._late.setdefault((vote.height, vote.validator), vote)
+
+    def _our_precommit_by(self, validator: bytes) -> Vote | None:
+        """`validator`'s precommit for the block we finalized last, if we hold one."""
+        cert = self.last_certificate
+        if cert is None:
+            return None
+        if self._last_precommits is not None:
+            return self._last_precommits.by_block.get(cert.block_id, {}).get(validator)
+        return next((vote for vote in cert.votes() if vote.validator == validator), None)
+
+    def _late_precommits_to_include(self) -> tuple[Vote, ...]:
+        """The kept late precommits this block may carry (each checked as the block will be)."""
+        if not self._late:
+            return ()
+        probe = Block(self.height, b"", b"", 0, (), (), self._certificate_for_proposal())
+        pending = opened_participation(self.state, probe)
+        heights = {p.height for p in pending}
+        self._late = {key: vote for key, vote in self._late.items() if key[0] in heights}
+        chosen = [
+            vote
+            for _, vote in sorted(self._late.items())
+            if late_precommit_problem(self.state, pending, vote) is None
+        ]
+        return tuple(chosen[:MAX_LATE_PRECOMMITS_PER_BLOCK])
 
     def _note_sender(self, round_: int, sender: bytes) -> None:
         self.round_senders.setdefault(round_, {})[sender] = self.state.committee.power_of(sender)
 
+    def on_conflicting_certificate(self, theirs: CommitCertificate, ours: CommitCertificate) -> list[Output]:
+        """A peer's certificate for a height we finalized differently (from a sync answer, say)."""
+        out: list[Output] = []
+        committee = committee_at(self.state, theirs.height)
+        if committee is not None and not certificate_problem(self.state, theirs, committee, theirs.block_id):
+            for evidence in certificate_conflict_evidence(ours, theirs):
+                self._record_evidence(evidence, out)
+        return out
+
+    def _check_fork(self, theirs: CommitCertificate, out: list[Output]) -> None:
+        """A proposal whose certificate finalizes another block than ours at the last height: a fork.
+
+        Both certificates are quorums of one committee, so they overlap in
+        more than 1/3; at the same round every validator in both precommitted
+        two blocks, and that is ordinary equivocation evidence.
+        """
+        ours = self.last_certificate
+        if ours is None or theirs.height != ours.height or theirs.block_id == ours.block_id:
+            return
+        late = self._last_precommits
+        if late is not None:
+            ours = make_certificate(late.votes_for(ours.block_id))
+        out.extend(self.on_conflicting_certificate(theirs, ours))
+
     def _record_equivocation(self, a: Vote | Proposal, b: Vote | Proposal, out: list[Output]) -> None:
-        evidence = make_evidence(a, b)
+        self._record_evidence(make_evidence(a, b), out)
+
+    def _record_evidence(self, evidence: Evidence, out: list[Output]) -> None:
         key = evidence.key()
         if key in self.evidence_seen:
             return
@@ -620,9 +710,24 @@ class ConsensusMachine:
                 entry = self.proposals.get(round_)
                 if entry is not None and entry[1].hash == block_id and self._is_valid(entry[1]):
                     certificate = make_certificate(precommits.votes_for(block_id))
+                    self._attest_decision(round_, entry[1], out)
                     self._decide(entry[1], certificate, out, via_sync=False)
                     return
                 self._maybe_sync(out)  # the network decided a block we never received
+
+    def _attest_decision(self, round_: int, block: Block, out: list[Output]) -> None:
+        """Precommit a block we see decided, if we have not got that far ourselves.
+
+        A validator that lags the others (the rest of the quorum is fast, or
+        one pool alone holds 2/3) would otherwise decide on their precommits
+        without ever sending its own, and be jailed for downtime while online.
+        The block is already final, so precommitting it cannot help decide
+        anything else; the signing record still refuses it if we signed past
+        this round.
+        """
+        if self.in_committee() and (self.round, self.phase) < (round_, Phase.PRECOMMIT):
+            vote = Vote(Kind.PRECOMMIT, self.height, round_, block.hash, self.address)
+            out.append(Sign(vote, block))
 
     def _rule_skip_round(self, out: list[Output]) -> None:
         """Messages from more than 1/3 of stake at a higher round: join it (lines 55-56)."""

@@ -166,11 +166,21 @@ class Driver:
         elif isinstance(message, SyncResponse):
             for block, cert in message.blocks:
                 if self.machine is not None:
+                    self._check_fork(cert)
                     self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
         elif isinstance(message, StatusMsg):
             self.peers[message.node] = message
         elif isinstance(message, TxMsg):
             machine.on_tx(message.tx)
+
+    def _check_fork(self, cert: CommitCertificate) -> None:
+        """A certificate for a height we finalized another block at: the machine derives evidence."""
+        machine = self.machine
+        if machine is None or cert.height >= machine.height:
+            return
+        ours = self.effects.chain_range(cert.height, 1)
+        if ours and ours[0][1].block_id != cert.block_id:
+            self.run(machine.on_conflicting_certificate(cert, ours[0][1]))
 
     def _answer_sync(self, request: SyncRequest) -> None:
         if self.behaviour == "silent":

@@ -47,7 +47,8 @@ class Params:
     whistleblower_reward_ppm: int = 100_000  # of the slashed amount, to the including proposer
     slash_fraction_downtime_ppm: int = 10_000
     downtime_window: int = 20
-    max_missed_in_window: int = 15  # fast-mode certificates carry only the first 2/3, so be lenient
+    max_missed_in_window: int = 10  # jailed past half the window missed (CometBFT's default ratio)
+    late_precommit_ms: int = 2000  # a height is judged for downtime this long after its block
     jail_epochs: int = 2
     unbonding_epochs: int = 2
     evidence_max_age: int = 100

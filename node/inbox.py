@@ -26,6 +26,7 @@ from node.messages import (
     Vote,
     parse_envelope,
 )
+from node.state import MAX_PENDING_PARTICIPATION
 
 FUTURE_HEIGHTS = 100  # further ahead than this is far-future junk, not a peer we lag behind
 MAX_SYNC_BLOCKS = 50
@@ -233,8 +234,11 @@ def _height_problem(message: Admitted, ctx: AdmissionContext) -> Rejected | None
     height = _message_height(message)
     if height is None:
         return None
-    if height < ctx.height - 1:
-        return Rejected("stale", f"height {height} < {ctx.height - 1}")
+    oldest = ctx.height - 1
+    if isinstance(message, Vote) and message.kind == Kind.PRECOMMIT:
+        oldest = ctx.height - 1 - MAX_PENDING_PARTICIPATION  # late precommits still count for downtime
+    if height < oldest:
+        return Rejected("stale", f"height {height} < {oldest}")
     if height > ctx.height + FUTURE_HEIGHTS:
         return Rejected("future", f"height {height} > {ctx.height + FUTURE_HEIGHTS}")
     return None

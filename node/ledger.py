@@ -205,13 +205,31 @@ class LedgerEvent:
 
 
 @dataclass(frozen=True)
+class Participation:
+    """Who was seen precommitting at one finalized height, while late precommits may still come in.
+
+    Opened from the certificate a block carries for the height before it;
+    later blocks add late precommits; the height is judged for downtime
+    only once a grace period has passed (see `node.state.matured`).
+    """
+
+    height: int
+    round: int
+    block_id: bytes
+    timestamp_ms: int  # of the finalized block: the grace period counts from here
+    committee: tuple[bytes, ...]  # sorted addresses
+    signers: frozenset[bytes]
+
+
+@dataclass(frozen=True)
 class BlockContext:
     height: int
     epoch: int
     proposer: bytes
     prev_committee: tuple[tuple[bytes, int], ...]  # (address, power) of height-1's committee
-    prev_signers: frozenset[bytes]  # who signed height-1's certificate carried in this block
+    prev_signers: frozenset[bytes]  # who signed height-1's certificate carried in this block (rewards)
     evidence: tuple[Evidence, ...]  # already verified by consensus
+    judged: tuple[Participation, ...] = ()  # heights whose participation becomes final with this block
 
 
 # --------------------------------------------------------------- genesis
@@ -479,17 +497,33 @@ def jail_for_downtime(
 def apply_downtime(
     ledger: Ledger, ctx: BlockContext, params: Params
 ) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
-    """Record who signed the previous certificate; jail active pools past the allowed misses."""
+    """Judge each height whose grace period ended with this block, oldest first.
+
+    Not the certificate this block carries: that holds only the precommits
+    its proposer had when it proposed (the first 2/3 in fast mode), so judging
+    it would charge online validators for being slower than the rest.
+    """
+    events: tuple[LedgerEvent, ...] = ()
+    for participation in ctx.judged:
+        ledger, jailed = judge_participation(ledger, participation, ctx.epoch, params)
+        events += jailed
+    return ledger, events
+
+
+def judge_participation(
+    ledger: Ledger, participation: Participation, epoch: int, params: Params
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Record one height's participation; jail active pools past the allowed misses."""
     recorded = {
-        address: record_participation(pool, address in ctx.prev_signers, params.downtime_window)
-        for address, _ in ctx.prev_committee
+        address: record_participation(pool, address in participation.signers, params.downtime_window)
+        for address in participation.committee
         if (pool := ledger.pools.get(address)) is not None and pool.status == ACTIVE
     }
     ledger = replace(ledger, pools=ledger.pools.update(recorded))
     events: tuple[LedgerEvent, ...] = ()
     for address in sorted(recorded):
         if missed_count(recorded[address]) > params.max_missed_in_window:
-            ledger, jailed = jail_for_downtime(ledger, address, ctx.epoch, params)
+            ledger, jailed = jail_for_downtime(ledger, address, epoch, params)
             events += jailed
     return ledger, events
 

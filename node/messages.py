@@ -34,6 +34,7 @@ ZERO_HASH = bytes(HASH_LEN)
 MAX_ROUND = 1 << 20
 MAX_TXS_PER_BLOCK = 10_000
 MAX_EVIDENCE_PER_BLOCK = 100
+MAX_LATE_PRECOMMITS_PER_BLOCK = 16_384
 
 
 class Kind(IntEnum):
@@ -286,7 +287,12 @@ def evidence_shape_problem(evidence: Evidence) -> str | None:
 class Block:
     """A block: its place in the chain, its contents, the previous block's certificate,
     and the digest of the state it applies to (so honest nodes cannot silently
-    disagree on stake or balances while agreeing on block hashes)."""
+    disagree on stake or balances while agreeing on block hashes).
+
+    `late_precommits` are precommits for recent finalized heights that their
+    certificates missed (they arrived after the proposer had its quorum): on
+    chain they count as participation, so an online validator is not charged
+    downtime for being slower than the first 2/3."""
 
     height: int
     prev_hash: bytes
@@ -296,8 +302,13 @@ class Block:
     evidence: tuple[Evidence, ...]
     last_commit: CommitCertificate | None
     state_hash: bytes = ZERO_HASH  # digest of the state this block applies to (after height - 1)
+    late_precommits: tuple[Vote, ...] = ()
 
     def to_wire(self) -> tuple[Any, ...]:
+        """Eight fields, and a ninth only when there are late precommits: blocks without
+        them keep the encoding (and hash) they had before the field existed, so stores
+        written by earlier versions still read."""
+        late = (tuple(vote.to_wire() for vote in self.late_precommits),) if self.late_precommits else ()
         return (
             self.height,
             self.prev_hash,
@@ -307,6 +318,7 @@ class Block:
             tuple(ev.to_wire() for ev in self.evidence),
             None if self.last_commit is None else self.last_commit.to_wire(),
             self.state_hash,
+            *late,
         )
 
     @cached_property
@@ -319,11 +331,19 @@ class Block:
 
     @classmethod
     def from_wire(cls, obj: Any) -> Block:
-        height, prev_hash, proposer, ts, txs, evidence, last_commit, state_hash = want_tuple(obj, "block", 8)
+        fields = want_tuple(obj, "block")
+        if len(fields) not in (8, 9):
+            raise DecodeError("malformed", f"block: expected 8 or 9 items, got {len(fields)}")
+        height, prev_hash, proposer, ts, txs, evidence, last_commit, state_hash, *rest = fields
         txs = want_tuple(txs, "block.txs")
         evidence = want_tuple(evidence, "block.evidence")
+        late = want_tuple(rest[0], "block.late_precommits") if rest else ()
+        if rest and not late:
+            raise DecodeError("non_canonical", "block.late_precommits: empty (omitted when there are none)")
         if len(txs) > MAX_TXS_PER_BLOCK or len(evidence) > MAX_EVIDENCE_PER_BLOCK:
             raise DecodeError("malformed", "block: too many transactions or evidence items")
+        if len(late) > MAX_LATE_PRECOMMITS_PER_BLOCK:
+            raise DecodeError("malformed", "block: too many late precommits")
         block = cls(
             height=want_int(height, "block.height", 1),
             prev_hash=want_bytes(prev_hash, "block.prev_hash", HASH_LEN),
@@ -333,6 +353,7 @@ class Block:
             evidence=tuple(Evidence.from_wire(ev) for ev in evidence),
             last_commit=None if last_commit is None else CommitCertificate.from_wire(last_commit),
             state_hash=want_bytes(state_hash, "block.state_hash", HASH_LEN),
+            late_precommits=tuple(Vote.from_wire(vote) for vote in late),
         )
         if (block.height == 1) != (block.last_commit is None):
             raise DecodeError("malformed", "block.last_commit: required above height 1 only")

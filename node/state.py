@@ -34,6 +34,7 @@ from node.messages import (
     Block,
     CommitCertificate,
     Evidence,
+    Kind,
     Proposal,
     Vote,
     evidence_shape_problem,
@@ -134,6 +135,7 @@ class ChainState:
     next_seats: Seats  # epoch + 1's, drawn at the boundary that started this epoch
     committee: Committee  # for height + 1: `seats` minus members no longer in the validator set
     recent_committees: tuple[Committee, ...]  # for checking certificates and evidence of recent heights
+    participation: tuple[L.Participation, ...] = ()  # finalized heights not yet judged for downtime
 
     @property
     def next_height(self) -> int:
@@ -311,6 +313,9 @@ def block_problem(state: ChainState, block: Block) -> str | None:
         problem = certificate_problem(state, block.last_commit, previous, state.last_block_hash)
         if problem:
             return f"last commit: {problem}"
+    problem = late_precommits_problem(state, block)
+    if problem:
+        return f"late precommit: {problem}"
     keys = set()
     for evidence in block.evidence:
         problem = evidence_problem(state, evidence)
@@ -325,7 +330,9 @@ def block_problem(state: ChainState, block: Block) -> str | None:
 # --------------------------------------------------------------- transition
 
 
-def block_context(state: ChainState, block: Block) -> L.BlockContext:
+def block_context(
+    state: ChainState, block: Block, judged: tuple[L.Participation, ...] = ()
+) -> L.BlockContext:
     previous = committee_at(state, block.height - 1)
     return L.BlockContext(
         height=block.height,
@@ -334,7 +341,92 @@ def block_context(state: ChainState, block: Block) -> L.BlockContext:
         prev_committee=previous.members if previous and block.last_commit else (),
         prev_signers=block.last_commit.signers() if block.last_commit else frozenset(),
         evidence=block.evidence,
+        judged=judged,
     )
+
+
+# ------------------------------------------------------------ participation
+#
+# Downtime is judged on who was seen precommitting at a height, not on the
+# certificate the next block carries: that holds only what its proposer had
+# when it proposed, the first 2/3 in fast mode. A height stays pending for
+# `late_precommit_ms` of block time (and at least one more block); meanwhile
+# proposers include precommits that arrived late, as Ethereum includes late
+# attestations. A precommit for the decided block or for nil at the decided
+# round counts: either shows the validator online and following.
+
+MAX_PENDING_PARTICIPATION = 256  # heights pending at most; beyond it the oldest is judged early
+
+
+def opened_participation(state: ChainState, block: Block) -> tuple[L.Participation, ...]:
+    """The pending heights plus height - 1, opened from the certificate `block` carries."""
+    cert = block.last_commit
+    committee = committee_at(state, block.height - 1)
+    if cert is None or committee is None:
+        return state.participation
+    members = tuple(address for address, _ in committee.members)
+    opened = L.Participation(
+        cert.height, cert.round, cert.block_id, state.last_timestamp_ms, members, cert.signers()
+    )
+    return (*state.participation, opened)
+
+
+def late_precommit_problem(state: ChainState, pending: tuple[L.Participation, ...], vote: Vote) -> str | None:
+    """Why `vote` cannot count as a late precommit for a pending height, or None."""
+    entry = next((p for p in pending if p.height == vote.height), None)
+    if vote.kind != Kind.PRECOMMIT:
+        return "not a precommit"
+    if entry is None:
+        return f"height {vote.height} is not pending"
+    if vote.round != entry.round or vote.block_id not in (entry.block_id, None):
+        return "not for the decided round's block or nil"
+    if vote.validator not in entry.committee:
+        return "signer outside that height's committee"
+    if vote.validator in entry.signers:
+        return "signer already counted"
+    return signed_item_problem(state, vote)
+
+
+def late_precommits_problem(state: ChainState, block: Block) -> str | None:
+    pending = opened_participation(state, block)
+    seen: set[tuple[int, bytes]] = set()
+    for vote in block.late_precommits:
+        problem = late_precommit_problem(state, pending, vote)
+        if problem:
+            return problem
+        if (vote.height, vote.validator) in seen:
+            return "duplicate"
+        seen.add((vote.height, vote.validator))
+    return None
+
+
+def with_late_precommits(
+    pending: tuple[L.Participation, ...], votes: tuple[Vote, ...]
+) -> tuple[L.Participation, ...]:
+    added: dict[int, set[bytes]] = {}
+    for vote in votes:
+        added.setdefault(vote.height, set()).add(vote.validator)
+    return tuple(replace(p, signers=p.signers | added[p.height]) if p.height in added else p for p in pending)
+
+
+def is_mature(entry: L.Participation, block: Block, params: Params) -> bool:
+    """Its grace period is over: judged with this block."""
+    return (
+        block.height - entry.height >= 2
+        and block.timestamp_ms - entry.timestamp_ms >= params.late_precommit_ms
+    )
+
+
+def participation_after(
+    state: ChainState, block: Block
+) -> tuple[tuple[L.Participation, ...], tuple[L.Participation, ...]]:
+    """(judged now, still pending) once `block` is applied; heights are judged oldest first."""
+    pending = with_late_precommits(opened_participation(state, block), block.late_precommits)
+    cut = 0
+    overflow = len(pending) - MAX_PENDING_PARTICIPATION
+    while cut < len(pending) and (cut < overflow or is_mature(pending[cut], block, state.params)):
+        cut += 1
+    return pending[:cut], pending[cut:]
 
 
 def is_epoch_boundary(state: ChainState, height: int) -> bool:
@@ -359,8 +451,9 @@ def mix_seed(accumulator: bytes, block_hash: bytes) -> bytes:
 
 def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
     """Apply a valid, finalized block; returns the new state and the ledger's events."""
+    judged, pending = participation_after(state, block)
     ledger, events = L.apply_block(
-        state.ledger, block_context(state, block), block.txs, state.params, state.chain_id
+        state.ledger, block_context(state, block, judged), block.txs, state.params, state.chain_id
     )
     height = block.height
     boundary = is_epoch_boundary(state, height)
@@ -397,6 +490,7 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
         next_seats=next_seats,
         committee=committee_for(height + 1, seats, validator_set),
         recent_committees=recent,
+        participation=pending,
     )
     return new_state, events
 

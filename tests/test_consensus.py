@@ -27,6 +27,7 @@ from node.consensus import (
     Timeout,
 )
 from node.genesis import Params
+from node.codec import decode, encode
 from node.messages import (
     Block,
     CommitCertificate,
@@ -36,6 +37,7 @@ from node.messages import (
     Vote,
     make_certificate,
     make_evidence,
+    signer_of,
 )
 from node.signer import GuardedSigner, MemoryRecord
 from node.state import (
@@ -112,7 +114,7 @@ class Node:
         """Sign what the machine asked for (through the signing record) and feed it back."""
         more: list[Output] = []
         for request in signs(out):
-            item = self.signer.sign(request.item, request.block)
+            item = self.signer.sign(request.item, request.block, request.justification)
             assert item is not None, f"signer refused {request.item}"
             if isinstance(item, Vote):
                 more += self.votes([item])
@@ -363,6 +365,10 @@ def test_after_deciding_the_next_proposer_proposes_height_two_with_the_certifica
     node.propose(proposal("carol", 1, 0, A), BLOCK_A)
     out = node.votes(prevotes(OTHERS, 0, A) + precommits(OTHERS, 0, A))
     [decided] = decisions(out)
+    assert not [s for s in signs(out) if isinstance(s.item, Proposal)], "height 2 starts on the clock"
+    [start] = [o for o in out if isinstance(o, ScheduleTimeout) and o.timeout.phase == Phase.NEW_HEIGHT]
+    assert start.timeout.height == 2 and start.delay_ms == 0
+    out = node.timeout(Phase.NEW_HEIGHT, 0)
     proposals = [s for s in signs(out) if isinstance(s.item, Proposal)]
     assert len(proposals) == 1 and proposals[0].item.height == 2
     block = proposals[0].block
@@ -687,8 +693,79 @@ def test_restore_re_sends_own_messages_on_the_heartbeat() -> None:
     again.start()
     out = again.timeout(Phase.HEARTBEAT, 0)
     [rebroadcast] = [o for o in out if isinstance(o, Rebroadcast)]
-    journal = again.signer.journal(1)
-    assert [item for item, _ in rebroadcast.items] == [item for item, _ in journal]
+    sent = {item for item, _ in rebroadcast.items}
+    own = [item for item, _ in again.signer.journal(1) if signer_of(item) == ADDR["alice"]]
+    assert own and all(item in sent for item in own)
+
+
+def test_restore_recovers_the_polka_behind_the_lock_and_relays_it() -> None:
+    """The lock's proof is journaled with the precommit: a restarted node can still show it."""
+    node = Node("alice")
+    lock_on_a_at_round_1(node)
+    again = restarted(node)
+    assert again.m.votes[(1, Kind.PREVOTE)].has_quorum_for(A)
+    again.start()
+    [rebroadcast] = [o for o in again.timeout(Phase.HEARTBEAT, 0) if isinstance(o, Rebroadcast)]
+    relayed = {
+        signer_of(item)
+        for item, _ in rebroadcast.items
+        if isinstance(item, Vote) and item.kind == Kind.PREVOTE and item.round == 1 and item.block_id == A
+    }
+    assert again.m.state.committee.is_quorum(sum(again.m.state.committee.power_of(v) for v in relayed))
+
+
+def test_without_the_journaled_polka_a_restarted_node_holds_only_its_own_prevote() -> None:
+    """The control: a journal without justifications (as before) loses the others' prevotes."""
+    node = Node("alice")
+    lock_on_a_at_round_1(node)
+    own_only = MemoryRecord()
+    own_only.marks = dict(node.record.marks)
+    height, entries = node.record.entries[ADDR["alice"]]
+    own_only.entries = {ADDR["alice"]: (height, [(_strip(item), block) for item, block in entries])}
+    again = restarted(Node("alice", state=node.state, record=own_only))
+    assert not again.m.votes[(1, Kind.PREVOTE)].has_quorum_for(A)
+
+
+def _strip(journaled: bytes) -> bytes:
+    """A journal entry as written before justifications existed: (tag, item)."""
+    tag, wire, *_ = decode(journaled)
+    return encode((tag, wire))
+
+
+def test_the_heartbeat_relays_votes_received_from_others() -> None:
+    node = Node("alice")
+    node.start()
+    node.votes([prevote("bob", 1, 0, A)])
+    [rebroadcast] = [o for o in node.timeout(Phase.HEARTBEAT, 0) if isinstance(o, Rebroadcast)]
+    assert prevote("bob", 1, 0, A) in [item for item, _ in rebroadcast.items]
+
+
+def test_a_vote_received_many_times_is_relayed_once_per_heartbeat() -> None:
+    node = Node("alice")
+    node.echo(node.start())
+    node.echo(node.timeout(Phase.PROPOSE, 0))
+    node.votes([prevote("bob", 1, 0, None)] * 50)
+    own = [s for s in node.m.votes[(0, Kind.PREVOTE)].votes_for(None) if s.validator == ADDR["alice"]]
+    node.votes(own * 50)  # peers echo our own vote back to us
+    [rebroadcast] = [o for o in node.timeout(Phase.HEARTBEAT, 0) if isinstance(o, Rebroadcast)]
+    items = [item for item, _ in rebroadcast.items]
+    assert len(items) == len(set(items)) == 2
+
+
+def test_heartbeat_traffic_stays_bounded_however_many_rounds_a_height_takes() -> None:
+    """A stall costs a constant per beat: only the rounds that can still matter are relayed."""
+    node = Node("alice")
+    node.echo(node.start())
+    sizes = []
+    for round_ in range(12):
+        node.echo(node.timeout(Phase.PROPOSE, round_))
+        node.echo(node.votes(prevotes(("bob", "carol"), round_, None)))
+        node.echo(node.votes(precommits(("bob", "carol"), round_, None)))
+        node.echo(node.timeout(Phase.PRECOMMIT, round_))
+        [rebroadcast] = [o for o in node.timeout(Phase.HEARTBEAT, 0) if isinstance(o, Rebroadcast)]
+        sizes.append(len(rebroadcast.items))
+    assert node.m.round == 12
+    assert max(sizes) <= 2 * 2 * 4 + 2  # two rounds, two kinds, four validators, two proposals
 
 
 def test_after_restore_the_round_0_proposer_emits_only_well_formed_proposals() -> None:
@@ -798,6 +875,7 @@ def test_messages_for_the_next_height_are_kept_and_replayed_after_deciding() -> 
     assert signs(out) == []
     out = node.votes(prevotes(("alice", "bob", "carol"), 0, A) + precommits(("alice", "bob", "carol"), 0, A))
     assert len(decisions(out)) == 1 and node.m.height == 2
+    out = node.timeout(Phase.NEW_HEIGHT, 0)  # the next height starts on the clock
     height_two = [s.item for s in signs(out) if isinstance(s.item, Vote) and s.item.height == 2]
     assert height_two == [Vote(Kind.PREVOTE, 2, 0, block2.hash, ADDR["dave"])]
 

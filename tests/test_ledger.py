@@ -15,6 +15,7 @@ from node.ledger import (
     FrozenMap,
     Ledger,
     LedgerEvent,
+    Participation,
     Pool,
     Unbonding,
     account_of,
@@ -105,7 +106,18 @@ def ctx(
         prev_committee=committee,
         prev_signers=frozenset(k.address for k in signers),
         evidence=evidence,
+        judged=judged_now(height, committee, frozenset(k.address for k in signers)),
     )
+
+
+def judged_now(
+    height: int, committee: tuple[tuple[bytes, int], ...], signers: frozenset[bytes]
+) -> tuple[Participation, ...]:
+    """Judge the previous height's participation in this block (its grace period left aside)."""
+    if not committee:
+        return ()
+    members = tuple(address for address, _ in committee)
+    return (Participation(height - 1, 0, bytes(32), 0, members, signers),)
 
 
 def block(
@@ -547,7 +559,15 @@ def run_block(
     proposer_i, signed_flags, equivocators, tx_specs, _ = spec
     signers = frozenset(k.address for k, s in zip(POOL_KEYS, signed_flags, strict=True) if s)
     evidence = tuple(equivocation(POOL_KEYS[i], height=max(1, height - 1)) for i in equivocators)
-    context = BlockContext(height, epoch, POOL_KEYS[proposer_i].address, committee, signers, evidence)
+    context = BlockContext(
+        height,
+        epoch,
+        POOL_KEYS[proposer_i].address,
+        committee,
+        signers,
+        evidence,
+        judged_now(height, committee, signers),
+    )
     senders = [tx[1] for tx in tx_specs]
     txs = tuple(build_tx(ledger, tx, senders[:i].count(tx[1])) for i, tx in enumerate(tx_specs))
     return apply_block(ledger, context, txs, PARAMS, CHAIN)

@@ -259,7 +259,7 @@ def test_block_from_wire_requires_last_commit_above_height_one_only() -> None:
     state = state0()
     block = make_block(state)
     cert_wire = certificate(block.hash, 1).to_wire()
-    height1_with_commit = (*block.to_wire()[:6], cert_wire, block.state_hash)
+    height1_with_commit = (*block.to_wire()[:6], cert_wire, *block.to_wire()[7:])
     assert "last_commit" in malformed(Block.from_wire, height1_with_commit)
     height2_without = (2, *block.to_wire()[1:])
     assert "last_commit" in malformed(Block.from_wire, height2_without)
@@ -272,6 +272,19 @@ def test_block_from_wire_rejects_wrong_lengths_and_types() -> None:
     malformed(Block.from_wire, (wire[0], wire[1][:31], *wire[2:]))  # short prev_hash
     malformed(Block.from_wire, (*wire[:4], ("tx",), *wire[5:]))  # a text transaction
     malformed(Block.from_wire, (*wire[:5], ((0, 1, 2),), wire[6]))  # junk evidence
+    malformed(Block.from_wire, (*wire[:8], ((0, 1, 2),)))  # a junk late precommit
+    malformed(Block.from_wire, (*wire[:8], (1,) * 16_385))  # more late precommits than a block may carry
+    with pytest.raises(DecodeError, match="non_canonical"):
+        Block.from_wire((*wire[:8], ()))  # an empty list is left out, so each block has one encoding
+
+
+def test_a_block_without_late_precommits_keeps_its_eight_field_encoding_and_hash() -> None:
+    """Stores written before late precommits existed decode to the same blocks and hashes."""
+    block = make_block(state0())
+    assert len(block.to_wire()) == 8
+    assert Block.decode(block.encoded).hash == block.hash
+    late = replace(block, late_precommits=(precommit("dave", 1, 0, None),))
+    assert len(late.to_wire()) == 9 and Block.decode(late.encoded) == late
 
 
 # ------------------------------------------------------------ block hash

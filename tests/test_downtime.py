@@ -1,0 +1,180 @@
+"""Downtime is judged fairly: on who was seen precommitting, after a grace period.
+
+The certificate a block carries holds only the precommits its proposer had
+when it proposed (the first 2/3 in fast mode). These tests check that a
+precommit arriving later still counts when a later block carries it, that a
+height is judged only after its grace period, that a block carrying a bogus
+late precommit is invalid, and that a validator whose precommit never came
+is still charged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from node.consensus import ConsensusMachine, Decided, Output, Phase, Sign
+from node.genesis import Params
+from node.messages import Block, Kind, Vote
+from node.state import ChainState, apply_block, block_problem, participation_after
+from tests.chain import ADDR, OUTSIDER, certificate, make_block, precommit, prevote, proposal, state0
+
+PARAMS = Params(late_precommit_ms=1000, downtime_window=4, max_missed_in_window=1)
+SLOW = "dave"  # always outside the first 2/3
+
+
+def chain_of(
+    heights: int, *, late_from: int | None = None, step_ms: int = 100, params: Params = PARAMS
+) -> list[ChainState]:
+    """States after heights 1..N; dave never makes a certificate, and from block `late_from` on,
+    each block carries dave's late precommit for every pending height."""
+    states = [state0(params)]
+    cert = None
+    for height in range(1, heights + 1):
+        state = states[-1]
+        block = make_block(state, last_commit=cert, timestamp_ms=height * step_ms)
+        if late_from is not None and height >= late_from:
+            pending = [p for p in participation_after(state, block)[1] if SLOW not in _names(p.signers)]
+            late = tuple(precommit(SLOW, p.height, p.round, p.block_id) for p in pending)
+            block = replace(block, late_precommits=late)
+        assert block_problem(state, block) is None, block_problem(state, block)
+        states.append(apply_block(state, block)[0])
+        cert = certificate(block.hash, height, 0, ("alice", "bob", "carol"))
+    return states
+
+
+def _names(addresses: frozenset[bytes]) -> set[str]:
+    return {name for name, address in ADDR.items() if address in addresses}
+
+
+def status_of(state: ChainState, name: str) -> str:
+    return state.ledger.pools[ADDR[name]].status
+
+
+def test_a_validator_missing_from_every_certificate_is_jailed() -> None:
+    """The control: dave's precommits never arrive anywhere, so dave is charged."""
+    states = chain_of(40)
+    assert status_of(states[-1], SLOW) == "jailed"
+
+
+def test_late_precommits_carried_by_later_blocks_keep_an_online_validator_out_of_jail() -> None:
+    states = chain_of(40, late_from=3)
+    assert status_of(states[-1], SLOW) == "active"
+    assert states[-1].ledger.pools[ADDR[SLOW]].missed == 0
+
+
+def test_a_height_is_judged_only_after_its_grace_period() -> None:
+    states = chain_of(12, step_ms=100)
+    pending = states[-1].participation
+    assert pending, "heights within late_precommit_ms of the last block are still pending"
+    newest = states[-1].last_timestamp_ms
+    assert all(newest - p.timestamp_ms < PARAMS.late_precommit_ms for p in pending)
+    assert min(p.height for p in pending) > 1  # older ones were judged
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda h, r, b: precommit(SLOW, h, r + 1, b),  # another round
+        lambda h, r, b: precommit(SLOW, h, r, bytes(32)),  # another block
+        lambda h, r, b: precommit("alice", h, r, b),  # already in the certificate
+        lambda h, r, b: Vote(Kind.PREVOTE, h, r, b, ADDR[SLOW], b"\0" * 64),  # not a precommit
+        lambda h, r, b: replace(precommit(SLOW, h, r, b), signature=b"\1" * 64),  # forged
+        lambda h, r, b: Vote(Kind.PRECOMMIT, h, r, b, OUTSIDER.address, OUTSIDER.sign(b"x")),  # outsider
+        lambda h, r, b: precommit(SLOW, h + 50, r, b),  # a height that is not pending
+    ],
+)
+def test_a_block_with_a_bogus_late_precommit_is_invalid(bad: object) -> None:
+    states = chain_of(3)
+    state = states[-1]
+    cert = certificate(state.last_block_hash, 3, 0, ("alice", "bob", "carol"))
+    block = make_block(state, last_commit=cert, timestamp_ms=400)
+    entry = participation_after(state, block)[1][0]
+    late = bad(entry.height, entry.round, entry.block_id)  # type: ignore[operator]
+    assert "late precommit" in (block_problem(state, replace(block, late_precommits=(late,))) or "")
+
+
+def test_a_late_precommit_for_nil_at_the_decided_round_counts() -> None:
+    states = chain_of(3)
+    state = states[-1]
+    cert = certificate(state.last_block_hash, 3, 0, ("alice", "bob", "carol"))
+    block = make_block(state, last_commit=cert, timestamp_ms=400)
+    entry = participation_after(state, block)[1][0]
+    block = replace(block, late_precommits=(precommit(SLOW, entry.height, entry.round, None),))
+    assert block_problem(state, block) is None
+    after = apply_block(state, block)[0]
+    assert any(ADDR[SLOW] in p.signers for p in after.participation if p.height == entry.height)
+
+
+def test_the_same_late_precommit_twice_in_a_block_is_invalid() -> None:
+    states = chain_of(3)
+    state = states[-1]
+    cert = certificate(state.last_block_hash, 3, 0, ("alice", "bob", "carol"))
+    block = make_block(state, last_commit=cert, timestamp_ms=400)
+    entry = participation_after(state, block)[1][0]
+    late = precommit(SLOW, entry.height, entry.round, entry.block_id)
+    assert block_problem(state, replace(block, late_precommits=(late, late))) == "late precommit: duplicate"
+
+
+# ------------------------------------------------------------------ the machine
+
+
+def drive_to_height_2(name: str) -> tuple[ConsensusMachine, Block]:
+    """`name`'s machine decides block 1 on the others' precommits."""
+    state = state0(PARAMS)
+    block = make_block(state, "carol", timestamp_ms=10)
+    machine = ConsensusMachine(state, ADDR[name])
+    machine.start(0)
+    machine.on_proposal(proposal("carol", 1, 0, block.hash), block, 1)
+    for voter in ("alice", "bob", "carol"):
+        machine.on_vote(precommit(voter, 1, 0, block.hash), 2)
+    assert machine.height == 2
+    return machine, block
+
+
+def test_a_proposer_includes_late_precommits_it_received_for_an_earlier_height() -> None:
+    machine, block1 = drive_to_height_2("alice")
+    state1 = machine.state
+    block2 = make_block(state1, last_commit=machine.last_certificate, timestamp_ms=20)
+    state2 = apply_block(state1, block2)[0]
+    cert2 = certificate(block2.hash, 2, 0, ("alice", "bob", "carol"))
+    machine = ConsensusMachine(state2, ADDR["alice"], last_certificate=cert2)
+    machine.on_vote(precommit(SLOW, 1, 0, block1.hash), 30)  # dave's precommit for height 1, late
+    built = machine._build_block()
+    assert built.late_precommits == (precommit(SLOW, 1, 0, block1.hash),)
+    assert block_problem(state2, built) is None
+
+
+def test_a_lagging_validator_precommits_a_block_it_sees_decided() -> None:
+    """Deciding on the others' precommits before voting: it still signs its precommit."""
+    state = state0(PARAMS)
+    block = make_block(state, "carol", timestamp_ms=10)
+    machine = ConsensusMachine(state, ADDR[SLOW])
+    machine.start(0)
+    machine.on_proposal(proposal("carol", 1, 0, block.hash), block, 1)
+    out: list[Output] = []
+    for voter in ("alice", "bob", "carol"):
+        out += machine.on_vote(precommit(voter, 1, 0, block.hash), 2)
+    signs = [o.item for o in out if isinstance(o, Sign)]
+    assert Vote(Kind.PRECOMMIT, 1, 0, block.hash, ADDR[SLOW]) in signs
+    decided = [o for o in out if isinstance(o, Decided)]
+    assert len(decided) == 1
+    order = [type(o) for o in out]
+    assert order.index(Sign) < order.index(Decided)  # signed while still at that height
+
+
+def test_a_validator_that_precommitted_already_does_not_sign_again_on_deciding() -> None:
+    state = state0(PARAMS)
+    block = make_block(state, "carol", timestamp_ms=10)
+    machine = ConsensusMachine(state, ADDR[SLOW])
+    machine.start(0)
+    machine.on_proposal(proposal("carol", 1, 0, block.hash), block, 1)
+    for voter in ("alice", "bob", "carol"):
+        machine.on_vote(prevote(voter, 1, 0, block.hash), 3)
+    assert machine.phase == Phase.PRECOMMIT  # it precommitted on the polka
+    out: list[Output] = []
+    for voter in ("alice", "bob", "carol"):
+        out += machine.on_vote(precommit(voter, 1, 0, block.hash), 4)
+    assert machine.height == 2
+    assert not [o for o in out if isinstance(o, Sign) and o.item.height == 1]
