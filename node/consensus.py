@@ -49,7 +49,8 @@ from node.state import (
 )
 
 MAX_ROUND_AHEAD = 64  # votes further ahead than this are ignored (bounded memory)
-MAX_BUFFERED_NEXT = 4096  # messages kept for the next height while this one is still open
+MAX_BUFFERED_NEXT = 4096  # messages kept for later heights while this one is still open
+BUFFER_AHEAD = 32  # heights ahead whose messages are kept; further ahead we ask for blocks
 RELAY_EVERY_BEATS = 8
 MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
 SYNC_RETRY_MS = 1000
@@ -303,7 +304,7 @@ class ConsensusMachine:
                 self._check_fork(block.last_commit, out)
             self._add_proposal(proposal, block, out)
             self._evaluate(out)
-        elif proposal.height == self.height + 1:
+        elif proposal.height <= self.height + BUFFER_AHEAD:
             self._buffer_next((proposal, block))
         elif proposal.height > self.height:
             self._maybe_sync(out)
@@ -318,9 +319,9 @@ class ConsensusMachine:
             self._evaluate(out)
         elif vote.height < self.height:
             self._add_late_precommit(vote, out)
-        elif vote.height == self.height + 1:
+        elif vote.height <= self.height + BUFFER_AHEAD:
             self._buffer_next(vote)
-        elif vote.height > self.height:
+        else:
             self._maybe_sync(out)
         return out
 
@@ -405,6 +406,8 @@ class ConsensusMachine:
         """A finalized block from a peer (catch-up): verify its certificate, then decide."""
         self._now = now_ms
         out: list[Output] = []
+        if block.height == self.height and block.last_commit is not None:
+            self._check_fork(block.last_commit, out)  # a peer's chain that finalized another block
         if block.height != self.height or certificate.height != block.height:
             return out
         if certificate_problem(self.state, certificate, self.state.committee, block.hash):
@@ -527,17 +530,25 @@ class ConsensusMachine:
             self._note_sender(vote.round, vote.validator)
 
     def _buffer_next(self, item: Vote | tuple[Proposal, Block]) -> None:
-        """Keep messages for the next height: fast peers are often a step ahead of us."""
+        """Keep messages for the next few heights: fast peers are often ahead of us.
+
+        A validator that follows a height by its messages precommits it (see
+        `_attest_decision`); one that jumps ahead by sync does not, and is
+        charged downtime for heights it could have followed.
+        """
         if len(self._next_height) < MAX_BUFFERED_NEXT:
             self._next_height.append(item)
 
     def _replay_buffered(self, out: list[Output]) -> None:
         buffered, self._next_height = self._next_height, []
         for item in buffered:
-            if isinstance(item, Vote):
-                if item.height == self.height:
+            height = item.height if isinstance(item, Vote) else item[0].height
+            if height > self.height:
+                self._next_height.append(item)
+            elif isinstance(item, Vote):
+                if height == self.height:
                     self._add_vote(item, out)
-            elif item[0].height == self.height:
+            elif height == self.height:
                 self._add_proposal(item[0], item[1], out)
 
     def _add_late_precommit(self, vote: Vote, out: list[Output]) -> None:

@@ -4,17 +4,17 @@ The same driver runs in the simulator and in a real node: it admits raw
 bytes, dispatches them to the machine, and turns the machine's outputs into
 effects through a small `Effects` interface (send, schedule, persist, log).
 Signing goes through the guarded signer; a Byzantine behaviour, when set,
-is applied here and only here.
+is applied here and only here (see node/byzantine.py for what each does).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from node.byzantine import Equivocator
+from node.byzantine import Equivocator, amnesiac_prevote, late_delay_ms, withhold_recipients
 from node.consensus import (
     BroadcastEvidence,
     ConsensusMachine,
@@ -41,7 +41,7 @@ from node.inbox import (
     admit,
 )
 from node.keys import Keypair
-from node.messages import Block, CommitCertificate, Proposal, Vote
+from node.messages import Block, CommitCertificate, Proposal, Vote, signer_of
 from node.outbox import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
 from node.query import ledger_event_logs
 from node.signer import GuardedSigner
@@ -99,7 +99,7 @@ class Driver:
         self.equivocator = (
             Equivocator(signer.chain_id, keypair) if behaviour in ("equivocate", "split") else None
         )
-        self.audience = audience  # split mode: (first half, second half, colluders)
+        self.audience = audience  # split, withhold: (first half, second half, colluders)
         self.on_admitted = on_admitted
         self.auth_cache = auth_cache
         self.machine: ConsensusMachine | None = None
@@ -108,6 +108,7 @@ class Driver:
         self.peers: dict[str, StatusMsg] = {}
         self.after_outputs: Callable[[], None] | None = None
         self._applied: ChainState | None = None  # the state the next decided block applies to (for its logs)
+        self._held: set[bytes] = set()  # late mode: signatures of our messages not yet released
 
     @property
     def chain_id(self) -> str:
@@ -130,6 +131,7 @@ class Driver:
     def stop(self) -> None:
         self.machine = None
         self.incarnation += 1
+        self._held.clear()  # held messages die with the process (their releases check the incarnation)
 
     # -------------------------------------------------------------- inbound
 
@@ -166,7 +168,9 @@ class Driver:
         elif isinstance(message, SyncResponse):
             for block, cert in message.blocks:
                 if self.machine is not None:
-                    self._check_fork(cert)
+                    for carried in (block.last_commit, cert):
+                        if carried is not None:
+                            self._check_fork(carried)
                     self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
         elif isinstance(message, StatusMsg):
             self.peers[message.node] = message
@@ -242,16 +246,23 @@ class Driver:
             )
         elif isinstance(output, Rebroadcast) and self.behaviour != "split":
             for item, block in output.items:
-                self._send("consensus", signed_item_bytes(self.chain_id, item, block))
+                if item.signature in self._held:
+                    continue  # late: not even a re-send may come before the release
+                if self.behaviour == "withhold" and signer_of(item) == self.keypair.address:
+                    self._withhold(item, signed_item_bytes(self.chain_id, item, block))
+                else:
+                    self._send("consensus", signed_item_bytes(self.chain_id, item, block))
         return []
 
     def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
+        if self.behaviour == "amnesia" and isinstance(output.item, Vote):
+            output = self._forget_lock(output, machine)
         signed = self.signer.sign(output.item, output.block, output.justification)
         if signed is None:
             return []
         self.stats.signed += 1
         if self.equivocator is None:
-            self._send("consensus", signed_item_bytes(self.chain_id, signed, output.block))
+            self._send_own(signed, signed_item_bytes(self.chain_id, signed, output.block), machine)
         else:
             twin = self.equivocator.twin(signed, output.block)
             self._send_conflicting((signed, output.block), twin)
@@ -260,6 +271,57 @@ class Driver:
             assert output.block is not None
             return machine.on_proposal(signed, output.block, now)
         return machine.on_vote(signed, now)
+
+    def _send_own(self, signed: Vote | Proposal, data: bytes, machine: ConsensusMachine) -> None:
+        """Send a message we just signed: at once, or as `late` and `withhold` distort it."""
+        if self.behaviour == "late":
+            self._held.add(signed.signature)
+            incarnation = self.incarnation
+            self.effects.schedule(
+                late_delay_ms(signed, machine.params),
+                lambda: self._release(signed.signature, data, incarnation),
+            )
+        elif self.behaviour == "withhold":
+            self._withhold(signed, data)
+        else:
+            self._send("consensus", data)
+
+    def _release(self, signature: bytes, data: bytes, incarnation: int) -> None:
+        """Late mode: the step's timeout has passed, send what we held (unless we crashed since)."""
+        if incarnation == self.incarnation and self.machine is not None:
+            self._held.discard(signature)
+            self._send("consensus", data)
+
+    def _withhold(self, item: Vote | Proposal, data: bytes) -> None:
+        """Withhold mode: our message to the colluders and a seeded half of the honest nodes only.
+
+        Without an audience (a real node, where a broadcast reaches everyone)
+        there is nobody to leave out, so it is sent as usual.
+        """
+        if self.audience is None:
+            self._send("consensus", data)
+            return
+        first_half, second_half, colluders = self.audience
+        for node in (*withhold_recipients(item, first_half + second_half), *colluders):
+            self.effects.send_to(node, data)
+
+    def _forget_lock(self, output: Sign, machine: ConsensusMachine) -> Sign:
+        """Amnesia: prevote this round's proposal instead of nil or our locked block."""
+        assert isinstance(output.item, Vote)
+        entry = machine.proposals.get(output.item.round)
+        locked = machine.locked_block.hash if machine.locked_block is not None else None
+        vote = amnesiac_prevote(output.item, locked, entry[1].hash if entry is not None else None)
+        if vote is output.item:
+            return output
+        self.effects.log(
+            {
+                "event": "amnesia",
+                "height": vote.height,
+                "round": vote.round,
+                "locked_round": machine.locked_round,
+            }
+        )
+        return replace(output, item=vote)
 
     def _send_conflicting(
         self, honest: tuple[Vote | Proposal, Block | None], twin: tuple[Vote | Proposal, Block | None]

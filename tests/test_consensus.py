@@ -13,7 +13,9 @@ from dataclasses import replace
 
 import pytest
 
+from node.codec import decode, encode
 from node.consensus import (
+    BUFFER_AHEAD,
     BroadcastEvidence,
     ConsensusMachine,
     Decided,
@@ -27,7 +29,6 @@ from node.consensus import (
     Timeout,
 )
 from node.genesis import Params
-from node.codec import decode, encode
 from node.messages import (
     Block,
     CommitCertificate,
@@ -884,9 +885,11 @@ def test_messages_from_far_ahead_ask_for_sync() -> None:
     node = Node("alice")
     node.start()
     node.now = 5000
-    out = node.votes([precommit("bob", 3, 0, A)])
+    far = 2 + BUFFER_AHEAD
+    assert RequestSync(1) not in node.votes([precommit("bob", far - 1, 0, A)])  # kept, not synced
+    out = node.votes([precommit("bob", far, 0, A)])
     assert RequestSync(1) in out
-    out = node.votes([precommit("carol", 3, 0, A)])
+    out = node.votes([precommit("carol", far, 0, A)])
     assert RequestSync(1) not in out  # rate-limited
 
 
