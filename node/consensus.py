@@ -561,15 +561,13 @@ class ConsensusMachine:
             return
         late, cert = self._last_precommits, self.last_certificate
         if cert is not None and (vote.height, vote.round) == (cert.height, cert.round):
-            if vote.block_id == cert.block_id:
-                if late is not None:
-                    late.add(vote)
-                return
+            if vote.block_id == cert.block_id and late is not None:
+                late.add(vote)  # into the certificate we propose, if we propose before deciding again
             ours = self._our_precommit_by(vote.validator)
-            if ours is not None and vote.block_id is not None:
+            if ours is not None and vote.block_id is not None and ours.block_id != vote.block_id:
                 self._record_equivocation(ours, vote, out)
                 return
-        if len(self._late) < MAX_LATE_KEPT:
+        if len(self._late) < MAX_LATE_KEPT:  # or into a later block, if the certificate went without it
             self._late.setdefault((vote.height, vote.validator), vote)
 
     def _our_precommit_by(self, validator: bytes) -> Vote | None:

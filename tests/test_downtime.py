@@ -178,3 +178,17 @@ def test_a_validator_that_precommitted_already_does_not_sign_again_on_deciding()
         out += machine.on_vote(precommit(voter, 1, 0, block.hash), 4)
     assert machine.height == 2
     assert not [o for o in out if isinstance(o, Sign) and o.item.height == 1]
+
+
+def test_a_late_precommit_for_the_last_certificate_survives_the_next_decision() -> None:
+    """Folded into the next certificate only, it was lost when another proposer's block came first."""
+    machine, block1 = drive_to_height_2("alice")
+    machine.on_vote(precommit(SLOW, 1, 0, block1.hash), 25)  # late, but for the certificate we hold
+    state1 = machine.state
+    block2 = make_block(
+        state1, last_commit=certificate(block1.hash, 1, 0, ("alice", "bob", "carol")), timestamp_ms=20
+    )
+    cert2 = certificate(block2.hash, 2, 0, ("alice", "bob", "carol"))
+    machine.on_commit(block2, cert2, 30)  # someone else's block 2, without dave's precommit
+    assert machine.height == 3
+    assert precommit(SLOW, 1, 0, block1.hash) in machine._build_block().late_precommits
