@@ -65,7 +65,9 @@ _PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "epoch_length": (1, 1_000_000),
     "downtime_window": (1, 100_000),
     "jail_epochs": (0, 1_000_000),
-    "unbonding_epochs": (0, 1_000_000),
+    # At least one: committees are drawn an epoch ahead from the stake of that moment, so
+    # stake must stay slashable at least until the epoch it was seated for has ended.
+    "unbonding_epochs": (1, 1_000_000),
     "evidence_max_age": (1, 1_000_000),
     "max_block_txs": (0, 10_000),
 }

@@ -183,6 +183,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     ("margin-ppm-over-million", _set("validators.0.margin_ppm", PPM + 1), "validators[0].margin_ppm"),
     ("committee-size-zero", _set("params.committee_size", 0), "params.committee_size"),
     ("epoch-length-zero", _set("params.epoch_length", 0), "params.epoch_length"),
+    ("unbonding-epochs-zero", _set("params.unbonding_epochs", 0), "params.unbonding_epochs"),
     ("negative-timeout", _set("params.timeout_propose_ms", -1), "params.timeout_propose_ms"),
     ("float-timeout", _set("params.timeout_prevote_ms", 0.5), "params.timeout_prevote_ms"),
     ("params-not-table", _set("params", 3), "params"),
