@@ -20,9 +20,9 @@ Choices, documented because other modules depend on them:
   (the rest of epoch e plus `jail_epochs` whole epochs).
 - Unbonding: stake undelegated in epoch e is released by `start_epoch` of
   epoch `e + unbonding_epochs + 1`, and is slashed with its pool until then.
-- Downtime is tracked for active pools only; jailed and tombstoned pools
-  that linger in a committee until the next epoch boundary are not
-  penalised again.
+- Downtime is tracked for active pools only; a jailed or tombstoned pool
+  leaves the committee at the next height and is not penalised again for
+  the heights still being judged.
 - Tombstoned pools earn no rewards and accept no new delegations; their
   delegators (and operator) can still undelegate.
 """

@@ -272,7 +272,8 @@ def status_view(state: ChainState) -> JSON:
         **_where(state),
         "last_block_hash": state.last_block_hash.hex(),
         "validators": len(state.validator_set),
-        "committee_size": len(state.committee.members),
+        "committee_members": len(state.committee.members),
+        "committee_power": state.committee.total,  # seats, or stake when everyone sits
     }
 
 
