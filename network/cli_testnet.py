@@ -96,7 +96,7 @@ def testnet() -> None:
     multiple=True,
     callback=_behaviours,
     metavar="NODE=MODE",
-    help="make a validator misbehave: equivocate or silent (repeatable)",
+    help=f"make a validator misbehave, MODE one of {', '.join(tn.BEHAVIOURS)} (repeatable)",
 )
 @click.option(
     "--slot-ms",
@@ -307,7 +307,7 @@ def heal(directory: Path) -> None:
 @click.argument("mode", metavar="|".join(tn.BEHAVIOURS))
 @DIR_OPTION
 def behave(node: str, mode: str, directory: Path) -> None:
-    """Restart NODE as honest, equivocate or silent; later restarts keep the behaviour.
+    """Restart NODE as honest or in a Byzantine MODE; later restarts keep the behaviour.
 
     Needs the `up` that owns the testnet to be running, like `restart`.
     """

@@ -60,12 +60,13 @@ from network.broker import (
 )
 from network.logcheck import Event, analyse, format_report, read_log
 from network.netfaults import NetworkFaults
+from node.byzantine import BYZANTINE_MODES
 from node.genesis import Genesis, GenesisError, Params, genesis_to_toml, load_genesis, make_genesis
 from node.keys import Keypair, load_key_file, save_key_file
 from node.logs import format_pretty
 
 STATE_VERSION = 1
-BEHAVIOURS = ("honest", "equivocate", "silent")
+BEHAVIOURS = ("honest", *BYZANTINE_MODES)  # the modes a real node offers (node/byzantine.py)
 DEFAULT_CHAIN_ID = "posnet-local"
 DEFAULT_SLOT_MS = 1000  # paced heights: a human can read the stream
 STOP_TIMEOUT_S = 10.0

@@ -81,7 +81,7 @@ def node() -> None:
     type=click.Choice(BEHAVIOURS),
     default="honest",
     show_default=True,
-    help="fault injection: equivocate or stay silent",
+    help="fault injection: a Byzantine mode (node/byzantine.py says what each does)",
 )
 @click.option(
     "--mqtt-protocol",

@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 from network.broker import parse_broker_url
 from network.mqtt import CONSENSUS, EVIDENCE, SYNC_REQ, TX, MqttTransport, status_channel, sync_resp_channel
+from node.byzantine import BYZANTINE_MODES
 from node.codec import DecodeError, decode, encode
 from node.consensus import Decided
 from node.driver import SYNC_BATCH, Driver
@@ -71,7 +72,7 @@ STATUS_CHECK_S = 0.5  # how often to look whether height/round changed (status "
 STATUS_REFRESH_S = 5.0  # re-publish the retained status at least this often
 OWN_DIGESTS_KEPT = 100_000
 INBOUND_QUEUE = 10_000
-BEHAVIOURS = ("honest", "equivocate", "silent")
+BEHAVIOURS = ("honest", *BYZANTINE_MODES)  # what `--behaviour` accepts (node/byzantine.py says what each does)
 
 
 class StartupError(Exception):
