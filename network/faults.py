@@ -1,5 +1,11 @@
 """Fault plans for the simulator: what goes wrong, when, to whom.
 
+Also the random draws a sweep explores: fault plans (`random_fault_plan`)
+and the conditions faults meet (`random_setup`: stake shapes up to a
+Byzantine stake just under 1/3, committees smaller than the set, short
+downtime windows). Every draw is a pure function of a seed and is written
+back out as explicit options, so a run found by a sweep replays alone.
+
 A plan is written as a compact spec, items separated by commas:
 
     drop=0.05                 each delivery lost with this probability
@@ -10,12 +16,15 @@ A plan is written as a compact spec, items separated by commas:
     crash=v2@3000-7000        v2 is down (state in memory lost) from 3000, restarts at 7000
 
 Times are virtual milliseconds since the start of the run. Nodes not named
-in any partition group can talk to everyone.
+in any partition group can talk to everyone. One node's crash windows may
+not overlap (a node cannot crash while it is down).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 
 class FaultSpecError(ValueError):
@@ -128,41 +137,180 @@ def parse_fault_spec(spec: str) -> FaultPlan:
             raise FaultSpecError(f"{item}: unknown fault '{key}'")
     values["partitions"] = tuple(values["partitions"])  # type: ignore[arg-type]
     values["crashes"] = tuple(values["crashes"])  # type: ignore[arg-type]
+    _check_crash_windows(values["crashes"])  # type: ignore[arg-type]
     return FaultPlan(**values)  # type: ignore[arg-type]
 
 
-def random_fault_plan(seed: int, names: list[str], protected: frozenset[str] = frozenset()) -> FaultPlan:
-    """A seeded mix of loss, delay, duplication, reordering, a partition and crashes.
+def _check_crash_windows(crashes: tuple[Crash, ...]) -> None:
+    """A second crash of a node still down would restart it twice: refuse the spec instead."""
+    by_node: dict[str, list[Window]] = {}
+    for crash in crashes:
+        by_node.setdefault(crash.node, []).append(crash.window)
+    for node, windows in by_node.items():
+        windows.sort(key=lambda w: w.start_ms)
+        for earlier, later in pairwise(windows):
+            if later.start_ms < earlier.end_ms:
+                raise FaultSpecError(
+                    f"crash={node}: windows {earlier.start_ms}-{earlier.end_ms} and "
+                    f"{later.start_ms}-{later.end_ms} overlap"
+                )
 
-    Every timed fault heals by 12 s of virtual time, so liveness can be
-    judged after it. Nodes in `protected` (e.g. Byzantine ones) are not
-    crashed, so crashes only ever take honest nodes down.
+
+def _node_order(name: str) -> tuple[int, str]:
+    """v2 before v10: the order validator names are written in."""
+    return (len(name), name)
+
+
+def format_fault_spec(plan: FaultPlan) -> str:
+    """The compact spec of `plan`, written out in full: `parse_fault_spec` gives `plan` back.
+
+    This is what makes a drawn plan ('random') replayable from a command line.
     """
-    import random
+    items: list[str] = []
+    if plan.drop:
+        items.append(f"drop={plan.drop!r}")
+    if plan.delay_ms != FaultPlan().delay_ms:
+        items.append(f"delay={plan.delay_ms[0]}-{plan.delay_ms[1]}")
+    if plan.dup:
+        items.append(f"dup={plan.dup!r}")
+    if plan.reorder:
+        items.append(f"reorder={plan.reorder!r}")
+    for partition in plan.partitions:
+        groups = "|".join("+".join(sorted(group, key=_node_order)) for group in partition.groups)
+        items.append(f"partition={groups}@{partition.window.start_ms}-{partition.window.end_ms}")
+    for crash in plan.crashes:
+        items.append(f"crash={crash.node}@{crash.window.start_ms}-{crash.window.end_ms}")
+    return ",".join(items)
 
+
+# ------------------------------------------------------------------ random draws
+
+MAX_HEAL_MS = 15_000  # every drawn timed fault is over by then, so liveness is judged after it
+
+
+def _heals(rng: random.Random, earliest: int, latest: int, shortest: int, longest: int) -> Window:
+    """A window starting in [earliest, latest], lasting [shortest, longest] ms, over by MAX_HEAL_MS."""
+    start = rng.randint(earliest, latest)
+    return Window(start, min(start + rng.randint(shortest, longest), MAX_HEAL_MS))
+
+
+def _random_partition(rng: random.Random, names: list[str]) -> Partition:
+    """Two or three groups (three only with three nodes or more) that cannot talk, then heal."""
+    ways = 3 if len(names) >= 3 and rng.random() < 0.4 else 2
+    shuffled = rng.sample(names, len(names))
+    cuts = sorted(rng.sample(range(1, len(names)), ways - 1))
+    bounds = [0, *cuts, len(names)]
+    groups = tuple(frozenset(shuffled[lo:hi]) for lo, hi in pairwise(bounds))
+    return Partition(groups, _heals(rng, 0, 8000, 300, 6000))
+
+
+def _random_crashes(rng: random.Random, crashable: list[str]) -> list[Crash]:
+    """Up to three honest nodes down for a while; sometimes one of them crashes twice."""
+    count = min(len(crashable), rng.choice((0, 0, 1, 1, 2, 3)))
+    crashes = [Crash(name, _heals(rng, 0, 9000, 200, 5000)) for name in rng.sample(crashable, count)]
+    if crashes and rng.random() < 0.25:
+        first = crashes[0]
+        again = first.window.end_ms + rng.randint(100, 2000)
+        if again < MAX_HEAL_MS:
+            crashes.append(Crash(first.node, Window(again, min(again + rng.randint(200, 3000), MAX_HEAL_MS))))
+    return crashes
+
+
+def random_fault_plan(seed: int, names: list[str], protected: frozenset[str] = frozenset()) -> FaultPlan:
+    """A seeded mix of loss, delay, duplication, reordering, partitions and crashes.
+
+    Partitions split the nodes two or three ways (up to two of them, which
+    may overlap); up to three honest nodes crash and restart, one of them
+    perhaps twice. Every timed fault heals by MAX_HEAL_MS of virtual time,
+    so liveness can be judged after it. Nodes in `protected` (the Byzantine
+    ones) are not crashed, so crashes only ever take honest nodes down.
+    """
     rng = random.Random(f"faults/{seed}")
-    lo = rng.randint(1, 20)
-    plan_partitions: list[Partition] = []
-    if len(names) >= 2 and rng.random() < 0.5:
-        shuffled = rng.sample(names, len(names))
-        cut = rng.randint(1, len(names) - 1)
-        start = rng.randint(0, 4000)
-        plan_partitions.append(
-            Partition(
-                (frozenset(shuffled[:cut]), frozenset(shuffled[cut:])),
-                Window(start, start + rng.randint(500, 6000)),
-            )
-        )
-    crashable = [name for name in names if name not in protected]
-    crashes: list[Crash] = []
-    if crashable and rng.random() < 0.5:
-        start = rng.randint(0, 6000)
-        crashes.append(Crash(rng.choice(crashable), Window(start, start + rng.randint(200, 5000))))
+    lo = rng.randint(1, 30)
+    hi = lo + rng.choice((0, 20, 60, 150, 300))
+    partitions = (
+        [_random_partition(rng, names) for _ in range(rng.choice((0, 0, 1, 1, 2)))] if len(names) >= 2 else []
+    )
+    crashes = _random_crashes(rng, [name for name in names if name not in protected])
     return FaultPlan(
-        drop=rng.choice((0.0, 0.0, 0.02, 0.1, 0.2)),
-        delay_ms=(lo, lo + rng.randint(0, 150)),
-        dup=rng.choice((0.0, 0.05)),
-        reorder=rng.choice((0.0, 0.1)),
-        partitions=tuple(plan_partitions),
+        drop=rng.choice((0.0, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)),
+        delay_ms=(lo, hi),
+        dup=rng.choice((0.0, 0.0, 0.02, 0.1)),
+        reorder=rng.choice((0.0, 0.0, 0.05, 0.2)),
+        partitions=tuple(partitions),
         crashes=tuple(crashes),
     )
+
+
+STAKE_SHAPES = ("equal", "uneven", "power-law", "edge")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Drawn conditions for one run: stakes, committee size, protocol parameters.
+
+    `params` holds only what differs from the genesis defaults, as
+    (name, value) pairs that `posnet sim --param NAME=VALUE` accepts.
+    """
+
+    shape: str
+    stakes: tuple[int, ...]
+    committee_size: int | None  # None: everyone sits on the committee
+    params: tuple[tuple[str, int], ...]
+
+
+def draw_stakes(rng: random.Random, shape: str, validators: int, byzantine: int) -> tuple[int, ...]:
+    """Stakes of one shape; the last `byzantine` validators hold less than 1/3 of the total.
+
+    - equal: 1000 each;
+    - uneven: uniform in [100, 5000];
+    - power-law: Pareto with the 80/20 exponent, so a few pools dwarf the rest;
+    - edge: uneven, with the Byzantine pools together holding just under 1/3.
+    Whatever the shape, Byzantine stake is scaled down below 1/3 when it
+    would reach it (a run in the model needs that); per committee it may
+    still reach 1/3 when committees are sampled, which the simulator reports.
+    """
+    honest_count = validators - byzantine
+    if shape == "equal":
+        stakes = [1000] * validators
+    elif shape == "power-law":
+        stakes = [min(1_000_000, int(100 * rng.paretovariate(1.16))) for _ in range(validators)]
+    else:
+        stakes = [rng.randint(100, 5000) for _ in range(validators)]
+    honest = sum(stakes[:honest_count])
+    limit = (honest - 1) // 2  # Byzantine B with 2B < H, i.e. B / (B + H) < 1/3
+    if byzantine == 0 or limit < byzantine:
+        return tuple(stakes)
+    weights = stakes[honest_count:]
+    if shape == "edge" or sum(weights) > limit:
+        target = limit if shape == "edge" else min(limit, sum(weights))
+        scaled = [max(1, w * target // sum(weights)) for w in weights]
+        while sum(scaled) > limit:  # the floor of 1 can overshoot by a little
+            scaled[scaled.index(max(scaled))] -= 1
+        if shape == "edge":  # rounding down left a little: the edge is exactly the largest share under 1/3
+            scaled[scaled.index(max(scaled))] += target - sum(scaled)
+        stakes[honest_count:] = scaled
+    return tuple(stakes)
+
+
+def random_setup(seed: int, validators: int, byzantine: int) -> Setup:
+    """Stakes, committee size and downtime window drawn for one seed (see `Setup`).
+
+    Committees smaller than the set are drawn for 6 validators or more;
+    downtime windows are short (4-20 heights) so unfair downtime accounting
+    jails an honest validator quickly enough for a short run to show it.
+    """
+    rng = random.Random(f"setup/{seed}")
+    shape = rng.choice(STAKE_SHAPES)
+    stakes = draw_stakes(rng, shape, validators, byzantine)
+    committee = (
+        rng.randint(max(4, validators // 2), validators - 1)
+        if validators >= 6 and rng.random() < 0.3
+        else None
+    )
+    window = rng.choice((4, 6, 8, 10, 20))
+    params = (
+        ("downtime_window", window),
+        ("max_missed_in_window", rng.randint(max(1, window // 2), window - 1)),
+    )
+    return Setup(shape, stakes, committee, params)
