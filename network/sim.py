@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from itertools import combinations
 from typing import Any
 
-from network.faults import FaultPlan, format_fault_spec
+from network.faults import FaultPlan, format_fault_spec, random_fault_plan, random_setup
 from network.simnet import SimNetwork
 from node import ledger as L
 from node.accountability import (
@@ -49,7 +49,7 @@ from node.accountability import (
 from node.codec import DecodeError
 from node.consensus import MAX_ROUND_AHEAD, ConsensusMachine, Decided
 from node.driver import PENALTY_EVENTS, Driver
-from node.genesis import PPM, Genesis, Params, make_genesis
+from node.genesis import PPM, Genesis, Params, make_genesis, parse_params
 from node.inbox import Admitted, AuthCache, ProposalMsg
 from node.keys import Keypair
 from node.messages import (
@@ -123,6 +123,42 @@ def replay_command(config: SimConfig) -> str:
     if spec:
         args += ["--faults", spec]
     return shlex.join(args)
+
+
+SWEEP_MODES = ("equivocate", "silent", "split")
+
+
+def random_run_config(seed: int, heights: int = 10, modes: tuple[str, ...] = SWEEP_MODES) -> SimConfig:
+    """A whole run drawn from `seed`: the space a sweep explores, inside the 1/3 bound by stake.
+
+    4-10 validators; up to half of them Byzantine (one of `modes`) but with
+    less than 1/3 of the stake (`random_setup` scales them down); stakes
+    equal, uneven, power-law or at the 1/3 edge; sometimes a committee
+    smaller than the set, which may still give one height's committee 1/3
+    or more Byzantine power (the run then reports it); a short downtime
+    window; and a random fault plan that heals. `replay_command` writes
+    every drawn value out, so a run found this way replays alone.
+    """
+    rng = random.Random(f"run/{seed}")
+    validators = rng.choice((4, 4, 5, 6, 7, 7, 10))
+    byzantine = rng.randint(0, validators // 2)
+    names = validator_names(validators)
+    protected = frozenset(names[validators - byzantine :])
+    setup = random_setup(seed, validators, byzantine)
+    mode = rng.choice(modes)
+    return SimConfig(
+        validators=validators,
+        heights=heights,
+        seed=seed,
+        byzantine=byzantine,
+        byzantine_mode=mode
+        if byzantine
+        else SimConfig.byzantine_mode,  # no Byzantine: the mode means nothing
+        committee_size=setup.committee_size or SimConfig.committee_size,
+        faults=random_fault_plan(seed, names, protected),
+        params=parse_params(dict(setup.params)),
+        stakes=setup.stakes,
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shlex
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from network.sim import (
     ByzantineShare,
     SimConfig,
     check_penalties,
+    random_run_config,
     replay_command,
     run_simulation,
     validator_names,
@@ -44,38 +44,30 @@ from network.sim import (
 from node.genesis import Params
 
 REPO = Path(__file__).resolve().parent.parent
-SWEEP_SEEDS = int(os.environ.get("POSNET_SWEEP_SEEDS", "240"))
+SWEEP_SEEDS = int(os.environ.get("POSNET_SWEEP_SEEDS", "40"))
+SLOW_SWEEP_SEEDS = int(os.environ.get("POSNET_SLOW_SWEEP_SEEDS", "400"))
 
 
-def sweep_config(seed: int) -> SimConfig:
-    """A seeded mix: 4-10 validators, up to f < n/3 Byzantine, random faults."""
-    rng = random.Random(seed)
-    n = rng.choice((4, 4, 5, 7, 10))
-    byzantine = rng.randint(0, (n - 1) // 3)
-    names = validator_names(n)
-    protected = frozenset(names[n - byzantine :]) if byzantine else frozenset()
-    return SimConfig(
-        validators=n,
-        heights=10,
-        seed=seed,
-        byzantine=byzantine,
-        byzantine_mode=rng.choice(("equivocate", "silent")),
-        faults=random_fault_plan(seed, names, protected),
-    )
+def _sweep_failures(seeds: range) -> list[str]:
+    """Runs of the whole drawn space (random_run_config) that broke an invariant inside the bound."""
+    failures = []
+    for seed in seeds:
+        result = run_simulation(random_run_config(seed))
+        if not result.ok:
+            failures.append(f"{[v.message for v in result.inside_bound][:2]}; replay: {result.replay}")
+    return failures
 
 
 @pytest.mark.parametrize("block", range(0, SWEEP_SEEDS, 20))
 def test_sweep_of_seeds_with_faults_and_a_byzantine_minority_keeps_every_invariant(block: int) -> None:
-    failures = []
-    for seed in range(block, min(block + 20, SWEEP_SEEDS)):
-        config = sweep_config(seed)
-        result = run_simulation(config)
-        assert result.safety_violations == [], f"seed {seed}: {result.safety_violations}"
-        if not result.ok:
-            failures.append(
-                f"seed {seed} ({config.validators} validators, {config.byzantine} {config.byzantine_mode}): {result.to_json()['violations'][:2]}"
-            )
-    assert failures == []
+    assert _sweep_failures(range(block, min(block + 20, SWEEP_SEEDS))) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", range(SWEEP_SEEDS, SWEEP_SEEDS + SLOW_SWEEP_SEEDS, 50))
+def test_a_few_hundred_more_seeds_of_the_whole_space_keep_every_invariant(block: int) -> None:
+    """Uneven and power-law stakes up to just under 1/3 Byzantine, small committees, every fault kind."""
+    assert _sweep_failures(range(block, min(block + 50, SWEEP_SEEDS + SLOW_SWEEP_SEEDS))) == []
 
 
 def test_every_fault_kind_together_heals_and_finality_resumes() -> None:
@@ -529,3 +521,24 @@ def test_drawn_setups_cover_every_stake_shape_and_smaller_committees() -> None:
     setups = [random_setup(seed, 7, 2) for seed in range(200)]
     assert {s.shape for s in setups} == set(STAKE_SHAPES)
     assert any(s.committee_size is not None for s in setups)
+
+
+class _Captured(Exception):
+    """Stops the CLI at the run, carrying the configuration it built."""
+
+
+@pytest.mark.parametrize("seed", range(0, 60, 3))
+def test_the_replay_line_of_any_drawn_run_rebuilds_exactly_its_configuration(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import network.sim
+    from node.cli import cli
+
+    def capture(config: SimConfig) -> None:
+        raise _Captured(config)
+
+    monkeypatch.setattr(network.sim, "run_simulation", capture)
+    drawn = random_run_config(seed)
+    result = CliRunner().invoke(cli, shlex.split(replay_command(drawn))[1:])
+    assert isinstance(result.exception, _Captured), result.output
+    assert result.exception.args[0] == drawn
