@@ -335,16 +335,11 @@ def test_split_fork_culprits_carry_proofs_and_none_of_them_is_honest() -> None:
         assert result.accountability_violations == [], result.accountability_violations
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="needs the consensus machine to derive evidence from a certificate conflicting with its own "
-    "finalized block; until then a culprit seen only in the two certificates goes unpunished",
-    strict=False,
-)
-def test_the_reviewed_split_fork_leaves_no_culprit_of_both_certificates_unpunished() -> None:
-    """3 of 7 split-brain equivocators: v6's precommit was in both certificates and v6 stayed active."""
+def test_the_reviewed_split_attack_leaves_no_culprit_unpunished() -> None:
+    """3 of 7 split-brain equivocators: it forked at height 4 with v6 in both certificates, v6 unpunished."""
     result = run_simulation(SimConfig(validators=7, heights=8, seed=0, byzantine=3, byzantine_mode="split"))
     assert result.accountability_violations == []
+    assert {result.validators[name]["status"] for name in ("v5", "v6", "v7")} == {"tombstoned"}
 
 
 # ------------------------------------------------------------ penalties
