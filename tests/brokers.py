@@ -15,6 +15,7 @@ embedded amqtt broker with MQTT 3.1.1 (the only version amqtt speaks).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -24,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import aiomqtt
 import pytest
 
-from network.broker import BrokerProcess, mosquitto_available, start_broker
+from network.broker import BrokerProcess, mosquitto_available, parse_broker_url, start_broker
 from network.mqtt import Inbound, MqttTransport
 from tests import waiting
 
@@ -196,3 +198,33 @@ def spawn_status_node(
     return subprocess.Popen(
         argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+@asynccontextmanager
+async def consensus_tap(
+    broker: BrokerProcess, chain_id: str, on_payload: Callable[[bytes], None], identifier: str
+) -> AsyncIterator[None]:
+    """A raw subscriber on the chain's consensus topic, straight off the broker, for the block's duration.
+
+    Every payload published there goes to `on_payload` (the tests decode it
+    themselves: this is the outside observer, not a node). Returns once
+    subscribed, so nothing published afterwards is missed.
+    """
+    host, port = parse_broker_url(broker.url)
+    ready = asyncio.Event()
+
+    async def watch() -> None:
+        async with aiomqtt.Client(host, port, identifier=identifier) as client:
+            await client.subscribe(f"posnet/{chain_id}/consensus", qos=0)
+            ready.set()
+            async for message in client.messages:
+                on_payload(bytes(message.payload))  # type: ignore[arg-type]
+
+    task = asyncio.create_task(watch())
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task

@@ -11,7 +11,6 @@ the second. One real-process test runs `late` over a real mosquitto.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from click.testing import CliRunner
 
 from network import testnet as tn
-from network.broker import BrokerProcess, mosquitto_available, parse_broker_url
+from network.broker import BrokerProcess, mosquitto_available
 from network.faults import parse_fault_spec
 from network.sim import SimConfig, SimResult, run_simulation, sim_genesis, twin_names, with_twins
 from network.simnet import SimNetwork
@@ -41,6 +39,7 @@ from node.codec import DecodeError
 from node.genesis import Params
 from node.messages import Kind, Proposal, Vote, parse_envelope, sha256, signer_of
 from node.signer import GuardedSigner
+from tests.brokers import consensus_tap
 from tests.nodes import LocalNet, agree, make_localnet, wait_until
 
 NEW_MODES = ("withhold", "late", "amnesia", "twins")
@@ -359,30 +358,18 @@ under the key (height, -1 - round), the proposer of that round (time 0, its addr
 @contextlib.asynccontextmanager
 async def prevote_times(broker: BrokerProcess, chain_id: str) -> AsyncIterator[PrevoteTimes]:
     """Every prevote and proposal published on the chain's consensus topic, as `PrevoteTimes`."""
-    host, port = parse_broker_url(broker.url)
     seen: PrevoteTimes = {}
-    ready = asyncio.Event()
 
-    async def watch() -> None:
-        async with aiomqtt.Client(host, port, identifier="posnet-test-late-watcher") as client:
-            await client.subscribe(f"posnet/{chain_id}/consensus", qos=0)
-            ready.set()
-            async for message in client.messages:
-                item = signed_item(bytes(message.payload))  # type: ignore[arg-type]
-                if isinstance(item, Vote) and item.kind == Kind.PREVOTE:
-                    by = seen.setdefault((item.height, item.round), {})
-                    by.setdefault(item.validator, (time.monotonic(), item.block_id))
-                elif isinstance(item, Proposal):
-                    seen[(item.height, -1 - item.round)] = {item.proposer: (0.0, item.proposer)}
+    def note(payload: bytes) -> None:
+        item = signed_item(payload)
+        if isinstance(item, Vote) and item.kind == Kind.PREVOTE:
+            by = seen.setdefault((item.height, item.round), {})
+            by.setdefault(item.validator, (time.monotonic(), item.block_id))
+        elif isinstance(item, Proposal):
+            seen[(item.height, -1 - item.round)] = {item.proposer: (0.0, item.proposer)}
 
-    task = asyncio.create_task(watch())
-    try:
-        await asyncio.wait_for(ready.wait(), 30)
+    async with consensus_tap(broker, chain_id, note, "posnet-test-late-watcher"):
         yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await task
 
 
 @pytest.mark.broker

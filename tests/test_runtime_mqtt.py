@@ -35,6 +35,7 @@ from node.messages import Kind, Proposal, Vote, parse_envelope, sha256
 from node.runtime import CRASH_AFTER_SIGN_RECORD_ENV
 from node.safety import Step
 from node.storage import Store
+from tests.brokers import consensus_tap
 from tests.nodes import REPO_ROOT, LocalNet, agree, make_localnet, wait_until
 
 needs_mosquitto = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed")
@@ -68,25 +69,11 @@ async def consensus_watcher(broker: BrokerProcess, chain_id: str) -> AsyncIterat
     the block id for votes, the hash of the proposal body for proposals (the
     signing record's own notion of "the same proposal").
     """
-    host, port = parse_broker_url(broker.url)
     seen: Conflicts = {}
-    ready = asyncio.Event()
-
-    async def watch() -> None:
-        async with aiomqtt.Client(host, port, identifier="posnet-test-watcher") as client:
-            await client.subscribe(f"posnet/{chain_id}/consensus", qos=0)
-            ready.set()
-            async for message in client.messages:
-                record_signed(seen, bytes(message.payload))  # type: ignore[arg-type]
-
-    task = asyncio.create_task(watch())
-    try:
-        await asyncio.wait_for(ready.wait(), 30)
+    async with consensus_tap(
+        broker, chain_id, lambda payload: record_signed(seen, payload), "posnet-test-watcher"
+    ):
         yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await task
 
 
 def record_signed(seen: Conflicts, payload: bytes) -> None:
