@@ -29,6 +29,7 @@ import pytest
 from network.broker import BrokerProcess, free_port, mosquitto_available, parse_broker_url, start_broker
 from network.logcheck import read_log
 from node.codec import DecodeError
+from node.genesis import Params
 from node.inbox import StatusMsg, admit
 from node.logs import EventLog, format_pretty
 from node.messages import Kind, Proposal, Vote, parse_envelope, sha256
@@ -159,6 +160,26 @@ async def retained_statuses(broker: BrokerProcess, net: LocalNet) -> dict[str, S
                     if len(found) == len(net.nodes):
                         break
     return found
+
+
+@needs_mosquitto
+@pytest.mark.broker
+async def test_a_lone_validator_in_fast_mode_runs_its_chain_and_stays_responsive(
+    mosquitto: BrokerProcess, tmp_path: Path
+) -> None:
+    """All the stake and no commit wait: it decides on its own messages, and every
+    height still starts through the event loop, so the node keeps answering and
+    stops on SIGTERM (it used to start the next height inside the same call)."""
+    net = make_localnet(tmp_path / "net", mosquitto.url, 1, params=Params(commit_wait_ms=0), metrics=True)
+    [node] = net.nodes.values()
+    with running(net):
+        await wait_until(lambda: node.height() >= 50, what="the lone validator at height 50", net=net)
+        assert "posnet_" in node.metrics()  # the HTTP endpoint answers between heights
+        later = node.height()
+        await wait_until(lambda: node.height() > later + 20, what="20 more heights", net=net)
+        assert node.terminate() == 0, net.diagnostics()
+    chain = node.finalized()
+    assert sorted(chain) == list(range(1, len(chain) + 1))
 
 
 @needs_mosquitto
