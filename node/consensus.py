@@ -234,6 +234,7 @@ class ConsensusMachine:
         self.last_certificate = last_certificate
         self._last_precommits: VoteSet | None = None
         self._late: dict[tuple[int, bytes], Vote] = {}  # precommits that certificates missed, to include
+        self._own_precommits: dict[tuple[int, int], Vote] = {}  # ours, until the chain has counted them
         self._sync_requested_ms = -SYNC_RETRY_MS
         self._next_height: list[Vote | tuple[Proposal, Block]] = []
         self._resume_round = 0  # a restarted node resumes the round it had reached
@@ -314,6 +315,8 @@ class ConsensusMachine:
         """An authenticated prevote or precommit."""
         self._now = now_ms
         out: list[Output] = []
+        if vote.validator == self.address and vote.kind == Kind.PRECOMMIT:
+            self._own_precommits.setdefault((vote.height, vote.round), vote)
         if vote.height == self.height:
             self._add_vote(vote, out)
             self._evaluate(out)
@@ -570,6 +573,28 @@ class ConsensusMachine:
         if len(self._late) < MAX_LATE_KEPT:  # or into a later block, if the certificate went without it
             self._late.setdefault((vote.height, vote.validator), vote)
 
+    def _resend_uncounted_precommits(self, out: list[Output]) -> None:
+        """Our precommits for pending heights that no block has counted yet: send them again.
+
+        After a height closes nobody relays its votes, so a precommit lost on
+        the way to every proposer would be charged as downtime although we
+        were online. Each new height re-sends each such precommit once, until
+        a block counts it or its height is judged: at most one message per
+        pending height.
+        """
+        pending = {p.height: p for p in self.state.participation}
+        resend = []
+        for (height, round_), vote in sorted(self._own_precommits.items()):
+            entry = pending.get(height)
+            if entry is None or round_ != entry.round or self.address in entry.signers:
+                continue
+            if vote.block_id in (entry.block_id, None):
+                resend.append((vote, None))
+        if resend:
+            out.append(Rebroadcast(tuple(resend)))
+        oldest = min(pending, default=self.height - 1)
+        self._own_precommits = {k: v for k, v in self._own_precommits.items() if k[0] >= oldest}
+
     def _our_precommit_by(self, validator: bytes) -> Vote | None:
         """`validator`'s precommit for the block we finalized last, if we hold one."""
         cert = self.last_certificate
@@ -777,6 +802,7 @@ class ConsensusMachine:
             precommits = self.votes.get((certificate.round, Kind.PRECOMMIT))
             self._last_precommits = precommits
         self._reset(new_state, self._now)
+        self._resend_uncounted_precommits(out)
         self._schedule_heartbeat(out)
         self._replay_buffered(out)
         # Through the clock even when there is no wait: a validator with more

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from node.consensus import ConsensusMachine, Decided, Output, Phase, Sign
+from node.consensus import ConsensusMachine, Decided, Output, Phase, Rebroadcast, Sign
 from node.genesis import Params
 from node.messages import Block, Kind, Vote
 from node.state import ChainState, apply_block, block_problem, participation_after
@@ -192,3 +192,32 @@ def test_a_late_precommit_for_the_last_certificate_survives_the_next_decision() 
     machine.on_commit(block2, cert2, 30)  # someone else's block 2, without dave's precommit
     assert machine.height == 3
     assert precommit(SLOW, 1, 0, block1.hash) in machine._build_block().late_precommits
+
+
+def test_a_validator_resends_its_precommit_until_a_block_counts_it() -> None:
+    """Lost on the way to every proposer, it would be charged as downtime although we were online."""
+    state = state0(PARAMS)
+    block1 = make_block(state, "carol", timestamp_ms=10)
+    machine = ConsensusMachine(state, ADDR[SLOW])
+    machine.start(0)
+    machine.on_proposal(proposal("carol", 1, 0, block1.hash), block1, 1)
+    for voter in ("alice", "bob", "carol"):
+        machine.on_vote(prevote(voter, 1, 0, block1.hash), 2)
+    ours = precommit(SLOW, 1, 0, block1.hash)
+    machine.on_vote(ours, 3)  # our own precommit, signed and fed back as the driver does
+    for voter in ("alice", "bob", "carol"):
+        machine.on_vote(precommit(voter, 1, 0, block1.hash), 4)
+    assert machine.height == 2
+    cert1 = certificate(block1.hash, 1, 0, ("alice", "bob", "carol"))  # the proposer's, without ours
+    block2 = make_block(machine.state, last_commit=cert1, timestamp_ms=20)
+    out = machine.on_commit(block2, certificate(block2.hash, 2, 0, ("alice", "bob", "carol")), 30)
+    resent = [item for o in out if isinstance(o, Rebroadcast) for item, _ in o.items]
+    assert ours in resent
+    counted = make_block(
+        machine.state,
+        last_commit=certificate(block2.hash, 2, 0, ("alice", "bob", "carol")),
+        timestamp_ms=40,
+    )
+    counted = replace(counted, late_precommits=(ours,))
+    out = machine.on_commit(counted, certificate(counted.hash, 3, 0, ("alice", "bob", "carol")), 50)
+    assert ours not in [item for o in out if isinstance(o, Rebroadcast) for item, _ in o.items]
