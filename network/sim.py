@@ -839,12 +839,13 @@ def check_forks(
 
 
 def _knows_offence(node: SimNode, offender: bytes, height: int) -> bool:
-    """`offender` is tombstoned on the node's chain, or the node holds evidence of its equivocation at `height`."""
+    """`offender` is tombstoned on the node's chain, or the node holds evidence of an equivocation
+    by it at `height` or later (any one tombstones it: a validator is punished once, for good)."""
     if L.pool_status(node.state.ledger, offender) == L.TOMBSTONED:
         return True
     machine = node.machine
     return machine is not None and any(
-        key[0] == offender and key[1] == height for key in machine.evidence_seen
+        key[0] == offender and key[1] >= height for key in machine.evidence_seen
     )
 
 

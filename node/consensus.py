@@ -52,6 +52,7 @@ MAX_ROUND_AHEAD = 64  # votes further ahead than this are ignored (bounded memor
 MAX_BUFFERED_NEXT = 4096  # messages kept for later heights while this one is still open
 BUFFER_AHEAD = 32  # heights ahead whose messages are kept; further ahead we ask for blocks
 RELAY_EVERY_BEATS = 8
+FORK_LOOKBACK = 20  # on a fork, the heights before it whose certificates we ask for and compare
 MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
 SYNC_RETRY_MS = 1000
 
@@ -235,6 +236,7 @@ class ConsensusMachine:
         self._last_precommits: VoteSet | None = None
         self._late: dict[tuple[int, bytes], Vote] = {}  # precommits that certificates missed, to include
         self._own_precommits: dict[tuple[int, int], Vote] = {}  # ours, until the chain has counted them
+        self._forks_traced: set[int] = set()  # heights whose conflicting certificate sent us looking back
         self._sync_requested_ms = -SYNC_RETRY_MS
         self._next_height: list[Vote | tuple[Proposal, Block]] = []
         self._resume_round = 0  # a restarted node resumes the round it had reached
@@ -644,7 +646,17 @@ class ConsensusMachine:
         late = self._last_precommits
         if late is not None:
             ours = make_certificate(late.votes_for(ours.block_id))
+        committee = committee_at(self.state, theirs.height)
+        if committee is None or certificate_problem(self.state, theirs, committee, theirs.block_id):
+            return
         out.extend(self.on_conflicting_certificate(theirs, ours))
+        if theirs.height not in self._forks_traced:
+            # The chains may have parted earlier, and the validators who signed
+            # both sides there need not be the ones who did here: ask for the
+            # other chain's recent blocks, whose certificates the driver
+            # compares with ours (see Driver._check_fork).
+            self._forks_traced.add(theirs.height)
+            out.append(RequestSync(max(1, theirs.height - FORK_LOOKBACK)))
 
     def _record_equivocation(self, a: Vote | Proposal, b: Vote | Proposal, out: list[Output]) -> None:
         self._record_evidence(make_evidence(a, b), out)

@@ -326,7 +326,7 @@ def test_twins_sign_two_votes_at_one_step_and_are_tombstoned_inside_the_bound(wi
 def test_twins_holding_a_third_or_more_can_fork_a_partitioned_network_outside_the_bound() -> None:
     """Two twin pairs (half the stake) with one honest node on each side: each side has 3/4."""
     forked = []
-    for seed in range(3):
+    for seed in range(12):  # whether a given seed forks depends on timing; most of these do
         faults = parse_fault_spec("partition=v1+v3+v4|v2@100-8000")
         config = SimConfig(4, heights=10, seed=seed, byzantine=2, byzantine_mode="twins", faults=faults)
         result = run_simulation(config)
@@ -335,6 +335,8 @@ def test_twins_holding_a_third_or_more_can_fork_a_partitioned_network_outside_th
             assert all(v.outside_bound for v in result.violations)
             assert set(result.fork_culprits()) <= {"v3", "v4"}
             forked.append(seed)
+            if len(forked) == 2:
+                break
     assert forked, "no seed forked"
 
 
