@@ -72,7 +72,10 @@ STATUS_CHECK_S = 0.5  # how often to look whether height/round changed (status "
 STATUS_REFRESH_S = 5.0  # re-publish the retained status at least this often
 OWN_DIGESTS_KEPT = 100_000
 INBOUND_QUEUE = 10_000
-BEHAVIOURS = ("honest", *BYZANTINE_MODES)  # what `--behaviour` accepts (node/byzantine.py says what each does)
+BEHAVIOURS = (
+    "honest",
+    *BYZANTINE_MODES,
+)  # what `--behaviour` accepts (node/byzantine.py says what each does)
 
 
 class StartupError(Exception):
