@@ -43,7 +43,7 @@ from node.state import (
     certificate_problem,
     committee_at,
     evidence_problem,
-    late_precommit_problem,
+    late_precommit_misfit,
     opened_participation,
     proposer_of,
 )
@@ -482,6 +482,7 @@ class ConsensusMachine:
         evidence = tuple(
             ev for ev in self.evidence_pool.values() if evidence_problem(self.state, ev) is None
         )[:10]
+        last_commit = self._certificate_for_proposal()
         return Block(
             height=self.height,
             prev_hash=self.state.last_block_hash,
@@ -489,9 +490,9 @@ class ConsensusMachine:
             timestamp_ms=max(self._now, self.state.last_timestamp_ms),
             txs=tuple(self.mempool)[: self.params.max_block_txs],
             evidence=evidence,
-            last_commit=self._certificate_for_proposal(),
+            last_commit=last_commit,
             state_hash=self.state.digest,
-            late_precommits=self._late_precommits_to_include(),
+            late_precommits=self._late_precommits_to_include(last_commit),
         )
 
     def _certificate_for_proposal(self) -> CommitCertificate | None:
@@ -585,15 +586,13 @@ class ConsensusMachine:
         pending height.
         """
         pending = {p.height: p for p in self.state.participation}
-        resend = []
-        for (height, round_), vote in sorted(self._own_precommits.items()):
-            entry = pending.get(height)
-            if entry is None or round_ != entry.round or self.address in entry.signers:
-                continue
-            if vote.block_id in (entry.block_id, None):
-                resend.append((vote, None))
+        resend = tuple(
+            (vote, None)
+            for (height, _), vote in sorted(self._own_precommits.items())
+            if late_precommit_misfit(pending.get(height), vote) is None
+        )
         if resend:
-            out.append(Rebroadcast(tuple(resend)))
+            out.append(Rebroadcast(resend))
         oldest = min(pending, default=self.height - 1)
         self._own_precommits = {k: v for k, v in self._own_precommits.items() if k[0] >= oldest}
 
@@ -606,18 +605,20 @@ class ConsensusMachine:
             return self._last_precommits.by_block.get(cert.block_id, {}).get(validator)
         return next((vote for vote in cert.votes() if vote.validator == validator), None)
 
-    def _late_precommits_to_include(self) -> tuple[Vote, ...]:
-        """The kept late precommits this block may carry (each checked as the block will be)."""
+    def _late_precommits_to_include(self, last_commit: CommitCertificate | None) -> tuple[Vote, ...]:
+        """The kept late precommits a block carrying `last_commit` may include.
+
+        They were authenticated on arrival, so only their fit is checked here;
+        those for heights no longer pending are dropped.
+        """
         if not self._late:
             return ()
-        probe = Block(self.height, b"", b"", 0, (), (), self._certificate_for_proposal())
-        pending = opened_participation(self.state, probe)
-        heights = {p.height for p in pending}
-        self._late = {key: vote for key, vote in self._late.items() if key[0] in heights}
+        pending = {p.height: p for p in opened_participation(self.state, last_commit)}
+        self._late = {key: vote for key, vote in self._late.items() if key[0] in pending}
         chosen = [
             vote
             for _, vote in sorted(self._late.items())
-            if late_precommit_problem(self.state, pending, vote) is None
+            if late_precommit_misfit(pending[vote.height], vote) is None
         ]
         return tuple(chosen[:MAX_LATE_PRECOMMITS_PER_BLOCK])
 

@@ -358,10 +358,9 @@ def block_context(
 MAX_PENDING_PARTICIPATION = 256  # heights pending at most; beyond it the oldest is judged early
 
 
-def opened_participation(state: ChainState, block: Block) -> tuple[L.Participation, ...]:
-    """The pending heights plus height - 1, opened from the certificate `block` carries."""
-    cert = block.last_commit
-    committee = committee_at(state, block.height - 1)
+def opened_participation(state: ChainState, cert: CommitCertificate | None) -> tuple[L.Participation, ...]:
+    """The pending heights plus the one `cert` (the next block's last commit) closes."""
+    committee = committee_at(state, cert.height) if cert is not None else None
     if cert is None or committee is None:
         return state.participation
     members = tuple(address for address, _ in committee.members)
@@ -371,9 +370,13 @@ def opened_participation(state: ChainState, block: Block) -> tuple[L.Participati
     return (*state.participation, opened)
 
 
-def late_precommit_problem(state: ChainState, pending: tuple[L.Participation, ...], vote: Vote) -> str | None:
-    """Why `vote` cannot count as a late precommit for a pending height, or None."""
-    entry = next((p for p in pending if p.height == vote.height), None)
+def late_precommit_problem(state: ChainState, entry: L.Participation | None, vote: Vote) -> str | None:
+    """Why `vote` cannot count as a late precommit for `entry` (its height's pending record), or None."""
+    return late_precommit_misfit(entry, vote) or signed_item_problem(state, vote)
+
+
+def late_precommit_misfit(entry: L.Participation | None, vote: Vote) -> str | None:
+    """`late_precommit_problem` without the signature check, for votes already authenticated."""
     if vote.kind != Kind.PRECOMMIT:
         return "not a precommit"
     if entry is None:
@@ -384,14 +387,14 @@ def late_precommit_problem(state: ChainState, pending: tuple[L.Participation, ..
         return "signer outside that height's committee"
     if vote.validator in entry.signers:
         return "signer already counted"
-    return signed_item_problem(state, vote)
+    return None
 
 
 def late_precommits_problem(state: ChainState, block: Block) -> str | None:
-    pending = opened_participation(state, block)
+    pending = {p.height: p for p in opened_participation(state, block.last_commit)}
     seen: set[tuple[int, bytes]] = set()
     for vote in block.late_precommits:
-        problem = late_precommit_problem(state, pending, vote)
+        problem = late_precommit_problem(state, pending.get(vote.height), vote)
         if problem:
             return problem
         if (vote.height, vote.validator) in seen:
@@ -421,7 +424,7 @@ def participation_after(
     state: ChainState, block: Block
 ) -> tuple[tuple[L.Participation, ...], tuple[L.Participation, ...]]:
     """(judged now, still pending) once `block` is applied; heights are judged oldest first."""
-    pending = with_late_precommits(opened_participation(state, block), block.late_precommits)
+    pending = with_late_precommits(opened_participation(state, block.last_commit), block.late_precommits)
     cut = 0
     overflow = len(pending) - MAX_PENDING_PARTICIPATION
     while cut < len(pending) and (cut < overflow or is_mature(pending[cut], block, state.params)):
