@@ -166,11 +166,14 @@ class Driver:
         elif isinstance(message, SyncRequest):
             self._answer_sync(message)
         elif isinstance(message, SyncResponse):
+            # Every certificate the answer carries, once: the first block's last
+            # commit, then each block's own (the next block's last commit repeats it).
+            first_commit = message.blocks[0][0].last_commit if message.blocks else None
+            if first_commit is not None:
+                self._check_fork(first_commit)
             for block, cert in message.blocks:
                 if self.machine is not None:
-                    for carried in (block.last_commit, cert):
-                        if carried is not None:
-                            self._check_fork(carried)
+                    self._check_fork(cert)
                     self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
         elif isinstance(message, StatusMsg):
             self.peers[message.node] = message
