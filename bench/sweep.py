@@ -1,8 +1,8 @@
 """Sweep random seeds inside the 1/3 bound and count what broke.
 
 Each seed draws a whole run (network.sim.random_run_config): 4-10
-validators, a Byzantine minority whose stake is below 1/3 (modes
-equivocate, silent and split mixed, or --modes), stakes that are equal,
+validators, a Byzantine minority whose stake is below 1/3 (every
+simulator mode mixed, or those --modes names), stakes that are equal,
 uneven, power-law or at the 1/3 edge, sometimes a committee smaller than
 the set, a short downtime window, and a fault plan of loss, delay,
 duplication, reordering, 2- and 3-way partitions and crashes that all heal.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from network.sim import SWEEP_MODES, VIOLATION_KINDS, random_run_config, run_simulation
+from network.sim import VIOLATION_KINDS, random_run_config, run_simulation
 from node.byzantine import SIM_BYZANTINE_MODES
 
 
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         type=_modes,
-        default=",".join(SWEEP_MODES),
+        default=",".join(SIM_BYZANTINE_MODES),
         help="Byzantine modes to mix (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="end with one JSON object of the counts")

@@ -46,6 +46,7 @@ from node.accountability import (
     culprit_proof_problem,
     fork_culprits,
 )
+from node.byzantine import SIM_BYZANTINE_MODES
 from node.codec import DecodeError
 from node.consensus import MAX_ROUND_AHEAD, ConsensusMachine, Decided
 from node.driver import PENALTY_EVENTS, Driver
@@ -125,10 +126,9 @@ def replay_command(config: SimConfig) -> str:
     return shlex.join(args)
 
 
-SWEEP_MODES = ("equivocate", "silent", "split")
-
-
-def random_run_config(seed: int, heights: int = 10, modes: tuple[str, ...] = SWEEP_MODES) -> SimConfig:
+def random_run_config(
+    seed: int, heights: int = 10, modes: tuple[str, ...] = SIM_BYZANTINE_MODES
+) -> SimConfig:
     """A whole run drawn from `seed`: the space a sweep explores, inside the 1/3 bound by stake.
 
     4-10 validators; up to half of them Byzantine (one of `modes`) but with
