@@ -10,11 +10,12 @@ broker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,16 @@ class LocalNet:
             if node.stderr().strip():
                 lines.append(f"    stderr: {node.stderr()[-1500:]}")
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def running(net: LocalNet) -> Iterator[LocalNet]:
+    """Start every node; stop whatever still runs afterwards, whatever happened."""
+    try:
+        net.start()
+        yield net
+    finally:
+        net.stop()
 
 
 def make_localnet(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from node.genesis import Params
 from node.messages import Kind, Proposal, Vote, parse_envelope, sha256, signer_of
 from node.signer import GuardedSigner
 from tests.brokers import consensus_tap
-from tests.nodes import LocalNet, agree, make_localnet, wait_until
+from tests.nodes import agree, make_localnet, running, wait_until
 
 NEW_MODES = ("withhold", "late", "amnesia", "twins")
 WITHIN_BOUND = ((4, 1), (7, 2))  # (validators, Byzantine): 1/4 and 2/7 of the stake
@@ -341,15 +341,6 @@ def test_twins_holding_a_third_or_more_can_fork_a_partitioned_network_outside_th
 
 
 # ------------------------------------------------------------------ a real late node over MQTT
-
-
-@contextlib.contextmanager
-def running(net: LocalNet) -> Iterator[LocalNet]:
-    try:
-        net.start()
-        yield net
-    finally:
-        net.stop()
 
 
 PrevoteTimes = dict[tuple[int, int], dict[bytes, tuple[float, bytes | None]]]

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,19 +37,9 @@ from node.runtime import CRASH_AFTER_SIGN_RECORD_ENV
 from node.safety import Step
 from node.storage import Store
 from tests.brokers import consensus_tap
-from tests.nodes import REPO_ROOT, LocalNet, agree, make_localnet, wait_until
+from tests.nodes import REPO_ROOT, LocalNet, agree, make_localnet, running, wait_until
 
 needs_mosquitto = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed")
-
-
-@contextlib.contextmanager
-def running(net: LocalNet) -> Iterator[LocalNet]:
-    """Start every node; stop whatever still runs afterwards, whatever happened."""
-    try:
-        net.start()
-        yield net
-    finally:
-        net.stop()
 
 
 def min_height(net: LocalNet, names: list[str] | None = None) -> int:
