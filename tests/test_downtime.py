@@ -16,7 +16,7 @@ import pytest
 
 from node.consensus import ConsensusMachine, Decided, Output, Phase, Rebroadcast, Sign
 from node.genesis import Params
-from node.messages import Block, Kind, Vote
+from node.messages import Block, Kind, Proposal, Vote
 from node.state import ChainState, apply_block, block_problem, participation_after
 from tests.chain import ADDR, OUTSIDER, certificate, make_block, precommit, prevote, proposal, state0
 
@@ -40,7 +40,7 @@ def chain_of(
             block = replace(block, late_precommits=late)
         assert block_problem(state, block) is None, block_problem(state, block)
         states.append(apply_block(state, block)[0])
-        cert = certificate(block.hash, height, 0, ("alice", "bob", "carol"))
+        cert = certificate(block.hash, height, 0, QUORUM)
     return states
 
 
@@ -88,7 +88,7 @@ def test_a_height_is_judged_only_after_its_grace_period() -> None:
 def test_a_block_with_a_bogus_late_precommit_is_invalid(bad: object) -> None:
     states = chain_of(3)
     state = states[-1]
-    cert = certificate(state.last_block_hash, 3, 0, ("alice", "bob", "carol"))
+    cert = certificate(state.last_block_hash, 3, 0, QUORUM)
     block = make_block(state, last_commit=cert, timestamp_ms=400)
     entry = participation_after(state, block)[1][0]
     late = bad(entry.height, entry.round, entry.block_id)  # type: ignore[operator]
@@ -98,7 +98,7 @@ def test_a_block_with_a_bogus_late_precommit_is_invalid(bad: object) -> None:
 def test_a_late_precommit_for_nil_at_the_decided_round_counts() -> None:
     states = chain_of(3)
     state = states[-1]
-    cert = certificate(state.last_block_hash, 3, 0, ("alice", "bob", "carol"))
+    cert = certificate(state.last_block_hash, 3, 0, QUORUM)
     block = make_block(state, last_commit=cert, timestamp_ms=400)
     entry = participation_after(state, block)[1][0]
     block = replace(block, late_precommits=(precommit(SLOW, entry.height, entry.round, None),))
@@ -110,7 +110,7 @@ def test_a_late_precommit_for_nil_at_the_decided_round_counts() -> None:
 def test_the_same_late_precommit_twice_in_a_block_is_invalid() -> None:
     states = chain_of(3)
     state = states[-1]
-    cert = certificate(state.last_block_hash, 3, 0, ("alice", "bob", "carol"))
+    cert = certificate(state.last_block_hash, 3, 0, QUORUM)
     block = make_block(state, last_commit=cert, timestamp_ms=400)
     entry = participation_after(state, block)[1][0]
     late = precommit(SLOW, entry.height, entry.round, entry.block_id)
@@ -120,17 +120,33 @@ def test_the_same_late_precommit_twice_in_a_block_is_invalid() -> None:
 # ------------------------------------------------------------------ the machine
 
 
-def drive_to_height_2(name: str) -> tuple[ConsensusMachine, Block]:
-    """`name`'s machine decides block 1 on the others' precommits."""
+QUORUM = ("alice", "bob", "carol")
+
+
+def shown_block_1(name: str) -> tuple[ConsensusMachine, Block]:
+    """`name`'s machine at height 1 with carol's proposal of block 1 in hand."""
     state = state0(PARAMS)
     block = make_block(state, "carol", timestamp_ms=10)
     machine = ConsensusMachine(state, ADDR[name])
     machine.start(0)
     machine.on_proposal(proposal("carol", 1, 0, block.hash), block, 1)
-    for voter in ("alice", "bob", "carol"):
-        machine.on_vote(precommit(voter, 1, 0, block.hash), 2)
+    return machine, block
+
+
+def votes(machine: ConsensusMachine, items: list[Vote], now_ms: int) -> list[Output]:
+    return [output for vote in items for output in machine.on_vote(vote, now_ms)]
+
+
+def drive_to_height_2(name: str) -> tuple[ConsensusMachine, Block]:
+    """`name`'s machine decides block 1 on the others' precommits."""
+    machine, block = shown_block_1(name)
+    votes(machine, [precommit(voter, 1, 0, block.hash) for voter in QUORUM], 2)
     assert machine.height == 2
     return machine, block
+
+
+def rebroadcast(out: list[Output]) -> list[Vote | Proposal]:
+    return [item for o in out if isinstance(o, Rebroadcast) for item, _ in o.items]
 
 
 def test_a_proposer_includes_late_precommits_it_received_for_an_earlier_height() -> None:
@@ -138,7 +154,7 @@ def test_a_proposer_includes_late_precommits_it_received_for_an_earlier_height()
     state1 = machine.state
     block2 = make_block(state1, last_commit=machine.last_certificate, timestamp_ms=20)
     state2 = apply_block(state1, block2)[0]
-    cert2 = certificate(block2.hash, 2, 0, ("alice", "bob", "carol"))
+    cert2 = certificate(block2.hash, 2, 0, QUORUM)
     machine = ConsensusMachine(state2, ADDR["alice"], last_certificate=cert2)
     machine.on_vote(precommit(SLOW, 1, 0, block1.hash), 30)  # dave's precommit for height 1, late
     built = machine._build_block()
@@ -148,14 +164,8 @@ def test_a_proposer_includes_late_precommits_it_received_for_an_earlier_height()
 
 def test_a_lagging_validator_precommits_a_block_it_sees_decided() -> None:
     """Deciding on the others' precommits before voting: it still signs its precommit."""
-    state = state0(PARAMS)
-    block = make_block(state, "carol", timestamp_ms=10)
-    machine = ConsensusMachine(state, ADDR[SLOW])
-    machine.start(0)
-    machine.on_proposal(proposal("carol", 1, 0, block.hash), block, 1)
-    out: list[Output] = []
-    for voter in ("alice", "bob", "carol"):
-        out += machine.on_vote(precommit(voter, 1, 0, block.hash), 2)
+    machine, block = shown_block_1(SLOW)
+    out = votes(machine, [precommit(voter, 1, 0, block.hash) for voter in QUORUM], 2)
     signs = [o.item for o in out if isinstance(o, Sign)]
     assert Vote(Kind.PRECOMMIT, 1, 0, block.hash, ADDR[SLOW]) in signs
     decided = [o for o in out if isinstance(o, Decided)]
@@ -165,17 +175,10 @@ def test_a_lagging_validator_precommits_a_block_it_sees_decided() -> None:
 
 
 def test_a_validator_that_precommitted_already_does_not_sign_again_on_deciding() -> None:
-    state = state0(PARAMS)
-    block = make_block(state, "carol", timestamp_ms=10)
-    machine = ConsensusMachine(state, ADDR[SLOW])
-    machine.start(0)
-    machine.on_proposal(proposal("carol", 1, 0, block.hash), block, 1)
-    for voter in ("alice", "bob", "carol"):
-        machine.on_vote(prevote(voter, 1, 0, block.hash), 3)
+    machine, block = shown_block_1(SLOW)
+    votes(machine, [prevote(voter, 1, 0, block.hash) for voter in QUORUM], 3)
     assert machine.phase == Phase.PRECOMMIT  # it precommitted on the polka
-    out: list[Output] = []
-    for voter in ("alice", "bob", "carol"):
-        out += machine.on_vote(precommit(voter, 1, 0, block.hash), 4)
+    out = votes(machine, [precommit(voter, 1, 0, block.hash) for voter in QUORUM], 4)
     assert machine.height == 2
     assert not [o for o in out if isinstance(o, Sign) and o.item.height == 1]
 
@@ -185,10 +188,8 @@ def test_a_late_precommit_for_the_last_certificate_survives_the_next_decision() 
     machine, block1 = drive_to_height_2("alice")
     machine.on_vote(precommit(SLOW, 1, 0, block1.hash), 25)  # late, but for the certificate we hold
     state1 = machine.state
-    block2 = make_block(
-        state1, last_commit=certificate(block1.hash, 1, 0, ("alice", "bob", "carol")), timestamp_ms=20
-    )
-    cert2 = certificate(block2.hash, 2, 0, ("alice", "bob", "carol"))
+    block2 = make_block(state1, last_commit=certificate(block1.hash, 1, 0, QUORUM), timestamp_ms=20)
+    cert2 = certificate(block2.hash, 2, 0, QUORUM)
     machine.on_commit(block2, cert2, 30)  # someone else's block 2, without dave's precommit
     assert machine.height == 3
     assert precommit(SLOW, 1, 0, block1.hash) in machine._build_block().late_precommits
@@ -196,28 +197,17 @@ def test_a_late_precommit_for_the_last_certificate_survives_the_next_decision() 
 
 def test_a_validator_resends_its_precommit_until_a_block_counts_it() -> None:
     """Lost on the way to every proposer, it would be charged as downtime although we were online."""
-    state = state0(PARAMS)
-    block1 = make_block(state, "carol", timestamp_ms=10)
-    machine = ConsensusMachine(state, ADDR[SLOW])
-    machine.start(0)
-    machine.on_proposal(proposal("carol", 1, 0, block1.hash), block1, 1)
-    for voter in ("alice", "bob", "carol"):
-        machine.on_vote(prevote(voter, 1, 0, block1.hash), 2)
+    machine, block1 = shown_block_1(SLOW)
+    votes(machine, [prevote(voter, 1, 0, block1.hash) for voter in QUORUM], 2)
     ours = precommit(SLOW, 1, 0, block1.hash)
     machine.on_vote(ours, 3)  # our own precommit, signed and fed back as the driver does
-    for voter in ("alice", "bob", "carol"):
-        machine.on_vote(precommit(voter, 1, 0, block1.hash), 4)
+    votes(machine, [precommit(voter, 1, 0, block1.hash) for voter in QUORUM], 4)
     assert machine.height == 2
-    cert1 = certificate(block1.hash, 1, 0, ("alice", "bob", "carol"))  # the proposer's, without ours
+    cert1 = certificate(block1.hash, 1, 0, QUORUM)  # the proposer's, without ours
     block2 = make_block(machine.state, last_commit=cert1, timestamp_ms=20)
-    out = machine.on_commit(block2, certificate(block2.hash, 2, 0, ("alice", "bob", "carol")), 30)
-    resent = [item for o in out if isinstance(o, Rebroadcast) for item, _ in o.items]
-    assert ours in resent
-    counted = make_block(
-        machine.state,
-        last_commit=certificate(block2.hash, 2, 0, ("alice", "bob", "carol")),
-        timestamp_ms=40,
-    )
+    out = machine.on_commit(block2, certificate(block2.hash, 2, 0, QUORUM), 30)
+    assert ours in rebroadcast(out)
+    counted = make_block(machine.state, last_commit=certificate(block2.hash, 2, 0, QUORUM), timestamp_ms=40)
     counted = replace(counted, late_precommits=(ours,))
-    out = machine.on_commit(counted, certificate(counted.hash, 3, 0, ("alice", "bob", "carol")), 50)
-    assert ours not in [item for o in out if isinstance(o, Rebroadcast) for item, _ in o.items]
+    out = machine.on_commit(counted, certificate(counted.hash, 3, 0, QUORUM), 50)
+    assert ours not in rebroadcast(out)
