@@ -78,6 +78,10 @@ it from a snapshot of a commit for numbers that mean something, e.g.
 It prints a summary and exits 1 if any check failed. Bounds are not tuned
 to the machine: a stall past them is reported as a failure, with the
 testnet directory left behind for its logs.
+
+One file past 500 lines: a bench is run as a script, and the detector, the
+fault loop, the log follower and the verdict only make sense together
+(tests/test_soak.py imports the pieces it checks).
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ The machine never signs. It emits `Sign` requests; the caller checks them
 against the durable signing record, signs, broadcasts and feeds the signed
 message back in. That keeps the no-double-signing rule in one place that
 survives crashes, outside the protocol logic.
+
+One module past 500 lines: the upon-rules, the vote sets, what the
+heartbeat gossips and the late-precommit bookkeeping all read and write the
+same height and round state; split apart, each piece would take that state
+as arguments without becoming simpler.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ protocol so that its published test vectors apply unchanged:
 
 Every function is pure: values in, values out, no I/O, no clock, no
 randomness except what is derived from the given seed.
+
+One module past 500 lines: CometBFT's proposer priorities and Ethereum's
+shuffle each need a page of exact integer rules to match their published
+vectors, and both answer the one question of who acts at a height.
 """
 
 from __future__ import annotations
