@@ -10,7 +10,7 @@ Byzantine part of the committee under two rules:
   order and accepted with probability power / max_power, each voting with
   its full stake. Stake counts twice: once in the chance of a seat, once in
   the vote.
-* NEW RULE (``node.selection.committee_powers``, called as the node calls
+* NEW RULE (``node.core.selection.committee_powers``, called as the node calls
   it): ``committee_size`` seats drawn by stake, each worth one vote.
 
 Beside them it prints the binomial tail P(Bin(k, f) >= k/3), the chance for
@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.selection import committee_powers, seat_holders, shuffled_indices
+from node.core.selection import committee_powers, seat_holders, shuffled_indices
 
 Validators = list[tuple[bytes, int]]
 

@@ -55,9 +55,8 @@ if str(_REPO_ROOT) not in sys.path:
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from bench.transport_rate import measure_transport_rate  # noqa: E402
-from network.broker import start_broker  # noqa: E402
-from network.logcheck import Event, read_log  # noqa: E402
-from network.testnet import (  # noqa: E402
+from network.testnet.logcheck import Event, read_log  # noqa: E402
+from network.testnet.supervisor import (  # noqa: E402
     Layout,
     NodeProc,
     metrics_ports,
@@ -67,7 +66,8 @@ from network.testnet import (  # noqa: E402
     spawn_node,
     stop_processes,
 )
-from node.keys import Keypair, verify_uncached  # noqa: E402
+from network.transport.broker import start_broker  # noqa: E402
+from node.core.keys import Keypair, verify_uncached  # noqa: E402
 
 WARMUP_HEIGHTS = 3
 CHAIN_ID = "posnet-bench"
@@ -132,7 +132,7 @@ class FinalityResult:
 class BenchNet:
     """N validator processes started as ``posnet testnet up`` starts them, minus its supervisor.
 
-    Keys, genesis, command lines and spawning all come from `network.testnet`,
+    Keys, genesis, command lines and spawning all come from `network.testnet.supervisor`,
     so the benchmark measures the nodes users run. Unlike ``testnet up`` it
     keeps the children in hand, to scrape them mid-run and stop them on cue,
     and connects them to the broker directly: the fault relay would be one
@@ -235,8 +235,8 @@ def scrape(net: BenchNet) -> dict[str, tuple[float, float]]:
 
 def fsynced_commits_per_s(workdir: Path, seconds: float = 2.0) -> float:
     """Durable (fsynced) SQLite commits per second on this disk: the store's signing-record write."""
-    from node.safety import SignMark, Step
-    from node.storage import Store
+    from node.core.safety import SignMark, Step
+    from node.runtime.store import Store
 
     with Store(workdir / "fsync-probe.sqlite3") as store:
         count, start = 0, time.perf_counter()

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from network.sim import SimConfig, run_simulation
-from node.keys import Keypair, verify_uncached
+from network.sim.runner import SimConfig, run_simulation
+from node.core.keys import Keypair, verify_uncached
 
 DEFAULT_HEIGHTS = {4: 300, 64: 30, 1000: 3}
 

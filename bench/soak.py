@@ -12,13 +12,13 @@ it runs and again at the end from the files the run left behind.
 
 How it runs:
 
-- ``network.testnet.prepare`` writes the keys and the genesis first, so the
+- ``network.testnet.supervisor.prepare`` writes the keys and the genesis first, so the
   observer knows the chain id and every validator key before any node
-  speaks; then mosquitto is started (``network.broker.start_broker``), the
+  speaks; then mosquitto is started (``network.transport.broker.start_broker``), the
   raw subscriber connects, and only then ``posnet testnet up --broker
   mqtt://...`` starts the relay and the N node processes as a subprocess,
   so no message of the run is published before the subscriber listens.
-- Faults are the product's own commands (``network.testnet.kill_node``,
+- Faults are the product's own commands (``network.testnet.supervisor.kill_node``,
   ``restart_node``, ``pause_node``, ``resume_node``, ``partition``,
   ``heal``), called against the running ``up``. One fault is active at a
   time: a fault is held for a random time (``--hold``), repaired, and the
@@ -31,7 +31,7 @@ How it runs:
 What it checks, and how:
 
 - conflicting finality: every honest node's JSON-lines log, read through
-  ``network.logcheck`` (progressively with the testnet's ``LogTail``, at the
+  ``network.testnet.logcheck`` (progressively with the testnet's ``LogTail``, at the
   end with ``read_log`` and ``find_conflicts``): no height with two hashes.
 - double signs: a raw MQTT subscriber on ``posnet/<chain_id>/#`` of every
   broker of the run: the main one from before the first node starts, and
@@ -40,7 +40,7 @@ What it checks, and how:
   over only after it answers, so the subscriber is normally connected
   first; the broker logs' connection order proves it per island, and a late
   subscriber fails the coverage check). Every envelope goes through the
-  node's own admission (``node.inbox.authenticate``: decoding, chain,
+  node's own admission (``node.core.admission.authenticate``: decoding, chain,
   known sender, signature), and every signed vote or proposal in it, also
   the ones nested in commit certificates, blocks and evidence (each
   verified with ``verify_signed``), is recorded by (signer, height, round,
@@ -53,7 +53,7 @@ What it checks, and how:
   same hash, every height the node ever logged as finalized.
 - finality resumed: after every repair (restart, resume, heal) each honest
   node must log a ``finalized`` height above the one it held at the repair
-  within the bound ``network.scenario.recovery_bound_s(params, R)``, R =
+  within the bound ``network.testnet.scenario.recovery_bound_s(params, R)``, R =
   ``--resume-rounds`` (default 10, what the shipped scenarios promise):
   R rounds' worth of the genesis timeouts plus one slot, 65.2 s at the
   default timeouts. The clock starts when the repair command returns
@@ -112,15 +112,15 @@ if str(_REPO_ROOT) not in sys.path:
 
 import aiomqtt  # noqa: E402
 
-from network import testnet as tn  # noqa: E402
-from network.broker import BrokerProcess, mosquitto_available, parse_broker_url, start_broker  # noqa: E402
-from network.logcheck import Event, find_conflicts, read_log, unique_penalties  # noqa: E402
-from network.mqtt import TOPIC_ROOT  # noqa: E402
-from network.netfaults import read_applied  # noqa: E402
-from network.scenario import recovery_bound_s  # noqa: E402
-from node.genesis import Genesis  # noqa: E402
-from node.inbox import EvidenceMsg, ProposalMsg, Rejected, SyncResponse, authenticate  # noqa: E402
-from node.messages import (  # noqa: E402
+from network.testnet import supervisor as tn  # noqa: E402
+from network.testnet.logcheck import Event, find_conflicts, read_log, unique_penalties  # noqa: E402
+from network.testnet.relay import read_applied  # noqa: E402
+from network.testnet.scenario import recovery_bound_s  # noqa: E402
+from network.transport.broker import BrokerProcess, mosquitto_available, parse_broker_url, start_broker  # noqa: E402
+from network.transport.mqtt import TOPIC_ROOT  # noqa: E402
+from node.core.admission import EvidenceMsg, ProposalMsg, Rejected, SyncResponse, authenticate  # noqa: E402
+from node.core.genesis import Genesis  # noqa: E402
+from node.core.messages import (  # noqa: E402
     Block,
     CommitCertificate,
     Kind,
@@ -623,7 +623,7 @@ class Soak:
         command = [
             sys.executable,
             "-m",
-            "node.cli",
+            "network.cli",
             "testnet",
             "up",
             "--dir",

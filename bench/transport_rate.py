@@ -29,8 +29,8 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from network.broker import start_broker  # noqa: E402 - needs the path set above
-from network.mqtt import CONSENSUS, MqttTransport, detect_protocol  # noqa: E402
+from network.transport.broker import start_broker  # noqa: E402 - needs the path set above
+from network.transport.mqtt import CONSENSUS, MqttTransport, detect_protocol  # noqa: E402
 
 CONNECT_TIMEOUT_S = 30.0
 IDLE_TIMEOUT_S = 10.0

@@ -66,7 +66,7 @@ done
 if [ -s "$genesis" ]; then
   # A kept genesis must name exactly the validators asked for: a node that is
   # not in it could never join, and one missing here would never be started.
-  have=$(python3 -c 'import sys; from node.genesis import load_genesis
+  have=$(python3 -c 'import sys; from node.core.genesis import load_genesis
 print(" ".join(v.name for v in load_genesis(sys.argv[1]).validators))' "$genesis")
   [ "$have" = "$validators" ] || die "the existing genesis has validators '$have' but '$validators' were asked for;
   start from scratch with: docker compose -f docker/compose.yml down -v"

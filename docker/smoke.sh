@@ -251,7 +251,7 @@ finality "${VALIDATORS[@]}" >/dev/null
 podman run --rm -v "$WORK/logs:/logs:ro" --entrypoint python3 "$POSNET_IMAGE" -c '
 import sys
 from pathlib import Path
-from network.logcheck import analyse_dir, format_report
+from network.testnet.logcheck import analyse_dir, format_report
 report = analyse_dir(Path("/logs"))
 print("\n".join("    " + line for line in format_report(report)))
 sys.exit(0 if report.ok and report.common_height > 0 else 1)

@@ -28,8 +28,8 @@ from typing import Any, Literal
 import aiomqtt
 import pytest
 
-from network.broker import BrokerProcess, mosquitto_available, parse_broker_url, start_broker
-from network.mqtt import Inbound, MqttTransport
+from network.transport.broker import BrokerProcess, mosquitto_available, parse_broker_url, start_broker
+from network.transport.mqtt import Inbound, MqttTransport
 from tests import waiting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ async def recv_matching(
 # it is killed.
 STATUS_NODE_SCRIPT = """
 import asyncio, sys
-from network.mqtt import MqttTransport, status_channel
+from network.transport.mqtt import MqttTransport, status_channel
 
 async def main(url, chain_id, node_id, protocol):
     transport = MqttTransport(url, chain_id, node_id, subscriptions=[],

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from node.genesis import Genesis, Params, make_genesis
-from node.keys import Keypair
-from node.messages import (
+from node.core.genesis import Genesis, Params, make_genesis
+from node.core.keys import Keypair
+from node.core.messages import (
     Block,
     CommitCertificate,
     Envelope,
@@ -24,7 +24,7 @@ from node.messages import (
     make_certificate,
     sign_item,
 )
-from node.state import ChainState, apply_block, genesis_state, proposer_of
+from node.core.state import ChainState, apply_block, genesis_state, proposer_of
 
 CHAIN_ID = "posnet-test"
 NAMES = ("alice", "bob", "carol", "dave")

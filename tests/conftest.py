@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from network.broker import BrokerProcess, mosquitto_available, start_broker
+from network.transport.broker import BrokerProcess, mosquitto_available, start_broker
 
 
 @pytest.fixture

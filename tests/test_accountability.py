@@ -14,7 +14,7 @@ from functools import cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.accountability import (
+from node.core.accountability import (
     AMNESIA,
     DOUBLE_SIGN,
     UNJUSTIFIED_PRECOMMIT,
@@ -24,8 +24,8 @@ from node.accountability import (
     fork_culprits,
     polkas,
 )
-from node.keys import Keypair
-from node.messages import (
+from node.core.keys import Keypair
+from node.core.messages import (
     CommitCertificate,
     Kind,
     Vote,
@@ -35,7 +35,7 @@ from node.messages import (
     sign_item,
     verify_signed,
 )
-from node.state import Committee
+from node.core.state import Committee
 
 CHAIN = "posnet-accountability"
 A = sha256(b"block A")

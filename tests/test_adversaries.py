@@ -21,24 +21,24 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from network import testnet as tn
-from network.broker import BrokerProcess, mosquitto_available
-from network.faults import parse_fault_spec
-from network.sim import SimConfig, SimResult, run_simulation, sim_genesis, twin_names, with_twins
-from network.simnet import SimNetwork
-from node import runtime
-from node.byzantine import (
+from network.cli import cli
+from network.sim.net import SimNetwork
+from network.sim.plans import parse_fault_spec
+from network.sim.runner import SimConfig, SimResult, run_simulation, sim_genesis, twin_names, with_twins
+from network.testnet import supervisor as tn
+from network.transport.broker import BrokerProcess, mosquitto_available
+from node.core.behaviours import (
     BYZANTINE_MODES,
     SIM_BYZANTINE_MODES,
     amnesiac_prevote,
     late_delay_ms,
     withhold_recipients,
 )
-from node.cli import cli
-from node.codec import DecodeError
-from node.genesis import Params
-from node.messages import Kind, Proposal, Vote, parse_envelope, sha256, signer_of
-from node.signer import GuardedSigner
+from node.core.codec import DecodeError
+from node.core.genesis import Params
+from node.core.messages import Kind, Proposal, Vote, parse_envelope, sha256, signer_of
+from node.core.signer import GuardedSigner
+from node.runtime import node as runtime
 from tests.brokers import consensus_tap
 from tests.nodes import agree, make_localnet, running, wait_until
 

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from network.broker import (
+from network.transport.broker import (
     BrokerProcess,
     BrokerStartError,
     free_port,
@@ -22,7 +22,7 @@ from network.broker import (
     parse_broker_url,
     start_broker,
 )
-from network.mqtt import (
+from network.transport.mqtt import (
     CONSENSUS,
     TX,
     Inbound,
@@ -318,7 +318,7 @@ def test_embedded_broker_starts_even_when_mosquitto_is_installed(tmp_path) -> No
     with start_broker("embedded", workdir=tmp_path) as proc:
         assert proc.kind == "embedded"
         assert proc.process is not None
-        assert "network.broker" in proc.process.args
+        assert "network.transport.broker" in proc.process.args
         assert mqtt_handshake_ok(proc.host, proc.port)
         proc.stop(kill=True)
         assert not proc.running

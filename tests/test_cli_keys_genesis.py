@@ -1,7 +1,7 @@
 """`posnet keys` and `posnet genesis`: files with the right modes, and one-line errors with exit code 2.
 
 The commands are driven through click's runner (the real command objects,
-in-process); one test runs the real `python -m node.cli` to prove a bad
+in-process); one test runs the real `python -m network.cli` to prove a bad
 genesis reaches the terminal as one line and no traceback.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from node.cli import cli
-from node.genesis import load_genesis
-from node.keys import load_key_file
+from network.cli import cli
+from node.core.genesis import load_genesis
+from node.core.keys import load_key_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -233,7 +233,7 @@ def test_bad_genesis_in_a_real_process_prints_one_line(tmp_path: Path, good_gene
     bad = _edit(good_genesis, "epoch_length = 10", "epoch_length = -1", tmp_path / "bad.toml")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", "genesis", "check", str(bad)],
+        [sys.executable, "-m", "network.cli", "genesis", "check", str(bad)],
         capture_output=True,
         text=True,
         env=env,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.codec import MAX_MESSAGE_BYTES, DecodeError, decode, encode
+from node.core.codec import MAX_MESSAGE_BYTES, DecodeError, decode, encode
 
 I64_MIN = -(1 << 63)
 U64_MAX = (1 << 64) - 1

@@ -282,7 +282,7 @@ def posnet_path(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     wrapper = bin_dir / "posnet"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m node.cli "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m network.cli "$@"\n')
     wrapper.chmod(0o755)
     path = [str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]
     return {**os.environ, "PATH": os.pathsep.join(path), "PYTHONPATH": str(REPO)}
@@ -308,7 +308,7 @@ def test_scripts_run_by_the_tests_get_a_python3_with_the_projects_dependencies(
     """
     modules = _dependency_modules()
     assert {"aiomqtt", "amqtt", "tomli_w", "prometheus_client"} <= set(modules)
-    probe = "import sys; import {}; import node.genesis; print(sys.prefix)".format(", ".join(modules))
+    probe = "import sys; import {}; import node.core.genesis; print(sys.prefix)".format(", ".join(modules))
     found = subprocess.run(
         ["sh", "-c", 'python3 -c "$1" && posnet --version', "probe", probe],
         env=posnet_path,

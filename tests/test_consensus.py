@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import pytest
 
-from node.codec import decode, encode
-from node.consensus import (
+from node.core.codec import decode, encode
+from node.core.consensus import (
     BUFFER_AHEAD,
     BroadcastEvidence,
     ConsensusMachine,
@@ -28,8 +28,8 @@ from node.consensus import (
     Sign,
     Timeout,
 )
-from node.genesis import Params
-from node.messages import (
+from node.core.genesis import Params
+from node.core.messages import (
     Block,
     CommitCertificate,
     Evidence,
@@ -40,8 +40,8 @@ from node.messages import (
     make_evidence,
     signer_of,
 )
-from node.signer import GuardedSigner, MemoryRecord
-from node.state import (
+from node.core.signer import GuardedSigner, MemoryRecord
+from node.core.state import (
     ChainState,
     Seats,
     block_problem,

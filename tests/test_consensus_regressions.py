@@ -20,7 +20,7 @@ REPO_TIMEOUT_S = 600  # a loaded 2-core machine; these runs take seconds when id
 def run_sim(*args: str) -> list[dict[str, Any]]:
     """Run `posnet sim ... --events --json` as a user would: its penalty events, then the summary."""
     done = subprocess.run(
-        [sys.executable, "-m", "node.cli", "sim", *args, "--events", "--json"],
+        [sys.executable, "-m", "network.cli", "sim", *args, "--events", "--json"],
         capture_output=True,
         text=True,
         timeout=REPO_TIMEOUT_S,

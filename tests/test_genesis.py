@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.genesis import (
+from node.core.genesis import (
     PPM,
     Delegation,
     Genesis,
@@ -24,7 +24,7 @@ from node.genesis import (
     load_genesis,
     parse_genesis,
 )
-from node.keys import Keypair
+from node.core.keys import Keypair
 from tests.chain import KEYS, genesis
 
 DELEGATOR = Keypair.deterministic("t/delegator")

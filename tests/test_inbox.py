@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.codec import encode
-from node.inbox import (
+from node.core.admission import (
     FUTURE_HEIGHTS,
     REJECT_REASONS,
     AdmissionContext,
@@ -21,7 +20,8 @@ from node.inbox import (
     TxMsg,
     admit,
 )
-from node.messages import PROTOCOL_VERSION, Envelope, Kind, Vote, make_evidence, seal, sign_item
+from node.core.codec import encode
+from node.core.messages import PROTOCOL_VERSION, Envelope, Kind, Vote, make_evidence, seal, sign_item
 from tests.chain import (
     ADDR,
     CHAIN_ID,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.genesis import PPM, Delegation, Genesis, GenesisAccount, GenesisValidator, Params, make_genesis
-from node.keys import Keypair
-from node.ledger import (
+from node.core.genesis import PPM, Delegation, Genesis, GenesisAccount, GenesisValidator, Params, make_genesis
+from node.core.keys import Keypair
+from node.core.ledger import (
     BlockContext,
     FrozenMap,
     Ledger,
@@ -33,8 +33,8 @@ from node.ledger import (
     total_supply,
     tx_problem,
 )
-from node.messages import Evidence, Kind, Vote, make_evidence, sign_item
-from node.tx import Delegate, RegisterPool, Transfer, Tx, Undelegate, Unjail, sign_tx
+from node.core.messages import Evidence, Kind, Vote, make_evidence, sign_item
+from node.core.tx import Delegate, RegisterPool, Transfer, Tx, Undelegate, Unjail, sign_tx
 
 CHAIN = "test-chain"
 V1, V2, V3 = (Keypair.deterministic(f"v{i}") for i in (1, 2, 3))

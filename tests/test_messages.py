@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.codec import DecodeError, decode, encode
-from node.inbox import AdmissionContext, Rejected, admit
-from node.keys import verify
-from node.messages import (
+from node.core.admission import AdmissionContext, Rejected, admit
+from node.core.codec import DecodeError, decode, encode
+from node.core.keys import verify
+from node.core.messages import (
     MAX_ROUND,
     PROTOCOL_VERSION,
     Block,

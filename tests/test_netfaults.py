@@ -2,7 +2,7 @@
 
 Three layers, cheapest first:
 - MQTT framing and the control file as pure functions;
-- the relay (`network.netfaults.Relay`, in this process) between MQTT clients
+- the relay (`network.testnet.relay.Relay`, in this process) between MQTT clients
   and a real mosquitto: delay is observable, drop 1.0 stops publishes while
   the session stays up, random-sized packets are never cut in half, and a
   partition really moves a client onto an island broker;
@@ -34,16 +34,16 @@ import aiomqtt
 import pytest
 from click.testing import CliRunner, Result
 
-from network import logcheck
-from network import netfaults as nf
-from network import testnet as tn
-from network.broker import BrokerProcess, mosquitto_available
-from network.mqtt import MqttTransport
-from node.cli import cli
-from node.codec import decode
-from node.genesis import load_genesis
-from node.keys import address_of
-from node.messages import parse_envelope
+from network.cli import cli
+from network.testnet import logcheck
+from network.testnet import relay as nf
+from network.testnet import supervisor as tn
+from network.transport.broker import BrokerProcess, mosquitto_available
+from network.transport.mqtt import MqttTransport
+from node.core.codec import decode
+from node.core.genesis import load_genesis
+from node.core.keys import address_of
+from node.core.messages import parse_envelope
 from tests.waiting import wait_for, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -396,7 +396,7 @@ def test_with_behaviour_replaces_or_adds_the_option() -> None:
 
 
 def _posnet(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "node.cli", *map(str, args)]
+    return [sys.executable, "-m", "network.cli", *map(str, args)]
 
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

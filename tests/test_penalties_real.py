@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from network import testnet as tn
-from network.broker import mosquitto_available
-from network.logcheck import read_log
-from node.cli import cli
-from node.genesis import load_genesis
-from node.keys import load_key_file
+from network.cli import cli
+from network.testnet import supervisor as tn
+from network.testnet.logcheck import read_log
+from network.transport.broker import mosquitto_available
+from node.core.genesis import load_genesis
+from node.core.keys import load_key_file
 from tests import waiting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ class RunningTestnet:
 
     def posnet(self, *args: object, check: int | None = 0) -> subprocess.CompletedProcess[str]:
         """Run a `posnet` command as the user would (its own process); assert its exit code."""
-        argv = [sys.executable, "-m", "node.cli", *map(str, args)]
+        argv = [sys.executable, "-m", "network.cli", *map(str, args)]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         result = subprocess.run(
             argv, capture_output=True, text=True, timeout=WAIT_S + 30, env=env, cwd=self.root
@@ -119,7 +119,7 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestnet
     argv = [
         sys.executable,
         "-m",
-        "node.cli",
+        "network.cli",
         "testnet",
         "up",
         "--dir",

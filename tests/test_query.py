@@ -10,12 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from node.genesis import Delegation, Genesis, GenesisAccount, GenesisValidator, Params
-from node.keys import Keypair
-from node.ledger import LedgerEvent, total_supply
-from node.messages import Block, CommitCertificate, Evidence, Kind, Vote, make_evidence, sign_item
-from node.metrics import NodeMetrics
-from node.query import (
+from node.core.genesis import Delegation, Genesis, GenesisAccount, GenesisValidator, Params
+from node.core.keys import Keypair
+from node.core.ledger import LedgerEvent, total_supply
+from node.core.messages import Block, CommitCertificate, Evidence, Kind, Vote, make_evidence, sign_item
+from node.core.query import (
     NodeView,
     QueryError,
     account_view,
@@ -29,8 +28,9 @@ from node.query import (
     slash_breakdown,
     supply_view,
 )
-from node.state import ChainState, apply_block, genesis_state
-from node.tx import Delegate, Transfer, Tx, Undelegate, sign_tx, tx_id
+from node.core.state import ChainState, apply_block, genesis_state
+from node.core.tx import Delegate, Transfer, Tx, Undelegate, sign_tx, tx_id
+from node.runtime.metrics import NodeMetrics
 from tests.chain import ADDR, CHAIN_ID, KEYS, certificate, make_block
 
 DELEGATOR = Keypair.deterministic("q/delegator")  # 500 staked with alice at genesis, 2000 liquid
@@ -344,7 +344,7 @@ def test_the_metrics_port_serves_query_json_beside_metrics(state: ChainState) ->
 
 
 def test_the_simulator_summary_carries_the_stake_distribution() -> None:
-    from network.sim import SimConfig, run_simulation
+    from network.sim.runner import SimConfig, run_simulation
 
     summary = run_simulation(SimConfig(validators=4, heights=3, seed=1, byzantine=1)).to_json()
     distribution = summary["stake_distribution"]

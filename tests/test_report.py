@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from network import report as rp
-from network import scenario as sc
-from network import testnet as tn
-from network import watch as wt
-from node.cli import cli
-from node.genesis import Params
+from network.cli import cli
+from network.testnet import live as wt
+from network.testnet import report as rp
+from network.testnet import scenario as sc
+from network.testnet import supervisor as tn
+from node.core.genesis import Params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_000_000.0
@@ -412,7 +412,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
 def _posnet(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "node.cli", *map(str, args)]
+    return [sys.executable, "-m", "network.cli", *map(str, args)]
 
 
 @pytest.mark.broker

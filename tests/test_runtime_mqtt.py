@@ -26,16 +26,22 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from network.broker import BrokerProcess, free_port, mosquitto_available, parse_broker_url, start_broker
-from network.logcheck import read_log
-from node.codec import DecodeError
-from node.genesis import Params
-from node.inbox import StatusMsg, admit
-from node.logs import EventLog, format_pretty
-from node.messages import Kind, Proposal, Vote, parse_envelope, sha256
-from node.runtime import CRASH_AFTER_SIGN_RECORD_ENV
-from node.safety import Step
-from node.storage import Store
+from network.testnet.logcheck import read_log
+from network.transport.broker import (
+    BrokerProcess,
+    free_port,
+    mosquitto_available,
+    parse_broker_url,
+    start_broker,
+)
+from node.core.admission import StatusMsg, admit
+from node.core.codec import DecodeError
+from node.core.genesis import Params
+from node.core.messages import Kind, Proposal, Vote, parse_envelope, sha256
+from node.core.safety import Step
+from node.runtime.eventlog import EventLog, format_pretty
+from node.runtime.node import CRASH_AFTER_SIGN_RECORD_ENV
+from node.runtime.store import Store
 from tests.brokers import consensus_tap
 from tests.nodes import REPO_ROOT, LocalNet, agree, make_localnet, running, wait_until
 
@@ -131,9 +137,9 @@ async def test_four_nodes_finalize_one_chain_and_say_offline_when_stopped(
 
 async def retained_statuses(broker: BrokerProcess, net: LocalNet) -> dict[str, StatusMsg]:
     """The retained status of every node, authenticated through admission."""
-    from node.genesis import load_genesis
-    from node.inbox import AdmissionContext
-    from node.state import genesis_state
+    from node.core.admission import AdmissionContext
+    from node.core.genesis import load_genesis
+    from node.core.state import genesis_state
 
     state = genesis_state(load_genesis(net.genesis_path))
     ctx = AdmissionContext(net.chain_id, state.public_keys, 1)
@@ -210,9 +216,9 @@ def records_until_prevote_after_own_proposal(net: LocalNet, victim: str, from_he
     precommit; the round-0 proposer of each height follows CometBFT's
     priorities, computed here exactly as the chain state does.
     """
-    from node.genesis import load_genesis
-    from node.selection import increment_proposer_priority, proposer_for_round
-    from node.state import genesis_state
+    from node.core.genesis import load_genesis
+    from node.core.selection import increment_proposer_priority, proposer_for_round
+    from node.core.state import genesis_state
 
     priorities = genesis_state(load_genesis(net.genesis_path)).priorities
     address = net.keys[victim].address
@@ -422,7 +428,7 @@ async def test_a_node_authenticates_to_a_broker_that_refuses_anonymous_clients(t
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "node.cli", "node", "run", *args],
+        [sys.executable, "-m", "network.cli", "node", "run", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.safety import SignMark, Step, may_sign, position, refusal_reason
+from node.core.safety import SignMark, Step, may_sign, position, refusal_reason
 
 A = b"\xaa" * 32
 B = b"\xbb" * 32

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from network import scenario as sc
-from network import testnet as tn
-from network.logcheck import analyse_dir
-from node.cli import cli
-from node.genesis import Params
+from network.cli import cli
+from network.testnet import scenario as sc
+from network.testnet import supervisor as tn
+from network.testnet.logcheck import analyse_dir
+from node.core.genesis import Params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO_ROOT / "scenarios").glob("*.toml"))
@@ -474,7 +474,7 @@ def run_shipped(name: str, directory: Path) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "node.cli",
+            "network.cli",
             "testnet",
             "up",
             "--scenario",
@@ -516,7 +516,7 @@ def test_partition_heal_scenario_stalls_and_resumes_end_to_end(scenario_dir: Pat
     assert "PASS stalled_during" in out and "PASS resumed_within_rounds 10" in out and "verdict: PASS" in out
     # the report reads the same run back from the directory and judges it the same way
     report = subprocess.run(
-        [sys.executable, "-m", "node.cli", "testnet", "report", "--dir", str(scenario_dir)],
+        [sys.executable, "-m", "network.cli", "testnet", "report", "--dir", str(scenario_dir)],
         env=ENV,
         capture_output=True,
         text=True,

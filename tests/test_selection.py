@@ -1,4 +1,4 @@
-"""Tests for node.selection.
+"""Tests for node.core.selection.
 
 Published vectors come from two places:
 
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.selection import (
+from node.core.selection import (
     INT64_MAX,
     INT64_MIN,
     MAX_SHUFFLE_COUNT,

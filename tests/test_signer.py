@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.messages import Kind, Proposal, Vote, verify_signed
-from node.signer import GuardedSigner, MemoryRecord
+from node.core.messages import Kind, Proposal, Vote, verify_signed
+from node.core.signer import GuardedSigner, MemoryRecord
 from tests.chain import ADDR, CHAIN_ID, KEYS, make_block, state0
 
 A = b"\xaa" * 32

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from network.faults import (
+from network.sim.plans import (
     MAX_HEAL_MS,
     STAKE_SHAPES,
     FaultSpecError,
@@ -32,7 +32,7 @@ from network.faults import (
     random_fault_plan,
     random_setup,
 )
-from network.sim import (
+from network.sim.runner import (
     ByzantineShare,
     SimConfig,
     check_penalties,
@@ -41,7 +41,7 @@ from network.sim import (
     run_simulation,
     validator_names,
 )
-from node.genesis import Params
+from node.core.genesis import Params
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP_SEEDS = int(os.environ.get("POSNET_SWEEP_SEEDS", "40"))
@@ -161,7 +161,7 @@ def test_committee_sampling_with_more_validators_than_seats_finalizes() -> None:
 def _sim_json(args: list[str], hash_seed: str) -> dict[str, object]:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", "sim", *args, "--json"],
+        [sys.executable, "-m", "network.cli", "sim", *args, "--json"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -199,7 +199,7 @@ def test_sim_cli_prints_the_documented_json_and_exits_0_when_only_outside_the_bo
         [
             sys.executable,
             "-m",
-            "node.cli",
+            "network.cli",
             "sim",
             "--validators",
             "4",
@@ -240,7 +240,7 @@ def test_sim_cli_prints_the_documented_json_and_exits_0_when_only_outside_the_bo
 
 def test_sim_cli_warns_when_the_byzantine_share_reaches_a_third() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", "sim", "--validators", "4", "--heights", "4", "--byzantine", "2"],
+        [sys.executable, "-m", "network.cli", "sim", "--validators", "4", "--heights", "4", "--byzantine", "2"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -250,7 +250,7 @@ def test_sim_cli_warns_when_the_byzantine_share_reaches_a_third() -> None:
 
 def test_sim_cli_rejects_a_bad_fault_spec_with_one_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", "sim", "--faults", "crash=v9@1-2"],
+        [sys.executable, "-m", "network.cli", "sim", "--faults", "crash=v9@1-2"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -262,7 +262,7 @@ def test_sim_cli_rejects_a_bad_fault_spec_with_one_line() -> None:
 
 def test_sim_cli_sweeps_seeds_and_counts_the_ones_outside_the_bound() -> None:
     held = subprocess.run(
-        [sys.executable, "-m", "node.cli", "sim", "--validators", "7", "--byzantine", "2", "--seeds", "4", "--heights", "6", "--json"],
+        [sys.executable, "-m", "network.cli", "sim", "--validators", "7", "--byzantine", "2", "--seeds", "4", "--heights", "6", "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert held.returncode == 0, held.stderr
@@ -274,7 +274,7 @@ def test_sim_cli_sweeps_seeds_and_counts_the_ones_outside_the_bound() -> None:
         "lowest_height": 6,
     }
     outside = subprocess.run(
-        [sys.executable, "-m", "node.cli", "sim", "--byzantine", "2", "--byzantine-mode", "split", "--seeds", "2", "--heights", "4"],
+        [sys.executable, "-m", "network.cli", "sim", "--byzantine", "2", "--byzantine-mode", "split", "--seeds", "2", "--heights", "4"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert outside.returncode == 0, outside.stdout
@@ -365,7 +365,11 @@ def test_an_honest_validator_jailed_without_crash_or_partition_is_a_violation() 
 
 def _posnet(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "node.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "network.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -423,23 +427,25 @@ def test_the_replay_line_of_a_drawn_run_replays_it_alone_and_exactly() -> None:
 
 def _with_a_bug_at_seed(monkeypatch: pytest.MonkeyPatch, bad_seed: int) -> None:
     """Make one seed's run report a violation inside the bound, as a real bug would."""
-    import network.sim
+    import network.sim.runner
 
-    real = network.sim.run_simulation
+    real = network.sim.runner.run_simulation
 
-    def run(config: SimConfig) -> network.sim.SimResult:
+    def run(config: SimConfig) -> network.sim.runner.SimResult:
         result = real(config)
         if config.seed == bad_seed:
-            result.violations.append(network.sim.Violation("safety", "height 2: invented for the test", 2))
+            result.violations.append(
+                network.sim.runner.Violation("safety", "height 2: invented for the test", 2)
+            )
         return result
 
-    monkeypatch.setattr(network.sim, "run_simulation", run)
+    monkeypatch.setattr(network.sim.runner, "run_simulation", run)
 
 
 def test_a_failing_run_exits_1_and_prints_the_command_that_replays_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from node.cli import cli
+    from network.cli import cli
 
     _with_a_bug_at_seed(monkeypatch, 3)
     result = CliRunner().invoke(cli, ["sim", "--seed", "3", "--heights", "3", "--faults", "random"])
@@ -451,7 +457,7 @@ def test_a_failing_run_exits_1_and_prints_the_command_that_replays_it(
 
 
 def test_a_sweep_prints_the_replay_line_of_each_failing_seed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from node.cli import cli
+    from network.cli import cli
 
     _with_a_bug_at_seed(monkeypatch, 2)
     result = CliRunner().invoke(cli, ["sim", "--seeds", "3", "--heights", "3", "--faults", "random"])
@@ -527,13 +533,13 @@ class _Captured(Exception):
 def test_the_replay_line_of_any_drawn_run_rebuilds_exactly_its_configuration(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import network.sim
-    from node.cli import cli
+    import network.sim.runner
+    from network.cli import cli
 
     def capture(config: SimConfig) -> None:
         raise _Captured(config)
 
-    monkeypatch.setattr(network.sim, "run_simulation", capture)
+    monkeypatch.setattr(network.sim.runner, "run_simulation", capture)
     drawn = random_run_config(seed)
     result = CliRunner().invoke(cli, shlex.split(replay_command(drawn))[1:])
     assert isinstance(result.exception, _Captured), result.output

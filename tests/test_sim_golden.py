@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from node.cli import cli
+from network.cli import cli
 
 GOLDEN = Path(__file__).parent / "data" / "sim_golden.jsonl"
 

@@ -26,9 +26,10 @@ from bench.soak import (
     late_sessions,
     random_split,
 )
-from network.broker import mosquitto_available
-from node.keys import Keypair
-from node.messages import (
+from network.transport.broker import mosquitto_available
+from node.core.envelopes import signed_item_bytes, status_bytes, sync_response_bytes
+from node.core.keys import Keypair
+from node.core.messages import (
     ZERO_HASH,
     Block,
     Kind,
@@ -38,7 +39,6 @@ from node.messages import (
     sha256,
     sign_item,
 )
-from node.outbox import signed_item_bytes, status_bytes, sync_response_bytes
 
 CHAIN = "soak-test"
 KEYS = {name: Keypair.deterministic(f"soak-{name}") for name in ("v1", "v2", "v3", "v4")}

@@ -11,12 +11,12 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.genesis import Params, make_genesis
-from node.keys import Keypair
-from node.ledger import Account
-from node.messages import Block, Evidence, Kind, Vote, make_evidence, sign_item
-from node.selection import committee_powers
-from node.state import (
+from node.core.genesis import Params, make_genesis
+from node.core.keys import Keypair
+from node.core.ledger import Account
+from node.core.messages import Block, Evidence, Kind, Vote, make_evidence, sign_item
+from node.core.selection import committee_powers
+from node.core.state import (
     ChainState,
     apply_block,
     block_problem,
@@ -25,7 +25,7 @@ from node.state import (
     genesis_state,
     proposer_of,
 )
-from node.tx import Undelegate, sign_tx
+from node.core.tx import Undelegate, sign_tx
 from tests.chain import ADDR, finalize, make_block, state0
 
 REPO = Path(__file__).resolve().parent.parent

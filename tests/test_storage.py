@@ -26,8 +26,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.safety import SignMark, Step, may_sign, position
-from node.storage import ConflictingBlock, DoubleSignRefused, StorageError, Store
+from node.core.safety import SignMark, Step, may_sign, position
+from node.runtime.store import ConflictingBlock, DoubleSignRefused, StorageError, Store
 
 REPO = Path(__file__).resolve().parents[1]
 VAL = b"\x01" * 32
@@ -321,9 +321,9 @@ def test_journals_are_kept_per_validator(store: Store) -> None:
 
 
 def test_the_store_is_the_guarded_signers_record_across_a_reopen(db_path: Path) -> None:
-    from node.keys import Keypair
-    from node.messages import Kind, Vote
-    from node.signer import GuardedSigner
+    from node.core.keys import Keypair
+    from node.core.messages import Kind, Vote
+    from node.core.signer import GuardedSigner
 
     keypair = Keypair.deterministic("journal-test")
     prevote = Vote(Kind.PREVOTE, 7, 0, A, keypair.address)
@@ -341,7 +341,7 @@ def test_the_store_is_the_guarded_signers_record_across_a_reopen(db_path: Path) 
 
 JOURNAL_THEN_DIE = """
     import os, signal, sys
-    from node.storage import Store
+    from node.runtime.store import Store
 
     store = Store(sys.argv[1])
     store.journal_append(bytes.fromhex(sys.argv[2]), 5, b"signed vote", b"its block")
@@ -367,8 +367,8 @@ def run_child(code: str, *args: str, **popen: object) -> subprocess.Popen[bytes]
 
 RECORD_THEN_DIE = """
     import os, signal, sys
-    from node.safety import SignMark, Step
-    from node.storage import Store
+    from node.core.safety import SignMark, Step
+    from node.runtime.store import Store
 
     store = Store(sys.argv[1])
     store.record_signing(bytes.fromhex(sys.argv[2]), SignMark(5, 0, Step.PREVOTE, bytes.fromhex(sys.argv[3])))
@@ -408,8 +408,8 @@ def next_loop_mark(m: SignMark) -> SignMark:
 SIGN_IN_A_LOOP = (
     """
 import hashlib, os, sys
-from node.safety import SignMark, Step
-from node.storage import Store
+from node.core.safety import SignMark, Step
+from node.runtime.store import Store
 """
     + textwrap.dedent(inspect.getsource(loop_mark))
     + """
@@ -490,8 +490,8 @@ def test_marks_survive_sigkill_at_random_moments_complete_and_never_behind_an_ac
 
 RACE_TO_SIGN = """
 import os, sys, time
-from node.safety import SignMark, Step
-from node.storage import DoubleSignRefused, Store
+from node.core.safety import SignMark, Step
+from node.runtime.store import DoubleSignRefused, Store
 
 db_path, validator, block_id, ready, go = sys.argv[1:]
 store = Store(db_path)

@@ -1,8 +1,8 @@
 """The local testnet: log verdicts, directory preparation, fault commands, and real runs.
 
 Three layers, cheapest first:
-- `network.logcheck` as pure functions over hand-written events;
-- `network.testnet` and its CLI against stand-in processes (`sleep`), so
+- `network.testnet.logcheck` as pure functions over hand-written events;
+- `network.testnet.supervisor` and its CLI against stand-in processes (`sleep`), so
   kill/pause/resume/restart are tested on real PIDs without a node runtime;
 - end to end (`broker` mark): `posnet testnet up` as a subprocess with real
   node processes and a real broker, polled through the logs with generous
@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from network import logcheck
-from network import testnet as tn
-from node.cli import cli
-from node.keys import load_key_file
+from network.cli import cli
+from network.testnet import logcheck
+from network.testnet import supervisor as tn
+from node.core.keys import load_key_file
 from tests.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -383,7 +383,7 @@ def test_up_refuses_bad_options_in_one_line(tmp_path: Path, args: list[str], nee
 
 
 def _posnet(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "node.cli", *map(str, args)]
+    return [sys.executable, "-m", "network.cli", *map(str, args)]
 
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.codec import DecodeError, encode
-from node.genesis import PPM
-from node.keys import Keypair
-from node.messages import Kind, signing_bytes
-from node.tx import (
+from node.core.codec import DecodeError, encode
+from node.core.genesis import PPM
+from node.core.keys import Keypair
+from node.core.messages import Kind, signing_bytes
+from node.core.tx import (
     Delegate,
     RegisterPool,
     SignedTx,

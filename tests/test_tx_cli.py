@@ -20,11 +20,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from network import testnet as tn
-from network.broker import BrokerProcess, start_broker
-from network.mqtt import TX
-from node.cli import cli
-from node.cli_tx import (
+from network.cli import cli
+from network.cli.tx import (
     QueryClient,
     Target,
     _protocol_of,
@@ -34,14 +31,17 @@ from node.cli_tx import (
     target_from_dir,
     wait_for_outcome,
 )
-from node.genesis import Genesis as GenesisDoc
-from node.genesis import GenesisAccount, GenesisValidator, Params, genesis_to_toml, load_genesis
-from node.inbox import AdmissionContext, TxMsg, admit
-from node.keys import Keypair, save_key_file
-from node.metrics import NodeMetrics
-from node.query import NodeView, supply_view
-from node.state import ChainState, genesis_state
-from node.tx import Transfer, decode_tx, verify_tx
+from network.testnet import supervisor as tn
+from network.transport.broker import BrokerProcess, start_broker
+from network.transport.mqtt import TX
+from node.core.admission import AdmissionContext, TxMsg, admit
+from node.core.genesis import Genesis as GenesisDoc
+from node.core.genesis import GenesisAccount, GenesisValidator, Params, genesis_to_toml, load_genesis
+from node.core.keys import Keypair, save_key_file
+from node.core.query import NodeView, supply_view
+from node.core.state import ChainState, genesis_state
+from node.core.tx import Transfer, decode_tx, verify_tx
+from node.runtime.metrics import NodeMetrics
 from tests import brokers
 
 CHAIN_ID = "posnet-cli"

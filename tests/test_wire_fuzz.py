@@ -7,7 +7,7 @@ Two halves:
   far-future votes; the nodes must keep finalizing one chain and their
   Prometheus endpoints must show each kind of drop under its reason;
 - hypothesis throws random bytes and mutated valid envelopes of every kind
-  at ``node.inbox.admit``: it must return a Rejected or a well-formed
+  at ``node.core.admission.admit``: it must return a Rejected or a well-formed
   message, never raise.
 """
 
@@ -27,14 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from network.broker import (
+from network.transport.broker import (
     MAX_PAYLOAD_BYTES,
     BrokerProcess,
     parse_broker_url,
 )
-from node.codec import decode, encode
-from node.genesis import make_genesis
-from node.inbox import (
+from node.core.admission import (
     AdmissionContext,
     EvidenceMsg,
     ProposalMsg,
@@ -45,8 +43,18 @@ from node.inbox import (
     TxMsg,
     admit,
 )
-from node.keys import Keypair
-from node.messages import (
+from node.core.codec import decode, encode
+from node.core.envelopes import (
+    evidence_bytes,
+    signed_item_bytes,
+    status_bytes,
+    sync_request_bytes,
+    sync_response_bytes,
+    tx_bytes,
+)
+from node.core.genesis import make_genesis
+from node.core.keys import Keypair
+from node.core.messages import (
     PROTOCOL_VERSION,
     ZERO_HASH,
     Block,
@@ -62,15 +70,7 @@ from node.messages import (
     sign_item,
     verify_signed,
 )
-from node.outbox import (
-    evidence_bytes,
-    signed_item_bytes,
-    status_bytes,
-    sync_request_bytes,
-    sync_response_bytes,
-    tx_bytes,
-)
-from node.state import genesis_state
+from node.core.state import genesis_state
 from tests.nodes import LocalNet, agree, make_localnet, wait_until
 
 # ------------------------------------------------------------- building payloads
@@ -293,7 +293,7 @@ ADMITTED_TYPES = (Vote, ProposalMsg, EvidenceMsg, SyncRequest, SyncResponse, Sta
 
 def check_admitted(result: object) -> None:
     """Rejected with a known reason, or a message that is what it claims to be."""
-    from node.inbox import REJECT_REASONS
+    from node.core.admission import REJECT_REASONS
 
     if isinstance(result, Rejected):
         assert result.reason in REJECT_REASONS, result

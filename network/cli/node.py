@@ -1,0 +1,140 @@
+"""``posnet node``: run one validator node process against an MQTT broker.
+
+The testnet orchestrator and docker compose spawn exactly ``posnet node run``
+with these options, so its contract is kept small and stable: inputs are
+files and a broker URL, output is a JSON-lines log (``--log``) and optional
+Prometheus metrics; a bad input ends it at once with one line naming the
+problem and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal, cast
+
+import click
+
+from node.runtime.node import BEHAVIOURS, NodeConfig, StartupError, run_node
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, exit 2: the convention for inputs a node cannot start with."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+def _read_password(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        _fail(f"--mqtt-password-file {path}: cannot read ({exc.strerror or exc})")
+    password = text.rstrip("\r\n")
+    if not password:
+        _fail(f"--mqtt-password-file {path}: empty")
+    return password
+
+
+@click.group("node")
+def node() -> None:
+    """Run a validator node."""
+
+
+@node.command("run")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="node directory: holds key.json; the store node.sqlite3 is kept here",
+)
+@click.option(
+    "--key",
+    "key_files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="validator key file to host (repeatable: one node may host several validators) [default: HOME/key.json]",
+)
+@click.option(
+    "--genesis", "genesis_path", type=click.Path(path_type=Path), required=True, help="genesis TOML"
+)
+@click.option("--broker", "broker_url", required=True, help="broker URL, mqtt://HOST:PORT")
+@click.option(
+    "--name", default=None, help="node name on the wire and in logs [default: the key's validator name]"
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="append JSON-lines events here [default: stdout, pretty on a terminal]",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Prometheus /metrics port, 0 = disabled",
+)
+@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="address the metrics server binds")
+@click.option(
+    "--behaviour",
+    type=click.Choice(BEHAVIOURS),
+    default="honest",
+    show_default=True,
+    help="fault injection: a Byzantine mode (node/byzantine.py says what each does)",
+)
+@click.option(
+    "--mqtt-protocol",
+    type=click.Choice(["5", "311"]),
+    default="5",
+    show_default=True,
+    help="MQTT version (311 for the embedded broker)",
+)
+@click.option("--mqtt-username", default=None, help="broker username")
+@click.option(
+    "--mqtt-password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="file holding the broker password (kept off the command line)",
+)
+def run(
+    home: Path,
+    key_files: tuple[Path, ...],
+    genesis_path: Path,
+    broker_url: str,
+    name: str | None,
+    log_path: Path | None,
+    metrics_port: int,
+    metrics_host: str,
+    behaviour: str,
+    mqtt_protocol: str,
+    mqtt_username: str | None,
+    mqtt_password_file: Path | None,
+) -> None:
+    """Run one validator node until SIGTERM or SIGINT.
+
+    Exit codes: 0 after a graceful stop, 1 on a fatal runtime failure
+    (e.g. the store cannot be written), 2 on bad inputs.
+    """
+    if mqtt_password_file is not None and mqtt_username is None:
+        _fail("--mqtt-password-file needs --mqtt-username")
+    password = _read_password(mqtt_password_file) if mqtt_password_file is not None else None
+    config = NodeConfig(
+        home=home,
+        key_files=key_files,
+        genesis=genesis_path,
+        broker_url=broker_url,
+        name=name,
+        log_path=log_path,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        behaviour=behaviour,
+        mqtt_protocol=cast(Literal[5, 311], int(mqtt_protocol)),
+        mqtt_username=mqtt_username,
+        mqtt_password=password,
+    )
+    try:
+        code = run_node(config)
+    except StartupError as exc:
+        _fail(str(exc))
+    sys.exit(code)

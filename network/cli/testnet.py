@@ -1,0 +1,500 @@
+"""`posnet testnet ...` and `posnet status`: run a local testnet and poke at it.
+
+`up` runs in the foreground of one terminal; everything else is a short
+command run from another terminal against the same `--dir`, which finds the
+processes through DIR/testnet.json. The commands are thin: the work is in
+`network.testnet.supervisor` (processes) and `network.testnet.logcheck` (verdicts), so tests can
+drive the same code without a terminal.
+
+Exit codes: 0 success, 1 the testnet failed (a node died, safety broke),
+2 a usage problem (unknown node, missing testnet, bad option).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from network.cli.keys import UserError
+from network.testnet import supervisor as tn
+from network.testnet.logcheck import (
+    analyse_dir,
+    describe_penalty,
+    format_report,
+    read_log,
+    summarize_node,
+    unique_penalties,
+)
+from network.testnet.relay import NetworkFaults, read_applied
+
+DIR_OPTION = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="testnet",
+    show_default=True,
+    help="the testnet directory",
+)
+
+
+def _broker_spec(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if value in ("auto", "embedded", "mosquitto") or value.startswith("mqtt://"):
+        return value
+    raise click.BadParameter("expected auto, embedded, mosquitto or mqtt://HOST:PORT")
+
+
+def _behaviours(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in value:
+        name, sep, mode = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: expected NODE=MODE, e.g. v4=equivocate")
+        if mode not in tn.BEHAVIOURS:
+            raise click.BadParameter(f"{item!r}: mode must be one of {', '.join(tn.BEHAVIOURS)}")
+        out[name] = mode
+    return out
+
+
+def _run(action: Callable[[], object]) -> object:
+    """Turn a TestnetError, or a file the OS refused, into a one-line error and exit code 2."""
+    try:
+        return action()
+    except tn.TestnetError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{exc.filename or 'I/O'}: {exc.strerror or exc}") from None
+
+
+@click.group()
+def testnet() -> None:
+    """A local testnet: validator processes and an MQTT broker on this machine."""
+
+
+@testnet.command("up")
+@click.option("--validators", type=click.IntRange(1, 64), default=4, show_default=True)
+@DIR_OPTION
+@click.option(
+    "--duration", type=click.FloatRange(0, min_open=True), default=None, help="stop after S seconds"
+)
+@click.option(
+    "--broker",
+    default="auto",
+    show_default=True,
+    callback=_broker_spec,
+    help="auto (mosquitto if installed, else embedded), embedded, mosquitto, or mqtt://HOST:PORT",
+)
+@click.option(
+    "--behaviour",
+    "behaviours",
+    multiple=True,
+    callback=_behaviours,
+    metavar="NODE=MODE",
+    help=f"make a validator misbehave, MODE one of {', '.join(tn.BEHAVIOURS)} (repeatable)",
+)
+@click.option(
+    "--slot-ms",
+    type=click.IntRange(0),
+    default=None,
+    help=f"commit_wait_ms for a new genesis: 0 = fast [default: {tn.DEFAULT_SLOT_MS}]",
+)
+@click.option(
+    "--base-metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="vI gets P+I-1 [default: free ports]",
+)
+@click.option("--chain-id", default=None, help=f"for a new genesis [default: {tn.DEFAULT_CHAIN_ID}]")
+@click.option(
+    "--mqtt-protocol", type=click.Choice(["5", "311"]), default=None, help="[default: 5, or 311 for embedded]"
+)
+@click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
+@click.option(
+    "--netfaults/--no-netfaults",
+    default=True,
+    show_default=True,
+    help="connect nodes through the fault relay (delay/drop/partition); off: straight to the broker",
+)
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="run a fault timeline (TOML) and judge the run by its checks; see scenarios/",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="with --scenario: multiply its times and duration (0.5 = twice as fast)",
+)
+def up(
+    validators: int,
+    directory: Path,
+    duration: float | None,
+    broker: str,
+    behaviours: dict[str, str],
+    slot_ms: int | None,
+    base_metrics_port: int | None,
+    chain_id: str | None,
+    mqtt_protocol: str | None,
+    quiet: bool,
+    netfaults: bool,
+    scenario_file: Path | None,
+    time_scale: float,
+) -> None:
+    """Start N validators and a broker, stream their finality, stop on Ctrl-C.
+
+    Keys and genesis are created in DIR when absent and reused when present,
+    so the same testnet can be stopped and started again. Exits 1 when a node
+    died unexpectedly or two nodes finalized different blocks at one height.
+    """
+    config = tn.UpConfig(
+        directory=directory,
+        validators=validators,
+        duration=duration,
+        broker=broker,
+        behaviours=behaviours,
+        slot_ms=slot_ms,
+        base_metrics_port=base_metrics_port,
+        chain_id=chain_id,
+        mqtt_protocol=mqtt_protocol,
+        quiet=quiet,
+        netfaults=netfaults,
+    )
+    if scenario_file is not None:
+        sys.exit(_run_scenario(config, scenario_file, time_scale))
+    if time_scale != 1.0:
+        raise UserError("--time-scale only applies to a --scenario run")
+    code = _run(lambda: tn.run_up(config))
+    sys.exit(code)
+
+
+def _run_scenario(config: tn.UpConfig, path: Path, time_scale: float) -> int:
+    """`up --scenario`: the file sets validators, duration, slot and behaviours unless given here."""
+    from network.testnet import scenario as sc
+
+    ctx = click.get_current_context()
+    explicit = [
+        name
+        for name in ("validators", "duration")
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    ]
+    try:
+        plan = sc.load_scenario(path)
+        config, plan = sc.apply_to_config(config, plan, explicit, time_scale)
+    except sc.ScenarioError as exc:
+        raise UserError(str(exc)) from None
+    code = _run(lambda: sc.run_scenario(config, plan, time_scale))
+    assert isinstance(code, int)
+    return code
+
+
+def _record(directory: Path, action: str, **args: Any) -> None:
+    """Log a fault run by hand exactly as a scenario step is logged, so the report can shade it."""
+    from network.testnet import scenario as sc
+
+    layout = tn.Layout.of(directory)
+    event = sc.step_event(sc.Step(action=action, at_s=0.0, **args), time.time(), "manual")
+    with contextlib.suppress(OSError), (layout.logs / sc.SCENARIO_LOG).open("a") as out:
+        out.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+
+def _fault_command(verb: str, action: Callable[[tn.Layout, str], tn.NodeProc], done: str) -> click.Command:
+    @click.command(verb)
+    @click.argument("node")
+    @DIR_OPTION
+    def command(node: str, directory: Path) -> None:
+        proc = _run(lambda: action(tn.Layout.of(directory), node))
+        assert isinstance(proc, tn.NodeProc)
+        _record(directory, verb, node=node)
+        click.echo(f"{done} {proc.name} (pid {proc.pid})")
+
+    command.help = action.__doc__
+    return command
+
+
+testnet.add_command(_fault_command("kill", tn.kill_node, "killed"))
+testnet.add_command(_fault_command("restart", tn.restart_node, "restarted"))
+testnet.add_command(_fault_command("pause", tn.pause_node, "paused"))
+testnet.add_command(_fault_command("resume", tn.resume_node, "resumed"))
+
+
+# ------------------------------------------------------------------ network faults (through the relay)
+
+
+def _groups(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> list[list[str]]:
+    groups = [[name.strip() for name in item.split(",")] for item in value]
+    for item, group in zip(value, groups, strict=True):
+        if not all(group):
+            raise UserError(f"partition group {item!r}: expected comma-separated node names, e.g. v1,v2")
+    return groups
+
+
+def _links_line(faults: NetworkFaults, node: str) -> str:
+    return f"{node}: {tn.describe_link(faults, node)}".replace(": -", ": no link faults")
+
+
+@testnet.command("delay")
+@click.argument("node")
+@click.argument("ms", metavar="MS")
+@DIR_OPTION
+def delay(node: str, ms: str, directory: Path) -> None:
+    """Hold all traffic between NODE and its broker for MS milliseconds, both ways (0 clears)."""
+    if not ms.isdigit():
+        raise UserError(f"delay {ms!r}: must be a whole number of milliseconds, e.g. 200")
+    faults = _run(lambda: tn.delay(tn.Layout.of(directory), node, int(ms)))
+    assert isinstance(faults, NetworkFaults)
+    _record(directory, "delay", node=node, ms=int(ms))
+    click.echo(f"delayed {_links_line(faults, node)}")
+
+
+@testnet.command("drop")
+@click.argument("node")
+@click.argument("rate", metavar="RATE")
+@DIR_OPTION
+def drop(node: str, rate: str, directory: Path) -> None:
+    """Lose each MQTT PUBLISH between NODE and its broker with probability RATE (0..1; 0 clears)."""
+    try:
+        value = float(rate)
+    except ValueError:
+        raise UserError(f"drop rate {rate!r}: must be a number in 0..1 (e.g. 0.3)") from None
+    faults = _run(lambda: tn.drop(tn.Layout.of(directory), node, value))
+    assert isinstance(faults, NetworkFaults)
+    _record(directory, "drop", node=node, rate=value)
+    click.echo(f"dropping {_links_line(faults, node)}")
+
+
+@testnet.command("partition")
+@click.argument("groups", nargs=-1, required=True, callback=_groups, metavar="GROUP GROUP...")
+@DIR_OPTION
+def partition(groups: list[list[str]], directory: Path) -> None:
+    """Split the nodes into islands, e.g. `v1,v2 v3,v4`; nodes not named join the first group.
+
+    The first group keeps the main broker; each further group gets a broker
+    of its own, and its nodes' connections are cut and re-made there.
+    """
+    faults = _run(lambda: tn.partition(tn.Layout.of(directory), groups))
+    assert isinstance(faults, NetworkFaults)
+    _record(directory, "partition", groups=tuple(tuple(g) for g in groups))
+    click.echo(f"partitioned: {tn.describe_partition(faults)} (each group reaches only its own broker)")
+
+
+@testnet.command("heal")
+@DIR_OPTION
+def heal(directory: Path) -> None:
+    """End the partition and clear every delay and drop: one network through the main broker."""
+    layout = tn.Layout.of(directory)
+    before = _run(lambda: tn.read_requested_faults(layout))
+    _run(lambda: tn.heal(layout))
+    assert isinstance(before, NetworkFaults)
+    _record(directory, "heal")
+    was = [f"partition {tn.describe_partition(before)} ended"] if len(before.groups) > 1 else []
+    links = NetworkFaults(links=before.links)  # without the groups: only what was on each link
+    was += [f"{name} {tn.describe_link(links, name)} cleared" for name in before.links]
+    click.echo(f"healed: {'; '.join(was) if was else 'nothing was in force'}")
+
+
+@testnet.command("behave")
+@click.argument("node")
+@click.argument("mode", metavar="|".join(tn.BEHAVIOURS))
+@DIR_OPTION
+def behave(node: str, mode: str, directory: Path) -> None:
+    """Restart NODE as honest or in a Byzantine MODE; later restarts keep the behaviour.
+
+    Needs the `up` that owns the testnet to be running, like `restart`.
+    """
+    proc = _run(lambda: tn.behave(tn.Layout.of(directory), node, mode))
+    assert isinstance(proc, tn.NodeProc)
+    _record(directory, "behave", node=node, mode=mode)
+    click.echo(f"{proc.name} is now {proc.behaviour} (restarted, pid {proc.pid})")
+
+
+@testnet.command("check")
+@DIR_OPTION
+def check(directory: Path) -> None:
+    """Judge a run from its logs: no two nodes finalized different blocks at one height.
+
+    Prints each node's height and median finality latency and the penalties
+    seen. Exits 1 on a safety violation. Byzantine validators (from
+    testnet.json) are reported but not held to the safety promise.
+    """
+    layout = tn.Layout.of(directory)
+    if not layout.logs.is_dir():
+        raise UserError(f"{layout.logs} not found: no testnet has run in {layout.root}")
+    byzantine: list[str] = []
+    if layout.state.exists():
+        state = _run(lambda: tn.read_state(layout))
+        assert isinstance(state, tn.TestnetState)
+        byzantine = tn.byzantine_names(state)
+    report = analyse_dir(layout.logs, exclude=byzantine)
+    if not report.nodes:
+        raise UserError(f"no node logs (*.jsonl) in {layout.logs}")
+    for line in format_report(report):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
+@testnet.command("report")
+@DIR_OPTION
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="where to write the PNG [default: DIR/report.png]",
+)
+def report(directory: Path, out: Path | None) -> None:
+    """Draw the last run (height and finality latency per node over time, faults shaded, penalties marked).
+
+    Also prints heights, median and p99 latency, round timeouts, penalties and
+    the invariants checked (safety; liveness after the last heal; a scenario's
+    checks). Exits 1 when one of them failed.
+    """
+    from network.testnet.report import make_report
+
+    layout = tn.Layout.of(directory)
+    if not layout.logs.is_dir():
+        raise UserError(f"{layout.logs} not found: no testnet has run in {layout.root}")
+    result = _run(lambda: make_report(layout, out))
+    assert isinstance(result, tuple)
+    lines, ok, path = result
+    for line in lines:
+        click.echo(line)
+    if path is not None:
+        click.echo(f"wrote {path}")
+    sys.exit(0 if ok else 1)
+
+
+@click.command("status")
+@DIR_OPTION
+def status(directory: Path) -> None:
+    """Each node of a testnet: process state, height, round, age of its last event, penalties."""
+    layout = tn.Layout.of(directory)
+    state = _run(lambda: tn.read_state(layout))
+    assert isinstance(state, tn.TestnetState)
+    for line in status_lines(layout, state, time.time()):
+        click.echo(line)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _process_label(node: tn.NodeProc) -> str:
+    """The live process state, explained by the recorded status when the process is gone."""
+    live = tn.process_state(node.pid, node.command)
+    if live != "dead":
+        return live
+    return "dead" if node.status in (tn.RUNNING, tn.PAUSED) else node.status
+
+
+def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[str]:
+    """The `posnet status` table, computed from testnet.json, /proc and the logs."""
+    up_alive = (
+        state.supervisor_pid and tn.process_state(state.supervisor_pid, state.supervisor_command) != "dead"
+    )
+    runner = (
+        f"up pid {state.supervisor_pid}, running {_age(now - state.started_at)}"
+        if up_alive
+        else "not running"
+    )
+    broker = state.broker
+    broker_state = (
+        "" if broker.pid is None else f", pid {broker.pid} {tn.process_state(broker.pid, broker.command)}"
+    )
+    lines = [
+        f"testnet {state.chain_id} in {layout.root}: {runner}",
+        f"broker {broker.kind} {broker.url}{broker_state}",
+    ]
+    faults, applied = _network_lines(layout, state, lines)
+    rows = [["node", "pid", "process", "height", "round", "last event", "penalties", "network"]]
+    all_events = []
+    for name, node in state.nodes.items():
+        events = read_log(layout.log(name)).events
+        all_events.append(events)
+        summary = summarize_node(name, events)
+        last = "-"
+        if summary.last_event is not None:
+            age = _age(now - summary.last_ts) if summary.last_ts else "?"
+            last = f"{summary.last_event} {age} ago"
+        penalties = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()) if k in _PENALTY_COLUMN)
+        label = _process_label(node) + ("" if node.behaviour == "honest" else f" ({node.behaviour})")
+        round_ = "-" if summary.last_round is None else str(summary.last_round)
+        network = _network_cell(faults, applied, name)
+        row = [name, str(node.pid or "-"), label, str(summary.max_height), round_, last]
+        rows.append([*row, penalties or "-", network])
+    lines.extend(_table(rows, right_aligned={1, 3, 4}))
+    penalties = unique_penalties(all_events)
+    if penalties:
+        lines.append("penalties applied:")
+        lines.extend(f"  {describe_penalty(e)}" for e in penalties)
+    return lines
+
+
+_PENALTY_COLUMN = ("evidence", "slashed", "jailed", "tombstoned", "unjailed")
+
+
+def _network_cell(faults: NetworkFaults | None, applied: dict[str, Any], name: str) -> str:
+    """A node's network faults, with the relay's count of publishes lost while a drop is on."""
+    if faults is None:
+        return "direct"
+    stats = applied.get("stats", {}).get(name, {})
+    lost = sum(stats.get(way, {}).get("dropped", 0) for way in ("up", "down"))
+    return tn.describe_link(faults, name, lost)
+
+
+def _network_lines(
+    layout: tn.Layout, state: tn.TestnetState, lines: list[str]
+) -> tuple[NetworkFaults | None, dict[str, Any]]:
+    """Append the relay's state and the partition to `lines`; the faults in force (None: no relay).
+
+    Faults are shown only while the relay runs (once it is gone nothing is
+    in force, whatever faults.json still asks for); a requested change it
+    has not reported applied yet is shown as pending.
+    """
+    relay = state.relay
+    if relay is None:
+        return None, {}
+    relay_state = tn.process_state(relay.pid, relay.command) if relay.pid else "dead"
+    if relay_state == "dead":
+        lines.append("network-fault relay not running: no network faults in force")
+        return NetworkFaults(), {}
+    try:
+        requested = tn.read_requested_faults(layout)
+    except tn.TestnetError as exc:
+        lines.append(f"network-fault relay pid {relay.pid} {relay_state}; {exc}")
+        return NetworkFaults(), {}
+    applied = read_applied(layout.root) or {}
+    pending = ", change pending" if applied.get("generation", -1) < requested.generation else ""
+    error = f", last change failed: {applied['error']}" if applied.get("error") else ""
+    lines.append(f"network-fault relay pid {relay.pid} {relay_state}{pending}{error}")
+    if len(requested.groups) > 1:
+        islands = applied.get("islands", {})
+        where = ", ".join(f"group {int(i) + 1} on {v.get('url')}" for i, v in sorted(islands.items()))
+        lines.append(f"partition {tn.describe_partition(requested)}" + (f" ({where})" if where else ""))
+    return requested, applied
+
+
+def _table(rows: list[list[str]], right_aligned: set[int]) -> list[str]:
+    """Columns as wide as their widest cell: a paused Byzantine node's label must not shear the table."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.rjust(widths[i]) if i in right_aligned else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]

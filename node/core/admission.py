@@ -1,0 +1,244 @@
+"""Admission: from raw bytes off the wire to an authenticated, typed message.
+
+Everything a node receives passes through `admit` before the state machine
+sees it. Anything wrong (oversize, malformed, non-canonical, other version,
+other chain, unknown sender, bad signature, stale or far-future height) comes
+back as a `Rejected` with a short reason that the caller counts as a metric;
+nothing rejected is stored or acted on. This function is pure, so the fuzz
+tests and the simulator exercise exactly what a real node runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from node.core.codec import MAX_MESSAGE_BYTES, DecodeError, decode, want_int, want_str, want_tuple
+from node.core.keys import ADDRESS_LEN, PUBLIC_KEY_LEN, verify
+from node.core.messages import (
+    Block,
+    CommitCertificate,
+    Envelope,
+    Evidence,
+    Kind,
+    Proposal,
+    Vote,
+    parse_envelope,
+)
+from node.core.state import MAX_PENDING_PARTICIPATION
+
+FUTURE_HEIGHTS = 100  # further ahead than this is far-future junk, not a peer we lag behind
+MAX_SYNC_BLOCKS = 50
+
+REJECT_REASONS = (
+    "oversize",
+    "malformed",
+    "non_canonical",
+    "version",
+    "unknown_kind",
+    "wrong_chain",
+    "unknown_sender",
+    "bad_signature",
+    "stale",
+    "future",
+    "invalid",
+)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ProposalMsg:
+    proposal: Proposal
+    block: Block
+
+
+@dataclass(frozen=True)
+class EvidenceMsg:
+    sender: bytes
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    sender: bytes
+    from_height: int
+    reply_to: str  # the requester's node id, for the reply topic
+
+
+@dataclass(frozen=True)
+class SyncResponse:
+    sender: bytes
+    blocks: tuple[tuple[Block, CommitCertificate], ...]
+
+
+@dataclass(frozen=True)
+class StatusMsg:
+    sender: bytes
+    node: str
+    height: int
+    round: int
+    online: bool
+
+
+@dataclass(frozen=True)
+class TxMsg:
+    tx: bytes
+
+
+Admitted = Vote | ProposalMsg | EvidenceMsg | SyncRequest | SyncResponse | StatusMsg | TxMsg
+
+
+@dataclass(frozen=True)
+class AdmissionContext:
+    """What admission needs to know about the node's current view."""
+
+    chain_id: str
+    public_keys: Mapping[bytes, bytes]
+    height: int  # the height the node is working on
+    max_size: int = MAX_MESSAGE_BYTES
+
+
+AuthCache = dict[bytes, tuple[Mapping[bytes, bytes], "Admitted | Rejected"]]
+
+
+def admit(data: bytes, ctx: AdmissionContext, cache: AuthCache | None = None) -> Admitted | Rejected:
+    """Authenticate and parse one message, or say why it is dropped.
+
+    `cache` lets many nodes in one process (the simulator) share the result
+    of authenticating identical bytes against the identical key set; the
+    height check, which depends on the node, is always done afresh.
+    """
+    if len(data) > ctx.max_size:
+        return Rejected("oversize", f"{len(data)} bytes")
+    if cache is None:
+        message = authenticate(data, ctx.chain_id, ctx.public_keys)
+    else:
+        hit = cache.get(data)
+        if hit is None or hit[0] is not ctx.public_keys:
+            if len(cache) > 100_000:
+                cache.clear()
+            hit = cache[data] = (ctx.public_keys, authenticate(data, ctx.chain_id, ctx.public_keys))
+        message = hit[1]
+    if isinstance(message, Rejected):
+        return message
+    return _height_problem(message, ctx) or message
+
+
+def authenticate(data: bytes, chain_id: str, public_keys: Mapping[bytes, bytes]) -> Admitted | Rejected:
+    """Everything about a message that does not depend on the receiver's height."""
+    try:
+        envelope = parse_envelope(data)
+    except DecodeError as exc:
+        return Rejected(exc.reason, exc.detail)
+    if envelope.chain_id != chain_id:
+        return Rejected("wrong_chain", envelope.chain_id[:64])
+    public_key = _sender_key(envelope, public_keys)
+    if public_key is None:
+        return Rejected("unknown_sender", envelope.sender.hex()[:16])
+    if not verify(public_key, envelope.signed_bytes(), envelope.signature):
+        return Rejected("bad_signature", envelope.kind.name)
+    try:
+        return _parse_body(envelope)
+    except DecodeError as exc:
+        return Rejected(exc.reason, exc.detail)
+
+
+def _sender_key(envelope: Envelope, public_keys: Mapping[bytes, bytes]) -> bytes | None:
+    """Validators sign with known keys; a transaction's envelope names its own public key."""
+    if envelope.kind == Kind.TX:
+        return envelope.sender if len(envelope.sender) == PUBLIC_KEY_LEN else None
+    if len(envelope.sender) != ADDRESS_LEN:
+        return None
+    return public_keys.get(envelope.sender)
+
+
+def _parse_body(envelope: Envelope) -> Admitted:
+    kind, body, sender = envelope.kind, envelope.body, envelope.sender
+    if kind != Kind.PROPOSAL and envelope.attachment:
+        raise DecodeError("malformed", "attachment on a message that takes none")
+    if kind in (Kind.PREVOTE, Kind.PRECOMMIT):
+        vote = Vote.from_body(kind, body, envelope.signature)
+        return vote if vote.validator == sender else _invalid("vote signer is not the sender")
+    if kind == Kind.PROPOSAL:
+        return _parse_proposal(envelope)
+    if kind == Kind.EVIDENCE:
+        return EvidenceMsg(sender, Evidence.from_wire(decode(body)))
+    if kind == Kind.SYNC_REQUEST:
+        from_height, reply_to = want_tuple(decode(body), "sync_request", 2)
+        return SyncRequest(
+            sender, want_int(from_height, "sync_request.from_height", 1), want_str(reply_to, "reply_to", 64)
+        )
+    if kind == Kind.SYNC_RESPONSE:
+        return SyncResponse(sender, _parse_sync_blocks(decode(body)))
+    if kind == Kind.STATUS:
+        node, height, round_, online = want_tuple(decode(body), "status", 4)
+        if not isinstance(online, bool):
+            raise DecodeError("malformed", "status.online: expected boolean")
+        return StatusMsg(
+            sender,
+            want_str(node, "status.node", 64),
+            want_int(height, "status.height"),
+            want_int(round_, "status.round"),
+            online,
+        )
+    if kind == Kind.TX:
+        return TxMsg(body)
+    raise DecodeError("unknown_kind", kind.name)
+
+
+def _invalid(detail: str) -> Any:
+    raise DecodeError("invalid", detail)
+
+
+def _parse_proposal(envelope: Envelope) -> ProposalMsg:
+    proposal = Proposal.from_body(envelope.body, envelope.signature)
+    if proposal.proposer != envelope.sender:
+        _invalid("proposal signer is not the sender")
+    block = Block.decode(envelope.attachment)
+    if block.hash != proposal.block_id:
+        _invalid("attached block does not match the proposal's block id")
+    if block.height != proposal.height:
+        _invalid("attached block is for another height")
+    return ProposalMsg(proposal, block)
+
+
+def _parse_sync_blocks(obj: Any) -> tuple[tuple[Block, CommitCertificate], ...]:
+    items = want_tuple(obj, "sync_response")
+    if len(items) > MAX_SYNC_BLOCKS:
+        raise DecodeError("malformed", "sync_response: too many blocks")
+    pairs = []
+    for item in items:
+        block_wire, cert_wire = want_tuple(item, "sync_response.item", 2)
+        block, cert = Block.from_wire(block_wire), CommitCertificate.from_wire(cert_wire)
+        if cert.height != block.height or cert.block_id != block.hash:
+            raise DecodeError("invalid", "sync_response: certificate does not match its block")
+        pairs.append((block, cert))
+    return tuple(pairs)
+
+
+def _message_height(message: Admitted) -> int | None:
+    if isinstance(message, Vote):
+        return message.height
+    if isinstance(message, ProposalMsg):
+        return message.proposal.height
+    return None
+
+
+def _height_problem(message: Admitted, ctx: AdmissionContext) -> Rejected | None:
+    height = _message_height(message)
+    if height is None:
+        return None
+    oldest = ctx.height - 1
+    if isinstance(message, Vote) and message.kind == Kind.PRECOMMIT:
+        oldest = ctx.height - 1 - MAX_PENDING_PARTICIPATION  # late precommits still count for downtime
+    if height < oldest:
+        return Rejected("stale", f"height {height} < {oldest}")
+    if height > ctx.height + FUTURE_HEIGHTS:
+        return Rejected("future", f"height {height} > {ctx.height + FUTURE_HEIGHTS}")
+    return None

@@ -1,0 +1,371 @@
+"""The glue between one validator's state machine and the outside world.
+
+The same driver runs in the simulator and in a real node: it admits raw
+bytes, dispatches them to the machine, and turns the machine's outputs into
+effects through a small `Effects` interface (send, schedule, persist, log).
+Signing goes through the guarded signer; a Byzantine behaviour, when set,
+is applied here and only here (see node/byzantine.py for what each does).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from node.core.admission import (
+    AdmissionContext,
+    Admitted,
+    AuthCache,
+    EvidenceMsg,
+    ProposalMsg,
+    Rejected,
+    StatusMsg,
+    SyncRequest,
+    SyncResponse,
+    TxMsg,
+    admit,
+)
+from node.core.behaviours import Equivocator, amnesiac_prevote, late_delay_ms, withhold_recipients
+from node.core.consensus import (
+    BroadcastEvidence,
+    ConsensusMachine,
+    Decided,
+    Output,
+    Rebroadcast,
+    RequestSync,
+    RoundTimedOut,
+    ScheduleTimeout,
+    Sign,
+    Timeout,
+)
+from node.core.envelopes import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
+from node.core.keys import Keypair
+from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
+from node.core.query import ledger_event_logs
+from node.core.signer import GuardedSigner
+from node.core.state import ChainState
+
+SYNC_BATCH = 20
+PENALTY_EVENTS = ("slashed", "jailed", "tombstoned", "unjailed")
+
+
+class Effects(Protocol):
+    """What a driver needs from its environment (simulated or real)."""
+
+    def now_ms(self) -> int: ...
+
+    def broadcast(self, channel: str, data: bytes) -> None: ...
+
+    def send_to(self, node: str, data: bytes) -> None: ...
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None: ...
+
+    def finalized(self, decided: Decided) -> None:
+        """Persist a finalized block durably (called before anything else learns of it)."""
+
+    def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]: ...
+
+    def log(self, event: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class DriverStats:
+    rejected: Counter[str]
+    round_timeouts: int = 0
+    signed: int = 0
+
+
+class Driver:
+    """Runs one validator: admission, dispatch, outputs, Byzantine behaviour."""
+
+    def __init__(
+        self,
+        name: str,
+        keypair: Keypair,
+        signer: GuardedSigner,
+        effects: Effects,
+        behaviour: str | None = None,
+        on_admitted: Callable[[Admitted, ConsensusMachine], None] | None = None,
+        auth_cache: AuthCache | None = None,
+        audience: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None,
+    ) -> None:
+        self.name = name
+        self.keypair = keypair
+        self.signer = signer
+        self.effects = effects
+        self.behaviour = behaviour
+        self.equivocator = (
+            Equivocator(signer.chain_id, keypair) if behaviour in ("equivocate", "split") else None
+        )
+        self.audience = audience  # split, withhold: (first half, second half, colluders)
+        self.on_admitted = on_admitted
+        self.auth_cache = auth_cache
+        self.machine: ConsensusMachine | None = None
+        self.incarnation = 0
+        self.stats = DriverStats(Counter())
+        self.peers: dict[str, StatusMsg] = {}
+        self.after_outputs: Callable[[], None] | None = None
+        self._applied: ChainState | None = None  # the state the next decided block applies to (for its logs)
+        self._held: set[bytes] = set()  # late mode: signatures of our messages not yet released
+
+    @property
+    def chain_id(self) -> str:
+        return self.signer.chain_id
+
+    # ------------------------------------------------------------ lifecycle
+
+    def boot(
+        self, state: ChainState, last_certificate: CommitCertificate | None, **machine_args: Any
+    ) -> None:
+        """(Re)start the machine from persisted state, replaying our journal first."""
+        self.machine = ConsensusMachine(
+            state, self.keypair.address, last_certificate=last_certificate, **machine_args
+        )
+        self._applied = state
+        now = self.effects.now_ms()
+        self.run(self.machine.restore(self.signer.journal(self.machine.height), now))
+        self.run(self.machine.start(now))
+
+    def stop(self) -> None:
+        self.machine = None
+        self.incarnation += 1
+        self._held.clear()  # held messages die with the process (their releases check the incarnation)
+
+    # -------------------------------------------------------------- inbound
+
+    def receive(self, data: bytes) -> Admitted | Rejected | None:
+        """Admit raw bytes and act on them; returns what admission made of them."""
+        machine = self.machine
+        if machine is None:
+            return None
+        ctx = AdmissionContext(self.chain_id, machine.state.public_keys, machine.height)
+        message = admit(data, ctx, self.auth_cache)
+        if isinstance(message, Rejected):
+            self.stats.rejected[message.reason] += 1
+            return message
+        if self.on_admitted is not None:
+            self.on_admitted(message, machine)
+        self.dispatch(message)
+        return message
+
+    def dispatch(self, message: Admitted) -> None:
+        machine = self.machine
+        if machine is None:
+            return
+        now = self.effects.now_ms()
+        if isinstance(message, Vote):
+            self.run(machine.on_vote(message, now))
+        elif isinstance(message, ProposalMsg):
+            if self.equivocator:
+                self.equivocator.observe_proposal(message.proposal, message.block)
+            self.run(machine.on_proposal(message.proposal, message.block, now))
+        elif isinstance(message, EvidenceMsg):
+            self.run(machine.on_evidence(message.evidence))
+        elif isinstance(message, SyncRequest):
+            self._answer_sync(message)
+        elif isinstance(message, SyncResponse):
+            # Every certificate the answer carries, once: the first block's last
+            # commit, then each block's own (the next block's last commit repeats it).
+            first_commit = message.blocks[0][0].last_commit if message.blocks else None
+            if first_commit is not None:
+                self._check_fork(first_commit)
+            for block, cert in message.blocks:
+                if self.machine is not None:
+                    self._check_fork(cert)
+                    self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
+        elif isinstance(message, StatusMsg):
+            self.peers[message.node] = message
+        elif isinstance(message, TxMsg):
+            machine.on_tx(message.tx)
+
+    def _check_fork(self, cert: CommitCertificate) -> None:
+        """A certificate for a height we finalized another block at: the machine derives evidence."""
+        machine = self.machine
+        if machine is None or cert.height >= machine.height:
+            return
+        ours = self.effects.chain_range(cert.height, 1)
+        if ours and ours[0][1].block_id != cert.block_id:
+            self.run(machine.on_conflicting_certificate(cert, ours[0][1]))
+
+    def _answer_sync(self, request: SyncRequest) -> None:
+        if self.behaviour == "silent":
+            return
+        batch = self.effects.chain_range(request.from_height, SYNC_BATCH)
+        if batch:
+            self.effects.send_to(request.reply_to, sync_response_bytes(self.chain_id, batch, self.keypair))
+
+    # ------------------------------------------------------------- outbound
+
+    def _send(self, channel: str, data: bytes) -> None:
+        if self.behaviour != "silent":
+            self.effects.broadcast(channel, data)
+
+    def run(self, outputs: list[Output]) -> None:
+        """Carry out outputs in order; outputs they cause are queued behind them."""
+        queue = list(outputs)
+        while queue and self.machine is not None:
+            queue.extend(self._handle(queue.pop(0)))
+        if self.after_outputs is not None:
+            self.after_outputs()
+
+    def _handle(self, output: Output) -> list[Output]:
+        machine = self.machine
+        assert machine is not None
+        if isinstance(output, Sign):
+            return self._sign_and_send(output, machine)
+        if isinstance(output, ScheduleTimeout):
+            incarnation = self.incarnation
+            self.effects.schedule(output.delay_ms, lambda: self._on_timeout(output.timeout, incarnation))
+        elif (
+            isinstance(output, BroadcastEvidence) and self.behaviour != "split"
+        ):  # colluders do not report each other
+            self._send("evidence", evidence_bytes(self.chain_id, output.evidence, self.keypair))
+            self.effects.log(
+                {
+                    "event": "evidence",
+                    "offender": machine.state.names.get(
+                        output.evidence.offender, output.evidence.offender.hex()[:8]
+                    ),
+                    "height": output.evidence.height,
+                }
+            )
+        elif isinstance(output, RequestSync):  # even a silent validator follows the chain
+            self.effects.broadcast(
+                "sync/req", sync_request_bytes(self.chain_id, output.from_height, self.name, self.keypair)
+            )
+        elif isinstance(output, Decided):
+            self._on_decided(output)
+        elif isinstance(output, RoundTimedOut):
+            self.stats.round_timeouts += 1
+            self.effects.log(
+                {
+                    "event": "round_timeout",
+                    "height": output.height,
+                    "round": output.round,
+                    "step": output.phase.name.lower(),
+                }
+            )
+        elif isinstance(output, Rebroadcast) and self.behaviour != "split":
+            for item, block in output.items:
+                if item.signature in self._held:
+                    continue  # late: not even a re-send may come before the release
+                if self.behaviour == "withhold" and signer_of(item) == self.keypair.address:
+                    self._withhold(item, signed_item_bytes(self.chain_id, item, block))
+                else:
+                    self._send("consensus", signed_item_bytes(self.chain_id, item, block))
+        return []
+
+    def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
+        if self.behaviour == "amnesia" and isinstance(output.item, Vote):
+            output = self._forget_lock(output, machine)
+        signed = self.signer.sign(output.item, output.block, output.justification)
+        if signed is None:
+            return []
+        self.stats.signed += 1
+        if self.equivocator is None:
+            self._send_own(signed, signed_item_bytes(self.chain_id, signed, output.block), machine)
+        else:
+            twin = self.equivocator.twin(signed, output.block)
+            self._send_conflicting((signed, output.block), twin)
+        now = self.effects.now_ms()
+        if isinstance(signed, Proposal):
+            assert output.block is not None
+            return machine.on_proposal(signed, output.block, now)
+        return machine.on_vote(signed, now)
+
+    def _send_own(self, signed: Vote | Proposal, data: bytes, machine: ConsensusMachine) -> None:
+        """Send a message we just signed: at once, or as `late` and `withhold` distort it."""
+        if self.behaviour == "late":
+            self._held.add(signed.signature)
+            incarnation = self.incarnation
+            self.effects.schedule(
+                late_delay_ms(signed, machine.params),
+                lambda: self._release(signed.signature, data, incarnation),
+            )
+        elif self.behaviour == "withhold":
+            self._withhold(signed, data)
+        else:
+            self._send("consensus", data)
+
+    def _release(self, signature: bytes, data: bytes, incarnation: int) -> None:
+        """Late mode: the step's timeout has passed, send what we held (unless we crashed since)."""
+        if incarnation == self.incarnation and self.machine is not None:
+            self._held.discard(signature)
+            self._send("consensus", data)
+
+    def _withhold(self, item: Vote | Proposal, data: bytes) -> None:
+        """Withhold mode: our message to the colluders and a seeded half of the honest nodes only.
+
+        Without an audience (a real node, where a broadcast reaches everyone)
+        there is nobody to leave out, so it is sent as usual.
+        """
+        if self.audience is None:
+            self._send("consensus", data)
+            return
+        first_half, second_half, colluders = self.audience
+        for node in (*withhold_recipients(item, first_half + second_half), *colluders):
+            self.effects.send_to(node, data)
+
+    def _forget_lock(self, output: Sign, machine: ConsensusMachine) -> Sign:
+        """Amnesia: prevote this round's proposal instead of nil or our locked block."""
+        assert isinstance(output.item, Vote)
+        entry = machine.proposals.get(output.item.round)
+        locked = machine.locked_block.hash if machine.locked_block is not None else None
+        vote = amnesiac_prevote(output.item, locked, entry[1].hash if entry is not None else None)
+        if vote is output.item:
+            return output
+        self.effects.log(
+            {
+                "event": "amnesia",
+                "height": vote.height,
+                "round": vote.round,
+                "locked_round": machine.locked_round,
+            }
+        )
+        return replace(output, item=vote)
+
+    def _send_conflicting(
+        self, honest: tuple[Vote | Proposal, Block | None], twin: tuple[Vote | Proposal, Block | None]
+    ) -> None:
+        """Equivocate: both versions to everyone, or one version per half in split mode."""
+        if self.behaviour != "split" or self.audience is None:
+            for item, block in (honest, twin):
+                self._send("consensus", signed_item_bytes(self.chain_id, item, block))
+            return
+        first, second = Equivocator.split_order(honest, twin)
+        data = [signed_item_bytes(self.chain_id, item, block) for item, block in (first, second)]
+        first_half, second_half, colluders = self.audience
+        for node in first_half:
+            self.effects.send_to(node, data[0])
+        for node in second_half:
+            self.effects.send_to(node, data[1])
+        for node in colluders:
+            for payload in data:
+                self.effects.send_to(node, payload)
+
+    def _on_timeout(self, timeout: Timeout, incarnation: int) -> None:
+        if self.machine is not None and incarnation == self.incarnation:
+            self.run(self.machine.on_timeout(timeout, self.effects.now_ms()))
+
+    def _on_decided(self, decided: Decided) -> None:
+        self.effects.finalized(decided)
+        block, state = decided.block, decided.state
+        before, self._applied = self._applied, state
+        self.effects.log(
+            {
+                "event": "finalized",
+                "height": block.height,
+                "round": decided.round,
+                "hash": block.hash.hex(),
+                "proposer": state.names.get(block.proposer, block.proposer.hex()[:8]),
+                "latency_ms": max(0, self.effects.now_ms() - decided.started_ms),
+                "txs": len(block.txs),
+                "evidence": len(block.evidence),
+                "signers": len(decided.certificate.signatures),
+                "via_sync": decided.via_sync,
+            }
+        )
+        for line in ledger_event_logs(before, state, block, decided.events):
+            self.effects.log(line)

@@ -1,0 +1,40 @@
+"""Building the envelopes a node sends: one small function per message kind."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from node.core.codec import encode
+from node.core.keys import Keypair
+from node.core.messages import Block, CommitCertificate, Evidence, Kind, Proposal, Vote, envelope_for, seal
+
+
+def signed_item_bytes(chain_id: str, item: Vote | Proposal, block: Block | None = None) -> bytes:
+    """A signed vote, or a signed proposal with its block attached."""
+    attachment = block.encoded if isinstance(item, Proposal) and block is not None else b""
+    return envelope_for(chain_id, item, attachment).to_bytes()
+
+
+def evidence_bytes(chain_id: str, evidence: Evidence, keypair: Keypair) -> bytes:
+    return seal(chain_id, Kind.EVIDENCE, encode(evidence.to_wire()), keypair).to_bytes()
+
+
+def sync_request_bytes(chain_id: str, from_height: int, reply_to: str, keypair: Keypair) -> bytes:
+    return seal(chain_id, Kind.SYNC_REQUEST, encode((from_height, reply_to)), keypair).to_bytes()
+
+
+def sync_response_bytes(
+    chain_id: str, blocks: Sequence[tuple[Block, CommitCertificate]], keypair: Keypair
+) -> bytes:
+    body = encode(tuple((block.to_wire(), cert.to_wire()) for block, cert in blocks))
+    return seal(chain_id, Kind.SYNC_RESPONSE, body, keypair).to_bytes()
+
+
+def status_bytes(chain_id: str, node: str, height: int, round_: int, online: bool, keypair: Keypair) -> bytes:
+    return seal(chain_id, Kind.STATUS, encode((node, height, round_, online)), keypair).to_bytes()
+
+
+def tx_bytes(chain_id: str, signed_tx: bytes, keypair: Keypair) -> bytes:
+    """A transaction envelope: its sender field is the submitter's public key."""
+    envelope = seal(chain_id, Kind.TX, signed_tx, keypair)
+    return type(envelope)(chain_id, Kind.TX, keypair.public, envelope.body, envelope.signature).to_bytes()

@@ -1,0 +1,299 @@
+"""Genesis: the chain id, the parameters and the initial stake pools, from TOML.
+
+All quantities are integers (stake units, parts-per-million, milliseconds):
+floats would make the state transition depend on the machine. A bad genesis
+is refused with one line naming the field, because a testnet that starts
+from a silently-defaulted genesis teaches the wrong lesson.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from node.core.keys import PUBLIC_KEY_LEN, Keypair, address_of
+
+PPM = 1_000_000
+
+
+class GenesisError(ValueError):
+    """A genesis that cannot be used; the message is one line naming the field."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split("\n")).replace("\r", " "))
+
+
+@dataclass(frozen=True)
+class Params:
+    """Protocol parameters fixed at genesis."""
+
+    timeout_propose_ms: int = 1000
+    timeout_propose_delta_ms: int = 500
+    timeout_prevote_ms: int = 500
+    timeout_prevote_delta_ms: int = 250
+    timeout_precommit_ms: int = 500
+    timeout_precommit_delta_ms: int = 250
+    commit_wait_ms: int = 0  # 0 = "fast": heights back to back; >0 = "slot" pacing
+    committee_size: int = 128
+    epoch_length: int = 10
+    block_reward: int = 100
+    proposer_reward_ppm: int = 200_000  # the rest goes to signers of the previous certificate
+    slash_fraction_double_sign_ppm: int = 50_000
+    whistleblower_reward_ppm: int = 100_000  # of the slashed amount, to the including proposer
+    slash_fraction_downtime_ppm: int = 10_000
+    downtime_window: int = 20
+    max_missed_in_window: int = 10  # jailed past half the window missed (CometBFT's default ratio)
+    late_precommit_ms: int = 2000  # a height is judged for downtime this long after its block
+    jail_epochs: int = 2
+    unbonding_epochs: int = 2
+    evidence_max_age: int = 100
+    max_block_txs: int = 1000
+
+    def timeout_ms(self, step: str, round_: int) -> int:
+        """base + delta * round: the Tendermint rule that lets rounds outgrow network delay."""
+        base = getattr(self, f"timeout_{step}_ms")
+        return base + getattr(self, f"timeout_{step}_delta_ms") * round_
+
+
+_PARAM_LIMITS: dict[str, tuple[int, int]] = {
+    "committee_size": (1, 100_000),
+    "epoch_length": (1, 1_000_000),
+    "downtime_window": (1, 100_000),
+    "jail_epochs": (0, 1_000_000),
+    # At least one: committees are drawn an epoch ahead from the stake of that moment, so
+    # stake must stay slashable at least until the epoch it was seated for has ended.
+    "unbonding_epochs": (1, 1_000_000),
+    "evidence_max_age": (1, 1_000_000),
+    "max_block_txs": (0, 10_000),
+}
+_PPM_FIELDS = {name for name in (f.name for f in fields(Params)) if name.endswith("_ppm")}
+
+
+@dataclass(frozen=True)
+class Delegation:
+    account: bytes  # delegator's public key
+    amount: int
+
+
+@dataclass(frozen=True)
+class GenesisValidator:
+    """A stake pool at genesis: the operator's key, its own pledge, and delegations."""
+
+    name: str
+    public_key: bytes
+    pledge: int
+    fixed_cost: int = 0
+    margin_ppm: int = 0
+    delegations: tuple[Delegation, ...] = ()
+
+    @property
+    def address(self) -> bytes:
+        return address_of(self.public_key)
+
+    @property
+    def stake(self) -> int:
+        return self.pledge + sum(d.amount for d in self.delegations)
+
+
+@dataclass(frozen=True)
+class GenesisAccount:
+    public_key: bytes
+    balance: int
+
+    @property
+    def address(self) -> bytes:
+        return address_of(self.public_key)
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    genesis_time_ms: int
+    params: Params
+    validators: tuple[GenesisValidator, ...]
+    accounts: tuple[GenesisAccount, ...] = field(default=())
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def _int(value: Any, where: str, lo: int = 0, hi: int = 1 << 62) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise GenesisError(f"{where}: expected an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise GenesisError(f"{where}: {value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _key(value: Any, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(value)
+    except (TypeError, ValueError):
+        raise GenesisError(f"{where}: expected a hex Ed25519 public key") from None
+    if len(key) != PUBLIC_KEY_LEN:
+        raise GenesisError(f"{where}: expected {PUBLIC_KEY_LEN} bytes, got {len(key)}")
+    return key
+
+
+def _table(value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise GenesisError(f"{where}: expected a table")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise GenesisError(f"{where}.{unknown[0]}: unknown field")
+    return value
+
+
+def _required(table: Mapping[str, Any], name: str, where: str, parse: Callable[[Any, str], Any]) -> Any:
+    if name not in table:
+        raise GenesisError(f"{where}.{name}: missing")
+    return parse(table[name], f"{where}.{name}")
+
+
+def parse_params(raw: Any) -> Params:
+    table = _table(raw, "params", {f.name for f in fields(Params)})
+    values = {}
+    for name, value in table.items():
+        lo, hi = _PARAM_LIMITS.get(name, (0, 1 << 40))
+        if name in _PPM_FIELDS:
+            lo, hi = 0, PPM
+        values[name] = _int(value, f"params.{name}", lo, hi)
+    return Params(**values)
+
+
+def _parse_validator(raw: Any, where: str) -> GenesisValidator:
+    allowed = {"name", "public_key", "pledge", "fixed_cost", "margin_ppm", "delegations"}
+    table = _table(raw, where, allowed)
+    name = _required(table, "name", where, lambda v, w: v if isinstance(v, str) and v else _bad(w, "a name"))
+    delegations = []
+    for i, item in enumerate(_list(table.get("delegations", []), f"{where}.delegations")):
+        dwhere = f"{where}.delegations[{i}]"
+        dtable = _table(item, dwhere, {"account", "amount"})
+        delegations.append(
+            Delegation(
+                _required(dtable, "account", dwhere, _key),
+                _required(dtable, "amount", dwhere, lambda v, w: _int(v, w, 1)),
+            )
+        )
+    return GenesisValidator(
+        name=name,
+        public_key=_required(table, "public_key", where, _key),
+        pledge=_required(table, "pledge", where, lambda v, w: _int(v, w, 1)),
+        fixed_cost=_int(table.get("fixed_cost", 0), f"{where}.fixed_cost"),
+        margin_ppm=_int(table.get("margin_ppm", 0), f"{where}.margin_ppm", 0, PPM),
+        delegations=tuple(delegations),
+    )
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise GenesisError(f"{where}: expected a list of tables")
+    return value
+
+
+def _bad(where: str, what: str) -> Any:
+    raise GenesisError(f"{where}: expected {what}")
+
+
+def parse_genesis(raw: Mapping[str, Any]) -> Genesis:
+    """Build a Genesis from a decoded TOML document, refusing anything doubtful."""
+    table = _table(raw, "genesis", {"chain_id", "genesis_time_ms", "params", "validators", "accounts"})
+    chain_id = _required(
+        table,
+        "chain_id",
+        "genesis",
+        lambda v, w: v if isinstance(v, str) and 0 < len(v) <= 64 else _bad(w, "1-64 characters"),
+    )
+    if not all(c.isalnum() or c in "-_." for c in chain_id):
+        raise GenesisError("genesis.chain_id: only letters, digits, '-', '_' and '.' are allowed")
+    raw_validators = table.get("validators")
+    if not isinstance(raw_validators, list) or not raw_validators:
+        raise GenesisError("genesis.validators: at least one [[validators]] entry is required")
+    validators = tuple(_parse_validator(v, f"validators[{i}]") for i, v in enumerate(raw_validators))
+    _check_unique([v.name for v in validators], "validators", "name")
+    _check_unique([v.public_key.hex() for v in validators], "validators", "public_key")
+    accounts = tuple(
+        GenesisAccount(
+            _required(
+                _table(a, f"accounts[{i}]", {"public_key", "balance"}), "public_key", f"accounts[{i}]", _key
+            ),
+            _int(a.get("balance", 0), f"accounts[{i}].balance"),
+        )
+        for i, a in enumerate(_list(table.get("accounts", []), "genesis.accounts"))
+    )
+    _check_unique([a.public_key.hex() for a in accounts], "accounts", "public_key")
+    return Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=_int(table.get("genesis_time_ms", 0), "genesis.genesis_time_ms"),
+        params=parse_params(table.get("params", {})),
+        validators=validators,
+        accounts=accounts,
+    )
+
+
+def _check_unique(values: list[str], where: str, name: str) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise GenesisError(f"{where}[{i}].{name}: duplicate {value[:16]}")
+        seen.add(value)
+
+
+def load_genesis(path: Path | str) -> Genesis:
+    """Read and validate a genesis TOML file; GenesisError (one line) on any problem."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise GenesisError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise GenesisError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GenesisError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return parse_genesis(raw)
+    except GenesisError as exc:
+        raise GenesisError(f"{path}: {exc}") from None
+
+
+def genesis_to_toml(genesis: Genesis) -> str:
+    doc: dict[str, Any] = {
+        "chain_id": genesis.chain_id,
+        "genesis_time_ms": genesis.genesis_time_ms,
+        "params": {f.name: getattr(genesis.params, f.name) for f in fields(Params)},
+        "validators": [
+            {
+                "name": v.name,
+                "public_key": v.public_key.hex(),
+                "pledge": v.pledge,
+                "fixed_cost": v.fixed_cost,
+                "margin_ppm": v.margin_ppm,
+                "delegations": [{"account": d.account.hex(), "amount": d.amount} for d in v.delegations],
+            }
+            for v in genesis.validators
+        ],
+        "accounts": [{"public_key": a.public_key.hex(), "balance": a.balance} for a in genesis.accounts],
+    }
+    return tomli_w.dumps(doc)
+
+
+def make_genesis(
+    chain_id: str,
+    keys: Mapping[str, Keypair],
+    *,
+    stakes: Mapping[str, int] | None = None,
+    params: Params | None = None,
+    genesis_time_ms: int = 0,
+) -> Genesis:
+    """A genesis with one pool per named key (pledge = its stake, default 1000)."""
+    validators = tuple(
+        GenesisValidator(
+            name=name, public_key=kp.public, pledge=(stakes or {}).get(name, 1000), margin_ppm=50_000
+        )
+        for name, kp in keys.items()
+    )
+    return Genesis(chain_id, genesis_time_ms, params or Params(), validators)

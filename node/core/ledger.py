@@ -1,0 +1,804 @@
+"""The ledger: accounts, stake pools, delegation, rewards and penalties.
+
+Everything is a pure function over frozen values, in integers only: every
+node must reach the same ledger from the same blocks, and floats or clocks
+would let machines disagree. Each division is a floor; what a floor leaves
+over is given to someone named (the pool operator, the proposer) or not
+minted at all, so that at every step
+
+    total_supply(ledger) == ledger.genesis_supply + ledger.issued - ledger.slashed
+
+holds exactly (`slashed` counts what was burned).
+
+Choices, documented because other modules depend on them:
+- Rewards are credited to liquid account balances (no compounding), so voting
+  power changes only through transactions and penalties.
+- A pool's address is its operator's account address. For the operator,
+  `delegate`/`undelegate` on its own pool add to / withdraw from the pledge;
+  an operator never holds a delegation in its own pool.
+- Jail: a pool jailed in epoch e may unjail from epoch `e + jail_epochs + 1`
+  (the rest of epoch e plus `jail_epochs` whole epochs).
+- Unbonding: stake undelegated in epoch e is released by `start_epoch` of
+  epoch `e + unbonding_epochs + 1`, and is slashed with its pool until then.
+- Downtime is tracked for active pools only; a jailed or tombstoned pool
+  leaves the committee at the next height and is not penalised again for
+  the heights still being judged.
+- Tombstoned pools earn no rewards and accept no new delegations; their
+  delegators (and operator) can still undelegate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Literal, TypeVar
+
+from node.core.codec import DecodeError
+from node.core.genesis import PPM, Genesis, GenesisValidator, Params
+from node.core.keys import address_of
+from node.core.messages import Evidence, evidence_shape_problem
+from node.core.tx import (
+    Delegate,
+    RegisterPool,
+    SignedTx,
+    Transfer,
+    Tx,
+    Undelegate,
+    Unjail,
+    decode_tx,
+    tx_amount,
+    tx_type_name,
+    verify_tx,
+)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+PoolStatus = Literal["active", "jailed", "tombstoned"]
+ACTIVE: PoolStatus = "active"
+JAILED: PoolStatus = "jailed"
+TOMBSTONED: PoolStatus = "tombstoned"
+
+
+class FrozenMap(Mapping[K, V], Generic[K, V]):
+    """An immutable mapping: changes return a new map and leave this one as it was.
+
+    Copy-on-write over a private dict; batch changes with `update` so a block
+    copies each map once rather than once per touched entry.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
+        self._data: dict[K, V] = dict(items)
+
+    def __getitem__(self, key: K) -> V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # Direct delegation: Mapping's generic versions go through __getitem__ and are several times slower.
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: K, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def keys(self) -> KeysView[K]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[V]:
+        return self._data.values()
+
+    def items(self) -> ItemsView[K, V]:
+        return self._data.items()
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+    def set(self, key: K, value: V) -> FrozenMap[K, V]:
+        return self.update({key: value})
+
+    def update(self, changes: Mapping[K, V]) -> FrozenMap[K, V]:
+        if not changes:
+            return self
+        return FrozenMap({**self._data, **changes})
+
+    def without(self, key: K) -> FrozenMap[K, V]:
+        return FrozenMap({k: v for k, v in self._data.items() if k != key})
+
+
+def merge_amounts(pairs: Iterable[tuple[bytes, int]]) -> dict[bytes, int]:
+    """Sum amounts per key (a fresh dict the caller owns)."""
+    merged: dict[bytes, int] = {}
+    for key, amount in pairs:
+        merged[key] = merged.get(key, 0) + amount
+    return merged
+
+
+# ------------------------------------------------------------------ values
+
+
+@dataclass(frozen=True)
+class Account:
+    """A liquid balance, the next expected nonce, and the key once known."""
+
+    balance: int = 0
+    nonce: int = 0
+    public_key: bytes = b""
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A validator as a stake pool: the operator's pledge plus others' delegations.
+
+    `missed` is the downtime window as a bit-int: bit i set means the pool
+    missed the precommit of its i-th most recent committee participation
+    (bit 0 the latest); only the low `params.downtime_window` bits are kept.
+    """
+
+    address: bytes
+    name: str
+    public_key: bytes
+    operator: bytes
+    pledge: int
+    fixed_cost: int
+    margin_ppm: int
+    delegations: FrozenMap[bytes, int]
+    status: PoolStatus = ACTIVE
+    jailed_until_epoch: int = 0
+    missed: int = 0
+
+
+@dataclass(frozen=True)
+class Unbonding:
+    """Stake on its way out of `pool`: still slashable until `release_epoch`."""
+
+    delegator: bytes
+    pool: bytes
+    amount: int
+    release_epoch: int
+
+
+EvidenceKey = tuple[bytes, int, int, int]
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """All balances and stake, plus the running totals that make supply checkable.
+
+    `slashed_evidence` holds the keys of punished offences so one offence is
+    punished once; `issued` counts minted rewards and `slashed` burned stake;
+    `epoch` is the epoch of the last block or epoch start applied (unjail
+    and unbonding are judged against it).
+    """
+
+    accounts: FrozenMap[bytes, Account]
+    pools: FrozenMap[bytes, Pool]
+    unbonding: tuple[Unbonding, ...]
+    slashed_evidence: frozenset[EvidenceKey]
+    issued: int
+    slashed: int
+    genesis_supply: int
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """Something the ledger did, for logs and reports.
+
+    kind: "slashed" | "jailed" | "unjailed" | "tombstoned" | "rewarded" |
+    "tx_applied" | "tx_rejected" | "evidence_rejected" | "released".
+    """
+
+    kind: str
+    validator: bytes  # pool address, or account address for tx and release events
+    amount: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Participation:
+    """Who was seen precommitting at one finalized height, while late precommits may still come in.
+
+    Opened from the certificate a block carries for the height before it;
+    later blocks add late precommits; the height is judged for downtime
+    only once a grace period has passed (see `node.core.state.matured`).
+    """
+
+    height: int
+    round: int
+    block_id: bytes
+    timestamp_ms: int  # of the finalized block: the grace period counts from here
+    committee: tuple[bytes, ...]  # sorted addresses
+    signers: frozenset[bytes]
+
+
+@dataclass(frozen=True)
+class BlockContext:
+    height: int
+    epoch: int
+    proposer: bytes
+    prev_committee: tuple[tuple[bytes, int], ...]  # (address, power) of height-1's committee
+    prev_signers: frozenset[bytes]  # who signed height-1's certificate carried in this block (rewards)
+    evidence: tuple[Evidence, ...]  # already verified by consensus
+    judged: tuple[Participation, ...] = ()  # heights whose participation becomes final with this block
+
+
+# --------------------------------------------------------------- genesis
+
+
+def genesis_pool(validator: GenesisValidator) -> Pool:
+    """A genesis validator as a pool; a delegation from its own key is folded into the pledge."""
+    stakes = merge_amounts((address_of(d.account), d.amount) for d in validator.delegations)
+    own = stakes.pop(validator.address, 0)
+    return Pool(
+        address=validator.address,
+        name=validator.name,
+        public_key=validator.public_key,
+        operator=validator.address,
+        pledge=validator.pledge + own,
+        fixed_cost=validator.fixed_cost,
+        margin_ppm=validator.margin_ppm,
+        delegations=FrozenMap(stakes),
+    )
+
+
+def _genesis_accounts(genesis: Genesis) -> FrozenMap[bytes, Account]:
+    """Funded accounts, plus empty ones for every operator and delegator key named."""
+    keys = [v.public_key for v in genesis.validators]
+    keys += [d.account for v in genesis.validators for d in v.delegations]
+    accounts = {address_of(key): Account(public_key=key) for key in keys}
+    for account in genesis.accounts:
+        previous = accounts.get(account.address, Account())
+        accounts[account.address] = Account(previous.balance + account.balance, 0, account.public_key)
+    return FrozenMap(accounts)
+
+
+def genesis_ledger(genesis: Genesis) -> Ledger:
+    """The ledger before height 1; its total supply is the genesis supply."""
+    ledger = Ledger(
+        accounts=_genesis_accounts(genesis),
+        pools=FrozenMap((v.address, genesis_pool(v)) for v in genesis.validators),
+        unbonding=(),
+        slashed_evidence=frozenset(),
+        issued=0,
+        slashed=0,
+        genesis_supply=0,
+    )
+    return replace(ledger, genesis_supply=total_supply(ledger))
+
+
+# --------------------------------------------------------------- queries
+
+
+def pool_power(pool: Pool) -> int:
+    """Voting power: the pledge plus everything delegated."""
+    return pool.pledge + sum(pool.delegations.values())
+
+
+def active_powers(ledger: Ledger) -> tuple[tuple[bytes, int], ...]:
+    """The validator set the ledger would have now: active pools with stake, sorted by address."""
+    return tuple(
+        (address, power)
+        for address, pool in sorted(ledger.pools.items())
+        if pool.status == ACTIVE and (power := pool_power(pool)) > 0
+    )
+
+
+def pool_status(ledger: Ledger, address: bytes) -> str:
+    pool = ledger.pools.get(address)
+    return "unknown" if pool is None else pool.status
+
+
+def account_of(ledger: Ledger, address: bytes) -> Account:
+    return ledger.accounts.get(address, Account())
+
+
+def stake_of(pool: Pool, delegator: bytes) -> int:
+    """What `delegator` has in `pool`: the pledge for the operator, else its delegation."""
+    return pool.pledge if delegator == pool.operator else pool.delegations.get(delegator, 0)
+
+
+def total_supply(ledger: Ledger) -> int:
+    """Every unit in existence: balances, pledges, delegations and unbonding stake."""
+    balances = sum(account.balance for account in ledger.accounts.values())
+    staked = sum(pool_power(pool) for pool in ledger.pools.values())
+    return balances + staked + sum(entry.amount for entry in ledger.unbonding)
+
+
+def supply_is_conserved(ledger: Ledger) -> bool:
+    return total_supply(ledger) == ledger.genesis_supply + ledger.issued - ledger.slashed
+
+
+def stake_distribution(ledger: Ledger) -> tuple[tuple[str, int], ...]:
+    """(pool name, power) of the active pools, largest first (ties by name)."""
+    named = ((ledger.pools[address].name, power) for address, power in active_powers(ledger))
+    return tuple(sorted(named, key=lambda item: (-item[1], item[0])))
+
+
+def nakamoto_coefficient(ledger: Ledger) -> int:
+    """The fewest active pools that together hold more than 1/3 of active stake (can halt the chain)."""
+    powers = [power for _, power in stake_distribution(ledger)]
+    total, held = sum(powers), 0
+    for count, power in enumerate(powers, start=1):
+        held += power
+        if 3 * held > total:
+            return count
+    return 0
+
+
+# --------------------------------------------------------------- balances
+
+
+def credited(account: Account, amount: int) -> Account:
+    return Account(account.balance + amount, account.nonce, account.public_key)
+
+
+def credit_accounts(ledger: Ledger, credits: Mapping[bytes, int]) -> Ledger:
+    """Add amounts to liquid balances (creating accounts as needed), one map copy for all."""
+    changes = {
+        address: credited(account_of(ledger, address), amount)
+        for address, amount in credits.items()
+        if amount
+    }
+    return replace(ledger, accounts=ledger.accounts.update(changes))
+
+
+def debit_account(ledger: Ledger, address: bytes, amount: int) -> Ledger:
+    """Take from a liquid balance; callers check it suffices (see the *_problem functions)."""
+    return replace(
+        ledger, accounts=ledger.accounts.set(address, credited(account_of(ledger, address), -amount))
+    )
+
+
+# --------------------------------------------------------------- slashing
+
+
+def cut(amount: int, fraction_ppm: int) -> int:
+    """The floor of `fraction_ppm` of `amount`: what a slash takes from one holding."""
+    return amount * fraction_ppm // PPM
+
+
+def slash_pool_stake(pool: Pool, fraction_ppm: int) -> tuple[Pool, int]:
+    """Cut the pledge and each delegation by the same fraction; returns the pool and the total cut."""
+    delegations = {d: amount - cut(amount, fraction_ppm) for d, amount in pool.delegations.items()}
+    pledge = pool.pledge - cut(pool.pledge, fraction_ppm)
+    taken = pool_power(pool) - pledge - sum(delegations.values())
+    kept = FrozenMap((d, amount) for d, amount in delegations.items() if amount > 0)
+    return replace(pool, pledge=pledge, delegations=kept), taken
+
+
+def slash_unbonding(
+    entries: tuple[Unbonding, ...], pool: bytes, fraction_ppm: int
+) -> tuple[tuple[Unbonding, ...], int]:
+    """Cut the pool's unbonding entries by the same fraction: leaving does not escape the penalty."""
+    slashed = tuple(
+        replace(e, amount=e.amount - cut(e.amount, fraction_ppm)) if e.pool == pool else e for e in entries
+    )
+    return slashed, sum(e.amount for e in entries) - sum(e.amount for e in slashed)
+
+
+def slash_stake(ledger: Ledger, address: bytes, fraction_ppm: int) -> tuple[Ledger, int]:
+    """Slash everything staked with a pool, pro rata; the caller decides where the cut goes."""
+    pool, from_pool = slash_pool_stake(ledger.pools[address], fraction_ppm)
+    unbonding, from_unbonding = slash_unbonding(ledger.unbonding, address, fraction_ppm)
+    slashed = replace(ledger, pools=ledger.pools.set(address, pool), unbonding=unbonding)
+    return slashed, from_pool + from_unbonding
+
+
+def burn(ledger: Ledger, amount: int) -> Ledger:
+    return replace(ledger, slashed=ledger.slashed + amount)
+
+
+def set_pool(ledger: Ledger, pool: Pool) -> Ledger:
+    return replace(ledger, pools=ledger.pools.set(pool.address, pool))
+
+
+# --------------------------------------------------------------- evidence
+
+
+def evidence_problem(ledger: Ledger, evidence: Evidence, height: int, params: Params) -> str | None:
+    """Why `evidence` included at `height` must not be punished, or None (signatures are the caller's)."""
+    shape = evidence_shape_problem(evidence)
+    if shape:
+        return shape
+    pool = ledger.pools.get(evidence.offender)
+    if pool is None:
+        return "unknown pool"
+    if evidence.key() in ledger.slashed_evidence:
+        return "duplicate: offence already punished"
+    if pool.status == TOMBSTONED:
+        return "duplicate: pool already tombstoned"
+    if evidence.height > height:
+        return "evidence from a future height"
+    if height - evidence.height > params.evidence_max_age:
+        return f"stale: older than {params.evidence_max_age} heights"
+    return None
+
+
+def whistleblower_account(ledger: Ledger, proposer: bytes, offender: bytes) -> bytes | None:
+    """The including proposer's operator; nobody when the proposer is unknown or is the offender."""
+    pool = ledger.pools.get(proposer)
+    return None if pool is None or proposer == offender else pool.operator
+
+
+def punish_equivocation(
+    ledger: Ledger, evidence: Evidence, proposer: bytes, params: Params
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Slash the offender's pool, reward the including proposer's operator, burn the rest, tombstone."""
+    offender = evidence.offender
+    ledger, taken = slash_stake(ledger, offender, params.slash_fraction_double_sign_ppm)
+    reporter = whistleblower_account(ledger, proposer, offender)
+    credits: dict[bytes, int] = (
+        {} if reporter is None else {reporter: cut(taken, params.whistleblower_reward_ppm)}
+    )
+    ledger = burn(credit_accounts(ledger, credits), taken - sum(credits.values()))
+    ledger = set_pool(ledger, replace(ledger.pools[offender], status=TOMBSTONED))
+    ledger = replace(ledger, slashed_evidence=ledger.slashed_evidence | {evidence.key()})
+    return ledger, (
+        LedgerEvent("slashed", offender, taken, f"double sign at height {evidence.height}"),
+        LedgerEvent("tombstoned", offender, 0, "double sign"),
+    )
+
+
+def apply_evidence(
+    ledger: Ledger, ctx: BlockContext, params: Params
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Punish each valid offence in order; consensus should have filtered the rest, which are skipped."""
+    events: tuple[LedgerEvent, ...] = ()
+    for evidence in ctx.evidence:
+        problem = evidence_problem(ledger, evidence, ctx.height, params)
+        if problem:
+            events += (LedgerEvent("evidence_rejected", evidence.offender, 0, problem),)
+            continue
+        ledger, punished = punish_equivocation(ledger, evidence, ctx.proposer, params)
+        events += punished
+    return ledger, events
+
+
+# --------------------------------------------------------------- downtime
+
+
+def record_participation(pool: Pool, signed: bool, window: int) -> Pool:
+    """Shift one committee participation into the pool's window (bit set = missed)."""
+    missed = ((pool.missed << 1) | (0 if signed else 1)) & ((1 << window) - 1)
+    return replace(pool, missed=missed)
+
+
+def missed_count(pool: Pool) -> int:
+    return pool.missed.bit_count()
+
+
+def jail_for_downtime(
+    ledger: Ledger, address: bytes, epoch: int, params: Params
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Jail, clear the window and burn a small pro-rata slash (no whistleblower: the chain saw it)."""
+    misses = missed_count(ledger.pools[address])
+    ledger, taken = slash_stake(ledger, address, params.slash_fraction_downtime_ppm)
+    until = epoch + params.jail_epochs + 1
+    ledger = set_pool(
+        burn(ledger, taken), replace(ledger.pools[address], status=JAILED, jailed_until_epoch=until, missed=0)
+    )
+    reason = f"missed {misses} of the last {params.downtime_window} committee precommits"
+    return ledger, (
+        LedgerEvent("jailed", address, 0, f"{reason}; jailed until epoch {until}"),
+        LedgerEvent("slashed", address, taken, "downtime"),
+    )
+
+
+def apply_downtime(
+    ledger: Ledger, ctx: BlockContext, params: Params
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Judge each height whose grace period ended with this block, oldest first.
+
+    Not the certificate this block carries: that holds only the precommits
+    its proposer had when it proposed (the first 2/3 in fast mode), so judging
+    it would charge online validators for being slower than the rest.
+    """
+    events: tuple[LedgerEvent, ...] = ()
+    for participation in ctx.judged:
+        ledger, jailed = judge_participation(ledger, participation, ctx.epoch, params)
+        events += jailed
+    return ledger, events
+
+
+def judge_participation(
+    ledger: Ledger, participation: Participation, epoch: int, params: Params
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Record one height's participation; jail active pools past the allowed misses."""
+    recorded = {
+        address: record_participation(pool, address in participation.signers, params.downtime_window)
+        for address in participation.committee
+        if (pool := ledger.pools.get(address)) is not None and pool.status == ACTIVE
+    }
+    ledger = replace(ledger, pools=ledger.pools.update(recorded))
+    events: tuple[LedgerEvent, ...] = ()
+    for address in sorted(recorded):
+        if missed_count(recorded[address]) > params.max_missed_in_window:
+            ledger, jailed = jail_for_downtime(ledger, address, epoch, params)
+            events += jailed
+    return ledger, events
+
+
+# --------------------------------------------------------------- rewards
+
+
+def split_by_weight(total: int, weights: tuple[tuple[bytes, int], ...]) -> tuple[tuple[bytes, int], ...]:
+    """Floor shares of `total` proportional to the weights; the caller places the remainder."""
+    weight = sum(w for _, w in weights)
+    return tuple((key, total * w // weight) for key, w in weights) if weight else ()
+
+
+def is_rewardable(ledger: Ledger, address: bytes) -> bool:
+    pool = ledger.pools.get(address)
+    return pool is not None and pool.status != TOMBSTONED
+
+
+def rewarded_signers(ledger: Ledger, ctx: BlockContext) -> tuple[tuple[bytes, int], ...]:
+    """(address, committee power) of the previous certificate's signers that can be paid."""
+    return tuple(
+        (address, power)
+        for address, power in ctx.prev_committee
+        if address in ctx.prev_signers and power > 0 and is_rewardable(ledger, address)
+    )
+
+
+def block_pool_rewards(ledger: Ledger, ctx: BlockContext, params: Params) -> dict[bytes, int]:
+    """Each pool's share of the block reward.
+
+    The proposer gets `proposer_reward_ppm`, signers the rest by committee
+    power, the proposer also the floor remainder of that split. With no
+    signers (height 1) the proposer gets everything. A share whose pool is
+    unknown or tombstoned is simply not minted.
+    """
+    signers = rewarded_signers(ledger, ctx)
+    proposer_share = (
+        params.block_reward * params.proposer_reward_ppm // PPM if signers else params.block_reward
+    )
+    signer_shares = split_by_weight(params.block_reward - proposer_share, signers)
+    remainder = params.block_reward - proposer_share - sum(amount for _, amount in signer_shares)
+    proposer = ((ctx.proposer, proposer_share + remainder),) if is_rewardable(ledger, ctx.proposer) else ()
+    return {k: v for k, v in merge_amounts(signer_shares + proposer).items() if v > 0}
+
+
+def split_pool_reward(pool: Pool, reward: int) -> tuple[tuple[bytes, int], ...]:
+    """(account, amount) inside a pool: fixed cost, margin, then pro rata to stake; leftovers to the operator."""
+    fixed = min(pool.fixed_cost, reward)
+    margin = (reward - fixed) * pool.margin_ppm // PPM
+    members = reward - fixed - margin
+    stake = pool_power(pool)
+    delegators = tuple(
+        (d, members * amount // stake) for d, amount in sorted(pool.delegations.items()) if stake
+    )
+    operator = reward - sum(amount for _, amount in delegators)
+    return ((pool.operator, operator), *((d, a) for d, a in delegators if a > 0))
+
+
+def apply_rewards(
+    ledger: Ledger, ctx: BlockContext, params: Params
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Mint the block reward into liquid balances of operators and delegators."""
+    rewards = block_pool_rewards(ledger, ctx, params)
+    credits = merge_amounts(
+        share
+        for address in sorted(rewards)
+        for share in split_pool_reward(ledger.pools[address], rewards[address])
+    )
+    minted = sum(rewards.values())
+    ledger = replace(credit_accounts(ledger, credits), issued=ledger.issued + minted)
+    return ledger, tuple(LedgerEvent("rewarded", a, rewards[a], "block reward") for a in sorted(rewards))
+
+
+# --------------------------------------------------------------- transactions
+
+
+def transfer_problem(ledger: Ledger, sender: bytes, tx: Transfer) -> str | None:
+    balance = account_of(ledger, sender).balance
+    return f"insufficient balance: {balance} < {tx.amount}" if balance < tx.amount else None
+
+
+def register_pool_problem(ledger: Ledger, sender: bytes, tx: RegisterPool) -> str | None:
+    if sender in ledger.pools:
+        return "already a pool operator"
+    balance = account_of(ledger, sender).balance
+    return f"insufficient balance: {balance} < {tx.pledge}" if balance < tx.pledge else None
+
+
+def delegate_problem(ledger: Ledger, sender: bytes, tx: Delegate) -> str | None:
+    pool = ledger.pools.get(tx.pool)
+    if pool is None:
+        return "unknown pool"
+    if pool.status == TOMBSTONED:
+        return "pool is tombstoned"
+    balance = account_of(ledger, sender).balance
+    return f"insufficient balance: {balance} < {tx.amount}" if balance < tx.amount else None
+
+
+def undelegate_problem(ledger: Ledger, sender: bytes, tx: Undelegate) -> str | None:
+    pool = ledger.pools.get(tx.pool)
+    if pool is None:
+        return "unknown pool"
+    staked = stake_of(pool, sender)
+    return f"insufficient own stake in pool: {staked} < {tx.amount}" if staked < tx.amount else None
+
+
+def unjail_problem(ledger: Ledger, sender: bytes, tx: Unjail) -> str | None:
+    pool = ledger.pools.get(sender)
+    if pool is None:
+        return "not a pool operator"
+    if pool.status == TOMBSTONED:
+        return "pool is tombstoned"
+    if pool.status != JAILED:
+        return "pool is not jailed"
+    if ledger.epoch < pool.jailed_until_epoch:
+        return f"jailed until epoch {pool.jailed_until_epoch} (now {ledger.epoch})"
+    return None
+
+
+def tx_type_problem(ledger: Ledger, sender: bytes, tx: Tx) -> str | None:
+    if isinstance(tx, Transfer):
+        return transfer_problem(ledger, sender, tx)
+    if isinstance(tx, RegisterPool):
+        return register_pool_problem(ledger, sender, tx)
+    if isinstance(tx, Delegate):
+        return delegate_problem(ledger, sender, tx)
+    if isinstance(tx, Undelegate):
+        return undelegate_problem(ledger, sender, tx)
+    return unjail_problem(ledger, sender, tx)
+
+
+def signed_tx_problem(ledger: Ledger, chain_id: str, signed: SignedTx) -> str | None:
+    """Why a decoded transaction cannot be applied to `ledger` now, or None."""
+    if not verify_tx(chain_id, signed):
+        return "bad signature (wrong key or chain)"
+    account = ledger.accounts.get(signed.sender)
+    if account is None:
+        return "unknown account"
+    if signed.tx.nonce != account.nonce:
+        return f"bad nonce: expected {account.nonce}, got {signed.tx.nonce}"
+    return tx_type_problem(ledger, signed.sender, signed.tx)
+
+
+def tx_problem(ledger: Ledger, chain_id: str, tx: bytes, params: Params) -> str | None:
+    """Why `tx` would be rejected if applied next (for the mempool and for blocks), or None.
+
+    Unjail is judged against `ledger.epoch`, the epoch of the last block
+    applied; jails only end later, so nothing valid now becomes invalid.
+    """
+    try:
+        signed = decode_tx(tx)
+    except DecodeError as exc:
+        return f"malformed: {exc}"
+    return signed_tx_problem(ledger, chain_id, signed)
+
+
+def bump_nonce(ledger: Ledger, sender: bytes, public_key: bytes) -> Ledger:
+    account = account_of(ledger, sender)
+    bumped = replace(account, nonce=account.nonce + 1, public_key=public_key)
+    return replace(ledger, accounts=ledger.accounts.set(sender, bumped))
+
+
+def with_stake(pool: Pool, delegator: bytes, amount: int) -> Pool:
+    """The pool with `delegator`'s stake set to `amount` (the pledge for the operator)."""
+    if delegator == pool.operator:
+        return replace(pool, pledge=amount)
+    if amount == 0:
+        return replace(pool, delegations=pool.delegations.without(delegator))
+    return replace(pool, delegations=pool.delegations.set(delegator, amount))
+
+
+def apply_transfer(ledger: Ledger, sender: bytes, tx: Transfer) -> Ledger:
+    return credit_accounts(debit_account(ledger, sender, tx.amount), {tx.to: tx.amount})
+
+
+def apply_register_pool(ledger: Ledger, sender: bytes, public_key: bytes, tx: RegisterPool) -> Ledger:
+    pool = Pool(
+        address=sender,
+        name=f"pool-{sender.hex()[:8]}",
+        public_key=public_key,
+        operator=sender,
+        pledge=tx.pledge,
+        fixed_cost=tx.fixed_cost,
+        margin_ppm=tx.margin_ppm,
+        delegations=FrozenMap(),
+    )
+    return set_pool(debit_account(ledger, sender, tx.pledge), pool)
+
+
+def apply_delegate(ledger: Ledger, sender: bytes, tx: Delegate) -> Ledger:
+    pool = ledger.pools[tx.pool]
+    return set_pool(
+        debit_account(ledger, sender, tx.amount), with_stake(pool, sender, stake_of(pool, sender) + tx.amount)
+    )
+
+
+def apply_undelegate(ledger: Ledger, sender: bytes, tx: Undelegate, params: Params) -> Ledger:
+    pool = ledger.pools[tx.pool]
+    entry = Unbonding(sender, tx.pool, tx.amount, ledger.epoch + params.unbonding_epochs + 1)
+    ledger = set_pool(ledger, with_stake(pool, sender, stake_of(pool, sender) - tx.amount))
+    return replace(ledger, unbonding=(*ledger.unbonding, entry))
+
+
+def apply_unjail(ledger: Ledger, sender: bytes) -> Ledger:
+    return set_pool(ledger, replace(ledger.pools[sender], status=ACTIVE, missed=0))
+
+
+def apply_tx(ledger: Ledger, signed: SignedTx, params: Params) -> Ledger:
+    """Apply a transaction already known to be valid (see signed_tx_problem)."""
+    ledger = bump_nonce(ledger, signed.sender, signed.public_key)
+    sender, tx = signed.sender, signed.tx
+    if isinstance(tx, Transfer):
+        return apply_transfer(ledger, sender, tx)
+    if isinstance(tx, RegisterPool):
+        return apply_register_pool(ledger, sender, signed.public_key, tx)
+    if isinstance(tx, Delegate):
+        return apply_delegate(ledger, sender, tx)
+    if isinstance(tx, Undelegate):
+        return apply_undelegate(ledger, sender, tx, params)
+    return apply_unjail(ledger, sender)
+
+
+def tx_events(signed: SignedTx) -> tuple[LedgerEvent, ...]:
+    applied = LedgerEvent("tx_applied", signed.sender, tx_amount(signed.tx), tx_type_name(signed.tx))
+    if isinstance(signed.tx, Unjail):
+        return (applied, LedgerEvent("unjailed", signed.sender, 0, "unjail transaction"))
+    return (applied,)
+
+
+def process_tx(
+    ledger: Ledger, chain_id: str, tx: bytes, params: Params
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Apply one transaction from a block, or leave the ledger untouched and say why not."""
+    try:
+        signed = decode_tx(tx)
+    except DecodeError as exc:
+        return ledger, (LedgerEvent("tx_rejected", b"", 0, f"malformed: {exc}"),)
+    problem = signed_tx_problem(ledger, chain_id, signed)
+    if problem:
+        return ledger, (LedgerEvent("tx_rejected", signed.sender, tx_amount(signed.tx), problem),)
+    return apply_tx(ledger, signed, params), tx_events(signed)
+
+
+def apply_txs(
+    ledger: Ledger, txs: tuple[bytes, ...], params: Params, chain_id: str
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Transactions in block order, each judged against the ledger the previous ones left."""
+    events: tuple[LedgerEvent, ...] = ()
+    for tx in txs:
+        ledger, applied = process_tx(ledger, chain_id, tx, params)
+        events += applied
+    return ledger, events
+
+
+# --------------------------------------------------------------- blocks and epochs
+
+
+def apply_block(
+    ledger: Ledger, ctx: BlockContext, txs: tuple[bytes, ...], params: Params, chain_id: str
+) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """The ledger after a finalized block: evidence, downtime, rewards, then transactions."""
+    ledger = replace(ledger, epoch=ctx.epoch)
+    ledger, evidence_events = apply_evidence(ledger, ctx, params)
+    ledger, downtime_events = apply_downtime(ledger, ctx, params)
+    ledger, reward_events = apply_rewards(ledger, ctx, params)
+    ledger, transaction_events = apply_txs(ledger, txs, params, chain_id)
+    return ledger, evidence_events + downtime_events + reward_events + transaction_events
+
+
+def start_epoch(ledger: Ledger, epoch: int, params: Params) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """Enter `epoch`: unbonding entries due by then return to their owners' balances."""
+    due = tuple(e for e in ledger.unbonding if e.release_epoch <= epoch)
+    kept = tuple(e for e in ledger.unbonding if e.release_epoch > epoch)
+    ledger = credit_accounts(ledger, merge_amounts((e.delegator, e.amount) for e in due))
+    events = tuple(
+        LedgerEvent("released", e.delegator, e.amount, f"unbonded from pool {e.pool.hex()[:8]}") for e in due
+    )
+    return replace(ledger, unbonding=kept, epoch=epoch), events

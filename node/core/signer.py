@@ -1,0 +1,126 @@
+"""The only place an honest validator signs votes and proposals.
+
+Every signature first passes the durable signing record (`may_sign` against
+the last mark, written before the signature exists), so no crash, restart
+or bug in the state machine can make the validator sign two conflicting
+messages. The simulator uses an in-memory record with the same rule; the
+real node uses the SQLite store, fsynced.
+
+A proposal's mark carries the hash of its whole body (not only its block
+id), so even two proposals for the same block with different `pol_round`
+count as conflicting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Protocol
+
+from node.core.codec import decode, encode
+from node.core.keys import Keypair
+from node.core.messages import Block, Proposal, Vote, sha256, sign_item
+from node.core.safety import SignMark, Step, refusal_reason
+from node.runtime.store import DoubleSignRefused, StorageError
+
+JournalEntry = tuple[Vote | Proposal, Block | None]
+"""A journaled message: ours, or a vote of a polka journaled with our precommit."""
+
+
+class SigningRecord(Protocol):
+    def record_signing(self, validator: bytes, mark: SignMark) -> None:
+        """Durably record `mark` or raise DoubleSignRefused / StorageError."""
+
+    def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
+        """Durably keep a signed message of `height` (older heights may be forgotten)."""
+
+    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        """The signed messages kept for `height`, in signing order."""
+
+
+class MemoryRecord:
+    """The signing record kept in memory: for the simulator, where 'disk' survives a simulated crash."""
+
+    def __init__(self) -> None:
+        self.marks: dict[bytes, SignMark] = {}
+        self.entries: dict[bytes, tuple[int, list[tuple[bytes, bytes]]]] = {}
+
+    def record_signing(self, validator: bytes, mark: SignMark) -> None:
+        reason = refusal_reason(self.marks.get(validator), mark)
+        if reason is not None:
+            raise DoubleSignRefused(reason)
+        self.marks[validator] = mark
+
+    def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
+        kept_height, items = self.entries.get(validator, (height, []))
+        if kept_height != height:
+            items = []
+        self.entries[validator] = (height, [*items, (item, block)])
+
+    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        kept_height, items = self.entries.get(validator, (0, []))
+        return list(items) if kept_height == height else []
+
+
+def mark_of(item: Vote | Proposal) -> SignMark:
+    if isinstance(item, Vote):
+        return SignMark(item.height, item.round, Step(int(item.kind)), item.block_id)
+    return SignMark(item.height, item.round, Step.PROPOSAL, sha256(item.body()))
+
+
+class GuardedSigner:
+    """Signs as one validator, never twice in conflict."""
+
+    def __init__(self, chain_id: str, keypair: Keypair, record: SigningRecord) -> None:
+        self.chain_id = chain_id
+        self.keypair = keypair
+        self.record = record
+        self.refused = 0
+
+    def sign(
+        self, item: Vote | Proposal, block: Block | None = None, justification: tuple[Vote, ...] = ()
+    ) -> Vote | Proposal | None:
+        """The signed item, or None when the record forbids it (or cannot be written).
+
+        The signed message is journaled before it is returned, so a restarted
+        validator can re-send it and re-derive its lock (its WAL). Its
+        `justification` (the polka behind a precommit) goes into the same
+        journal entry, so the lock and its proof survive together.
+        """
+        try:
+            self.record.record_signing(self.keypair.address, mark_of(item))
+            signed = replace(item, signature=sign_item(self.chain_id, item, self.keypair))
+            self.record.journal_append(
+                self.keypair.address,
+                item.height,
+                encode(_item_wire(signed, justification)),
+                block.encoded if block else b"",
+            )
+        except (DoubleSignRefused, StorageError):
+            self.refused += 1
+            return None
+        return signed
+
+    def journal(self, height: int) -> list[JournalEntry]:
+        """The journal of `height`, decoded, for replay after a restart.
+
+        Each message comes after the votes that justified it, in signing order.
+        """
+        entries: list[JournalEntry] = []
+        for item, block in self.record.journal(self.keypair.address, height):
+            signed, justification = _item_from_wire(decode(item))
+            entries += [(vote, None) for vote in justification]
+            entries.append((signed, Block.decode(block) if block else None))
+        return entries
+
+
+def _item_wire(item: Vote | Proposal, justification: tuple[Vote, ...]) -> tuple[object, ...]:
+    tag = 0 if isinstance(item, Vote) else 1
+    return (tag, item.to_wire(), tuple(vote.to_wire() for vote in justification))
+
+
+def _item_from_wire(obj: tuple[object, ...]) -> tuple[Vote | Proposal, tuple[Vote, ...]]:
+    """Entries written before justifications existed have two fields; they still read."""
+    tag, wire, *rest = obj
+    item = Vote.from_wire(wire) if tag == 0 else Proposal.from_wire(wire)
+    justification = tuple(Vote.from_wire(vote) for vote in rest[0]) if rest else ()
+    return item, justification

@@ -1,0 +1,510 @@
+"""The chain state and its transition: `apply_block(state, block) -> state`.
+
+Everything here is a pure function of frozen values. The ledger (stake,
+pools, penalties, rewards) lives in `node.core.ledger`; this module adds what
+consensus needs on top of it: the validator set in effect, proposer
+priorities, the epoch seed, the committee seats of this epoch and the next,
+and the committee for the next height.
+
+Timing rules (quorum intersection depends on them):
+- the committee for height h is computed from the state after h-1 and is
+  fixed for every round of h;
+- stake changes enter the validator set only at epoch boundaries; a pool
+  that is jailed or tombstoned leaves it at the next height, so an offender
+  stops voting at once;
+- the seats of epoch e+1 are drawn at the boundary that starts epoch e, from
+  the validator set and seed of that moment (epochs 0 and 1 from genesis).
+  Nothing done during epoch e, its last block included, can re-draw them.
+  During an epoch a member that leaves the validator set loses its seats at
+  the next height, and nobody else's seats change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass, replace
+from functools import cached_property, lru_cache
+from typing import Any
+
+from node.core import ledger as L
+from node.core.codec import encode
+from node.core.genesis import Genesis, Params
+from node.core.messages import (
+    ZERO_HASH,
+    Block,
+    CommitCertificate,
+    Evidence,
+    Kind,
+    Proposal,
+    Vote,
+    evidence_shape_problem,
+    sha256,
+    signer_of,
+    verify_signed,
+)
+from node.core.selection import (
+    ProposerPriorities,
+    committee_powers,
+    increment_proposer_priority,
+    new_priorities,
+    proposer_for_round,
+    update_validators,
+)
+
+GENESIS_SEED_DOMAIN = b"posnet-epoch-seed"
+COMMITTEE_SEED_DOMAIN = b"posnet-committee-seats"
+# Left out of the digest: `committee` is a function of `seats`, `validator_set`
+# and `height`, and `recent_committees` are earlier states' committees.
+DERIVED_FIELDS = frozenset({"committee", "recent_committees"})
+
+
+def canonical(value: Any) -> Any:
+    """A state value as nested tuples of ints, bytes, text and None, in one order, for hashing."""
+    if value is None or isinstance(value, bytes | str):
+        return value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)  # IntEnum members hash as their values
+    if is_dataclass(value) and not isinstance(value, type):
+        return tuple(canonical(getattr(value, f.name)) for f in fields(value))
+    if isinstance(value, Mapping):
+        return tuple(sorted((canonical(k), canonical(v)) for k, v in value.items()))
+    if isinstance(value, frozenset | set):
+        return tuple(sorted(canonical(item) for item in value))
+    if isinstance(value, tuple | list):
+        return tuple(canonical(item) for item in value)
+    raise TypeError(f"{type(value).__name__} has no canonical form")
+
+
+@dataclass(frozen=True)
+class Seats:
+    """The committee of one epoch, drawn an epoch ahead: (address, voting power).
+
+    The power is a number of seats when the set had more validators than
+    `committee_size`. Otherwise everyone sat and the power is the stake (see
+    `node.core.selection.committee_powers`).
+    """
+
+    epoch: int
+    members: tuple[tuple[bytes, int], ...]  # sorted by address
+
+
+@dataclass(frozen=True)
+class Committee:
+    """The validators who vote at one height, with their voting power (seats, or stake if everyone sits)."""
+
+    height: int
+    members: tuple[tuple[bytes, int], ...]  # (address, power), sorted by address
+    total: int
+
+    @cached_property
+    def power(self) -> Mapping[bytes, int]:
+        return dict(self.members)
+
+    def power_of(self, address: bytes) -> int:
+        return self.power.get(address, 0)
+
+    def is_quorum(self, power: int) -> bool:
+        """Strictly more than 2/3 of the committee's voting power."""
+        return 3 * power > 2 * self.total
+
+    def is_one_third(self, power: int) -> bool:
+        """Strictly more than 1/3: at least one honest validator is among them."""
+        return 3 * power > self.total
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """What every node agrees on after finalizing `height`."""
+
+    chain_id: str
+    params: Params
+    height: int
+    last_block_hash: bytes
+    last_timestamp_ms: int
+    ledger: L.Ledger
+    public_keys: Mapping[bytes, bytes]  # every pool ever registered: address -> public key
+    names: Mapping[bytes, str]
+    epoch: int
+    epoch_seed: bytes
+    seed_accumulator: bytes
+    validator_set: tuple[tuple[bytes, int], ...]  # (address, power) in effect, sorted by address
+    priorities: ProposerPriorities
+    seats: Seats  # this epoch's (`epoch`), drawn at the boundary before the previous one
+    next_seats: Seats  # epoch + 1's, drawn at the boundary that started this epoch
+    committee: Committee  # for height + 1: `seats` minus members no longer in the validator set
+    recent_committees: tuple[Committee, ...]  # for checking certificates and evidence of recent heights
+    participation: tuple[L.Participation, ...] = ()  # finalized heights not yet judged for downtime
+
+    @property
+    def next_height(self) -> int:
+        return self.height + 1
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 over everything nodes must agree on (the seats included; the committees are derived)."""
+        agreed = tuple(canonical(getattr(self, f.name)) for f in fields(self) if f.name not in DERIVED_FIELDS)
+        return sha256(encode(agreed))
+
+
+# ------------------------------------------------------------- construction
+
+
+def genesis_seed(chain_id: str) -> bytes:
+    return sha256(GENESIS_SEED_DOMAIN + chain_id.encode())
+
+
+def genesis_state(genesis: Genesis) -> ChainState:
+    """The state before height 1."""
+    ledger = L.genesis_ledger(genesis)
+    validator_set = L.active_powers(ledger)
+    if not validator_set:
+        raise ValueError("genesis has no validator with stake")
+    seed = genesis_seed(genesis.chain_id)
+    size = genesis.params.committee_size
+    seats = draw_epoch_seats(0, validator_set, size, seed)
+    return ChainState(
+        chain_id=genesis.chain_id,
+        params=genesis.params,
+        height=0,
+        last_block_hash=ZERO_HASH,
+        last_timestamp_ms=genesis.genesis_time_ms,
+        ledger=ledger,
+        public_keys={v.address: v.public_key for v in genesis.validators},
+        names={v.address: v.name for v in genesis.validators},
+        epoch=0,
+        epoch_seed=seed,
+        seed_accumulator=seed,
+        validator_set=validator_set,
+        priorities=new_priorities(validator_set),
+        seats=seats,
+        next_seats=draw_epoch_seats(1, validator_set, size, seed),
+        committee=committee_for(1, seats, validator_set),
+        recent_committees=(),
+    )
+
+
+def committee_seed(epoch_seed: bytes, epoch: int) -> bytes:
+    """The seed that draws `epoch`'s seats.
+
+    Domain-separated from the epoch seed, and bound to the epoch served, so
+    epochs 0 and 1 (both drawn from the genesis seed) get different seats.
+    """
+    return sha256(COMMITTEE_SEED_DOMAIN + epoch.to_bytes(8, "big") + epoch_seed)
+
+
+# Every node in one simulator process applies the same boundary block, so the
+# draw is shared rather than repeated per node.
+@lru_cache(maxsize=16)
+def draw_epoch_seats(
+    epoch: int, validator_set: tuple[tuple[bytes, int], ...], size: int, epoch_seed: bytes
+) -> Seats:
+    """`epoch`'s seats, drawn from the validator set and epoch seed of the boundary an epoch before.
+
+    Drawing a whole epoch ahead is what stops re-rolls. A committee drawn
+    from the current set would be drawn again whenever a pool got itself
+    jailed or tombstoned, so a validator could re-roll the next committee
+    by sacrificing a small pool. These seats are fixed before anyone acts in
+    the epoch before the one they serve.
+    """
+    return Seats(epoch, committee_powers(validator_set, size, committee_seed(epoch_seed, epoch)))
+
+
+def committee_for(height: int, seats: Seats, validator_set: tuple[tuple[bytes, int], ...]) -> Committee:
+    """The committee of `height`: the epoch's seats, minus members no longer in the validator set.
+
+    A jailed or tombstoned member loses its seats at the next height and is
+    never replaced, so dropping your own seats cannot change anyone else's.
+    The total shrinks with it, and it is still fixed for every round of the
+    height. If no member is left (every one of them penalized), the whole
+    validator set votes by stake. That fallback is deterministic and uses no
+    seed, so it cannot be re-rolled either.
+    """
+    in_set = {address for address, _ in validator_set}
+    members = tuple((address, power) for address, power in seats.members if address in in_set)
+    members = members or validator_set
+    return Committee(height, members, sum(power for _, power in members))
+
+
+def proposer_of(state: ChainState, round_: int) -> bytes:
+    """The proposer of (state.height + 1, round_), CometBFT's weighted round-robin."""
+    return proposer_for_round(state.priorities, round_)
+
+
+def committee_at(state: ChainState, height: int) -> Committee | None:
+    """The committee of a recent height (or the next one), if still remembered."""
+    if height == state.next_height:
+        return state.committee
+    for committee in state.recent_committees:
+        if committee.height == height:
+            return committee
+    return None
+
+
+# ------------------------------------------------------------- verification
+
+
+def certificate_problem(
+    state: ChainState, cert: CommitCertificate, committee: Committee, block_id: bytes
+) -> str | None:
+    """Why `cert` does not prove `block_id` final for `committee`, or None."""
+    if cert.block_id != block_id:
+        return "certificate is for another block"
+    if cert.height != committee.height:
+        return "certificate is for another height"
+    power = 0
+    for vote in cert.votes():
+        member_power = committee.power_of(vote.validator)
+        if member_power == 0:
+            return "certificate signer outside the committee"
+        if not verify_signed(state.chain_id, vote, state.public_keys[vote.validator]):
+            return "certificate has a bad signature"
+        power += member_power
+    if not committee.is_quorum(power):
+        return "certificate lacks more than 2/3 of committee stake"
+    return None
+
+
+def signed_item_problem(state: ChainState, item: Vote | Proposal) -> str | None:
+    """Signature check for a vote or proposal by a known validator."""
+    public_key = state.public_keys.get(signer_of(item))
+    if public_key is None:
+        return "unknown signer"
+    if not verify_signed(state.chain_id, item, public_key):
+        return "bad signature"
+    return None
+
+
+def evidence_problem(state: ChainState, evidence: Evidence) -> str | None:
+    """Verify evidence in full: shape, signatures, membership, age, novelty."""
+    shape = evidence_shape_problem(evidence)
+    if shape:
+        return shape
+    for item in (evidence.first, evidence.second):
+        problem = signed_item_problem(state, item)
+        if problem:
+            return problem
+    if isinstance(evidence.first, Vote):
+        committee = committee_at(state, evidence.height)
+        if committee is None or committee.power_of(evidence.offender) == 0:
+            return "offender was not in the committee at that height (or it is too old)"
+    return L.evidence_problem(state.ledger, evidence, state.next_height, state.params)
+
+
+def block_problem(state: ChainState, block: Block) -> str | None:
+    """Why `block` cannot be the next block, or None if it is valid."""
+    if block.height != state.next_height:
+        return f"height {block.height} is not {state.next_height}"
+    if block.prev_hash != state.last_block_hash:
+        return "prev_hash does not match the last finalized block"
+    if block.state_hash != state.digest:
+        return "state_hash does not match the state after the previous block"
+    if block.proposer not in dict(state.validator_set):
+        return "proposer is not in the validator set"  # a re-proposed block keeps its original proposer
+    if block.timestamp_ms < state.last_timestamp_ms:
+        return "timestamp goes backwards"
+    if len(block.txs) > state.params.max_block_txs:
+        return "too many transactions"
+    if block.height > 1:
+        previous = committee_at(state, block.height - 1)
+        if block.last_commit is None or previous is None:
+            return "missing last commit"
+        problem = certificate_problem(state, block.last_commit, previous, state.last_block_hash)
+        if problem:
+            return f"last commit: {problem}"
+    problem = late_precommits_problem(state, block)
+    if problem:
+        return f"late precommit: {problem}"
+    keys = set()
+    for evidence in block.evidence:
+        problem = evidence_problem(state, evidence)
+        if problem:
+            return f"evidence: {problem}"
+        if evidence.key() in keys:
+            return "evidence: duplicate in block"
+        keys.add(evidence.key())
+    return None
+
+
+# --------------------------------------------------------------- transition
+
+
+def block_context(
+    state: ChainState, block: Block, judged: tuple[L.Participation, ...] = ()
+) -> L.BlockContext:
+    previous = committee_at(state, block.height - 1)
+    return L.BlockContext(
+        height=block.height,
+        epoch=state.epoch,
+        proposer=block.proposer,
+        prev_committee=previous.members if previous and block.last_commit else (),
+        prev_signers=block.last_commit.signers() if block.last_commit else frozenset(),
+        evidence=block.evidence,
+        judged=judged,
+    )
+
+
+# ------------------------------------------------------------ participation
+#
+# Downtime is judged on who was seen precommitting at a height, not on the
+# certificate the next block carries: that holds only what its proposer had
+# when it proposed, the first 2/3 in fast mode. A height stays pending for
+# `late_precommit_ms` of block time (and at least one more block); meanwhile
+# proposers include precommits that arrived late, as Ethereum includes late
+# attestations. A precommit for the decided block or for nil at the decided
+# round counts: either shows the validator online and following.
+
+MAX_PENDING_PARTICIPATION = 256  # heights pending at most; beyond it the oldest is judged early
+
+
+def opened_participation(state: ChainState, cert: CommitCertificate | None) -> tuple[L.Participation, ...]:
+    """The pending heights plus the one `cert` (the next block's last commit) closes."""
+    committee = committee_at(state, cert.height) if cert is not None else None
+    if cert is None or committee is None:
+        return state.participation
+    members = tuple(address for address, _ in committee.members)
+    opened = L.Participation(
+        cert.height, cert.round, cert.block_id, state.last_timestamp_ms, members, cert.signers()
+    )
+    return (*state.participation, opened)
+
+
+def late_precommit_problem(state: ChainState, entry: L.Participation | None, vote: Vote) -> str | None:
+    """Why `vote` cannot count as a late precommit for `entry` (its height's pending record), or None."""
+    return late_precommit_misfit(entry, vote) or signed_item_problem(state, vote)
+
+
+def late_precommit_misfit(entry: L.Participation | None, vote: Vote) -> str | None:
+    """`late_precommit_problem` without the signature check, for votes already authenticated."""
+    if vote.kind != Kind.PRECOMMIT:
+        return "not a precommit"
+    if entry is None:
+        return f"height {vote.height} is not pending"
+    if vote.round != entry.round or vote.block_id not in (entry.block_id, None):
+        return "not for the decided round's block or nil"
+    if vote.validator not in entry.committee:
+        return "signer outside that height's committee"
+    if vote.validator in entry.signers:
+        return "signer already counted"
+    return None
+
+
+def late_precommits_problem(state: ChainState, block: Block) -> str | None:
+    pending = {p.height: p for p in opened_participation(state, block.last_commit)}
+    seen: set[tuple[int, bytes]] = set()
+    for vote in block.late_precommits:
+        problem = late_precommit_problem(state, pending.get(vote.height), vote)
+        if problem:
+            return problem
+        if (vote.height, vote.validator) in seen:
+            return "duplicate"
+        seen.add((vote.height, vote.validator))
+    return None
+
+
+def with_late_precommits(
+    pending: tuple[L.Participation, ...], votes: tuple[Vote, ...]
+) -> tuple[L.Participation, ...]:
+    added: dict[int, set[bytes]] = {}
+    for vote in votes:
+        added.setdefault(vote.height, set()).add(vote.validator)
+    return tuple(replace(p, signers=p.signers | added[p.height]) if p.height in added else p for p in pending)
+
+
+def is_mature(entry: L.Participation, block: Block, params: Params) -> bool:
+    """Its grace period is over: judged with this block."""
+    return (
+        block.height - entry.height >= 2
+        and block.timestamp_ms - entry.timestamp_ms >= params.late_precommit_ms
+    )
+
+
+def participation_after(
+    state: ChainState, block: Block
+) -> tuple[tuple[L.Participation, ...], tuple[L.Participation, ...]]:
+    """(judged now, still pending) once `block` is applied; heights are judged oldest first."""
+    pending = with_late_precommits(opened_participation(state, block.last_commit), block.late_precommits)
+    cut = 0
+    overflow = len(pending) - MAX_PENDING_PARTICIPATION
+    while cut < len(pending) and (cut < overflow or is_mature(pending[cut], block, state.params)):
+        cut += 1
+    return pending[:cut], pending[cut:]
+
+
+def is_epoch_boundary(state: ChainState, height: int) -> bool:
+    return height % state.params.epoch_length == 0
+
+
+def next_validator_set(state: ChainState, ledger: L.Ledger, boundary: bool) -> tuple[tuple[bytes, int], ...]:
+    """At an epoch boundary the ledger's powers; otherwise the same set minus the penalized."""
+    if boundary:
+        return L.active_powers(ledger)
+    return tuple(
+        (address, power)
+        for address, power in state.validator_set
+        if L.pool_status(ledger, address) == "active"
+    )
+
+
+def mix_seed(accumulator: bytes, block_hash: bytes) -> bytes:
+    """Fold a finalized block hash into the running seed (the next epoch's randomness)."""
+    return sha256(accumulator + block_hash)
+
+
+def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
+    """Apply a valid, finalized block; returns the new state and the ledger's events."""
+    judged, pending = participation_after(state, block)
+    ledger, events = L.apply_block(
+        state.ledger, block_context(state, block, judged), block.txs, state.params, state.chain_id
+    )
+    height = block.height
+    boundary = is_epoch_boundary(state, height)
+    accumulator = mix_seed(state.seed_accumulator, block.hash)
+    epoch, epoch_seed = state.epoch, state.epoch_seed
+    if boundary:
+        epoch, epoch_seed = epoch + 1, accumulator
+        ledger, epoch_events = L.start_epoch(ledger, epoch, state.params)
+        events += epoch_events
+    validator_set = next_validator_set(state, ledger, boundary) or state.validator_set
+    seats, next_seats = state.seats, state.next_seats
+    if boundary:
+        size = state.params.committee_size
+        seats, next_seats = next_seats, draw_epoch_seats(epoch + 1, validator_set, size, epoch_seed)
+    priorities = state.priorities
+    if validator_set != state.validator_set:
+        priorities = update_validators(priorities, validator_set)
+    priorities = increment_proposer_priority(priorities, 1)
+    keep_from = height - state.params.evidence_max_age
+    recent = tuple(c for c in (state.committee, *state.recent_committees) if c.height > keep_from)
+    new_state = replace(
+        state,
+        height=height,
+        last_block_hash=block.hash,
+        last_timestamp_ms=block.timestamp_ms,
+        ledger=ledger,
+        public_keys=_merge_keys(state.public_keys, ledger),
+        epoch=epoch,
+        epoch_seed=epoch_seed,
+        seed_accumulator=accumulator,
+        validator_set=validator_set,
+        priorities=priorities,
+        seats=seats,
+        next_seats=next_seats,
+        committee=committee_for(height + 1, seats, validator_set),
+        recent_committees=recent,
+        participation=pending,
+    )
+    return new_state, events
+
+
+def _merge_keys(known: Mapping[bytes, bytes], ledger: L.Ledger) -> Mapping[bytes, bytes]:
+    """Pools registered by transaction become known signers."""
+    missing = {a: p.public_key for a, p in ledger.pools.items() if a not in known}
+    return {**known, **missing} if missing else known
+
+
+def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:
+    """name -> {stake, status}, for reports and the simulator's JSON."""
+    pools = sorted(state.ledger.pools.values(), key=lambda pool: (len(pool.name), pool.name))
+    return {pool.name: {"stake": L.pool_power(pool), "status": pool.status} for pool in pools}

@@ -1,0 +1,629 @@
+"""One validator node as one asyncio process: the driver wired to MQTT, SQLite, logs and metrics.
+
+The consensus core is sans-I/O; this module is the I/O. It is the real-world
+twin of ``network.sim.runner.SimNode``: the same `Driver`, the same `Effects`
+interface, but effects go to an MQTT broker (``network.transport.mqtt``), the wall
+clock, an fsynced SQLite store, a JSON-lines log and a Prometheus registry.
+
+Startup, in order, so that a node killed at any instant restarts sound:
+
+1. load genesis and the hosted key(s), open ``HOME/node.sqlite3``;
+2. rebuild the chain state by replaying every stored finalized block from
+   genesis through ``apply_block``, checking the hash chain and that each
+   stored certificate is for its block (a corrupt store refuses to start);
+3. boot one `Driver` per hosted key with the stored certificate of the last
+   height; the driver replays the key's signing journal (its own signed
+   messages of the open height) before it starts, so it neither forgets its
+   lock nor signs anything that conflicts with the durable signing record;
+4. connect to the broker (retrying forever with backoff) with a pre-signed
+   "offline" status as the last will, and run.
+
+Durability rules kept here: a finalized block is written to the store
+before it is logged or announced; a vote is signed only after its mark is
+fsynced (the `GuardedSigner` over the store). Bad input is never stored:
+admission rejects it and only its reason is counted.
+
+A node may host several validator keys (one driver each, sharing the
+store, the transport and the chain); one key is the common case. Messages
+one hosted key publishes are handed straight to the other hosted keys, and
+the broker's copy of our own messages (MQTT 3.1.1 has no "no local") is
+recognised by its digest and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from network.transport.broker import parse_broker_url
+from network.transport.mqtt import (
+    CONSENSUS,
+    EVIDENCE,
+    SYNC_REQ,
+    TX,
+    MqttTransport,
+    status_channel,
+    sync_resp_channel,
+)
+from node.core.admission import Admitted, Rejected, StatusMsg, SyncRequest
+from node.core.behaviours import BYZANTINE_MODES
+from node.core.codec import DecodeError, decode, encode
+from node.core.consensus import Decided
+from node.core.driver import SYNC_BATCH, Driver
+from node.core.envelopes import status_bytes, sync_request_bytes
+from node.core.genesis import Genesis, GenesisError, load_genesis
+from node.core.keys import Keypair, load_key_file
+from node.core.messages import Block, CommitCertificate
+from node.core.query import TX_OUTCOMES, NodeView
+from node.core.safety import SignMark
+from node.core.signer import GuardedSigner, SigningRecord
+from node.core.state import ChainState, apply_block, certificate_problem, genesis_state
+from node.runtime.eventlog import EventLog
+from node.runtime.metrics import NodeMetrics
+from node.runtime.store import StorageError, Store
+
+CRASH_AFTER_SIGN_RECORD_ENV = "POSNET_CRASH_AFTER_SIGN_RECORD"
+"""Test hook: SIGKILL the node right after its n-th signing mark is on disk, before the signature exists."""
+
+STORE_FILE = "node.sqlite3"
+KEY_FILE = "key.json"
+STATUS_CHECK_S = 0.5  # how often to look whether height/round changed (status "on change")
+STATUS_REFRESH_S = 5.0  # re-publish the retained status at least this often
+OWN_DIGESTS_KEPT = 100_000
+INBOUND_QUEUE = 10_000
+BEHAVIOURS = (
+    "honest",
+    *BYZANTINE_MODES,
+)  # what `--behaviour` accepts (node/byzantine.py says what each does)
+
+
+class StartupError(Exception):
+    """A node that cannot start: the message is one line naming what is wrong."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything ``posnet node run`` is told on its command line."""
+
+    home: Path
+    genesis: Path
+    broker_url: str
+    name: str | None = None
+    log_path: Path | None = None
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
+    behaviour: str = "honest"
+    mqtt_protocol: Literal[5, 311] = 5
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    key_files: tuple[Path, ...] = ()  # validator keys to host; default HOME/key.json
+
+
+@dataclass(frozen=True)
+class HostedKey:
+    """A validator key this node signs with (its genesis name and keypair)."""
+
+    name: str
+    keypair: Keypair
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_node_inputs(config: NodeConfig) -> tuple[Genesis, list[HostedKey], str]:
+    """Validate the command line's inputs: (genesis, hosted keys, node name), or StartupError."""
+    try:
+        parse_broker_url(config.broker_url)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        genesis = load_genesis(config.genesis)
+    except GenesisError as exc:
+        raise StartupError(f"genesis {exc}") from None
+    known = {v.public_key: v.name for v in genesis.validators}
+    hosted: list[HostedKey] = []
+    for key_path in config.key_files or (config.home / KEY_FILE,):
+        keypair = _load_hosted_key(key_path)
+        if keypair.public not in known:
+            raise StartupError(
+                f"key file {key_path}: public key {keypair.public.hex()[:16]}... "
+                f"is not a validator of chain {genesis.chain_id!r}"
+            )
+        if any(key.keypair.public == keypair.public for key in hosted):
+            raise StartupError(f"key file {key_path}: the same validator key is given twice")
+        hosted.append(HostedKey(known[keypair.public], keypair))
+    name = config.name or hosted[0].name
+    if not name or any(c in name for c in "/+#\0") or len(name) > 64:
+        raise StartupError(f"node name {name!r}: must be 1-64 characters without '/', '+', '#'")
+    if config.behaviour not in BEHAVIOURS:
+        raise StartupError(f"behaviour {config.behaviour!r}: must be one of {', '.join(BEHAVIOURS)}")
+    return genesis, hosted, name
+
+
+def _load_hosted_key(key_path: Path) -> Keypair:
+    if not key_path.is_file():
+        raise StartupError(
+            f"key file {key_path}: missing (HOME must hold {KEY_FILE} or pass --key, see `posnet keys`)"
+        )
+    try:
+        return load_key_file(key_path)[1]
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def recover_chain(store: Store, state: ChainState) -> tuple[ChainState, CommitCertificate | None]:
+    """Replay the stored finalized chain from ``state`` (genesis); the last certificate with it.
+
+    Each stored block must hash to its stored hash, extend the previous one,
+    and carry a certificate for itself; the last certificate (the one our
+    next proposal will carry) is verified in full. Anything else is a
+    corrupt store, and the node refuses to start rather than run on it.
+    """
+    certificate: CommitCertificate | None = None
+    committee = state.committee
+    height = 1
+    while True:
+        rows = store.finalized_range(height, 256)
+        if not rows:
+            break
+        for stored_height, block_hash, block_bytes, cert_bytes in rows:
+            where = f"store: finalized height {stored_height}"
+            try:
+                block = Block.decode(block_bytes)
+                certificate = CommitCertificate.from_wire(decode(cert_bytes))
+            except DecodeError as exc:
+                raise StartupError(f"{where}: undecodable ({exc})") from None
+            if block.hash != block_hash or block.height != stored_height:
+                raise StartupError(f"{where}: block does not match its stored hash")
+            if block.prev_hash != state.last_block_hash:
+                raise StartupError(f"{where}: block does not extend the previous stored block")
+            if certificate.block_id != block.hash or certificate.height != stored_height:
+                raise StartupError(f"{where}: certificate is for another block")
+            committee = state.committee
+            state, _ = apply_block(state, block)
+        height = rows[-1][0] + 1
+    if certificate is not None:
+        problem = certificate_problem(state, certificate, committee, state.last_block_hash)
+        if problem:
+            raise StartupError(f"store: certificate of height {state.height}: {problem}")
+    return state, certificate
+
+
+class _CrashAfterRecord:
+    """A signing record that SIGKILLs its process after the n-th mark is durably recorded.
+
+    Test-only fault injection (see CRASH_AFTER_SIGN_RECORD_ENV): it stops the
+    node at the most delicate instant, with a mark on disk for a signature
+    that was never made nor published.
+    """
+
+    def __init__(self, record: SigningRecord, crash_after: int) -> None:
+        self._record = record
+        self._left = crash_after
+
+    def record_signing(self, validator: bytes, mark: SignMark) -> None:
+        self._record.record_signing(validator, mark)
+        self._left -= 1
+        if self._left <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
+        self._record.journal_append(validator, height, item, block)
+
+    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        return self._record.journal(validator, height)
+
+
+def _crash_hook() -> int | None:
+    raw = os.environ.get(CRASH_AFTER_SIGN_RECORD_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StartupError(f"{CRASH_AFTER_SIGN_RECORD_ENV}={raw!r}: expected a positive integer") from None
+    if value < 1:
+        raise StartupError(f"{CRASH_AFTER_SIGN_RECORD_ENV}={raw!r}: expected a positive integer")
+    return value
+
+
+def _channel_group(channel: str) -> str:
+    """A bounded metric label for a channel (``status/v1`` -> ``status``)."""
+    if channel.startswith("status/"):
+        return "status"
+    if channel.startswith("sync/resp/"):
+        return "sync/resp"
+    return channel
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+# ------------------------------------------------------------------ effects
+
+
+class HostedValidator:
+    """One hosted key: its `Driver` and the `Effects` it acts through."""
+
+    def __init__(
+        self, runtime: NodeRuntime, key: HostedKey, record: SigningRecord, behaviour: str | None
+    ) -> None:
+        self.runtime = runtime
+        self.key = key
+        self.signer = GuardedSigner(runtime.genesis.chain_id, key.keypair, record)
+        self.driver = Driver(runtime.name, key.keypair, self.signer, self, behaviour)
+        self.synced: list[int] = []  # heights finalized via sync while handling the current message
+
+    # Effects -------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return self.runtime.now_ms()
+
+    def broadcast(self, channel: str, data: bytes) -> None:
+        self.runtime.publish(channel, data, self)
+
+    def send_to(self, node: str, data: bytes) -> None:
+        try:
+            channel = sync_resp_channel(node)
+        except ValueError:
+            return  # a reply_to no topic can carry: nothing to answer
+        self.runtime.publish(channel, data, self)
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
+        self.runtime.schedule(delay_ms, action)
+
+    def finalized(self, decided: Decided) -> None:
+        """Persist first (idempotent across hosted keys); only then may anyone hear of it."""
+        self.runtime.persist(decided)
+        if decided.via_sync:
+            self.synced.append(decided.block.height)
+
+    def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
+        return self.runtime.chain_range(start, limit)
+
+    def log(self, event: dict[str, Any]) -> None:
+        self.runtime.on_driver_event(self, event)
+
+
+# ------------------------------------------------------------------ runtime
+
+
+class NodeRuntime:
+    """A running node: construct, ``await run()``, and ``request_stop()`` (or send SIGTERM)."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.genesis, self.keys, self.name = load_node_inputs(config)
+        crash_after = _crash_hook()
+        self.exit_code = 0
+        self._progress = (0, 0)  # (height, round) last seen, for status messages after the machine stops
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = asyncio.Event()
+        self._own: OrderedDict[bytes, None] = OrderedDict()
+        self._fatal: str | None = None
+        self._stopping = False
+        config.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store = Store(config.home / STORE_FILE)
+        except StorageError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            self.state, self.last_certificate = recover_chain(self.store, genesis_state(self.genesis))
+        except BaseException:
+            self.store.close()
+            raise
+        self._progress = (self.state.height + 1, 0)
+        self.view = NodeView(self.state)  # what the read-only /query/ endpoint answers from
+        try:
+            self.events = EventLog(self.name, config.log_path)
+        except OSError as exc:
+            self.store.close()
+            raise StartupError(f"log file {config.log_path}: {exc.strerror or exc}") from None
+        record: SigningRecord = self.store
+        if crash_after is not None:
+            record = _CrashAfterRecord(self.store, crash_after)
+        behaviour = None if config.behaviour == "honest" else config.behaviour
+        self.hosted = [HostedValidator(self, key, record, behaviour) for key in self.keys]
+        self.primary = self.hosted[0]
+        self.metrics = NodeMetrics(
+            self.name,
+            self.genesis.chain_id,
+            dropped=self.dropped,
+            signed=lambda: sum(h.driver.stats.signed for h in self.hosted),
+            refused=lambda: sum(h.signer.refused for h in self.hosted),
+        )
+        self.metrics.finalized_height.set(self.state.height)
+        self.metrics.height.set(self.state.height + 1)
+        self.transport = MqttTransport(
+            config.broker_url,
+            self.genesis.chain_id,
+            self.name,
+            subscriptions=[CONSENSUS, EVIDENCE, TX, SYNC_REQ, sync_resp_channel(self.name), "status/+"],
+            offline_status=self._status(online=False),
+            protocol=config.mqtt_protocol,
+            inbound_queue=INBOUND_QUEUE,
+            **self._credentials(),
+        )
+        self._last_status: tuple[int, int] | None = None
+
+    def _credentials(self) -> dict[str, str]:
+        """Username/password for the transport, when given (brokers that refuse anonymous clients)."""
+        if self.config.mqtt_username is None:
+            return {}
+        return {"username": self.config.mqtt_username, "password": self.config.mqtt_password or ""}
+
+    # ------------------------------------------------------------- running
+
+    async def run(self) -> int:
+        """Run until stopped (signal or ``request_stop``); returns the process exit code."""
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.add_signal_handler(sig, self.request_stop)
+        if self.config.metrics_port:
+            try:
+                self.metrics.serve(self.config.metrics_port, self.config.metrics_host, query=self.view.answer)
+            except OSError as exc:
+                self.store.close()
+                self.events.close()
+                raise StartupError(
+                    f"metrics port {self.config.metrics_host}:{self.config.metrics_port}: {exc.strerror or exc}"
+                ) from None
+        self.events.emit(
+            {
+                "event": "started",
+                "height": self.state.height,
+                "chain_id": self.genesis.chain_id,
+                "validators": [key.name for key in self.keys],
+                "behaviour": self.config.behaviour,
+                "broker": self.config.broker_url,
+                "pid": os.getpid(),
+            }
+        )
+        transport_task = asyncio.create_task(self.transport.run(), name="transport")
+        for hosted in self.hosted:
+            hosted.driver.boot(self.state, self.last_certificate)
+        tasks = [
+            asyncio.create_task(self._inbound_loop(), name="inbound"),
+            asyncio.create_task(self._status_loop(), name="status"),
+            asyncio.create_task(self._connection_watch(), name="connection"),
+        ]
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(tasks, transport_task)
+        return self.exit_code
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM and SIGINT do)."""
+        self._stop.set()
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]], transport_task: asyncio.Task[None]) -> None:
+        """Stop deciding, say "offline" (retained), disconnect cleanly, close the store."""
+        self._stopping = True
+        for hosted in self.hosted:
+            hosted.driver.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.transport.publish(status_channel(self.name), self._status(online=False), retain=True)
+        await self.transport.close(drain_timeout=2.0)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(transport_task, 30)
+        height = self.store.last_height() if self._fatal is None else None
+        self.store.close()
+        self.metrics.close()
+        stopped: dict[str, Any] = {"event": "stopped", "height": height}
+        if self._fatal is not None:
+            stopped["reason"] = self._fatal
+        self.events.emit(stopped)
+        self.events.close()
+
+    # ------------------------------------------------------------- effects
+
+    def now_ms(self) -> int:
+        """The wall clock in unix milliseconds (block timestamps and finality latency use it)."""
+        return int(time.time() * 1000)
+
+    def publish(self, channel: str, data: bytes, source: HostedValidator) -> None:
+        """Send our own message: remember its digest (to drop the broker's echo), feed co-hosted keys."""
+        if self._stopping:
+            return
+        self._own[_digest(data)] = None
+        if len(self._own) > OWN_DIGESTS_KEPT:
+            self._own.popitem(last=False)
+        self.transport.publish(channel, data)
+        self.metrics.sent.labels(_channel_group(channel)).inc()
+        if len(self.hosted) > 1 and not channel.startswith("sync/resp/"):
+            assert self._loop is not None
+            for other in self.hosted:
+                if other is not source:
+                    self._loop.call_soon(self._guarded, lambda d=other.driver: d.receive(data))
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.call_later(max(0, delay_ms) / 1000, self._guarded, action)
+
+    def persist(self, decided: Decided) -> None:
+        """Write a finalized block and its certificate (fsynced) before it is logged."""
+        block = decided.block
+        self.store.put_finalized(
+            block.height, block.hash, block.encoded, encode(decided.certificate.to_wire())
+        )
+        self.view.publish(decided.state)  # durable first, then visible to queries
+
+    def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
+        """Stored blocks with their certificates, for answering a peer's sync request."""
+        return [
+            (Block.decode(block), CommitCertificate.from_wire(decode(cert)))
+            for _, _, block, cert in self.store.finalized_range(start, limit)
+        ]
+
+    def on_driver_event(self, source: HostedValidator, event: dict[str, Any]) -> None:
+        """Log a driver event and update the metrics it implies."""
+        kind = event.get("event")
+        if kind == "finalized":
+            if source is not self.primary:
+                return  # the chain is shared: one finalized event per height per node
+            self.metrics.finalized_height.set(event["height"])
+            self.metrics.height.set(event["height"] + 1)
+            self.metrics.rounds.inc(event["round"] + 1)
+            self.metrics.finality_latency.observe(event["latency_ms"] / 1000)
+        elif kind == "round_timeout":
+            self.metrics.round_timeouts.inc()
+        elif kind in TX_OUTCOMES and source is self.primary:
+            self.view.record(event)
+        if len(self.hosted) > 1:
+            event = {**event, "host_key": source.key.name}
+        self.events.emit(event)
+
+    def dropped(self) -> dict[str, int]:
+        """Dropped inbound messages by reason: admission rejections plus transport drops."""
+        counts = Counter(self.primary.driver.stats.rejected)
+        stats = self.transport.stats
+        counts["oversize"] += stats.get("rx_dropped_oversize", 0)
+        counts["queue_full"] += stats.get("rx_dropped_queue_full", 0)
+        counts["unsubscribed"] += stats.get("rx_dropped_unsubscribed", 0)
+        return {reason: count for reason, count in counts.items() if count}
+
+    # ------------------------------------------------------------- inbound
+
+    async def _inbound_loop(self) -> None:
+        while True:
+            message = await self.transport.recv()
+            self._guarded(lambda m=message: self._handle(m.channel, m.payload))
+
+    def _handle(self, channel: str, payload: bytes) -> None:
+        digest = _digest(payload)
+        if digest in self._own:
+            return  # the broker's copy of our own message
+        self.metrics.received.labels(_channel_group(channel)).inc()
+        primary = self.primary
+        before = primary.driver.machine.height if primary.driver.machine else None
+        primary.synced.clear()
+        result = primary.driver.receive(payload)
+        if isinstance(result, Rejected) or result is None:
+            return
+        self._dispatch_to_others(result)
+        if primary.synced:
+            self.events.emit(
+                {
+                    "event": "synced",
+                    "from_height": before,
+                    "to_height": primary.synced[-1],
+                    "blocks": len(primary.synced),
+                }
+            )
+            self._pipeline_sync(len(primary.synced))
+        if isinstance(result, StatusMsg):
+            self._update_peers()
+
+    def _pipeline_sync(self, blocks: int) -> None:
+        """After a full sync batch, ask for the next one at once instead of at the next retry.
+
+        The machine re-requests at most once a second; a node far behind a
+        fast chain would otherwise catch up at only one batch a second.
+        """
+        machine = self.primary.driver.machine
+        if blocks < SYNC_BATCH or machine is None:  # silent validators follow the chain too
+            return
+        request = sync_request_bytes(self.genesis.chain_id, machine.height, self.name, self.primary_key)
+        self.publish(SYNC_REQ, request, self.primary)
+
+    def _dispatch_to_others(self, message: Admitted) -> None:
+        """Co-hosted keys see what the primary admitted (admitted once, counted once, answered once)."""
+        if isinstance(message, SyncRequest | StatusMsg):
+            return
+        for hosted in self.hosted[1:]:
+            hosted.driver.dispatch(message)
+
+    def _guarded(self, action: Callable[[], object]) -> None:
+        """Run a driver callback; a storage failure is fatal, any other bug is logged and survived."""
+        if self._stopping:
+            return
+        try:
+            action()
+        except StorageError as exc:
+            self._fail(f"storage: {exc}")
+        except Exception as exc:
+            self.events.emit({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
+        else:
+            self._update_progress()
+
+    def _fail(self, reason: str) -> None:
+        """Stop at once without deciding anything more: the store can no longer be trusted to persist."""
+        if self._fatal is None:
+            self._fatal = reason
+            self.exit_code = 1
+            self.events.emit({"event": "fatal", "reason": reason})
+            for hosted in self.hosted:
+                hosted.driver.stop()
+            self._stop.set()
+
+    def _update_progress(self) -> None:
+        machine = self.primary.driver.machine
+        if machine is not None:
+            self._progress = (machine.height, machine.round)
+            self.metrics.round.set(machine.round)
+
+    def _update_peers(self) -> None:
+        peers = self.primary.driver.peers
+        self.metrics.peers_online.set(sum(1 for n, s in peers.items() if s.online and n != self.name))
+
+    # -------------------------------------------------------------- status
+
+    def _status(self, online: bool) -> bytes:
+        """Our signed status: the height we work on, its round, and whether we are online."""
+        height, round_ = self._progress
+        return status_bytes(self.genesis.chain_id, self.name, height, round_, online, self.primary_key)
+
+    @property
+    def primary_key(self) -> Keypair:
+        return self.keys[0].keypair
+
+    async def _status_loop(self) -> None:
+        """Publish the retained status when height or round changed, and every few seconds anyway."""
+        assert self._loop is not None
+        last_sent = -STATUS_REFRESH_S
+        while True:
+            now = self._loop.time()
+            current = self._progress
+            if current != self._last_status or now - last_sent >= STATUS_REFRESH_S:
+                self.transport.publish(status_channel(self.name), self._status(online=True), retain=True)
+                self._last_status, last_sent = current, now
+            await asyncio.sleep(STATUS_CHECK_S)
+
+    async def _connection_watch(self) -> None:
+        """Log broker connects and disconnects (the transport itself reconnects with backoff)."""
+        connected = self.transport.connected
+        first = True
+        while True:
+            await connected.wait()
+            self.metrics.broker_connected.set(1)
+            self.events.emit({"event": "broker_connected", "reconnect": not first})
+            first = False
+            while connected.is_set():
+                await asyncio.sleep(0.1)
+            self.metrics.broker_connected.set(0)
+            if not self._stopping:
+                self.events.emit({"event": "broker_disconnected"})
+
+
+def run_node(config: NodeConfig) -> int:
+    """Build and run a node in a fresh event loop; StartupError for bad inputs."""
+
+    async def main() -> int:
+        runtime = NodeRuntime(config)
+        return await runtime.run()
+
+    return asyncio.run(main())

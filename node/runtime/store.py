@@ -1,0 +1,396 @@
+"""One node's durable state in a single SQLite file.
+
+Four things live here: the finalized chain (blocks with their commit
+certificates), a few recent state snapshots (so a restart resumes from a
+recent state rather than replaying from genesis), the slashing-protection
+marks (the last thing each hosted validator key signed), and the signing
+journal (the signed messages of each key's newest height, so a restarted
+validator re-sends them and re-derives its lock instead of forgetting it).
+
+Durability beats speed. The database runs in WAL mode with
+``synchronous=FULL``: in WAL mode ``NORMAL`` may lose the last transactions
+on power loss, and for this store a lost transaction is not a lost cache
+entry. A slashing-protection mark that vanishes after a signature went out
+lets the restarted node sign a conflicting vote and be slashed; a finalized
+block that vanishes breaks the promise that a node never loses finality.
+With ``FULL`` every commit is fsynced before it returns, so "returned" means
+"on disk". WAL keeps that cost to one append-and-fsync per commit and lets
+readers proceed while a write is in flight.
+
+Every public call is one transaction. Writes use ``BEGIN IMMEDIATE`` so the
+read-check-write of :meth:`Store.record_signing` and :meth:`Store.put_finalized`
+holds the write lock from the read onwards: two processes that (wrongly) share
+a database cannot both pass the check.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+from node.core.safety import SignMark, refusal_reason
+
+SCHEMA_VERSION = 1
+"""Bumped on any incompatible schema change; opening a mismatching file fails loudly."""
+
+DEFAULT_SNAPSHOTS_KEPT = 3
+"""A few, not one: a snapshot found unusable at restart still leaves an older one."""
+
+BUSY_TIMEOUT_SECONDS = 10.0
+"""How long to wait for another connection's write lock before giving up."""
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS finalized (
+        height INTEGER PRIMARY KEY CHECK (height >= 1),
+        block_hash BLOB NOT NULL,
+        block BLOB NOT NULL,
+        cert BLOB NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS snapshots (
+        height INTEGER PRIMARY KEY CHECK (height >= 0),
+        state BLOB NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS sign_marks (
+        validator BLOB PRIMARY KEY,
+        height INTEGER NOT NULL,
+        round INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        block_id BLOB
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS sign_journal (
+        validator BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        item BLOB NOT NULL,
+        block BLOB NOT NULL,
+        PRIMARY KEY (validator, seq)
+    ) WITHOUT ROWID""",
+)
+
+
+class StorageError(Exception):
+    """Base of everything the store refuses or fails to do."""
+
+
+class ConflictingBlock(StorageError):
+    """A different block hash offered for an already-finalized height.
+
+    Finality is final: this means a safety violation somewhere (or a bug in
+    the caller) and must never be papered over by overwriting.
+    """
+
+
+class DoubleSignRefused(StorageError):
+    """The requested signature would conflict with what this validator already signed."""
+
+
+class Store:
+    """A node's SQLite store; see the module docstring for the durability contract.
+
+    Safe to share between threads (calls are serialised by a lock), so an
+    asyncio runtime may call it via ``asyncio.to_thread``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, snapshots_kept: int = DEFAULT_SNAPSHOTS_KEPT) -> None:
+        """Open the database at ``path``, creating the schema if it is new."""
+        if snapshots_kept < 1:
+            raise ValueError("snapshots_kept must be >= 1")
+        self._snapshots_kept = snapshots_kept
+        self._lock = threading.Lock()
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each
+            # public call is exactly one transaction and nothing is left open.
+            conn = sqlite3.connect(
+                os.fspath(path),
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open store at {os.fspath(path)!r}: {exc}") from exc
+        self._conn: sqlite3.Connection | None = conn
+        try:
+            _configure(conn)
+            self._init_schema()
+        except BaseException:
+            conn.close()
+            self._conn = None
+            raise
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database; idempotent. Every committed call is already durable."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- finalized chain ---------------------------------------------------
+
+    def put_finalized(self, height: int, block_hash: bytes, block: bytes, cert: bytes) -> None:
+        """Append the block finalized at ``height`` with its commit certificate.
+
+        Idempotent for the same hash (the stored block and certificate are
+        kept: any valid certificate proves finality, and rewriting history
+        gains nothing). A different hash raises :class:`ConflictingBlock`.
+        Heights must be contiguous from 1 so the chain on disk never has
+        holes that a restart would have to notice and refill.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT block_hash FROM finalized WHERE height = ?", (height,)).fetchone()
+            if row is not None:
+                if bytes(row[0]) != bytes(block_hash):
+                    raise ConflictingBlock(
+                        f"height {height} is finalized as {bytes(row[0]).hex()[:16]}, "
+                        f"refusing {bytes(block_hash).hex()[:16]}"
+                    )
+                return
+            last = _last_height(conn)
+            if height != last + 1:
+                raise StorageError(f"finalized heights must be contiguous: last is {last}, got {height}")
+            conn.execute(
+                "INSERT INTO finalized (height, block_hash, block, cert) VALUES (?, ?, ?, ?)",
+                (height, block_hash, block, cert),
+            )
+
+    def finalized(self, height: int) -> tuple[bytes, bytes, bytes] | None:
+        """(block_hash, block, cert) finalized at ``height``, or None if not (yet) stored."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT block_hash, block, cert FROM finalized WHERE height = ?", (height,)
+            ).fetchone()
+        if row is None:
+            return None
+        return (bytes(row[0]), bytes(row[1]), bytes(row[2]))
+
+    def finalized_range(self, start: int, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
+        """Up to ``limit`` consecutive (height, block_hash, block, cert) from ``start`` upwards.
+
+        Meant for serving sync requests from peers, hence bounded by ``limit``.
+        """
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT height, block_hash, block, cert FROM finalized"
+                " WHERE height >= ? ORDER BY height LIMIT ?",
+                (start, limit),
+            ).fetchall()
+        return [(int(h), bytes(bh), bytes(b), bytes(c)) for h, bh, b, c in rows]
+
+    def last_height(self) -> int:
+        """Height of the highest finalized block stored; 0 when the chain is empty."""
+        with self._read() as conn:
+            return _last_height(conn)
+
+    # -- state snapshots ---------------------------------------------------
+
+    def put_snapshot(self, height: int, state: bytes) -> None:
+        """Store the state after ``height`` and keep only the latest few snapshots.
+
+        A snapshot may not be ahead of the stored chain: if it were and the
+        node crashed before the block reached disk, the restart would resume
+        from a state whose block it no longer has. Store the block first.
+        Height 0 (the genesis state) is always allowed.
+        """
+        if height < 0:
+            raise ValueError("snapshot height must be >= 0")
+        with self._write() as conn:
+            last = _last_height(conn)
+            if height > last:
+                raise StorageError(f"snapshot at {height} is ahead of the finalized chain (last is {last})")
+            conn.execute("INSERT OR REPLACE INTO snapshots (height, state) VALUES (?, ?)", (height, state))
+            conn.execute(
+                "DELETE FROM snapshots WHERE height NOT IN"
+                " (SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
+                (self._snapshots_kept,),
+            )
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        """(height, state) of the highest snapshot, or None if there is none."""
+        with self._read() as conn:
+            row = conn.execute("SELECT height, state FROM snapshots ORDER BY height DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return (int(row[0]), bytes(row[1]))
+
+    # -- slashing protection -----------------------------------------------
+
+    def last_signed(self, validator: bytes) -> SignMark | None:
+        """The last mark recorded for ``validator``, or None if it never signed here."""
+        with self._read() as conn:
+            return _read_mark(conn, validator)
+
+    def record_signing(self, validator: bytes, mark: SignMark) -> None:
+        """Durably record that ``validator`` is about to sign ``mark``, or refuse.
+
+        Read the last mark, check :func:`node.core.safety.may_sign`, write the new
+        mark and commit (fsynced), all in one transaction under the write lock.
+        On refusal nothing is written and :class:`DoubleSignRefused` is raised.
+        The caller signs only after this returns: a crash after the commit
+        leaves a mark for a signature that may never have gone out, which is
+        harmless, whereas signing first could leave a signature with no mark.
+        """
+        with self._write() as conn:
+            last = _read_mark(conn, validator)
+            reason = refusal_reason(last, mark)
+            if reason is not None:
+                raise DoubleSignRefused(f"validator {bytes(validator).hex()[:16]}: {reason}")
+            if last == mark:
+                return  # identical re-sign: the mark on disk already covers it
+            conn.execute(
+                "INSERT INTO sign_marks (validator, height, round, step, block_id)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (validator) DO UPDATE SET height = excluded.height,"
+                " round = excluded.round, step = excluded.step, block_id = excluded.block_id",
+                (validator, mark.height, mark.round, int(mark.step), mark.block_id),
+            )
+
+    # -- signing journal ---------------------------------------------------
+
+    def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
+        """Durably keep one signed message of ``height`` (with its block, or b"").
+
+        Called by the guarded signer right after :meth:`record_signing` and
+        before the signature leaves the process, in its own fsynced
+        transaction: a crash between the two leaves a mark without a journal
+        entry, which only means the restarted node re-signs (the identical
+        mark is allowed) instead of re-sending. Only the newest height is
+        kept per validator (older entries are deleted in the same
+        transaction); an entry for a height below the kept one is refused,
+        since the signing record can never have allowed it.
+        """
+        if height < 0:
+            raise ValueError("journal height must be >= 0")
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT MAX(height), MAX(seq) FROM sign_journal WHERE validator = ?", (validator,)
+            ).fetchone()
+            kept, last_seq = row if row is not None else (None, None)
+            if kept is not None and height < kept:
+                raise StorageError(
+                    f"validator {bytes(validator).hex()[:16]}: journal holds height {kept}, refusing {height}"
+                )
+            if kept is not None and height > kept:
+                conn.execute("DELETE FROM sign_journal WHERE validator = ?", (validator,))
+            conn.execute(
+                "INSERT INTO sign_journal (validator, seq, height, item, block) VALUES (?, ?, ?, ?, ?)",
+                (validator, 0 if last_seq is None else last_seq + 1, height, item, block),
+            )
+
+    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        """(item, block) pairs journaled for ``height``, in signing order; [] for any other height."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT item, block FROM sign_journal WHERE validator = ? AND height = ? ORDER BY seq",
+                (validator, height),
+            ).fetchall()
+        return [(bytes(item), bytes(block)) for item, block in rows]
+
+    # -- internals ---------------------------------------------------------
+
+    def _init_schema(self) -> None:
+        """Create the tables on a new file; check the schema version on an existing one."""
+        with self._write() as c:
+            for statement in _SCHEMA:
+                c.execute(statement)
+            c.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (SCHEMA_VERSION,),
+            )
+            (version,) = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version != SCHEMA_VERSION:
+            raise StorageError(f"store schema version {version} is not the supported {SCHEMA_VERSION}")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StorageError("store is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE, commit on success, roll back on any error.
+
+        Low-level SQLite failures (locked too long, disk full, I/O error)
+        surface as :class:`StorageError`; a caller must treat them as "not
+        recorded" and, for signing, not sign.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageError(f"storage failure: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read: each single SELECT runs in its own consistent snapshot in autocommit mode."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise StorageError(f"storage failure: {exc}") from exc
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    """Set the pragmas the durability contract depends on, and verify them.
+
+    ``journal_mode`` persists in the file but can silently fall back (e.g.
+    for in-memory databases), so the result is checked rather than assumed.
+    ``synchronous`` is per connection and must be set on every open.
+    ``fullfsync`` makes macOS really flush the disk cache; it is a no-op
+    elsewhere.
+    """
+    try:
+        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise StorageError(f"store needs WAL journaling, got {mode!r} (is it a real file?)")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA fullfsync=ON")
+        conn.execute("PRAGMA checkpoint_fullfsync=ON")
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot configure store: {exc}") from exc
+
+
+def _last_height(conn: sqlite3.Connection) -> int:
+    (height,) = conn.execute("SELECT COALESCE(MAX(height), 0) FROM finalized").fetchone()
+    return int(height)
+
+
+def _read_mark(conn: sqlite3.Connection, validator: bytes) -> SignMark | None:
+    row = conn.execute(
+        "SELECT height, round, step, block_id FROM sign_marks WHERE validator = ?",
+        (validator,),
+    ).fetchone()
+    if row is None:
+        return None
+    height, round_, step, block_id = row
+    return SignMark(height, round_, step, None if block_id is None else bytes(block_id))
