@@ -25,9 +25,9 @@ from network.cli import cli
 from network.sim.net import SimNetwork
 from network.sim.plans import parse_fault_spec
 from network.sim.runner import SimConfig, SimResult, run_simulation, sim_genesis, twin_names, with_twins
-from network.testnet import supervisor as tn
 from network.transport.broker import BrokerProcess, mosquitto_available
 from node.core.behaviours import (
+    BEHAVIOURS,
     BYZANTINE_MODES,
     SIM_BYZANTINE_MODES,
     amnesiac_prevote,
@@ -38,9 +38,8 @@ from node.core.codec import DecodeError
 from node.core.genesis import Params
 from node.core.messages import Kind, Proposal, Vote, parse_envelope, sha256, signer_of
 from node.core.signer import GuardedSigner
-from node.runtime import node as runtime
-from tests.brokers import consensus_tap
-from tests.nodes import agree, make_localnet, running, wait_until
+from tests.support.brokers import consensus_tap
+from tests.support.nodes import agree, make_localnet, running, wait_until
 
 NEW_MODES = ("withhold", "late", "amnesia", "twins")
 WITHIN_BOUND = ((4, 1), (7, 2))  # (validators, Byzantine): 1/4 and 2/7 of the stake
@@ -135,7 +134,7 @@ def test_every_mode_is_defined_once_and_offered_where_it_works() -> None:
     assert set(BYZANTINE_MODES) <= set(SIM_BYZANTINE_MODES)
     assert {"late", "amnesia"} <= set(BYZANTINE_MODES)  # they only delay or vote: real nodes can
     assert not {"withhold", "twins", "split"} & set(BYZANTINE_MODES)  # they address nodes or clone a key
-    assert runtime.BEHAVIOURS == ("honest", *BYZANTINE_MODES) == tn.BEHAVIOURS
+    assert ("honest", *BYZANTINE_MODES) == BEHAVIOURS
 
 
 @pytest.mark.parametrize("mode", NEW_MODES)

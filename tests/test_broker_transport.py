@@ -1,7 +1,7 @@
 """The MQTT transport against real brokers: delivery, status and will, reconnects, limits.
 
 Each test starts its own broker subprocess on a free loopback port (see
-tests/brokers.py); waits are bounded polls, never timing assertions.
+tests/support/brokers.py); waits are bounded polls, never timing assertions.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from network.transport.mqtt import (
     sync_resp_channel,
     topic,
 )
-from tests import brokers
-from tests.brokers import (
+from tests.support import brokers
+from tests.support.brokers import (
     WAIT_S,
     MqttSetup,
     make_transport,

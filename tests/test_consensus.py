@@ -49,7 +49,7 @@ from node.core.state import (
     committee_for,
     evidence_problem,
 )
-from tests.chain import (
+from tests.support.chain import (
     ADDR,
     CHAIN_ID,
     KEYS,

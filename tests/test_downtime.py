@@ -18,7 +18,7 @@ from node.core.consensus import ConsensusMachine, Decided, Output, Phase, Rebroa
 from node.core.genesis import Params
 from node.core.messages import Block, Kind, Proposal, Vote
 from node.core.state import ChainState, apply_block, block_problem, participation_after
-from tests.chain import ADDR, OUTSIDER, certificate, make_block, precommit, prevote, proposal, state0
+from tests.support.chain import ADDR, OUTSIDER, certificate, make_block, precommit, prevote, proposal, state0
 
 PARAMS = Params(late_precommit_ms=1000, downtime_window=4, max_missed_in_window=1)
 SLOW = "dave"  # always outside the first 2/3

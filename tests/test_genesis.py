@@ -25,7 +25,7 @@ from node.core.genesis import (
     parse_genesis,
 )
 from node.core.keys import Keypair
-from tests.chain import KEYS, genesis
+from tests.support.chain import KEYS, genesis
 
 DELEGATOR = Keypair.deterministic("t/delegator")
 

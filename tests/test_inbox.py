@@ -22,7 +22,7 @@ from node.core.admission import (
 )
 from node.core.codec import encode
 from node.core.messages import PROTOCOL_VERSION, Envelope, Kind, Vote, make_evidence, seal, sign_item
-from tests.chain import (
+from tests.support.chain import (
     ADDR,
     CHAIN_ID,
     KEYS,

@@ -29,8 +29,8 @@ from node.core.messages import (
     signing_bytes,
     verify_signed,
 )
-from tests.chain import ADDR, CHAIN_ID, KEYS, certificate, make_block, precommit, prevote, state0
-from tests.chain import proposal as signed_proposal
+from tests.support.chain import ADDR, CHAIN_ID, KEYS, certificate, make_block, precommit, prevote, state0
+from tests.support.chain import proposal as signed_proposal
 
 U64_MAX = (1 << 64) - 1
 H1 = b"\x11" * 32

@@ -44,7 +44,7 @@ from node.core.codec import decode
 from node.core.genesis import load_genesis
 from node.core.keys import address_of
 from node.core.messages import parse_envelope
-from tests.waiting import wait_for, wait_until
+from tests.support.waiting import wait_for, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHAIN = "nf"

@@ -32,7 +32,7 @@ from network.testnet.logcheck import read_log
 from network.transport.broker import mosquitto_available
 from node.core.genesis import load_genesis
 from node.core.keys import load_key_file
-from tests import waiting
+from tests.support import waiting
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 60.0

@@ -31,7 +31,7 @@ from node.core.query import (
 from node.core.state import ChainState, apply_block, genesis_state
 from node.core.tx import Delegate, Transfer, Tx, Undelegate, sign_tx, tx_id
 from node.runtime.metrics import NodeMetrics
-from tests.chain import ADDR, CHAIN_ID, KEYS, certificate, make_block
+from tests.support.chain import ADDR, CHAIN_ID, KEYS, certificate, make_block
 
 DELEGATOR = Keypair.deterministic("q/delegator")  # 500 staked with alice at genesis, 2000 liquid
 ERIN = Keypair.deterministic("q/erin")  # funded, stakes nothing

@@ -42,8 +42,8 @@ from node.core.safety import Step
 from node.runtime.eventlog import EventLog, format_pretty
 from node.runtime.node import CRASH_AFTER_SIGN_RECORD_ENV
 from node.runtime.store import Store
-from tests.brokers import consensus_tap
-from tests.nodes import REPO_ROOT, LocalNet, agree, make_localnet, running, wait_until
+from tests.support.brokers import consensus_tap
+from tests.support.nodes import REPO_ROOT, LocalNet, agree, make_localnet, running, wait_until
 
 needs_mosquitto = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed")
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from node.core.messages import Kind, Proposal, Vote, verify_signed
 from node.core.signer import GuardedSigner, MemoryRecord
-from tests.chain import ADDR, CHAIN_ID, KEYS, make_block, state0
+from tests.support.chain import ADDR, CHAIN_ID, KEYS, make_block, state0
 
 A = b"\xaa" * 32
 B = b"\xbb" * 32

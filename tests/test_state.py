@@ -26,7 +26,7 @@ from node.core.state import (
     proposer_of,
 )
 from node.core.tx import Undelegate, sign_tx
-from tests.chain import ADDR, finalize, make_block, state0
+from tests.support.chain import ADDR, finalize, make_block, state0
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def test_applying_a_block_changes_the_digest_and_the_next_block_must_carry_it() 
 
 
 def test_state_digest_is_the_same_in_processes_with_different_hash_seeds() -> None:
-    code = "from tests.chain import state0; print(state0().digest.hex())"
+    code = "from tests.support.chain import state0; print(state0().digest.hex())"
     digests = {
         subprocess.run(
             [sys.executable, "-c", code],

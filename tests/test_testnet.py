@@ -29,7 +29,7 @@ from network.cli import cli
 from network.testnet import logcheck
 from network.testnet import supervisor as tn
 from node.core.keys import load_key_file
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]

@@ -42,7 +42,7 @@ from node.core.query import NodeView, supply_view
 from node.core.state import ChainState, genesis_state
 from node.core.tx import Transfer, decode_tx, verify_tx
 from node.runtime.metrics import NodeMetrics
-from tests import brokers
+from tests.support import brokers
 
 CHAIN_ID = "posnet-cli"
 VALIDATORS = {name: Keypair.deterministic(f"cli/{name}") for name in ("v1", "v2", "v3")}

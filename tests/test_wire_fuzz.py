@@ -71,7 +71,7 @@ from node.core.messages import (
     verify_signed,
 )
 from node.core.state import genesis_state
-from tests.nodes import LocalNet, agree, make_localnet, wait_until
+from tests.support.nodes import LocalNet, agree, make_localnet, wait_until
 
 # ------------------------------------------------------------- building payloads
 

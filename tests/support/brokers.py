@@ -30,9 +30,9 @@ import pytest
 
 from network.transport.broker import BrokerProcess, mosquitto_available, parse_broker_url, start_broker
 from network.transport.mqtt import Inbound, MqttTransport
-from tests import waiting
+from tests.support import waiting
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHAIN_ID = "testchain"
 # Generous: the suite must pass on a loaded 2-core machine.
 WAIT_S = 30.0

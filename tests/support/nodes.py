@@ -25,9 +25,9 @@ from network.testnet.supervisor import node_argv
 from network.transport.broker import free_port
 from node.core.genesis import Params, genesis_to_toml, make_genesis
 from node.core.keys import Keypair, save_key_file
-from tests import waiting
+from tests.support import waiting
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 90.0  # generous: these tests must pass on a loaded 2-core machine
 
 TEST_PARAMS = Params(commit_wait_ms=100)
