@@ -1,4 +1,4 @@
-"""The node's SQLite store: finalized chain, snapshots and crash-proof slashing protection.
+"""The node's SQLite store: finalized chain and crash-proof slashing protection.
 
 The crash tests use real processes killed with SIGKILL, no mocks: what they
 check is that a mark reported as recorded is on disk when the process dies at
@@ -59,11 +59,10 @@ def store(db_path: Path) -> Iterator[Store]:
 # -- finalized chain ----------------------------------------------------------
 
 
-def test_empty_store_has_no_chain_snapshot_or_marks(store: Store) -> None:
+def test_empty_store_has_no_chain_or_marks(store: Store) -> None:
     assert store.last_height() == 0
     assert store.finalized(1) is None
     assert store.finalized_range(1, 10) == []
-    assert store.latest_snapshot() is None
     assert store.last_signed(VAL) is None
 
 
@@ -111,32 +110,6 @@ def test_finalized_range_is_consecutive_and_bounded_by_limit(store: Store) -> No
     assert store.finalized_range(1, 0) == []
     with pytest.raises(ValueError):
         store.finalized_range(1, -1)
-
-
-# -- snapshots ----------------------------------------------------------------
-
-
-def test_latest_snapshot_wins_and_only_the_latest_few_are_kept(db_path: Path) -> None:
-    with Store(db_path, snapshots_kept=2) as store:
-        fill_chain(store, 4)
-        for h in (0, 1, 3, 2):
-            store.put_snapshot(h, b"state %d" % h)
-        assert store.latest_snapshot() == (3, b"state 3")
-    kept = sqlite3.connect(db_path).execute("SELECT height FROM snapshots ORDER BY height").fetchall()
-    assert kept == [(2,), (3,)]
-
-
-def test_a_snapshot_may_replace_one_at_the_same_height(store: Store) -> None:
-    store.put_snapshot(0, b"old")
-    store.put_snapshot(0, b"new")
-    assert store.latest_snapshot() == (0, b"new")
-
-
-def test_a_snapshot_ahead_of_the_stored_chain_is_refused(store: Store) -> None:
-    fill_chain(store, 2)
-    with pytest.raises(StorageError):
-        store.put_snapshot(3, b"state 3")
-    assert store.latest_snapshot() is None
 
 
 # -- slashing protection ------------------------------------------------------
@@ -240,12 +213,10 @@ def test_concurrent_threads_cannot_both_sign_one_position(store: Store) -> None:
 def test_everything_survives_close_and_reopen(db_path: Path) -> None:
     with Store(db_path) as store:
         fill_chain(store, 3)
-        store.put_snapshot(3, b"state 3")
         store.record_signing(VAL, SignMark(4, 2, Step.PREVOTE, None))
     with Store(db_path) as store:
         assert store.last_height() == 3
         assert store.finalized(2) == (block_hash(2), b"block 2", b"cert 2")
-        assert store.latest_snapshot() == (3, b"state 3")
         assert store.last_signed(VAL) == SignMark(4, 2, Step.PREVOTE, None)
         with pytest.raises(DoubleSignRefused):
             store.record_signing(VAL, SignMark(4, 2, Step.PREVOTE, A))

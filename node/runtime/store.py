@@ -1,10 +1,8 @@
 """One node's durable state in a single SQLite file.
 
-Four things live here: the finalized chain (blocks with their commit
-certificates), a few recent state snapshots (so a restart resumes from a
-recent state rather than replaying from genesis), the slashing-protection
-marks (the last thing each hosted validator key signed), and the signing
-journal (the signed messages of each key's newest height, so a restarted
+Three things live here: the finalized chain (blocks with their commit
+certificates), the slashing-protection marks (the last thing each hosted
+validator key signed), and the signing journal (the signed messages of each key's newest height, so a restarted
 validator re-sends them and re-derives its lock instead of forgetting it).
 
 Durability beats speed. The database runs in WAL mode with
@@ -37,9 +35,6 @@ from node.core.safety import SignMark, refusal_reason
 SCHEMA_VERSION = 1
 """Bumped on any incompatible schema change; opening a mismatching file fails loudly."""
 
-DEFAULT_SNAPSHOTS_KEPT = 3
-"""A few, not one: a snapshot found unusable at restart still leaves an older one."""
-
 BUSY_TIMEOUT_SECONDS = 10.0
 """How long to wait for another connection's write lock before giving up."""
 
@@ -53,10 +48,6 @@ _SCHEMA = (
         block_hash BLOB NOT NULL,
         block BLOB NOT NULL,
         cert BLOB NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS snapshots (
-        height INTEGER PRIMARY KEY CHECK (height >= 0),
-        state BLOB NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS sign_marks (
         validator BLOB PRIMARY KEY,
@@ -99,11 +90,8 @@ class Store:
     asyncio runtime may call it via ``asyncio.to_thread``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, snapshots_kept: int = DEFAULT_SNAPSHOTS_KEPT) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         """Open the database at ``path``, creating the schema if it is new."""
-        if snapshots_kept < 1:
-            raise ValueError("snapshots_kept must be >= 1")
-        self._snapshots_kept = snapshots_kept
         self._lock = threading.Lock()
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each
@@ -202,37 +190,6 @@ class Store:
         """Height of the highest finalized block stored; 0 when the chain is empty."""
         with self._read() as conn:
             return _last_height(conn)
-
-    # -- state snapshots ---------------------------------------------------
-
-    def put_snapshot(self, height: int, state: bytes) -> None:
-        """Store the state after ``height`` and keep only the latest few snapshots.
-
-        A snapshot may not be ahead of the stored chain: if it were and the
-        node crashed before the block reached disk, the restart would resume
-        from a state whose block it no longer has. Store the block first.
-        Height 0 (the genesis state) is always allowed.
-        """
-        if height < 0:
-            raise ValueError("snapshot height must be >= 0")
-        with self._write() as conn:
-            last = _last_height(conn)
-            if height > last:
-                raise StorageError(f"snapshot at {height} is ahead of the finalized chain (last is {last})")
-            conn.execute("INSERT OR REPLACE INTO snapshots (height, state) VALUES (?, ?)", (height, state))
-            conn.execute(
-                "DELETE FROM snapshots WHERE height NOT IN"
-                " (SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
-                (self._snapshots_kept,),
-            )
-
-    def latest_snapshot(self) -> tuple[int, bytes] | None:
-        """(height, state) of the highest snapshot, or None if there is none."""
-        with self._read() as conn:
-            row = conn.execute("SELECT height, state FROM snapshots ORDER BY height DESC LIMIT 1").fetchone()
-        if row is None:
-            return None
-        return (int(row[0]), bytes(row[1]))
 
     # -- slashing protection -----------------------------------------------
 
