@@ -2,8 +2,9 @@
 
 Three things live here: the finalized chain (blocks with their commit
 certificates), the slashing-protection marks (the last thing each hosted
-validator key signed), and the signing journal (the signed messages of each key's newest height, so a restarted
-validator re-sends them and re-derives its lock instead of forgetting it).
+validator key signed), and the signing journal (the signed messages of each
+key's newest height, so a restarted validator re-sends them and re-derives its
+lock instead of forgetting it).
 
 Durability beats speed. The database runs in WAL mode with
 ``synchronous=FULL``: in WAL mode ``NORMAL`` may lose the last transactions
