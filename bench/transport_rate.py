@@ -30,7 +30,8 @@ if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
 from network.transport.broker import start_broker  # noqa: E402 - needs the path set above
-from network.transport.mqtt import CONSENSUS, MqttTransport, detect_protocol  # noqa: E402
+from network.transport.mqtt import MqttTransport, detect_protocol  # noqa: E402
+from node.core.channels import CONSENSUS  # noqa: E402
 
 CONNECT_TIMEOUT_S = 30.0
 IDLE_TIMEOUT_S = 10.0

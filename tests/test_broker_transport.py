@@ -22,16 +22,8 @@ from network.transport.broker import (
     parse_broker_url,
     start_broker,
 )
-from network.transport.mqtt import (
-    CONSENSUS,
-    TX,
-    Inbound,
-    MqttTransport,
-    detect_protocol,
-    status_channel,
-    sync_resp_channel,
-    topic,
-)
+from network.transport.mqtt import Inbound, MqttTransport, detect_protocol, topic
+from node.core.channels import CONSENSUS, TX, status_channel, sync_resp_channel
 from tests.support import brokers
 from tests.support.brokers import (
     WAIT_S,

@@ -33,8 +33,8 @@ from network.cli.tx import (
 )
 from network.testnet import supervisor as tn
 from network.transport.broker import BrokerProcess, start_broker
-from network.transport.mqtt import TX
 from node.core.admission import AdmissionContext, TxMsg, admit
+from node.core.channels import TX
 from node.core.genesis import Genesis as GenesisDoc
 from node.core.genesis import GenesisAccount, GenesisValidator, Params, genesis_to_toml, load_genesis
 from node.core.keys import Keypair, save_key_file

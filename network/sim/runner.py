@@ -55,7 +55,8 @@ from node.core.admission import Admitted, AuthCache, ProposalMsg
 from node.core.behaviours import SIM_BYZANTINE_MODES
 from node.core.codec import DecodeError
 from node.core.consensus import MAX_ROUND_AHEAD, ConsensusMachine, Decided
-from node.core.driver import PENALTY_EVENTS, Driver
+from node.core.driver import Driver
+from node.core.events import EVIDENCE, LEDGER_PENALTIES
 from node.core.genesis import PPM, Genesis, Params, make_genesis, parse_params
 from node.core.keys import Keypair
 from node.core.messages import (
@@ -489,7 +490,7 @@ class SimNode:
         return [(block, cert) for block, cert, _ in self.chain[start - 1 : start - 1 + limit]]
 
     def log(self, event: dict[str, Any]) -> None:
-        if event["event"] in PENALTY_EVENTS or event["event"] in ("crashed", "evidence"):
+        if event["event"] in LEDGER_PENALTIES or event["event"] in ("crashed", EVIDENCE):
             self.events.append({**event, "node": self.name, "t_ms": self.net.now_ms})
 
     # ---------------------------------------------------- accountability check
@@ -890,9 +891,7 @@ def _unslashed(
                     "yet no honest node holds evidence against it",
                 )
             )
-        spared = [
-            node for node in long_enough if L.pool_status(node.state.ledger, offender) != L.TOMBSTONED
-        ]
+        spared = [node for node in long_enough if L.pool_status(node.state.ledger, offender) != L.TOMBSTONED]
         if spared:
             violations.append(
                 Violation(

@@ -29,8 +29,9 @@ import click
 from network.cli.keys import UserError
 from network.cli.testnet import DIR_OPTION
 from network.testnet import supervisor as tn
-from network.testnet.logcheck import PENALTY_EVENTS, Event
+from network.testnet.logcheck import Event
 from network.testnet.scenario import SCENARIO_LOG
+from node.core.events import ACCOUNTABILITY_EVENTS
 from node.runtime.eventlog import RESET, format_pretty
 
 RECENT = 10  # recent events shown
@@ -118,7 +119,7 @@ def fold(state: WatchState, event: Event) -> None:
                 view.behaviour = event["behaviour"]
     elif kind in ("stopped", "broker_disconnected", "fatal"):
         view.online = False
-    if kind in PENALTY_EVENTS:
+    if kind in ACCOUNTABILITY_EVENTS:
         _fold_penalty(state, event)
     elif kind not in QUIET_EVENTS:
         state.recent.append(event)

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.core.events import ACCOUNTABILITY_EVENTS
+
 Event = dict[str, Any]
-PENALTY_EVENTS = ("evidence", "slashed", "jailed", "tombstoned", "unjailed")
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def summarize_node(name: str, events: list[Event]) -> NodeSummary:
         median_latency_ms=statistics.median(latencies) if latencies else None,
         finalized=len(finalized),
         counts=dict(Counter(str(e["event"]) for e in events)),
-        penalties=[e for e in events if e.get("event") in PENALTY_EVENTS],
+        penalties=[e for e in events if e.get("event") in ACCOUNTABILITY_EVENTS],
     )
 
 
@@ -216,7 +217,7 @@ def unique_penalties(logs: Iterable[Iterable[Event]]) -> list[Event]:
     seen: dict[tuple[Any, ...], Event] = {}
     for events in logs:
         for event in events:
-            if event.get("event") not in PENALTY_EVENTS:
+            if event.get("event") not in ACCOUNTABILITY_EVENTS:
                 continue
             key = (
                 event.get("event"),

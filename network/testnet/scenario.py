@@ -50,7 +50,9 @@ from typing import Any
 import click
 
 from network.testnet import supervisor as tn
-from network.testnet.logcheck import PENALTY_EVENTS, Event, find_conflicts, read_log
+from network.testnet.logcheck import Event, find_conflicts, read_log
+from node.core.behaviours import BEHAVIOURS
+from node.core.events import ACCOUNTABILITY_EVENTS
 from node.core.genesis import GenesisError, Params, load_genesis
 
 ACTIONS = ("kill", "restart", "pause", "resume", "partition", "heal", "delay", "drop", "behave")
@@ -309,8 +311,8 @@ def _parse_behaviours(value: object, names: Sequence[str]) -> dict[str, str]:
     out = {}
     for node, mode in value.items():
         _node(f"behaviours.{node}", node, names)
-        if mode not in tn.BEHAVIOURS:
-            raise ScenarioError(f"behaviours.{node}: {mode!r} is not one of {', '.join(tn.BEHAVIOURS)}")
+        if mode not in BEHAVIOURS:
+            raise ScenarioError(f"behaviours.{node}: {mode!r} is not one of {', '.join(BEHAVIOURS)}")
         out[node] = mode
     return out
 
@@ -350,8 +352,8 @@ def _parse_step(index: int, raw: object, names: Sequence[str]) -> Step:
         step = replace(step, rate=rate)
     if "mode" in raw:
         mode = raw["mode"]
-        if mode not in tn.BEHAVIOURS:
-            raise ScenarioError(f"{where}.mode: {mode!r} is not one of {', '.join(tn.BEHAVIOURS)}")
+        if mode not in BEHAVIOURS:
+            raise ScenarioError(f"{where}.mode: {mode!r} is not one of {', '.join(BEHAVIOURS)}")
         step = replace(step, mode=mode)
     return step
 
@@ -430,8 +432,10 @@ def _parse_checks(value: object, names: Sequence[str], duration: float) -> Check
         for key in ("event", "validator"):
             if key not in item:
                 raise ScenarioError(f"{where}.{key}: missing")
-        if item["event"] not in PENALTY_EVENTS:
-            raise ScenarioError(f"{where}.event: {item['event']!r} is not one of {', '.join(PENALTY_EVENTS)}")
+        if item["event"] not in ACCOUNTABILITY_EVENTS:
+            raise ScenarioError(
+                f"{where}.event: {item['event']!r} is not one of {', '.join(ACCOUNTABILITY_EVENTS)}"
+            )
         penalties.append(
             PenaltyExpectation(item["event"], _node(f"{where}.validator", item["validator"], names))
         )

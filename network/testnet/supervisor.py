@@ -60,13 +60,12 @@ from network.transport.broker import (
     resolve_kind,
     start_broker,
 )
-from node.core.behaviours import BYZANTINE_MODES
+from node.core.behaviours import BEHAVIOURS
 from node.core.genesis import Genesis, GenesisError, Params, genesis_to_toml, load_genesis, make_genesis
 from node.core.keys import Keypair, load_key_file, save_key_file
 from node.runtime.eventlog import format_pretty
 
 STATE_VERSION = 1
-BEHAVIOURS = ("honest", *BYZANTINE_MODES)  # the modes a real node offers (node/byzantine.py)
 DEFAULT_CHAIN_ID = "posnet-local"
 DEFAULT_SLOT_MS = 1000  # paced heights: a human can read the stream
 STOP_TIMEOUT_S = 10.0

@@ -28,6 +28,8 @@ from node.core.admission import (
     admit,
 )
 from node.core.behaviours import Equivocator, amnesiac_prevote, late_delay_ms, withhold_recipients
+from node.core.channels import CONSENSUS, SYNC_REQ
+from node.core.channels import EVIDENCE as EVIDENCE_CHANNEL
 from node.core.consensus import (
     BroadcastEvidence,
     ConsensusMachine,
@@ -41,6 +43,7 @@ from node.core.consensus import (
     Timeout,
 )
 from node.core.envelopes import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
+from node.core.events import EVIDENCE, FINALIZED, ROUND_TIMEOUT
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
 from node.core.query import ledger_event_logs
@@ -48,7 +51,6 @@ from node.core.signer import GuardedSigner
 from node.core.state import ChainState
 
 SYNC_BATCH = 20
-PENALTY_EVENTS = ("slashed", "jailed", "tombstoned", "unjailed")
 
 
 class Effects(Protocol):
@@ -221,10 +223,10 @@ class Driver:
         elif (
             isinstance(output, BroadcastEvidence) and self.behaviour != "split"
         ):  # colluders do not report each other
-            self._send("evidence", evidence_bytes(self.chain_id, output.evidence, self.keypair))
+            self._send(EVIDENCE_CHANNEL, evidence_bytes(self.chain_id, output.evidence, self.keypair))
             self.effects.log(
                 {
-                    "event": "evidence",
+                    "event": EVIDENCE,
                     "offender": machine.state.names.get(
                         output.evidence.offender, output.evidence.offender.hex()[:8]
                     ),
@@ -233,7 +235,7 @@ class Driver:
             )
         elif isinstance(output, RequestSync):  # even a silent validator follows the chain
             self.effects.broadcast(
-                "sync/req", sync_request_bytes(self.chain_id, output.from_height, self.name, self.keypair)
+                SYNC_REQ, sync_request_bytes(self.chain_id, output.from_height, self.name, self.keypair)
             )
         elif isinstance(output, Decided):
             self._on_decided(output)
@@ -241,7 +243,7 @@ class Driver:
             self.stats.round_timeouts += 1
             self.effects.log(
                 {
-                    "event": "round_timeout",
+                    "event": ROUND_TIMEOUT,
                     "height": output.height,
                     "round": output.round,
                     "step": output.phase.name.lower(),
@@ -254,7 +256,7 @@ class Driver:
                 if self.behaviour == "withhold" and signer_of(item) == self.keypair.address:
                     self._withhold(item, signed_item_bytes(self.chain_id, item, block))
                 else:
-                    self._send("consensus", signed_item_bytes(self.chain_id, item, block))
+                    self._send(CONSENSUS, signed_item_bytes(self.chain_id, item, block))
         return []
 
     def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
@@ -287,13 +289,13 @@ class Driver:
         elif self.behaviour == "withhold":
             self._withhold(signed, data)
         else:
-            self._send("consensus", data)
+            self._send(CONSENSUS, data)
 
     def _release(self, signature: bytes, data: bytes, incarnation: int) -> None:
         """Late mode: the step's timeout has passed, send what we held (unless we crashed since)."""
         if incarnation == self.incarnation and self.machine is not None:
             self._held.discard(signature)
-            self._send("consensus", data)
+            self._send(CONSENSUS, data)
 
     def _withhold(self, item: Vote | Proposal, data: bytes) -> None:
         """Withhold mode: our message to the colluders and a seeded half of the honest nodes only.
@@ -302,7 +304,7 @@ class Driver:
         there is nobody to leave out, so it is sent as usual.
         """
         if self.audience is None:
-            self._send("consensus", data)
+            self._send(CONSENSUS, data)
             return
         first_half, second_half, colluders = self.audience
         for node in (*withhold_recipients(item, first_half + second_half), *colluders):
@@ -332,7 +334,7 @@ class Driver:
         """Equivocate: both versions to everyone, or one version per half in split mode."""
         if self.behaviour != "split" or self.audience is None:
             for item, block in (honest, twin):
-                self._send("consensus", signed_item_bytes(self.chain_id, item, block))
+                self._send(CONSENSUS, signed_item_bytes(self.chain_id, item, block))
             return
         first, second = Equivocator.split_order(honest, twin)
         data = [signed_item_bytes(self.chain_id, item, block) for item, block in (first, second)]
@@ -355,7 +357,7 @@ class Driver:
         before, self._applied = self._applied, state
         self.effects.log(
             {
-                "event": "finalized",
+                "event": FINALIZED,
                 "height": block.height,
                 "round": decided.round,
                 "hash": block.hash.hex(),

@@ -26,15 +26,13 @@ from typing import Any
 
 from node.core import ledger as L
 from node.core.codec import DecodeError
+from node.core.events import LOGGED_LEDGER_EVENTS, TX_OUTCOMES
 from node.core.genesis import PPM, Params
 from node.core.keys import ADDRESS_LEN
 from node.core.messages import Block
 from node.core.state import ChainState
 from node.core.tx import decode_tx, tx_amount, tx_id, tx_type_name
 
-TX_OUTCOMES = ("tx_applied", "tx_rejected")
-PENALTY_EVENTS = ("slashed", "jailed", "tombstoned", "unjailed")
-LOGGED_LEDGER_EVENTS = (*PENALTY_EVENTS, *TX_OUTCOMES, "released")
 MAX_DELEGATOR_LOSSES = 32  # per slashed event: bounded log lines; the totals are always complete
 TX_OUTCOMES_KEPT = 10_000
 

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from node.core.events import LEDGER_PENALTIES
+
 RESET = "\x1b[0m"
 COLORS = {
     "finalized": "\x1b[32m",  # green
@@ -153,7 +155,7 @@ def _detail(kind: str, event: Mapping[str, Any]) -> str:
         return f"h={get('height')} r={get('round')} in {get('step')}"
     if kind == "evidence":
         return f"h={get('height')} against {get('offender')}"
-    if kind in ("slashed", "jailed", "tombstoned", "unjailed"):
+    if kind in LEDGER_PENALTIES:
         amount = f" -{get('amount')}" if get("amount") else ""
         reason = f" ({get('reason')})" if get("reason") else ""
         return f"{get('validator')} at h={get('height')}{amount}{reason}"

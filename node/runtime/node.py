@@ -45,25 +45,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 from network.transport.broker import parse_broker_url
-from network.transport.mqtt import (
+from network.transport.mqtt import MqttTransport
+from node.core.admission import Admitted, Rejected, StatusMsg, SyncRequest
+from node.core.behaviours import BEHAVIOURS
+from node.core.channels import (
     CONSENSUS,
     EVIDENCE,
+    STATUS_ANY,
     SYNC_REQ,
+    SYNC_RESP_PREFIX,
     TX,
-    MqttTransport,
+    channel_group,
     status_channel,
     sync_resp_channel,
 )
-from node.core.admission import Admitted, Rejected, StatusMsg, SyncRequest
-from node.core.behaviours import BYZANTINE_MODES
 from node.core.codec import DecodeError, decode, encode
 from node.core.consensus import Decided
 from node.core.driver import SYNC_BATCH, Driver
 from node.core.envelopes import status_bytes, sync_request_bytes
+from node.core.events import TX_OUTCOMES
 from node.core.genesis import Genesis, GenesisError, load_genesis
 from node.core.keys import Keypair, load_key_file
 from node.core.messages import Block, CommitCertificate
-from node.core.query import TX_OUTCOMES, NodeView
+from node.core.query import NodeView
 from node.core.safety import SignMark
 from node.core.signer import GuardedSigner, SigningRecord
 from node.core.state import ChainState, apply_block, certificate_problem, genesis_state
@@ -80,10 +84,6 @@ STATUS_CHECK_S = 0.5  # how often to look whether height/round changed (status "
 STATUS_REFRESH_S = 5.0  # re-publish the retained status at least this often
 OWN_DIGESTS_KEPT = 100_000
 INBOUND_QUEUE = 10_000
-BEHAVIOURS = (
-    "honest",
-    *BYZANTINE_MODES,
-)  # what `--behaviour` accepts (node/byzantine.py says what each does)
 
 
 class StartupError(Exception):
@@ -236,15 +236,6 @@ def _crash_hook() -> int | None:
     return value
 
 
-def _channel_group(channel: str) -> str:
-    """A bounded metric label for a channel (``status/v1`` -> ``status``)."""
-    if channel.startswith("status/"):
-        return "status"
-    if channel.startswith("sync/resp/"):
-        return "sync/resp"
-    return channel
-
-
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
@@ -348,7 +339,7 @@ class NodeRuntime:
             config.broker_url,
             self.genesis.chain_id,
             self.name,
-            subscriptions=[CONSENSUS, EVIDENCE, TX, SYNC_REQ, sync_resp_channel(self.name), "status/+"],
+            subscriptions=[CONSENSUS, EVIDENCE, TX, SYNC_REQ, sync_resp_channel(self.name), STATUS_ANY],
             offline_status=self._status(online=False),
             protocol=config.mqtt_protocol,
             inbound_queue=INBOUND_QUEUE,
@@ -443,8 +434,8 @@ class NodeRuntime:
         if len(self._own) > OWN_DIGESTS_KEPT:
             self._own.popitem(last=False)
         self.transport.publish(channel, data)
-        self.metrics.sent.labels(_channel_group(channel)).inc()
-        if len(self.hosted) > 1 and not channel.startswith("sync/resp/"):
+        self.metrics.sent.labels(channel_group(channel)).inc()
+        if len(self.hosted) > 1 and not channel.startswith(SYNC_RESP_PREFIX):
             assert self._loop is not None
             for other in self.hosted:
                 if other is not source:
@@ -507,7 +498,7 @@ class NodeRuntime:
         digest = _digest(payload)
         if digest in self._own:
             return  # the broker's copy of our own message
-        self.metrics.received.labels(_channel_group(channel)).inc()
+        self.metrics.received.labels(channel_group(channel)).inc()
         primary = self.primary
         before = primary.driver.machine.height if primary.driver.machine else None
         primary.synced.clear()

@@ -1,0 +1,37 @@
+"""The names of the events a node logs, defined once for every reader.
+
+A node's JSON-lines log is a contract: the simulator's checkers, the
+testnet's log checker, scenarios, the report and the live view all read it.
+Each of them used to carry its own list of names, and the lists drifted
+(one counted ``evidence`` as a penalty, another did not). They are here now,
+with the fields each event always carries, so a reader can name a missing
+field instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+FINALIZED = "finalized"
+ROUND_TIMEOUT = "round_timeout"
+EVIDENCE = "evidence"
+SYNCED = "synced"
+
+LEDGER_PENALTIES: tuple[str, ...] = ("slashed", "jailed", "tombstoned", "unjailed")
+"""Ledger events that change a pool's standing: logged by every node that applies them."""
+
+ACCOUNTABILITY_EVENTS: tuple[str, ...] = (EVIDENCE, *LEDGER_PENALTIES)
+"""What a run's penalty accounting counts: evidence seen, then what the ledger did about it."""
+
+TX_OUTCOMES: tuple[str, ...] = ("tx_applied", "tx_rejected")
+LOGGED_LEDGER_EVENTS: tuple[str, ...] = (*LEDGER_PENALTIES, *TX_OUTCOMES, "released")
+"""Ledger events a node writes to its log (the rest stay inside the state)."""
+
+FIELDS: Mapping[str, tuple[str, ...]] = {
+    FINALIZED: ("node", "height", "round", "hash", "proposer", "latency_ms"),
+    ROUND_TIMEOUT: ("node", "height", "round", "step"),
+    EVIDENCE: ("node", "height", "offender"),
+    **{name: ("node", "height", "validator") for name in LEDGER_PENALTIES},
+    SYNCED: ("node", "from_height", "to_height", "blocks"),
+}
+"""The fields each event always carries besides ``event`` and ``ts``."""
