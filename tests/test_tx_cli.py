@@ -21,17 +21,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from network.cli import cli
-from network.cli.tx import (
-    QueryClient,
-    Target,
-    _protocol_of,
-    parse_account,
-    pct,
-    table,
-    target_from_dir,
-    wait_for_outcome,
-)
+from network.cli.format import pct, table
 from network.testnet import supervisor as tn
+from network.testnet.client import QueryClient, parse_account
+from network.testnet.submit import wait_for_outcome
+from network.testnet.target import Target, protocol_of, target_from_dir
 from network.transport.broker import BrokerProcess, start_broker
 from node.core.admission import AdmissionContext, TxMsg, admit
 from node.core.channels import TX
@@ -282,9 +276,9 @@ def test_dir_mode_finds_the_running_node_its_broker_and_protocol(served: Served,
     assert (target.label, target.broker_url, target.mqtt_protocol) == ("v2", broker.url, 311)  # amqtt: 3.1.1
     state = tn.read_state(layout)
     state.broker.kind = "mosquitto"
-    assert _protocol_of(state, state.nodes["v2"]) == 5
+    assert protocol_of(state, state.nodes["v2"]) == 5
     state.nodes["v2"].command = ["posnet", "node", "run", "--mqtt-protocol", "311"]
-    assert _protocol_of(state, state.nodes["v2"]) == 311
+    assert protocol_of(state, state.nodes["v2"]) == 311
     assert target.log_path == layout.log("v2") and target.names["v3"] == VALIDATORS["v3"].address
     assert "unknown node" in one_line_error(run("query", "supply", "--dir", layout.root, "--node", "v9"))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from network.cli.errors import UserError
 from node.core.genesis import (
     Genesis,
     GenesisAccount,
@@ -32,12 +33,6 @@ from node.core.keys import Keypair, load_key_file, save_key_file
 
 DEFAULT_CHAIN_ID = "posnet-local"
 DEFAULT_STAKE = 1000
-
-
-class UserError(click.ClickException):
-    """A one-line error the user can fix; click prints it as "Error: ..." without a traceback."""
-
-    exit_code = 2
 
 
 def _refuse_overwrite(path: Path, force: bool) -> None:
@@ -74,13 +69,14 @@ def keys_generate(name: str, out: Path, force: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def keys_show(file: Path) -> None:
     """Print a key file's name, address and public key (never the private seed)."""
-    name, keypair = _load_key(file)
+    name, keypair = load_key(file)
     click.echo(f"name:       {name}")
     click.echo(f"address:    {keypair.address.hex()}")
     click.echo(f"public key: {keypair.public.hex()}")
 
 
-def _load_key(path: Path) -> tuple[str, Keypair]:
+def load_key(path: Path) -> tuple[str, Keypair]:
+    """A key file read by the node's own reader, its one-line complaint turned into a UserError."""
     try:
         return load_key_file(path)
     except ValueError as exc:
@@ -144,7 +140,7 @@ def genesis_create(
     overrides.update({k: v for k, v in named.items() if v is not None})
     keypairs: dict[str, Keypair] = {}
     for path in key_files:
-        name, keypair = _load_key(path)
+        name, keypair = load_key(path)
         if name in keypairs:
             raise UserError(f"{path}: validator name {name!r} is already used by another --key")
         keypairs[name] = keypair
@@ -177,7 +173,7 @@ def parse_account_items(items: tuple[str, ...]) -> tuple[GenesisAccount, ...]:
             raise UserError(f"--account {item!r}: balance must be an integer") from None
         if balance < 1:
             raise UserError(f"--account {item!r}: balance must be at least 1")
-        _, keypair = _load_key(Path(path))
+        _, keypair = load_key(Path(path))
         if keypair.public in accounts:
             raise UserError(f"--account {item!r}: that key is already funded by another --account")
         accounts[keypair.public] = GenesisAccount(keypair.public, balance)

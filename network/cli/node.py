@@ -15,6 +15,7 @@ from typing import Literal, cast
 
 import click
 
+from network.transport.mqtt import PasswordFileError, read_password_file
 from node.runtime.node import BEHAVIOURS, NodeConfig, StartupError, run_node
 
 
@@ -26,13 +27,10 @@ def _fail(message: str) -> None:
 
 def _read_password(path: Path) -> str:
     try:
-        text = path.read_text()
-    except OSError as exc:
-        _fail(f"--mqtt-password-file {path}: cannot read ({exc.strerror or exc})")
-    password = text.rstrip("\r\n")
-    if not password:
-        _fail(f"--mqtt-password-file {path}: empty")
-    return password
+        return read_password_file(path)
+    except PasswordFileError as exc:
+        _fail(f"--mqtt-password-file {path}: {exc}")
+        raise  # not reached: _fail exits
 
 
 @click.group("node")

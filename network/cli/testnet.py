@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from network.cli.keys import UserError
+from network.cli.errors import UserError
 from network.testnet import supervisor as tn
 from network.testnet.logcheck import (
     analyse_dir,

@@ -45,6 +45,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import aiomqtt
@@ -147,6 +148,32 @@ async def detect_protocol(url: str, *, timeout: float = 5.0) -> Literal[5, 311]:
         if code in (_UNSUPPORTED_PROTOCOL_V5, _UNACCEPTABLE_PROTOCOL_V311):
             return 311
         raise
+
+
+class PasswordFileError(ValueError):
+    """A broker password file that cannot be used. ``reason`` is the OS's words, or "empty"."""
+
+    def __init__(self, path: Path, reason: str, *, unreadable: bool) -> None:
+        super().__init__(f"cannot read ({reason})" if unreadable else reason)
+        self.path = path
+        self.reason = reason
+
+
+def read_password_file(path: Path) -> str:
+    """The broker password kept in ``path``, without the newline an editor leaves at its end.
+
+    Passwords live in files, not on command lines, because any local user can read
+    another's command line. An empty file is refused: it would mean "no password"
+    while the user clearly meant to give one.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise PasswordFileError(path, str(exc.strerror or exc), unreadable=True) from None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise PasswordFileError(path, "empty", unreadable=False)
+    return password
 
 
 @dataclass(frozen=True)
