@@ -39,9 +39,8 @@ from network.sim.runner import (
     random_run_config,
     replay_command,
     run_simulation,
-    validator_names,
 )
-from node.core.genesis import Params
+from node.core.genesis import Params, validator_names
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP_SEEDS = int(os.environ.get("POSNET_SWEEP_SEEDS", "40"))

@@ -16,7 +16,8 @@ from typing import Literal, cast
 import click
 
 from network.transport.mqtt import PasswordFileError, read_password_file
-from node.runtime.node import BEHAVIOURS, NodeConfig, StartupError, run_node
+from node.core.behaviours import BEHAVIOURS
+from node.runtime.node import NodeConfig, StartupError, run_node
 
 
 def _fail(message: str) -> None:

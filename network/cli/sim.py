@@ -158,7 +158,8 @@ def sim(
     command line that replays it alone, drawn stakes and faults written out.
     """
     from network.sim.plans import random_fault_plan, random_setup
-    from network.sim.runner import SimConfig, run_simulation, validator_names
+    from network.sim.runner import SimConfig, run_simulation
+    from node.core.genesis import validator_names
 
     ctx = click.get_current_context()
     if stakes is not None:

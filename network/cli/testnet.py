@@ -33,6 +33,8 @@ from network.testnet.logcheck import (
     unique_penalties,
 )
 from network.testnet.relay import NetworkFaults, read_applied
+from node.core.behaviours import BEHAVIOURS
+from node.core.events import ACCOUNTABILITY_EVENTS
 
 DIR_OPTION = click.option(
     "--dir",
@@ -56,8 +58,8 @@ def _behaviours(_ctx: click.Context, _param: click.Parameter, value: tuple[str, 
         name, sep, mode = item.partition("=")
         if not sep or not name:
             raise click.BadParameter(f"{item!r}: expected NODE=MODE, e.g. v4=equivocate")
-        if mode not in tn.BEHAVIOURS:
-            raise click.BadParameter(f"{item!r}: mode must be one of {', '.join(tn.BEHAVIOURS)}")
+        if mode not in BEHAVIOURS:
+            raise click.BadParameter(f"{item!r}: mode must be one of {', '.join(BEHAVIOURS)}")
         out[name] = mode
     return out
 
@@ -96,7 +98,7 @@ def testnet() -> None:
     multiple=True,
     callback=_behaviours,
     metavar="NODE=MODE",
-    help=f"make a validator misbehave, MODE one of {', '.join(tn.BEHAVIOURS)} (repeatable)",
+    help=f"make a validator misbehave, MODE one of {', '.join(BEHAVIOURS)} (repeatable)",
 )
 @click.option(
     "--slot-ms",
@@ -304,7 +306,7 @@ def heal(directory: Path) -> None:
 
 @testnet.command("behave")
 @click.argument("node")
-@click.argument("mode", metavar="|".join(tn.BEHAVIOURS))
+@click.argument("mode", metavar="|".join(BEHAVIOURS))
 @DIR_OPTION
 def behave(node: str, mode: str, directory: Path) -> None:
     """Restart NODE as honest or in a Byzantine MODE; later restarts keep the behaviour.
@@ -430,7 +432,9 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
         if summary.last_event is not None:
             age = _age(now - summary.last_ts) if summary.last_ts else "?"
             last = f"{summary.last_event} {age} ago"
-        penalties = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()) if k in _PENALTY_COLUMN)
+        penalties = ", ".join(
+            f"{k} {v}" for k, v in sorted(summary.counts.items()) if k in ACCOUNTABILITY_EVENTS
+        )
         label = _process_label(node) + ("" if node.behaviour == "honest" else f" ({node.behaviour})")
         round_ = "-" if summary.last_round is None else str(summary.last_round)
         network = _network_cell(faults, applied, name)
@@ -442,9 +446,6 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
         lines.append("penalties applied:")
         lines.extend(f"  {describe_penalty(e)}" for e in penalties)
     return lines
-
-
-_PENALTY_COLUMN = ("evidence", "slashed", "jailed", "tombstoned", "unjailed")
 
 
 def _network_cell(faults: NetworkFaults | None, applied: dict[str, Any], name: str) -> str:

@@ -57,7 +57,7 @@ from node.core.codec import DecodeError
 from node.core.consensus import MAX_ROUND_AHEAD, ConsensusMachine, Decided
 from node.core.driver import Driver
 from node.core.events import EVIDENCE, LEDGER_PENALTIES
-from node.core.genesis import PPM, Genesis, Params, make_genesis, parse_params
+from node.core.genesis import PPM, Genesis, Params, make_genesis, parse_params, validator_names
 from node.core.keys import Keypair
 from node.core.messages import (
     VOTE_KINDS,
@@ -79,6 +79,7 @@ from node.core.state import (
     proposer_of,
     validator_summary,
 )
+from node.core.verdicts import conflicting_finality
 
 RESUME_ROUNDS = 10
 DEADLINE_ROUNDS_PER_HEIGHT = 6  # lossy runs may need several rounds per height
@@ -534,10 +535,6 @@ class SimNode:
 # ------------------------------------------------------------------ running
 
 
-def validator_names(n: int) -> list[str]:
-    return [f"v{i}" for i in range(1, n + 1)]
-
-
 def twin_names(byzantine: Iterable[str]) -> dict[str, str]:
     """Twins mode: the network name of each Byzantine validator's second copy (copy -> original)."""
     return {f"{name}-twin": name for name in sorted(byzantine, key=lambda n: (len(n), n))}
@@ -570,14 +567,6 @@ def sim_genesis(config: SimConfig) -> tuple[Genesis, dict[str, Keypair]]:
     stakes = dict(zip(names, config.stakes, strict=True)) if config.stakes else None
     params = replace(config.params or Params(), committee_size=config.committee_size)
     return make_genesis(config.chain_id, keys, stakes=stakes, params=params), keys
-
-
-def round_budget_ms(params: Params, rounds: int) -> int:
-    """Worst-case virtual time for `rounds` consecutive failed rounds."""
-    return sum(
-        params.timeout_ms("propose", r) + params.timeout_ms("prevote", r) + params.timeout_ms("precommit", r)
-        for r in range(rounds)
-    )
 
 
 def run_simulation(config: SimConfig) -> SimResult:
@@ -617,10 +606,10 @@ def run_simulation(config: SimConfig) -> SimResult:
         node.boot()
     honest = [node for node in nodes.values() if node.behaviour is None]
     last_heal = config.faults.last_heal_ms()
-    deadline = last_heal + (config.heights + 5) * round_budget_ms(genesis.params, DEADLINE_ROUNDS_PER_HEIGHT)
+    deadline = last_heal + (config.heights + 5) * genesis.params.failed_rounds_ms(DEADLINE_ROUNDS_PER_HEIGHT)
 
     seen_progress = [-1]
-    stall_ms = round_budget_ms(genesis.params, RESUME_ROUNDS)
+    stall_ms = genesis.params.failed_rounds_ms(RESUME_ROUNDS)
 
     def done() -> bool:
         """Costly over many nodes, so only re-evaluated after some node finalized.
@@ -707,19 +696,13 @@ def byzantine_share(honest: list[SimNode], byzantine: Iterable[bytes]) -> Byzant
 
 def check_safety(honest: list[SimNode]) -> list[Violation]:
     """No two honest nodes finalized different blocks at one height."""
-    violations = []
-    top = max((node.height for node in honest), default=0)
-    for height in range(1, top + 1):
-        hashes = {node.chain[height - 1][0].hash for node in honest if node.height >= height}
-        if len(hashes) > 1:
-            violations.append(
-                Violation(
-                    "safety",
-                    f"height {height}: honest nodes finalized {len(hashes)} different blocks",
-                    height,
-                )
-            )
-    return violations
+    finalized = {
+        node.name: {h: (block.hash,) for h, (block, *_) in enumerate(node.chain, 1)} for node in honest
+    }
+    return [
+        Violation("safety", f"height {height}: honest nodes finalized {len(blocks)} different blocks", height)
+        for height, blocks in conflicting_finality(finalized).items()
+    ]
 
 
 def check_liveness(
@@ -738,7 +721,7 @@ def check_liveness(
             )
         )
     if last_heal:
-        bound = last_heal + round_budget_ms(params, RESUME_ROUNDS)
+        bound = last_heal + params.failed_rounds_ms(RESUME_ROUNDS)
         for node in honest:
             resumed = _finalized_after(node, last_heal)
             if resumed is None or resumed > bound:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from node.core.events import ACCOUNTABILITY_EVENTS
+from node.core.verdicts import conflicting_finality
 
 Event = dict[str, Any]
 
@@ -146,16 +147,8 @@ def finalized_hashes(events: Iterable[Event]) -> dict[int, set[str]]:
 
 def find_conflicts(logs: Mapping[str, Iterable[Event]]) -> list[Conflict]:
     """Heights at which the given nodes (together, or one of them alone) finalized different hashes."""
-    by_height: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for node, events in logs.items():
-        for height, hashes in finalized_hashes(events).items():
-            for block_hash in hashes:
-                by_height[height][block_hash].add(node)
-    return [
-        Conflict(height, {h: sorted(nodes) for h, nodes in hashes.items()})
-        for height, hashes in sorted(by_height.items())
-        if len(hashes) > 1
-    ]
+    finalized = {node: finalized_hashes(events) for node, events in logs.items()}
+    return [Conflict(height, nodes) for height, nodes in conflicting_finality(finalized).items()]
 
 
 def _latency(event: Event) -> float | None:

@@ -53,7 +53,7 @@ from network.testnet import supervisor as tn
 from network.testnet.logcheck import Event, find_conflicts, read_log
 from node.core.behaviours import BEHAVIOURS
 from node.core.events import ACCOUNTABILITY_EVENTS
-from node.core.genesis import GenesisError, Params, load_genesis
+from node.core.genesis import GenesisError, Params, load_genesis, validator_names
 
 ACTIONS = ("kill", "restart", "pause", "resume", "partition", "heal", "delay", "drop", "behave")
 SCENARIO_LOG = "scenario.jsonl"
@@ -165,7 +165,7 @@ class Scenario:
 
     @property
     def names(self) -> list[str]:
-        return tn.validator_names(self.validators)
+        return validator_names(self.validators)
 
     def byzantine(self) -> set[str]:
         """Validators that misbehave at any time: they make no promises and are not judged."""
@@ -274,7 +274,7 @@ def parse_scenario(raw: Mapping[str, Any]) -> Scenario:
     if not isinstance(description, str):
         raise ScenarioError(f"description: expected a string, got {description!r}")
     validators = _integer("validators", raw.get("validators", 4), 1, MAX_VALIDATORS)
-    names = tn.validator_names(validators)
+    names = validator_names(validators)
     if "duration_s" not in raw:
         raise ScenarioError("duration_s: missing (how long the run lasts, in seconds)")
     duration = _number("duration_s", raw["duration_s"], 0.0, strict=True)
@@ -490,10 +490,7 @@ def recovery_bound_s(params: Params, rounds: int) -> float:
     This is how long a height can take when R rounds in a row fail: the
     liveness promise "finality resumes within R rounds" in seconds.
     """
-    total_ms = params.commit_wait_ms
-    for round_ in range(rounds):
-        total_ms += sum(params.timeout_ms(step, round_) for step in ("propose", "prevote", "precommit"))
-    return total_ms / 1000
+    return (params.commit_wait_ms + params.failed_rounds_ms(rounds)) / 1000
 
 
 def _finalized(events: Iterable[Event]) -> list[Event]:

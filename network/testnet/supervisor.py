@@ -61,7 +61,15 @@ from network.transport.broker import (
     start_broker,
 )
 from node.core.behaviours import BEHAVIOURS
-from node.core.genesis import Genesis, GenesisError, Params, genesis_to_toml, load_genesis, make_genesis
+from node.core.genesis import (
+    Genesis,
+    GenesisError,
+    Params,
+    genesis_to_toml,
+    load_genesis,
+    make_genesis,
+    validator_names,
+)
 from node.core.keys import Keypair, load_key_file, save_key_file
 from node.runtime.eventlog import format_pretty
 
@@ -142,10 +150,6 @@ class Layout:
 
     def output(self, name: str) -> Path:
         return self.home(name) / "node.out"
-
-
-def validator_names(count: int) -> list[str]:
-    return [f"v{i}" for i in range(1, count + 1)]
 
 
 # ------------------------------------------------------------------ keys and genesis

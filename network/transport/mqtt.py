@@ -52,12 +52,10 @@ import aiomqtt
 import paho.mqtt.client as paho_mqtt
 
 from network.transport.broker import MAX_PAYLOAD_BYTES, parse_broker_url
+from node.core.channels import check_name as _check_name
+from node.core.channels import status_channel
 
 TOPIC_ROOT = "posnet"
-CONSENSUS = "consensus"
-EVIDENCE = "evidence"
-TX = "tx"
-SYNC_REQ = "sync/req"
 STAT_KEYS = (
     "rx",
     "tx",
@@ -76,24 +74,6 @@ log = logging.getLogger("posnet.network.mqtt")
 
 _UNSUPPORTED_PROTOCOL_V5 = 0x84  # CONNACK reason code, MQTT 5
 _UNACCEPTABLE_PROTOCOL_V311 = 0x01  # CONNACK return code, MQTT 3.1.1
-
-
-def status_channel(node_id: str) -> str:
-    """The retained liveness channel of one node."""
-    _check_name("node_id", node_id)
-    return f"status/{node_id}"
-
-
-def sync_resp_channel(node_id: str) -> str:
-    """The channel on which one node receives sync answers."""
-    _check_name("node_id", node_id)
-    return f"sync/resp/{node_id}"
-
-
-def _check_name(what: str, value: str) -> None:
-    """Reject ids that would change the topic structure (separators, wildcards)."""
-    if not value or any(c in value for c in "/+#\0"):
-        raise ValueError(f"{what} must be non-empty without '/', '+', '#' or NUL: {value!r}")
 
 
 def check_channel(channel: str, *, wildcards: bool = False) -> None:

@@ -59,6 +59,16 @@ class Params:
         base = getattr(self, f"timeout_{step}_ms")
         return base + getattr(self, f"timeout_{step}_delta_ms") * round_
 
+    def failed_rounds_ms(self, rounds: int) -> int:
+        """How long `rounds` rounds in a row take when each one fails: every step waits out its timeout.
+
+        The liveness promise "finality resumes within R rounds", in time; the
+        simulator and the testnet's scenarios both measure recovery against it.
+        """
+        return sum(
+            self.timeout_ms(step, r) for r in range(rounds) for step in ("propose", "prevote", "precommit")
+        )
+
 
 _PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "committee_size": (1, 100_000),
@@ -279,6 +289,11 @@ def genesis_to_toml(genesis: Genesis) -> str:
         "accounts": [{"public_key": a.public_key.hex(), "balance": a.balance} for a in genesis.accounts],
     }
     return tomli_w.dumps(doc)
+
+
+def validator_names(count: int) -> list[str]:
+    """v1, v2, ...: the names every testnet, simulation and compose file gives its validators."""
+    return [f"v{i}" for i in range(1, count + 1)]
 
 
 def make_genesis(

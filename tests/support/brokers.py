@@ -172,7 +172,8 @@ async def recv_matching(
 # it is killed.
 STATUS_NODE_SCRIPT = """
 import asyncio, sys
-from network.transport.mqtt import MqttTransport, status_channel
+from network.transport.mqtt import MqttTransport
+from node.core.channels import status_channel
 
 async def main(url, chain_id, node_id, protocol):
     transport = MqttTransport(url, chain_id, node_id, subscriptions=[],
