@@ -138,6 +138,10 @@ volumes:
 
 
 def validator_names(n: int) -> list[str]:
+    """node.core.genesis.validator_names, restated: this script runs on the standard library alone.
+
+    tests/test_compose_files.py checks that the two agree.
+    """
     return [f"v{i}" for i in range(1, n + 1)]
 
 

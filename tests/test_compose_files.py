@@ -29,6 +29,8 @@ import jsonschema
 import pytest
 import yaml
 
+from node.core.genesis import validator_names
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "compose.yml"
@@ -508,3 +510,9 @@ def test_healthcheck_wants_metrics_and_a_growing_finalized_height(tmp_path: Path
     assert (grew.returncode, grew.stdout.strip()) == (0, "healthy: finalized height 6")
     down = _health(tmp_path, _free_port(), "0.5")
     assert down.returncode == 1 and "unhealthy: metrics" in down.stdout
+
+
+@pytest.mark.parametrize("n", [1, 4, 12])
+def test_compose_generator_names_validators_as_every_testnet_does(n: int) -> None:
+    """The generator runs on the standard library alone, so it restates the naming rule; they must agree."""
+    assert gen_compose.validator_names(n) == validator_names(n)
