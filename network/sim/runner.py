@@ -521,7 +521,7 @@ class SimNode:
         machine = self.machine
         if key is None or machine is None or machine.height != key[1]:
             return
-        if key not in machine.evidence_seen:
+        if key not in machine.evidence_pool.seen:
             offender = machine.state.names.get(key[0], key[0].hex()[:8])
             self.accountability_violations.append(
                 Violation(
@@ -841,7 +841,7 @@ def _knows_offence(node: SimNode, offender: bytes, height: int) -> bool:
         return True
     machine = node.machine
     return machine is not None and any(
-        key[0] == offender and key[1] >= height for key in machine.evidence_seen
+        key[0] == offender and key[1] >= height for key in machine.evidence_pool.seen
     )
 
 

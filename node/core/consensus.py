@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from node.core.accountability import certificate_conflict_evidence
+from node.core.evidence_pool import EvidencePool
 from node.core.genesis import Params
 from node.core.ledger import LedgerEvent
+from node.core.mempool import Mempool
 from node.core.messages import (
     MAX_LATE_PRECOMMITS_PER_BLOCK,
     Block,
@@ -47,7 +49,6 @@ from node.core.state import (
     block_problem,
     certificate_problem,
     committee_at,
-    evidence_problem,
     late_precommit_misfit,
     opened_participation,
     proposer_of,
@@ -234,9 +235,8 @@ class ConsensusMachine:
         self.address = address
         self._transition = transition
         self._check_block = check_block
-        self.mempool: dict[bytes, None] = {}
-        self.evidence_pool: dict[tuple[bytes, int, int, int], Evidence] = {}
-        self.evidence_seen: set[tuple[bytes, int, int, int]] = set()
+        self.mempool = Mempool()
+        self.evidence_pool = EvidencePool()
         self.last_certificate = last_certificate
         self._last_precommits: VoteSet | None = None
         self._late: dict[tuple[int, bytes], Vote] = {}  # precommits that certificates missed, to include
@@ -430,16 +430,11 @@ class ConsensusMachine:
 
     def on_evidence(self, evidence: Evidence) -> list[Output]:
         """Gossiped evidence: keep it for the next block we propose, if it checks out."""
-        key = evidence.key()
-        if key in self.evidence_seen or evidence_problem(self.state, evidence) is not None:
-            return []
-        self.evidence_seen.add(key)
-        self.evidence_pool[key] = evidence
+        self.evidence_pool.accept(evidence, self.state)
         return []
 
     def on_tx(self, tx: bytes) -> None:
-        if len(self.mempool) < 10 * self.params.max_block_txs:
-            self.mempool[tx] = None
+        self.mempool.add(tx, self.params.max_block_txs)
 
     # --------------------------------------------------------- height/round
 
@@ -484,16 +479,14 @@ class ConsensusMachine:
         out.append(Sign(proposal, block))
 
     def _build_block(self) -> Block:
-        evidence = tuple(
-            ev for ev in self.evidence_pool.values() if evidence_problem(self.state, ev) is None
-        )[:10]
+        evidence = self.evidence_pool.for_block(self.state)
         last_commit = self._certificate_for_proposal()
         return Block(
             height=self.height,
             prev_hash=self.state.last_block_hash,
             proposer=self.address,
             timestamp_ms=max(self._now, self.state.last_timestamp_ms),
-            txs=tuple(self.mempool)[: self.params.max_block_txs],
+            txs=self.mempool.take(self.params.max_block_txs),
             evidence=evidence,
             last_commit=last_commit,
             state_hash=self.state.digest,
@@ -668,12 +661,7 @@ class ConsensusMachine:
         self._record_evidence(make_evidence(a, b), out)
 
     def _record_evidence(self, evidence: Evidence, out: list[Output]) -> None:
-        key = evidence.key()
-        if key in self.evidence_seen:
-            return
-        self.evidence_seen.add(key)
-        if evidence_problem(self.state, evidence) is None:
-            self.evidence_pool[key] = evidence
+        if self.evidence_pool.record(evidence, self.state):
             out.append(BroadcastEvidence(evidence))
 
     # ---------------------------------------------------------- the rules
@@ -829,17 +817,8 @@ class ConsensusMachine:
         out.append(ScheduleTimeout(Timeout(self.height, 0, Phase.NEW_HEIGHT), self.params.commit_wait_ms))
 
     def _drop_included(self, block: Block) -> None:
-        for tx in block.txs:
-            self.mempool.pop(tx, None)
-        for evidence in block.evidence:
-            self.evidence_pool.pop(evidence.key(), None)
-        stale = [
-            k
-            for k, ev in self.evidence_pool.items()
-            if ev.height + self.params.evidence_max_age <= block.height
-        ]
-        for key in stale:
-            del self.evidence_pool[key]
+        self.mempool.drop(block.txs)
+        self.evidence_pool.prune(block.evidence, block.height, self.params.evidence_max_age)
 
     def _maybe_sync(self, out: list[Output]) -> None:
         if self._now - self._sync_requested_ms >= SYNC_RETRY_MS:
