@@ -15,9 +15,11 @@ from typing import Literal, cast
 
 import click
 
-from network.transport.mqtt import PasswordFileError, read_password_file
+from network.transport.broker import parse_broker_url
+from network.transport.mqtt import MqttTransport, PasswordFileError, read_password_file
 from node.core.behaviours import BEHAVIOURS
 from node.runtime.node import NodeConfig, StartupError, run_node
+from node.runtime.transport import Transport, TransportFactory, TransportSpec
 
 
 def _fail(message: str) -> None:
@@ -32,6 +34,27 @@ def _read_password(path: Path) -> str:
     except PasswordFileError as exc:
         _fail(f"--mqtt-password-file {path}: {exc}")
         raise  # not reached: _fail exits
+
+
+def mqtt_transport(
+    broker_url: str, protocol: Literal[5, 311], username: str | None, password: str | None
+) -> TransportFactory:
+    """The node's transport: an MQTT client of the broker at `broker_url` (already validated)."""
+    credentials = {} if username is None else {"username": username, "password": password or ""}
+
+    def connect(spec: TransportSpec) -> Transport:
+        return MqttTransport(
+            broker_url,
+            spec.chain_id,
+            spec.node_id,
+            subscriptions=spec.subscriptions,
+            offline_status=spec.offline_status,
+            protocol=protocol,
+            inbound_queue=spec.inbound_queue,
+            **credentials,
+        )
+
+    return connect
 
 
 @click.group("node")
@@ -118,6 +141,11 @@ def run(
     if mqtt_password_file is not None and mqtt_username is None:
         _fail("--mqtt-password-file needs --mqtt-username")
     password = _read_password(mqtt_password_file) if mqtt_password_file is not None else None
+    try:
+        parse_broker_url(broker_url)
+    except ValueError as exc:
+        _fail(str(exc))
+    protocol = cast(Literal[5, 311], int(mqtt_protocol))
     config = NodeConfig(
         home=home,
         key_files=key_files,
@@ -128,12 +156,9 @@ def run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         behaviour=behaviour,
-        mqtt_protocol=cast(Literal[5, 311], int(mqtt_protocol)),
-        mqtt_username=mqtt_username,
-        mqtt_password=password,
     )
     try:
-        code = run_node(config)
+        code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password))
     except StartupError as exc:
         _fail(str(exc))
     sys.exit(code)

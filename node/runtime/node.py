@@ -2,8 +2,9 @@
 
 The consensus core is sans-I/O; this module is the I/O. It is the real-world
 twin of ``network.sim.runner.SimNode``: the same `Driver`, the same `Effects`
-interface, but effects go to an MQTT broker (``network.transport.mqtt``), the wall
-clock, an fsynced SQLite store, a JSON-lines log and a Prometheus registry.
+interface, but effects go to a transport (an MQTT broker in practice, chosen
+by the composition root: see ``node.runtime.transport``), the wall clock, an
+fsynced SQLite store, a JSON-lines log and a Prometheus registry.
 
 Startup, in order, so that a node killed at any instant restarts sound:
 
@@ -42,10 +43,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from network.transport.broker import parse_broker_url
-from network.transport.mqtt import MqttTransport
 from node.core.admission import Admitted, Rejected, StatusMsg, SyncRequest
 from node.core.behaviours import BEHAVIOURS
 from node.core.channels import (
@@ -74,6 +73,7 @@ from node.core.state import ChainState, apply_block, certificate_problem, genesi
 from node.runtime.eventlog import EventLog
 from node.runtime.metrics import NodeMetrics
 from node.runtime.store import StorageError, Store
+from node.runtime.transport import TransportFactory, TransportSpec
 
 CRASH_AFTER_SIGN_RECORD_ENV = "POSNET_CRASH_AFTER_SIGN_RECORD"
 """Test hook: SIGKILL the node right after its n-th signing mark is on disk, before the signature exists."""
@@ -92,19 +92,16 @@ class StartupError(Exception):
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Everything ``posnet node run`` is told on its command line."""
+    """Everything ``posnet node run`` tells the runtime (the transport's own options stay with it)."""
 
     home: Path
     genesis: Path
-    broker_url: str
+    broker_url: str  # where the transport connects: only logged here (the factory validated it)
     name: str | None = None
     log_path: Path | None = None
     metrics_port: int = 0
     metrics_host: str = "0.0.0.0"
     behaviour: str = "honest"
-    mqtt_protocol: Literal[5, 311] = 5
-    mqtt_username: str | None = None
-    mqtt_password: str | None = None
     key_files: tuple[Path, ...] = ()  # validator keys to host; default HOME/key.json
 
 
@@ -121,10 +118,6 @@ class HostedKey:
 
 def load_node_inputs(config: NodeConfig) -> tuple[Genesis, list[HostedKey], str]:
     """Validate the command line's inputs: (genesis, hosted keys, node name), or StartupError."""
-    try:
-        parse_broker_url(config.broker_url)
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
     try:
         genesis = load_genesis(config.genesis)
     except GenesisError as exc:
@@ -292,7 +285,7 @@ class HostedValidator:
 class NodeRuntime:
     """A running node: construct, ``await run()``, and ``request_stop()`` (or send SIGTERM)."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, transport: TransportFactory) -> None:
         self.config = config
         self.genesis, self.keys, self.name = load_node_inputs(config)
         crash_after = _crash_hook()
@@ -335,23 +328,16 @@ class NodeRuntime:
         )
         self.metrics.finalized_height.set(self.state.height)
         self.metrics.height.set(self.state.height + 1)
-        self.transport = MqttTransport(
-            config.broker_url,
-            self.genesis.chain_id,
-            self.name,
-            subscriptions=[CONSENSUS, EVIDENCE, TX, SYNC_REQ, sync_resp_channel(self.name), STATUS_ANY],
-            offline_status=self._status(online=False),
-            protocol=config.mqtt_protocol,
-            inbound_queue=INBOUND_QUEUE,
-            **self._credentials(),
+        self.transport = transport(
+            TransportSpec(
+                self.genesis.chain_id,
+                self.name,
+                (CONSENSUS, EVIDENCE, TX, SYNC_REQ, sync_resp_channel(self.name), STATUS_ANY),
+                offline_status=self._status(online=False),
+                inbound_queue=INBOUND_QUEUE,
+            )
         )
         self._last_status: tuple[int, int] | None = None
-
-    def _credentials(self) -> dict[str, str]:
-        """Username/password for the transport, when given (brokers that refuse anonymous clients)."""
-        if self.config.mqtt_username is None:
-            return {}
-        return {"username": self.config.mqtt_username, "password": self.config.mqtt_password or ""}
 
     # ------------------------------------------------------------- running
 
@@ -610,11 +596,11 @@ class NodeRuntime:
                 self.events.emit({"event": "broker_disconnected"})
 
 
-def run_node(config: NodeConfig) -> int:
+def run_node(config: NodeConfig, transport: TransportFactory) -> int:
     """Build and run a node in a fresh event loop; StartupError for bad inputs."""
 
     async def main() -> int:
-        runtime = NodeRuntime(config)
+        runtime = NodeRuntime(config, transport)
         return await runtime.run()
 
     return asyncio.run(main())
