@@ -1,6 +1,6 @@
 """Sweep random seeds inside the 1/3 bound and count what broke.
 
-Each seed draws a whole run (network.sim.runner.random_run_config): 4-10
+Each seed draws a whole run (network.sim.config.random_run_config): 4-10
 validators, a Byzantine minority whose stake is below 1/3 (every
 simulator mode mixed, or those --modes names), stakes that are equal,
 uneven, power-law or at the 1/3 edge, sometimes a committee smaller than
@@ -34,7 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from network.sim.runner import VIOLATION_KINDS, random_run_config, run_simulation
+from network.sim.checks import VIOLATION_KINDS
+from network.sim.config import random_run_config
+from network.sim.runner import run_simulation
 from node.core.behaviours import SIM_BYZANTINE_MODES
 
 

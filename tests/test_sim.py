@@ -23,6 +23,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from network.sim.checks import ByzantineShare, check_penalties
+from network.sim.config import SimConfig, random_run_config, replay_command
 from network.sim.plans import (
     MAX_HEAL_MS,
     STAKE_SHAPES,
@@ -32,14 +34,7 @@ from network.sim.plans import (
     random_fault_plan,
     random_setup,
 )
-from network.sim.runner import (
-    ByzantineShare,
-    SimConfig,
-    check_penalties,
-    random_run_config,
-    replay_command,
-    run_simulation,
-)
+from network.sim.runner import run_simulation
 from node.core.genesis import Params, validator_names
 
 REPO = Path(__file__).resolve().parent.parent

@@ -3,8 +3,12 @@
 The same driver runs in the simulator and in a real node: it admits raw
 bytes, dispatches them to the machine, and turns the machine's outputs into
 effects through a small `Effects` interface (send, schedule, persist, log).
-Signing goes through the guarded signer; a Byzantine behaviour, when set,
-is applied here and only here (see node/byzantine.py for what each does).
+It takes no hooks from either: what differs between them is behind
+`Effects` (a simulated network can address single nodes, a broker cannot:
+`Effects.audience`). Signing goes through the guarded signer; a Byzantine
+behaviour, when set, is applied here and only here (see
+node/core/behaviours.py for what each does). Several drivers behind one
+chain (a node hosting several keys) are `node.core.hosting.Host`'s job.
 """
 
 from __future__ import annotations
@@ -53,6 +57,23 @@ from node.core.state import ChainState
 SYNC_BATCH = 20
 
 
+@dataclass(frozen=True)
+class Audience:
+    """The nodes a validator can address one by one, grouped the way `split` and `withhold` need.
+
+    Honest nodes in two halves (a split equivocator shows each half one
+    version) and the colluding Byzantine nodes (shown everything).
+    """
+
+    first_half: tuple[str, ...]
+    second_half: tuple[str, ...]
+    colluders: tuple[str, ...]
+
+    @property
+    def honest(self) -> tuple[str, ...]:
+        return self.first_half + self.second_half
+
+
 class Effects(Protocol):
     """What a driver needs from its environment (simulated or real)."""
 
@@ -71,12 +92,22 @@ class Effects(Protocol):
 
     def log(self, event: dict[str, Any]) -> None: ...
 
+    def audience(self) -> Audience | None:
+        """Whom `send_to` can reach one by one, or None when every send reaches everyone.
+
+        A broker broadcast reaches every subscriber, so a real node answers
+        None and its `split` and `withhold` modes send like everyone else;
+        a simulated network can address single nodes.
+        """
+
 
 @dataclass
 class DriverStats:
     rejected: Counter[str]
     round_timeouts: int = 0
     signed: int = 0
+    synced_blocks: int = 0  # blocks finalized from sync answers (catch-up), ever
+    synced_to: int = 0  # the height of the last of them
 
 
 class Driver:
@@ -89,9 +120,6 @@ class Driver:
         signer: GuardedSigner,
         effects: Effects,
         behaviour: str | None = None,
-        on_admitted: Callable[[Admitted, ConsensusMachine], None] | None = None,
-        auth_cache: AuthCache | None = None,
-        audience: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None,
     ) -> None:
         self.name = name
         self.keypair = keypair
@@ -101,14 +129,10 @@ class Driver:
         self.equivocator = (
             Equivocator(signer.chain_id, keypair) if behaviour in ("equivocate", "split") else None
         )
-        self.audience = audience  # split, withhold: (first half, second half, colluders)
-        self.on_admitted = on_admitted
-        self.auth_cache = auth_cache
         self.machine: ConsensusMachine | None = None
         self.incarnation = 0
         self.stats = DriverStats(Counter())
         self.peers: dict[str, StatusMsg] = {}
-        self.after_outputs: Callable[[], None] | None = None
         self._applied: ChainState | None = None  # the state the next decided block applies to (for its logs)
         self._held: set[bytes] = set()  # late mode: signatures of our messages not yet released
 
@@ -139,17 +163,24 @@ class Driver:
 
     def receive(self, data: bytes) -> Admitted | Rejected | None:
         """Admit raw bytes and act on them; returns what admission made of them."""
+        message = self.admit(data)
+        if message is not None and not isinstance(message, Rejected):
+            self.dispatch(message)
+        return message
+
+    def admit(self, data: bytes, cache: AuthCache | None = None) -> Admitted | Rejected | None:
+        """Authenticate raw bytes against our current view, counting rejections (None: not running).
+
+        `cache` shares authentication results between drivers of one process
+        (see `admission.admit`); the result is the same with or without it.
+        """
         machine = self.machine
         if machine is None:
             return None
         ctx = AdmissionContext(self.chain_id, machine.state.public_keys, machine.height)
-        message = admit(data, ctx, self.auth_cache)
+        message = admit(data, ctx, cache)
         if isinstance(message, Rejected):
             self.stats.rejected[message.reason] += 1
-            return message
-        if self.on_admitted is not None:
-            self.on_admitted(message, machine)
-        self.dispatch(message)
         return message
 
     def dispatch(self, message: Admitted) -> None:
@@ -204,13 +235,17 @@ class Driver:
         if self.behaviour != "silent":
             self.effects.broadcast(channel, data)
 
+    def request_blocks(self, from_height: int) -> None:
+        """Ask peers for finalized blocks from `from_height` on (even a silent validator follows the chain)."""
+        self.effects.broadcast(
+            SYNC_REQ, sync_request_bytes(self.chain_id, from_height, self.name, self.keypair)
+        )
+
     def run(self, outputs: list[Output]) -> None:
         """Carry out outputs in order; outputs they cause are queued behind them."""
         queue = list(outputs)
         while queue and self.machine is not None:
             queue.extend(self._handle(queue.pop(0)))
-        if self.after_outputs is not None:
-            self.after_outputs()
 
     def _handle(self, output: Output) -> list[Output]:
         machine = self.machine
@@ -233,10 +268,8 @@ class Driver:
                     "height": output.evidence.height,
                 }
             )
-        elif isinstance(output, RequestSync):  # even a silent validator follows the chain
-            self.effects.broadcast(
-                SYNC_REQ, sync_request_bytes(self.chain_id, output.from_height, self.name, self.keypair)
-            )
+        elif isinstance(output, RequestSync):
+            self.request_blocks(output.from_height)
         elif isinstance(output, Decided):
             self._on_decided(output)
         elif isinstance(output, RoundTimedOut):
@@ -303,11 +336,11 @@ class Driver:
         Without an audience (a real node, where a broadcast reaches everyone)
         there is nobody to leave out, so it is sent as usual.
         """
-        if self.audience is None:
+        audience = self.effects.audience()
+        if audience is None:
             self._send(CONSENSUS, data)
             return
-        first_half, second_half, colluders = self.audience
-        for node in (*withhold_recipients(item, first_half + second_half), *colluders):
+        for node in (*withhold_recipients(item, audience.honest), *audience.colluders):
             self.effects.send_to(node, data)
 
     def _forget_lock(self, output: Sign, machine: ConsensusMachine) -> Sign:
@@ -332,18 +365,18 @@ class Driver:
         self, honest: tuple[Vote | Proposal, Block | None], twin: tuple[Vote | Proposal, Block | None]
     ) -> None:
         """Equivocate: both versions to everyone, or one version per half in split mode."""
-        if self.behaviour != "split" or self.audience is None:
+        audience = self.effects.audience() if self.behaviour == "split" else None
+        if audience is None:
             for item, block in (honest, twin):
                 self._send(CONSENSUS, signed_item_bytes(self.chain_id, item, block))
             return
         first, second = Equivocator.split_order(honest, twin)
         data = [signed_item_bytes(self.chain_id, item, block) for item, block in (first, second)]
-        first_half, second_half, colluders = self.audience
-        for node in first_half:
+        for node in audience.first_half:
             self.effects.send_to(node, data[0])
-        for node in second_half:
+        for node in audience.second_half:
             self.effects.send_to(node, data[1])
-        for node in colluders:
+        for node in audience.colluders:
             for payload in data:
                 self.effects.send_to(node, payload)
 
@@ -354,6 +387,9 @@ class Driver:
     def _on_decided(self, decided: Decided) -> None:
         self.effects.finalized(decided)
         block, state = decided.block, decided.state
+        if decided.via_sync:
+            self.stats.synced_blocks += 1
+            self.stats.synced_to = block.height
         before, self._applied = self._applied, state
         self.effects.log(
             {

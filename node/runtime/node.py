@@ -1,7 +1,7 @@
-"""One validator node as one asyncio process: the driver wired to MQTT, SQLite, logs and metrics.
+"""One validator node as one asyncio process: the node core wired to a transport, SQLite, logs and metrics.
 
 The consensus core is sans-I/O; this module is the I/O. It is the real-world
-twin of ``network.sim.runner.SimNode``: the same `Driver`, the same `Effects`
+twin of ``network.sim.node.SimNode``: the same `Host`, the same `Effects`
 interface, but effects go to a transport (an MQTT broker in practice, chosen
 by the composition root: see ``node.runtime.transport``), the wall clock, an
 fsynced SQLite store, a JSON-lines log and a Prometheus registry.
@@ -25,10 +25,12 @@ fsynced (the `GuardedSigner` over the store). Bad input is never stored:
 admission rejects it and only its reason is counted.
 
 A node may host several validator keys (one driver each, sharing the
-store, the transport and the chain); one key is the common case. Messages
-one hosted key publishes are handed straight to the other hosted keys, and
-the broker's copy of our own messages (MQTT 3.1.1 has no "no local") is
-recognised by its digest and dropped.
+store, the transport and the chain); one key is the common case. What a
+node does with its keys (admitting once, feeding co-hosted keys each
+other's messages, pipelined catch-up and its ``synced`` event) is core
+protocol, in ``node.core.hosting.Host``, which the simulator runs too;
+here the broker's copy of our own messages (MQTT 3.1.1 has no "no local")
+is recognised by its digest and dropped.
 """
 
 from __future__ import annotations
@@ -45,14 +47,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.core.admission import Admitted, Rejected, StatusMsg, SyncRequest
+from node.core.admission import StatusMsg
 from node.core.behaviours import BEHAVIOURS
 from node.core.channels import (
     CONSENSUS,
     EVIDENCE,
     STATUS_ANY,
     SYNC_REQ,
-    SYNC_RESP_PREFIX,
     TX,
     channel_group,
     status_channel,
@@ -60,10 +61,11 @@ from node.core.channels import (
 )
 from node.core.codec import DecodeError, decode, encode
 from node.core.consensus import Decided
-from node.core.driver import SYNC_BATCH, Driver
-from node.core.envelopes import status_bytes, sync_request_bytes
+from node.core.driver import Audience
+from node.core.envelopes import status_bytes
 from node.core.events import TX_OUTCOMES
 from node.core.genesis import Genesis, GenesisError, load_genesis
+from node.core.hosting import Host
 from node.core.keys import Keypair, load_key_file
 from node.core.messages import Block, CommitCertificate
 from node.core.query import NodeView
@@ -237,16 +239,12 @@ def _digest(data: bytes) -> bytes:
 
 
 class HostedValidator:
-    """One hosted key: its `Driver` and the `Effects` it acts through."""
+    """One hosted key: its guarded signer and the `Effects` its driver acts through."""
 
-    def __init__(
-        self, runtime: NodeRuntime, key: HostedKey, record: SigningRecord, behaviour: str | None
-    ) -> None:
+    def __init__(self, runtime: NodeRuntime, key: HostedKey, record: SigningRecord) -> None:
         self.runtime = runtime
         self.key = key
         self.signer = GuardedSigner(runtime.genesis.chain_id, key.keypair, record)
-        self.driver = Driver(runtime.name, key.keypair, self.signer, self, behaviour)
-        self.synced: list[int] = []  # heights finalized via sync while handling the current message
 
     # Effects -------------------------------------------------------------
 
@@ -254,14 +252,14 @@ class HostedValidator:
         return self.runtime.now_ms()
 
     def broadcast(self, channel: str, data: bytes) -> None:
-        self.runtime.publish(channel, data, self)
+        self.runtime.publish(channel, data)
 
     def send_to(self, node: str, data: bytes) -> None:
         try:
             channel = sync_resp_channel(node)
         except ValueError:
             return  # a reply_to no topic can carry: nothing to answer
-        self.runtime.publish(channel, data, self)
+        self.runtime.publish(channel, data)
 
     def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
         self.runtime.schedule(delay_ms, action)
@@ -269,14 +267,16 @@ class HostedValidator:
     def finalized(self, decided: Decided) -> None:
         """Persist first (idempotent across hosted keys); only then may anyone hear of it."""
         self.runtime.persist(decided)
-        if decided.via_sync:
-            self.synced.append(decided.block.height)
 
     def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
         return self.runtime.chain_range(start, limit)
 
     def log(self, event: dict[str, Any]) -> None:
         self.runtime.on_driver_event(self, event)
+
+    def audience(self) -> Audience | None:
+        """None: a broker broadcast reaches every node, there is nobody to address alone."""
+        return None
 
 
 # ------------------------------------------------------------------ runtime
@@ -317,13 +317,14 @@ class NodeRuntime:
         if crash_after is not None:
             record = _CrashAfterRecord(self.store, crash_after)
         behaviour = None if config.behaviour == "honest" else config.behaviour
-        self.hosted = [HostedValidator(self, key, record, behaviour) for key in self.keys]
+        self.hosted = [HostedValidator(self, key, record) for key in self.keys]
         self.primary = self.hosted[0]
+        self.host = Host(self.name, [(h.signer, h) for h in self.hosted], behaviour, log=self.events.emit)
         self.metrics = NodeMetrics(
             self.name,
             self.genesis.chain_id,
             dropped=self.dropped,
-            signed=lambda: sum(h.driver.stats.signed for h in self.hosted),
+            signed=lambda: sum(d.stats.signed for d in self.host.drivers),
             refused=lambda: sum(h.signer.refused for h in self.hosted),
         )
         self.metrics.finalized_height.set(self.state.height)
@@ -368,8 +369,7 @@ class NodeRuntime:
             }
         )
         transport_task = asyncio.create_task(self.transport.run(), name="transport")
-        for hosted in self.hosted:
-            hosted.driver.boot(self.state, self.last_certificate)
+        self.host.boot(self.state, self.last_certificate)
         tasks = [
             asyncio.create_task(self._inbound_loop(), name="inbound"),
             asyncio.create_task(self._status_loop(), name="status"),
@@ -388,8 +388,7 @@ class NodeRuntime:
     async def _shutdown(self, tasks: list[asyncio.Task[None]], transport_task: asyncio.Task[None]) -> None:
         """Stop deciding, say "offline" (retained), disconnect cleanly, close the store."""
         self._stopping = True
-        for hosted in self.hosted:
-            hosted.driver.stop()
+        self.host.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -412,8 +411,8 @@ class NodeRuntime:
         """The wall clock in unix milliseconds (block timestamps and finality latency use it)."""
         return int(time.time() * 1000)
 
-    def publish(self, channel: str, data: bytes, source: HostedValidator) -> None:
-        """Send our own message: remember its digest (to drop the broker's echo), feed co-hosted keys."""
+    def publish(self, channel: str, data: bytes) -> None:
+        """Send our own message, remembering its digest to drop the broker's echo of it."""
         if self._stopping:
             return
         self._own[_digest(data)] = None
@@ -421,11 +420,6 @@ class NodeRuntime:
             self._own.popitem(last=False)
         self.transport.publish(channel, data)
         self.metrics.sent.labels(channel_group(channel)).inc()
-        if len(self.hosted) > 1 and not channel.startswith(SYNC_RESP_PREFIX):
-            assert self._loop is not None
-            for other in self.hosted:
-                if other is not source:
-                    self._loop.call_soon(self._guarded, lambda d=other.driver: d.receive(data))
 
     def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
         assert self._loop is not None
@@ -466,7 +460,7 @@ class NodeRuntime:
 
     def dropped(self) -> dict[str, int]:
         """Dropped inbound messages by reason: admission rejections plus transport drops."""
-        counts = Counter(self.primary.driver.stats.rejected)
+        counts = Counter(self.host.primary.stats.rejected)
         stats = self.transport.stats
         counts["oversize"] += stats.get("rx_dropped_oversize", 0)
         counts["queue_full"] += stats.get("rx_dropped_queue_full", 0)
@@ -485,44 +479,8 @@ class NodeRuntime:
         if digest in self._own:
             return  # the broker's copy of our own message
         self.metrics.received.labels(channel_group(channel)).inc()
-        primary = self.primary
-        before = primary.driver.machine.height if primary.driver.machine else None
-        primary.synced.clear()
-        result = primary.driver.receive(payload)
-        if isinstance(result, Rejected) or result is None:
-            return
-        self._dispatch_to_others(result)
-        if primary.synced:
-            self.events.emit(
-                {
-                    "event": "synced",
-                    "from_height": before,
-                    "to_height": primary.synced[-1],
-                    "blocks": len(primary.synced),
-                }
-            )
-            self._pipeline_sync(len(primary.synced))
-        if isinstance(result, StatusMsg):
+        if isinstance(self.host.receive(payload), StatusMsg):
             self._update_peers()
-
-    def _pipeline_sync(self, blocks: int) -> None:
-        """After a full sync batch, ask for the next one at once instead of at the next retry.
-
-        The machine re-requests at most once a second; a node far behind a
-        fast chain would otherwise catch up at only one batch a second.
-        """
-        machine = self.primary.driver.machine
-        if blocks < SYNC_BATCH or machine is None:  # silent validators follow the chain too
-            return
-        request = sync_request_bytes(self.genesis.chain_id, machine.height, self.name, self.primary_key)
-        self.publish(SYNC_REQ, request, self.primary)
-
-    def _dispatch_to_others(self, message: Admitted) -> None:
-        """Co-hosted keys see what the primary admitted (admitted once, counted once, answered once)."""
-        if isinstance(message, SyncRequest | StatusMsg):
-            return
-        for hosted in self.hosted[1:]:
-            hosted.driver.dispatch(message)
 
     def _guarded(self, action: Callable[[], object]) -> None:
         """Run a driver callback; a storage failure is fatal, any other bug is logged and survived."""
@@ -543,18 +501,17 @@ class NodeRuntime:
             self._fatal = reason
             self.exit_code = 1
             self.events.emit({"event": "fatal", "reason": reason})
-            for hosted in self.hosted:
-                hosted.driver.stop()
+            self.host.stop()
             self._stop.set()
 
     def _update_progress(self) -> None:
-        machine = self.primary.driver.machine
+        machine = self.host.primary.machine
         if machine is not None:
             self._progress = (machine.height, machine.round)
             self.metrics.round.set(machine.round)
 
     def _update_peers(self) -> None:
-        peers = self.primary.driver.peers
+        peers = self.host.primary.peers
         self.metrics.peers_online.set(sum(1 for n, s in peers.items() if s.online and n != self.name))
 
     # -------------------------------------------------------------- status

@@ -1,0 +1,177 @@
+"""One simulated validator process, and the pure work all of them share.
+
+A `SimNode` is a real node's core (`node.core.hosting.Host`, its driver and
+consensus machine, the guarded signer, admission) over a simulated network
+and clock: it implements the driver's `Effects` the way the runtime does,
+and keeps what a real node keeps on disk (finalized chain, signing record
+and journal), which survives a simulated crash while everything else is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from network.sim.checks import OffenceWatch, VoteObserver
+from network.sim.net import SimNetwork
+from node.core import ledger as L
+from node.core.admission import AuthCache, Rejected
+from node.core.consensus import ConsensusMachine, Decided
+from node.core.driver import Audience, Driver
+from node.core.events import EVIDENCE, LEDGER_PENALTIES
+from node.core.hosting import Host
+from node.core.keys import Keypair
+from node.core.messages import Block, CommitCertificate
+from node.core.signer import GuardedSigner, MemoryRecord
+from node.core.state import ChainState, apply_block, block_problem
+
+SIM_EVENTS = (*LEDGER_PENALTIES, "crashed", EVIDENCE)
+"""The events a run keeps (its penalty accounting reads them); the rest of a node's log is not kept."""
+
+
+class SharedCore:
+    """Memoised pure functions shared by all simulated nodes.
+
+    Every honest node applies the same blocks to equal states; computing the
+    transition once per (state, block) instead of once per node is what lets
+    a thousand nodes run in one process. The functions are pure, so sharing
+    results cannot change any outcome.
+    """
+
+    def __init__(self) -> None:
+        self._applied: dict[tuple[int, bytes], tuple[ChainState, Any]] = {}
+        self._checked: dict[tuple[int, bytes], tuple[ChainState, str | None]] = {}
+        self.auth_cache: AuthCache = {}
+        self.finalizations = 0  # bumped by every node; lets the run loop skip its costly done check
+        self.honest_progress_ms = 0  # when an honest node last finalized a block
+
+    def transition(self, state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
+        key = (id(state), block.hash)
+        hit = self._applied.get(key)
+        if hit is None or hit[0] is not state:
+            hit = self._applied[key] = (state, apply_block(state, block))
+        return hit[1]
+
+    def check(self, state: ChainState, block: Block) -> str | None:
+        key = (id(state), block.hash)
+        hit = self._checked.get(key)
+        if hit is None or hit[0] is not state:
+            hit = self._checked[key] = (state, block_problem(state, block))
+        return hit[1]
+
+
+class SimNode:
+    """One simulated validator process: the shared core plus a simulated 'disk'."""
+
+    def __init__(
+        self,
+        name: str,
+        keypair: Keypair,
+        genesis: ChainState,
+        net: SimNetwork,
+        core: SharedCore,
+        behaviour: str | None,
+        events: list[dict[str, Any]],
+        audience: Audience | None = None,
+        observer: VoteObserver | None = None,
+    ) -> None:
+        self.name = name
+        self.observer = observer
+        self.net = net
+        self.core = core
+        self.genesis = genesis
+        self.events = events
+        self.record = MemoryRecord()
+        self.chain: list[tuple[Block, CommitCertificate, ChainState]] = []
+        self.finalized_at: list[tuple[int, int]] = []  # (virtual ms, height)
+        self._audience = audience
+        self.watch = OffenceWatch(name) if behaviour is None else None  # honest nodes are held to account
+        signer = GuardedSigner(genesis.chain_id, keypair, self.record)
+        self.host = Host(name, [(signer, self)], behaviour, log=self.log, auth_cache=core.auth_cache)
+        net.attach(name, self._deliver)
+
+    @property
+    def driver(self) -> Driver:
+        return self.host.primary
+
+    @property
+    def behaviour(self) -> str | None:
+        return self.driver.behaviour
+
+    @property
+    def machine(self) -> ConsensusMachine | None:
+        return self.driver.machine
+
+    @property
+    def address(self) -> bytes:
+        return self.driver.keypair.address
+
+    @property
+    def height(self) -> int:
+        return len(self.chain)
+
+    @property
+    def state(self) -> ChainState:
+        return self.chain[-1][2] if self.chain else self.genesis
+
+    def boot(self) -> None:
+        self.net.down.discard(self.name)
+        last_cert = self.chain[-1][1] if self.chain else None
+        self.host.boot(self.state, last_cert, transition=self.core.transition, check_block=self.core.check)
+
+    def crash(self) -> None:
+        self.host.stop()
+        if self.watch is not None:
+            self.watch.forget()
+        self.net.down.add(self.name)
+        self.log({"event": "crashed"})
+
+    def _deliver(self, _sender: str, data: bytes) -> None:
+        """A message off the simulated network: admitted once, shown to the watch, then acted on."""
+        message = self.host.admit(data)
+        if message is None or isinstance(message, Rejected):
+            return
+        machine = self.machine
+        if self.watch is not None and machine is not None:
+            self.watch.shown(message, machine)
+        self.host.dispatch(message)
+        if self.watch is not None:
+            self.watch.check(self.machine)
+
+    # --------------------------------------------------------------- effects
+
+    def now_ms(self) -> int:
+        return self.net.now_ms
+
+    def broadcast(self, channel: str, data: bytes) -> None:
+        if self.observer is not None:
+            self.observer.observe(data)
+        self.net.broadcast(self.name, data)
+
+    def send_to(self, node: str, data: bytes) -> None:
+        if self.observer is not None:
+            self.observer.observe(data)
+        self.net.send(self.name, node, data)
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
+        """A timer fires at least 1 ms later: work takes time, so a validator that
+        decides alone (more than 2/3 of the stake) cannot freeze virtual time."""
+        self.net.schedule(max(1, delay_ms), action)
+
+    def finalized(self, decided: Decided) -> None:
+        self.chain.append((decided.block, decided.certificate, decided.state))
+        self.finalized_at.append((self.net.now_ms, decided.block.height))
+        self.core.finalizations += 1
+        if self.behaviour is None:
+            self.core.honest_progress_ms = self.net.now_ms
+
+    def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
+        return [(block, cert) for block, cert, _ in self.chain[start - 1 : start - 1 + limit]]
+
+    def log(self, event: dict[str, Any]) -> None:
+        if event["event"] in SIM_EVENTS:
+            self.events.append({**event, "node": self.name, "t_ms": self.net.now_ms})
+
+    def audience(self) -> Audience | None:
+        """A simulated network addresses single nodes: the split the run assigned this node."""
+        return self._audience

@@ -1,0 +1,169 @@
+"""One node: one or more validator keys, a `Driver` each, behind one chain and one name.
+
+What a node does beyond what one driver does is protocol too, so it lives
+here where the simulator runs it as well as the real process:
+
+- admission once: the first (primary) key admits each inbound message and
+  counts what it rejects; the other hosted keys are handed what it admitted
+  (not the sync requests and statuses, which the node answers and tracks once);
+- co-hosted keys hear each other: what one key broadcasts goes straight to
+  the others (a broker does not deliver our own messages back to us, or the
+  runtime drops its echo), through the scheduler, as if it had arrived;
+- catch-up is pipelined: a sync answer that finalized a full batch of blocks
+  is followed at once by a request for the next batch, instead of waiting
+  for the machine's next retry (at most once a second), which would let a
+  node far behind a fast chain gain only one batch a second; and each such
+  catch-up is logged once per node as a ``synced`` event.
+
+A node hosting one key (the common case, and every simulated node) is the
+driver plus the pipelined catch-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from node.core.admission import Admitted, AuthCache, Rejected, StatusMsg, SyncRequest
+from node.core.consensus import Decided
+from node.core.driver import SYNC_BATCH, Audience, Driver, Effects
+from node.core.events import SYNCED
+from node.core.messages import Block, CommitCertificate
+from node.core.signer import GuardedSigner
+from node.core.state import ChainState
+
+NodeLog = Callable[[dict[str, Any]], None]
+"""Where the node's own events (not one key's) are logged."""
+
+
+class Host:
+    """The drivers of one node's hosted keys; the first one is the primary."""
+
+    def __init__(
+        self,
+        name: str,
+        keys: Sequence[tuple[GuardedSigner, Effects]],
+        behaviour: str | None,
+        *,
+        log: NodeLog,
+        auth_cache: AuthCache | None = None,
+    ) -> None:
+        """`keys`: each hosted key's guarded signer and the effects its driver acts through.
+
+        `auth_cache`, when given, is shared by every node of the process that
+        admits through it (the simulator runs many): identical bytes are
+        authenticated once against an identical key set.
+        """
+        if not keys:
+            raise ValueError("a node hosts at least one validator key")
+        self.name = name
+        self._log = log
+        self._auth_cache = auth_cache
+        self.drivers: list[Driver] = []
+        for signer, effects in keys:
+            through = effects if len(keys) == 1 else _CoHosted(effects, self, len(self.drivers))
+            self.drivers.append(Driver(name, signer.keypair, signer, through, behaviour))
+
+    @property
+    def primary(self) -> Driver:
+        return self.drivers[0]
+
+    def boot(
+        self, state: ChainState, last_certificate: CommitCertificate | None, **machine_args: Any
+    ) -> None:
+        for driver in self.drivers:
+            driver.boot(state, last_certificate, **machine_args)
+
+    def stop(self) -> None:
+        for driver in self.drivers:
+            driver.stop()
+
+    # -------------------------------------------------------------- inbound
+
+    def receive(self, data: bytes) -> Admitted | Rejected | None:
+        """Admit raw bytes once and act on them; returns what admission made of them."""
+        message = self.admit(data)
+        if message is not None and not isinstance(message, Rejected):
+            self.dispatch(message)
+        return message
+
+    def admit(self, data: bytes) -> Admitted | Rejected | None:
+        """Authenticate raw bytes with the primary's view (None: the node is not running)."""
+        return self.primary.admit(data, self._auth_cache)
+
+    def dispatch(self, message: Admitted) -> None:
+        """Hand an admitted message to every hosted key, then pipeline the catch-up it advanced."""
+        primary = self.primary
+        before = primary.machine.height if primary.machine is not None else None
+        synced_before = primary.stats.synced_blocks
+        primary.dispatch(message)
+        if not isinstance(message, SyncRequest | StatusMsg):
+            for other in self.drivers[1:]:
+                other.dispatch(message)
+        blocks = primary.stats.synced_blocks - synced_before
+        if blocks:
+            self._log(
+                {
+                    "event": SYNCED,
+                    "from_height": before,
+                    "to_height": primary.stats.synced_to,
+                    "blocks": blocks,
+                }
+            )
+            self._pipeline_sync(blocks)
+
+    def _pipeline_sync(self, blocks: int) -> None:
+        """After a full sync batch, ask for the next one at once instead of at the machine's next retry."""
+        machine = self.primary.machine
+        if blocks >= SYNC_BATCH and machine is not None:  # silent validators follow the chain too
+            self.primary.request_blocks(machine.height)
+
+    # ------------------------------------------------------------- outbound
+
+    def feed_others(self, source: int, data: bytes) -> None:
+        """What hosted key `source` broadcast reaches the other hosted keys, as if it had arrived."""
+        effects = self.drivers[source].effects
+        for index, driver in enumerate(self.drivers):
+            if index != source:
+                effects.schedule(0, _receiving(driver, data))
+
+
+def _receiving(driver: Driver, data: bytes) -> Callable[[], None]:
+    def receive() -> None:
+        driver.receive(data)
+
+    return receive
+
+
+class _CoHosted:
+    """A hosted key's effects when the node hosts several: its broadcasts also reach the others."""
+
+    def __init__(self, inner: Effects, host: Host, index: int) -> None:
+        self._inner = inner
+        self._host = host
+        self._index = index
+
+    def broadcast(self, channel: str, data: bytes) -> None:
+        self._inner.broadcast(channel, data)
+        self._host.feed_others(self._index, data)
+
+    def now_ms(self) -> int:
+        return self._inner.now_ms()
+
+    def send_to(self, node: str, data: bytes) -> None:
+        self._inner.send_to(node, data)  # a reply to one node: nobody else's business
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
+        self._inner.schedule(delay_ms, action)
+
+    def finalized(self, decided: Decided) -> None:
+        self._inner.finalized(decided)
+
+    def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
+        return self._inner.chain_range(start, limit)
+
+    def log(self, event: dict[str, Any]) -> None:
+        self._inner.log(event)
+
+    def audience(self) -> Audience | None:
+        return self._inner.audience()
