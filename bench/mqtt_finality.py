@@ -55,17 +55,11 @@ if str(_REPO_ROOT) not in sys.path:
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from bench.transport_rate import measure_transport_rate  # noqa: E402
+from network.testnet.layout import Layout, NodeProc  # noqa: E402
 from network.testnet.logcheck import Event, read_log  # noqa: E402
-from network.testnet.supervisor import (  # noqa: E402
-    Layout,
-    NodeProc,
-    metrics_ports,
-    node_command,
-    output_tail,
-    prepare,
-    spawn_node,
-    stop_processes,
-)
+from network.testnet.processes import node_command, output_tail, spawn_node, stop_processes  # noqa: E402
+from network.testnet.services import metrics_ports  # noqa: E402
+from network.testnet.setup import prepare  # noqa: E402
 from network.transport.broker import start_broker  # noqa: E402
 from node.core.keys import Keypair, verify_uncached  # noqa: E402
 
@@ -132,7 +126,7 @@ class FinalityResult:
 class BenchNet:
     """N validator processes started as ``posnet testnet up`` starts them, minus its supervisor.
 
-    Keys, genesis, command lines and spawning all come from `network.testnet.supervisor`,
+    Keys, genesis, command lines and spawning all come from `network.testnet` (setup, processes),
     so the benchmark measures the nodes users run. Unlike ``testnet up`` it
     keeps the children in hand, to scrape them mid-run and stop them on cue,
     and connects them to the broker directly: the fault relay would be one

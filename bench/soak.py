@@ -12,13 +12,13 @@ it runs and again at the end from the files the run left behind.
 
 How it runs:
 
-- ``network.testnet.supervisor.prepare`` writes the keys and the genesis first, so the
+- ``network.testnet.setup.prepare`` writes the keys and the genesis first, so the
   observer knows the chain id and every validator key before any node
   speaks; then mosquitto is started (``network.transport.broker.start_broker``), the
   raw subscriber connects, and only then ``posnet testnet up --broker
   mqtt://...`` starts the relay and the N node processes as a subprocess,
   so no message of the run is published before the subscriber listens.
-- Faults are the product's own commands (``network.testnet.supervisor.kill_node``,
+- Faults are the product's own commands (``network.testnet.perturb.kill_node``,
   ``restart_node``, ``pause_node``, ``resume_node``, ``partition``,
   ``heal``), called against the running ``up``. One fault is active at a
   time: a fault is held for a random time (``--hold``), repaired, and the
@@ -53,7 +53,7 @@ What it checks, and how:
   same hash, every height the node ever logged as finalized.
 - finality resumed: after every repair (restart, resume, heal) each honest
   node must log a ``finalized`` height above the one it held at the repair
-  within the bound ``network.testnet.scenario.recovery_bound_s(params, R)``, R =
+  within the bound ``network.testnet.scenario_checks.recovery_bound_s(params, R)``, R =
   ``--resume-rounds`` (default 10, what the shipped scenarios promise):
   R rounds' worth of the genesis timeouts plus one slot, 65.2 s at the
   default timeouts. The clock starts when the repair command returns
@@ -112,13 +112,19 @@ if str(_REPO_ROOT) not in sys.path:
 
 import aiomqtt  # noqa: E402
 
-from network.testnet import supervisor as tn  # noqa: E402
+from network.testnet.errors import TestnetError  # noqa: E402
+from network.testnet.faultfile import read_applied  # noqa: E402
+from network.testnet.layout import DIED, PAUSED, RUNNING, Layout, read_state  # noqa: E402
 from network.testnet.logcheck import Event, find_conflicts, read_log, unique_penalties  # noqa: E402
-from network.testnet.relay import read_applied  # noqa: E402
-from network.testnet.scenario import recovery_bound_s  # noqa: E402
+from network.testnet.logtail import LogTail  # noqa: E402
+from network.testnet.perturb import heal, kill_node, partition, pause_node, restart_node, resume_node  # noqa: E402
+from network.testnet.processes import output_tail, process_state, stop_processes  # noqa: E402
+from network.testnet.scenario_checks import recovery_bound_s  # noqa: E402
+from network.testnet.setup import prepare  # noqa: E402
 from network.transport.broker import BrokerProcess, mosquitto_available, parse_broker_url, start_broker  # noqa: E402
 from network.transport.mqtt import TOPIC_ROOT  # noqa: E402
 from node.core.admission import EvidenceMsg, ProposalMsg, Rejected, SyncResponse, authenticate  # noqa: E402
+from node.core.behaviours import BEHAVIOURS  # noqa: E402
 from node.core.genesis import Genesis  # noqa: E402
 from node.core.messages import (  # noqa: E402
     Block,
@@ -409,8 +415,8 @@ def late_sessions(sessions: Sequence[Sequence[str]], node_clients: Iterable[str]
 class LogFollower:
     """Every node's JSON-lines log, read as it grows: finalized heights, starts, penalties, conflicts."""
 
-    def __init__(self, layout: tn.Layout, names: Sequence[str], honest: Iterable[str]) -> None:
-        self.tails = {name: tn.LogTail(layout.log(name), from_end=False) for name in names}
+    def __init__(self, layout: Layout, names: Sequence[str], honest: Iterable[str]) -> None:
+        self.tails = {name: LogTail(layout.log(name), from_end=False) for name in names}
         self.honest = set(honest)
         self.ts: dict[str, list[float]] = {name: [] for name in names}
         self.heights: dict[str, list[int]] = {name: [] for name in names}
@@ -577,7 +583,7 @@ class Soak:
             raise ValueError(f"unknown fault kind {unknown[0]!r}; kinds are {', '.join(FAULT_KINDS)}")
         self.config = config
         self.echo = echo
-        self.layout = tn.Layout.of(config.directory)
+        self.layout = Layout.of(config.directory)
         self.rng = random.Random(config.seed)
         self.broker: BrokerProcess | None = None
         self.up: subprocess.Popen[bytes] | None = None
@@ -599,13 +605,13 @@ class Soak:
 
     def _prepare(self) -> Genesis:
         if self.layout.genesis.exists() or self.layout.state.exists():
-            raise tn.TestnetError(f"{self.layout.root} already holds a testnet; a soak starts a fresh chain")
+            raise TestnetError(f"{self.layout.root} already holds a testnet; a soak starts a fresh chain")
         if not mosquitto_available():
-            raise tn.TestnetError("mosquitto is not installed (not on PATH nor /usr/sbin)")
-        genesis = tn.prepare(self.layout, self.config.validators, self.config.chain_id, self.config.slot_ms)
+            raise TestnetError("mosquitto is not installed (not on PATH nor /usr/sbin)")
+        genesis = prepare(self.layout, self.config.validators, self.config.chain_id, self.config.slot_ms)
         unknown = sorted(set(self.config.behaviours) - {v.name for v in genesis.validators})
         if unknown:
-            raise tn.TestnetError(f"--behaviour names unknown validator {unknown[0]}")
+            raise TestnetError(f"--behaviour names unknown validator {unknown[0]}")
         return genesis
 
     def _start_broker(self) -> BrokerProcess:
@@ -665,17 +671,15 @@ class Soak:
         while time.monotonic() < deadline:
             assert self.up is not None
             if self.up.poll() is not None:
-                raise tn.TestnetError(
-                    f"`posnet testnet up` exited ({self.up.returncode}); see {self._up_out()}"
-                )
+                raise TestnetError(f"`posnet testnet up` exited ({self.up.returncode}); see {self._up_out()}")
             self.logs.poll()
-            with contextlib.suppress(tn.TestnetError):
-                state = tn.read_state(self.layout)
+            with contextlib.suppress(TestnetError):
+                state = read_state(self.layout)
                 if state.relay is not None and all(self.logs.max_height[n] >= WARMUP_HEIGHT for n in honest):
                     return
             await asyncio.sleep(POLL_S)
         heights = ", ".join(f"{n} {self.logs.max_height[n]}" for n in honest)
-        raise tn.TestnetError(
+        raise TestnetError(
             f"the testnet did not reach height {WARMUP_HEIGHT} within {self.config.warmup_timeout_s:.0f} s ({heights})"
         )
 
@@ -726,7 +730,7 @@ class Soak:
                 await asyncio.gather(progress, return_exceptions=True)
             self.fault_phase = (start, time.time())
             self.logs.poll()
-        except tn.TestnetError as exc:
+        except TestnetError as exc:
             self.failures.append(str(exc))
             self.echo(f"!! {exc}")
         finally:
@@ -768,9 +772,7 @@ class Soak:
                 await self._await_resumed(fault)
             self.echo("  " + self._fault_line(fault))
             if self.up is not None and self.up.poll() is not None:
-                raise tn.TestnetError(
-                    f"`posnet testnet up` exited ({self.up.returncode}); see {self._up_out()}"
-                )
+                raise TestnetError(f"`posnet testnet up` exited ({self.up.returncode}); see {self._up_out()}")
 
     def _fault_line(self, fault: Fault) -> str:
         at = f"{fault.started_at - (self.phase_start or fault.started_at):7.1f} s"
@@ -797,24 +799,24 @@ class Soak:
             if kind == "kill":
                 await self._kill_restart(fault)
             elif kind == "pause":
-                await asyncio.to_thread(tn.pause_node, self.layout, fault.target)
+                await asyncio.to_thread(pause_node, self.layout, fault.target)
                 await asyncio.sleep(hold)
-                await asyncio.to_thread(tn.resume_node, self.layout, fault.target)
+                await asyncio.to_thread(resume_node, self.layout, fault.target)
                 fault.healed_at = time.time()
             else:
                 await self._partition(fault, groups)
-        except tn.TestnetError as exc:
+        except TestnetError as exc:
             fault.error = str(exc)
         return fault
 
     async def _kill_restart(self, fault: Fault) -> None:
         """kill -9, note the last height the node logged as final, restart, and check it recovered at least that."""
         name = fault.target
-        await asyncio.to_thread(tn.kill_node, self.layout, name)
+        await asyncio.to_thread(kill_node, self.layout, name)
         self.logs.poll()
         last_logged = self.logs.max_height[name]
         await asyncio.sleep(fault.hold_s)
-        node = await asyncio.to_thread(tn.restart_node, self.layout, name)
+        node = await asyncio.to_thread(restart_node, self.layout, name)
         fault.healed_at = time.time()
         assert node.pid is not None
         self.restarted_pids.append(node.pid)
@@ -823,13 +825,13 @@ class Soak:
         while started is None and time.monotonic() < deadline:
             self.logs.poll()
             started = self.logs.started_with_pid(name, node.pid)
-            if started is None and tn.process_state(node.pid, node.command) == "dead":
-                tail = " | ".join(tn.output_tail(self.layout, name, 2))
-                raise tn.TestnetError(f"{name} (pid {node.pid}) exited right after its restart: {tail}")
+            if started is None and process_state(node.pid, node.command) == "dead":
+                tail = " | ".join(output_tail(self.layout, name, 2))
+                raise TestnetError(f"{name} (pid {node.pid}) exited right after its restart: {tail}")
             if started is None:
                 await asyncio.sleep(POLL_S)
         if started is None:
-            raise tn.TestnetError(
+            raise TestnetError(
                 f"{name} (pid {node.pid}) logged no `started` within {RESTART_START_TIMEOUT_S:.0f} s"
             )
         recovered = started.get("height")
@@ -847,7 +849,7 @@ class Soak:
         before = {p: p.stat().st_mtime_ns for p in self._island_configs()}
         watcher = asyncio.create_task(self._tap_islands(islands, before))
         try:
-            await asyncio.to_thread(tn.partition, self.layout, groups)
+            await asyncio.to_thread(partition, self.layout, groups)
             try:
                 island_taps = await asyncio.wait_for(asyncio.shield(watcher), 10)
             except TimeoutError:
@@ -857,7 +859,7 @@ class Soak:
             await asyncio.sleep(fault.hold_s)
             for tap in island_taps:
                 tap.expect_end = True  # the heal stops the island broker
-            await asyncio.to_thread(tn.heal, self.layout)
+            await asyncio.to_thread(heal, self.layout)
             fault.healed_at = time.time()
         finally:
             watcher.cancel()
@@ -913,19 +915,19 @@ class Soak:
         code); judging it again after every later fault would only repeat it.
         """
         try:
-            state = tn.read_state(self.layout)
-        except tn.TestnetError:
+            state = read_state(self.layout)
+        except TestnetError:
             return list(names)
         live = []
         for name in names:
             node = state.nodes.get(name)
             if node is None:
                 continue
-            if node.status in (tn.RUNNING, tn.PAUSED) and tn.process_state(node.pid, node.command) != "dead":
+            if node.status in (RUNNING, PAUSED) and process_state(node.pid, node.command) != "dead":
                 live.append(name)
-            elif node.status in (tn.RUNNING, tn.PAUSED, tn.DIED) and (name, node.pid) not in self.deaths:
+            elif node.status in (RUNNING, PAUSED, DIED) and (name, node.pid) not in self.deaths:
                 self.deaths.add((name, node.pid))
-                tail = " | ".join(tn.output_tail(self.layout, name, 2))
+                tail = " | ".join(output_tail(self.layout, name, 2))
                 self.failures.append(f"{name} (pid {node.pid}) died unasked: {tail}")
                 self.echo(f"!! {self.failures[-1]}")
         return live or list(names)
@@ -987,9 +989,9 @@ class Soak:
                 os.waitpid(pid, os.WNOHANG)
 
     def _stop_leftover_nodes(self) -> None:
-        with contextlib.suppress(tn.TestnetError):
-            state = tn.read_state(self.layout)
-            tn.stop_processes([(n.pid, n.command, None) for n in state.nodes.values()])
+        with contextlib.suppress(TestnetError):
+            state = read_state(self.layout)
+            stop_processes([(n.pid, n.command, None) for n in state.nodes.values()])
 
     # -- verdict
 
@@ -1293,9 +1295,9 @@ def _range(value: str) -> tuple[float, float]:
 
 def _behaviour(value: str) -> tuple[str, str]:
     name, sep, mode = value.partition("=")
-    if not sep or mode not in tn.BEHAVIOURS:
+    if not sep or mode not in BEHAVIOURS:
         raise argparse.ArgumentTypeError(
-            f"{value!r}: expected NODE=MODE, MODE one of {', '.join(tn.BEHAVIOURS)}"
+            f"{value!r}: expected NODE=MODE, MODE one of {', '.join(BEHAVIOURS)}"
         )
     return name, mode
 
@@ -1393,7 +1395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, json_path = parse_args(argv)
     try:
         result = asyncio.run(Soak(config).run())
-    except tn.TestnetError as exc:
+    except TestnetError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 2
     for line in format_result(result):

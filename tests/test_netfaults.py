@@ -35,9 +35,23 @@ import pytest
 from click.testing import CliRunner, Result
 
 from network.cli import cli
-from network.testnet import logcheck
+from network.testnet import faultfile, logcheck
 from network.testnet import relay as nf
-from network.testnet import supervisor as tn
+from network.testnet.errors import TestnetError
+from network.testnet.layout import (
+    BrokerInfo,
+    Layout,
+    NodeProc,
+    RelayInfo,
+    TestnetState,
+    locked_state,
+    read_state,
+    write_state,
+)
+from network.testnet.perturb import describe_link, with_behaviour
+from network.testnet.processes import cmdline, process_state, stop_processes
+from network.testnet.services import relay_processes
+from network.transport import framing
 from network.transport.broker import BrokerProcess, mosquitto_available
 from network.transport.mqtt import MqttTransport
 from node.core.codec import decode
@@ -63,7 +77,7 @@ def run(*args: str | Path) -> Result:
 
 def _packet(rng: random.Random, body_len: int) -> bytes:
     first = rng.choice([0x10, 0x20, 0x30, 0x32, 0x3B, 0x40, 0x82, 0x90, 0xC0, 0xD0, 0xE0])
-    return nf.encode_packet(first, rng.randbytes(body_len))
+    return framing.encode_packet(first, rng.randbytes(body_len))
 
 
 def test_framer_returns_exactly_the_packets_whatever_the_chunking() -> None:
@@ -77,7 +91,7 @@ def test_framer_returns_exactly_the_packets_whatever_the_chunking() -> None:
         )
         packets = [_packet(rng, n) for n in sizes]
         stream = b"".join(packets)
-        framer, out, at = nf.MqttFramer(), [], 0
+        framer, out, at = framing.MqttFramer(), [], 0
         while at < len(stream):
             step = rng.choice([1, 2, 3, rng.randrange(1, 5000), rng.randrange(1, 200_000)])
             out += framer.feed(stream[at : at + step])
@@ -87,38 +101,40 @@ def test_framer_returns_exactly_the_packets_whatever_the_chunking() -> None:
 
 
 def test_framer_holds_an_incomplete_packet_and_rejects_a_five_byte_length() -> None:
-    framer = nf.MqttFramer()
-    packet = nf.encode_packet(0x30, b"\x00\x01t" + b"x" * 300)
+    framer = framing.MqttFramer()
+    packet = framing.encode_packet(0x30, b"\x00\x01t" + b"x" * 300)
     assert framer.feed(packet[:-1]) == []
     assert framer.pending == len(packet) - 1
     assert framer.feed(packet[-1:]) == [packet]
-    with pytest.raises(nf.FramingError):
-        nf.MqttFramer().feed(b"\x30\xff\xff\xff\xff\x01")
+    with pytest.raises(framing.FramingError):
+        framing.MqttFramer().feed(b"\x30\xff\xff\xff\xff\x01")
 
 
 def test_publish_qos_and_puback() -> None:
-    qos0 = nf.encode_packet(0x30, b"\x00\x01t" + b"payload")
-    qos1 = nf.encode_packet(0x32, b"\x00\x03abc" + (513).to_bytes(2, "big") + b"payload")
-    assert nf.publish_qos(qos0) == (0, None)
-    assert nf.publish_qos(qos1) == (1, 513)
-    assert nf.publish_qos(nf.encode_packet(0xC0, b"")) is None  # PINGREQ
-    assert nf.puback(513) == b"\x40\x02\x02\x01"
+    qos0 = framing.encode_packet(0x30, b"\x00\x01t" + b"payload")
+    qos1 = framing.encode_packet(0x32, b"\x00\x03abc" + (513).to_bytes(2, "big") + b"payload")
+    assert framing.publish_qos(qos0) == (0, None)
+    assert framing.publish_qos(qos1) == (1, 513)
+    assert framing.publish_qos(framing.encode_packet(0xC0, b"")) is None  # PINGREQ
+    assert framing.puback(513) == b"\x40\x02\x02\x01"
 
 
 def test_control_file_round_trip_and_groups(tmp_path: Path) -> None:
-    assert nf.read_faults(tmp_path) == nf.NetworkFaults()
-    faults = nf.NetworkFaults(
-        generation=3, groups=[["v1", "v2"], ["v3"]], links={"v2": nf.LinkFaults(delay_ms=200, drop=0.5)}
+    assert faultfile.read_faults(tmp_path) == faultfile.NetworkFaults()
+    faults = faultfile.NetworkFaults(
+        generation=3,
+        groups=[["v1", "v2"], ["v3"]],
+        links={"v2": faultfile.LinkFaults(delay_ms=200, drop=0.5)},
     )
-    nf.write_faults(tmp_path, faults)
-    again = nf.read_faults(tmp_path)
+    faultfile.write_faults(tmp_path, faults)
+    again = faultfile.read_faults(tmp_path)
     assert again == faults
     assert (again.group_of("v3"), again.group_of("v1"), again.group_of("v9")) == (1, 0, 0)
-    assert tn.describe_link(again, "v2") == "delay 200ms, drop 50%, group 1/2"
-    assert tn.describe_link(nf.NetworkFaults(), "v2") == "-"
-    nf.faults_path(tmp_path).write_text('{"links": {"v1": {"drop": 2}}}')
+    assert describe_link(again, "v2") == "delay 200ms, drop 50%, group 1/2"
+    assert describe_link(faultfile.NetworkFaults(), "v2") == "-"
+    faultfile.faults_path(tmp_path).write_text('{"links": {"v1": {"drop": 2}}}')
     with pytest.raises(ValueError, match="drop"):
-        nf.read_faults(tmp_path)
+        faultfile.read_faults(tmp_path)
 
 
 # ------------------------------------------------------------------ the relay against a real broker
@@ -169,7 +185,9 @@ async def test_delay_holds_traffic_both_ways_in_order(relay: nf.Relay, mosquitto
     a = transport(relay.url("a"), "a", ["to-a"])
     direct = transport(mosquitto.url, "d", ["to-d"])
     async with running(a, direct):
-        await relay.apply(nf.NetworkFaults(generation=1, links={"a": nf.LinkFaults(delay_ms=400)}))
+        await relay.apply(
+            faultfile.NetworkFaults(generation=1, links={"a": faultfile.LinkFaults(delay_ms=400)})
+        )
         started = time.monotonic()
         for i in range(20):
             a.publish("to-d", str(i).encode())
@@ -191,7 +209,7 @@ async def test_drop_all_stops_publishes_but_the_session_stays_up(
     a = transport(relay.url("a"), "a", ["to-a"])
     direct = transport(mosquitto.url, "d", ["to-d", "st"])
     async with running(a, direct):
-        await relay.apply(nf.NetworkFaults(generation=1, links={"a": nf.LinkFaults(drop=1.0)}))
+        await relay.apply(faultfile.NetworkFaults(generation=1, links={"a": faultfile.LinkFaults(drop=1.0)}))
         for i in range(20):
             a.publish("to-d", b"lost %d" % i)
             direct.publish("to-a", b"lost %d" % i)
@@ -201,7 +219,7 @@ async def test_drop_all_stops_publishes_but_the_session_stays_up(
         await wait_until(lambda: a.stats["tx"] >= 21, "the QoS 1 publish to complete")
         await asyncio.sleep(0.3)
         assert drain(direct) == [] and drain(a) == []
-        await relay.apply(nf.NetworkFaults(generation=2))
+        await relay.apply(faultfile.NetworkFaults(generation=2))
         a.publish("to-d", b"through")
         direct.publish("to-a", b"back")
         assert await recv(direct) == b"through"
@@ -218,13 +236,13 @@ async def test_random_sized_packets_are_never_cut_in_half(relay: nf.Relay, mosqu
     direct = transport(mosquitto.url, "d", ["bulk"])
     count = 120
     async with running(a, direct):
-        await relay.apply(nf.NetworkFaults(generation=1, links={"a": nf.LinkFaults(drop=0.5)}))
+        await relay.apply(faultfile.NetworkFaults(generation=1, links={"a": faultfile.LinkFaults(drop=0.5)}))
         for i in range(count):
             body = rng.randbytes(rng.choice([rng.randrange(100), rng.randrange(300_000)]))
             a.publish("bulk", i.to_bytes(4, "big") + hashlib.sha256(body).digest() + body)
         stats = relay.stats["a"]
         await wait_until(lambda: stats.up.publishes >= count, "the relay to see every publish", 60)
-        await relay.apply(nf.NetworkFaults(generation=2))
+        await relay.apply(faultfile.NetworkFaults(generation=2))
         a.publish("bulk", b"end")
         got = []
         while (payload := await recv(direct)) != b"end":
@@ -244,7 +262,7 @@ async def test_partition_moves_a_client_to_an_island_and_heal_brings_it_back(
     b = transport(relay.url("b"), "b", ["ch"])
     main = transport(mosquitto.url, "main", ["ch"])
     async with running(a, b, main):
-        await relay.apply(nf.NetworkFaults(generation=1, groups=[["a"], ["b"]]))
+        await relay.apply(faultfile.NetworkFaults(generation=1, groups=[["a"], ["b"]]))
         island_url = relay.islands[1].broker.url
         await wait_until(lambda: b.stats["reconnects"] >= 1 and b.connected.is_set(), "b to reconnect")
         island = transport(island_url, "island", ["ch"])
@@ -258,7 +276,7 @@ async def test_partition_moves_a_client_to_an_island_and_heal_brings_it_back(
             await asyncio.sleep(0.3)
             assert drain(main) == [] and drain(island) == [] and drain(a) == [] and drain(b) == []
         assert a.stats["reconnects"] == 0  # the first group keeps its connections
-        await relay.apply(nf.NetworkFaults(generation=2))
+        await relay.apply(faultfile.NetworkFaults(generation=2))
         assert relay.islands == {}
         await wait_until(lambda: b.stats["reconnects"] >= 2 and b.connected.is_set(), "b to come back")
         b.publish("ch", b"healed")
@@ -273,15 +291,18 @@ async def test_the_control_file_is_applied_and_acknowledged(tmp_path: Path, rela
 
     async def applied(generation: int) -> dict[str, object]:
         await wait_until(
-            lambda: (nf.read_applied(tmp_path) or {}).get("generation", -1) >= generation, f"gen {generation}"
+            lambda: (faultfile.read_applied(tmp_path) or {}).get("generation", -1) >= generation,
+            f"gen {generation}",
         )
-        return nf.read_applied(tmp_path) or {}
+        return faultfile.read_applied(tmp_path) or {}
 
     try:
-        nf.write_faults(tmp_path, nf.NetworkFaults(generation=1, links={"a": nf.LinkFaults(delay_ms=50)}))
+        faultfile.write_faults(
+            tmp_path, faultfile.NetworkFaults(generation=1, links={"a": faultfile.LinkFaults(delay_ms=50)})
+        )
         report = await applied(1)
         assert report["error"] is None and relay.faults.link("a").delay_ms == 50
-        nf.write_faults(tmp_path, nf.NetworkFaults(generation=2, groups=[["a"], ["zz"]]))
+        faultfile.write_faults(tmp_path, faultfile.NetworkFaults(generation=2, groups=[["a"], ["zz"]]))
         report = await applied(2)
         assert "unknown node zz" in str(report["error"])
         assert relay.faults.link("a").delay_ms == 50  # the bad request changed nothing
@@ -294,20 +315,20 @@ async def test_the_control_file_is_applied_and_acknowledged(tmp_path: Path, rela
 
 
 @pytest.fixture
-def fake_testnet(tmp_path: Path) -> Iterator[tn.Layout]:
+def fake_testnet(tmp_path: Path) -> Iterator[Layout]:
     """A recorded testnet whose orchestrator is this test process and whose relay is a sleeper."""
-    layout = tn.Layout.of(tmp_path / "net")
+    layout = Layout.of(tmp_path / "net")
     layout.root.mkdir(parents=True)
     relay = subprocess.Popen(SLEEPER)
-    state = tn.TestnetState(
+    state = TestnetState(
         chain_id="fake",
-        broker=tn.BrokerInfo(kind="external", url="mqtt://127.0.0.1:1"),
-        nodes={n: tn.NodeProc(name=n, command=SLEEPER, metrics_port=0) for n in ("v1", "v2", "v3")},
-        relay=tn.RelayInfo(pid=relay.pid, command=SLEEPER, ports={}, log=str(layout.relay_log)),
+        broker=BrokerInfo(kind="external", url="mqtt://127.0.0.1:1"),
+        nodes={n: NodeProc(name=n, command=SLEEPER, metrics_port=0) for n in ("v1", "v2", "v3")},
+        relay=RelayInfo(pid=relay.pid, command=SLEEPER, ports={}, log=str(layout.relay_log)),
         supervisor_pid=os.getpid(),
-        supervisor_command=tn._cmdline(os.getpid()),
+        supervisor_command=cmdline(os.getpid()),
     )
-    tn.write_state(layout, state)
+    write_state(layout, state)
     yield layout
     relay.kill()
     relay.wait()
@@ -329,7 +350,7 @@ def fake_testnet(tmp_path: Path) -> Iterator[tn.Layout]:
         (["behave", "v1", "evil"], "must be one of honest, equivocate, silent"),
     ],
 )
-def test_bad_fault_commands_fail_in_one_line(fake_testnet: tn.Layout, args: list[str], needle: str) -> None:
+def test_bad_fault_commands_fail_in_one_line(fake_testnet: Layout, args: list[str], needle: str) -> None:
     result = run("testnet", *args, "--dir", fake_testnet.root)
     assert result.exit_code == 2, result.output
     assert needle in result.stderr
@@ -337,34 +358,34 @@ def test_bad_fault_commands_fail_in_one_line(fake_testnet: tn.Layout, args: list
     assert not fake_testnet.faults.exists()  # nothing was asked of the relay
 
 
-def test_fault_commands_need_a_running_testnet_with_a_relay(fake_testnet: tn.Layout, tmp_path: Path) -> None:
+def test_fault_commands_need_a_running_testnet_with_a_relay(fake_testnet: Layout, tmp_path: Path) -> None:
     missing = run("testnet", "heal", "--dir", tmp_path / "nowhere")
     assert missing.exit_code == 2 and "testnet up" in missing.stderr
-    with tn.locked_state(fake_testnet) as state:
+    with locked_state(fake_testnet) as state:
         assert state.relay is not None
         state.relay.pid = None
     dead = run("testnet", "drop", "v1", "0.2", "--dir", fake_testnet.root)
     assert dead.exit_code == 2 and "relay" in dead.stderr and "not running" in dead.stderr
-    with tn.locked_state(fake_testnet) as state:
+    with locked_state(fake_testnet) as state:
         state.relay = None
     direct = run("testnet", "delay", "v1", "10", "--dir", fake_testnet.root)
     assert direct.exit_code == 2 and "without the fault relay" in direct.stderr
-    with tn.locked_state(fake_testnet) as state:
+    with locked_state(fake_testnet) as state:
         state.supervisor_pid = None
     stopped = run("testnet", "partition", "v1", "v2", "--dir", fake_testnet.root)
     assert stopped.exit_code == 2 and "not running" in stopped.stderr
 
 
-def test_status_shows_the_partition_and_each_nodes_faults(fake_testnet: tn.Layout) -> None:
-    faults = nf.NetworkFaults(
-        generation=2, groups=[["v1", "v2"], ["v3"]], links={"v2": nf.LinkFaults(delay_ms=20, drop=0.5)}
+def test_status_shows_the_partition_and_each_nodes_faults(fake_testnet: Layout) -> None:
+    faults = faultfile.NetworkFaults(
+        generation=2, groups=[["v1", "v2"], ["v3"]], links={"v2": faultfile.LinkFaults(delay_ms=20, drop=0.5)}
     )
-    nf.write_faults(fake_testnet.root, faults)
-    relay_pid = tn.read_state(fake_testnet).relay.pid  # type: ignore[union-attr]
+    faultfile.write_faults(fake_testnet.root, faults)
+    relay_pid = read_state(fake_testnet).relay.pid  # type: ignore[union-attr]
     stats = {"v2": {"up": {"dropped": 3}, "down": {"dropped": 4}}}
     islands = {"1": {"url": "mqtt://127.0.0.1:9", "pid": None, "command": None}}
     applied = {"pid": relay_pid, "generation": 2, "error": None, "islands": islands, "stats": stats}
-    nf.write_json_atomic(nf.applied_path(fake_testnet.root), applied)
+    faultfile.write_json_atomic(faultfile.applied_path(fake_testnet.root), applied)
     result = run("status", "--dir", fake_testnet.root)
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("v")}
@@ -373,23 +394,23 @@ def test_status_shows_the_partition_and_each_nodes_faults(fake_testnet: tn.Layou
     assert rows["v3"].endswith("group 2/2")
     assert "partition v1,v2 | v3 (group 2 on mqtt://127.0.0.1:9)" in result.output
     assert "change pending" not in result.output
-    nf.write_faults(fake_testnet.root, nf.NetworkFaults(generation=3))
+    faultfile.write_faults(fake_testnet.root, faultfile.NetworkFaults(generation=3))
     assert "change pending" in run("status", "--dir", fake_testnet.root).output
-    nf.write_faults(fake_testnet.root, faults)
-    with tn.locked_state(fake_testnet) as state:
+    faultfile.write_faults(fake_testnet.root, faults)
+    with locked_state(fake_testnet) as state:
         state.relay.pid = None  # type: ignore[union-attr]  # the testnet stopped: nothing is in force
     stopped = run("status", "--dir", fake_testnet.root).output
     assert "relay not running" in stopped and "partition" not in stopped and "drop" not in stopped
 
 
 def test_with_behaviour_replaces_or_adds_the_option() -> None:
-    assert tn.with_behaviour(["run", "--behaviour", "honest", "--x"], "silent") == [
+    assert with_behaviour(["run", "--behaviour", "honest", "--x"], "silent") == [
         "run",
         "--behaviour",
         "silent",
         "--x",
     ]
-    assert tn.with_behaviour(["run"], "equivocate") == ["run", "--behaviour", "equivocate"]
+    assert with_behaviour(["run"], "equivocate") == ["run", "--behaviour", "equivocate"]
 
 
 # ------------------------------------------------------------------ end to end
@@ -402,12 +423,12 @@ def _posnet(*args: str | Path) -> list[str]:
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
-def _finalized(layout: tn.Layout, name: str) -> dict[int, str]:
+def _finalized(layout: Layout, name: str) -> dict[int, str]:
     events = logcheck.read_log(layout.log(name)).events
     return {e["height"]: e["hash"] for e in events if e.get("event") == "finalized"}
 
 
-def _heights(layout: tn.Layout) -> dict[str, int]:
+def _heights(layout: Layout) -> dict[str, int]:
     return {name: max(_finalized(layout, name), default=0) for name in ("v1", "v2", "v3", "v4")}
 
 
@@ -448,7 +469,7 @@ async def _watch(url: str, chain_id: str, names: dict[bytes, str], seconds: floa
     return seen
 
 
-def _observe(layout: tn.Layout, urls: list[str], seconds: float = 6.0) -> list[Seen]:
+def _observe(layout: Layout, urls: list[str], seconds: float = 6.0) -> list[Seen]:
     """Watch several brokers at once; 6 s covers a status refresh (5 s) of every node."""
     genesis = load_genesis(layout.genesis)
     names = {address_of(v.public_key): v.name for v in genesis.validators}
@@ -459,20 +480,20 @@ def _observe(layout: tn.Layout, urls: list[str], seconds: float = 6.0) -> list[S
     return asyncio.run(all_of())
 
 
-def _island_clients(layout: tn.Layout) -> set[str]:
+def _island_clients(layout: Layout) -> set[str]:
     """Nodes that ever connected to island 1, from the island broker's own log."""
     log = (layout.broker_dir / "island-1" / "mosquitto.log").read_text()
     found = re.findall(r"New client connected from \S+ as posnet-\S+-(v\d+) ", log)
     return set(found)
 
 
-def _brokers(layout: tn.Layout) -> list[str]:
-    applied = nf.read_applied(layout.root) or {}
-    return [tn.read_state(layout).broker.url, applied["islands"]["1"]["url"]]
+def _brokers(layout: Layout) -> list[str]:
+    applied = faultfile.read_applied(layout.root) or {}
+    return [read_state(layout).broker.url, applied["islands"]["1"]["url"]]
 
 
 @pytest.fixture
-def testnet_up(tmp_path: Path) -> Iterator[tuple[tn.Layout, subprocess.Popen[str]]]:
+def testnet_up(tmp_path: Path) -> Iterator[tuple[Layout, subprocess.Popen[str]]]:
     """`posnet testnet up` (4 validators, 200 ms slots) in the background; every process gone afterwards."""
     directory = tmp_path / "net"
     args = ("--validators", "4", "--duration", "170", "--slot-ms", "200", "--quiet", "--dir", directory)
@@ -483,7 +504,7 @@ def testnet_up(tmp_path: Path) -> Iterator[tuple[tn.Layout, subprocess.Popen[str
         stderr=subprocess.STDOUT,
         text=True,
     )
-    layout = tn.Layout.of(directory)
+    layout = Layout.of(directory)
     try:
         wait_for(lambda: min(_heights(layout).values()) >= 3, "all nodes at height 3", 60)
         yield layout, up
@@ -492,11 +513,11 @@ def testnet_up(tmp_path: Path) -> Iterator[tuple[tn.Layout, subprocess.Popen[str
             up.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 up.communicate(timeout=60)
-        with contextlib.suppress(tn.TestnetError):
-            state = tn.read_state(layout)
+        with contextlib.suppress(TestnetError):
+            state = read_state(layout)
             procs = [(n.pid, n.command, None) for n in state.nodes.values()]
-            procs += [(pid, cmd, None) for pid, cmd in tn._relay_processes(layout, state)]
-            tn.stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
+            procs += [(pid, cmd, None) for pid, cmd in relay_processes(layout, state)]
+            stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
 
 
 def _stop(up: subprocess.Popen[str]) -> tuple[int, str]:
@@ -508,7 +529,7 @@ def _stop(up: subprocess.Popen[str]) -> tuple[int, str]:
 @pytest.mark.broker
 @needs_mosquitto
 def test_two_two_partition_stops_finality_until_healed(
-    testnet_up: tuple[tn.Layout, subprocess.Popen[str]],
+    testnet_up: tuple[Layout, subprocess.Popen[str]],
 ) -> None:
     layout, up = testnet_up
     split = run("testnet", "partition", "v1,v2", "v3,v4", "--dir", layout.root)
@@ -531,13 +552,13 @@ def test_two_two_partition_stops_finality_until_healed(
     assert check.exit_code == 0 and check.output.startswith("safety OK"), check.output
     code, output = _stop(up)
     assert code == 0 and "safety OK" in output, output[-3000:]
-    assert nf.read_applied(layout.root)["islands"] == {}  # type: ignore[index]
+    assert faultfile.read_applied(layout.root)["islands"] == {}  # type: ignore[index]
 
 
 @pytest.mark.broker
 @needs_mosquitto
 def test_three_one_partition_the_one_stalls_then_catches_up(
-    testnet_up: tuple[tn.Layout, subprocess.Popen[str]],
+    testnet_up: tuple[Layout, subprocess.Popen[str]],
 ) -> None:
     layout, up = testnet_up
     split = run("testnet", "partition", "v1", "v4", "--dir", layout.root)  # v2, v3 join the first group
@@ -561,9 +582,9 @@ def test_three_one_partition_the_one_stalls_then_catches_up(
     silent = run("testnet", "behave", "v4", "silent", "--dir", layout.root)
     assert silent.exit_code == 0 and silent.output.startswith("v4 is now silent"), silent.output
     assert run("testnet", "restart", "v4", "--dir", layout.root).exit_code == 0
-    v4 = tn.read_state(layout).nodes["v4"]
+    v4 = read_state(layout).nodes["v4"]
     assert (v4.behaviour, v4.was_byzantine, v4.restarts) == ("silent", True, 2)
-    assert tn.process_state(v4.pid, v4.command) == "alive" and "silent" in v4.command
+    assert process_state(v4.pid, v4.command) == "alive" and "silent" in v4.command
     code, output = _stop(up)
     assert code == 0 and "safety OK" in output, output[-3000:]
     assert "v4" in output and "byzantine: not checked" in output

@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from network.cli import cli
-from network.testnet import supervisor as tn
+from network.testnet.layout import Layout
 from network.testnet.logcheck import read_log
 from network.transport.broker import mosquitto_available
 from node.core.genesis import load_genesis
@@ -52,8 +52,8 @@ class RunningTestnet:
     output: Path
 
     @property
-    def layout(self) -> tn.Layout:
-        return tn.Layout.of(self.directory)
+    def layout(self) -> Layout:
+        return Layout.of(self.directory)
 
     def events(self, node: str, kind: str) -> list[dict[str, Any]]:
         return [e for e in read_log(self.layout.log(node)).events if e["event"] == kind]
@@ -104,7 +104,7 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestnet
     """Keys and a genesis with funded accounts made by the CLI, then `posnet testnet up` until the module ends."""
     root = tmp_path_factory.mktemp("stake")
     directory = root / "net"
-    layout = tn.Layout.of(directory)
+    layout = Layout.of(directory)
     for name in ("v1", "v2", "v3", "v4"):
         cli_ok("keys", "generate", "--name", name, "--out", layout.key(name))
     cli_ok("keys", "generate", "--name", "delegator", "--out", root / "delegator.json")

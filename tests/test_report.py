@@ -24,7 +24,8 @@ from network.cli import cli
 from network.testnet import live as wt
 from network.testnet import report as rp
 from network.testnet import scenario as sc
-from network.testnet import supervisor as tn
+from network.testnet import scenario_log as sc_log
+from network.testnet.layout import STOPPED, BrokerInfo, Layout, NodeProc, TestnetState, write_state
 from node.core.genesis import Params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -199,9 +200,9 @@ def test_liveness_line_without_a_scenario_uses_the_last_restart() -> None:
     assert "no fault healed" in rp.liveness_line(run_data(logs=quiet, timeline=[]))
 
 
-def write_run(directory: Path, scenario: bool = True) -> tn.Layout:
+def write_run(directory: Path, scenario: bool = True) -> Layout:
     """A testnet directory as a finished scenario run leaves it (logs, step log, testnet.json)."""
-    layout = tn.Layout.of(directory)
+    layout = Layout.of(directory)
     layout.logs.mkdir(parents=True)
     data = run_data()
     for name, events in data.logs.items():
@@ -228,13 +229,11 @@ def write_run(directory: Path, scenario: bool = True) -> tn.Layout:
             *data.timeline[1:],
             {"event": "scenario_finished", "ts": T0 + 30},
         ]
-        (layout.logs / sc.SCENARIO_LOG).write_text("".join(json.dumps(e) + "\n" for e in steps))
-    nodes = {
-        name: tn.NodeProc(name=name, command=["x"], metrics_port=1, status=tn.STOPPED) for name in data.logs
-    }
-    state = tn.TestnetState(chain_id="c", broker=tn.BrokerInfo(kind="embedded", url="mqtt://x"), nodes=nodes)
+        (layout.logs / sc_log.SCENARIO_LOG).write_text("".join(json.dumps(e) + "\n" for e in steps))
+    nodes = {name: NodeProc(name=name, command=["x"], metrics_port=1, status=STOPPED) for name in data.logs}
+    state = TestnetState(chain_id="c", broker=BrokerInfo(kind="embedded", url="mqtt://x"), nodes=nodes)
     state.started_at = T0 - 0.5
-    tn.write_state(layout, state)
+    write_state(layout, state)
     return layout
 
 
@@ -426,7 +425,7 @@ def test_watch_follows_a_real_testnet_and_quits_on_ctrl_c(tmp_path: Path) -> Non
     )
     watcher = None
     try:
-        layout = tn.Layout.of(directory)
+        layout = Layout.of(directory)
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             if layout.log("v4").exists() and '"finalized"' in layout.log("v4").read_text():

@@ -22,8 +22,14 @@ from click.testing import CliRunner
 
 from network.cli import cli
 from network.testnet import scenario as sc
-from network.testnet import supervisor as tn
+from network.testnet import scenario_checks as sc_checks
+from network.testnet import scenario_log as sc_log
+from network.testnet import scenario_run as sc_run
+from network.testnet.errors import TestnetError
+from network.testnet.layout import Layout, read_state
 from network.testnet.logcheck import analyse_dir
+from network.testnet.processes import stop_processes
+from network.testnet.supervisor import UpConfig
 from node.core.genesis import Params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -274,25 +280,25 @@ def test_time_scale_compresses_every_time() -> None:
 
 def test_apply_to_config_lets_the_command_line_win() -> None:
     scenario = parse(validators=5, slot_ms=200, behaviours={"v5": "silent"})
-    config = tn.UpConfig(directory=Path("x"), validators=4, behaviours={"v1": "equivocate"})
-    merged, plan = sc.apply_to_config(config, scenario, explicit=[], time_scale=0.5)
+    config = UpConfig(directory=Path("x"), validators=4, behaviours={"v1": "equivocate"})
+    merged, plan = sc_run.apply_to_config(config, scenario, explicit=[], time_scale=0.5)
     assert (merged.validators, merged.duration, merged.slot_ms) == (5, 30, 200)
     assert merged.behaviours == {"v5": "silent", "v1": "equivocate"}
     assert plan.honest() == ["v2", "v3", "v4"]  # made Byzantine on the command line: not judged either
-    kept, plan = sc.apply_to_config(
-        tn.UpConfig(directory=Path("x"), validators=7, duration=9, slot_ms=0),
+    kept, plan = sc_run.apply_to_config(
+        UpConfig(directory=Path("x"), validators=7, duration=9, slot_ms=0),
         scenario,
         ["validators", "duration"],
         1,
     )
     assert (kept.validators, kept.duration, kept.slot_ms) == (7, 9, 0) and plan.names[-1] == "v7"
     with pytest.raises(sc.ScenarioError, match=r"behaviours\.v6: unknown validator 'v6'.*command line"):
-        sc.apply_to_config(
-            tn.UpConfig(directory=Path("x"), validators=4, behaviours={"v6": "silent"}), scenario, [], 1
+        sc_run.apply_to_config(
+            UpConfig(directory=Path("x"), validators=4, behaviours={"v6": "silent"}), scenario, [], 1
         )
     killer = parse(step=[{"at_s": 1, "action": "kill", "node": "v4"}])
     with pytest.raises(sc.ScenarioError, match=r"step\[0\]\.node: unknown validator 'v4'"):
-        sc.apply_to_config(tn.UpConfig(directory=Path("x"), validators=3), killer, ["validators"], 1)
+        sc_run.apply_to_config(UpConfig(directory=Path("x"), validators=3), killer, ["validators"], 1)
 
 
 # ------------------------------------------------------------------ checks
@@ -305,21 +311,21 @@ def timeline(*steps: tuple[str, str, float]) -> list[dict[str, Any]]:
 def test_recovery_bound_is_r_rounds_of_growing_timeouts_plus_a_slot() -> None:
     params = Params(commit_wait_ms=200)
     # round r: propose 1000+500r, prevote 500+250r, precommit 500+250r
-    assert sc.recovery_bound_s(params, 1) == pytest.approx(2.2)
-    assert sc.recovery_bound_s(params, 3) == pytest.approx(0.2 + 2 + 3 + 4)
+    assert sc_checks.recovery_bound_s(params, 1) == pytest.approx(2.2)
+    assert sc_checks.recovery_bound_s(params, 3) == pytest.approx(0.2 + 2 + 3 + 4)
 
 
 def test_safety_check_ignores_byzantine_nodes_and_catches_forks() -> None:
     logs = {"v1": [fin("v1", 1, T0, "a")], "v2": [fin("v2", 1, T0, "a")], "v4": [fin("v4", 1, T0, "b")]}
-    assert sc.check_safety(logs, ["v1", "v2"]).ok
-    result = sc.check_safety(logs, ["v1", "v2", "v4"])
+    assert sc_checks.check_safety(logs, ["v1", "v2"]).ok
+    result = sc_checks.check_safety(logs, ["v1", "v2", "v4"])
     assert not result.ok and "height 1" in result.detail
 
 
 def test_resumed_passes_when_every_node_finalizes_a_new_height_in_time() -> None:
     logs = {n: steady(n, 0, 10) + steady(n, 27, 40, first_height=12) for n in ("v1", "v2", "v3", "v4")}
     events = timeline(("fault", "partition", 10), ("heal", "heal", 25))
-    result = sc.check_resumed(logs, list(logs), events, T0, T0 + 40, Params(), 3)
+    result = sc_checks.check_resumed(logs, list(logs), events, T0, T0 + 40, Params(), 3)
     assert result.ok, result.detail
     assert "heal at 25.0 s" in result.detail and "2.0 s" in result.detail
 
@@ -328,7 +334,7 @@ def test_resumed_fails_naming_the_node_that_did_not_come_back() -> None:
     logs = {n: steady(n, 0, 40) for n in ("v1", "v2", "v3")}
     logs["v4"] = steady("v4", 0, 9) + steady("v4", 40, 41, first_height=50)  # back only after 15 s
     events = timeline(("fault", "kill", 10), ("heal", "restart", 25))
-    result = sc.check_resumed(logs, list(logs), events, T0, T0 + 41, Params(), 2)  # bound 5 s
+    result = sc_checks.check_resumed(logs, list(logs), events, T0, T0 + 41, Params(), 2)  # bound 5 s
     assert not result.ok and result.detail.startswith("v4 finalized no new height within 5.0 s")
 
 
@@ -338,30 +344,30 @@ def test_resumed_counts_only_heights_above_the_one_held_at_the_heal() -> None:
         "v2": [*steady("v2", 0, 10), fin("v2", 5, T0 + 26)],
     }  # old height logged again
     events = timeline(("heal", "heal", 25))
-    assert not sc.check_resumed(logs, ["v2"], events, T0, T0 + 60, Params(), 10).ok
+    assert not sc_checks.check_resumed(logs, ["v2"], events, T0, T0 + 60, Params(), 10).ok
 
 
 def test_resumed_says_when_the_run_ended_before_the_bound() -> None:
     logs = {"v1": steady("v1", 0, 10)}
-    result = sc.check_resumed(logs, ["v1"], timeline(("heal", "heal", 25)), T0, T0 + 28, Params(), 10)
+    result = sc_checks.check_resumed(logs, ["v1"], timeline(("heal", "heal", 25)), T0, T0 + 28, Params(), 10)
     assert not result.ok and "the run ended first" in result.detail and "within 3.0 s" in result.detail
 
 
 def test_resumed_starts_at_the_last_fault_without_heals_and_at_the_start_without_steps() -> None:
-    assert sc.last_recovery_ts(timeline(("fault", "kill", 5), ("fault", "pause", 8)), T0)[0] == T0 + 8
-    assert sc.last_recovery_ts([], T0) == (T0, "the start")
+    assert sc_checks.last_recovery_ts(timeline(("fault", "kill", 5), ("fault", "pause", 8)), T0)[0] == T0 + 8
+    assert sc_checks.last_recovery_ts([], T0) == (T0, "the start")
 
 
 def test_stalled_passes_when_no_new_height_lands_in_the_window() -> None:
     logs = {n: steady(n, 0, 10) + steady(n, 26, 30, first_height=12) for n in ("v1", "v2")}
     logs["v2"].append(fin("v2", 4, T0 + 15, via_sync=True))  # an old height synced late is not progress
-    result = sc.check_stalled(logs, ["v1", "v2"], T0, (12, 25))
+    result = sc_checks.check_stalled(logs, ["v1", "v2"], T0, (12, 25))
     assert result.ok and "stuck at 11" in result.detail
 
 
 def test_stalled_fails_on_the_first_new_height_in_the_window() -> None:
     logs = {"v1": steady("v1", 0, 30)}
-    result = sc.check_stalled(logs, ["v1"], T0, (12, 25))
+    result = sc_checks.check_stalled(logs, ["v1"], T0, (12, 25))
     assert (
         not result.ok
         and result.detail == "v1 finalized height 13 at 12.0 s (height was 12 before the window)"
@@ -372,10 +378,10 @@ def test_penalty_must_be_in_every_judged_nodes_log() -> None:
     slash = {"event": "slashed", "validator": "v4", "height": 7, "ts": T0}
     logs = {"v1": [{**slash, "node": "v1"}], "v2": [{**slash, "node": "v2"}], "v3": []}
     expected = sc.PenaltyExpectation("slashed", "v4")
-    assert sc.check_penalty(logs, ["v1", "v2"], expected).ok
-    result = sc.check_penalty(logs, ["v1", "v2", "v3"], expected)
+    assert sc_checks.check_penalty(logs, ["v1", "v2"], expected).ok
+    result = sc_checks.check_penalty(logs, ["v1", "v2", "v3"], expected)
     assert not result.ok and result.detail == "missing from the log of v3"
-    assert not sc.check_penalty(logs, ["v1"], sc.PenaltyExpectation("tombstoned", "v4")).ok
+    assert not sc_checks.check_penalty(logs, ["v1"], sc.PenaltyExpectation("tombstoned", "v4")).ok
 
 
 def test_evaluate_judges_only_running_honest_nodes_and_reports_failed_steps() -> None:
@@ -392,13 +398,15 @@ def test_evaluate_judges_only_running_honest_nodes_and_reports_failed_steps() ->
         "v4": [fin("v4", 1, T0, "evil")],  # byzantine: not judged at all
     }
     events = timeline(("fault", "kill", 10))
-    results = sc.evaluate(scenario, logs, events, T0, T0 + 20, Params())
+    results = sc_checks.evaluate(scenario, logs, events, T0, T0 + 20, Params())
     assert [r.name for r in results] == ["steps", "safety", "expect_penalties slashed v4", "min_height 5"]
     assert all(r.ok for r in results), [r.line() for r in results]
     failed = [{"event": "step_failed", "action": "kill", "error": "v3 is not running", "ts": T0 + 10}]
-    results = sc.evaluate(scenario, logs, failed, T0, T0 + 20, Params())
-    assert results[0] == sc.CheckResult("steps", False, "1 step(s) failed, first kill: v3 is not running")
-    died = sc.evaluate(scenario, logs, events, T0, T0 + 20, Params(), running=["v1", "v3", "v4"])
+    results = sc_checks.evaluate(scenario, logs, failed, T0, T0 + 20, Params())
+    assert results[0] == sc_checks.CheckResult(
+        "steps", False, "1 step(s) failed, first kill: v3 is not running"
+    )
+    died = sc_checks.evaluate(scenario, logs, events, T0, T0 + 20, Params(), running=["v1", "v3", "v4"])
     assert [r.detail for r in died if r.name == "min_height 5"] == ["lowest running honest node at 21"]
 
 
@@ -411,19 +419,21 @@ def test_read_timeline_returns_the_last_run(tmp_path: Path) -> None:
         {"event": "heal", "ts": 11.0, "action": "heal"},
     ]
     path.write_text("".join(json.dumps(e) + "\n" for e in runs))
-    assert [e["ts"] for e in sc.read_timeline(path)] == [10.0, 11.0]
+    assert [e["ts"] for e in sc_log.read_timeline(path)] == [10.0, 11.0]
 
 
 def test_step_event_has_action_args_and_kind() -> None:
     step = sc.Step(at_s=10, action="partition", groups=(("v1", "v2"), ("v3", "v4")))
-    event = sc.step_event(step, T0, "x")
+    event = sc_log.step_event(step, T0, "x")
     assert event["event"] == "fault" and event["action"] == "partition"
     assert event["groups"] == [["v1", "v2"], ["v3", "v4"]] and event["ts"] == T0 and event["at_s"] == 10
 
 
 def test_the_step_log_is_not_mistaken_for_a_node_log(tmp_path: Path) -> None:
     (tmp_path / "v1.jsonl").write_text(json.dumps(fin("v1", 1, T0)) + "\n")
-    (tmp_path / sc.SCENARIO_LOG).write_text(json.dumps({"event": "fault", "ts": T0, "action": "kill"}) + "\n")
+    (tmp_path / sc_log.SCENARIO_LOG).write_text(
+        json.dumps({"event": "fault", "ts": T0, "action": "kill"}) + "\n"
+    )
     assert list(analyse_dir(tmp_path).nodes) == ["v1"]
 
 
@@ -445,11 +455,11 @@ def test_time_scale_needs_a_scenario(tmp_path: Path) -> None:
 
 
 def test_relayed_faults_are_refused_without_the_relay(tmp_path: Path) -> None:
-    config = tn.UpConfig(directory=tmp_path / "d", validators=4)
+    config = UpConfig(directory=tmp_path / "d", validators=4)
     config.netfaults = False  # `up --no-netfaults`
     scenario = sc.load_scenario(REPO_ROOT / "scenarios/partition-heal.toml")
-    with pytest.raises(tn.TestnetError, match="uses heal, partition, which needs the fault relay"):
-        sc.ScenarioSupervisor(config, scenario).run()
+    with pytest.raises(TestnetError, match="uses heal, partition, which needs the fault relay"):
+        sc_run.ScenarioRun(config, scenario).run()
     assert not (tmp_path / "d").exists()
 
 
@@ -463,10 +473,10 @@ def scenario_dir(tmp_path: Path) -> Iterator[Path]:
     """A testnet directory whose processes are all gone after the test, however it ended."""
     directory = tmp_path / "net"
     yield directory
-    with contextlib.suppress(tn.TestnetError):
-        state = tn.read_state(tn.Layout.of(directory))
+    with contextlib.suppress(TestnetError):
+        state = read_state(Layout.of(directory))
         procs = [(n.pid, n.command, None) for n in state.nodes.values()]
-        tn.stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
+        stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
 
 
 def run_shipped(name: str, directory: Path) -> subprocess.CompletedProcess[str]:
@@ -500,7 +510,7 @@ def test_crash_restart_scenario_passes_end_to_end(scenario_dir: Path) -> None:
     assert proc.returncode == 0, out[-4000:]
     assert "== scenario" in out and "kill v3" in out and "restart v3" in out
     assert "PASS resumed_within_rounds 5" in out and "verdict: PASS" in out
-    steps = sc.read_timeline(scenario_dir / "logs" / sc.SCENARIO_LOG)
+    steps = sc_log.read_timeline(scenario_dir / "logs" / sc_log.SCENARIO_LOG)
     assert [(e["event"], e.get("action")) for e in steps if e["event"] in ("fault", "heal")] == [
         ("fault", "kill"),
         ("heal", "restart"),

@@ -2,8 +2,8 @@
 
 Three layers, cheapest first:
 - `network.testnet.logcheck` as pure functions over hand-written events;
-- `network.testnet.supervisor` and its CLI against stand-in processes (`sleep`), so
-  kill/pause/resume/restart are tested on real PIDs without a node runtime;
+- `network.testnet` (layout, setup, processes, perturb, supervisor) and its CLI
+  against stand-in processes (`sleep`), so kill/pause/resume/restart are tested on real PIDs without a node runtime;
 - end to end (`broker` mark): `posnet testnet up` as a subprocess with real
   node processes and a real broker, polled through the logs with generous
   timeouts and no timing asserts.
@@ -27,7 +27,24 @@ from click.testing import CliRunner, Result
 
 from network.cli import cli
 from network.testnet import logcheck
-from network.testnet import supervisor as tn
+from network.testnet.errors import TestnetError
+from network.testnet.layout import (
+    DIED,
+    KILLED,
+    RUNNING,
+    STOPPED,
+    BrokerInfo,
+    Layout,
+    NodeProc,
+    TestnetState,
+    locked_state,
+    read_state,
+    write_state,
+)
+from network.testnet.logtail import LogTail
+from network.testnet.processes import cmdline, process_state, signal_process, spawn_node, stop_processes
+from network.testnet.services import metrics_ports
+from network.testnet.setup import DEFAULT_CHAIN_ID, DEFAULT_SLOT_MS, prepare
 from node.core.keys import load_key_file
 from tests.support.waiting import wait_for
 
@@ -134,17 +151,17 @@ def test_missing_log_is_empty_and_reported_at_height_zero(tmp_path: Path) -> Non
 
 
 def test_prepare_creates_keys_and_genesis_then_reuses_them(tmp_path: Path) -> None:
-    layout = tn.Layout.of(tmp_path / "net")
-    doc = tn.prepare(layout, 3, None, None)
+    layout = Layout.of(tmp_path / "net")
+    doc = prepare(layout, 3, None, None)
     assert [v.name for v in doc.validators] == ["v1", "v2", "v3"]
-    assert doc.chain_id == tn.DEFAULT_CHAIN_ID
-    assert doc.params.commit_wait_ms == tn.DEFAULT_SLOT_MS
+    assert doc.chain_id == DEFAULT_CHAIN_ID
+    assert doc.params.commit_wait_ms == DEFAULT_SLOT_MS
     for validator in doc.validators:
         key = layout.key(validator.name)
         assert key.stat().st_mode & 0o777 == 0o600
         assert load_key_file(key)[1].public == validator.public_key
     genesis_text = layout.genesis.read_text()
-    again = tn.prepare(layout, 3, doc.chain_id, doc.params.commit_wait_ms)
+    again = prepare(layout, 3, doc.chain_id, doc.params.commit_wait_ms)
     assert again == doc
     assert layout.genesis.read_text() == genesis_text
 
@@ -156,24 +173,24 @@ def test_prepare_creates_keys_and_genesis_then_reuses_them(tmp_path: Path) -> No
 def test_prepare_refuses_to_contradict_an_existing_genesis(
     tmp_path: Path, validators: int, chain_id: str | None, slot_ms: int | None, needle: str
 ) -> None:
-    layout = tn.Layout.of(tmp_path)
-    tn.prepare(layout, 3, None, None)
-    with pytest.raises(tn.TestnetError, match=".*".join(map(str, [layout.genesis, needle]))):
-        tn.prepare(layout, validators, chain_id, slot_ms)
+    layout = Layout.of(tmp_path)
+    prepare(layout, 3, None, None)
+    with pytest.raises(TestnetError, match=".*".join(map(str, [layout.genesis, needle]))):
+        prepare(layout, validators, chain_id, slot_ms)
 
 
 def test_prepare_refuses_a_key_that_does_not_match_genesis(tmp_path: Path) -> None:
-    layout = tn.Layout.of(tmp_path)
-    tn.prepare(layout, 2, None, None)
+    layout = Layout.of(tmp_path)
+    prepare(layout, 2, None, None)
     assert run("keys", "generate", "--name", "v2", "--out", layout.key("v2"), "--force").exit_code == 0
-    with pytest.raises(tn.TestnetError, match="does not match v2"):
-        tn.prepare(layout, 2, None, None)
+    with pytest.raises(TestnetError, match="does not match v2"):
+        prepare(layout, 2, None, None)
 
 
 def test_log_tail_waits_for_complete_lines_and_survives_truncation(tmp_path: Path) -> None:
     path = tmp_path / "v1.jsonl"
     path.write_text(json.dumps(fin("v1", 1, "a")) + "\n")
-    tail = tn.LogTail(path, from_end=True)
+    tail = LogTail(path, from_end=True)
     assert tail.read_events() == []
     line = json.dumps(fin("v1", 2, "b"))
     with open(path, "a") as fh:
@@ -193,8 +210,8 @@ def test_metrics_ports_refuses_a_taken_base_port() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         taken = sock.getsockname()[1]
-        with pytest.raises(tn.TestnetError, match=str(taken)):
-            tn.metrics_ports(2, taken)
+        with pytest.raises(TestnetError, match=str(taken)):
+            metrics_ports(2, taken)
 
 
 # ------------------------------------------------------------------ processes and fault commands
@@ -204,19 +221,19 @@ def test_process_state_alive_paused_dead_and_recycled() -> None:
     proc = subprocess.Popen(SLEEPER)
     try:
         # eventually: on a loaded machine /proc can still show the parent's command line for a moment
-        assert _eventually(lambda: tn.process_state(proc.pid, SLEEPER) == "alive")
-        assert tn.process_state(proc.pid, ["something", "else"]) == "dead"  # a recycled pid is not ours
+        assert _eventually(lambda: process_state(proc.pid, SLEEPER) == "alive")
+        assert process_state(proc.pid, ["something", "else"]) == "dead"  # a recycled pid is not ours
         os.kill(proc.pid, signal.SIGSTOP)
-        assert _eventually(lambda: tn.process_state(proc.pid, SLEEPER) == "paused")
+        assert _eventually(lambda: process_state(proc.pid, SLEEPER) == "paused")
         os.kill(proc.pid, signal.SIGCONT)
-        assert _eventually(lambda: tn.process_state(proc.pid, SLEEPER) == "alive")
+        assert _eventually(lambda: process_state(proc.pid, SLEEPER) == "alive")
         os.kill(proc.pid, signal.SIGKILL)
-        assert _eventually(lambda: tn.process_state(proc.pid, SLEEPER) == "dead")  # a zombie is dead
+        assert _eventually(lambda: process_state(proc.pid, SLEEPER) == "dead")  # a zombie is dead
     finally:
         proc.kill()
         proc.wait()
-    assert tn.process_state(proc.pid, SLEEPER) == "dead"
-    assert tn.process_state(None) == "dead"
+    assert process_state(proc.pid, SLEEPER) == "dead"
+    assert process_state(None) == "dead"
 
 
 def _eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -229,27 +246,26 @@ def _eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 @pytest.fixture
-def fake_testnet(tmp_path: Path) -> Iterator[tn.Layout]:
+def fake_testnet(tmp_path: Path) -> Iterator[Layout]:
     """A testnet.json whose nodes are sleeping processes and whose orchestrator is this test process."""
-    layout = tn.Layout.of(tmp_path / "net")
+    layout = Layout.of(tmp_path / "net")
     nodes = {
-        name: tn.NodeProc(name=name, command=SLEEPER, metrics_port=0, status=tn.RUNNING)
-        for name in ("v1", "v2")
+        name: NodeProc(name=name, command=SLEEPER, metrics_port=0, status=RUNNING) for name in ("v1", "v2")
     }
-    children = [tn.spawn_node(layout, node) for node in nodes.values()]
+    children = [spawn_node(layout, node) for node in nodes.values()]
     for node, child in zip(nodes.values(), children, strict=True):
         node.pid = child.pid
-    state = tn.TestnetState(
+    state = TestnetState(
         chain_id="fake",
-        broker=tn.BrokerInfo(kind="external", url="mqtt://127.0.0.1:1"),
+        broker=BrokerInfo(kind="external", url="mqtt://127.0.0.1:1"),
         nodes=nodes,
         supervisor_pid=os.getpid(),
-        supervisor_command=tn._cmdline(os.getpid()),
+        supervisor_command=cmdline(os.getpid()),
     )
-    tn.write_state(layout, state)
+    write_state(layout, state)
     yield layout
-    for node in tn.read_state(layout).nodes.values():
-        tn.signal_process(node.pid, node.command, signal.SIGKILL)
+    for node in read_state(layout).nodes.values():
+        signal_process(node.pid, node.command, signal.SIGKILL)
         _reap(node.pid)
     for child in children:
         child.kill()
@@ -263,62 +279,60 @@ def _reap(pid: int | None) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-def test_kill_sigkills_and_records_the_intent(fake_testnet: tn.Layout) -> None:
-    pid = tn.read_state(fake_testnet).nodes["v1"].pid
+def test_kill_sigkills_and_records_the_intent(fake_testnet: Layout) -> None:
+    pid = read_state(fake_testnet).nodes["v1"].pid
     result = run("testnet", "kill", "v1", "--dir", fake_testnet.root)
     assert result.exit_code == 0, result.output
     assert f"killed v1 (pid {pid})" in result.output
-    assert tn.process_state(pid, SLEEPER) == "dead"
-    assert tn.read_state(fake_testnet).nodes["v1"].status == tn.KILLED
+    assert process_state(pid, SLEEPER) == "dead"
+    assert read_state(fake_testnet).nodes["v1"].status == KILLED
     again = run("testnet", "kill", "v1", "--dir", fake_testnet.root)
     assert again.exit_code == 2 and "v1 is not running" in again.stderr
 
 
-def test_pause_and_resume(fake_testnet: tn.Layout) -> None:
-    pid = tn.read_state(fake_testnet).nodes["v2"].pid
+def test_pause_and_resume(fake_testnet: Layout) -> None:
+    pid = read_state(fake_testnet).nodes["v2"].pid
     assert run("testnet", "pause", "v2", "--dir", fake_testnet.root).exit_code == 0
-    assert _eventually(lambda: tn.process_state(pid, SLEEPER) == "paused")
+    assert _eventually(lambda: process_state(pid, SLEEPER) == "paused")
     assert "paused" in run("status", "--dir", fake_testnet.root).output
     assert run("testnet", "pause", "v2", "--dir", fake_testnet.root).exit_code == 2
     assert run("testnet", "resume", "v2", "--dir", fake_testnet.root).exit_code == 0
-    assert _eventually(lambda: tn.process_state(pid, SLEEPER) == "alive")
-    assert tn.read_state(fake_testnet).nodes["v2"].status == tn.RUNNING
+    assert _eventually(lambda: process_state(pid, SLEEPER) == "alive")
+    assert read_state(fake_testnet).nodes["v2"].status == RUNNING
     not_paused = run("testnet", "resume", "v2", "--dir", fake_testnet.root)
     assert not_paused.exit_code == 2 and "not paused" in not_paused.stderr
 
 
-def test_restart_respawns_the_same_command(fake_testnet: tn.Layout) -> None:
-    old = tn.read_state(fake_testnet).nodes["v1"]
+def test_restart_respawns_the_same_command(fake_testnet: Layout) -> None:
+    old = read_state(fake_testnet).nodes["v1"]
     result = run("testnet", "restart", "v1", "--dir", fake_testnet.root)
     assert result.exit_code == 0, result.output
-    new = tn.read_state(fake_testnet).nodes["v1"]
+    new = read_state(fake_testnet).nodes["v1"]
     assert new.pid != old.pid and new.command == old.command
-    assert (new.status, new.restarts) == (tn.RUNNING, 1)
-    assert tn.process_state(old.pid, SLEEPER) == "dead"
-    assert tn.process_state(new.pid, SLEEPER) == "alive"
+    assert (new.status, new.restarts) == (RUNNING, 1)
+    assert process_state(old.pid, SLEEPER) == "dead"
+    assert process_state(new.pid, SLEEPER) == "alive"
     # a killed node restarts too
     assert run("testnet", "kill", "v1", "--dir", fake_testnet.root).exit_code == 0
     assert run("testnet", "restart", "v1", "--dir", fake_testnet.root).exit_code == 0
-    assert tn.process_state(tn.read_state(fake_testnet).nodes["v1"].pid, SLEEPER) == "alive"
+    assert process_state(read_state(fake_testnet).nodes["v1"].pid, SLEEPER) == "alive"
 
 
-def test_restart_needs_a_running_testnet(fake_testnet: tn.Layout) -> None:
-    with tn.locked_state(fake_testnet) as state:
+def test_restart_needs_a_running_testnet(fake_testnet: Layout) -> None:
+    with locked_state(fake_testnet) as state:
         state.supervisor_pid = None
     result = run("testnet", "restart", "v1", "--dir", fake_testnet.root)
     assert result.exit_code == 2 and "not running" in result.stderr
 
 
-def test_a_recycled_pid_is_never_signalled(fake_testnet: tn.Layout) -> None:
-    with tn.locked_state(fake_testnet) as state:
+def test_a_recycled_pid_is_never_signalled(fake_testnet: Layout) -> None:
+    with locked_state(fake_testnet) as state:
         state.nodes["v2"].pid = os.getpid()  # this very test process, which is not v2's command
     result = run("testnet", "kill", "v2", "--dir", fake_testnet.root)
     assert result.exit_code == 2 and "not running" in result.stderr
 
 
-def test_fault_commands_name_unknown_nodes_and_missing_testnets(
-    fake_testnet: tn.Layout, tmp_path: Path
-) -> None:
+def test_fault_commands_name_unknown_nodes_and_missing_testnets(fake_testnet: Layout, tmp_path: Path) -> None:
     unknown = run("testnet", "kill", "v9", "--dir", fake_testnet.root)
     assert unknown.exit_code == 2 and "v1, v2" in unknown.stderr
     missing = run("testnet", "pause", "v1", "--dir", tmp_path / "nowhere")
@@ -326,7 +340,7 @@ def test_fault_commands_name_unknown_nodes_and_missing_testnets(
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
-def test_status_shows_processes_heights_and_penalties(fake_testnet: tn.Layout) -> None:
+def test_status_shows_processes_heights_and_penalties(fake_testnet: Layout) -> None:
     fake_testnet.logs.mkdir(parents=True, exist_ok=True)
     slash = {"event": "slashed", "node": "v1", "ts": time.time(), "height": 4, "validator": "v2", "amount": 5}
     lines = [*chain("v1", 4), slash]
@@ -344,14 +358,14 @@ def test_status_shows_processes_heights_and_penalties(fake_testnet: tn.Layout) -
 # ------------------------------------------------------------------ `testnet check` and `up` refusals
 
 
-def _write_logs(layout: tn.Layout, logs: dict[str, list[dict[str, Any]]]) -> None:
+def _write_logs(layout: Layout, logs: dict[str, list[dict[str, Any]]]) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
     for name, events in logs.items():
         layout.log(name).write_text("".join(json.dumps(e) + "\n" for e in events))
 
 
 def test_check_command_exit_codes(tmp_path: Path) -> None:
-    layout = tn.Layout.of(tmp_path)
+    layout = Layout.of(tmp_path)
     assert run("testnet", "check", "--dir", tmp_path).exit_code == 2
     _write_logs(layout, {"v1": chain("v1", 5), "v2": chain("v2", 5)})
     ok = run("testnet", "check", "--dir", tmp_path)
@@ -389,7 +403,7 @@ def _posnet(*args: str | Path) -> list[str]:
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
-def _heights(layout: tn.Layout) -> dict[str, int]:
+def _heights(layout: Layout) -> dict[str, int]:
     return {
         name: logcheck.summarize_node(name, parsed.events).max_height
         for name, parsed in logcheck.read_log_dir(layout.logs).items()
@@ -401,11 +415,11 @@ def testnet_dir(tmp_path: Path) -> Iterator[Path]:
     """A testnet directory whose processes are all gone after the test, however it ended."""
     directory = tmp_path / "tmp"
     yield directory
-    layout = tn.Layout.of(directory)
-    with contextlib.suppress(tn.TestnetError):
-        state = tn.read_state(layout)
+    layout = Layout.of(directory)
+    with contextlib.suppress(TestnetError):
+        state = read_state(layout)
         procs = [(n.pid, n.command, None) for n in state.nodes.values()]
-        tn.stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
+        stop_processes([*procs, (state.broker.pid, state.broker.command, None)], timeout=5)
         for node in state.nodes.values():
             _reap(node.pid)
 
@@ -422,14 +436,14 @@ def test_up_finalizes_on_all_nodes_and_check_passes(testnet_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "safety OK" in proc.stdout
-    layout = tn.Layout.of(testnet_dir)
+    layout = Layout.of(testnet_dir)
     heights = _heights(layout)
     assert sorted(heights) == ["v1", "v2", "v3", "v4"]
     assert all(h >= 1 for h in heights.values()), heights
-    state = tn.read_state(layout)
+    state = read_state(layout)
     assert state.supervisor_pid is None
-    assert all(tn.process_state(n.pid, n.command) == "dead" for n in state.nodes.values())
-    assert all(n.status == tn.STOPPED for n in state.nodes.values())
+    assert all(process_state(n.pid, n.command) == "dead" for n in state.nodes.values())
+    assert all(n.status == STOPPED for n in state.nodes.values())
     check = subprocess.run(
         _posnet("testnet", "check", "--dir", testnet_dir), env=ENV, capture_output=True, text=True, timeout=60
     )
@@ -442,7 +456,7 @@ UP_ARGS = ("testnet", "up", "--validators", "4", "--duration", "180")
 
 @pytest.mark.broker
 def test_killed_node_restarts_and_catches_up(testnet_dir: Path) -> None:
-    layout = tn.Layout.of(testnet_dir)
+    layout = Layout.of(testnet_dir)
     up = subprocess.Popen(
         _posnet(*UP_ARGS, "--dir", testnet_dir, "--slot-ms", "200", "--broker", "embedded", "--quiet"),
         env=ENV,
@@ -473,9 +487,9 @@ def test_killed_node_restarts_and_catches_up(testnet_dir: Path) -> None:
         status = run("status", "--dir", testnet_dir)
         assert "v2" in status.output and "alive" in status.output
         # a crash nobody asked for (not `testnet kill`) makes the run fail
-        v3 = tn.read_state(layout).nodes["v3"]
+        v3 = read_state(layout).nodes["v3"]
         os.kill(v3.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        wait_for(lambda: tn.read_state(layout).nodes["v3"].status == tn.DIED, "up to notice v3 died")
+        wait_for(lambda: read_state(layout).nodes["v3"].status == DIED, "up to notice v3 died")
     finally:
         up.send_signal(signal.SIGTERM)
         output, _ = up.communicate(timeout=60)

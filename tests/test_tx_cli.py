@@ -22,8 +22,18 @@ from click.testing import CliRunner, Result
 
 from network.cli import cli
 from network.cli.format import pct, table
-from network.testnet import supervisor as tn
 from network.testnet.client import QueryClient, parse_account
+from network.testnet.layout import (
+    STOPPED,
+    BrokerInfo,
+    Layout,
+    NodeProc,
+    TestnetState,
+    read_state,
+    write_state,
+)
+from network.testnet.logtail import LogTail
+from network.testnet.processes import cmdline
 from network.testnet.submit import wait_for_outcome
 from network.testnet.target import Target, protocol_of, target_from_dir
 from network.transport.broker import BrokerProcess, start_broker
@@ -245,7 +255,7 @@ def test_waiting_ends_on_the_nodes_answer_or_its_log(served: Served, tmp_path: P
     log.write_text(
         '{"event":"tx_applied","tx":"' + "bb" * 32 + '","height":3}\n'
     )  # before we started: ignored
-    tail = tn.LogTail(log)
+    tail = LogTail(log)
     with log.open("a") as fh:
         fh.write('{"event":"tx_applied","tx":"' + "cc" * 32 + '","height":4,"reason":"transfer"}\n')
     assert wait_for_outcome(None, tail, "cc" * 32, timeout=5) == {
@@ -253,28 +263,28 @@ def test_waiting_ends_on_the_nodes_answer_or_its_log(served: Served, tmp_path: P
         "tx_height": 4,
         "reason": "transfer",
     }
-    assert wait_for_outcome(None, tn.LogTail(log), "bb" * 32, timeout=0.3) is None
+    assert wait_for_outcome(None, LogTail(log), "bb" * 32, timeout=0.3) is None
 
 
 def test_dir_mode_finds_the_running_node_its_broker_and_protocol(served: Served, tmp_path: Path) -> None:
     """A testnet directory names the node's metrics port, the broker and the MQTT version to use."""
-    layout = tn.Layout.of(tmp_path / "net")
+    layout = Layout.of(tmp_path / "net")
     layout.root.mkdir()
     layout.genesis.write_text(served.genesis.read_text())
-    me = tn._cmdline(os.getpid())
+    me = cmdline(os.getpid())
     assert me is not None
     port = int(served.url.rsplit(":", 1)[1])
     nodes = {
-        "v1": tn.NodeProc(name="v1", command=["gone"], metrics_port=1, pid=None, status=tn.STOPPED),
-        "v2": tn.NodeProc(name="v2", command=me, metrics_port=port, pid=os.getpid()),
+        "v1": NodeProc(name="v1", command=["gone"], metrics_port=1, pid=None, status=STOPPED),
+        "v2": NodeProc(name="v2", command=me, metrics_port=port, pid=os.getpid()),
     }
-    broker = tn.BrokerInfo(kind="embedded", url="mqtt://127.0.0.1:1883")
-    tn.write_state(layout, tn.TestnetState(chain_id=CHAIN_ID, broker=broker, nodes=nodes))
+    broker = BrokerInfo(kind="embedded", url="mqtt://127.0.0.1:1883")
+    write_state(layout, TestnetState(chain_id=CHAIN_ID, broker=broker, nodes=nodes))
     result = run("query", "supply", "--dir", layout.root)
     assert result.exit_code == 0 and "(node v2)" in result.output, result.output
     target = target_from_dir(layout.root, None)
     assert (target.label, target.broker_url, target.mqtt_protocol) == ("v2", broker.url, 311)  # amqtt: 3.1.1
-    state = tn.read_state(layout)
+    state = read_state(layout)
     state.broker.kind = "mosquitto"
     assert protocol_of(state, state.nodes["v2"]) == 5
     state.nodes["v2"].command = ["posnet", "node", "run", "--mqtt-protocol", "311"]

@@ -11,10 +11,11 @@ import click
 
 from network.cli.keys import genesis, keys
 from network.cli.node import node
+from network.cli.query import query
 from network.cli.sim import sim
 from network.cli.testnet import status, testnet
-from network.cli.tx import query, tx
-from network.testnet.live import watch
+from network.cli.tx import tx
+from network.cli.watch import watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

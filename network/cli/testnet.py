@@ -3,8 +3,8 @@
 `up` runs in the foreground of one terminal; everything else is a short
 command run from another terminal against the same `--dir`, which finds the
 processes through DIR/testnet.json. The commands are thin: the work is in
-`network.testnet.supervisor` (processes) and `network.testnet.logcheck` (verdicts), so tests can
-drive the same code without a terminal.
+`network.testnet` (supervisor, perturb, ...: processes and faults) and `network.testnet.logcheck`
+(verdicts), so tests can drive the same code without a terminal.
 
 Exit codes: 0 success, 1 the testnet failed (a node died, safety broke),
 2 a usage problem (unknown node, missing testnet, bad option).
@@ -13,7 +13,6 @@ Exit codes: 0 success, 1 the testnet failed (a node died, safety broke),
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +22,18 @@ from typing import Any
 import click
 
 from network.cli.errors import UserError
-from network.testnet import supervisor as tn
+from network.testnet import perturb
+from network.testnet.errors import TestnetError
+from network.testnet.faultfile import NetworkFaults, read_applied
+from network.testnet.layout import (
+    PAUSED,
+    RUNNING,
+    Layout,
+    NodeProc,
+    TestnetState,
+    byzantine_names,
+    read_state,
+)
 from network.testnet.logcheck import (
     analyse_dir,
     describe_penalty,
@@ -32,7 +42,10 @@ from network.testnet.logcheck import (
     summarize_node,
     unique_penalties,
 )
-from network.testnet.relay import NetworkFaults, read_applied
+from network.testnet.perturb import describe_link, describe_partition, read_requested_faults
+from network.testnet.processes import process_state
+from network.testnet.setup import DEFAULT_CHAIN_ID, DEFAULT_SLOT_MS
+from network.testnet.supervisor import UpConfig, run_up
 from node.core.behaviours import BEHAVIOURS
 from node.core.events import ACCOUNTABILITY_EVENTS
 
@@ -68,7 +81,7 @@ def _run(action: Callable[[], object]) -> object:
     """Turn a TestnetError, or a file the OS refused, into a one-line error and exit code 2."""
     try:
         return action()
-    except tn.TestnetError as exc:
+    except TestnetError as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"{exc.filename or 'I/O'}: {exc.strerror or exc}") from None
@@ -104,7 +117,7 @@ def testnet() -> None:
     "--slot-ms",
     type=click.IntRange(0),
     default=None,
-    help=f"commit_wait_ms for a new genesis: 0 = fast [default: {tn.DEFAULT_SLOT_MS}]",
+    help=f"commit_wait_ms for a new genesis: 0 = fast [default: {DEFAULT_SLOT_MS}]",
 )
 @click.option(
     "--base-metrics-port",
@@ -112,7 +125,7 @@ def testnet() -> None:
     default=None,
     help="vI gets P+I-1 [default: free ports]",
 )
-@click.option("--chain-id", default=None, help=f"for a new genesis [default: {tn.DEFAULT_CHAIN_ID}]")
+@click.option("--chain-id", default=None, help=f"for a new genesis [default: {DEFAULT_CHAIN_ID}]")
 @click.option(
     "--mqtt-protocol", type=click.Choice(["5", "311"]), default=None, help="[default: 5, or 311 for embedded]"
 )
@@ -158,7 +171,7 @@ def up(
     so the same testnet can be stopped and started again. Exits 1 when a node
     died unexpectedly or two nodes finalized different blocks at one height.
     """
-    config = tn.UpConfig(
+    config = UpConfig(
         directory=directory,
         validators=validators,
         duration=duration,
@@ -175,13 +188,14 @@ def up(
         sys.exit(_run_scenario(config, scenario_file, time_scale))
     if time_scale != 1.0:
         raise UserError("--time-scale only applies to a --scenario run")
-    code = _run(lambda: tn.run_up(config))
+    code = _run(lambda: run_up(config, click.echo))
     sys.exit(code)
 
 
-def _run_scenario(config: tn.UpConfig, path: Path, time_scale: float) -> int:
+def _run_scenario(config: UpConfig, path: Path, time_scale: float) -> int:
     """`up --scenario`: the file sets validators, duration, slot and behaviours unless given here."""
     from network.testnet import scenario as sc
+    from network.testnet import scenario_run
 
     ctx = click.get_current_context()
     explicit = [
@@ -191,31 +205,32 @@ def _run_scenario(config: tn.UpConfig, path: Path, time_scale: float) -> int:
     ]
     try:
         plan = sc.load_scenario(path)
-        config, plan = sc.apply_to_config(config, plan, explicit, time_scale)
+        config, plan = scenario_run.apply_to_config(config, plan, explicit, time_scale)
     except sc.ScenarioError as exc:
         raise UserError(str(exc)) from None
-    code = _run(lambda: sc.run_scenario(config, plan, time_scale))
+    code = _run(lambda: scenario_run.run_scenario(config, plan, time_scale, click.echo))
     assert isinstance(code, int)
     return code
 
 
 def _record(directory: Path, action: str, **args: Any) -> None:
     """Log a fault run by hand exactly as a scenario step is logged, so the report can shade it."""
-    from network.testnet import scenario as sc
+    from network.testnet.scenario import Step
+    from network.testnet.scenario_log import SCENARIO_LOG, append_event, step_event
 
-    layout = tn.Layout.of(directory)
-    event = sc.step_event(sc.Step(action=action, at_s=0.0, **args), time.time(), "manual")
-    with contextlib.suppress(OSError), (layout.logs / sc.SCENARIO_LOG).open("a") as out:
-        out.write(json.dumps(event, separators=(",", ":")) + "\n")
+    layout = Layout.of(directory)
+    event = step_event(Step(action=action, at_s=0.0, **args), time.time(), "manual")
+    with contextlib.suppress(OSError):
+        append_event(layout.logs / SCENARIO_LOG, event)
 
 
-def _fault_command(verb: str, action: Callable[[tn.Layout, str], tn.NodeProc], done: str) -> click.Command:
+def _fault_command(verb: str, action: Callable[[Layout, str], NodeProc], done: str) -> click.Command:
     @click.command(verb)
     @click.argument("node")
     @DIR_OPTION
     def command(node: str, directory: Path) -> None:
-        proc = _run(lambda: action(tn.Layout.of(directory), node))
-        assert isinstance(proc, tn.NodeProc)
+        proc = _run(lambda: action(Layout.of(directory), node))
+        assert isinstance(proc, NodeProc)
         _record(directory, verb, node=node)
         click.echo(f"{done} {proc.name} (pid {proc.pid})")
 
@@ -223,10 +238,10 @@ def _fault_command(verb: str, action: Callable[[tn.Layout, str], tn.NodeProc], d
     return command
 
 
-testnet.add_command(_fault_command("kill", tn.kill_node, "killed"))
-testnet.add_command(_fault_command("restart", tn.restart_node, "restarted"))
-testnet.add_command(_fault_command("pause", tn.pause_node, "paused"))
-testnet.add_command(_fault_command("resume", tn.resume_node, "resumed"))
+testnet.add_command(_fault_command("kill", perturb.kill_node, "killed"))
+testnet.add_command(_fault_command("restart", perturb.restart_node, "restarted"))
+testnet.add_command(_fault_command("pause", perturb.pause_node, "paused"))
+testnet.add_command(_fault_command("resume", perturb.resume_node, "resumed"))
 
 
 # ------------------------------------------------------------------ network faults (through the relay)
@@ -241,7 +256,7 @@ def _groups(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
 
 
 def _links_line(faults: NetworkFaults, node: str) -> str:
-    return f"{node}: {tn.describe_link(faults, node)}".replace(": -", ": no link faults")
+    return f"{node}: {describe_link(faults, node)}".replace(": -", ": no link faults")
 
 
 @testnet.command("delay")
@@ -252,7 +267,7 @@ def delay(node: str, ms: str, directory: Path) -> None:
     """Hold all traffic between NODE and its broker for MS milliseconds, both ways (0 clears)."""
     if not ms.isdigit():
         raise UserError(f"delay {ms!r}: must be a whole number of milliseconds, e.g. 200")
-    faults = _run(lambda: tn.delay(tn.Layout.of(directory), node, int(ms)))
+    faults = _run(lambda: perturb.delay(Layout.of(directory), node, int(ms)))
     assert isinstance(faults, NetworkFaults)
     _record(directory, "delay", node=node, ms=int(ms))
     click.echo(f"delayed {_links_line(faults, node)}")
@@ -268,7 +283,7 @@ def drop(node: str, rate: str, directory: Path) -> None:
         value = float(rate)
     except ValueError:
         raise UserError(f"drop rate {rate!r}: must be a number in 0..1 (e.g. 0.3)") from None
-    faults = _run(lambda: tn.drop(tn.Layout.of(directory), node, value))
+    faults = _run(lambda: perturb.drop(Layout.of(directory), node, value))
     assert isinstance(faults, NetworkFaults)
     _record(directory, "drop", node=node, rate=value)
     click.echo(f"dropping {_links_line(faults, node)}")
@@ -283,24 +298,24 @@ def partition(groups: list[list[str]], directory: Path) -> None:
     The first group keeps the main broker; each further group gets a broker
     of its own, and its nodes' connections are cut and re-made there.
     """
-    faults = _run(lambda: tn.partition(tn.Layout.of(directory), groups))
+    faults = _run(lambda: perturb.partition(Layout.of(directory), groups))
     assert isinstance(faults, NetworkFaults)
     _record(directory, "partition", groups=tuple(tuple(g) for g in groups))
-    click.echo(f"partitioned: {tn.describe_partition(faults)} (each group reaches only its own broker)")
+    click.echo(f"partitioned: {describe_partition(faults)} (each group reaches only its own broker)")
 
 
 @testnet.command("heal")
 @DIR_OPTION
 def heal(directory: Path) -> None:
     """End the partition and clear every delay and drop: one network through the main broker."""
-    layout = tn.Layout.of(directory)
-    before = _run(lambda: tn.read_requested_faults(layout))
-    _run(lambda: tn.heal(layout))
+    layout = Layout.of(directory)
+    before = _run(lambda: read_requested_faults(layout))
+    _run(lambda: perturb.heal(layout))
     assert isinstance(before, NetworkFaults)
     _record(directory, "heal")
-    was = [f"partition {tn.describe_partition(before)} ended"] if len(before.groups) > 1 else []
+    was = [f"partition {describe_partition(before)} ended"] if len(before.groups) > 1 else []
     links = NetworkFaults(links=before.links)  # without the groups: only what was on each link
-    was += [f"{name} {tn.describe_link(links, name)} cleared" for name in before.links]
+    was += [f"{name} {describe_link(links, name)} cleared" for name in before.links]
     click.echo(f"healed: {'; '.join(was) if was else 'nothing was in force'}")
 
 
@@ -313,8 +328,8 @@ def behave(node: str, mode: str, directory: Path) -> None:
 
     Needs the `up` that owns the testnet to be running, like `restart`.
     """
-    proc = _run(lambda: tn.behave(tn.Layout.of(directory), node, mode))
-    assert isinstance(proc, tn.NodeProc)
+    proc = _run(lambda: perturb.behave(Layout.of(directory), node, mode))
+    assert isinstance(proc, NodeProc)
     _record(directory, "behave", node=node, mode=mode)
     click.echo(f"{proc.name} is now {proc.behaviour} (restarted, pid {proc.pid})")
 
@@ -328,14 +343,14 @@ def check(directory: Path) -> None:
     seen. Exits 1 on a safety violation. Byzantine validators (from
     testnet.json) are reported but not held to the safety promise.
     """
-    layout = tn.Layout.of(directory)
+    layout = Layout.of(directory)
     if not layout.logs.is_dir():
         raise UserError(f"{layout.logs} not found: no testnet has run in {layout.root}")
     byzantine: list[str] = []
     if layout.state.exists():
-        state = _run(lambda: tn.read_state(layout))
-        assert isinstance(state, tn.TestnetState)
-        byzantine = tn.byzantine_names(state)
+        state = _run(lambda: read_state(layout))
+        assert isinstance(state, TestnetState)
+        byzantine = byzantine_names(state)
     report = analyse_dir(layout.logs, exclude=byzantine)
     if not report.nodes:
         raise UserError(f"no node logs (*.jsonl) in {layout.logs}")
@@ -361,7 +376,7 @@ def report(directory: Path, out: Path | None) -> None:
     """
     from network.testnet.report import make_report
 
-    layout = tn.Layout.of(directory)
+    layout = Layout.of(directory)
     if not layout.logs.is_dir():
         raise UserError(f"{layout.logs} not found: no testnet has run in {layout.root}")
     result = _run(lambda: make_report(layout, out))
@@ -378,9 +393,9 @@ def report(directory: Path, out: Path | None) -> None:
 @DIR_OPTION
 def status(directory: Path) -> None:
     """Each node of a testnet: process state, height, round, age of its last event, penalties."""
-    layout = tn.Layout.of(directory)
-    state = _run(lambda: tn.read_state(layout))
-    assert isinstance(state, tn.TestnetState)
+    layout = Layout.of(directory)
+    state = _run(lambda: read_state(layout))
+    assert isinstance(state, TestnetState)
     for line in status_lines(layout, state, time.time()):
         click.echo(line)
 
@@ -395,18 +410,18 @@ def _age(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _process_label(node: tn.NodeProc) -> str:
+def _process_label(node: NodeProc) -> str:
     """The live process state, explained by the recorded status when the process is gone."""
-    live = tn.process_state(node.pid, node.command)
+    live = process_state(node.pid, node.command)
     if live != "dead":
         return live
-    return "dead" if node.status in (tn.RUNNING, tn.PAUSED) else node.status
+    return "dead" if node.status in (RUNNING, PAUSED) else node.status
 
 
-def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[str]:
+def status_lines(layout: Layout, state: TestnetState, now: float) -> list[str]:
     """The `posnet status` table, computed from testnet.json, /proc and the logs."""
     up_alive = (
-        state.supervisor_pid and tn.process_state(state.supervisor_pid, state.supervisor_command) != "dead"
+        state.supervisor_pid and process_state(state.supervisor_pid, state.supervisor_command) != "dead"
     )
     runner = (
         f"up pid {state.supervisor_pid}, running {_age(now - state.started_at)}"
@@ -415,7 +430,7 @@ def status_lines(layout: tn.Layout, state: tn.TestnetState, now: float) -> list[
     )
     broker = state.broker
     broker_state = (
-        "" if broker.pid is None else f", pid {broker.pid} {tn.process_state(broker.pid, broker.command)}"
+        "" if broker.pid is None else f", pid {broker.pid} {process_state(broker.pid, broker.command)}"
     )
     lines = [
         f"testnet {state.chain_id} in {layout.root}: {runner}",
@@ -454,11 +469,11 @@ def _network_cell(faults: NetworkFaults | None, applied: dict[str, Any], name: s
         return "direct"
     stats = applied.get("stats", {}).get(name, {})
     lost = sum(stats.get(way, {}).get("dropped", 0) for way in ("up", "down"))
-    return tn.describe_link(faults, name, lost)
+    return describe_link(faults, name, lost)
 
 
 def _network_lines(
-    layout: tn.Layout, state: tn.TestnetState, lines: list[str]
+    layout: Layout, state: TestnetState, lines: list[str]
 ) -> tuple[NetworkFaults | None, dict[str, Any]]:
     """Append the relay's state and the partition to `lines`; the faults in force (None: no relay).
 
@@ -469,13 +484,13 @@ def _network_lines(
     relay = state.relay
     if relay is None:
         return None, {}
-    relay_state = tn.process_state(relay.pid, relay.command) if relay.pid else "dead"
+    relay_state = process_state(relay.pid, relay.command) if relay.pid else "dead"
     if relay_state == "dead":
         lines.append("network-fault relay not running: no network faults in force")
         return NetworkFaults(), {}
     try:
-        requested = tn.read_requested_faults(layout)
-    except tn.TestnetError as exc:
+        requested = read_requested_faults(layout)
+    except TestnetError as exc:
         lines.append(f"network-fault relay pid {relay.pid} {relay_state}; {exc}")
         return NetworkFaults(), {}
     applied = read_applied(layout.root) or {}
@@ -485,7 +500,7 @@ def _network_lines(
     if len(requested.groups) > 1:
         islands = applied.get("islands", {})
         where = ", ".join(f"group {int(i) + 1} on {v.get('url')}" for i, v in sorted(islands.items()))
-        lines.append(f"partition {tn.describe_partition(requested)}" + (f" ({where})" if where else ""))
+        lines.append(f"partition {describe_partition(requested)}" + (f" ({where})" if where else ""))
     return requested, applied
 
 

@@ -1,26 +1,19 @@
-"""`posnet tx` and `posnet query`: submit signed transactions to a running chain and read its ledger.
+"""`posnet tx`: sign a transaction, send it to a running chain, and follow it into a block.
 
-Both talk to running nodes, never to files a node owns: reads go to a node's
-read-only JSON endpoint (``/query/...`` on its metrics port, see
-`node.core.query`), and a transaction goes out on the chain's ``tx`` MQTT channel,
-exactly as a peer's would, for whichever validator proposes next to include.
-
-Where to find the chain: ``--dir DIR`` (a `posnet testnet up` directory: the
-broker URL, each node's metrics port and log are in DIR/testnet.json), or
-explicitly ``--url http://HOST:PORT`` for a node's query endpoint and, for
-transactions, ``--broker mqtt://HOST:PORT`` (plus ``--genesis FILE`` when no
-``--url`` can tell the chain id).
+A transaction goes out on the chain's ``tx`` MQTT channel, exactly as a
+peer's would, for whichever validator proposes next to include. Where the
+chain is comes from ``--dir DIR`` (a `posnet testnet up` directory: the broker
+URL, each node's metrics port and log are in DIR/testnet.json), or explicitly
+``--broker mqtt://HOST:PORT`` (plus ``--url http://HOST:PORT`` for a node to
+ask, or ``--genesis FILE`` when no ``--url`` can tell the chain id); see
+`network.cli.chain`.
 
 A transaction is checked first: the node dry-runs it against its current
 ledger (``/query/check/...``) with the ledger's own rules, so a doomed
 transaction costs one line with the reason instead of a block and silence.
 Then it is published and, by default, followed until a block applies or
 rejects it (the node's ``tx_applied``/``tx_rejected`` events, by tx id).
-
-The parts that need no click live outside the CLI, for scripts to reuse:
-where the chain is (`network.testnet.target`), the query client
-(`network.testnet.client`), publishing and following a transaction
-(`network.testnet.submit`); how answers are shown is `network.cli.format`.
+Publishing and following live in `network.testnet.submit`, without click.
 
 Exit codes: 0 applied (or published with --no-wait), 1 rejected (by the check
 or by the chain), 2 a usage problem (bad option, missing file, node or broker
@@ -40,24 +33,16 @@ from typing import Any
 import aiomqtt
 import click
 
+from network.cli.chain import TARGET_OPTIONS, ChainGroup, resolve_target, with_options
 from network.cli.errors import UserError
-from network.cli.format import (
-    account_lines,
-    delegation_lines,
-    nakamoto_lines,
-    pool_lines,
-    pools_lines,
-    supply_lines,
-)
 from network.cli.keys import load_key
-from network.testnet import supervisor as tn
-from network.testnet.client import JSON, QueryClient, parse_account
+from network.testnet.client import QueryClient, parse_account
+from network.testnet.logtail import LogTail
 from network.testnet.submit import publish_tx, wait_for_outcome
-from network.testnet.target import ClientError, Target, genesis_names, target_from_dir
-from network.transport.broker import parse_broker_url
+from network.testnet.target import Target
 from network.transport.mqtt import PasswordFileError, read_password_file
 from node.core.envelopes import tx_bytes
-from node.core.genesis import PPM, GenesisError, load_genesis
+from node.core.genesis import PPM
 from node.core.tx import (
     Delegate,
     RegisterPool,
@@ -71,175 +56,7 @@ from node.core.tx import (
 )
 
 DEFAULT_WAIT_S = 60.0
-DEFAULT_DIR = "testnet"
 EXIT_REJECTED, EXIT_TIMEOUT = 1, 3
-
-
-# ------------------------------------------------------------------ where the chain is
-
-
-def resolve_target(
-    directory: Path | None,
-    node_name: str | None,
-    url: str | None,
-    broker: str | None = None,
-    genesis_path: Path | None = None,
-) -> Target:
-    """``--dir`` (default ./testnet) or the explicit ``--url``/``--broker``/``--genesis``; never a mix."""
-    explicit = url is not None or broker is not None or genesis_path is not None
-    if explicit and (directory is not None or node_name is not None):
-        raise UserError("use --dir [--node] or --url/--broker/--genesis, not both")
-    if not explicit:
-        return target_from_dir(directory or Path(DEFAULT_DIR), node_name)
-    genesis = None
-    if genesis_path is not None:
-        try:
-            genesis = load_genesis(genesis_path)
-        except GenesisError as exc:
-            raise UserError(str(exc)) from None
-    if broker is not None:
-        try:
-            parse_broker_url(broker)
-        except ValueError as exc:
-            raise UserError(f"--broker: {exc}") from None
-    query_url = url.rstrip("/") if url else None
-    if query_url is not None and not query_url.startswith(("http://", "https://")):
-        raise UserError(f"--url {url!r}: expected http://HOST:PORT (a node's metrics port)")
-    return Target(query_url, query_url or "the chain", genesis, broker, None, None, genesis_names(genesis))
-
-
-class ChainGroup(click.Group):
-    """A command group whose commands talk to a running chain.
-
-    The client modules they drive raise plain `ClientError`s (they know
-    nothing of click); this prints each as the CLI's one-line UserError.
-    """
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ClientError as exc:
-            raise UserError(str(exc)) from None
-
-
-# ------------------------------------------------------------------ query commands
-
-TARGET_OPTIONS: list[Callable[[Any], Any]] = [
-    click.option(
-        "--dir",
-        "directory",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help=f"a `posnet testnet up` directory [default: ./{DEFAULT_DIR} unless --url is given]",
-    ),
-    click.option(
-        "--node", "node_name", default=None, help="which node of --dir to ask [default: the first running]"
-    ),
-    click.option("--url", default=None, help="a node's query endpoint: http://HOST:METRICS_PORT"),
-]
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="print the node's JSON answer")
-
-
-def with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    def decorate(function: Any) -> Any:
-        for option in reversed(options):
-            function = option(function)
-        return function
-
-    return decorate
-
-
-def _show(answer: JSON, as_json: bool, lines: Callable[[JSON, str], list[str]], label: str) -> None:
-    if as_json:
-        click.echo(json.dumps(answer))
-        return
-    for line in lines(answer, label):
-        click.echo(line)
-
-
-@click.group("query", cls=ChainGroup)
-def query() -> None:
-    """Read a running chain's ledger from one node: balances, pools, delegations, supply."""
-
-
-def _client(directory: Path | None, node_name: str | None, url: str | None) -> tuple[Target, QueryClient]:
-    target = resolve_target(directory, node_name, url)
-    if target.query_url is None:
-        raise UserError("no node to ask: pass --dir DIR or --url http://HOST:PORT")
-    return target, QueryClient(target)
-
-
-@query.command("balance")
-@click.argument("account")
-@with_options(TARGET_OPTIONS)
-@JSON_OPTION
-def query_balance(
-    account: str, directory: Path | None, node_name: str | None, url: str | None, as_json: bool
-) -> None:
-    """An account's balance, nonce, stake and unbonding (ACCOUNT: address, key file or pool name)."""
-    target, client = _client(directory, node_name, url)
-    address = parse_account(account, target, client)
-    _show(client.get(f"/query/account/{address.hex()}"), as_json, account_lines, client.label)
-
-
-@query.command("delegations")
-@click.argument("account")
-@with_options(TARGET_OPTIONS)
-@JSON_OPTION
-def query_delegations(
-    account: str, directory: Path | None, node_name: str | None, url: str | None, as_json: bool
-) -> None:
-    """Where an account has stake, and what it is unbonding."""
-    target, client = _client(directory, node_name, url)
-    address = parse_account(account, target, client)
-    _show(client.get(f"/query/delegations/{address.hex()}"), as_json, delegation_lines, client.label)
-
-
-@query.command("pools")
-@with_options(TARGET_OPTIONS)
-@JSON_OPTION
-def query_pools(directory: Path | None, node_name: str | None, url: str | None, as_json: bool) -> None:
-    """Every stake pool: status, stake and share, pledge, delegations, margin."""
-    _, client = _client(directory, node_name, url)
-    _show(client.get("/query/pools"), as_json, pools_lines, client.label)
-
-
-@query.command("pool")
-@click.argument("pool")
-@with_options(TARGET_OPTIONS)
-@JSON_OPTION
-def query_pool(
-    pool: str, directory: Path | None, node_name: str | None, url: str | None, as_json: bool
-) -> None:
-    """One pool in detail, with its delegators and unbonding stake (POOL: name, address or key file)."""
-    target, client = _client(directory, node_name, url)
-    _show(
-        client.get(f"/query/pool/{parse_account(pool, target, client).hex()}"),
-        as_json,
-        pool_lines,
-        client.label,
-    )
-
-
-@query.command("supply")
-@with_options(TARGET_OPTIONS)
-@JSON_OPTION
-def query_supply(directory: Path | None, node_name: str | None, url: str | None, as_json: bool) -> None:
-    """Total supply against genesis + issued - slashed, where the units are, and stake concentration."""
-    _, client = _client(directory, node_name, url)
-    _show(client.get("/query/supply"), as_json, supply_lines, client.label)
-
-
-@query.command("nakamoto")
-@with_options(TARGET_OPTIONS)
-@JSON_OPTION
-def query_nakamoto(directory: Path | None, node_name: str | None, url: str | None, as_json: bool) -> None:
-    """The Nakamoto coefficient (fewest pools that can halt the chain) and the stake distribution."""
-    _, client = _client(directory, node_name, url)
-    _show(client.get("/query/nakamoto"), as_json, nakamoto_lines, client.label)
-
-
-# ------------------------------------------------------------------ submitting
 
 
 @dataclass(frozen=True)
@@ -418,7 +235,7 @@ def submit(submission: Submission, build: Callable[[int], Tx]) -> None:
             outcome.status, outcome.stage = "rejected", "check"
             outcome.height, outcome.reason = verdict["height"], verdict["problem"]
             _finish(outcome, options)
-    tail = tn.LogTail(target.log_path) if options.wait and target.log_path is not None else None
+    tail = LogTail(target.log_path) if options.wait and target.log_path is not None else None
     envelope = tx_bytes(chain_id, wire, keypair)
     try:
         asyncio.run(publish_tx(target, chain_id, envelope, options.mqtt_username, password))

@@ -1,4 +1,4 @@
-"""`posnet watch`: a live terminal view of a running testnet, refreshed every second.
+"""The live terminal view of a running testnet behind `posnet watch`, refreshed every second.
 
 It reads what any other terminal can read: testnet.json and /proc for the
 processes, the node logs and the scenario's step log for everything else. It
@@ -21,16 +21,16 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
-import click
-
-from network.cli.keys import UserError
-from network.cli.testnet import DIR_OPTION
-from network.testnet import supervisor as tn
+from network.testnet.ansi import strip_ansi
+from network.testnet.errors import TestnetError
+from network.testnet.layout import PAUSED, RUNNING, Layout, TestnetState, read_state
 from network.testnet.logcheck import Event
-from network.testnet.scenario import SCENARIO_LOG
+from network.testnet.logtail import LogTail
+from network.testnet.perturb import describe_link, describe_partition, read_requested_faults
+from network.testnet.processes import process_state
+from network.testnet.scenario_log import SCENARIO_LOG
 from node.core.events import ACCOUNTABILITY_EVENTS
 from node.runtime.eventlog import RESET, format_pretty
 
@@ -301,24 +301,12 @@ def _event_line(event: Event, color: bool) -> str:
 
 def _clip(line: str, width: int) -> str:
     """Cut a line to the terminal width (escape codes are not counted, so colored lines are cut less)."""
-    visible = len(_strip_ansi(line))
+    visible = len(strip_ansi(line))
     if visible <= width:
         return line
     if "\x1b" in line:
         return line  # a colored line: cutting could split an escape code; it wraps instead
     return line[: max(0, width - 1)] + "…"
-
-
-def _strip_ansi(text: str) -> str:
-    out, skip = [], False
-    for ch in text:
-        if ch == "\x1b":
-            skip = True
-        elif skip and ch == "m":
-            skip = False
-        elif not skip:
-            out.append(ch)
-    return "".join(out)
 
 
 # ------------------------------------------------------------------ reading the testnet
@@ -327,24 +315,24 @@ def _strip_ansi(text: str) -> str:
 class Watcher:
     """Tails a testnet directory's logs into a WatchState and refreshes process states."""
 
-    def __init__(self, layout: tn.Layout) -> None:
+    def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.state = WatchState(nodes={})
-        self.tails: dict[str, tn.LogTail] = {}
-        self.scenario_tail = tn.LogTail(layout.logs / SCENARIO_LOG, from_end=False)
+        self.tails: dict[str, LogTail] = {}
+        self.scenario_tail = LogTail(layout.logs / SCENARIO_LOG, from_end=False)
 
-    def _names(self, testnet: tn.TestnetState | None) -> list[str]:
+    def _names(self, testnet: TestnetState | None) -> list[str]:
         if testnet is not None:
             return list(testnet.nodes)
         return sorted(p.stem for p in self.layout.logs.glob("*.jsonl") if p.name != SCENARIO_LOG)
 
     def refresh(self, now: float | None = None) -> WatchState:
         testnet = None
-        with contextlib.suppress(tn.TestnetError):
-            testnet = tn.read_state(self.layout)
+        with contextlib.suppress(TestnetError):
+            testnet = read_state(self.layout)
         for name in self._names(testnet):
             if name not in self.tails:
-                self.tails[name] = tn.LogTail(self.layout.log(name), from_end=False)
+                self.tails[name] = LogTail(self.layout.log(name), from_end=False)
                 self.state.node(name)
         events = [e for tail in self.tails.values() for e in tail.read_events()]
         events += self.scenario_tail.read_events()
@@ -353,34 +341,32 @@ class Watcher:
         self._processes(testnet, time.time() if now is None else now)
         return self.state
 
-    def _processes(self, testnet: tn.TestnetState | None, now: float) -> None:
+    def _processes(self, testnet: TestnetState | None, now: float) -> None:
         if testnet is None:
             self.state.title = f"posnet watch: {self.layout.root} (no testnet.json: logs only)"
             return
         up = (
             testnet.supervisor_pid
-            and tn.process_state(testnet.supervisor_pid, testnet.supervisor_command) != "dead"
+            and process_state(testnet.supervisor_pid, testnet.supervisor_command) != "dead"
         )
         running = f"up for {now - testnet.started_at:.0f} s" if up else "not running"
         clock = time.strftime("%H:%M:%S", time.localtime(now))
         self.state.title = f"testnet {testnet.chain_id} in {self.layout.root}: {running}  [{clock}]"
         faults = None
         if testnet.relay is not None:
-            with contextlib.suppress(tn.TestnetError, OSError):
-                faults = tn.read_requested_faults(self.layout)
-        partition = tn.describe_partition(faults) if faults is not None else "none"
+            with contextlib.suppress(TestnetError, OSError):
+                faults = read_requested_faults(self.layout)
+        partition = describe_partition(faults) if faults is not None else "none"
         self.state.partition = None if partition == "none" or not up else partition
         for name, node in testnet.nodes.items():
             view = self.state.node(name)
-            view.network = tn.describe_link(faults, name) if faults is not None and up else "-"
-            live = tn.process_state(node.pid, node.command)
-            view.process = live if live != "dead" or node.status in (tn.RUNNING, tn.PAUSED) else node.status
+            view.network = describe_link(faults, name) if faults is not None and up else "-"
+            live = process_state(node.pid, node.command)
+            view.process = live if live != "dead" or node.status in (RUNNING, PAUSED) else node.status
             view.behaviour = node.behaviour
 
 
-def run_watch(
-    layout: tn.Layout, interval: float = 1.0, once: bool = False, out: IO[str] | None = None
-) -> int:
+def run_watch(layout: Layout, interval: float = 1.0, once: bool = False, out: IO[str] | None = None) -> int:
     """Redraw every `interval` seconds until Ctrl-C (or once); the exit code."""
     stream = out if out is not None else sys.stdout
     tty = stream.isatty()
@@ -406,23 +392,3 @@ def run_watch(
         if tty and not once:
             stream.write("\x1b[?25h\n")
             stream.flush()
-
-
-@click.command("watch")
-@DIR_OPTION
-@click.option(
-    "--interval", type=click.FloatRange(0.1), default=1.0, show_default=True, help="seconds between redraws"
-)
-@click.option("--once", is_flag=True, help="print one frame and exit (for scripts)")
-def watch(directory: Path, interval: float, once: bool) -> None:
-    """A live view of a testnet: per node height, round, finality latency, status; recent events.
-
-    Status is online/paused/offline from the process and the node's log, plus
-    jailed/tombstoned from penalty events. Ctrl-C quits (the testnet keeps running).
-    """
-    layout = tn.Layout.of(directory)
-    if not layout.state.exists() and not layout.logs.is_dir():
-        raise UserError(
-            f"{layout.root} has no testnet: start one with `posnet testnet up --dir {layout.root}`"
-        )
-    sys.exit(run_watch(layout, interval, once))

@@ -7,8 +7,8 @@ could notice or obey:
 
 - delay: every chunk is held for MS before it is forwarded, both ways, in order;
 - drop: whole MQTT PUBLISH packets vanish with probability RATE, both ways.
-  The relay parses MQTT framing (fixed header + remaining-length varint), so
-  it only ever forwards complete packets and a drop never cuts one in half.
+  The relay parses MQTT framing (fixed header + remaining-length varint, in
+  network/transport/framing.py), so it only ever forwards complete packets and a drop never cuts one in half.
   Other packet types (CONNECT, SUBSCRIBE, PINGREQ...) always pass, so the
   session survives even a rate of 1.0. A dropped QoS 1 PUBLISH is answered
   with the PUBACK its sender waits for: otherwise the sender's in-flight
@@ -28,13 +28,8 @@ could notice or obey:
   and a real partition does cost the cut-off side its broker connection.)
   Healing moves everyone back to the main broker the same way.
 
-The relay is driven by a control file, DIR/faults.json (written atomically
-by the `posnet testnet delay|drop|partition|heal` commands), which it polls.
-It answers in DIR/faults.applied.json: the generation it has applied (so a
-command returns only once the fault is real), the island brokers it runs
-(so leftovers can be stopped), and per-node counters of relayed and dropped
-packets. Both files are JSON so a human, `posnet status` and a scenario
-runner can read them.
+The relay is driven by a control file, DIR/faults.json, which it polls, and
+answers in DIR/faults.applied.json (both described in network/testnet/faultfile.py).
 """
 
 from __future__ import annotations
@@ -42,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -55,218 +49,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from network.testnet.faultfile import (
+    LinkFaults,
+    NetworkFaults,
+    applied_path,
+    faults_path,
+    read_faults,
+    write_json_atomic,
+)
 from network.transport.broker import BrokerProcess, BrokerStartError, parse_broker_url, start_broker
+from network.transport.framing import MqttFramer, puback, publish_qos
 
-FAULTS_FILE = "faults.json"
-APPLIED_FILE = "faults.applied.json"
 POLL_S = 0.05
 STATS_EVERY_S = 1.0
 CONNECT_TIMEOUT_S = 5.0
 READ_CHUNK = 64 * 1024
 QUEUE_HIGH_BYTES = 8 * 1024 * 1024  # per direction: past this the relay stops reading (TCP backpressure)
-MAX_DELAY_MS = 600_000
 UP, DOWN = "up", "down"  # node -> broker, broker -> node
 
-PUBLISH, PUBACK = 3, 4
-
 log = logging.getLogger("posnet.netfaults")
-
-
-# ------------------------------------------------------------------ MQTT framing
-
-
-class FramingError(ValueError):
-    """Bytes that are not MQTT: the relay closes the connection rather than guess."""
-
-
-class MqttFramer:
-    """Split a byte stream into whole MQTT control packets, whatever the chunking.
-
-    Only the fixed header is interpreted: one type/flags byte, then the
-    remaining length as a varint of at most four bytes (MQTT 3.1.1 and 5
-    agree on this). Bytes of an incomplete packet wait for the next chunk.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    @property
-    def pending(self) -> int:
-        """Bytes held back because their packet is not complete yet."""
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """The packets that `data` completes, in order."""
-        self._buffer += data
-        packets: list[bytes] = []
-        start, size = 0, len(self._buffer)
-        view = memoryview(self._buffer)
-        try:
-            while True:
-                header = _packet_header(view, start, size)
-                if header is None:
-                    break
-                end = start + header
-                if end > size:
-                    break
-                packets.append(bytes(view[start:end]))
-                start = end
-        finally:
-            view.release()
-        del self._buffer[:start]
-        return packets
-
-
-def _packet_header(buf: memoryview, start: int, size: int) -> int | None:
-    """Total length of the packet at `start` (header included), or None if its header is incomplete."""
-    length, multiplier, index = 0, 1, start + 1
-    for _ in range(4):
-        if index >= size:
-            return None
-        byte = buf[index]
-        index += 1
-        length += (byte & 0x7F) * multiplier
-        if not byte & 0x80:
-            return index - start + length
-        multiplier *= 128
-    raise FramingError("MQTT remaining length longer than four bytes")
-
-
-def encode_packet(first_byte: int, body: bytes) -> bytes:
-    """A whole MQTT packet: type/flags byte, remaining-length varint, body."""
-    out = bytearray([first_byte])
-    n = len(body)
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            break
-    return bytes(out) + body
-
-
-def publish_qos(packet: bytes) -> tuple[int, int | None] | None:
-    """(QoS, packet id) of a PUBLISH packet, or None for any other packet type.
-
-    The packet id follows the topic name in both MQTT versions (MQTT 5's
-    properties come after it), so no protocol version is needed.
-    """
-    if packet[0] >> 4 != PUBLISH:
-        return None
-    qos = (packet[0] >> 1) & 0x03
-    if qos == 0:
-        return 0, None
-    index = 1
-    while packet[index] & 0x80:
-        index += 1
-    index += 1
-    topic_len = int.from_bytes(packet[index : index + 2], "big")
-    at = index + 2 + topic_len
-    if at + 2 > len(packet):
-        raise FramingError("PUBLISH too short for its packet identifier")
-    return qos, int.from_bytes(packet[at : at + 2], "big")
-
-
-def puback(packet_id: int) -> bytes:
-    """PUBACK for `packet_id`: valid in MQTT 3.1.1 and (success, no properties) in MQTT 5."""
-    return encode_packet(PUBACK << 4, packet_id.to_bytes(2, "big"))
-
-
-# ------------------------------------------------------------------ the control file
-
-
-@dataclass
-class LinkFaults:
-    """The faults on one node's link to its broker."""
-
-    delay_ms: int = 0
-    drop: float = 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.delay_ms > 0 or self.drop > 0
-
-
-@dataclass
-class NetworkFaults:
-    """What DIR/faults.json asks for: island groups and per-node link faults.
-
-    `groups` empty means one network. Otherwise group 0 stays on the main
-    broker and group i > 0 gets island broker i; the writer lists every node
-    in some group (nodes it did not name are put in group 0).
-    """
-
-    generation: int = 0
-    groups: list[list[str]] = field(default_factory=list)
-    links: dict[str, LinkFaults] = field(default_factory=dict)
-
-    def group_of(self, node: str) -> int:
-        for index, members in enumerate(self.groups):
-            if node in members:
-                return index
-        return 0
-
-    def link(self, node: str) -> LinkFaults:
-        return self.links.get(node) or LinkFaults()
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> NetworkFaults:
-        groups = [[str(n) for n in group] for group in raw.get("groups", [])]
-        links = {str(name): _link_faults(value) for name, value in raw.get("links", {}).items()}
-        return cls(generation=int(raw.get("generation", 0)), groups=groups, links=links)
-
-
-def _link_faults(raw: dict[str, Any]) -> LinkFaults:
-    delay_ms, drop = int(raw.get("delay_ms", 0)), float(raw.get("drop", 0.0))
-    if not 0 <= delay_ms <= MAX_DELAY_MS:
-        raise ValueError(f"delay_ms {delay_ms} outside 0..{MAX_DELAY_MS}")
-    if not 0.0 <= drop <= 1.0:
-        raise ValueError(f"drop {drop} outside 0..1")
-    return LinkFaults(delay_ms, drop)
-
-
-def faults_path(directory: Path) -> Path:
-    return directory / FAULTS_FILE
-
-
-def applied_path(directory: Path) -> Path:
-    return directory / APPLIED_FILE
-
-
-def read_faults(directory: Path) -> NetworkFaults:
-    """The requested faults; none when the file does not exist. ValueError when it is malformed."""
-    try:
-        raw = json.loads(faults_path(directory).read_text())
-    except FileNotFoundError:
-        return NetworkFaults()
-    if not isinstance(raw, dict):
-        raise ValueError(f"{faults_path(directory)}: not a JSON object")
-    try:
-        return NetworkFaults.from_json(raw)
-    except (TypeError, AttributeError) as exc:
-        raise ValueError(f"{faults_path(directory)}: {exc}") from None
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` in one step, so the relay (or a status reader) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def write_faults(directory: Path, faults: NetworkFaults) -> None:
-    write_json_atomic(faults_path(directory), faults.to_json())
-
-
-def read_applied(directory: Path) -> dict[str, Any] | None:
-    """What the relay last reported, or None (not started yet, or unreadable mid-replace)."""
-    try:
-        raw = json.loads(applied_path(directory).read_text())
-    except (OSError, ValueError):
-        return None
-    return raw if isinstance(raw, dict) else None
 
 
 # ------------------------------------------------------------------ relaying one connection

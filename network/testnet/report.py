@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from network.testnet import scenario as sc
-from network.testnet import supervisor as tn
+from network.testnet import scenario_checks as checks
+from network.testnet.errors import TestnetError
+from network.testnet.layout import DIED, KILLED, Layout, read_state
 from network.testnet.logcheck import (
     Event,
     describe_penalty,
@@ -39,6 +41,7 @@ from network.testnet.logcheck import (
     read_log,
     unique_penalties,
 )
+from network.testnet.scenario_log import SCENARIO_LOG, read_timeline
 from node.core.genesis import GenesisError, Params, load_genesis
 
 # Which step opens a window and which closes it, and the window's colour.
@@ -93,15 +96,15 @@ class RunData:
 # ------------------------------------------------------------------ reading
 
 
-def load_run(layout: tn.Layout) -> RunData:
+def load_run(layout: Layout) -> RunData:
     """The last run in a testnet directory: node events since it started, its scenario if it had one."""
     state = None
-    with contextlib.suppress(tn.TestnetError):
-        state = tn.read_state(layout)
+    with contextlib.suppress(TestnetError):
+        state = read_state(layout)
     names = list(state.nodes) if state else sorted(p.stem for p in layout.logs.glob("v*.jsonl"))
     history = {name: read_log(layout.log(name)).events for name in names}
     start = state.started_at if state else 0.0
-    timeline = sc.read_timeline(layout.logs / sc.SCENARIO_LOG)
+    timeline = read_timeline(layout.logs / SCENARIO_LOG)
     scenario = None
     began = timeline[0] if timeline and timeline[0].get("event") == "scenario_started" else None
     run_start = float(began.get("run_start_ts", began["ts"])) if began is not None else 0.0
@@ -111,7 +114,7 @@ def load_run(layout: tn.Layout) -> RunData:
             scenario = sc.parse_scenario(began["spec"]).scaled(float(began.get("time_scale", 1.0)))
     else:
         timeline, t0 = [], start
-    logs = {name: sc.since(events, start) for name, events in history.items()}
+    logs = {name: checks.since(events, start) for name, events in history.items()}
     if not t0:
         t0 = min((float(e["ts"]) for events in logs.values() for e in events[:1]), default=0.0)
     byzantine = {n.name for n in state.nodes.values() if n.behaviour != "honest"} if state else set()
@@ -125,7 +128,7 @@ def load_run(layout: tn.Layout) -> RunData:
     ]
     running = None
     if state is not None:
-        running = {n.name for n in state.nodes.values() if n.status not in (tn.KILLED, tn.DIED)}
+        running = {n.name for n in state.nodes.values() if n.status not in (KILLED, DIED)}
     return RunData(
         logs=logs,
         timeline=timeline,
@@ -290,7 +293,7 @@ def summary_lines(run: RunData) -> tuple[list[str], bool]:
         )
     lines.append("  " + liveness_line(run))
     if run.scenario is not None:
-        results = sc.evaluate(
+        results = checks.evaluate(
             run.scenario, run.logs, run.timeline, run.t0, run.end_ts, run.params, run.running
         )
         lines.append(f"scenario checks ({run.scenario.name}):")
@@ -312,7 +315,7 @@ def liveness_line(run: RunData) -> str:
         if e.get("event") == "started" and i > 0
     ]
     if heals:
-        since, why = sc.last_recovery_ts(run.timeline, run.t0)
+        since, why = checks.last_recovery_ts(run.timeline, run.t0)
     elif restarts:
         since, node = max(restarts)
         why = f"the last restart ({node} at {since - run.t0:.1f} s)"
@@ -322,7 +325,7 @@ def liveness_line(run: RunData) -> str:
     if run.scenario is not None:
         alive = alive - sc.down_at_end(run.scenario)
     nodes = [n for n in run.honest if n in alive]
-    times = sc.recovery_times(run.logs, nodes, since)
+    times = checks.recovery_times(run.logs, nodes, since)
     stuck = [n for n, t in times.items() if t is None]
     if stuck:
         return f"liveness after {why}: {', '.join(stuck)} finalized no new height before the end"
@@ -479,11 +482,11 @@ def _first_seen(logs: Iterable[Sequence[Event]], penalty: Event) -> float:
     return min(stamps, default=float(penalty["ts"]))
 
 
-def make_report(layout: tn.Layout, out: Path | None = None) -> tuple[list[str], bool, Path | None]:
+def make_report(layout: Layout, out: Path | None = None) -> tuple[list[str], bool, Path | None]:
     """Read the run, draw the PNG, and return the summary lines, the verdict and where the PNG went."""
     run = load_run(layout)
     if not any(run.logs.values()):
-        raise tn.TestnetError(f"no node events in {layout.logs}: nothing to report")
+        raise TestnetError(f"no node events in {layout.logs}: nothing to report")
     lines, ok = summary_lines(run)
     if not matplotlib_available():
         lines.append("no PNG: drawing it needs matplotlib (pip install 'posnet[report]')")

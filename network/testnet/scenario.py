@@ -29,34 +29,28 @@ exist or a step that cannot happen (resuming a node that is not paused) is
 refused with one line naming the field, before any process starts, because a
 typo discovered forty seconds into a run costs forty seconds and proves nothing.
 
-The module has three layers. Parsing and the checks are pure functions (over
-dicts and parsed log events), so they are unit-tested without processes.
-`ScenarioSupervisor` drives a real testnet: it is the `up` orchestrator
-plus a clock that fires the steps, logs each one to DIR/logs/scenario.jsonl
-and, after the run, evaluates the checks from the node logs alone.
+The work is split by job: this module is the model and the strict parser
+(pure); `scenario_checks` judges a run from parsed log events (pure, so both
+are unit-tested without processes); `scenario_log` is the step log,
+DIR/logs/scenario.jsonl; `scenario_run` drives a real testnet: the `up`
+supervisor plus a clock that fires the steps, logs each one and, after the
+run, evaluates the checks from the node logs alone.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import click
-
-from network.testnet import supervisor as tn
-from network.testnet.logcheck import Event, find_conflicts, read_log
 from node.core.behaviours import BEHAVIOURS
 from node.core.events import ACCOUNTABILITY_EVENTS
-from node.core.genesis import GenesisError, Params, load_genesis, validator_names
+from node.core.genesis import validator_names
 
 ACTIONS = ("kill", "restart", "pause", "resume", "partition", "heal", "delay", "drop", "behave")
-SCENARIO_LOG = "scenario.jsonl"
 MAX_VALIDATORS = 64
 
 # Which fields each action takes (besides at_s and action); all of them are required.
@@ -215,16 +209,18 @@ def load_scenario(path: Path | str) -> Scenario:
         raise ScenarioError(f"{path}: {exc}") from None
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """An int that is not a bool (TOML and JSON both give bools that pass isinstance(int))."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+def is_number(value: object) -> bool:
+    """A finite int or float, not a bool: what a time or a rate in a file or a log must be."""
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
 
 
 def _number(where: str, value: object, minimum: float = 0.0, strict: bool = False) -> float:
-    if not _is_number(value):
+    if not is_number(value):
         raise ScenarioError(f"{where}: expected a number, got {value!r}")
     number = float(value)  # type: ignore[arg-type]
     if number < minimum or (strict and number == minimum):
@@ -233,7 +229,7 @@ def _number(where: str, value: object, minimum: float = 0.0, strict: bool = Fals
 
 
 def _integer(where: str, value: object, low: int, high: int | None = None) -> int:
-    if not _is_int(value):
+    if not is_int(value):
         raise ScenarioError(f"{where}: expected an integer, got {value!r}")
     assert isinstance(value, int)
     if value < low or (high is not None and value > high):
@@ -469,455 +465,3 @@ def down_at_end(scenario: Scenario) -> set[str]:
         if step.action in ("kill", "restart", "pause", "resume") and step.node:
             state[step.node] = {"kill": "down", "pause": "down"}.get(step.action, "up")
     return {node for node, s in state.items() if s == "down"}
-
-
-# ------------------------------------------------------------------ checks (pure)
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"  {'PASS' if self.ok else 'FAIL'} {self.name}: {self.detail}"
-
-
-def recovery_bound_s(params: Params, rounds: int) -> float:
-    """R rounds' worth of timeouts (each round's propose+prevote+precommit, growing per round) plus one slot.
-
-    This is how long a height can take when R rounds in a row fail: the
-    liveness promise "finality resumes within R rounds" in seconds.
-    """
-    return (params.commit_wait_ms + params.failed_rounds_ms(rounds)) / 1000
-
-
-def _finalized(events: Iterable[Event]) -> list[Event]:
-    return [
-        e
-        for e in events
-        if e.get("event") == "finalized" and _is_int(e.get("height")) and _is_number(e.get("ts"))
-    ]
-
-
-def last_recovery_ts(timeline: Sequence[Event], t0: float) -> tuple[float, str]:
-    """When the liveness clock starts: the last heal, else the last fault, else the start; and why."""
-    for kind in ("heal", "fault"):
-        steps = [e for e in timeline if e.get("event") == kind and _is_number(e.get("ts"))]
-        if steps:
-            last = steps[-1]
-            return float(last["ts"]), f"the last {kind} ({last.get('action')} at {last['ts'] - t0:.1f} s)"
-    return t0, "the start"
-
-
-def check_safety(logs: Mapping[str, list[Event]], honest: Sequence[str]) -> CheckResult:
-    conflicts = find_conflicts({n: logs.get(n, []) for n in honest})
-    if conflicts:
-        return CheckResult(
-            "safety", False, f"{len(conflicts)} height(s) with different blocks: {conflicts[0].describe()}"
-        )
-    heights = [max((e["height"] for e in _finalized(logs.get(n, []))), default=0) for n in honest]
-    return CheckResult(
-        "safety",
-        True,
-        f"no conflicting finalized blocks across {len(honest)} honest node(s) (heights {min(heights, default=0)}"
-        f"..{max(heights, default=0)})",
-    )
-
-
-def recovery_times(
-    logs: Mapping[str, list[Event]], nodes: Iterable[str], since: float
-) -> dict[str, float | None]:
-    """Per node, seconds from `since` to its first finalized height above the one it held then (None: never)."""
-    out: dict[str, float | None] = {}
-    for node in nodes:
-        finalized = _finalized(logs.get(node, []))
-        before = max((e["height"] for e in finalized if e["ts"] <= since), default=0)
-        after = [e["ts"] - since for e in finalized if e["ts"] > since and e["height"] > before]
-        out[node] = min(after) if after else None
-    return out
-
-
-def check_resumed(
-    logs: Mapping[str, list[Event]],
-    nodes: Sequence[str],
-    timeline: Sequence[Event],
-    t0: float,
-    end_ts: float,
-    params: Params,
-    rounds: int,
-) -> CheckResult:
-    """Every node in `nodes` finalizes a height above the one it had at the last heal, within the bound."""
-    name = f"resumed_within_rounds {rounds}"
-    since, why = last_recovery_ts(timeline, t0)
-    bound = recovery_bound_s(params, rounds)
-    times = recovery_times(logs, nodes, since)
-    took = {node: t for node, t in times.items() if t is not None and t <= bound}
-    missing = [node for node in nodes if node not in took]
-    if not nodes:
-        return CheckResult(name, False, "no running honest node to judge")
-    if missing:
-        window = min(bound, max(0.0, end_ts - since))
-        return CheckResult(
-            name,
-            False,
-            f"{', '.join(missing)} finalized no new height within {window:.1f} s of {why} "
-            f"(bound {bound:.1f} s{'; the run ended first' if end_ts - since < bound else ''})",
-        )
-    slowest = max(took, key=lambda n: took[n])
-    return CheckResult(
-        name,
-        True,
-        f"{len(nodes)} running honest node(s) finalized again after {why}, slowest {slowest} in "
-        f"{took[slowest]:.1f} s (bound {bound:.1f} s)",
-    )
-
-
-def check_penalty(
-    logs: Mapping[str, list[Event]], nodes: Sequence[str], expected: PenaltyExpectation
-) -> CheckResult:
-    """The penalty is in the log of every node in `nodes` (each honest node applies the same block)."""
-    name = f"expect_penalties {expected.event} {expected.validator}"
-    missing = [
-        node
-        for node in nodes
-        if not any(
-            e.get("event") == expected.event and e.get("validator") == expected.validator
-            for e in logs.get(node, [])
-        )
-    ]
-    if not nodes:
-        return CheckResult(name, False, "no running honest node to judge")
-    if missing:
-        return CheckResult(name, False, f"missing from the log of {', '.join(missing)}")
-    heights = sorted(
-        {
-            e.get("height")
-            for node in nodes
-            for e in logs.get(node, [])
-            if e.get("event") == expected.event and e.get("validator") == expected.validator
-        },
-        key=str,
-    )
-    return CheckResult(
-        name, True, f"in the log of all {len(nodes)} running honest node(s), at height {heights[0]}"
-    )
-
-
-def check_stalled(
-    logs: Mapping[str, list[Event]], honest: Sequence[str], t0: float, window: tuple[float, float]
-) -> CheckResult:
-    """No honest node finalizes a height above the highest one finalized before the window, inside it."""
-    start, end = t0 + window[0], t0 + window[1]
-    name = f"stalled_during {window[0]:g}-{window[1]:g} s"
-    finalized = {node: _finalized(logs.get(node, [])) for node in honest}
-    top = max((e["height"] for events in finalized.values() for e in events if e["ts"] < start), default=0)
-    new = sorted(
-        (
-            (e["ts"], node, e["height"])
-            for node, events in finalized.items()
-            for e in events
-            if start <= e["ts"] <= end and e["height"] > top
-        ),
-    )
-    if new:
-        ts, node, height = new[0]
-        return CheckResult(
-            name,
-            False,
-            f"{node} finalized height {height} at {ts - t0:.1f} s (height was {top} before the window)",
-        )
-    return CheckResult(name, True, f"no new height finalized (stuck at {top})")
-
-
-def check_min_height(logs: Mapping[str, list[Event]], nodes: Sequence[str], minimum: int) -> CheckResult:
-    heights = {node: max((e["height"] for e in _finalized(logs.get(node, []))), default=0) for node in nodes}
-    low = sorted(node for node, h in heights.items() if h < minimum)
-    if not nodes:
-        return CheckResult(f"min_height {minimum}", False, "no running honest node to judge")
-    if low:
-        return CheckResult(
-            f"min_height {minimum}", False, ", ".join(f"{n} reached only {heights[n]}" for n in low)
-        )
-    return CheckResult(
-        f"min_height {minimum}", True, f"lowest running honest node at {min(heights.values())}"
-    )
-
-
-def evaluate(
-    scenario: Scenario,
-    logs: Mapping[str, list[Event]],
-    timeline: Sequence[Event],
-    t0: float,
-    end_ts: float,
-    params: Params,
-    running: Iterable[str] | None = None,
-) -> list[CheckResult]:
-    """Every check the scenario asks for, from the node logs and the step log of this run.
-
-    `logs` should hold only this run's events (the safety check is the
-    exception worth making over the whole history, and the caller may pass
-    it that way). `running` names the nodes alive at the end; progress and
-    penalties are demanded of the honest ones among them, since a node the
-    scenario left killed can neither finalize nor apply a slash.
-    """
-    honest = scenario.honest()
-    alive = set(scenario.names if running is None else running) - down_at_end(scenario)
-    judged = [n for n in honest if n in alive]
-    results = []
-    failed_steps = [e for e in timeline if e.get("event") == "step_failed"]
-    if scenario.steps:
-        if failed_steps:
-            first = failed_steps[0]
-            results.append(
-                CheckResult(
-                    "steps",
-                    False,
-                    f"{len(failed_steps)} step(s) failed, first {first.get('action')}: {first.get('error')}",
-                )
-            )
-        else:
-            done = sum(1 for e in timeline if e.get("event") in ("fault", "heal"))
-            ok = done == len(scenario.steps)
-            results.append(CheckResult("steps", ok, f"{done} of {len(scenario.steps)} step(s) ran"))
-    checks = scenario.checks
-    if checks.safety:
-        results.append(check_safety(logs, honest))
-    for window in checks.stalled_during:
-        results.append(check_stalled(logs, honest, t0, window))
-    if checks.resumed_within_rounds is not None:
-        results.append(
-            check_resumed(logs, judged, timeline, t0, end_ts, params, checks.resumed_within_rounds)
-        )
-    for expected in checks.expect_penalties:
-        results.append(check_penalty(logs, judged, expected))
-    if checks.min_height is not None:
-        results.append(check_min_height(logs, judged, checks.min_height))
-    return results
-
-
-def since(events: Iterable[Event], start_ts: float) -> list[Event]:
-    """The events of one run: a testnet directory's logs are appended across runs."""
-    return [e for e in events if _is_number(e.get("ts")) and e["ts"] >= start_ts]
-
-
-# ------------------------------------------------------------------ step log
-
-
-def read_timeline(path: Path) -> list[Event]:
-    """The step log of the *last* scenario run in a directory (it is appended across runs)."""
-    events = read_log(path).events
-    starts = [i for i, e in enumerate(events) if e.get("event") == "scenario_started"]
-    return events[starts[-1] :] if starts else events
-
-
-def step_event(step: Step, ts: float, scenario: str) -> Event:
-    """The line logged for a step that ran: `fault` for a fault, `heal` for a repair."""
-    return {
-        "event": "heal" if step.heals else "fault",
-        "ts": round(ts, 6),
-        "action": step.action,
-        **step.args(),
-        "at_s": round(step.at_s, 3),
-        "scenario": scenario,
-    }
-
-
-# ------------------------------------------------------------------ running
-
-
-def run_step(layout: tn.Layout, step: Step) -> None:
-    """Apply one step to the running testnet (TestnetError when it cannot)."""
-    node = step.node or ""
-    if step.action == "kill":
-        tn.kill_node(layout, node)
-    elif step.action == "restart":
-        tn.restart_node(layout, node)
-    elif step.action == "pause":
-        tn.pause_node(layout, node)
-    elif step.action == "resume":
-        tn.resume_node(layout, node)
-    elif step.action == "partition":
-        assert step.groups is not None
-        tn.partition(layout, [list(g) for g in step.groups])
-    elif step.action == "heal":
-        tn.heal(layout)
-    elif step.action == "delay":
-        assert step.ms is not None
-        tn.delay(layout, node, step.ms)
-    elif step.action == "drop":
-        assert step.rate is not None
-        tn.drop(layout, node, step.rate)
-    elif step.action == "behave":
-        assert step.mode is not None
-        tn.behave(layout, node, step.mode)
-
-
-def apply_to_config(
-    config: tn.UpConfig, scenario: Scenario, explicit: Iterable[str], time_scale: float
-) -> tuple[tn.UpConfig, Scenario]:
-    """The `up` configuration and the scenario to run: the file's settings, except options given on the command line.
-
-    `--validators` and `--behaviour` change what the scenario means (which
-    names exist, who is judged as honest), so the scenario is parsed again
-    with them: a step naming a validator that no longer exists is refused
-    here, and a validator made Byzantine on the command line is not judged.
-    """
-    given = set(explicit)
-    raw = dict(scenario.raw)
-    if "validators" in given:
-        raw["validators"] = config.validators
-    behaviours = {**scenario.behaviours, **config.behaviours}
-    if behaviours:
-        raw["behaviours"] = behaviours
-    if raw != scenario.raw:
-        try:
-            scenario = parse_scenario(raw)
-        except ScenarioError as exc:
-            raise ScenarioError(f"{exc} (with --validators/--behaviour from the command line)") from None
-    merged = replace(
-        config,
-        validators=scenario.validators,
-        duration=config.duration if "duration" in given else scenario.duration_s * time_scale,
-        slot_ms=config.slot_ms if config.slot_ms is not None else scenario.slot_ms,
-        behaviours=dict(scenario.behaviours),
-    )
-    return merged, scenario
-
-
-class ScenarioSupervisor(tn.Supervisor):
-    """`up` plus a timeline: fires the scenario's steps at their times, then judges the run.
-
-    It hooks the orchestrator's poll loop (every 0.25 s) rather than running
-    a thread, so steps and process supervision never race: a kill is
-    recorded in testnet.json before the loop looks for dead nodes again.
-    """
-
-    def __init__(
-        self, config: tn.UpConfig, scenario: Scenario, time_scale: float = 1.0, echo: tn.Echo = click.echo
-    ) -> None:
-        super().__init__(config, echo)
-        self.scenario = scenario
-        self.timeline_scenario = scenario.scaled(time_scale)
-        self.time_scale = time_scale
-        self.pending = list(self.timeline_scenario.steps)
-        self.timeline: list[Event] = []
-        self.run_start_ts = 0.0
-        self.t0: float | None = None
-        self.t0_mono = 0.0
-        self.results: list[CheckResult] = []
-
-    @property
-    def step_log(self) -> Path:
-        return self.layout.logs / SCENARIO_LOG
-
-    def _log(self, event: Event) -> None:
-        self.timeline.append(event)
-        self.layout.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.step_log, "a", encoding="utf-8") as out:
-            out.write(json.dumps(event, separators=(",", ":")) + "\n")
-
-    def run(self) -> int:
-        relayed = sorted(self.scenario.actions() & {"partition", "heal", "delay", "drop"})
-        if relayed and not self.config.netfaults:
-            raise tn.TestnetError(
-                f"scenario {self.scenario.name!r} uses {', '.join(relayed)}, which needs the fault relay: "
-                "drop --no-netfaults"
-            )
-        self.run_start_ts = time.time()
-        code = super().run()
-        return self._verdict(code)
-
-    def _start(self) -> None:
-        super()._start()
-        self.t0, self.t0_mono = time.time(), time.monotonic()
-        scale = f", time scale {self.time_scale:g}" if self.time_scale != 1 else ""
-        self._log(
-            {
-                "event": "scenario_started",
-                "ts": round(self.t0, 6),
-                "name": self.scenario.name,
-                "time_scale": self.time_scale,
-                "run_start_ts": round(self.run_start_ts, 6),
-                "spec": _jsonable(self.scenario.raw),
-            }
-        )
-        self.echo(
-            f"scenario {self.scenario.name}: {len(self.pending)} step(s) over {self.config.duration:g} s{scale}"
-        )
-
-    def _check_processes(self) -> None:
-        super()._check_processes()
-        self._fire_due_steps()
-
-    def _fire_due_steps(self) -> None:
-        if self.t0 is None:
-            return
-        elapsed = time.monotonic() - self.t0_mono
-        while self.pending and self.pending[0].at_s <= elapsed and not self.signals:
-            step = self.pending.pop(0)
-            self.echo(click.style(f"== scenario {elapsed:6.1f} s: {step.describe()}", fg="cyan", bold=True))
-            ts = time.time()
-            try:
-                run_step(self.layout, step)
-            except tn.TestnetError as exc:
-                self._log(
-                    {**step_event(step, ts, self.scenario.name), "event": "step_failed", "error": str(exc)}
-                )
-                self.echo(
-                    click.style(f"!! scenario step {step.describe()} failed: {exc}", fg="red", bold=True)
-                )
-            else:
-                self._log(step_event(step, ts, self.scenario.name))
-            elapsed = time.monotonic() - self.t0_mono
-
-    def _verdict(self, code: int) -> int:
-        """Evaluate the checks from the logs, print them, and fold them into the exit code."""
-        if self.t0 is None or self.state is None:
-            return code or 1
-        end_ts = time.time()
-        self._log({"event": "scenario_finished", "ts": round(end_ts, 6), "name": self.scenario.name})
-        try:
-            params = load_genesis(self.layout.genesis).params
-        except GenesisError:
-            params = Params()
-        full = {name: read_log(self.layout.log(name)).events for name in self.state.nodes}
-        this_run = {name: since(events, self.run_start_ts) for name, events in full.items()}
-        running = [n.name for n in self.state.nodes.values() if n.status not in (tn.KILLED, tn.DIED)]
-        self.results = evaluate(
-            self.timeline_scenario, this_run, self.timeline, self.t0, end_ts, params, running
-        )
-        # safety over the whole history: the chain continues across runs of one directory
-        self.results = [
-            check_safety(full, self.timeline_scenario.honest()) if r.name == "safety" else r
-            for r in self.results
-        ]
-        ok = all(r.ok for r in self.results)
-        self.echo(f"scenario {self.scenario.name}: {len(self.results)} check(s)")
-        for result in self.results:
-            self.echo(click.style(result.line(), fg="green" if result.ok else "red"))
-        self.echo(click.style(f"verdict: {'PASS' if ok else 'FAIL'}", fg="green" if ok else "red", bold=True))
-        for result in self.results:
-            self._log(
-                {
-                    "event": "check",
-                    "ts": round(end_ts, 6),
-                    "name": result.name,
-                    "ok": result.ok,
-                    "detail": result.detail,
-                }
-            )
-        return code if ok else 1
-
-
-def _jsonable(value: Any) -> Any:
-    """TOML values as JSON (dates become strings): the scenario is recorded with its run."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def run_scenario(
-    config: tn.UpConfig, scenario: Scenario, time_scale: float = 1.0, echo: tn.Echo = click.echo
-) -> int:
-    """`posnet testnet up --scenario`: the exit code (1 when the testnet or any check failed)."""
-    return ScenarioSupervisor(config, scenario, time_scale, echo).run()

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import aiomqtt
 
-from network.testnet import supervisor as tn
 from network.testnet.client import JSON, QueryClient
+from network.testnet.logtail import LogTail
 from network.testnet.target import ClientError, Target
 from network.transport.broker import parse_broker_url
 from network.transport.mqtt import detect_protocol, topic
@@ -55,7 +55,7 @@ async def publish_tx(
         await client.publish(topic(chain_id, TX), payload, qos=1)
 
 
-def _log_outcomes(tail: tn.LogTail | None, txid: str) -> Iterator[JSON]:
+def _log_outcomes(tail: LogTail | None, txid: str) -> Iterator[JSON]:
     for event in tail.read_events() if tail is not None else ():
         if event.get("event") in TX_OUTCOMES and event.get("tx") == txid:
             yield {
@@ -66,7 +66,7 @@ def _log_outcomes(tail: tn.LogTail | None, txid: str) -> Iterator[JSON]:
 
 
 def wait_for_outcome(
-    client: QueryClient | None, tail: tn.LogTail | None, txid: str, timeout: float
+    client: QueryClient | None, tail: LogTail | None, txid: str, timeout: float
 ) -> JSON | None:
     """Poll the node's log (new lines only) and its /query/tx/ answer until the tx's block is seen."""
     deadline = time.monotonic() + timeout

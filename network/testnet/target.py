@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from network.testnet import supervisor as tn
+from network.testnet.errors import TestnetError
+from network.testnet.layout import Layout, NodeProc, TestnetState, read_state
+from network.testnet.processes import process_state
 from node.core.genesis import Genesis, GenesisError, load_genesis
 
 
@@ -38,7 +40,7 @@ def genesis_names(genesis: Genesis | None) -> dict[str, bytes]:
     return {} if genesis is None else {v.name: v.address for v in genesis.validators}
 
 
-def protocol_of(state: tn.TestnetState, node: tn.NodeProc) -> Literal[5, 311]:
+def protocol_of(state: TestnetState, node: NodeProc) -> Literal[5, 311]:
     """The MQTT version the testnet's nodes speak (their command line says it; amqtt needs 3.1.1)."""
     command = node.command
     if "--mqtt-protocol" in command[:-1]:
@@ -48,19 +50,19 @@ def protocol_of(state: tn.TestnetState, node: tn.NodeProc) -> Literal[5, 311]:
 
 def target_from_dir(directory: Path, node_name: str | None) -> Target:
     """A testnet directory: its genesis, its broker, and one running node (``node_name`` or the first)."""
-    layout = tn.Layout.of(directory)
+    layout = Layout.of(directory)
     try:
-        state = tn.read_state(layout)
+        state = read_state(layout)
         genesis = load_genesis(layout.genesis)
-    except (tn.TestnetError, GenesisError) as exc:
+    except (TestnetError, GenesisError) as exc:
         raise ClientError(str(exc)) from None
     if node_name is not None:
         try:
             node = state.node(node_name)
-        except tn.TestnetError as exc:
+        except TestnetError as exc:
             raise ClientError(str(exc)) from None
     else:
-        alive = [n for n in state.nodes.values() if tn.process_state(n.pid, n.command) == "alive"]
+        alive = [n for n in state.nodes.values() if process_state(n.pid, n.command) == "alive"]
         if not alive:
             raise ClientError(
                 f"no node of the testnet in {layout.root} is running; start it with `posnet testnet up`"

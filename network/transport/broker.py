@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
+from network.transport.framing import CONNECT, encode_packet, mqtt_string
+
 BrokerKind = Literal["auto", "mosquitto", "embedded"]
 
 DEFAULT_MQTT_PORT = 1883
@@ -128,25 +130,11 @@ def parse_broker_url(url: str) -> tuple[str, int]:
 # --- readiness probe -------------------------------------------------------------
 
 
-def _mqtt_string(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _connect_packet(client_id: str) -> bytes:
     """A minimal MQTT 3.1.1 CONNECT: clean session, no will, no credentials."""
-    body = _mqtt_string("MQTT") + bytes([4, 0x02]) + (10).to_bytes(2, "big")
-    body += _mqtt_string(client_id)
-    return bytes([0x10]) + _remaining_length(len(body)) + body
+    body = mqtt_string("MQTT") + bytes([4, 0x02]) + (10).to_bytes(2, "big")
+    body += mqtt_string(client_id)
+    return encode_packet(CONNECT << 4, body)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:

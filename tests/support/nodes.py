@@ -3,7 +3,7 @@
 A `LocalNet` is a directory with a genesis, one HOME (``key.json``) per
 validator, and one JSON-lines log per node; nodes are real child processes
 of the test, started with the command line the testnet orchestrator builds
-(``network.testnet.supervisor.node_argv``), and killed with real signals. Everything
+(``network.testnet.processes.node_argv``), and killed with real signals. Everything
 observed about them comes from their logs, their metrics endpoint, or the
 broker.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from network.testnet.logcheck import read_log
-from network.testnet.supervisor import node_argv
+from network.testnet.processes import node_argv
 from network.transport.broker import free_port
 from node.core.genesis import Params, genesis_to_toml, make_genesis
 from node.core.keys import Keypair, save_key_file

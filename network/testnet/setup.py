@@ -1,0 +1,99 @@
+"""The chain a testnet runs: its validators' keys and its genesis, created once and reused after.
+
+Reuse is what makes a testnet restartable (the nodes' stores belong to that
+genesis), so an existing directory is verified against what was asked for,
+never silently overwritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from network.testnet.errors import TestnetError
+from network.testnet.layout import Layout
+from node.core.genesis import (
+    Genesis,
+    GenesisError,
+    Params,
+    genesis_to_toml,
+    load_genesis,
+    make_genesis,
+    validator_names,
+)
+from node.core.keys import Keypair, load_key_file, save_key_file
+
+DEFAULT_CHAIN_ID = "posnet-local"
+DEFAULT_SLOT_MS = 1000  # paced heights: a human can read the stream
+
+
+def prepare(layout: Layout, validators: int, chain_id: str | None, slot_ms: int | None) -> Genesis:
+    """Create the keys and genesis that are missing; reuse (and verify) the ones that exist.
+
+    Reuse is what makes a testnet restartable: the nodes' stores belong to
+    that genesis. Options that contradict an existing genesis are refused
+    rather than ignored, since silently running a different chain than asked
+    for is the worse surprise.
+    """
+    names = validator_names(validators)
+    if layout.genesis.exists():
+        return _reuse_genesis(layout, names, chain_id, slot_ms)
+    keypairs = {name: _key_for(layout, name) for name in names}
+    params = Params(commit_wait_ms=DEFAULT_SLOT_MS if slot_ms is None else slot_ms)
+    doc = make_genesis(chain_id or DEFAULT_CHAIN_ID, keypairs, params=params)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.genesis.write_text(genesis_to_toml(doc))
+    try:
+        return load_genesis(layout.genesis)  # the node's own checks, before any node starts
+    except GenesisError as exc:
+        layout.genesis.unlink()
+        raise TestnetError(str(exc)) from None
+
+
+def _key_for(layout: Layout, name: str) -> Keypair:
+    path = layout.key(name)
+    if not path.exists():
+        keypair = Keypair.generate()
+        save_key_file(path, name, keypair)
+        return keypair
+    stored_name, keypair = _load_key(path)
+    if stored_name != name:
+        raise TestnetError(f"{path}: key is named {stored_name!r}, expected {name!r}")
+    return keypair
+
+
+def _load_key(path: Path) -> tuple[str, Keypair]:
+    try:
+        return load_key_file(path)
+    except ValueError as exc:
+        raise TestnetError(str(exc)) from None
+
+
+def _reuse_genesis(layout: Layout, names: list[str], chain_id: str | None, slot_ms: int | None) -> Genesis:
+    try:
+        doc = load_genesis(layout.genesis)
+    except GenesisError as exc:
+        raise TestnetError(str(exc)) from None
+    existing = [v.name for v in doc.validators]
+    fresh = "use a fresh --dir (or delete it) for a new chain"
+    if existing != names:
+        raise TestnetError(
+            f"{layout.genesis} has validators {', '.join(existing)}, but --validators {len(names)} "
+            f"means {names[0]}..{names[-1]}; {fresh}"
+        )
+    if chain_id is not None and chain_id != doc.chain_id:
+        raise TestnetError(f"{layout.genesis} is chain {doc.chain_id!r}, not {chain_id!r}; {fresh}")
+    if slot_ms is not None and slot_ms != doc.params.commit_wait_ms:
+        raise TestnetError(
+            f"{layout.genesis} has commit_wait_ms {doc.params.commit_wait_ms}, not --slot-ms {slot_ms}; {fresh}"
+        )
+    for validator in doc.validators:
+        if not layout.key(validator.name).exists():
+            raise TestnetError(
+                f"{layout.key(validator.name)} is missing but {layout.genesis} names {validator.name}"
+            )
+        _, keypair = _load_key(layout.key(validator.name))
+        if keypair.public != validator.public_key:
+            raise TestnetError(
+                f"{layout.key(validator.name)} does not match {validator.name}'s key in {layout.genesis}"
+            )
+    return doc
