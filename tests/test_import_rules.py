@@ -37,7 +37,8 @@ IO_AND_CLOCK = frozenset(
 NETWORK_CLIENTS = frozenset({"click", "aiomqtt", "paho", "amqtt"})
 """Third-party modules of the process around the core (the CLI and the MQTT clients and broker)."""
 
-CORE_THIRD_PARTY = frozenset({"msgpack", "cryptography"})
+CORE_THIRD_PARTY = frozenset({"msgpack", "cryptography", "tomli_w"})
+"""Pure libraries the protocol is written in: its wire codec, its signatures, its genesis file's writer."""
 """The only third-party modules the pure core may use: the wire encoding and the signatures."""
 
 SIM_CLOCK = frozenset({"time.perf_counter"})
@@ -147,14 +148,14 @@ def attributes_used(source: str, path: str, modules: frozenset[str]) -> list[Imp
 
 
 def core_is_pure(imp: Import) -> str | None:
-    """(a) node/core: no I/O, clock, chance or CLI; only stdlib, msgpack, cryptography and itself."""
+    """(a) node/core: no I/O, clock, chance or CLI; only stdlib, msgpack, cryptography, tomli_w and itself."""
     if not imp.within("node/core/"):
         return None
     if imp.top() in IO_AND_CLOCK | NETWORK_CLIENTS:
         return f"the pure core must not import {imp.top()}"
     if imp.top() in STDLIB | CORE_THIRD_PARTY or imp.under("node.core"):
         return None
-    return "the pure core imports only node.core, msgpack, cryptography and the standard library"
+    return "the pure core imports only node.core, msgpack, cryptography, tomli_w and the standard library"
 
 
 def node_ignores_network(imp: Import) -> str | None:

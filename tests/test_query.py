@@ -15,7 +15,6 @@ from node.core.keys import Keypair
 from node.core.ledger import LedgerEvent, total_supply
 from node.core.messages import Block, CommitCertificate, Evidence, Kind, Vote, make_evidence, sign_item
 from node.core.query import (
-    NodeView,
     QueryError,
     account_view,
     check_tx_view,
@@ -31,6 +30,7 @@ from node.core.query import (
 from node.core.state import ChainState, apply_block, genesis_state
 from node.core.tx import Delegate, Transfer, Tx, Undelegate, sign_tx, tx_id
 from node.runtime.metrics import NodeMetrics
+from node.runtime.queryview import QueryView
 from tests.support.chain import ADDR, CHAIN_ID, KEYS, certificate, make_block
 
 DELEGATOR = Keypair.deterministic("q/delegator")  # 500 staked with alice at genesis, 2000 liquid
@@ -304,7 +304,7 @@ def test_route_answers_known_paths_and_refuses_the_rest(state: ChainState) -> No
 
 
 def test_node_view_remembers_tx_outcomes_and_never_goes_back(state: ChainState) -> None:
-    view = NodeView(state, keep=2)
+    view = QueryView(state, keep=2)
     assert view.answer("/query/tx/" + "aa" * 32)[1]["status"] == "unknown"
     for i, kind in enumerate(("tx_applied", "tx_rejected", "tx_applied")):
         view.record({"event": kind, "tx": f"{i:02x}" * 32, "height": 5 + i, "reason": f"r{i}"})
@@ -323,7 +323,7 @@ def test_node_view_remembers_tx_outcomes_and_never_goes_back(state: ChainState) 
 
 def test_the_metrics_port_serves_query_json_beside_metrics(state: ChainState) -> None:
     metrics = NodeMetrics("v1", CHAIN_ID, dropped=dict, signed=lambda: 0, refused=lambda: 0)
-    view = NodeView(state)
+    view = QueryView(state)
     metrics.serve(0, "127.0.0.1", query=view.answer)
     try:
         base = f"http://127.0.0.1:{metrics.port}"

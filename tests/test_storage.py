@@ -26,8 +26,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.core.safety import SignMark, Step, may_sign, position
-from node.runtime.store import ConflictingBlock, DoubleSignRefused, StorageError, Store
+from node.core.safety import DoubleSignRefused, SignMark, Step, may_sign, position
+from node.runtime.store import ConflictingBlock, StorageError, Store
 
 REPO = Path(__file__).resolve().parents[1]
 VAL = b"\x01" * 32
@@ -462,7 +462,8 @@ def test_marks_survive_sigkill_at_random_moments_complete_and_never_behind_an_ac
 RACE_TO_SIGN = """
 import os, sys, time
 from node.core.safety import SignMark, Step
-from node.runtime.store import DoubleSignRefused, Store
+from node.core.safety import DoubleSignRefused
+from node.runtime.store import Store
 
 db_path, validator, block_id, ready, go = sys.argv[1:]
 store = Store(db_path)

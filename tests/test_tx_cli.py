@@ -1,6 +1,6 @@
 """`posnet tx`, `posnet query` and `posnet genesis create --account`, against a served node view.
 
-The node side is the real thing minus consensus: a `NodeView` over a real
+The node side is the real thing minus consensus: a `QueryView` over a real
 `ChainState`, served by `NodeMetrics` on a free loopback port exactly as a
 running node serves it. Publishing is checked against a real broker (the
 broker-marked test); the end-to-end run on real node processes is in
@@ -42,10 +42,11 @@ from node.core.channels import TX
 from node.core.genesis import Genesis as GenesisDoc
 from node.core.genesis import GenesisAccount, GenesisValidator, Params, genesis_to_toml, load_genesis
 from node.core.keys import Keypair, save_key_file
-from node.core.query import NodeView, supply_view
+from node.core.query import supply_view
 from node.core.state import ChainState, genesis_state
 from node.core.tx import Transfer, decode_tx, verify_tx
 from node.runtime.metrics import NodeMetrics
+from node.runtime.queryview import QueryView
 from tests.support import brokers
 
 CHAIN_ID = "posnet-cli"
@@ -63,7 +64,7 @@ def make_doc() -> GenesisDoc:
 @dataclass
 class Served:
     url: str
-    view: NodeView
+    view: QueryView
     state: ChainState
     genesis: Path
     alice: Path
@@ -74,7 +75,7 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     """A node's query endpoint over the genesis state, plus the key files and genesis a user would hold."""
     state = genesis_state(make_doc())
-    view = NodeView(state)
+    view = QueryView(state)
     metrics = NodeMetrics("v1", CHAIN_ID, dropped=dict, signed=lambda: 0, refused=lambda: 0)
     metrics.serve(0, "127.0.0.1", query=view.answer)
     genesis = tmp_path / "genesis.toml"

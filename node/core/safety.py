@@ -19,6 +19,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 
+class SigningRecordError(Exception):
+    """A signing record could not durably keep a mark: the signer must not sign."""
+
+
+class DoubleSignRefused(SigningRecordError):
+    """The requested signature would conflict with what this validator already signed."""
+
+
 class Step(IntEnum):
     """The signed steps of a round, in protocol order.
 

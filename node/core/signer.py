@@ -19,8 +19,7 @@ from typing import Protocol
 from node.core.codec import decode, encode
 from node.core.keys import Keypair
 from node.core.messages import Block, Proposal, Vote, sha256, sign_item
-from node.core.safety import SignMark, Step, refusal_reason
-from node.runtime.store import DoubleSignRefused, StorageError
+from node.core.safety import DoubleSignRefused, SigningRecordError, SignMark, Step, refusal_reason
 
 JournalEntry = tuple[Vote | Proposal, Block | None]
 """A journaled message: ours, or a vote of a polka journaled with our precommit."""
@@ -28,7 +27,7 @@ JournalEntry = tuple[Vote | Proposal, Block | None]
 
 class SigningRecord(Protocol):
     def record_signing(self, validator: bytes, mark: SignMark) -> None:
-        """Durably record `mark` or raise DoubleSignRefused / StorageError."""
+        """Durably record `mark` or raise DoubleSignRefused (or another SigningRecordError)."""
 
     def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
         """Durably keep a signed message of `height` (older heights may be forgotten)."""
@@ -95,7 +94,7 @@ class GuardedSigner:
                 encode(_item_wire(signed, justification)),
                 block.encoded if block else b"",
             )
-        except (DoubleSignRefused, StorageError):
+        except SigningRecordError:
             self.refused += 1
             return None
         return signed

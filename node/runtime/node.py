@@ -68,12 +68,12 @@ from node.core.genesis import Genesis, GenesisError, load_genesis
 from node.core.hosting import Host
 from node.core.keys import Keypair, load_key_file
 from node.core.messages import Block, CommitCertificate
-from node.core.query import NodeView
 from node.core.safety import SignMark
 from node.core.signer import GuardedSigner, SigningRecord
 from node.core.state import ChainState, apply_block, certificate_problem, genesis_state
 from node.runtime.eventlog import EventLog
 from node.runtime.metrics import NodeMetrics
+from node.runtime.queryview import QueryView
 from node.runtime.store import StorageError, Store
 from node.runtime.transport import TransportFactory, TransportSpec
 
@@ -307,7 +307,7 @@ class NodeRuntime:
             self.store.close()
             raise
         self._progress = (self.state.height + 1, 0)
-        self.view = NodeView(self.state)  # what the read-only /query/ endpoint answers from
+        self.view = QueryView(self.state)  # what the read-only /query/ endpoint answers from
         try:
             self.events = EventLog(self.name, config.log_path)
         except OSError as exc:

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from node.core.safety import SignMark, refusal_reason
+from node.core.safety import DoubleSignRefused, SigningRecordError, SignMark, refusal_reason
 
 SCHEMA_VERSION = 1
 """Bumped on any incompatible schema change; opening a mismatching file fails loudly."""
@@ -68,8 +68,8 @@ _SCHEMA = (
 )
 
 
-class StorageError(Exception):
-    """Base of everything the store refuses or fails to do."""
+class StorageError(SigningRecordError):
+    """Base of everything the store fails to do (a refused double sign is `DoubleSignRefused`)."""
 
 
 class ConflictingBlock(StorageError):
@@ -78,10 +78,6 @@ class ConflictingBlock(StorageError):
     Finality is final: this means a safety violation somewhere (or a bug in
     the caller) and must never be papered over by overwriting.
     """
-
-
-class DoubleSignRefused(StorageError):
-    """The requested signature would conflict with what this validator already signed."""
 
 
 class Store:
