@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from node.runtime.eventlog import RESET
+
 Echo = Callable[[str], None]
 """Where a testnet's lines go: one call per line, without its newline."""
 
-RESET = "\x1b[0m"
 _FOREGROUND = {"red": 31, "green": 32, "yellow": 33, "cyan": 36}
 
 
