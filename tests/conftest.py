@@ -20,3 +20,13 @@ def mosquitto(tmp_path: Path) -> Iterator[BrokerProcess]:
         yield broker
     finally:
         broker.stop(kill=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """An integration test is always slow: marking it ``integration`` keeps it out of ``-m "not slow"`` too.
+
+    One marker per test then says what it needs, and the quick run cannot forget a real-process test.
+    """
+    for item in items:
+        if item.get_closest_marker("integration") is not None:
+            item.add_marker(pytest.mark.slow)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import cache
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,6 +113,7 @@ def test_certificates_of_different_heights_do_not_conflict() -> None:
 VOTE_CHOICES = (None, "nil", "A", "B", "A+B")  # absent, nil, a block, or both blocks (equivocation)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_any_fork_convicts_more_than_a_third_of_the_committee(data: st.DataObject) -> None:

@@ -186,6 +186,7 @@ def test_amnesia_breaks_a_lock_only_where_there_is_one_to_break() -> None:
 # ------------------------------------------------------------------ inside the bound
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize("mode", NEW_MODES)
 @pytest.mark.parametrize(("validators", "byzantine"), WITHIN_BOUND)
 def test_each_mode_inside_the_bound_keeps_safety_liveness_and_accountability(
@@ -196,6 +197,7 @@ def test_each_mode_inside_the_bound_keeps_safety_liveness_and_accountability(
         assert_within_bound_ok(run_simulation(config))
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize("mode", NEW_MODES)
 def test_each_mode_inside_the_bound_keeps_the_invariants_under_loss_delay_and_a_partition(mode: str) -> None:
     faults = parse_fault_spec("drop=0.1,delay=5-80,partition=v1+v2+v3|v4+v5+v6+v7@1000-5000")
@@ -206,6 +208,7 @@ def test_each_mode_inside_the_bound_keeps_the_invariants_under_loss_delay_and_a_
 # ------------------------------------------------------------------ it really misbehaves
 
 
+@pytest.mark.sim
 def test_withhold_leaves_some_honest_nodes_without_some_of_its_messages(wire: Wire) -> None:
     config = SimConfig(7, heights=10, seed=1, byzantine=2, byzantine_mode="withhold")
     assert_within_bound_ok(run_simulation(config))
@@ -229,6 +232,7 @@ def test_withhold_leaves_some_honest_nodes_without_some_of_its_messages(wire: Wi
             assert {r for sig, r in recipients if sig == item.signature} & honest != honest
 
 
+@pytest.mark.sim
 def test_late_sends_each_message_only_after_its_steps_timeout(wire: Wire) -> None:
     config = SimConfig(4, heights=8, seed=2, byzantine=1, byzantine_mode="late")
     assert_within_bound_ok(run_simulation(config))
@@ -254,6 +258,8 @@ def test_late_sends_each_message_only_after_its_steps_timeout(wire: Wire) -> Non
     assert all(first_sent[i.signature] == wire.signed_at[i.signature] for i in wire.by(honest))
 
 
+@pytest.mark.sim
+@pytest.mark.slow
 def test_amnesia_precommits_one_block_and_later_prevotes_another_without_a_polka(wire: Wire) -> None:
     """Under heavy loss a lock and a later round with a fresh proposal happen on some seeds; on
     those the amnesiac prevotes the new block, and the invariants still hold (1 of 4 Byzantine)."""
@@ -308,6 +314,7 @@ def test_twins_place_the_second_copy_on_the_other_side_of_every_partition() -> N
     assert plan.partitions[1].groups == (frozenset({"v1", "v4-twin"}), frozenset({"v2"}), frozenset({"v4"}))
 
 
+@pytest.mark.sim
 def test_twins_sign_two_votes_at_one_step_and_are_tombstoned_inside_the_bound(wire: Wire) -> None:
     faults = parse_fault_spec("partition=v1+v2|v3+v4@100-6000")
     config = SimConfig(4, heights=10, seed=0, byzantine=1, byzantine_mode="twins", faults=faults)
@@ -322,6 +329,8 @@ def test_twins_sign_two_votes_at_one_step_and_are_tombstoned_inside_the_bound(wi
     assert result.validators["v4"]["status"] == "tombstoned"  # accountability: the pair is caught
 
 
+@pytest.mark.sim
+@pytest.mark.slow
 def test_twins_holding_a_third_or_more_can_fork_a_partitioned_network_outside_the_bound() -> None:
     """Two twin pairs (half the stake) with one honest node on each side: each side has 3/4."""
     forked = []
@@ -364,6 +373,7 @@ async def prevote_times(broker: BrokerProcess, chain_id: str) -> AsyncIterator[P
         yield seen
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 @pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed")
 async def test_a_real_late_node_publishes_its_prevotes_a_timeout_after_the_others(

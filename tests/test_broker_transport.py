@@ -36,7 +36,7 @@ from tests.support.brokers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.integration]
 
 # Fixtures from the shared helper module, made visible to pytest here.
 mqtt_setup = brokers.mqtt_setup

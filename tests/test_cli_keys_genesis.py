@@ -228,6 +228,7 @@ def test_created_genesis_is_plain_toml(good_genesis: Path) -> None:
     assert len(raw["validators"]) == 2
 
 
+@pytest.mark.integration
 def test_bad_genesis_in_a_real_process_prints_one_line(tmp_path: Path, good_genesis: Path) -> None:
     """The same through the interpreter, as a user runs it: stderr is one line, exit code 2."""
     bad = _edit(good_genesis, "epoch_length = 10", "epoch_length = -1", tmp_path / "bad.toml")

@@ -42,11 +42,13 @@ def reason(data: bytes, **kwargs: Any) -> str:
 # ------------------------------------------------------------- round trips
 
 
+@pytest.mark.slow
 @given(values)
 def test_decode_inverts_encode_for_nested_tuples_of_allowed_types(obj: Any) -> None:
     assert same(decode(encode(obj)), obj)
 
 
+@pytest.mark.slow
 @given(values)
 def test_encoding_is_a_function_of_the_value(obj: Any) -> None:
     """Re-encoding what was decoded gives back the very same bytes (hashes are stable)."""
@@ -117,11 +119,13 @@ def test_decode_rejects_garbage_as_malformed(data: bytes) -> None:
     assert reason(data) == "malformed"
 
 
+@pytest.mark.slow
 @given(values, st.binary(min_size=1, max_size=8))
 def test_decode_rejects_trailing_bytes(obj: Any, extra: bytes) -> None:
     assert reason(encode(obj) + extra) == "malformed"
 
 
+@pytest.mark.slow
 @given(values, st.data())
 def test_decode_rejects_every_truncation(obj: Any, data: st.DataObject) -> None:
     encoded = encode(obj)
@@ -182,6 +186,7 @@ def test_a_str_raw_is_not_accepted_for_bytes() -> None:
     assert decode(b"\xa1x") != decode(b"\xc4\x01x")
 
 
+@pytest.mark.slow
 @settings(max_examples=400)
 @given(st.binary(max_size=64))
 def test_random_bytes_raise_nothing_but_decode_error(data: bytes) -> None:
@@ -193,6 +198,7 @@ def test_random_bytes_raise_nothing_but_decode_error(data: bytes) -> None:
         assert encode(obj) == data
 
 
+@pytest.mark.slow
 @given(values, st.data())
 def test_corrupted_encodings_raise_nothing_but_decode_error(obj: Any, data: st.DataObject) -> None:
     encoded = bytearray(encode(obj))

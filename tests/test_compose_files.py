@@ -299,6 +299,7 @@ def _dependency_modules() -> list[str]:
     ]
 
 
+@pytest.mark.integration
 def test_scripts_run_by_the_tests_get_a_python3_with_the_projects_dependencies(
     posnet_path: dict[str, str],
 ) -> None:
@@ -344,6 +345,7 @@ def _snapshot(data: Path) -> dict[str, bytes]:
     return {str(p.relative_to(data)): p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.integration
 def test_init_creates_keys_genesis_and_passwords_once(tmp_path: Path, posnet_path: dict[str, str]) -> None:
     data = tmp_path / "data"
     first = _run_init(posnet_path, data, "v1 v2")
@@ -395,6 +397,7 @@ def _mqtt_connect(port: int, username: str | None, password: str | None) -> str:
     return result[0] if result else "no CONNACK"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(
     not (shutil.which("mosquitto") and shutil.which("mosquitto_passwd")), reason="mosquitto not installed"
 )
@@ -498,6 +501,7 @@ def _health(tmp_path: Path, port: int, stall: str) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.integration
 def test_healthcheck_wants_metrics_and_a_growing_finalized_height(tmp_path: Path, metrics: _Metrics) -> None:
     metrics.height = 5
     first = _health(tmp_path, metrics.port, "0.5")

@@ -14,6 +14,10 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
+pytestmark = [pytest.mark.sim, pytest.mark.integration]  # each test is one `posnet sim` child process
+
 REPO_TIMEOUT_S = 600  # a loaded 2-core machine; these runs take seconds when idle
 
 

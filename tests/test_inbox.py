@@ -281,6 +281,7 @@ def mutate(data: bytes, plan: list[tuple[str, int, int]]) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(range(len(VALID))), mutations)
 def test_mutated_envelopes_never_raise_and_never_change_the_signer(which: int, plan: list) -> None:

@@ -579,6 +579,7 @@ def assert_no_negative_holdings(ledger: Ledger) -> None:
     assert all(e.amount >= 0 for e in ledger.unbonding)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(block_spec, min_size=1, max_size=12))
 def test_supply_is_conserved_exactly_over_random_blocks(specs: list) -> None:
@@ -603,6 +604,7 @@ def test_supply_is_conserved_exactly_over_random_blocks(specs: list) -> None:
         assert supply_is_conserved(ledger)
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(tx_spec, min_size=1, max_size=30))
 def test_no_transaction_lets_anyone_but_the_delegator_reduce_its_delegations(specs: list) -> None:
@@ -630,6 +632,7 @@ def test_no_transaction_lets_anyone_but_the_delegator_reduce_its_delegations(spe
 holding = st.integers(0, 10**12)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     pledge=holding,

@@ -115,17 +115,20 @@ def test_proposal_round_trips_through_the_wire(item: Proposal) -> None:
     assert Proposal.from_body(item.body(), item.signature) == item
 
 
+@pytest.mark.slow
 @given(certificates())
 def test_certificate_round_trips_through_the_wire(cert: CommitCertificate) -> None:
     assert CommitCertificate.from_wire(over_the_wire(cert)) == cert
 
 
+@pytest.mark.slow
 @given(evidences())
 def test_evidence_round_trips_through_the_wire(evidence: Evidence) -> None:
     assert evidence_shape_problem(evidence) is None
     assert Evidence.from_wire(over_the_wire(evidence)) == evidence
 
 
+@pytest.mark.slow
 @settings(max_examples=50)
 @given(blocks())
 def test_block_round_trips_through_the_wire_with_the_same_hash(block: Block) -> None:

@@ -180,6 +180,7 @@ def drain(t: MqttTransport) -> list[bytes]:
     return out
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 async def test_delay_holds_traffic_both_ways_in_order(relay: nf.Relay, mosquitto: BrokerProcess) -> None:
     a = transport(relay.url("a"), "a", ["to-a"])
@@ -202,6 +203,7 @@ async def test_delay_holds_traffic_both_ways_in_order(relay: nf.Relay, mosquitto
         assert a.stats["reconnects"] == 0
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 async def test_drop_all_stops_publishes_but_the_session_stays_up(
     relay: nf.Relay, mosquitto: BrokerProcess
@@ -228,6 +230,7 @@ async def test_drop_all_stops_publishes_but_the_session_stays_up(
         assert stats.connections == 1 and stats.cut == 0
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 async def test_random_sized_packets_are_never_cut_in_half(relay: nf.Relay, mosquitto: BrokerProcess) -> None:
     """Half a packet would desynchronise the broker's parser and it would drop the client."""
@@ -254,6 +257,7 @@ async def test_random_sized_packets_are_never_cut_in_half(relay: nf.Relay, mosqu
         assert a.stats["reconnects"] == 0 and stats.connections == 1
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 async def test_partition_moves_a_client_to_an_island_and_heal_brings_it_back(
     relay: nf.Relay, mosquitto: BrokerProcess
@@ -285,6 +289,7 @@ async def test_partition_moves_a_client_to_an_island_and_heal_brings_it_back(
         assert relay.stats["b"].cut == 2
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 async def test_the_control_file_is_applied_and_acknowledged(tmp_path: Path, relay: nf.Relay) -> None:
     task = asyncio.create_task(relay.poll_control())
@@ -526,6 +531,7 @@ def _stop(up: subprocess.Popen[str]) -> tuple[int, str]:
     return up.returncode, output
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 @needs_mosquitto
 def test_two_two_partition_stops_finality_until_healed(
@@ -555,6 +561,7 @@ def test_two_two_partition_stops_finality_until_healed(
     assert faultfile.read_applied(layout.root)["islands"] == {}  # type: ignore[index]
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 @needs_mosquitto
 def test_three_one_partition_the_one_stalls_then_catches_up(

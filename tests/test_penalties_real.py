@@ -40,6 +40,7 @@ HONEST = ("v1", "v2", "v3")
 
 pytestmark = [
     pytest.mark.broker,
+    pytest.mark.integration,
     pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed"),
 ]
 

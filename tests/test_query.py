@@ -343,6 +343,7 @@ def test_the_metrics_port_serves_query_json_beside_metrics(state: ChainState) ->
         metrics.close()
 
 
+@pytest.mark.sim
 def test_the_simulator_summary_carries_the_stake_distribution() -> None:
     from network.sim.runner import SimConfig, run_simulation
 

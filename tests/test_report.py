@@ -252,6 +252,7 @@ def test_load_run_reads_back_the_last_scenario_run(tmp_path: Path) -> None:
     assert [w.label for w in rp.fault_windows(run.timeline, run.end_ts)] == ["partition v1 | v2"]
 
 
+@pytest.mark.slow
 def test_report_command_writes_a_png_and_prints_the_summary(tmp_path: Path) -> None:
     layout = write_run(tmp_path / "net")
     out = tmp_path / "pics" / "r.png"
@@ -276,6 +277,7 @@ def test_report_without_matplotlib_still_prints_the_summary_and_says_how_to_get_
     assert "wrote" not in result.output and not (layout.root / "report.png").exists()
 
 
+@pytest.mark.slow
 def test_report_without_a_scenario_defaults_to_dir_report_png(tmp_path: Path) -> None:
     layout = write_run(tmp_path / "net", scenario=False)
     result = CliRunner().invoke(cli, ["testnet", "report", "--dir", str(layout.root)])
@@ -414,6 +416,7 @@ def _posnet(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "network.cli", *map(str, args)]
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 def test_watch_follows_a_real_testnet_and_quits_on_ctrl_c(tmp_path: Path) -> None:
     directory = tmp_path / "net"

@@ -99,6 +99,7 @@ def double_signs(seen: Conflicts) -> list[str]:
 # ------------------------------------------------------------------------ tests
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 async def test_four_nodes_finalize_one_chain_and_say_offline_when_stopped(
@@ -158,6 +159,7 @@ async def retained_statuses(broker: BrokerProcess, net: LocalNet) -> dict[str, S
     return found
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 async def test_a_lone_validator_in_fast_mode_runs_its_chain_and_stays_responsive(
@@ -178,6 +180,7 @@ async def test_a_lone_validator_in_fast_mode_runs_its_chain_and_stays_responsive
     assert sorted(chain) == list(range(1, len(chain) + 1))
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 async def test_three_of_four_keep_finalizing_without_a_killed_node_which_then_catches_up(
@@ -232,6 +235,7 @@ def records_until_prevote_after_own_proposal(net: LocalNet, victim: str, from_he
     raise AssertionError(f"{victim} never proposes")
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 async def test_a_node_killed_between_its_signing_record_and_publishing_never_double_signs(
@@ -281,6 +285,7 @@ async def test_a_node_killed_between_its_signing_record_and_publishing_never_dou
     assert at_mark <= {mark.block_id} if mark.step != Step.PROPOSAL else len(at_mark) <= 1
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 async def test_the_network_finalizes_again_after_the_broker_is_killed_and_restarted(
@@ -305,6 +310,7 @@ async def test_the_network_finalizes_again_after_the_broker_is_killed_and_restar
         assert any(e["reconnect"] for e in node.events("broker_connected")), node.name
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 async def test_four_nodes_finalize_over_the_embedded_broker(tmp_path: Path) -> None:
     broker = start_broker("embedded", workdir=tmp_path / "broker")
@@ -318,6 +324,7 @@ async def test_four_nodes_finalize_over_the_embedded_broker(tmp_path: Path) -> N
         broker.stop(kill=True)
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 async def test_one_node_process_can_host_two_validators(mosquitto: BrokerProcess, tmp_path: Path) -> None:
@@ -334,6 +341,7 @@ async def test_one_node_process_can_host_two_validators(mosquitto: BrokerProcess
     assert set(range(1, 7)) <= set(chain)
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 async def test_an_equivocating_validator_is_caught_slashed_and_tombstoned(
@@ -388,6 +396,7 @@ class PasswordMosquitto(BrokerProcess):
         raise AssertionError(f"password broker did not come up: {self.log_tail()}")
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 async def test_a_node_authenticates_to_a_broker_that_refuses_anonymous_clients(tmp_path: Path) -> None:
@@ -436,6 +445,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_bad_inputs_end_the_node_with_one_line_naming_them_and_exit_2(tmp_path: Path) -> None:
     net = make_localnet(tmp_path / "net", "mqtt://127.0.0.1:1", 1)
     home, genesis = str(net.nodes["v1"].home), str(net.genesis_path)

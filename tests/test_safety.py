@@ -135,6 +135,7 @@ def run(candidates: list[SignMark]) -> list[SignMark]:
     return accepted
 
 
+@pytest.mark.slow
 @given(st.lists(marks, max_size=40))
 def test_never_two_block_ids_accepted_at_one_position(candidates: list[SignMark]) -> None:
     signed: dict[tuple[int, int, int], bytes | None] = {}
@@ -142,6 +143,7 @@ def test_never_two_block_ids_accepted_at_one_position(candidates: list[SignMark]
         assert signed.setdefault(position(m), m.block_id) == m.block_id
 
 
+@pytest.mark.slow
 @given(st.lists(marks, max_size=40))
 def test_accepted_positions_never_decrease(candidates: list[SignMark]) -> None:
     accepted = run(candidates)
@@ -155,6 +157,7 @@ def test_rule_is_exactly_forward_or_identical(last: SignMark, new: SignMark) -> 
     assert may_sign(last, new) is expected
 
 
+@pytest.mark.slow
 @given(marks)
 def test_first_mark_and_identical_resign_are_always_allowed(m: SignMark) -> None:
     assert may_sign(None, m)

@@ -503,6 +503,7 @@ def run_shipped(name: str, directory: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 def test_crash_restart_scenario_passes_end_to_end(scenario_dir: Path) -> None:
     proc = run_shipped("crash-restart", scenario_dir)
@@ -518,6 +519,7 @@ def test_crash_restart_scenario_passes_end_to_end(scenario_dir: Path) -> None:
     assert steps[0]["time_scale"] == 0.5
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 def test_partition_heal_scenario_stalls_and_resumes_end_to_end(scenario_dir: Path) -> None:
     proc = run_shipped("partition-heal", scenario_dir)
@@ -538,6 +540,7 @@ def test_partition_heal_scenario_stalls_and_resumes_end_to_end(scenario_dir: Pat
     assert (scenario_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 @pytest.mark.parametrize("name", ["equivocator", "minority-partition", "rolling-restart", "silent-validator"])
 def test_every_other_shipped_scenario_passes_its_own_checks_end_to_end(name: str, scenario_dir: Path) -> None:

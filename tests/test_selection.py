@@ -133,6 +133,7 @@ def test_proposer_counts_over_120_heights_are_exactly_proportional_to_4_5_3() ->
     assert counts == {ADDR0: 40, ADDR1: 50, ADDR2: 30}
 
 
+@pytest.mark.slow
 def test_equal_power_rotation_survives_increments_of_several_rounds_at_once() -> None:
     # TestProposerSelection3, with CometBFT's distribution of `times` drawn
     # from a fixed-seed generator.
@@ -477,6 +478,7 @@ small_power_maps = st.dictionaries(
 )
 
 
+@pytest.mark.slow
 @given(small_power_maps, st.integers(min_value=1, max_value=3))
 @settings(max_examples=150, deadline=None)
 def test_every_validator_proposes_power_times_per_total_power_heights_within_one(
@@ -490,6 +492,7 @@ def test_every_validator_proposes_power_times_per_total_power_heights_within_one
             assert abs(counts[address] - power) <= 1
 
 
+@pytest.mark.slow
 @given(
     small_power_maps,
     st.integers(min_value=1, max_value=40),
@@ -511,6 +514,7 @@ def test_update_always_leaves_priorities_centred_within_the_window(
     assert [v.address for v in updated.validators] == sorted(new_map)
 
 
+@pytest.mark.slow
 @given(small_power_maps, st.integers(min_value=1, max_value=50))
 @settings(max_examples=100, deadline=None)
 def test_elections_preserve_the_sum_of_priorities(power_map: dict[bytes, int], elections: int) -> None:
@@ -657,6 +661,7 @@ def test_zero_rounds_is_the_identity() -> None:
     assert shuffle_list(7, SEED_01B4, rounds=0) == tuple(range(7))
 
 
+@pytest.mark.slow
 @given(
     count=st.integers(min_value=1, max_value=600),
     seed=st.binary(min_size=32, max_size=32),
@@ -677,6 +682,7 @@ def test_shuffle_is_a_permutation_agreeing_with_per_index_shuffle(
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @given(
     count=st.integers(min_value=1, max_value=2**40),
     seed=st.binary(min_size=32, max_size=32),
@@ -714,6 +720,7 @@ seat_inputs = st.dictionaries(
 )
 
 
+@pytest.mark.slow
 @given(
     st.dictionaries(st.binary(min_size=1, max_size=4), st.integers(1, 300), min_size=1, max_size=8),
     st.integers(min_value=1, max_value=30),
@@ -731,6 +738,7 @@ def test_seat_k_belongs_to_the_owner_of_shuffled_stake_unit_k(
     assert seat_holders(validators, seat_count, seed) == expected
 
 
+@pytest.mark.slow
 @given(seat_inputs, st.integers(min_value=1, max_value=80), st.binary(min_size=32, max_size=32), st.randoms())
 @settings(max_examples=60, deadline=None)
 def test_seat_counts_sum_to_the_seat_count_are_deterministic_and_ignore_input_order(
@@ -746,6 +754,7 @@ def test_seat_counts_sum_to_the_seat_count_are_deterministic_and_ignore_input_or
     assert draw_seats(entries, seat_count, seed) == seats
 
 
+@pytest.mark.slow
 @given(seat_inputs, st.integers(min_value=1, max_value=60), st.binary(min_size=32, max_size=32), st.randoms())
 @settings(max_examples=60, deadline=None)
 def test_committee_is_everyone_by_stake_when_few_else_committee_size_seats(
@@ -775,6 +784,7 @@ def test_as_many_seats_as_stake_units_gives_every_validator_exactly_its_stake() 
     assert draw_seats(validators, 20, seed_of(1)) == tuple((a, 2 * p) for a, p in validators)
 
 
+@pytest.mark.slow
 @given(
     st.lists(st.integers(min_value=1, max_value=50), min_size=2, max_size=8),
     st.integers(min_value=1, max_value=2**31),
@@ -797,6 +807,7 @@ def test_seat_frequencies_converge_to_stake_shares(stakes: list[int], salt: int)
         assert abs(seats[address] / (16 * draws) - stake / total) < 0.04
 
 
+@pytest.mark.slow
 def test_the_largest_pool_wins_its_share_and_no_more() -> None:
     # The accept-by-stake walk this replaced gave the largest of 1..4 about
     # 0.456 of single seats; here it is 0.4 up to sampling noise.

@@ -130,6 +130,7 @@ def _request_item(height: int, round_: int, step: Kind, block_id: bytes | None, 
     return pv(height, round_, block_id, step)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(requests)
 def test_random_requests_never_yield_two_conflicting_signed_items(plan: list) -> None:

@@ -37,6 +37,8 @@ from network.sim.plans import (
 from network.sim.runner import run_simulation
 from node.core.genesis import Params, validator_names
 
+pytestmark = pytest.mark.sim
+
 REPO = Path(__file__).resolve().parent.parent
 SWEEP_SEEDS = int(os.environ.get("POSNET_SWEEP_SEEDS", "40"))
 SLOW_SWEEP_SEEDS = int(os.environ.get("POSNET_SLOW_SWEEP_SEEDS", "400"))
@@ -52,6 +54,7 @@ def _sweep_failures(seeds: range) -> list[str]:
     return failures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", range(0, SWEEP_SEEDS, 20))
 def test_sweep_of_seeds_with_faults_and_a_byzantine_minority_keeps_every_invariant(block: int) -> None:
     assert _sweep_failures(range(block, min(block + 20, SWEEP_SEEDS))) == []
@@ -64,6 +67,7 @@ def test_a_few_hundred_more_seeds_of_the_whole_space_keep_every_invariant(block:
     assert _sweep_failures(range(block, min(block + 50, SWEEP_SEEDS + SLOW_SWEEP_SEEDS))) == []
 
 
+@pytest.mark.slow
 def test_every_fault_kind_together_heals_and_finality_resumes() -> None:
     plan = parse_fault_spec(
         "drop=0.1,delay=5-80,dup=0.05,reorder=0.1,partition=v1+v2|v3+v4@500-4000,crash=v3@4500-7000"
@@ -109,6 +113,7 @@ def test_more_than_a_third_split_brain_equivocators_fork_and_the_fork_names_its_
     assert result.ok, summary["violations_inside_bound"]
 
 
+@pytest.mark.slow
 def test_split_brain_equivocation_by_less_than_a_third_cannot_break_safety() -> None:
     for seed in range(20):
         result = run_simulation(
@@ -168,6 +173,7 @@ def _sim_json(args: list[str], hash_seed: str) -> dict[str, object]:
     return summary
 
 
+@pytest.mark.integration
 def test_same_seed_gives_the_same_run_bit_for_bit_across_processes() -> None:
     args = [
         "--validators",
@@ -188,6 +194,7 @@ def test_same_seed_gives_the_same_run_bit_for_bit_across_processes() -> None:
     assert len(str(first["state_hash"])) == 64
 
 
+@pytest.mark.integration
 def test_sim_cli_prints_the_documented_json_and_exits_0_when_only_outside_the_bound() -> None:
     proc = subprocess.run(
         [
@@ -232,6 +239,7 @@ def test_sim_cli_prints_the_documented_json_and_exits_0_when_only_outside_the_bo
     assert summary["validators"]["v1"] == {"stake": 1000, "status": "active"}
 
 
+@pytest.mark.integration
 def test_sim_cli_warns_when_the_byzantine_share_reaches_a_third() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "network.cli", "sim", "--validators", "4", "--heights", "4", "--byzantine", "2"],
@@ -242,6 +250,7 @@ def test_sim_cli_warns_when_the_byzantine_share_reaches_a_third() -> None:
     assert "1/3 or more of the committee's power" in warning and "outside the model" in warning
 
 
+@pytest.mark.integration
 def test_sim_cli_rejects_a_bad_fault_spec_with_one_line() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "network.cli", "sim", "--faults", "crash=v9@1-2"],
@@ -254,6 +263,7 @@ def test_sim_cli_rejects_a_bad_fault_spec_with_one_line() -> None:
     assert "v9" in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.integration
 def test_sim_cli_sweeps_seeds_and_counts_the_ones_outside_the_bound() -> None:
     held = subprocess.run(
         [sys.executable, "-m", "network.cli", "sim", "--validators", "7", "--byzantine", "2", "--seeds", "4", "--heights", "6", "--json"],
@@ -316,6 +326,7 @@ def test_violations_past_a_fork_outside_the_bound_are_outside_it_too() -> None:
 # ------------------------------------------------------------ fork accountability
 
 
+@pytest.mark.slow
 def test_split_fork_culprits_carry_proofs_and_none_of_them_is_honest() -> None:
     for validators, byzantine in ((4, 2), (5, 3)):
         config = SimConfig(
@@ -367,6 +378,7 @@ def _posnet(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.integration
 def test_sim_cli_takes_stakes_and_genesis_params_and_writes_them_into_the_replay_line() -> None:
     proc = _posnet(
         ["sim", "--stakes", "605,896,2053,1761", "--param", "downtime_window=8", "--heights", "3", "--json"]
@@ -383,6 +395,7 @@ def test_sim_cli_takes_stakes_and_genesis_params_and_writes_them_into_the_replay
     assert "--param downtime_window=8" in summary["replay"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -402,6 +415,7 @@ def test_sim_cli_rejects_bad_stakes_and_params_with_one_line_naming_them(args: l
     assert named in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.integration
 def test_the_replay_line_of_a_drawn_run_replays_it_alone_and_exactly() -> None:
     drawn = ["sim", "--validators", "7", "--byzantine", "2", "--heights", "6", "--seed", "5"]
     drawn += ["--scenario", "random", "--faults", "random", "--json"]
@@ -498,6 +512,7 @@ def test_a_fault_spec_with_overlapping_crashes_of_one_node_is_refused() -> None:
     assert len(parse_fault_spec("crash=v2@100-900,crash=v2@900-1200").crashes) == 2
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(seed=st.integers(0, 10**9), n=st.integers(4, 12), data=st.data())
 def test_drawn_stakes_keep_the_byzantine_share_under_a_third(seed: int, n: int, data: st.DataObject) -> None:

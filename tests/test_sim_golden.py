@@ -19,6 +19,8 @@ from click.testing import CliRunner
 
 from network.cli import cli
 
+pytestmark = pytest.mark.sim
+
 GOLDEN = Path(__file__).parent / "data" / "sim_golden.jsonl"
 
 CASES: tuple[str, ...] = (

@@ -157,6 +157,7 @@ def test_fault_schedule_covers_every_kind_per_round_and_splits_are_proper() -> N
 needs_mosquitto = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed")
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 @pytest.mark.slow
@@ -182,6 +183,7 @@ async def test_short_soak_with_every_fault_kind_holds(tmp_path: Path) -> None:
     assert result.summary["broker_sessions"] >= 2, report  # the main broker and at least one island
 
 
+@pytest.mark.integration
 @needs_mosquitto
 @pytest.mark.broker
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,7 @@ def test_applying_a_block_changes_the_digest_and_the_next_block_must_carry_it() 
     assert block_problem(after, replace(following, state_hash=state.digest)) is not None
 
 
+@pytest.mark.integration
 def test_state_digest_is_the_same_in_processes_with_different_hash_seeds() -> None:
     code = "from tests.support.chain import state0; print(state0().digest.hex())"
     digests = {

@@ -347,6 +347,7 @@ RECORD_THEN_DIE = """
 """
 
 
+@pytest.mark.integration
 def test_a_mark_recorded_just_before_sigkill_blocks_a_conflicting_vote_after_restart(db_path: Path) -> None:
     child = run_child(RECORD_THEN_DIE, str(db_path), VAL.hex(), A.hex())
     _, err = child.communicate(timeout=60)
@@ -417,6 +418,7 @@ def last_ack(ack_path: Path) -> SignMark | None:
     return loop_mark(height, step)
 
 
+@pytest.mark.integration
 def test_marks_survive_sigkill_at_random_moments_complete_and_never_behind_an_ack(tmp_path: Path) -> None:
     db_path = tmp_path / "node.db"
     rng = random.Random(20240601)
@@ -478,6 +480,7 @@ except DoubleSignRefused:
 """
 
 
+@pytest.mark.integration
 def test_processes_sharing_a_database_cannot_both_sign_one_position(tmp_path: Path) -> None:
     db_path = tmp_path / "node.db"
     Store(db_path).close()
@@ -502,6 +505,7 @@ def test_processes_sharing_a_database_cannot_both_sign_one_position(tmp_path: Pa
         assert store.last_signed(VAL) == SignMark(5, 0, Step.PREVOTE, blocks[outcomes.index("signed")])
 
 
+@pytest.mark.integration
 def test_a_journal_entry_written_just_before_sigkill_is_there_after_restart(db_path: Path) -> None:
     child = run_child(JOURNAL_THEN_DIE, str(db_path), VAL.hex())
     _, err = child.communicate(timeout=60)

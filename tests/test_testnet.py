@@ -376,6 +376,7 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "SAFETY VIOLATED" in bad.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -424,6 +425,7 @@ def testnet_dir(tmp_path: Path) -> Iterator[Path]:
             _reap(node.pid)
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 def test_up_finalizes_on_all_nodes_and_check_passes(testnet_dir: Path) -> None:
     proc = subprocess.run(
@@ -454,6 +456,7 @@ def test_up_finalizes_on_all_nodes_and_check_passes(testnet_dir: Path) -> None:
 UP_ARGS = ("testnet", "up", "--validators", "4", "--duration", "180")
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 def test_killed_node_restarts_and_catches_up(testnet_dir: Path) -> None:
     layout = Layout.of(testnet_dir)

@@ -221,6 +221,7 @@ def test_tx_usage_errors_are_one_line(served: Served, tmp_path: Path) -> None:
 # ------------------------------------------------------------------ tx: publishing and waiting
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 @pytest.mark.parametrize("kind", brokers.KINDS)
 async def test_a_published_tx_reaches_a_subscriber_as_a_valid_signed_transaction(

@@ -180,6 +180,7 @@ async def raw_client(broker: BrokerProcess, name: str) -> AsyncIterator[aiomqtt.
         yield client
 
 
+@pytest.mark.integration
 @pytest.mark.broker
 async def test_a_network_under_wire_fuzz_keeps_finalizing_and_counts_every_drop_by_reason(
     mosquitto: BrokerProcess, tmp_path: Path
@@ -345,12 +346,14 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_mutated_valid_envelopes_are_rejected_or_well_formed_never_raise(data: bytes) -> None:
     check_admitted(admit(data, CTX))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(VALID), st.integers(0, 10**6))
 def test_a_flipped_signature_bit_is_always_a_bad_signature(data: bytes, position: int) -> None:
