@@ -103,7 +103,7 @@ def node() -> None:
     type=click.Choice(BEHAVIOURS),
     default="honest",
     show_default=True,
-    help="fault injection: a Byzantine mode (node/byzantine.py says what each does)",
+    help="fault injection: a Byzantine mode (node/core/behaviours.py says what each does)",
 )
 @click.option(
     "--mqtt-protocol",

@@ -60,7 +60,7 @@ MAX_PAYLOAD_BYTES = 1 << 20
 # Room for the fixed header, topic and MQTT 5 properties on top of a maximal payload.
 MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
 _MOSQUITTO_FALLBACK = Path("/usr/sbin/mosquitto")
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class BrokerStartError(RuntimeError):
@@ -195,7 +195,7 @@ def mosquitto_config(host: str, port: int) -> str:
     """
     return "\n".join(
         [
-            "# written by posnet (network/broker.py); regenerated on every start",
+            "# written by posnet (network/transport/broker.py); regenerated on every start",
             "per_listener_settings false",
             f"listener {port} {host}",
             "allow_anonymous true",

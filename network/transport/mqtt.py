@@ -29,7 +29,7 @@ Design choices, and why:
 - ``protocol`` selects MQTT 5 (default, mosquitto) or 3.1.1 (``311``; required for
   the embedded amqtt broker, which rejects MQTT 5 CONNECTs).
 - ``close`` hands queued messages to the socket, unsubscribes, then sends
-  DISCONNECT, so the will does not fire (see network/broker.py for why amqtt needs
+  DISCONNECT, so the will does not fire (see network/transport/broker.py for why amqtt needs
   the unsubscribe). Messages on channels we did not subscribe to are dropped.
 - A node receives its own publications back if it subscribes to their channel (MQTT
   3.1.1 has no "no local"); callers recognise their own messages by the signed
