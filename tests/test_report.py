@@ -298,7 +298,7 @@ def test_report_usage_errors(tmp_path: Path) -> None:
 
 
 def watched(events: list[dict[str, Any]]) -> wt.WatchState:
-    state = wt.WatchState(nodes={n: wt.NodeView(n, process="alive") for n in ("v1", "v2", "v3", "v4")})
+    state = wt.WatchState(nodes={n: wt.NodeRow(n, process="alive") for n in ("v1", "v2", "v3", "v4")})
     return wt.fold_all(state, events)
 
 
@@ -390,12 +390,12 @@ def test_scenario_steps_show_in_the_header_and_the_recent_events() -> None:
 
 
 def test_render_clips_long_lines_and_handles_an_empty_testnet() -> None:
-    state = wt.WatchState(nodes={"v1": wt.NodeView("v1")}, title="x" * 300)
+    state = wt.WatchState(nodes={"v1": wt.NodeRow("v1")}, title="x" * 300)
     text = wt.render(state, now=T0, width=60)
     assert all(len(line) <= 60 for line in text.splitlines())
     assert "recent events: none yet" in text and "chain height 0" in text
-    assert wt.status_text(wt.NodeView("v1"), set()) == "?"
-    assert wt.status_text(wt.NodeView("v1", process="dead"), {"tombstoned"}) == "offline (died), tombstoned"
+    assert wt.status_text(wt.NodeRow("v1"), set()) == "?"
+    assert wt.status_text(wt.NodeRow("v1", process="dead"), {"tombstoned"}) == "offline (died), tombstoned"
 
 
 def test_watch_once_on_a_finished_run(tmp_path: Path) -> None:

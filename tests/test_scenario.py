@@ -251,8 +251,8 @@ def test_steps_are_ordered_by_time_and_file_order_breaks_ties() -> None:
 
 
 def test_which_steps_heal() -> None:
-    def step(action: str, **args: Any) -> sc.Step:
-        return sc.Step(at_s=0, action=action, **args)
+    def step(action: str, **args: Any) -> sc.TimelineStep:
+        return sc.TimelineStep(at_s=0, action=action, **args)
 
     assert step("delay", node="v1", ms=0).heals and not step("delay", node="v1", ms=50).heals
     assert step("drop", node="v1", rate=0.0).heals and not step("drop", node="v1", rate=0.2).heals
@@ -423,7 +423,7 @@ def test_read_timeline_returns_the_last_run(tmp_path: Path) -> None:
 
 
 def test_step_event_has_action_args_and_kind() -> None:
-    step = sc.Step(at_s=10, action="partition", groups=(("v1", "v2"), ("v3", "v4")))
+    step = sc.TimelineStep(at_s=10, action="partition", groups=(("v1", "v2"), ("v3", "v4")))
     event = sc_log.step_event(step, T0, "x")
     assert event["event"] == "fault" and event["action"] == "partition"
     assert event["groups"] == [["v1", "v2"], ["v3", "v4"]] and event["ts"] == T0 and event["at_s"] == 10

@@ -215,11 +215,11 @@ def _run_scenario(config: UpConfig, path: Path, time_scale: float) -> int:
 
 def _record(directory: Path, action: str, **args: Any) -> None:
     """Log a fault run by hand exactly as a scenario step is logged, so the report can shade it."""
-    from network.testnet.scenario import Step
+    from network.testnet.scenario import TimelineStep
     from network.testnet.scenario_log import SCENARIO_LOG, append_event, step_event
 
     layout = Layout.of(directory)
-    event = step_event(Step(action=action, at_s=0.0, **args), time.time(), "manual")
+    event = step_event(TimelineStep(action=action, at_s=0.0, **args), time.time(), "manual")
     with contextlib.suppress(OSError):
         append_event(layout.logs / SCENARIO_LOG, event)
 

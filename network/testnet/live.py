@@ -41,7 +41,7 @@ GREEN, RED, YELLOW, BOLD, DIM = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "
 
 
 @dataclass
-class NodeView:
+class NodeRow:
     """What the watcher knows about one node."""
 
     name: str
@@ -61,7 +61,7 @@ class NodeView:
 class WatchState:
     """Everything the screen shows, folded from events plus the latest process states."""
 
-    nodes: dict[str, NodeView]
+    nodes: dict[str, NodeRow]
     title: str = ""
     penalties: dict[str, set[str]] = field(default_factory=dict)  # validator -> {"jailed", "tombstoned"}
     recent: deque[Event] = field(default_factory=lambda: deque(maxlen=RECENT))
@@ -78,9 +78,9 @@ class WatchState:
     partition: str | None = None  # `v1,v2 | v3,v4` while one is requested
     _seen_penalties: set[tuple[object, ...]] = field(default_factory=set)
 
-    def node(self, name: str) -> NodeView:
+    def node(self, name: str) -> NodeRow:
         if name not in self.nodes:
-            self.nodes[name] = NodeView(name)
+            self.nodes[name] = NodeRow(name)
         return self.nodes[name]
 
 
@@ -173,7 +173,7 @@ def fold_all(state: WatchState, events: Iterable[Event]) -> WatchState:
 # ------------------------------------------------------------------ rendering (pure)
 
 
-def status_text(view: NodeView, penalties: set[str]) -> str:
+def status_text(view: NodeRow, penalties: set[str]) -> str:
     """online/offline from the process and the log, then penalties and behaviour."""
     if view.process in ("alive", "-"):
         base = "offline" if view.online is False else "online" if view.online else "starting"

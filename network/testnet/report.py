@@ -64,7 +64,7 @@ WINDOW_COLORS = {
 
 
 @dataclass(frozen=True)
-class Window:
+class FaultSpan:
     """A stretch of time during which a fault was in force; end None = until the end of the run."""
 
     kind: str
@@ -145,14 +145,14 @@ def load_run(layout: Layout) -> RunData:
 # ------------------------------------------------------------------ pure analysis
 
 
-def fault_windows(timeline: Sequence[Event], end_ts: float) -> list[Window]:
+def fault_windows(timeline: Sequence[Event], end_ts: float) -> list[FaultSpan]:
     """Windows from the step log: kill..restart, pause..resume, partition..heal, delay/drop/behave..cleared.
 
     A fault still in force at the end of the run has `end` None. A repair
     with nothing to repair (a restart of a running node) opens no window.
     """
-    open_: dict[tuple[str, str | None], Window] = {}
-    closed: list[Window] = []
+    open_: dict[tuple[str, str | None], FaultSpan] = {}
+    closed: list[FaultSpan] = []
     for event in timeline:
         if event.get("event") not in ("fault", "heal"):
             continue
@@ -165,13 +165,15 @@ def fault_windows(timeline: Sequence[Event], end_ts: float) -> list[Window]:
         if key in open_:
             closed.append(_close(open_.pop(key), ts))
         if opens:
-            open_[key] = Window(kind, _window_label(event), ts, None, node if kind != "partition" else None)
+            open_[key] = FaultSpan(
+                kind, _window_label(event), ts, None, node if kind != "partition" else None
+            )
     closed.extend(open_.values())
     return sorted(closed, key=lambda w: w.start)
 
 
-def _close(window: Window, ts: float) -> Window:
-    return Window(window.kind, window.label, window.start, ts, window.node)
+def _close(window: FaultSpan, ts: float) -> FaultSpan:
+    return FaultSpan(window.kind, window.label, window.start, ts, window.node)
 
 
 def _window_label(event: Event) -> str:

@@ -78,7 +78,7 @@ class ScenarioError(ValueError):
 
 
 @dataclass(frozen=True)
-class Step:
+class TimelineStep:
     """One fault (or its repair) at a time since the start of the run."""
 
     at_s: float
@@ -150,7 +150,7 @@ class Scenario:
     name: str
     validators: int
     duration_s: float
-    steps: tuple[Step, ...]
+    steps: tuple[TimelineStep, ...]
     checks: Checks
     behaviours: Mapping[str, str] = field(default_factory=dict)
     slot_ms: int | None = None
@@ -313,7 +313,7 @@ def _parse_behaviours(value: object, names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _parse_step(index: int, raw: object, names: Sequence[str]) -> Step:
+def _parse_step(index: int, raw: object, names: Sequence[str]) -> TimelineStep:
     where = f"step[{index}]"
     if not isinstance(raw, Mapping):
         raise ScenarioError(f"{where}: expected a table")
@@ -334,7 +334,7 @@ def _parse_step(index: int, raw: object, names: Sequence[str]) -> Step:
             )
         if key not in raw and key in wanted:
             raise ScenarioError(f"{where}.{key}: missing ({action} needs {', '.join(wanted)})")
-    step = Step(at_s=at_s, action=action)
+    step = TimelineStep(at_s=at_s, action=action)
     if "node" in raw:
         step = replace(step, node=_node(f"{where}.node", raw["node"], names))
     if "groups" in raw:
@@ -371,7 +371,7 @@ def _parse_groups(where: str, value: object, names: Sequence[str]) -> tuple[tupl
     return tuple(groups)
 
 
-def _check_feasible(steps: Iterable[tuple[int, Step]], behaviours: Mapping[str, str]) -> None:
+def _check_feasible(steps: Iterable[tuple[int, TimelineStep]], behaviours: Mapping[str, str]) -> None:
     """Walk the timeline and refuse steps that would fail when run (resume what is not paused, ...)."""
     state: dict[str, str] = {}  # node -> running | paused | killed (absent = running)
     partitioned = False

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from network.testnet.logcheck import Event, read_log
-from network.testnet.scenario import Step
+from network.testnet.scenario import TimelineStep
 
 SCENARIO_LOG = "scenario.jsonl"
 
@@ -24,7 +24,7 @@ def read_timeline(path: Path) -> list[Event]:
     return events[starts[-1] :] if starts else events
 
 
-def step_event(step: Step, ts: float, scenario: str) -> Event:
+def step_event(step: TimelineStep, ts: float, scenario: str) -> Event:
     """The line logged for a step that ran: `fault` for a fault, `heal` for a repair."""
     return {
         "event": "heal" if step.heals else "fault",

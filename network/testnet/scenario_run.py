@@ -21,14 +21,14 @@ from network.testnet.ansi import Echo, style
 from network.testnet.errors import TestnetError
 from network.testnet.layout import DIED, KILLED, Layout
 from network.testnet.logcheck import Event, read_log
-from network.testnet.scenario import Scenario, ScenarioError, Step, parse_scenario
+from network.testnet.scenario import Scenario, ScenarioError, TimelineStep, parse_scenario
 from network.testnet.scenario_checks import CheckResult, check_safety, evaluate, since
 from network.testnet.scenario_log import SCENARIO_LOG, append_event, step_event
 from network.testnet.supervisor import RunHooks, Supervisor, UpConfig
 from node.core.genesis import GenesisError, Params, load_genesis
 
 
-def run_step(layout: Layout, step: Step) -> None:
+def run_step(layout: Layout, step: TimelineStep) -> None:
     """Apply one step to the running testnet (TestnetError when it cannot)."""
     node = step.node or ""
     if step.action == "kill":
