@@ -18,6 +18,9 @@ run's timeline started):
   `started`), and its round timeouts as ticks;
 and, across all panels, the scenario's fault windows shaded and the penalties
 as labelled vertical lines.
+
+Just past 500 lines: one figure and the summary printed beside it, which
+read the same parsed logs and fault spans.
 """
 
 from __future__ import annotations

@@ -34,6 +34,10 @@ Design choices, and why:
 - A node receives its own publications back if it subscribes to their channel (MQTT
   3.1.1 has no "no local"); callers recognise their own messages by the signed
   sender.
+
+Past 500 lines: one reconnecting client with bounded queues; its connect
+loop, inbound and outbound pumps and counters share one connection's state,
+and the protocol probe beside it is the only other piece.
 """
 
 from __future__ import annotations

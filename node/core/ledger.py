@@ -25,6 +25,11 @@ Choices, documented because other modules depend on them:
   the heights still being judged.
 - Tombstoned pools earn no rewards and accept no new delegations; their
   delegators (and operator) can still undelegate.
+
+One module past 500 lines: every rule here (transfers, pools, delegation,
+unbonding, rewards, slashing, jailing) is a pure step over the same pool and
+account records; split apart, each piece would import the others' record
+helpers and the ledger's invariants (supply is conserved) would have no one home.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ Timing rules (quorum intersection depends on them):
   Nothing done during epoch e, its last block included, can re-draw them.
   During an epoch a member that leaves the validator set loses its seats at
   the next height, and nobody else's seats change.
+
+Just past 500 lines: the state, its hash, block validity and `apply_block`
+are one contract (what a block may do to the state), so the checks and the
+transition stay side by side where a change to one shows in the other.
 """
 
 from __future__ import annotations

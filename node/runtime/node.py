@@ -31,6 +31,10 @@ other's messages, pipelined catch-up and its ``synced`` event) is core
 protocol, in ``node.core.hosting.Host``, which the simulator runs too;
 here the broker's copy of our own messages (MQTT 3.1.1 has no "no local")
 is recognised by its digest and dropped.
+
+Past 500 lines: the one place a node's I/O meets (startup and recovery,
+the inbound loop, status, shutdown); they share the process's store,
+transport and host, and splitting them would pass that state around.
 """
 
 from __future__ import annotations
