@@ -31,7 +31,8 @@ from network.testnet.logtail import LogTail
 from network.testnet.perturb import describe_link, describe_partition, read_requested_faults
 from network.testnet.processes import process_state
 from network.testnet.scenario_log import SCENARIO_LOG
-from node.core.events import ACCOUNTABILITY_EVENTS
+from node.core.behaviours import HONEST
+from node.core.events import ACCOUNTABILITY_EVENTS, FINALIZED, ROUND_TIMEOUT
 from node.runtime.eventlog import RESET, format_pretty
 
 RECENT = 10  # recent events shown
@@ -97,7 +98,7 @@ def fold(state: WatchState, event: Event) -> None:
     view = state.node(name)
     view.last_event, view.last_ts = str(kind), ts if ts is not None else view.last_ts
     height, round_ = event.get("height"), event.get("round")
-    if kind == "finalized" and isinstance(height, int):
+    if kind == FINALIZED and isinstance(height, int):
         if height >= view.height:
             view.height, view.round = height, 0
             latency = event.get("latency_ms")
@@ -108,7 +109,7 @@ def fold(state: WatchState, event: Event) -> None:
             state.top_height = height
             if ts is not None:
                 state.new_heights.append(ts)
-    elif kind == "round_timeout" and isinstance(round_, int) and isinstance(height, int):
+    elif kind == ROUND_TIMEOUT and isinstance(round_, int) and isinstance(height, int):
         if height > view.height:  # a timeout at the height it works on: the next round has begun
             view.round = round_ + 1
     elif kind in ("started", "broker_connected"):
@@ -186,7 +187,7 @@ def status_text(view: NodeRow, penalties: set[str]) -> str:
     else:
         base = f"offline ({view.process})"
     marks = sorted(penalties)
-    if view.behaviour != "honest":
+    if view.behaviour != HONEST:
         marks.append(view.behaviour)
     return ", ".join([base, *marks])
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.core.events import ACCOUNTABILITY_EVENTS
+from node.core.events import ACCOUNTABILITY_EVENTS, FINALIZED
 from node.core.verdicts import conflicting_finality
 
 Event = dict[str, Any]
@@ -140,7 +140,7 @@ def finalized_hashes(events: Iterable[Event]) -> dict[int, set[str]]:
     out: dict[int, set[str]] = defaultdict(set)
     for event in events:
         height = _height(event)
-        if event.get("event") == "finalized" and height is not None and isinstance(event.get("hash"), str):
+        if event.get("event") == FINALIZED and height is not None and isinstance(event.get("hash"), str):
             out[height].add(event["hash"])
     return out
 
@@ -161,7 +161,7 @@ def _latency(event: Event) -> float | None:
 
 def summarize_node(name: str, events: list[Event]) -> NodeSummary:
     """Max height, last round, last event, latency and penalties seen by one node."""
-    finalized = [e for e in events if e.get("event") == "finalized" and _height(e) is not None]
+    finalized = [e for e in events if e.get("event") == FINALIZED and _height(e) is not None]
     latencies = [lat for lat in map(_latency, finalized) if lat is not None]
     last = events[-1] if events else None
     rounds = [e["round"] for e in events if isinstance(e.get("round"), int)]
@@ -192,7 +192,7 @@ def analyse(logs: Mapping[str, list[Event]], exclude: Iterable[str] = ()) -> Rep
         lat
         for events in checked.values()
         for event in events
-        if event.get("event") == "finalized" and (lat := _latency(event)) is not None
+        if event.get("event") == FINALIZED and (lat := _latency(event)) is not None
     ]
     common = min((nodes[n].max_height for n in checked), default=0)
     return Report(

@@ -40,7 +40,7 @@ from network.testnet.processes import (
     stop_processes,
     wait_dead,
 )
-from node.core.behaviours import BEHAVIOURS
+from node.core.behaviours import BEHAVIOURS, HONEST
 
 FAULT_APPLY_TIMEOUT_S = 30.0  # an island broker start (amqtt) is the slow part
 
@@ -102,7 +102,7 @@ def restart_node(layout: Layout, name: str, behaviour: str | None = None) -> Nod
         if behaviour is not None:
             node.behaviour = behaviour
             node.command = with_behaviour(node.command, behaviour)
-            node.was_byzantine = node.was_byzantine or behaviour != "honest"
+            node.was_byzantine = node.was_byzantine or behaviour != HONEST
     stop_processes([(old_pid, old_command, None)])
     wait_dead(old_pid, old_command, STOP_TIMEOUT_S)
     process = spawn_node(layout, node)

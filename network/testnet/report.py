@@ -45,6 +45,8 @@ from network.testnet.logcheck import (
     unique_penalties,
 )
 from network.testnet.scenario_log import SCENARIO_LOG, read_timeline
+from node.core.behaviours import HONEST
+from node.core.events import FINALIZED, ROUND_TIMEOUT
 from node.core.genesis import GenesisError, Params, load_genesis
 
 # Which step opens a window and which closes it, and the window's colour.
@@ -120,7 +122,7 @@ def load_run(layout: Layout) -> RunData:
     logs = {name: checks.since(events, start) for name, events in history.items()}
     if not t0:
         t0 = min((float(e["ts"]) for events in logs.values() for e in events[:1]), default=0.0)
-    byzantine = {n.name for n in state.nodes.values() if n.behaviour != "honest"} if state else set()
+    byzantine = {n.name for n in state.nodes.values() if n.behaviour != HONEST} if state else set()
     if scenario is not None:
         byzantine |= scenario.byzantine()
     params = Params()
@@ -229,14 +231,14 @@ def latencies(events: Iterable[Event]) -> list[float]:
     out = []
     for e in events:
         value = e.get("latency_ms")
-        if e.get("event") == "finalized" and not e.get("via_sync") and isinstance(value, int | float):
+        if e.get("event") == FINALIZED and not e.get("via_sync") and isinstance(value, int | float):
             out.append(float(value))
     return out
 
 
 def max_height(events: Iterable[Event]) -> int:
     return max(
-        (e["height"] for e in events if e.get("event") == "finalized" and isinstance(e.get("height"), int)),
+        (e["height"] for e in events if e.get("event") == FINALIZED and isinstance(e.get("height"), int)),
         default=0,
     )
 
@@ -260,7 +262,7 @@ def summary_lines(run: RunData) -> tuple[list[str], bool]:
     for name, events in run.logs.items():
         lat = latencies(events)
         counts = {k: sum(1 for e in events if e.get("event") == k) for k in ("round_timeout", "started")}
-        synced = sum(1 for e in events if e.get("event") == "finalized" and e.get("via_sync"))
+        synced = sum(1 for e in events if e.get("event") == FINALIZED and e.get("via_sync"))
         note = "  (byzantine)" if name in run.byzantine else ""
         lines.append(
             f"  {name:<6} height {max_height(events):>5}  median {_ms(_median(lat)):>8}  "
@@ -366,7 +368,7 @@ def plot(run: RunData, out: Path) -> Path:
     rel = run.t0
 
     for name, events in run.logs.items():
-        fin = [e for e in events if e.get("event") == "finalized" and isinstance(e.get("height"), int)]
+        fin = [e for e in events if e.get("event") == FINALIZED and isinstance(e.get("height"), int)]
         xs = [float(e["ts"]) - rel for e in fin]
         style = "--" if name in run.byzantine else "-"
         label = name + (" (byzantine)" if name in run.byzantine else "")
@@ -403,7 +405,7 @@ def plot(run: RunData, out: Path) -> Path:
     for row, name in enumerate(names):
         for start, end in down_windows(run.logs[name]):
             nodes_ax.broken_barh([(start - rel, end - start)], (row - 0.35, 0.7), color="tab:red", alpha=0.5)
-        ticks = [float(e["ts"]) - rel for e in run.logs[name] if e.get("event") == "round_timeout"]
+        ticks = [float(e["ts"]) - rel for e in run.logs[name] if e.get("event") == ROUND_TIMEOUT]
         nodes_ax.vlines(ticks, row - 0.3, row + 0.3, color=colors[name], lw=0.8)
     nodes_ax.set_yticks(range(len(names)), names)
     nodes_ax.set_ylim(len(names) - 0.5, -0.5)

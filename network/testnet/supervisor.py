@@ -60,6 +60,7 @@ from network.testnet.services import (
 )
 from network.testnet.setup import prepare
 from network.transport.broker import BrokerProcess
+from node.core.behaviours import HONEST
 from node.runtime.eventlog import format_pretty
 
 POLL_S = 0.25
@@ -215,7 +216,7 @@ class Supervisor:
                 command=command,
                 metrics_port=port,
                 behaviour=behaviour,
-                was_byzantine=behaviour != "honest",
+                was_byzantine=behaviour != HONEST,
             )
         self.state = TestnetState(
             chain_id=doc.chain_id,
@@ -240,7 +241,7 @@ class Supervisor:
             process = spawn_node(layout, node)
             self.children[node.name] = process
             node.pid, node.status = process.pid, RUNNING
-            note = "" if node.behaviour == "honest" else f", {node.behaviour}"
+            note = "" if node.behaviour == HONEST else f", {node.behaviour}"
             self.echo(f"  {node.name}: pid {node.pid}, metrics :{node.metrics_port}{note}")
         write_state(layout, self.state)
         self.recorded = True

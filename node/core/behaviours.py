@@ -55,7 +55,8 @@ BYZANTINE_MODES: tuple[str, ...] = ("equivocate", "silent", "late", "amnesia")
 """The modes a real node offers (`posnet node run --behaviour`, `posnet testnet behave`)."""
 SIM_BYZANTINE_MODES: tuple[str, ...] = (*BYZANTINE_MODES, "split", "withhold", "twins")
 """The simulator's modes: the real ones plus those that need to address nodes or clone a key."""
-BEHAVIOURS: tuple[str, ...] = ("honest", *BYZANTINE_MODES)
+HONEST = "honest"
+BEHAVIOURS: tuple[str, ...] = (HONEST, *BYZANTINE_MODES)
 """What a real node's ``--behaviour`` accepts."""
 STEP_OF_KIND = {Kind.PROPOSAL: "propose", Kind.PREVOTE: "prevote", Kind.PRECOMMIT: "precommit"}
 

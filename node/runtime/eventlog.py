@@ -25,12 +25,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from node.core.events import LEDGER_PENALTIES
+from node.core.events import FINALIZED, LEDGER_PENALTIES, ROUND_TIMEOUT, SYNCED
 
 RESET = "\x1b[0m"
 COLORS = {
-    "finalized": "\x1b[32m",  # green
-    "round_timeout": "\x1b[33m",  # yellow
+    FINALIZED: "\x1b[32m",  # green
+    ROUND_TIMEOUT: "\x1b[33m",  # yellow
     "jailed": "\x1b[33m",
     "unjailed": "\x1b[36m",  # cyan
     "evidence": "\x1b[35m",  # magenta
@@ -41,7 +41,7 @@ COLORS = {
     "fatal": "\x1b[1;31m",
     "started": "\x1b[36m",
     "stopped": "\x1b[36m",
-    "synced": "\x1b[34m",  # blue
+    SYNCED: "\x1b[34m",  # blue
     "broker_connected": "\x1b[34m",
 }
 DIM = "\x1b[2m"
@@ -145,13 +145,13 @@ def pretty_stream_color(stream: IO[str]) -> bool:
 def _detail(kind: str, event: Mapping[str, Any]) -> str:
     """The kind-specific part of a pretty line; unknown kinds show their extra fields as k=v."""
     get = event.get
-    if kind == "finalized":
+    if kind == FINALIZED:
         via = " (sync)" if get("via_sync") else ""
         return (
             f"h={get('height')} r={get('round')} {str(get('hash', ''))[:8]} by {get('proposer')} "
             f"{get('latency_ms')}ms{via}"
         )
-    if kind == "round_timeout":
+    if kind == ROUND_TIMEOUT:
         return f"h={get('height')} r={get('round')} in {get('step')}"
     if kind == "evidence":
         return f"h={get('height')} against {get('offender')}"
@@ -159,7 +159,7 @@ def _detail(kind: str, event: Mapping[str, Any]) -> str:
         amount = f" -{get('amount')}" if get("amount") else ""
         reason = f" ({get('reason')})" if get("reason") else ""
         return f"{get('validator')} at h={get('height')}{amount}{reason}"
-    if kind == "synced":
+    if kind == SYNCED:
         return f"h={get('from_height')}..{get('to_height')} ({get('blocks')} blocks from peers)"
     rest = {k: v for k, v in event.items() if k not in _STANDARD}
     return " ".join(f"{k}={v}" for k, v in rest.items())

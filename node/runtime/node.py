@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from node.core.admission import StatusMsg
-from node.core.behaviours import BEHAVIOURS
+from node.core.behaviours import BEHAVIOURS, HONEST
 from node.core.channels import (
     CONSENSUS,
     EVIDENCE,
@@ -67,7 +67,7 @@ from node.core.codec import DecodeError, decode, encode
 from node.core.consensus import Decided
 from node.core.driver import Audience
 from node.core.envelopes import status_bytes
-from node.core.events import TX_OUTCOMES
+from node.core.events import FINALIZED, ROUND_TIMEOUT, TX_OUTCOMES
 from node.core.genesis import Genesis, GenesisError, load_genesis
 from node.core.hosting import Host
 from node.core.keys import Keypair, load_key_file
@@ -320,7 +320,7 @@ class NodeRuntime:
         record: SigningRecord = self.store
         if crash_after is not None:
             record = _CrashAfterRecord(self.store, crash_after)
-        behaviour = None if config.behaviour == "honest" else config.behaviour
+        behaviour = None if config.behaviour == HONEST else config.behaviour
         self.hosted = [HostedValidator(self, key, record) for key in self.keys]
         self.primary = self.hosted[0]
         self.host = Host(self.name, [(h.signer, h) for h in self.hosted], behaviour, log=self.events.emit)
@@ -447,14 +447,14 @@ class NodeRuntime:
     def on_driver_event(self, source: HostedValidator, event: dict[str, Any]) -> None:
         """Log a driver event and update the metrics it implies."""
         kind = event.get("event")
-        if kind == "finalized":
+        if kind == FINALIZED:
             if source is not self.primary:
                 return  # the chain is shared: one finalized event per height per node
             self.metrics.finalized_height.set(event["height"])
             self.metrics.height.set(event["height"] + 1)
             self.metrics.rounds.inc(event["round"] + 1)
             self.metrics.finality_latency.observe(event["latency_ms"] / 1000)
-        elif kind == "round_timeout":
+        elif kind == ROUND_TIMEOUT:
             self.metrics.round_timeouts.inc()
         elif kind in TX_OUTCOMES and source is self.primary:
             self.view.record(event)
