@@ -8,11 +8,13 @@ minted at all, so that at every step
 
     total_supply(ledger) == ledger.genesis_supply + ledger.issued - ledger.slashed
 
-holds exactly (`slashed` counts what was burned).
+holds exactly (`slashed` counts what was burned; the supply counts the
+reserve, where reward sharing puts what it withholds).
 
 Choices, documented because other modules depend on them:
 - Rewards are credited to liquid account balances (no compounding), so voting
-  power changes only through transactions and penalties.
+  power changes only through transactions and penalties. How much each pool
+  and account gets is node.core.rewards' arithmetic; this module applies it.
 - A pool's address is its operator's account address. For the operator,
   `delegate`/`undelegate` on its own pool add to / withdraw from the pledge;
   an operator never holds a delegation in its own pool.
@@ -35,11 +37,12 @@ helpers and the ledger's invariants (supply is conserved) would have no one home
 from __future__ import annotations
 
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
+from node.core import rewards as R
 from node.core.codec import DecodeError
-from node.core.genesis import PPM, Genesis, GenesisValidator, Params
+from node.core.genesis import HASHED_WHEN_SET, PPM, Genesis, GenesisValidator, Params
 from node.core.keys import address_of
 from node.core.messages import Evidence, evidence_shape_problem
 from node.core.tx import (
@@ -120,12 +123,7 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         return FrozenMap({k: v for k, v in self._data.items() if k != key})
 
 
-def merge_amounts(pairs: Iterable[tuple[bytes, int]]) -> dict[bytes, int]:
-    """Sum amounts per key (a fresh dict the caller owns)."""
-    merged: dict[bytes, int] = {}
-    for key, amount in pairs:
-        merged[key] = merged.get(key, 0) + amount
-    return merged
+merge_amounts = R.merge_amounts
 
 
 # ------------------------------------------------------------------ values
@@ -182,7 +180,8 @@ class Ledger:
     `slashed_evidence` holds the keys of punished offences so one offence is
     punished once; `issued` counts minted rewards and `slashed` burned stake;
     `epoch` is the epoch of the last block or epoch start applied (unjail
-    and unbonding are judged against it).
+    and unbonding are judged against it). `reserve` holds what reward
+    sharing withheld; it pays later rewards before anything is minted.
     """
 
     accounts: FrozenMap[bytes, Account]
@@ -193,6 +192,7 @@ class Ledger:
     slashed: int
     genesis_supply: int
     epoch: int = 0
+    reserve: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # in the state hash once non-zero
 
 
 @dataclass(frozen=True)
@@ -284,9 +284,7 @@ def genesis_ledger(genesis: Genesis) -> Ledger:
 # --------------------------------------------------------------- queries
 
 
-def pool_power(pool: Pool) -> int:
-    """Voting power: the pledge plus everything delegated."""
-    return pool.pledge + sum(pool.delegations.values())
+pool_power = R.pool_stake  # voting power: the pledge plus everything delegated
 
 
 def active_powers(ledger: Ledger) -> tuple[tuple[bytes, int], ...]:
@@ -313,10 +311,15 @@ def stake_of(pool: Pool, delegator: bytes) -> int:
 
 
 def total_supply(ledger: Ledger) -> int:
-    """Every unit in existence: balances, pledges, delegations and unbonding stake."""
+    """Every unit in existence: balances, pledges, delegations, unbonding stake and the reserve."""
     balances = sum(account.balance for account in ledger.accounts.values())
     staked = sum(pool_power(pool) for pool in ledger.pools.values())
-    return balances + staked + sum(entry.amount for entry in ledger.unbonding)
+    return balances + staked + sum(entry.amount for entry in ledger.unbonding) + ledger.reserve
+
+
+def bonded_stake(ledger: Ledger) -> int:
+    """Stake of every pool that can still earn (tombstoned ones cannot): reward sharing's sigma is of this."""
+    return sum(pool_power(pool) for pool in ledger.pools.values() if pool.status != TOMBSTONED)
 
 
 def supply_is_conserved(ledger: Ledger) -> bool:
@@ -536,12 +539,6 @@ def judge_participation(
 # --------------------------------------------------------------- rewards
 
 
-def split_by_weight(total: int, weights: tuple[tuple[bytes, int], ...]) -> tuple[tuple[bytes, int], ...]:
-    """Floor shares of `total` proportional to the weights; the caller places the remainder."""
-    weight = sum(w for _, w in weights)
-    return tuple((key, total * w // weight) for key, w in weights) if weight else ()
-
-
 def is_rewardable(ledger: Ledger, address: bytes) -> bool:
     pool = ledger.pools.get(address)
     return pool is not None and pool.status != TOMBSTONED
@@ -557,48 +554,34 @@ def rewarded_signers(ledger: Ledger, ctx: BlockContext) -> tuple[tuple[bytes, in
 
 
 def block_pool_rewards(ledger: Ledger, ctx: BlockContext, params: Params) -> dict[bytes, int]:
-    """Each pool's share of the block reward.
-
-    The proposer gets `proposer_reward_ppm`, signers the rest by committee
-    power, the proposer also the floor remainder of that split. With no
-    signers (height 1) the proposer gets everything. A share whose pool is
-    unknown or tombstoned is simply not minted.
-    """
+    """Each pool's share of the block reward before reward sharing (see `rewards.block_shares`)."""
+    proposer = ctx.proposer if is_rewardable(ledger, ctx.proposer) else None
     signers = rewarded_signers(ledger, ctx)
-    proposer_share = (
-        params.block_reward * params.proposer_reward_ppm // PPM if signers else params.block_reward
-    )
-    signer_shares = split_by_weight(params.block_reward - proposer_share, signers)
-    remainder = params.block_reward - proposer_share - sum(amount for _, amount in signer_shares)
-    proposer = ((ctx.proposer, proposer_share + remainder),) if is_rewardable(ledger, ctx.proposer) else ()
-    return {k: v for k, v in merge_amounts(signer_shares + proposer).items() if v > 0}
-
-
-def split_pool_reward(pool: Pool, reward: int) -> tuple[tuple[bytes, int], ...]:
-    """(account, amount) inside a pool: fixed cost, margin, then pro rata to stake; leftovers to the operator."""
-    fixed = min(pool.fixed_cost, reward)
-    margin = (reward - fixed) * pool.margin_ppm // PPM
-    members = reward - fixed - margin
-    stake = pool_power(pool)
-    delegators = tuple(
-        (d, members * amount // stake) for d, amount in sorted(pool.delegations.items()) if stake
-    )
-    operator = reward - sum(amount for _, amount in delegators)
-    return ((pool.operator, operator), *((d, a) for d, a in delegators if a > 0))
+    return R.block_shares(params.block_reward, params.proposer_reward_ppm, proposer, signers)
 
 
 def apply_rewards(
     ledger: Ledger, ctx: BlockContext, params: Params
 ) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
-    """Mint the block reward into liquid balances of operators and delegators."""
-    rewards = block_pool_rewards(ledger, ctx, params)
+    """Pay the block's rewards into liquid balances of operators and delegators.
+
+    With saturation or pledge influence on, the shares pass through reward
+    sharing, the reserve funds the payout first and takes what was withheld
+    (`rewards.settle_reserve`); off, the reserve stays 0 and the shares are paid as minted.
+    """
+    shares = block_pool_rewards(ledger, ctx, params)
+    rewards = (
+        R.shared_rewards(shares, ledger.pools, bonded_stake(ledger), params)
+        if R.sharing_is_on(params)
+        else shares
+    )
     credits = merge_amounts(
         share
         for address in sorted(rewards)
-        for share in split_pool_reward(ledger.pools[address], rewards[address])
+        for share in R.split_pool_reward(ledger.pools[address], rewards[address])
     )
-    minted = sum(rewards.values())
-    ledger = replace(credit_accounts(ledger, credits), issued=ledger.issued + minted)
+    minted, reserve = R.settle_reserve(ledger.reserve, sum(rewards.values()), R.withheld(shares, rewards))
+    ledger = replace(credit_accounts(ledger, credits), issued=ledger.issued + minted, reserve=reserve)
     return ledger, tuple(LedgerEvent("rewarded", a, rewards[a], "block reward") for a in sorted(rewards))
 
 

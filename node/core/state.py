@@ -25,14 +25,14 @@ transition stay side by side where a change to one shows in the other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import Field, dataclass, fields, is_dataclass, replace
 from functools import cached_property, lru_cache
 from typing import Any
 
 from node.core import ledger as L
 from node.core.codec import encode
-from node.core.genesis import Genesis, Params
+from node.core.genesis import HASHED_WHEN_SET, Genesis, Params
 from node.core.messages import (
     ZERO_HASH,
     Block,
@@ -62,6 +62,19 @@ COMMITTEE_SEED_DOMAIN = b"posnet-committee-seats"
 DERIVED_FIELDS = frozenset({"committee", "recent_committees"})
 
 
+def hashed_fields(value: Any) -> Iterator[Field[Any]]:
+    """The fields of a dataclass value that enter the hash.
+
+    A field marked HASHED_WHEN_SET (reward sharing's parameters, the ledger's
+    reserve) is left out while it holds its default: it was added after
+    chains existed, and leaving it out keeps every hash of a chain that does
+    not use it exactly what it was before.
+    """
+    for f in fields(value):
+        if not (f.metadata.get(HASHED_WHEN_SET) and getattr(value, f.name) == f.default):
+            yield f
+
+
 def canonical(value: Any) -> Any:
     """A state value as nested tuples of ints, bytes, text and None, in one order, for hashing."""
     if value is None or isinstance(value, bytes | str):
@@ -71,7 +84,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, int):
         return int(value)  # IntEnum members hash as their values
     if is_dataclass(value) and not isinstance(value, type):
-        return tuple(canonical(getattr(value, f.name)) for f in fields(value))
+        return tuple(canonical(getattr(value, f.name)) for f in hashed_fields(value))
     if isinstance(value, Mapping):
         return tuple(sorted((canonical(k), canonical(v)) for k, v in value.items()))
     if isinstance(value, frozenset | set):

@@ -1,0 +1,210 @@
+"""Reward sharing: how a block's reward is divided among pools, and inside a pool.
+
+Pure arithmetic over integers and exact fractions, nothing else: every node
+must pay the same units to the same accounts, so no float ever enters, and
+each division is a floor whose remainder is placed explicitly by the caller
+(node.core.ledger, which imports this module; this module imports no ledger).
+
+Two steps, both per block:
+
+1. The block's shares (`block_shares`): the proposer gets
+   `proposer_reward_ppm` of `block_reward`, the signers of the previous
+   certificate the rest by committee power. A pool is paid only for the
+   certificates that counted its precommit, so over an epoch it earns its
+   share of the reward times its *apparent performance* (counted precommits
+   over expected ones) with no separate performance factor.
+
+2. Cardano's reward sharing (cardano-ledger `maxPool'`) scales each pool's
+   share: with z0 = 1/k, sigma' = min(sigma, z0), p' = min(pledge share, z0),
+
+       maxPool = R/(1+a0) * [sigma' + p'*a0*(sigma' - p'*(z0-sigma')/z0)/z0]
+
+   and the pool receives its share times maxPool / (R*sigma) (`reward_factor`),
+   which is at most 1. Stake above 1/k earns nothing more (saturation), and
+   with a0 > 0 pledge earns more than the same stake delegated. k = 0 and
+   a0 = 0 (the defaults) make the factor exactly 1: today's rewards, unit for
+   unit. What the factor withholds is not paid to anyone: the ledger puts it
+   in its reserve, which pays later rewards before anything new is minted.
+
+Inside a pool (`split_pool_reward`) the operator gets the fixed cost c, then
+the margin m of the rest, then the rest pro rata to stake with its pledge
+counted as stake: c + (f-c)(m + (1-m)s/sigma) for the operator and
+(f-c)(1-m)t/sigma for a member holding t, floors left to the operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
+from typing import Protocol
+
+from node.core.genesis import PPM, Params
+
+Weights = tuple[tuple[bytes, int], ...]
+
+NO_SATURATION = Fraction(1)  # z0 when k = 0: no pool can hold more than all the stake
+
+
+class PoolTerms(Protocol):
+    """What reward sharing reads of a pool: node.core.ledger.Pool has it, and no import is needed."""
+
+    @property
+    def operator(self) -> bytes: ...
+    @property
+    def pledge(self) -> int: ...
+    @property
+    def fixed_cost(self) -> int: ...
+    @property
+    def margin_ppm(self) -> int: ...
+    @property
+    def delegations(self) -> Mapping[bytes, int]: ...
+
+
+def pool_stake(pool: PoolTerms) -> int:
+    """The pledge plus everything delegated: a pool's voting power and its reward-sharing stake."""
+    return pool.pledge + sum(pool.delegations.values())
+
+
+# ------------------------------------------------------------------ the block's shares
+
+
+def split_by_weight(total: int, weights: Weights) -> Weights:
+    """Floor shares of `total` proportional to the weights; the caller places the remainder."""
+    weight = sum(w for _, w in weights)
+    return tuple((key, total * w // weight) for key, w in weights) if weight else ()
+
+
+def merge_amounts(pairs: Iterable[tuple[bytes, int]]) -> dict[bytes, int]:
+    """Sum amounts per key (a fresh dict the caller owns)."""
+    merged: dict[bytes, int] = {}
+    for key, amount in pairs:
+        merged[key] = merged.get(key, 0) + amount
+    return merged
+
+
+def block_shares(
+    block_reward: int, proposer_ppm: int, proposer: bytes | None, signers: Weights
+) -> dict[bytes, int]:
+    """Each pool's share of one block's reward, before reward sharing.
+
+    The proposer gets `proposer_ppm`, signers the rest by committee power, the
+    proposer also the floor remainder of that split. With no signers (height
+    1) the proposer gets everything. `proposer` is None when it cannot be paid
+    (unknown or tombstoned): its share is then simply not minted.
+    """
+    proposer_share = block_reward * proposer_ppm // PPM if signers else block_reward
+    signer_shares = split_by_weight(block_reward - proposer_share, signers)
+    remainder = block_reward - proposer_share - sum(amount for _, amount in signer_shares)
+    paid_proposer = ((proposer, proposer_share + remainder),) if proposer is not None else ()
+    return {k: v for k, v in merge_amounts(signer_shares + paid_proposer).items() if v > 0}
+
+
+# ------------------------------------------------------------------ reward sharing
+
+
+def sharing_is_on(params: Params) -> bool:
+    """Whether saturation or pledge influence changes anything (both off reproduces plain shares)."""
+    return params.saturation_k > 0 or params.pledge_influence_ppm > 0
+
+
+def saturation_point(k: int) -> Fraction:
+    """z0 = 1/k, the stake share past which a pool earns no more; 1 (no cap) when k = 0."""
+    return Fraction(1, k) if k > 0 else NO_SATURATION
+
+
+def max_pool_share(sigma: Fraction, pledge_share: Fraction, z0: Fraction, a0: Fraction) -> Fraction:
+    """Cardano's maxPool / R: the most of the reward a pool with these shares can earn.
+
+    Capping both shares at z0 is what makes a saturated pool's extra stake
+    earn nothing; the a0 term pays pledge, and grows with sigma' as well so a
+    pool cannot collect the pledge bonus without attracting stake.
+    """
+    s, p = min(sigma, z0), min(pledge_share, z0)
+    return (s + p * a0 * (s - p * (z0 - s) / z0) / z0) / (1 + a0)
+
+
+def reward_factor(stake: int, pledge: int, total: int, params: Params) -> Fraction:
+    """maxPool / (R * sigma): what part of its proportional reward a pool receives (0 to 1).
+
+    A pool with no stake left (it can still sign for an epoch whose seats were
+    drawn earlier) gets the limit of the factor as its stake tends to zero,
+    1/(1+a0): exactly 1 with pledge influence off, as today.
+    """
+    a0 = Fraction(params.pledge_influence_ppm, PPM)
+    if stake <= 0 or total <= 0:
+        return 1 / (1 + a0)
+    sigma = Fraction(stake, total)
+    pledge_share = Fraction(min(pledge, stake), total)
+    return max_pool_share(sigma, pledge_share, saturation_point(params.saturation_k), a0) / sigma
+
+
+def shared_reward(share: int, stake: int, pledge: int, total: int, params: Params) -> int:
+    """The pool's block share after saturation and pledge influence, floored (the rest is withheld)."""
+    return (share * reward_factor(stake, pledge, total, params)).__floor__()
+
+
+def shared_rewards(
+    shares: Mapping[bytes, int], pools: Mapping[bytes, PoolTerms], total: int, params: Params
+) -> dict[bytes, int]:
+    """Every pool's share after saturation and pledge influence (`total`: the stake sigma is of)."""
+    paid = {
+        address: shared_reward(share, pool_stake(pools[address]), pools[address].pledge, total, params)
+        for address, share in shares.items()
+    }
+    return {address: amount for address, amount in paid.items() if amount > 0}
+
+
+def withheld(shares: Mapping[bytes, int], paid: Mapping[bytes, int]) -> int:
+    """What reward sharing kept back from the block's shares: it goes to the reserve, not to anyone."""
+    return sum(shares.values()) - sum(paid.values())
+
+
+def settle_reserve(reserve: int, paid: int, kept_back: int) -> tuple[int, int]:
+    """(minted, reserve after): the reserve funds the payout first, then takes what was kept back.
+
+    So withheld units are not added to circulation: they wait in the reserve
+    and stand in for fresh minting at the next payout. The supply grows by
+    exactly `minted` (payout plus the reserve's change), never by a float.
+    """
+    drawn = min(reserve, paid)
+    return paid - drawn + kept_back, reserve - drawn + kept_back
+
+
+# ------------------------------------------------------------------ inside a pool
+
+
+def split_pool_reward(pool: PoolTerms, reward: int) -> Weights:
+    """(account, amount) inside a pool: fixed cost, margin, then pro rata to stake; leftovers to the operator.
+
+    The stake counts the operator's pledge, so the operator's pro rata part
+    (s/sigma) is what the delegations leave, floors included.
+    """
+    fixed = min(pool.fixed_cost, reward)
+    margin = (reward - fixed) * pool.margin_ppm // PPM
+    members = reward - fixed - margin
+    stake = pool_stake(pool)
+    members_paid = tuple(
+        (d, members * amount // stake) for d, amount in sorted(pool.delegations.items()) if stake
+    )
+    operator_paid = reward - sum(amount for _, amount in members_paid)
+    return ((pool.operator, operator_paid), *((d, a) for d, a in members_paid if a > 0))
+
+
+# ------------------------------------------------------------------ views
+
+
+def saturation_ppm(stake: int, total: int, k: int) -> int | None:
+    """The pool's stake as parts per million of the saturation point total/k (None when k = 0: no cap)."""
+    if k <= 0:
+        return None
+    return stake * k * PPM // total if total else 0
+
+
+def apparent_performance_ppm(missed: int, window: int) -> int:
+    """Counted precommits over expected ones in the downtime window, in ppm.
+
+    The window keeps only misses, so the part of a young window not yet
+    filled counts as signed: a new pool starts at 100%, as in Cardano, where
+    apparent performance is also 1 until evidence says otherwise.
+    """
+    return (window - min(missed, window)) * PPM // window if window > 0 else PPM
