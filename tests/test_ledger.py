@@ -505,6 +505,26 @@ def test_at_height_one_the_proposer_takes_the_whole_reward(ledger: Ledger) -> No
     assert balance(after, D1) - balance(ledger, D1) == 475 and balance(after, V3) == 525
 
 
+def test_saturated_pool_is_paid_its_capped_share_and_the_rest_goes_to_the_reserve(ledger: Ledger) -> None:
+    """saturation_k = 4: z0 = 1/4 of the bonded 8000 = 2000. v1 (4000) is capped at half its share.
+
+    Shares as in the hand-computed split: v1 533, v2 467. v1 is paid floor(533 / 2) = 266, v2
+    (2000, exactly saturated) all 467; the 267 withheld go to the reserve, which the supply counts.
+    The next block's payout (733) is funded by the reserve first: 733 - 267 new, and 267 withheld.
+    """
+    params = replace(PARAMS, saturation_k=4)
+    after, events = block(ledger, params=params, height=2, proposer=V2, committee=COMMITTEE, signers=(V1, V2))
+    assert {e.validator: e.amount for e in events if e.kind == "rewarded"} == {
+        V1.address: 266,
+        V2.address: 467,
+    }
+    assert (after.reserve, after.issued) == (267, 1000)
+    assert supply_is_conserved(after) and total_supply(after) == total_supply(ledger) + 1000
+    again, _ = block(after, params=params, height=3, proposer=V2, committee=COMMITTEE, signers=(V1, V2))
+    assert (again.reserve, again.issued) == (267, 1000 + 733)
+    assert supply_is_conserved(again)
+
+
 def test_signer_outside_the_committee_earns_nothing(ledger: Ledger) -> None:
     committee = ((V2.address, 2000),)
     _, events = block(ledger, height=2, proposer=V2, committee=committee, signers=(V1, V2))
@@ -554,7 +574,12 @@ block_spec = st.tuples(
 
 
 def run_block(
-    ledger: Ledger, height: int, epoch: int, committee: tuple[tuple[bytes, int], ...], spec: tuple
+    ledger: Ledger,
+    height: int,
+    epoch: int,
+    committee: tuple[tuple[bytes, int], ...],
+    spec: tuple,
+    params: Params = PARAMS,
 ) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
     proposer_i, signed_flags, equivocators, tx_specs, _ = spec
     signers = frozenset(k.address for k, s in zip(POOL_KEYS, signed_flags, strict=True) if s)
@@ -570,7 +595,7 @@ def run_block(
     )
     senders = [tx[1] for tx in tx_specs]
     txs = tuple(build_tx(ledger, tx, senders[:i].count(tx[1])) for i, tx in enumerate(tx_specs))
-    return apply_block(ledger, context, txs, PARAMS, CHAIN)
+    return apply_block(ledger, context, txs, params, CHAIN)
 
 
 def assert_no_negative_holdings(ledger: Ledger) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.core import ledger as L
+from node.core import rewards as R
 from node.core.codec import DecodeError
 from node.core.events import LOGGED_LEDGER_EVENTS, TX_OUTCOMES
 from node.core.genesis import PPM, Params
@@ -85,10 +86,12 @@ class SetView:
 
     active_total: int  # stake of all active pools (shares are of this)
     voting_power: Mapping[bytes, int]  # the validator set in effect
+    bonded_total: int = 0  # stake of all pools that can earn (reward sharing's saturation is of this)
 
     @classmethod
     def of(cls, state: ChainState) -> SetView:
-        return cls(sum(power for _, power in L.active_powers(state.ledger)), dict(state.validator_set))
+        active = sum(power for _, power in L.active_powers(state.ledger))
+        return cls(active, dict(state.validator_set), L.bonded_stake(state.ledger))
 
 
 def pool_view(
@@ -115,6 +118,10 @@ def pool_view(
         "margin_ppm": pool.margin_ppm,
         "jailed_until_epoch": pool.jailed_until_epoch if pool.status == L.JAILED else None,
         "missed_in_window": L.missed_count(pool),
+        # Reward sharing: stake over the saturation point (None with saturation_k = 0) and the
+        # share of its committee precommits counted in the downtime window (node.core.rewards).
+        "saturation_ppm": R.saturation_ppm(stake, context.bonded_total, state.params.saturation_k),
+        "performance_ppm": R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window),
     }
     if detail:
         view["delegations"] = [
@@ -257,6 +264,7 @@ def supply_view(state: ChainState) -> JSON:
         "liquid": liquid,
         "staked": staked,
         "unbonding": unbonding,
+        "reserve": ledger.reserve,  # what reward sharing withheld, not yet paid out again
         "nakamoto_coefficient": nakamoto["nakamoto_coefficient"],
         "stake_distribution": nakamoto["stake_distribution"],
     }

@@ -1,0 +1,378 @@
+"""Reward sharing: the Cardano formula in exact arithmetic, the reserve, and the ledger that applies it.
+
+The properties hold the promises node.core.rewards makes: with both
+parameters off every pool and account is paid exactly what the ledger paid
+before reward sharing existed (a copy of that code is the reference here);
+supply (balances + stake + unbonding + reserve) is conserved by every block,
+transaction and slash with sharing on; a saturated pool's extra stake earns
+nothing; at or above half saturation more pledge never earns less; and a
+pool's reward is split among its operator and members to the unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from node.core import rewards as R
+from node.core.genesis import PPM, Delegation, Genesis, GenesisValidator, Params
+from node.core.keys import Keypair, address_of
+from node.core.ledger import (
+    BlockContext,
+    FrozenMap,
+    Pool,
+    active_powers,
+    apply_block,
+    genesis_ledger,
+    pool_power,
+    start_epoch,
+    supply_is_conserved,
+    total_supply,
+)
+from node.core.state import canonical
+from tests.test_ledger import PARAMS, assert_no_negative_holdings, block_spec, make_test_genesis, run_block
+
+SHARING = Params(saturation_k=4, pledge_influence_ppm=300_000)
+
+# ------------------------------------------------------------------ the reference: rewards before sharing
+
+
+def old_block_pool_rewards(
+    proposer: bytes | None, signers: tuple[tuple[bytes, int], ...], params: Params
+) -> dict[bytes, int]:
+    """The ledger's block_pool_rewards as it was before reward sharing, verbatim in its arithmetic."""
+    proposer_share = (
+        params.block_reward * params.proposer_reward_ppm // PPM if signers else params.block_reward
+    )
+    weight = sum(w for _, w in signers)
+    shares = (
+        tuple((k, (params.block_reward - proposer_share) * w // weight) for k, w in signers) if weight else ()
+    )
+    remainder = params.block_reward - proposer_share - sum(a for _, a in shares)
+    merged: dict[bytes, int] = {}
+    for key, amount in shares + (((proposer, proposer_share + remainder),) if proposer is not None else ()):
+        merged[key] = merged.get(key, 0) + amount
+    return {k: v for k, v in merged.items() if v > 0}
+
+
+def old_split_pool_reward(pool: Pool, reward: int) -> tuple[tuple[bytes, int], ...]:
+    fixed = min(pool.fixed_cost, reward)
+    margin = (reward - fixed) * pool.margin_ppm // PPM
+    members = reward - fixed - margin
+    stake = pool_power(pool)
+    delegators = tuple((d, members * a // stake) for d, a in sorted(pool.delegations.items()) if stake)
+    operator = reward - sum(a for _, a in delegators)
+    return ((pool.operator, operator), *((d, a) for d, a in delegators if a > 0))
+
+
+# ------------------------------------------------------------------ strategies
+
+ADDRESSES = [bytes([i]) * 20 for i in range(1, 9)]
+
+pools = st.builds(
+    lambda pledge, fixed, margin, delegations: Pool(
+        address=ADDRESSES[0],
+        name="p",
+        public_key=b"",
+        operator=ADDRESSES[0],
+        pledge=pledge,
+        fixed_cost=fixed,
+        margin_ppm=margin,
+        delegations=FrozenMap(delegations),
+    ),
+    st.integers(0, 10**9),
+    st.integers(0, 1000),
+    st.integers(0, PPM),
+    st.dictionaries(st.sampled_from(ADDRESSES[1:]), st.integers(1, 10**9), max_size=6),
+)
+shares = st.fractions(min_value=0, max_value=1)
+params_on = st.builds(
+    lambda k, a0: Params(saturation_k=k, pledge_influence_ppm=a0),
+    st.integers(0, 1000),
+    st.integers(0, PPM),
+)
+
+
+# ------------------------------------------------------------------ the formula
+
+
+def test_off_is_a_factor_of_exactly_one() -> None:
+    assert not R.sharing_is_on(Params())
+    assert R.reward_factor(600, 100, 12_000, Params()) == 1
+    assert R.shared_reward(533, 600, 100, 12_000, Params()) == 533
+
+
+def test_cardano_max_pool_on_mainnet_parameters() -> None:
+    """k = 500, a0 = 0.3: a saturated, unpledged pool earns R*z0/(1+a0); a fully pledged one R*z0."""
+    z0, a0 = R.saturation_point(500), Fraction(3, 10)
+    assert R.max_pool_share(z0, Fraction(0), z0, a0) == z0 / (1 + a0)
+    assert R.max_pool_share(z0, z0, z0, a0) == z0
+    assert R.max_pool_share(2 * z0, Fraction(0), z0, a0) == z0 / (1 + a0)  # saturated: no more
+
+
+def test_a_saturated_pools_factor_is_its_saturation_point_over_its_share() -> None:
+    params = Params(saturation_k=4)
+    assert R.reward_factor(6000, 1000, 12_000, params) == Fraction(1, 2)
+    assert R.reward_factor(2000, 1000, 12_000, params) == 1
+    assert R.saturation_ppm(6000, 12_000, 4) == 2 * PPM
+    assert R.saturation_ppm(6000, 12_000, 0) is None
+
+
+def test_below_half_saturation_more_pledge_can_earn_less() -> None:
+    """Cardano's formula as published, kept as is: its pledge term peaks at p = sigma*z0/(2(z0-sigma)).
+
+    So pledge influence rewards pledge only for pools at or above half the saturation point; a
+    small fully pledged pool earns less than the same pool half pledged. README says so.
+    """
+    z0, a0, sigma = Fraction(1, 4), Fraction(3, 10), Fraction(1, 20)
+    assert R.max_pool_share(sigma, sigma, z0, a0) < R.max_pool_share(sigma, sigma / 2, z0, a0)
+
+
+def test_apparent_performance_counts_the_unfilled_window_as_signed() -> None:
+    assert R.apparent_performance_ppm(0, 20) == PPM
+    assert R.apparent_performance_ppm(2, 20) == 900_000  # 2 misses of 20 (a count, not the bit-int)
+    assert R.apparent_performance_ppm(5, 0) == PPM
+
+
+@given(shares, shares, params_on)
+def test_the_factor_is_between_zero_and_one(sigma: Fraction, pledge: Fraction, params: Params) -> None:
+    total = 10**6
+    stake = max(1, int(sigma * total))
+    factor = R.reward_factor(stake, int(pledge * stake), total, params)
+    assert 0 <= factor <= 1
+
+
+@given(st.integers(1, 10**6), st.integers(1, 10**6), st.integers(1, 1000), st.integers(0, PPM))
+def test_stake_past_saturation_earns_nothing_more(stake: int, extra: int, k: int, a0_ppm: int) -> None:
+    """What a pool can earn (factor * stake) stops growing at total/k, with its pledge held fixed."""
+    params, total = Params(saturation_k=k, pledge_influence_ppm=a0_ppm), 10**7
+    cap = Fraction(total, k)
+    if stake < cap:
+        return
+    earned = R.reward_factor(stake, 0, total, params) * stake
+    assert R.reward_factor(stake + extra, 0, total, params) * (stake + extra) == earned
+
+
+@given(shares, shares, shares, st.integers(1, 1000), st.integers(1, PPM))
+def test_more_pledge_never_earns_less_at_or_above_half_saturation(
+    sigma: Fraction, low: Fraction, high: Fraction, k: int, a0_ppm: int
+) -> None:
+    z0, a0 = R.saturation_point(k), Fraction(a0_ppm, PPM)
+    if min(sigma, z0) < z0 / 2:
+        return
+    p_low, p_high = sorted((low * sigma, high * sigma))  # pledge is part of the stake
+    assert R.max_pool_share(sigma, p_low, z0, a0) <= R.max_pool_share(sigma, p_high, z0, a0)
+    if p_low < p_high <= z0 and sigma >= z0:
+        assert R.max_pool_share(sigma, p_low, z0, a0) < R.max_pool_share(sigma, p_high, z0, a0)
+
+
+@given(pools, st.integers(0, 10**9))
+def test_the_operator_and_members_split_the_pool_reward_to_the_unit(pool: Pool, reward: int) -> None:
+    split = R.split_pool_reward(pool, reward)
+    assert sum(amount for _, amount in split) == reward
+    assert all(amount >= 0 for _, amount in split)
+    assert split == old_split_pool_reward(pool, reward)
+
+
+# ------------------------------------------------------------------ the ledger
+
+
+signer_sets = st.lists(
+    st.tuples(st.sampled_from(ADDRESSES), st.integers(1, 10**6)), max_size=8, unique_by=lambda t: t[0]
+)
+
+
+@given(
+    st.one_of(st.none(), st.sampled_from(ADDRESSES)), signer_sets, st.integers(0, 10**6), st.integers(0, PPM)
+)
+def test_block_shares_equal_the_old_rewards(
+    proposer: bytes | None, signers: list[tuple[bytes, int]], reward: int, proposer_ppm: int
+) -> None:
+    params = Params(block_reward=reward, proposer_reward_ppm=proposer_ppm)
+    got = R.block_shares(reward, proposer_ppm, proposer, tuple(signers))
+    assert got == old_block_pool_rewards(proposer, tuple(signers), params)
+
+
+def random_genesis(stakes: list[tuple[int, int, int, int]], params: Params) -> Genesis:
+    """Pools (pledge, delegated, fixed cost, margin) with one delegator each, shared across two pools."""
+    delegators = [Keypair.deterministic(f"d{i % 3}") for i in range(len(stakes))]
+    validators = tuple(
+        GenesisValidator(
+            f"v{i}",
+            Keypair.deterministic(f"v{i}").public,
+            pledge=pledge,
+            fixed_cost=fixed,
+            margin_ppm=margin,
+            delegations=(Delegation(delegators[i].public, delegated),) if delegated else (),
+        )
+        for i, (pledge, delegated, fixed, margin) in enumerate(stakes)
+    )
+    return Genesis("rewards-test", 0, params, validators)
+
+
+pool_terms = st.tuples(st.integers(1, 10**6), st.integers(0, 10**6), st.integers(0, 50), st.integers(0, PPM))
+
+
+@given(
+    st.lists(pool_terms, min_size=1, max_size=6),
+    st.lists(st.tuples(st.integers(0, 5), st.lists(st.booleans(), min_size=6, max_size=6)), max_size=6),
+    st.integers(0, 10**6),
+)
+def test_with_sharing_off_every_account_is_paid_what_it_was_before(
+    terms: list[tuple[int, int, int, int]], blocks: list[tuple[int, list[bool]]], reward: int
+) -> None:
+    params = replace(Params(), block_reward=reward)
+    ledger = genesis_ledger(random_genesis(terms, params))
+    addresses = sorted(ledger.pools)
+    for height, (proposer_i, flags) in enumerate(blocks, start=2):
+        committee = active_powers(ledger)
+        signers = frozenset(a for a, signed in zip(addresses, flags, strict=False) if signed)
+        proposer = addresses[proposer_i % len(addresses)]
+        ctx = BlockContext(height, 0, proposer, committee, signers, ())
+        after, _ = apply_block(ledger, ctx, (), params, "rewards-test")
+        paid_signers = tuple((a, p) for a, p in committee if a in signers)
+        expected: dict[bytes, int] = {}
+        for address, amount in old_block_pool_rewards(proposer, paid_signers, params).items():
+            for account, share in old_split_pool_reward(ledger.pools[address], amount):
+                expected[account] = expected.get(account, 0) + share
+        for account in set(after.accounts) | set(expected):
+            before = ledger.accounts[account].balance if account in ledger.accounts else 0
+            assert after.accounts[account].balance - before == expected.get(account, 0)
+        assert after.reserve == 0 and after.issued - ledger.issued == sum(expected.values())
+        ledger = after
+
+
+def test_the_state_hash_leaves_out_sharing_and_the_reserve_while_unset() -> None:
+    """So every chain that does not use reward sharing keeps the hashes it had (the golden runs too)."""
+    assert len(canonical(Params())) == len(canonical(SHARING)) - 2
+    ledger = genesis_ledger(make_test_genesis())
+    assert len(canonical(replace(ledger, reserve=5))) == len(canonical(ledger)) + 1
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(block_spec, min_size=1, max_size=12), params_on)
+def test_supply_with_the_reserve_is_conserved_by_every_block_tx_and_slash(
+    specs: list, sharing: Params
+) -> None:
+    params = replace(
+        PARAMS, saturation_k=sharing.saturation_k, pledge_influence_ppm=sharing.pledge_influence_ppm
+    )
+    ledger = genesis_ledger(make_test_genesis(params))
+    committee: tuple[tuple[bytes, int], ...] = ()
+    epoch = 0
+    for height, spec in enumerate(specs, start=1):
+        before = ledger
+        ledger, events = run_block(ledger, height, epoch, committee, spec, params)
+        minted, burned = ledger.issued - before.issued, ledger.slashed - before.slashed
+        paid = sum(e.amount for e in events if e.kind == "rewarded")
+        assert total_supply(ledger) == total_supply(before) + minted - burned
+        assert ledger.reserve >= 0 and paid <= params.block_reward
+        assert minted == paid + ledger.reserve - before.reserve  # what was paid or kept, and nothing else
+        assert_no_negative_holdings(ledger)
+        assert supply_is_conserved(ledger)
+        committee = active_powers(ledger)
+        if spec[-1]:
+            epoch += 1
+            ledger, _ = start_epoch(ledger, epoch, params)
+            assert supply_is_conserved(ledger)
+
+
+# ------------------------------------------------------------------ the simulator
+
+
+def delegated_genesis(pools_terms: dict[str, tuple[int, int]], params: Params) -> Any:
+    """A replacement for the simulator's genesis: pool name -> (pledge, delegated by its own delegator)."""
+
+    def sim_genesis(config: Any) -> tuple[Genesis, dict[str, Keypair]]:
+        keys = {name: Keypair.deterministic(f"{config.chain_id}/{name}") for name in pools_terms}
+        validators = tuple(
+            GenesisValidator(
+                name,
+                keys[name].public,
+                pledge=pledge,
+                margin_ppm=50_000,
+                delegations=(Delegation(Keypair.deterministic(f"member-{name}").public, delegated),),
+            )
+            for name, (pledge, delegated) in pools_terms.items()
+        )
+        return Genesis(
+            config.chain_id, 0, replace(params, committee_size=config.committee_size), validators
+        ), keys
+
+    return sim_genesis
+
+
+def simulate(
+    monkeypatch: pytest.MonkeyPatch, terms: dict[str, tuple[int, int]], params: Params, heights: int
+) -> Any:
+    """Run the real simulator on `terms`; return the final state of the slowest honest node."""
+    from network.sim import runner
+    from network.sim.config import SimConfig
+
+    final: list[Any] = []
+    summary = runner.validator_summary
+
+    def keep(state: Any) -> Any:
+        final.append(state)
+        return summary(state)
+
+    monkeypatch.setattr(runner, "sim_genesis", delegated_genesis(terms, params))
+    monkeypatch.setattr(runner, "validator_summary", keep)
+    result = runner.run_simulation(SimConfig(validators=len(terms), heights=heights, seed=1))
+    assert result.ok
+    return final[0]
+
+
+def member_yield_ppm(state: Any, name: str, delegated: int) -> int:
+    """What the pool's one delegator earned per unit delegated, in ppm."""
+    member = address_of(Keypair.deterministic(f"member-{name}").public)
+    return state.ledger.accounts[member].balance * PPM // delegated
+
+
+def pool_earned(state: Any, name: str) -> int:
+    operator = address_of(Keypair.deterministic(f"posnet-sim/{name}").public)
+    member = address_of(Keypair.deterministic(f"member-{name}").public)
+    return state.ledger.accounts[operator].balance + state.ledger.accounts[member].balance
+
+
+SATURATION_RUN = {"v1": (1000, 5000), "v2": (1000, 1000), "v3": (1000, 1000), "v4": (1000, 1000)}
+PLEDGE_RUN = {"v1": (2500, 500), "v2": (500, 2500), "v3": (1500, 1500), "v4": (1500, 1500)}
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_simulator_saturated_pool_pays_its_delegators_less_per_unit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """v1 holds half the stake with k = 4 (200% saturated): its delegator earns about half per unit."""
+    heights, params = 200, Params(block_reward=1000, saturation_k=4)
+    state = simulate(monkeypatch, SATURATION_RUN, params, heights)
+    yields = {name: member_yield_ppm(state, name, d) for name, (_, d) in SATURATION_RUN.items()}
+    with capsys.disabled():
+        print(
+            f"\nsaturation run, {state.height} heights: member yield ppm {yields}, reserve {state.ledger.reserve}"
+        )
+        print(f"  issued {state.ledger.issued}, earned {[pool_earned(state, n) for n in SATURATION_RUN]}")
+    assert yields["v1"] < min(yields["v2"], yields["v3"], yields["v4"])
+    assert supply_is_conserved(state.ledger)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_simulator_high_pledge_pool_earns_more_than_an_equal_stake_low_pledge_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Four pools of 3000 (each exactly saturated with k = 4), a0 = 0.3: pledge 2500 beats pledge 500."""
+    heights, params = 200, Params(block_reward=1000, saturation_k=4, pledge_influence_ppm=300_000)
+    state = simulate(monkeypatch, PLEDGE_RUN, params, heights)
+    earned = {name: pool_earned(state, name) for name in PLEDGE_RUN}
+    with capsys.disabled():
+        print(f"\npledge run, {state.height} heights: pool rewards {earned}, reserve {state.ledger.reserve}")
+    assert earned["v1"] > earned["v2"]
+    assert supply_is_conserved(state.ledger)
