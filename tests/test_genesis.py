@@ -98,6 +98,8 @@ param_values = st.fixed_dictionaries(
         "timeout_propose_ms": st.integers(0, 1 << 40),
         "max_block_txs": st.integers(0, 10_000),
         "jail_epochs": st.integers(0, 1_000_000),
+        "saturation_k": st.integers(0, 100_000),
+        "pledge_influence_ppm": st.integers(0, PPM),
     },
 )
 
@@ -210,6 +212,17 @@ def test_a_duplicate_account_is_refused() -> None:
     raw = raw_genesis()
     raw["accounts"].append(dict(raw["accounts"][0]))
     assert "accounts[1].public_key" in refusal(raw)
+
+
+def test_reward_sharing_is_off_by_default_and_bounded() -> None:
+    """k = 0 and a0 = 0 are today's rewards; k past 100,000 pools or a0 past 1 is refused by name."""
+    assert (Params().saturation_k, Params().pledge_influence_ppm) == (0, 0)
+    raw = raw_genesis()
+    raw["params"]["saturation_k"] = 100_001
+    assert "params.saturation_k" in refusal(raw)
+    raw = raw_genesis()
+    raw["params"]["pledge_influence_ppm"] = PPM + 1
+    assert "params.pledge_influence_ppm" in refusal(raw)
 
 
 def test_every_param_is_bounded_and_named_when_out_of_range() -> None:

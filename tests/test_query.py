@@ -97,6 +97,23 @@ def test_pools_list_every_pool_with_stake_share_and_terms(state: ChainState) -> 
     assert sum(p["stake"] for p in view["pools"]) == 4500
 
 
+def test_pools_show_saturation_and_apparent_performance(state: ChainState) -> None:
+    """Saturation is of total/k of the bonded stake (None without k); performance from the downtime window."""
+    assert {p["saturation_ppm"] for p in pools_view(state)["pools"]} == {None}
+    saturated = replace(state, params=replace(PARAMS, saturation_k=4))  # z0 = 4500 / 4 = 1125
+    pools = {p["name"]: p for p in pools_view(saturated)["pools"]}
+    assert pools["alice"]["saturation_ppm"] == 1500 * 4 * 1_000_000 // 4500  # 133%
+    assert pools["bob"]["saturation_ppm"] == 1000 * 4 * 1_000_000 // 4500
+    assert pools["alice"]["performance_ppm"] == 1_000_000
+    alice = state.ledger.pools[ADDR["alice"]]
+    missing = replace(
+        state.ledger, pools=state.ledger.pools.set(alice.address, replace(alice, missed=0b1011))
+    )
+    view = single_pool_view(replace(state, ledger=missing), "alice")["pool"]
+    window = PARAMS.downtime_window
+    assert view["performance_ppm"] == (window - 3) * 1_000_000 // window and view["missed_in_window"] == 3
+
+
 def test_a_pool_by_name_or_address_lists_its_delegations(state: ChainState) -> None:
     by_name = single_pool_view(state, "alice")["pool"]
     by_address = single_pool_view(state, ADDR["alice"].hex())["pool"]
@@ -143,8 +160,8 @@ def test_supply_accounts_for_every_unit_and_checks_conservation(state: ChainStat
     assert view["issued"] == 2 * PARAMS.block_reward and view["slashed"] > 0
     assert view["total_supply"] == view["genesis_supply"] + view["issued"] - view["slashed"]
     assert view["total_supply"] == total_supply(state.ledger) == view["expected_supply"]
-    assert view["liquid"] + view["staked"] + view["unbonding"] == view["total_supply"]
-    assert view["conserved"]
+    assert view["liquid"] + view["staked"] + view["unbonding"] + view["reserve"] == view["total_supply"]
+    assert view["conserved"] and view["reserve"] == 0
 
 
 def test_nakamoto_coefficient_and_distribution(state: ChainState) -> None:
