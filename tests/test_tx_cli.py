@@ -138,6 +138,8 @@ def test_query_delegations_pool_supply_and_nakamoto(served: Served) -> None:
     assert delegations.exit_code == 0 and "pledge" in delegations.output, delegations.output
     pool = run("query", "pool", "v3", "--url", served.url)
     assert pool.exit_code == 0 and f"pool        v3  {VALIDATORS['v3'].address.hex()}" in pool.output
+    assert "performance 100.00% of its recent committee precommits counted" in pool.output, pool.output
+    assert "saturation" not in pool.output  # saturation_k = 0: no saturation point to show
     supply = run("query", "supply", "--url", served.url)
     assert supply.exit_code == 0 and "conservation holds" in supply.output, supply.output
     assert json.loads(run("query", "supply", "--url", served.url, "--json").output) == supply_view(

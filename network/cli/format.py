@@ -108,7 +108,10 @@ def pool_lines(answer: JSON, label: str) -> list[str]:
         f"delegated   {pool['delegated']} by {pool['delegators']} delegators",
         f"terms       fixed cost {pool['fixed_cost']}, margin {pct(pool['margin_ppm'])}",
         f"downtime    missed {pool['missed_in_window']} of the recent committee precommits",
+        f"performance {pct(pool['performance_ppm'])} of its recent committee precommits counted",
     ]
+    if pool.get("saturation_ppm") is not None:
+        lines.append(f"saturation  {pct(pool['saturation_ppm'])} of the saturation point (1/k of bonded stake)")
     if pool["delegations"]:
         lines += table(
             ("DELEGATOR", "AMOUNT"),
