@@ -453,7 +453,14 @@ def test_up_finalizes_on_all_nodes_and_check_passes(testnet_dir: Path) -> None:
     assert check.stdout.startswith("safety OK")
 
 
-UP_ARGS = ("testnet", "up", "--validators", "4", "--duration", "180")
+UP_ARGS = (
+    "testnet",
+    "up",
+    "--validators",
+    "4",
+    "--duration",
+    "900",
+)  # ended by SIGTERM; long for a loaded machine
 
 
 @pytest.mark.integration
@@ -467,16 +474,29 @@ def test_killed_node_restarts_and_catches_up(testnet_dir: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+    def diagnostics() -> str:
+        """What a timeout needs to be explained: heights, whether `up` still runs, each log's last events."""
+        running = "running" if up.poll() is None else f"exited {up.returncode}"
+        tails = {
+            name: [e.get("event") for e in parsed.events[-6:]]
+            for name, parsed in logcheck.read_log_dir(layout.logs).items()
+        }
+        return f"heights {_heights(layout)}; up {running}; last events {tails}"
+
     try:
         wait_for(
             lambda: len(_heights(layout)) == 4 and min(_heights(layout).values()) >= 2,
             "all nodes at height 2",
+            diagnostics=diagnostics,
         )
         killed = run("testnet", "kill", "v2", "--dir", testnet_dir)
         assert killed.exit_code == 0, killed.output
         stalled = _heights(layout)["v2"]
         wait_for(
-            lambda: min(h for n, h in _heights(layout).items() if n != "v2") >= stalled + 3, "3 more heights"
+            lambda: min(h for n, h in _heights(layout).items() if n != "v2") >= stalled + 3,
+            "3 more heights",
+            diagnostics=diagnostics,
         )
         restarted = run("testnet", "restart", "v2", "--dir", testnet_dir)
         assert restarted.exit_code == 0, restarted.output
