@@ -434,16 +434,22 @@ def test_watch_follows_a_real_testnet_and_quits_on_ctrl_c(tmp_path: Path) -> Non
             if layout.log("v4").exists() and '"finalized"' in layout.log("v4").read_text():
                 break
             time.sleep(0.25)
-        watcher = subprocess.Popen(
-            _posnet("watch", "--dir", directory, "--interval", "0.5"),
-            env=ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(2.5)
+        screen = tmp_path / "watch.out"
+        with screen.open("w") as sink:
+            watcher = subprocess.Popen(
+                _posnet("watch", "--dir", directory, "--interval", "0.5"),
+                env=ENV,
+                stdout=sink,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        # three redraws, however long the CLI takes to start on a loaded machine
+        deadline = time.monotonic() + 60
+        while screen.read_text().count("Ctrl-C quits") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
         watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=10)
+        _, err = watcher.communicate(timeout=10)
+        out = screen.read_text()
     finally:
         if watcher is not None and watcher.poll() is None:
             watcher.kill()
