@@ -29,7 +29,7 @@ from enum import IntEnum
 from node.core.accountability import certificate_conflict_evidence
 from node.core.evidence_pool import EvidencePool
 from node.core.genesis import Params
-from node.core.ledger import LedgerEvent
+from node.core.ledger import LedgerEvent, Participation
 from node.core.mempool import Mempool
 from node.core.messages import (
     MAX_LATE_PRECOMMITS_PER_BLOCK,
@@ -424,6 +424,7 @@ class ConsensusMachine:
             return out
         if self._check_block(self.state, block) is not None:
             return out
+        self._attest_fetched(block, certificate, out)
         self._decide(block, certificate, out, via_sync=True)
         self._evaluate(out)
         return out
@@ -571,8 +572,20 @@ class ConsensusMachine:
             if ours is not None and vote.block_id is not None and ours.block_id != vote.block_id:
                 self._record_equivocation(ours, vote, out)
                 return
-        if len(self._late) < MAX_LATE_KEPT:  # or into a later block, if the certificate went without it
+        # Or into a later block, if the certificate went without it. Only one that can count is
+        # kept: the first to arrive may be a nil precommit of a round that did not decide, and
+        # keeping it (one per validator and height) turned away the one that counts.
+        if (
+            len(self._late) < MAX_LATE_KEPT
+            and late_precommit_misfit(self._pending(vote.height), vote) is None
+        ):
             self._late.setdefault((vote.height, vote.validator), vote)
+
+    def _pending(self, height: int) -> Participation | None:
+        """`height`'s participation record while it waits to be judged (the last one opened by our certificate)."""
+        return next(
+            (p for p in opened_participation(self.state, self.last_certificate) if p.height == height), None
+        )
 
     def _resend_uncounted_precommits(self, out: list[Output]) -> None:
         """Our precommits for pending heights that no block has counted yet: send them again.
@@ -768,6 +781,20 @@ class ConsensusMachine:
         if self.in_committee() and (self.round, self.phase) < (round_, Phase.PRECOMMIT):
             vote = Vote(Kind.PRECOMMIT, self.height, round_, block.hash, self.address)
             out.append(Sign(vote, block))
+
+    def _attest_fetched(self, block: Block, certificate: CommitCertificate, out: list[Output]) -> None:
+        """Precommit a block we had to fetch, as `_attest_decision` does one we saw decided.
+
+        A validator that misses a height's proposal (a lost message: the
+        proposer does not send it again once the height closed) decides by
+        sync, and without this never precommitted the height it was online
+        for. Only while its grace period may still be running: an older one
+        has been judged, and a node catching up on many heights would send
+        a precommit for each in vain.
+        """
+        recent = self._now - block.timestamp_ms < self.params.late_precommit_ms
+        if recent and self.address not in certificate.signers():
+            self._attest_decision(certificate.round, block, out)
 
     def _rule_skip_round(self, out: list[Output]) -> None:
         """Messages from more than 1/3 of stake at a higher round: join it (lines 55-56)."""
