@@ -111,7 +111,9 @@ def pool_lines(answer: JSON, label: str) -> list[str]:
         f"performance {pct(pool['performance_ppm'])} of its recent committee precommits counted",
     ]
     if pool.get("saturation_ppm") is not None:
-        lines.append(f"saturation  {pct(pool['saturation_ppm'])} of the saturation point (1/k of bonded stake)")
+        lines.append(
+            f"saturation  {pct(pool['saturation_ppm'])} of the saturation point (1/k of bonded stake)"
+        )
     if pool["delegations"]:
         lines += table(
             ("DELEGATOR", "AMOUNT"),
