@@ -240,6 +240,9 @@ class ConsensusMachine:
         self.last_certificate = last_certificate
         self._last_precommits: VoteSet | None = None
         self._late: dict[tuple[int, bytes], Vote] = {}  # precommits that certificates missed, to include
+        self._pending_cache: tuple[ChainState, CommitCertificate | None, dict[int, Participation]] | None = (
+            None
+        )
         self._own_precommits: dict[tuple[int, int], Vote] = {}  # ours, until the chain has counted them
         self._forks_traced: set[int] = set()  # heights whose conflicting certificate sent us looking back
         self._sync_requested_ms = -SYNC_RETRY_MS
@@ -575,17 +578,26 @@ class ConsensusMachine:
         # Or into a later block, if the certificate went without it. Only one that can count is
         # kept: the first to arrive may be a nil precommit of a round that did not decide, and
         # keeping it (one per validator and height) turned away the one that counts.
+        key = (vote.height, vote.validator)
         if (
-            len(self._late) < MAX_LATE_KEPT
-            and late_precommit_misfit(self._pending(vote.height), vote) is None
+            key not in self._late
+            and len(self._late) < MAX_LATE_KEPT
+            and late_precommit_misfit(self._pending().get(vote.height), vote) is None
         ):
-            self._late.setdefault((vote.height, vote.validator), vote)
+            self._late[key] = vote
 
-    def _pending(self, height: int) -> Participation | None:
-        """`height`'s participation record while it waits to be judged (the last one opened by our certificate)."""
-        return next(
-            (p for p in opened_participation(self.state, self.last_certificate) if p.height == height), None
-        )
+    def _pending(self) -> dict[int, Participation]:
+        """The participation records waiting to be judged, by height (the last one opened by our certificate).
+
+        Asked for every late precommit that arrives, so it is worked out once
+        per (state, certificate) pair, not once per message.
+        """
+        state, certificate = self.state, self.last_certificate
+        cached = self._pending_cache
+        if cached is None or cached[0] is not state or cached[1] is not certificate:
+            by_height = {p.height: p for p in opened_participation(state, certificate)}
+            cached = self._pending_cache = (state, certificate, by_height)
+        return cached[2]
 
     def _resend_uncounted_precommits(self, out: list[Output]) -> None:
         """Our precommits for pending heights that no block has counted yet: send them again.
