@@ -866,19 +866,78 @@ def test_a_validator_outside_the_committee_proposes_but_never_votes() -> None:
 
 
 def test_messages_for_the_next_height_are_kept_and_replayed_after_deciding() -> None:
-    state1, cert = finalize(STATE, BLOCK_A)
+    state1, _ = finalize(STATE, BLOCK_A)
     name = proposer_name(state1, 0)
-    block2 = make_block(state1, name, last_commit=cert)
+    block2 = make_block(state1, name, last_commit=certificate(A, 1, 0, ("alice", "bob", "carol")))
     node = Node("dave")
     node.start()
     node.propose(proposal("carol", 1, 0, A), BLOCK_A)
-    out = node.propose(proposal(name, 2, 0, block2.hash), block2)  # early: dave is still at height 1
-    assert signs(out) == []
+    early = prevotes(("alice", "bob"), 0, block2.hash, height=2)
+    assert signs(node.votes(early)) == []  # early: dave is still at height 1
     out = node.votes(prevotes(("alice", "bob", "carol"), 0, A) + precommits(("alice", "bob", "carol"), 0, A))
     assert len(decisions(out)) == 1 and node.m.height == 2
-    out = node.timeout(Phase.NEW_HEIGHT, 0)  # the next height starts on the clock
+    assert node.m.votes[(0, Kind.PREVOTE)].power_for[block2.hash] > 0  # the early prevotes, replayed
+
+
+def test_a_proposal_for_the_next_height_decides_ours_with_the_certificate_it_carries() -> None:
+    """The proposer that decided height 1 never sends its precommits again; its next proposal proves the decision."""
+    state1, _ = finalize(STATE, BLOCK_A)
+    name = proposer_name(state1, 0)
+    block2 = make_block(state1, name, last_commit=certificate(A, 1, 0, ("alice", "bob", "carol")))
+    node = Node("dave")
+    node.start()
+    node.propose(proposal("carol", 1, 0, A), BLOCK_A)
+    out = node.propose(proposal(name, 2, 0, block2.hash), block2)
+    [decided] = decisions(out)
+    assert decided.block == BLOCK_A and node.m.height == 2
+    assert [s.item for s in signs(out)] == [
+        Vote(Kind.PRECOMMIT, 1, 0, A, ADDR["dave"])
+    ]  # counted late, not missed
+    out = node.timeout(Phase.NEW_HEIGHT, 0)  # the buffered proposal is replayed when height 2 starts
     height_two = [s.item for s in signs(out) if isinstance(s.item, Vote) and s.item.height == 2]
     assert height_two == [Vote(Kind.PREVOTE, 2, 0, block2.hash, ADDR["dave"])]
+
+
+def test_a_next_height_certificate_without_a_quorum_decides_nothing() -> None:
+    state1, _ = finalize(STATE, BLOCK_A)
+    name = proposer_name(state1, 0)
+    block2 = make_block(state1, name, last_commit=certificate(A, 1, 0, ("alice", "bob")))
+    node = Node("dave")
+    node.start()
+    node.propose(proposal("carol", 1, 0, A), BLOCK_A)
+    out = node.propose(proposal(name, 2, 0, block2.hash), block2)
+    assert decisions(out) == [] and node.m.height == 1
+
+
+def test_a_next_height_certificate_for_a_block_never_received_asks_for_sync() -> None:
+    state1, _ = finalize(STATE, BLOCK_A)
+    name = proposer_name(state1, 0)
+    block2 = make_block(state1, name, last_commit=certificate(A, 1, 0, ("alice", "bob", "carol")))
+    node = Node("dave")
+    node.start()
+    out = node.propose(proposal(name, 2, 0, block2.hash), block2)
+    assert decisions(out) == [] and RequestSync(1) in out
+
+
+def test_a_proposal_two_heights_ahead_asks_for_sync() -> None:
+    node = Node("alice")
+    node.start()
+    block3 = replace(make_block(STATE, "carol"), height=3)
+    assert RequestSync(1) in node.propose(proposal("carol", 3, 0, block3.hash), block3)
+
+
+def test_sync_is_asked_again_at_once_after_reaching_a_new_height() -> None:
+    """A request sent the moment a node fell behind may find peers with nothing yet; the next height asks anew."""
+    node = Node("dave")
+    node.start()
+    node.now = 5000
+    far = 2 + BUFFER_AHEAD
+    assert RequestSync(1) in node.votes([precommit("bob", far, 0, A)])
+    node.propose(proposal("carol", 1, 0, A), BLOCK_A)
+    out = node.votes(prevotes(("alice", "bob", "carol"), 0, A) + precommits(("alice", "bob", "carol"), 0, A))
+    assert node.m.height == 2
+    out = node.votes([precommit("bob", far + 1, 0, A)])
+    assert RequestSync(2) in out
 
 
 def test_messages_from_far_ahead_ask_for_sync() -> None:

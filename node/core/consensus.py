@@ -246,6 +246,7 @@ class ConsensusMachine:
         self._own_precommits: dict[tuple[int, int], Vote] = {}  # ours, until the chain has counted them
         self._forks_traced: set[int] = set()  # heights whose conflicting certificate sent us looking back
         self._sync_requested_ms = -SYNC_RETRY_MS
+        self._sync_requested_height = 0
         self._next_height: list[Vote | tuple[Proposal, Block]] = []
         self._resume_round = 0  # a restarted node resumes the round it had reached
         self._now = 0
@@ -317,6 +318,11 @@ class ConsensusMachine:
             self._evaluate(out)
         elif proposal.height <= self.height + BUFFER_AHEAD:
             self._buffer_next((proposal, block))
+            if proposal.height == self.height + 1:
+                self._learn_certificate(block.last_commit, out)
+                self._evaluate(out)
+            else:
+                self._maybe_sync(out)  # two heights behind: no certificate here can finish ours
         elif proposal.height > self.height:
             self._maybe_sync(out)
         return out
@@ -459,6 +465,7 @@ class ConsensusMachine:
         self._valid_cache: dict[bytes, bool] = {}
         self._heartbeats = 0
         self._beats_in_round = 0
+        self._learned: set[tuple[tuple[bytes, bytes], ...]] = set()
         self.height_started_ms = started_ms
 
     def _start_round(self, round_: int, out: list[Output]) -> None:
@@ -553,11 +560,34 @@ class ConsensusMachine:
             height = item.height if isinstance(item, Vote) else item[0].height
             if height > self.height:
                 self._next_height.append(item)
+                if height == self.height + 1 and not isinstance(item, Vote):
+                    self._learn_certificate(item[1].last_commit, out)
             elif isinstance(item, Vote):
                 if height == self.height:
                     self._add_vote(item, out)
             elif height == self.height:
                 self._add_proposal(item[0], item[1], out)
+
+    def _learn_certificate(self, certificate: CommitCertificate | None, out: list[Output]) -> None:
+        """A block of the next height carries our height's certificate: its precommits are votes we missed.
+
+        The proposer that decided our height does not send its precommits
+        again once it moved on, so a lagging validator that lost one of them
+        would wait for a sync round trip (and be judged absent meanwhile)
+        although the next proposal already proves the decision. Verified
+        like any certificate; `_rule_decide` then decides (precommitting
+        the block first, see `_attest_decision`) or fetches a block we
+        never received.
+        """
+        if certificate is None or certificate.height != self.height:
+            return
+        if certificate.signatures in self._learned:
+            return
+        self._learned.add(certificate.signatures)
+        if certificate_problem(self.state, certificate, self.state.committee, certificate.block_id):
+            return
+        for vote in certificate.votes():
+            self._add_vote(vote, out)
 
     def _add_late_precommit(self, vote: Vote, out: list[Output]) -> None:
         """A precommit for a finalized height: into the next certificate, or a later block.
@@ -860,6 +890,13 @@ class ConsensusMachine:
         self.evidence_pool.prune(block.evidence, block.height, self.params.evidence_max_age)
 
     def _maybe_sync(self, out: list[Output]) -> None:
-        if self._now - self._sync_requested_ms >= SYNC_RETRY_MS:
+        """Ask peers for blocks from our height: once per height we reach, then once per SYNC_RETRY_MS.
+
+        Per height as well as per time: a request sent the moment a node fell
+        behind may find peers with nothing newer yet, and the next height's
+        request must not wait out the retry interval.
+        """
+        if self._now - self._sync_requested_ms >= SYNC_RETRY_MS or self.height > self._sync_requested_height:
             self._sync_requested_ms = self._now
+            self._sync_requested_height = self.height
             out.append(RequestSync(self.height))
