@@ -42,6 +42,7 @@ def full_genesis() -> Genesis:
             fixed_cost=7,
             margin_ppm=PPM,
             delegations=(Delegation(DELEGATOR.public, 250),),
+            compounding=True,
         ),
         *base.validators[1:],
     )
@@ -67,6 +68,15 @@ def refusal(raw: Any) -> str:
 def test_a_valid_genesis_round_trips_through_toml() -> None:
     original = full_genesis()
     assert parse_genesis(tomllib.loads(genesis_to_toml(original))) == original
+
+
+def test_a_reward_mode_that_is_not_a_boolean_is_refused_naming_the_field() -> None:
+    raw = raw_genesis()
+    raw["validators"][0]["compounding"] = "yes"
+    assert refusal(raw) == "validators[0].compounding: expected true or false"
+    raw = raw_genesis()
+    raw["params"]["max_leverage"] = -1
+    assert "params.max_leverage" in refusal(raw)
 
 
 def test_load_genesis_reads_what_genesis_to_toml_wrote(tmp_path: Path) -> None:

@@ -28,13 +28,14 @@ from node.core.ledger import (
     pool_status,
     slash_stake,
     stake_distribution,
+    stake_of,
     start_epoch,
     supply_is_conserved,
     total_supply,
     tx_problem,
 )
 from node.core.messages import Evidence, Kind, Vote, make_evidence, sign_item
-from node.core.tx import Delegate, RegisterPool, Transfer, Tx, Undelegate, Unjail, sign_tx
+from node.core.tx import Delegate, RegisterPool, Transfer, TransferShares, Tx, Undelegate, Unjail, sign_tx
 
 CHAIN = "test-chain"
 V1, V2, V3 = (Keypair.deterministic(f"v{i}") for i in (1, 2, 3))
@@ -153,7 +154,7 @@ def equivocation(keypair: Keypair, height: int = 1, round_: int = 0) -> Evidence
 
 
 def delegated_total(ledger: Ledger, delegator: bytes) -> int:
-    return sum(p.delegations.get(delegator, 0) for p in ledger.pools.values() if p.operator != delegator)
+    return sum(stake_of(p, delegator) for p in ledger.pools.values() if p.operator != delegator)
 
 
 # ------------------------------------------------------------------ genesis and queries
@@ -161,7 +162,7 @@ def delegated_total(ledger: Ledger, delegator: bytes) -> int:
 
 def test_genesis_ledger_has_pools_accounts_and_exact_supply(ledger: Ledger) -> None:
     assert [pool_power(pool(ledger, v)) for v in (V1, V2, V3)] == [4000, 2000, 2000]
-    assert pool(ledger, V1).delegations == {D1.address: 2000, D2.address: 1000}
+    assert pool(ledger, V1).shares == {D1.address: 2000, D2.address: 1000}
     assert balance(ledger, V2) == 0 and V2.address in ledger.accounts
     assert ledger.genesis_supply == 8000 + 10_000 + 3 * 5000 + 500
     assert total_supply(ledger) == ledger.genesis_supply and supply_is_conserved(ledger)
@@ -180,7 +181,7 @@ def test_operator_delegation_in_genesis_is_folded_into_the_pledge() -> None:
     genesis = make_test_genesis()
     own = replace(genesis.validators[1], delegations=(Delegation(V2.public, 300),))
     ledger = genesis_ledger(replace(genesis, validators=(genesis.validators[0], own)))
-    assert pool(ledger, V2).pledge == 2300 and not pool(ledger, V2).delegations
+    assert pool(ledger, V2).pledge == 2300 and not pool(ledger, V2).shares
 
 
 def test_nakamoto_coefficient_on_known_distributions(ledger: Ledger) -> None:
@@ -232,27 +233,27 @@ def test_register_pool_moves_pledge_from_balance(ledger: Ledger) -> None:
 
 def test_delegate_moves_balance_into_the_pool(ledger: Ledger) -> None:
     after, _ = block(ledger, signed(ALICE, Delegate(0, V2.address, 1500)))
-    assert pool(after, V2).delegations == {ALICE.address: 1500}
+    assert pool(after, V2).shares == {ALICE.address: 1500}
     assert pool_power(pool(after, V2)) == 3500 and balance(after, ALICE) == 8500
 
 
 def test_undelegate_moves_stake_into_an_unbonding_entry(ledger: Ledger) -> None:
     after, _ = block(ledger, signed(D1, Undelegate(0, V1.address, 500)), epoch=3)
-    assert pool(after, V1).delegations[D1.address] == 1500
+    assert pool(after, V1).shares[D1.address] == 1500
     assert after.unbonding == (Unbonding(D1.address, V1.address, 500, 3 + PARAMS.unbonding_epochs + 1),)
     assert balance(after, D1) == 5000 and total_supply(after) == total_supply(ledger) + 1000
 
 
 def test_undelegating_everything_removes_the_delegation(ledger: Ledger) -> None:
     after, _ = block(ledger, signed(D2, Undelegate(0, V1.address, 1000)))
-    assert D2.address not in pool(after, V1).delegations
+    assert D2.address not in pool(after, V1).shares
 
 
 def test_operator_delegate_and_undelegate_on_own_pool_change_the_pledge(ledger: Ledger) -> None:
     after, _ = block(
         ledger, signed(V1, Delegate(0, V1.address, 400)), signed(V1, Undelegate(1, V1.address, 900))
     )
-    assert pool(after, V1).pledge == 500 and V1.address not in pool(after, V1).delegations
+    assert pool(after, V1).pledge == 500 and V1.address not in pool(after, V1).shares
     assert after.unbonding[0].delegator == V1.address and after.unbonding[0].amount == 900
 
 
@@ -329,8 +330,9 @@ def test_equivocation_slashes_pro_rata_pays_whistleblower_burns_rest_and_tombsto
     before = total_supply(ledger)
     after, events = block(ledger, height=2, proposer=V2, evidence=(equivocation(V1),))
     p = pool(after, V1)
-    # 5%: pledge 1000 -> 50, d1 2000 -> 100, d2 667 -> 33, unbonding 333 -> 16
-    assert (p.pledge, p.delegations[D1.address], p.delegations[D2.address]) == (950, 1900, 634)
+    # 5%: pledge 1000 -> 50, member tokens 2667 -> 133 (every share at once), unbonding 333 -> 16
+    assert (p.pledge, p.member_tokens, p.shares[D1.address], p.shares[D2.address]) == (950, 2534, 2000, 667)
+    assert (stake_of(p, D1.address), stake_of(p, D2.address)) == (1900, 633)
     assert after.unbonding[0].amount == 317
     assert events[:2] == (
         LedgerEvent("slashed", V1.address, 199, "double sign at height 1"),
@@ -418,7 +420,7 @@ def test_downtime_jails_after_the_threshold_not_before(ledger: Ledger) -> None:
         ),
         LedgerEvent("slashed", V3.address, 20, "downtime"),  # 1% of pledge 1000 and d1's 1000
     ]
-    assert (p.pledge, p.delegations[D1.address]) == (990, 990)
+    assert (p.pledge, stake_of(p, D1.address)) == (990, 990)
     assert jailed.slashed == at_limit.slashed + 20
     assert V3.address not in dict(active_powers(jailed))
 
@@ -537,7 +539,18 @@ ACTORS = (V1, V2, V3, D1, D2, ALICE, NEWCOMER)
 POOL_KEYS = (V1, V2, V3, NEWCOMER)
 
 tx_spec = st.tuples(
-    st.sampled_from(["transfer", "register", "delegate", "undelegate", "unjail", "garbage", "wrong_chain"]),
+    st.sampled_from(
+        [
+            "transfer",
+            "register",
+            "delegate",
+            "undelegate",
+            "transfer_shares",
+            "unjail",
+            "garbage",
+            "wrong_chain",
+        ]
+    ),
     st.integers(0, len(ACTORS) - 1),  # sender
     st.integers(0, len(ACTORS) - 1),  # target
     st.one_of(st.integers(1, 300), st.integers(1, 6000)),  # amount: often small enough to succeed
@@ -556,6 +569,7 @@ def build_tx(ledger: Ledger, spec: tuple[str, int, int, int, int], earlier: int 
         "register": RegisterPool(n, amount, amount % 50, amount * 97 % PPM),
         "delegate": Delegate(n, pool_address, amount),
         "undelegate": Undelegate(n, pool_address, amount),
+        "transfer_shares": TransferShares(n, pool_address, target.address, amount),
         "unjail": Unjail(n),
         "wrong_chain": Transfer(n, target.address, amount),
     }
@@ -600,7 +614,8 @@ def run_block(
 
 def assert_no_negative_holdings(ledger: Ledger) -> None:
     assert all(a.balance >= 0 and a.nonce >= 0 for a in ledger.accounts.values())
-    assert all(p.pledge >= 0 and all(v > 0 for v in p.delegations.values()) for p in ledger.pools.values())
+    assert all(p.pledge >= 0 and all(v > 0 for v in p.shares.values()) for p in ledger.pools.values())
+    assert all(p.member_tokens >= 0 and (p.member_tokens == 0 or p.shares) for p in ledger.pools.values())
     assert all(e.amount >= 0 for e in ledger.unbonding)
 
 
@@ -644,14 +659,17 @@ def test_no_transaction_lets_anyone_but_the_delegator_reduce_its_delegations(spe
         for delegator in delegators:
             lost = delegated_total(before, delegator) - delegated_total(ledger, delegator)
             own_undelegation = applied and spec[0] == "undelegate" and sender == delegator
+            own_transfer = applied and spec[0] == "transfer_shares" and sender == delegator
             if own_undelegation and lost:
                 assert lost == spec[3] and ledger.unbonding[-1].delegator == delegator
+            elif own_transfer:
+                pass  # a holder may give its own shares away
             else:
                 assert lost <= 0, f"{spec} reduced another account's delegations"
         for address, p in before.pools.items():
-            for delegator, amount in p.delegations.items():
+            for delegator, count in p.shares.items():
                 if delegator != sender:
-                    assert ledger.pools[address].delegations.get(delegator, 0) >= amount
+                    assert ledger.pools[address].shares.get(delegator, 0) >= count
 
 
 holding = st.integers(0, 10**12)
@@ -669,11 +687,8 @@ def test_slashing_cuts_every_holding_by_the_same_fraction(
     pledge: int, delegations: list[int], unbonding: list[tuple[bool, int]], fraction: int
 ) -> None:
     ledger = genesis_ledger(make_test_genesis())
-    target = replace(
-        pool(ledger, V2),
-        pledge=pledge,
-        delegations=FrozenMap((bytes([i]) * 20, amount) for i, amount in enumerate(delegations) if amount),
-    )
+    shares = FrozenMap((bytes([i]) * 20, amount) for i, amount in enumerate(delegations) if amount)
+    target = replace(pool(ledger, V2), pledge=pledge, shares=shares, member_tokens=sum(shares.values()))
     entries = tuple(
         Unbonding(bytes([i]) * 20, V2.address if ours else V1.address, amount, 9)
         for i, (ours, amount) in enumerate(unbonding)
@@ -687,8 +702,10 @@ def test_slashing_cuts_every_holding_by_the_same_fraction(
 
     slashed_pool = pool(after, V2)
     assert within_one_unit(pledge, slashed_pool.pledge)
-    for delegator, amount in target.delegations.items():
-        assert within_one_unit(amount, slashed_pool.delegations.get(delegator, 0))
+    assert within_one_unit(target.member_tokens, slashed_pool.member_tokens)
+    assert slashed_pool.shares == target.shares  # the share count stays; what each is worth falls
+    for delegator in target.shares:
+        assert stake_of(slashed_pool, delegator) <= stake_of(target, delegator)
     for old, new in zip(entries, after.unbonding, strict=True):
         assert within_one_unit(old.amount, new.amount) if old.pool == V2.address else old == new
     assert taken == total_supply(ledger) - total_supply(after)

@@ -118,7 +118,13 @@ def test_a_pool_by_name_or_address_lists_its_delegations(state: ChainState) -> N
     by_name = single_pool_view(state, "alice")["pool"]
     by_address = single_pool_view(state, ADDR["alice"].hex())["pool"]
     assert by_name == by_address
-    assert by_name["delegations"] == [{"account": DELEGATOR.address.hex(), "amount": 500}]
+    assert by_name["delegations"] == [{"account": DELEGATOR.address.hex(), "shares": 500, "amount": 500}]
+    assert (by_name["exchange_rate_ppm"], by_name["total_shares"], by_name["reward_mode"]) == (
+        1_000_000,
+        500,
+        "paid_out",
+    )
+    assert by_name["leverage_ppm"] == by_name["stake"] * 1_000_000 // by_name["pledge"]
     assert by_name["unbonding"] == []
     with pytest.raises(QueryError) as err:
         single_pool_view(state, "nobody")
@@ -134,6 +140,7 @@ def test_account_shows_balance_nonce_stake_and_total(state: ChainState) -> None:
             "pool_name": "alice",
             "amount": 500,
             "role": "delegation",
+            "shares": 500,
             "pool_status": "active",
         }
     ]

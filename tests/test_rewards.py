@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from node.core import ledger as L
 from node.core import rewards as R
 from node.core.genesis import PPM, Delegation, Genesis, GenesisValidator, Params
 from node.core.keys import Keypair, address_of
@@ -61,11 +62,12 @@ def old_block_pool_rewards(
 
 
 def old_split_pool_reward(pool: Pool, reward: int) -> tuple[tuple[bytes, int], ...]:
+    """The pre-shares split, for pools with at most one member (where shares cannot change it)."""
     fixed = min(pool.fixed_cost, reward)
     margin = (reward - fixed) * pool.margin_ppm // PPM
     members = reward - fixed - margin
     stake = pool_power(pool)
-    delegators = tuple((d, members * a // stake) for d, a in sorted(pool.delegations.items()) if stake)
+    delegators = tuple((d, members * L.stake_of(pool, d) // stake) for d in sorted(pool.shares) if stake)
     operator = reward - sum(a for _, a in delegators)
     return ((pool.operator, operator), *((d, a) for d, a in delegators if a > 0))
 
@@ -75,7 +77,7 @@ def old_split_pool_reward(pool: Pool, reward: int) -> tuple[tuple[bytes, int], .
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 9)]
 
 pools = st.builds(
-    lambda pledge, fixed, margin, delegations: Pool(
+    lambda pledge, fixed, margin, shares, rate_ppm, compounding: Pool(
         address=ADDRESSES[0],
         name="p",
         public_key=b"",
@@ -83,12 +85,16 @@ pools = st.builds(
         pledge=pledge,
         fixed_cost=fixed,
         margin_ppm=margin,
-        delegations=FrozenMap(delegations),
+        shares=FrozenMap(shares),
+        member_tokens=sum(shares.values()) * rate_ppm // PPM,  # slashed (< 1) or compounded (> 1)
+        compounding=compounding,
     ),
     st.integers(0, 10**9),
     st.integers(0, 1000),
     st.integers(0, PPM),
     st.dictionaries(st.sampled_from(ADDRESSES[1:]), st.integers(1, 10**9), max_size=6),
+    st.integers(1, 3 * PPM),
+    st.booleans(),
 )
 shares = st.fractions(min_value=0, max_value=1)
 params_on = st.builds(
@@ -173,10 +179,22 @@ def test_more_pledge_never_earns_less_at_or_above_half_saturation(
 
 @given(pools, st.integers(0, 10**9))
 def test_the_operator_and_members_split_the_pool_reward_to_the_unit(pool: Pool, reward: int) -> None:
-    split = R.split_pool_reward(pool, reward)
-    assert sum(amount for _, amount in split) == reward
-    assert all(amount >= 0 for _, amount in split)
-    assert split == old_split_pool_reward(pool, reward)
+    payout = R.split_pool_reward(pool, reward)
+    assert payout.operator + sum(amount for _, amount in payout.members) + payout.compounded == reward
+    assert payout.operator >= 0 and all(amount > 0 for _, amount in payout.members)
+    stake = pool_power(pool)
+    fixed = min(pool.fixed_cost, reward)
+    members = reward - fixed - (reward - fixed) * pool.margin_ppm // PPM
+    members_part = members * pool.member_tokens // stake if stake else 0
+    if pool.compounding:
+        assert payout.members == () and payout.compounded == members_part
+    else:
+        assert payout.compounded == 0
+        total_shares = pool.total_shares
+        for holder, amount in payout.members:  # by shares: the same per share, floors to the operator
+            assert amount == members_part * pool.shares[holder] // total_shares
+    if len(pool.shares) <= 1 and not pool.compounding and pool.member_tokens == pool.total_shares:
+        assert ((pool.operator, payout.operator), *payout.members) == old_split_pool_reward(pool, reward)
 
 
 # ------------------------------------------------------------------ the ledger

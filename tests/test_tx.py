@@ -17,6 +17,7 @@ from node.core.tx import (
     RegisterPool,
     SignedTx,
     Transfer,
+    TransferShares,
     Tx,
     TxType,
     Undelegate,
@@ -39,10 +40,11 @@ positive = st.integers(1, (1 << 64) - 1)
 address = st.binary(min_size=20, max_size=20)
 any_tx = st.one_of(
     st.builds(Transfer, u64, address, positive),
-    st.builds(RegisterPool, u64, positive, u64, st.integers(0, PPM)),
+    st.builds(RegisterPool, u64, positive, u64, st.integers(0, PPM), st.booleans()),
     st.builds(Delegate, u64, address, positive),
     st.builds(Undelegate, u64, address, positive),
     st.builds(Unjail, u64),
+    st.builds(TransferShares, u64, address, address, positive),
 )
 
 
@@ -88,6 +90,8 @@ def test_type_names_and_amounts_for_events() -> None:
     assert tx_amount(RegisterPool(0, 7, 0, 0)) == 7
     assert tx_amount(Undelegate(0, BOB.address, 3)) == 3
     assert tx_amount(Unjail(0)) == 0
+    assert tx_type_name(TransferShares(0, BOB.address, ALICE.address, 9)) == "transfer_shares"
+    assert tx_amount(TransferShares(0, BOB.address, ALICE.address, 9)) == 9  # in shares
 
 
 @pytest.mark.parametrize(
@@ -98,8 +102,12 @@ def test_type_names_and_amounts_for_events() -> None:
         encode((int(TxType.TRANSFER), 0, b"\x01" * 20, -1)),  # negative amount
         encode((int(TxType.TRANSFER), 0, b"\x01" * 20)),  # missing field
         encode((int(TxType.TRANSFER), 0, b"\x01" * 20, 5, 6)),  # extra field
-        encode((int(TxType.REGISTER_POOL), 0, 10, 0, PPM + 1)),  # margin above 100%
-        encode((int(TxType.REGISTER_POOL), 0, 0, 0, 0)),  # zero pledge
+        encode((int(TxType.REGISTER_POOL), 0, 10, 0, PPM + 1, 0)),  # margin above 100%
+        encode((int(TxType.REGISTER_POOL), 0, 0, 0, 0, 0)),  # zero pledge
+        encode((int(TxType.REGISTER_POOL), 0, 10, 0, 0)),  # no reward mode
+        encode((int(TxType.REGISTER_POOL), 0, 10, 0, 0, 2)),  # reward mode neither 0 nor 1
+        encode((int(TxType.TRANSFER_SHARES), 0, b"\x01" * 20, b"\x02" * 20, 0)),  # zero shares
+        encode((int(TxType.TRANSFER_SHARES), 0, b"\x01" * 20, 5)),  # no recipient
         encode((int(TxType.DELEGATE), 0, "pool", 5)),  # address as text
         encode((int(TxType.UNDELEGATE), 0, b"\x01" * 20, True)),  # boolean amount
         encode((int(TxType.UNJAIL), 0, 1)),  # unjail takes no fields
@@ -117,6 +125,10 @@ def test_type_names_and_amounts_for_events() -> None:
         "extra-field",
         "margin-over-ppm",
         "zero-pledge",
+        "no-reward-mode",
+        "bad-reward-mode",
+        "zero-shares",
+        "shares-without-recipient",
         "text-address",
         "bool-amount",
         "unjail-with-field",

@@ -140,6 +140,7 @@ def test_query_delegations_pool_supply_and_nakamoto(served: Served) -> None:
     assert pool.exit_code == 0 and f"pool        v3  {VALIDATORS['v3'].address.hex()}" in pool.output
     assert "performance 100.00% of its recent committee precommits counted" in pool.output, pool.output
     assert "saturation" not in pool.output  # saturation_k = 0: no saturation point to show
+    assert "shares      0 at 1.000000 per share" in pool.output and "leverage    1.00x" in pool.output
     supply = run("query", "supply", "--url", served.url)
     assert supply.exit_code == 0 and "conservation holds" in supply.output, supply.output
     assert json.loads(run("query", "supply", "--url", served.url, "--json").output) == supply_view(
@@ -188,6 +189,10 @@ def test_a_doomed_transfer_is_refused_with_the_ledgers_reason_and_never_sent(ser
         ).output
     )
     assert unjail["reason"] == "not a pool operator"
+    shares = run("tx", "transfer-shares", "v1", served.alice, 5, *args)
+    assert shares.exit_code == 1 and shares.output.strip().endswith(
+        f"rejected, not sent: insufficient shares in pool: 0 < 5 (checked against {served.url} at height 0)"
+    ), shares.output
 
 
 def test_tx_usage_errors_are_one_line(served: Served, tmp_path: Path) -> None:

@@ -106,7 +106,10 @@ def pool_lines(answer: JSON, label: str) -> list[str]:
         f"stake       {pool['stake']} ({pct(pool['share_ppm'])} of active stake), voting power now {pool['voting_power']}",
         f"pledge      {pool['pledge']}",
         f"delegated   {pool['delegated']} by {pool['delegators']} delegators",
-        f"terms       fixed cost {pool['fixed_cost']}, margin {pct(pool['margin_ppm'])}",
+        f"terms       fixed cost {pool['fixed_cost']}, margin {pct(pool['margin_ppm'])}, "
+        f"member rewards {pool['reward_mode'].replace('_', ' ')}",
+        f"shares      {pool['total_shares']} at {pool['exchange_rate_ppm'] / PPM:.6f} per share",
+        f"leverage    {_leverage(pool['leverage_ppm'])} (stake over pledge)",
         f"downtime    missed {pool['missed_in_window']} of the recent committee precommits",
         f"performance {pct(pool['performance_ppm'])} of its recent committee precommits counted",
     ]
@@ -116,15 +119,19 @@ def pool_lines(answer: JSON, label: str) -> list[str]:
         )
     if pool["delegations"]:
         lines += table(
-            ("DELEGATOR", "AMOUNT"),
-            [(d["account"], d["amount"]) for d in pool["delegations"]],
-            frozenset({1}),
+            ("DELEGATOR", "SHARES", "AMOUNT"),
+            [(d["account"], d["shares"], d["amount"]) for d in pool["delegations"]],
+            frozenset({1, 2}),
         )
     if pool["unbonding"]:
         lines.append("unbonding from this pool:")
         rows = [(u["account"], u["amount"], u["release_epoch"]) for u in pool["unbonding"]]
         lines += table(("ACCOUNT", "AMOUNT", "RELEASE EPOCH"), rows, frozenset({1, 2}))
     return [*lines, _where(answer, label)]
+
+
+def _leverage(ppm: int | None) -> str:
+    return "unbounded (no pledge)" if ppm is None else f"{ppm / PPM:.2f}x"
 
 
 def distribution_lines(answer: JSON) -> list[str]:

@@ -47,6 +47,7 @@ from node.core.tx import (
     Delegate,
     RegisterPool,
     Transfer,
+    TransferShares,
     Tx,
     Undelegate,
     Unjail,
@@ -291,12 +292,17 @@ def tx_transfer(to: str, amount: int, **kwargs: Any) -> None:
     show_default=True,
     help="operator's share of the rest",
 )
+@click.option(
+    "--compounding",
+    is_flag=True,
+    help="keep members' rewards in the pool (each share's value rises) instead of paying them out",
+)
 @with_options(TX_OPTIONS)
-def tx_register_pool(pledge: int, fixed_cost: int, margin_ppm: int, **kwargs: Any) -> None:
+def tx_register_pool(pledge: int, fixed_cost: int, margin_ppm: int, compounding: bool, **kwargs: Any) -> None:
     """Make the sender a stake pool operator, pledging PLEDGE of its balance."""
     submit(
         Submission.prepare(_tx_options(kwargs)),
-        lambda nonce: RegisterPool(nonce, pledge, fixed_cost, margin_ppm),
+        lambda nonce: RegisterPool(nonce, pledge, fixed_cost, margin_ppm, compounding),
     )
 
 
@@ -320,6 +326,18 @@ def tx_undelegate(pool: str, amount: int, **kwargs: Any) -> None:
     submission = Submission.prepare(_tx_options(kwargs))
     address = submission.address(pool)
     submit(submission, lambda nonce: Undelegate(nonce, address, amount))
+
+
+@tx.command("transfer-shares")
+@click.argument("pool")
+@click.argument("to")
+@click.argument("shares", type=click.IntRange(1))
+@with_options(TX_OPTIONS)
+def tx_transfer_shares(pool: str, to: str, shares: int, **kwargs: Any) -> None:
+    """Give SHARES of the sender's delegation to POOL to TO: the new holder owns (and can undelegate) them."""
+    submission = Submission.prepare(_tx_options(kwargs))
+    address, recipient = submission.address(pool), submission.address(to)
+    submit(submission, lambda nonce: TransferShares(nonce, address, recipient, shares))
 
 
 @tx.command("unjail")

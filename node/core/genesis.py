@@ -62,6 +62,8 @@ class Params:
     # a0 in ppm, how much pledge raises a pool's reward (0 = off). Both off = the plain shares.
     saturation_k: int = field(default=0, metadata={HASHED_WHEN_SET: True})
     pledge_influence_ppm: int = field(default=0, metadata={HASHED_WHEN_SET: True})
+    # A pool's stake may be at most its pledge times this (0 = no cap): delegations past it are refused.
+    max_leverage: int = field(default=0, metadata={HASHED_WHEN_SET: True})
 
     def timeout_ms(self, step: str, round_: int) -> int:
         """base + delta * round: the Tendermint rule that lets rounds outgrow network delay."""
@@ -90,6 +92,7 @@ _PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "evidence_max_age": (1, 1_000_000),
     "max_block_txs": (0, 10_000),
     "saturation_k": (0, 100_000),
+    "max_leverage": (0, 1_000_000),
 }
 _PPM_FIELDS = {name for name in (f.name for f in fields(Params)) if name.endswith("_ppm")}
 
@@ -110,6 +113,9 @@ class GenesisValidator:
     fixed_cost: int = 0
     margin_ppm: int = 0
     delegations: tuple[Delegation, ...] = ()
+    compounding: bool = (
+        False  # members' rewards stay in the pool (share value rises) instead of being paid out
+    )
 
     @property
     def address(self) -> bytes:
@@ -187,7 +193,7 @@ def parse_params(raw: Any) -> Params:
 
 
 def _parse_validator(raw: Any, where: str) -> GenesisValidator:
-    allowed = {"name", "public_key", "pledge", "fixed_cost", "margin_ppm", "delegations"}
+    allowed = {"name", "public_key", "pledge", "fixed_cost", "margin_ppm", "delegations", "compounding"}
     table = _table(raw, where, allowed)
     name = _required(table, "name", where, lambda v, w: v if isinstance(v, str) and v else _bad(w, "a name"))
     delegations = []
@@ -207,7 +213,14 @@ def _parse_validator(raw: Any, where: str) -> GenesisValidator:
         fixed_cost=_int(table.get("fixed_cost", 0), f"{where}.fixed_cost"),
         margin_ppm=_int(table.get("margin_ppm", 0), f"{where}.margin_ppm", 0, PPM),
         delegations=tuple(delegations),
+        compounding=_flag(table.get("compounding", False), f"{where}.compounding"),
     )
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise GenesisError(f"{where}: expected true or false")
+    return value
 
 
 def _list(value: Any, where: str) -> list[Any]:
@@ -293,6 +306,7 @@ def genesis_to_toml(genesis: Genesis) -> str:
                 "fixed_cost": v.fixed_cost,
                 "margin_ppm": v.margin_ppm,
                 "delegations": [{"account": d.account.hex(), "amount": d.amount} for d in v.delegations],
+                **({"compounding": True} if v.compounding else {}),
             }
             for v in genesis.validators
         ],

@@ -12,9 +12,15 @@ holds exactly (`slashed` counts what was burned; the supply counts the
 reserve, where reward sharing puts what it withholds).
 
 Choices, documented because other modules depend on them:
-- Rewards are credited to liquid account balances (no compounding), so voting
-  power changes only through transactions and penalties. How much each pool
-  and account gets is node.core.rewards' arithmetic; this module applies it.
+- A delegation is a number of shares of its pool (node.core.shares): the pool
+  holds the member tokens behind all shares, so a slash or a compounded
+  reward changes every share's value in one step, and shares can be
+  transferred like a receipt token. The operator's own stake is the pledge,
+  never shares.
+- Rewards are credited to liquid account balances, except a compounding
+  pool's member part, which is added to its member tokens (the exchange
+  rate rises). How much each pool and account gets is node.core.rewards'
+  arithmetic; this module applies it.
 - A pool's address is its operator's account address. For the operator,
   `delegate`/`undelegate` on its own pool add to / withdraw from the pledge;
   an operator never holds a delegation in its own pool.
@@ -41,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
 from node.core import rewards as R
+from node.core import shares as S
 from node.core.codec import DecodeError
 from node.core.genesis import HASHED_WHEN_SET, PPM, Genesis, GenesisValidator, Params
 from node.core.keys import address_of
@@ -50,6 +57,7 @@ from node.core.tx import (
     RegisterPool,
     SignedTx,
     Transfer,
+    TransferShares,
     Tx,
     Undelegate,
     Unjail,
@@ -154,10 +162,16 @@ class Pool:
     pledge: int
     fixed_cost: int
     margin_ppm: int
-    delegations: FrozenMap[bytes, int]
+    shares: FrozenMap[bytes, int]  # members' shares, by holder
     status: PoolStatus = ACTIVE
     jailed_until_epoch: int = 0
     missed: int = 0
+    member_tokens: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # the stake behind all shares
+    compounding: bool = field(default=False, metadata={HASHED_WHEN_SET: True})  # member rewards stay in
+
+    @property
+    def total_shares(self) -> int:
+        return sum(self.shares.values())
 
 
 @dataclass(frozen=True)
@@ -252,7 +266,9 @@ def genesis_pool(validator: GenesisValidator) -> Pool:
         pledge=validator.pledge + own,
         fixed_cost=validator.fixed_cost,
         margin_ppm=validator.margin_ppm,
-        delegations=FrozenMap(stakes),
+        shares=FrozenMap(stakes),  # one share per unit at genesis
+        member_tokens=sum(stakes.values()),
+        compounding=validator.compounding,
     )
 
 
@@ -306,8 +322,15 @@ def account_of(ledger: Ledger, address: bytes) -> Account:
 
 
 def stake_of(pool: Pool, delegator: bytes) -> int:
-    """What `delegator` has in `pool`: the pledge for the operator, else its delegation."""
-    return pool.pledge if delegator == pool.operator else pool.delegations.get(delegator, 0)
+    """What `delegator` has in `pool`: the pledge for the operator, else what its shares are worth."""
+    if delegator == pool.operator:
+        return pool.pledge
+    return S.share_value(pool.shares.get(delegator, 0), pool.total_shares, pool.member_tokens)
+
+
+def leverage_ppm(pool: Pool) -> int | None:
+    """The pool's stake over its pledge, in ppm (None without pledge: unbounded)."""
+    return pool_power(pool) * PPM // pool.pledge if pool.pledge else None
 
 
 def total_supply(ledger: Ledger) -> int:
@@ -376,12 +399,10 @@ def cut(amount: int, fraction_ppm: int) -> int:
 
 
 def slash_pool_stake(pool: Pool, fraction_ppm: int) -> tuple[Pool, int]:
-    """Cut the pledge and each delegation by the same fraction; returns the pool and the total cut."""
-    delegations = {d: amount - cut(amount, fraction_ppm) for d, amount in pool.delegations.items()}
-    pledge = pool.pledge - cut(pool.pledge, fraction_ppm)
-    taken = pool_power(pool) - pledge - sum(delegations.values())
-    kept = FrozenMap((d, amount) for d, amount in delegations.items() if amount > 0)
-    return replace(pool, pledge=pledge, delegations=kept), taken
+    """Cut the pledge and the member tokens by the same fraction (every share at once); the pool and the cut."""
+    pledge_cut, members_cut = cut(pool.pledge, fraction_ppm), cut(pool.member_tokens, fraction_ppm)
+    slashed = replace(pool, pledge=pool.pledge - pledge_cut, member_tokens=pool.member_tokens - members_cut)
+    return slashed, pledge_cut + members_cut
 
 
 def slash_unbonding(
@@ -575,13 +596,26 @@ def apply_rewards(
         if R.sharing_is_on(params)
         else shares
     )
+    payouts = {
+        address: R.split_pool_reward(ledger.pools[address], rewards[address]) for address in sorted(rewards)
+    }
     credits = merge_amounts(
-        share
-        for address in sorted(rewards)
-        for share in R.split_pool_reward(ledger.pools[address], rewards[address])
+        pair
+        for address, payout in payouts.items()
+        for pair in ((ledger.pools[address].operator, payout.operator), *payout.members)
     )
+    compounded = {
+        address: replace(pool, member_tokens=pool.member_tokens + payout.compounded)
+        for address, payout in payouts.items()
+        if payout.compounded and (pool := ledger.pools[address])
+    }
     minted, reserve = R.settle_reserve(ledger.reserve, sum(rewards.values()), R.withheld(shares, rewards))
-    ledger = replace(credit_accounts(ledger, credits), issued=ledger.issued + minted, reserve=reserve)
+    ledger = replace(
+        credit_accounts(ledger, credits),
+        pools=ledger.pools.update(compounded),
+        issued=ledger.issued + minted,
+        reserve=reserve,
+    )
     return ledger, tuple(LedgerEvent("rewarded", a, rewards[a], "block reward") for a in sorted(rewards))
 
 
@@ -600,14 +634,31 @@ def register_pool_problem(ledger: Ledger, sender: bytes, tx: RegisterPool) -> st
     return f"insufficient balance: {balance} < {tx.pledge}" if balance < tx.pledge else None
 
 
-def delegate_problem(ledger: Ledger, sender: bytes, tx: Delegate) -> str | None:
+def leverage_problem(pool: Pool, added: int, params: Params) -> str | None:
+    """Why `added` more stake would take the pool past `max_leverage` times its pledge, or None."""
+    if params.max_leverage <= 0:
+        return None
+    cap = pool.pledge * params.max_leverage
+    stake = pool_power(pool) + added
+    return (
+        f"leverage cap: stake {stake} > pledge {pool.pledge} x {params.max_leverage}" if stake > cap else None
+    )
+
+
+def delegate_problem(ledger: Ledger, sender: bytes, tx: Delegate, params: Params) -> str | None:
     pool = ledger.pools.get(tx.pool)
     if pool is None:
         return "unknown pool"
     if pool.status == TOMBSTONED:
         return "pool is tombstoned"
     balance = account_of(ledger, sender).balance
-    return f"insufficient balance: {balance} < {tx.amount}" if balance < tx.amount else None
+    if balance < tx.amount:
+        return f"insufficient balance: {balance} < {tx.amount}"
+    if sender != pool.operator:
+        if S.shares_for_deposit(tx.amount, pool.total_shares, pool.member_tokens) == 0:
+            return "amount buys no share at the pool's exchange rate"
+        return leverage_problem(pool, tx.amount, params)
+    return None
 
 
 def undelegate_problem(ledger: Ledger, sender: bytes, tx: Undelegate) -> str | None:
@@ -616,6 +667,16 @@ def undelegate_problem(ledger: Ledger, sender: bytes, tx: Undelegate) -> str | N
         return "unknown pool"
     staked = stake_of(pool, sender)
     return f"insufficient own stake in pool: {staked} < {tx.amount}" if staked < tx.amount else None
+
+
+def transfer_shares_problem(ledger: Ledger, sender: bytes, tx: TransferShares) -> str | None:
+    pool = ledger.pools.get(tx.pool)
+    if pool is None:
+        return "unknown pool"
+    if tx.to == pool.operator:
+        return "the pool's operator holds its stake as pledge, not shares"
+    held = pool.shares.get(sender, 0)
+    return f"insufficient shares in pool: {held} < {tx.shares}" if held < tx.shares else None
 
 
 def unjail_problem(ledger: Ledger, sender: bytes, tx: Unjail) -> str | None:
@@ -631,19 +692,21 @@ def unjail_problem(ledger: Ledger, sender: bytes, tx: Unjail) -> str | None:
     return None
 
 
-def tx_type_problem(ledger: Ledger, sender: bytes, tx: Tx) -> str | None:
+def tx_type_problem(ledger: Ledger, sender: bytes, tx: Tx, params: Params) -> str | None:
     if isinstance(tx, Transfer):
         return transfer_problem(ledger, sender, tx)
     if isinstance(tx, RegisterPool):
         return register_pool_problem(ledger, sender, tx)
     if isinstance(tx, Delegate):
-        return delegate_problem(ledger, sender, tx)
+        return delegate_problem(ledger, sender, tx, params)
     if isinstance(tx, Undelegate):
         return undelegate_problem(ledger, sender, tx)
+    if isinstance(tx, TransferShares):
+        return transfer_shares_problem(ledger, sender, tx)
     return unjail_problem(ledger, sender, tx)
 
 
-def signed_tx_problem(ledger: Ledger, chain_id: str, signed: SignedTx) -> str | None:
+def signed_tx_problem(ledger: Ledger, chain_id: str, signed: SignedTx, params: Params) -> str | None:
     """Why a decoded transaction cannot be applied to `ledger` now, or None."""
     if not verify_tx(chain_id, signed):
         return "bad signature (wrong key or chain)"
@@ -652,7 +715,7 @@ def signed_tx_problem(ledger: Ledger, chain_id: str, signed: SignedTx) -> str | 
         return "unknown account"
     if signed.tx.nonce != account.nonce:
         return f"bad nonce: expected {account.nonce}, got {signed.tx.nonce}"
-    return tx_type_problem(ledger, signed.sender, signed.tx)
+    return tx_type_problem(ledger, signed.sender, signed.tx, params)
 
 
 def tx_problem(ledger: Ledger, chain_id: str, tx: bytes, params: Params) -> str | None:
@@ -665,7 +728,7 @@ def tx_problem(ledger: Ledger, chain_id: str, tx: bytes, params: Params) -> str 
         signed = decode_tx(tx)
     except DecodeError as exc:
         return f"malformed: {exc}"
-    return signed_tx_problem(ledger, chain_id, signed)
+    return signed_tx_problem(ledger, chain_id, signed, params)
 
 
 def bump_nonce(ledger: Ledger, sender: bytes, public_key: bytes) -> Ledger:
@@ -674,13 +737,38 @@ def bump_nonce(ledger: Ledger, sender: bytes, public_key: bytes) -> Ledger:
     return replace(ledger, accounts=ledger.accounts.set(sender, bumped))
 
 
-def with_stake(pool: Pool, delegator: bytes, amount: int) -> Pool:
-    """The pool with `delegator`'s stake set to `amount` (the pledge for the operator)."""
-    if delegator == pool.operator:
-        return replace(pool, pledge=amount)
-    if amount == 0:
-        return replace(pool, delegations=pool.delegations.without(delegator))
-    return replace(pool, delegations=pool.delegations.set(delegator, amount))
+def deposit(pool: Pool, holder: bytes, amount: int) -> Pool:
+    """The pool after `holder` adds `amount`: to the pledge for the operator, else as shares."""
+    if holder == pool.operator:
+        return replace(pool, pledge=pool.pledge + amount)
+    minted = S.shares_for_deposit(amount, pool.total_shares, pool.member_tokens)
+    shares = pool.shares.set(holder, pool.shares.get(holder, 0) + minted)
+    return replace(pool, shares=shares, member_tokens=pool.member_tokens + amount)
+
+
+def withdraw(pool: Pool, holder: bytes, amount: int) -> Pool:
+    """The pool after `holder` takes `amount` out (callers check it holds that much).
+
+    A member burns the ceiling of the shares the amount is worth. Once the
+    last share is gone, the member tokens rounding left behind belong to
+    nobody's shares: they join the pledge, so no token is stranded.
+    """
+    if holder == pool.operator:
+        return replace(pool, pledge=pool.pledge - amount)
+    burned = S.shares_to_burn(amount, pool.total_shares, pool.member_tokens)
+    left = pool.shares.get(holder, 0) - burned
+    shares = pool.shares.set(holder, left) if left else pool.shares.without(holder)
+    pool = replace(pool, shares=shares, member_tokens=pool.member_tokens - amount)
+    if not shares:
+        pool = replace(pool, pledge=pool.pledge + pool.member_tokens, member_tokens=0)
+    return pool
+
+
+def move_shares(pool: Pool, sender: bytes, to: bytes, count: int) -> Pool:
+    """`count` of the sender's shares now held by `to`: nothing is minted, burned or revalued."""
+    left = pool.shares[sender] - count
+    shares = pool.shares.set(sender, left) if left else pool.shares.without(sender)
+    return replace(pool, shares=shares.set(to, shares.get(to, 0) + count))
 
 
 def apply_transfer(ledger: Ledger, sender: bytes, tx: Transfer) -> Ledger:
@@ -696,23 +784,28 @@ def apply_register_pool(ledger: Ledger, sender: bytes, public_key: bytes, tx: Re
         pledge=tx.pledge,
         fixed_cost=tx.fixed_cost,
         margin_ppm=tx.margin_ppm,
-        delegations=FrozenMap(),
+        shares=FrozenMap(),
+        compounding=tx.compounding,
     )
     return set_pool(debit_account(ledger, sender, tx.pledge), pool)
 
 
 def apply_delegate(ledger: Ledger, sender: bytes, tx: Delegate) -> Ledger:
-    pool = ledger.pools[tx.pool]
     return set_pool(
-        debit_account(ledger, sender, tx.amount), with_stake(pool, sender, stake_of(pool, sender) + tx.amount)
+        debit_account(ledger, sender, tx.amount), deposit(ledger.pools[tx.pool], sender, tx.amount)
     )
 
 
 def apply_undelegate(ledger: Ledger, sender: bytes, tx: Undelegate, params: Params) -> Ledger:
-    pool = ledger.pools[tx.pool]
     entry = Unbonding(sender, tx.pool, tx.amount, ledger.epoch + params.unbonding_epochs + 1)
-    ledger = set_pool(ledger, with_stake(pool, sender, stake_of(pool, sender) - tx.amount))
+    ledger = set_pool(ledger, withdraw(ledger.pools[tx.pool], sender, tx.amount))
     return replace(ledger, unbonding=(*ledger.unbonding, entry))
+
+
+def apply_transfer_shares(ledger: Ledger, sender: bytes, tx: TransferShares) -> Ledger:
+    if tx.to not in ledger.accounts:  # the new holder must be able to sign an undelegate
+        ledger = replace(ledger, accounts=ledger.accounts.set(tx.to, Account()))
+    return set_pool(ledger, move_shares(ledger.pools[tx.pool], sender, tx.to, tx.shares))
 
 
 def apply_unjail(ledger: Ledger, sender: bytes) -> Ledger:
@@ -731,6 +824,8 @@ def apply_tx(ledger: Ledger, signed: SignedTx, params: Params) -> Ledger:
         return apply_delegate(ledger, sender, tx)
     if isinstance(tx, Undelegate):
         return apply_undelegate(ledger, sender, tx, params)
+    if isinstance(tx, TransferShares):
+        return apply_transfer_shares(ledger, sender, tx)
     return apply_unjail(ledger, sender)
 
 
@@ -749,7 +844,7 @@ def process_tx(
         signed = decode_tx(tx)
     except DecodeError as exc:
         return ledger, (LedgerEvent("tx_rejected", b"", 0, f"malformed: {exc}"),)
-    problem = signed_tx_problem(ledger, chain_id, signed)
+    problem = signed_tx_problem(ledger, chain_id, signed, params)
     if problem:
         return ledger, (LedgerEvent("tx_rejected", signed.sender, tx_amount(signed.tx), problem),)
     return apply_tx(ledger, signed, params), tx_events(signed)

@@ -24,6 +24,7 @@ from typing import Any
 
 from node.core import ledger as L
 from node.core import rewards as R
+from node.core import shares as S
 from node.core.codec import DecodeError
 from node.core.events import LOGGED_LEDGER_EVENTS, TX_OUTCOMES
 from node.core.genesis import PPM, Params
@@ -111,11 +112,17 @@ def pool_view(
         "stake": stake,
         "pledge": pool.pledge,
         "delegated": stake - pool.pledge,
-        "delegators": len(pool.delegations),
+        "delegators": len(pool.shares),
         "share_ppm": share_ppm(stake, context.active_total) if pool.status == L.ACTIVE else 0,
         "voting_power": context.voting_power.get(pool.address, 0),
         "fixed_cost": pool.fixed_cost,
         "margin_ppm": pool.margin_ppm,
+        "reward_mode": "compounding" if pool.compounding else "paid_out",
+        # Receipt-token terms: tokens per share (1,000,000 until a slash or compounding moves it),
+        # and stake over pledge (None without pledge; capped by params.max_leverage when set).
+        "exchange_rate_ppm": S.exchange_rate_ppm(pool.total_shares, pool.member_tokens),
+        "total_shares": pool.total_shares,
+        "leverage_ppm": L.leverage_ppm(pool),
         "jailed_until_epoch": pool.jailed_until_epoch if pool.status == L.JAILED else None,
         "missed_in_window": L.missed_count(pool),
         # Reward sharing: stake over the saturation point (None with saturation_k = 0) and the
@@ -125,8 +132,8 @@ def pool_view(
     }
     if detail:
         view["delegations"] = [
-            {"account": account.hex(), "amount": amount}
-            for account, amount in sorted(pool.delegations.items(), key=lambda item: (-item[1], item[0]))
+            {"account": account.hex(), "shares": count, "amount": L.stake_of(pool, account)}
+            for account, count in sorted(pool.shares.items(), key=lambda item: (-item[1], item[0]))
         ]
         view["unbonding"] = [
             _unbonding_view(state, entry) for entry in state.ledger.unbonding if entry.pool == pool.address
@@ -183,10 +190,11 @@ def stakes_of(state: ChainState, address: bytes) -> list[JSON]:
             "pool_name": name_of(state, pool.address),
             "amount": amount,
             "role": "pledge" if address == pool.operator else "delegation",
+            "shares": None if address == pool.operator else pool.shares.get(address, 0),
             "pool_status": pool.status,
         }
         for pool in state.ledger.pools.values()
-        if (amount := L.stake_of(pool, address)) > 0
+        if (amount := L.stake_of(pool, address)) > 0 or pool.shares.get(address, 0)
     ]
     return sorted(stakes, key=lambda s: (-s["amount"], s["pool_name"]))
 
@@ -344,9 +352,10 @@ def slash_breakdown(before: L.Ledger, pool_address: bytes, amount: int, params: 
         fractions = fractions[::-1]
     for fraction in fractions:
         operator = L.cut(pool.pledge, fraction)
-        losses = {d: L.cut(stake, fraction) for d, stake in pool.delegations.items()}
+        delegator_total = L.cut(pool.member_tokens, fraction)
+        slashed, _ = L.slash_pool_stake(pool, fraction)
+        losses = {d: L.stake_of(pool, d) - L.stake_of(slashed, d) for d in pool.shares}  # every share at once
         unbonding = sum(L.cut(e.amount, fraction) for e in before.unbonding if e.pool == pool_address)
-        delegator_total = sum(losses.values())
         if operator + delegator_total + unbonding != amount:
             continue
         largest = sorted(((loss, d) for d, loss in losses.items() if loss), reverse=True)
@@ -355,7 +364,7 @@ def slash_breakdown(before: L.Ledger, pool_address: bytes, amount: int, params: 
             "operator_loss": operator,
             "delegator_loss": delegator_total,
             "unbonding_loss": unbonding,
-            "delegators": len(pool.delegations),
+            "delegators": len(pool.shares),
             "delegator_losses": {d.hex(): loss for loss, d in largest[:MAX_DELEGATOR_LOSSES]},
         }
     return {}

@@ -35,6 +35,7 @@ counted as stake: c + (f-c)(m + (1-m)s/sigma) for the operator and
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
@@ -57,12 +58,16 @@ class PoolTerms(Protocol):
     @property
     def margin_ppm(self) -> int: ...
     @property
-    def delegations(self) -> Mapping[bytes, int]: ...
+    def shares(self) -> Mapping[bytes, int]: ...
+    @property
+    def member_tokens(self) -> int: ...
+    @property
+    def compounding(self) -> bool: ...
 
 
 def pool_stake(pool: PoolTerms) -> int:
-    """The pledge plus everything delegated: a pool's voting power and its reward-sharing stake."""
-    return pool.pledge + sum(pool.delegations.values())
+    """The pledge plus the members' tokens: a pool's voting power and its reward-sharing stake."""
+    return pool.pledge + pool.member_tokens
 
 
 # ------------------------------------------------------------------ the block's shares
@@ -173,21 +178,33 @@ def settle_reserve(reserve: int, paid: int, kept_back: int) -> tuple[int, int]:
 # ------------------------------------------------------------------ inside a pool
 
 
-def split_pool_reward(pool: PoolTerms, reward: int) -> Weights:
-    """(account, amount) inside a pool: fixed cost, margin, then pro rata to stake; leftovers to the operator.
+@dataclass(frozen=True)
+class PoolPayout:
+    """Where one pool's reward goes: the operator's balance, members' balances, or back into the pool."""
 
-    The stake counts the operator's pledge, so the operator's pro rata part
-    (s/sigma) is what the delegations leave, floors included.
+    operator: int
+    members: Weights  # (holder, amount) paid out; empty for a compounding pool
+    compounded: int  # added to the member tokens (every share's value rises)
+
+
+def split_pool_reward(pool: PoolTerms, reward: int) -> PoolPayout:
+    """Fixed cost, margin, then pro rata to stake; leftovers to the operator.
+
+    The stake counts the operator's pledge, so the members' part is their
+    tokens' share (t/sigma) of what cost and margin leave; it is paid to the
+    holders by shares, or compounded into the pool. Floors go to the operator.
     """
     fixed = min(pool.fixed_cost, reward)
     margin = (reward - fixed) * pool.margin_ppm // PPM
     members = reward - fixed - margin
     stake = pool_stake(pool)
-    members_paid = tuple(
-        (d, members * amount // stake) for d, amount in sorted(pool.delegations.items()) if stake
+    members_total = members * pool.member_tokens // stake if stake else 0
+    if pool.compounding:
+        return PoolPayout(reward - members_total, (), members_total)
+    paid = tuple(
+        (d, a) for d, a in split_by_weight(members_total, tuple(sorted(pool.shares.items()))) if a > 0
     )
-    operator_paid = reward - sum(amount for _, amount in members_paid)
-    return ((pool.operator, operator_paid), *((d, a) for d, a in members_paid if a > 0))
+    return PoolPayout(reward - sum(a for _, a in paid), paid, 0)
 
 
 # ------------------------------------------------------------------ views

@@ -32,6 +32,7 @@ class TxType(IntEnum):
     DELEGATE = 3
     UNDELEGATE = 4
     UNJAIL = 5
+    TRANSFER_SHARES = 6
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,17 @@ class Transfer:
 
 @dataclass(frozen=True)
 class RegisterPool:
-    """Make the sender a pool operator; the pool's address is the sender's, `pledge` leaves the balance."""
+    """Make the sender a pool operator; the pool's address is the sender's, `pledge` leaves the balance.
+
+    `compounding`: members' rewards stay in the pool and raise every share's
+    value (wstETH-style) instead of being paid to their balances.
+    """
 
     nonce: int
     pledge: int
     fixed_cost: int
     margin_ppm: int
+    compounding: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,27 @@ class Undelegate:
 
 
 @dataclass(frozen=True)
+class TransferShares:
+    """Give `shares` of the sender's delegation to `pool` to the account `to`: a receipt token changing hands.
+
+    The shares keep their pool and their exchange rate; the new holder can
+    undelegate them like any delegation.
+    """
+
+    nonce: int
+    pool: bytes
+    to: bytes
+    shares: int
+
+
+@dataclass(frozen=True)
 class Unjail:
     """The operator asks for its jailed pool back once the jail has ended."""
 
     nonce: int
 
 
-Tx = Transfer | RegisterPool | Delegate | Undelegate | Unjail
+Tx = Transfer | RegisterPool | Delegate | Undelegate | Unjail | TransferShares
 
 TX_TYPES: dict[type[Any], TxType] = {
     Transfer: TxType.TRANSFER,
@@ -86,6 +106,7 @@ TX_TYPES: dict[type[Any], TxType] = {
     Delegate: TxType.DELEGATE,
     Undelegate: TxType.UNDELEGATE,
     Unjail: TxType.UNJAIL,
+    TransferShares: TxType.TRANSFER_SHARES,
 }
 
 
@@ -108,11 +129,13 @@ def tx_type_name(tx: Tx) -> str:
 
 
 def tx_amount(tx: Tx) -> int:
-    """The stake units a transaction moves (0 for unjail), for events and logs."""
+    """The units a transaction moves (shares for transfer-shares, 0 for unjail), for events and logs."""
     if isinstance(tx, RegisterPool):
         return tx.pledge
     if isinstance(tx, Unjail):
         return 0
+    if isinstance(tx, TransferShares):
+        return tx.shares
     return tx.amount
 
 
@@ -121,9 +144,11 @@ def tx_fields(tx: Tx) -> tuple[Any, ...]:
     if isinstance(tx, Transfer):
         return (tx.to, tx.amount)
     if isinstance(tx, RegisterPool):
-        return (tx.pledge, tx.fixed_cost, tx.margin_ppm)
+        return (tx.pledge, tx.fixed_cost, tx.margin_ppm, int(tx.compounding))
     if isinstance(tx, Delegate | Undelegate):
         return (tx.pool, tx.amount)
+    if isinstance(tx, TransferShares):
+        return (tx.pool, tx.to, tx.shares)
     return ()
 
 
@@ -152,18 +177,27 @@ def _parse_fields(tx_type: TxType, nonce: int, fields: tuple[Any, ...]) -> Tx:
         to, amount = want_tuple(fields, "transfer", 2)
         return Transfer(nonce, want_bytes(to, "transfer.to", ADDRESS_LEN), _amount(amount, "transfer.amount"))
     if tx_type is TxType.REGISTER_POOL:
-        pledge, fixed_cost, margin = want_tuple(fields, "register_pool", 3)
+        pledge, fixed_cost, margin, compounding = want_tuple(fields, "register_pool", 4)
         return RegisterPool(
             nonce,
             _amount(pledge, "register_pool.pledge"),
             want_int(fixed_cost, "register_pool.fixed_cost"),
             want_int(margin, "register_pool.margin_ppm", 0, PPM),
+            bool(want_int(compounding, "register_pool.compounding", 0, 1)),
         )
     if tx_type in (TxType.DELEGATE, TxType.UNDELEGATE):
         name = tx_type.name.lower()
         pool, amount = want_tuple(fields, name, 2)
         cls = Delegate if tx_type is TxType.DELEGATE else Undelegate
         return cls(nonce, want_bytes(pool, f"{name}.pool", ADDRESS_LEN), _amount(amount, f"{name}.amount"))
+    if tx_type is TxType.TRANSFER_SHARES:
+        pool, to, shares = want_tuple(fields, "transfer_shares", 3)
+        return TransferShares(
+            nonce,
+            want_bytes(pool, "transfer_shares.pool", ADDRESS_LEN),
+            want_bytes(to, "transfer_shares.to", ADDRESS_LEN),
+            _amount(shares, "transfer_shares.shares"),
+        )
     want_tuple(fields, "unjail", 0)
     return Unjail(nonce)
 
