@@ -35,7 +35,18 @@ from node.core.ledger import (
     tx_problem,
 )
 from node.core.messages import Evidence, Kind, Vote, make_evidence, sign_item
-from node.core.tx import Delegate, RegisterPool, Transfer, TransferShares, Tx, Undelegate, Unjail, sign_tx
+from node.core.tx import (
+    Delegate,
+    Redelegate,
+    RegisterPool,
+    RetirePool,
+    Transfer,
+    TransferShares,
+    Tx,
+    Undelegate,
+    Unjail,
+    sign_tx,
+)
 
 CHAIN = "test-chain"
 V1, V2, V3 = (Keypair.deterministic(f"v{i}") for i in (1, 2, 3))
@@ -570,6 +581,8 @@ def build_tx(ledger: Ledger, spec: tuple[str, int, int, int, int], earlier: int 
         "delegate": Delegate(n, pool_address, amount),
         "undelegate": Undelegate(n, pool_address, amount),
         "transfer_shares": TransferShares(n, pool_address, target.address, amount),
+        "redelegate": Redelegate(n, pool_address, POOL_KEYS[(target_i + 1) % len(POOL_KEYS)].address, amount),
+        "retire": RetirePool(n, ledger.epoch + 1 + amount % 3),
         "unjail": Unjail(n),
         "wrong_chain": Transfer(n, target.address, amount),
     }
@@ -659,7 +672,7 @@ def test_no_transaction_lets_anyone_but_the_delegator_reduce_its_delegations(spe
         for delegator in delegators:
             lost = delegated_total(before, delegator) - delegated_total(ledger, delegator)
             own_undelegation = applied and spec[0] == "undelegate" and sender == delegator
-            own_transfer = applied and spec[0] == "transfer_shares" and sender == delegator
+            own_transfer = applied and spec[0] in ("transfer_shares", "redelegate") and sender == delegator
             if own_undelegation and lost:
                 assert lost == spec[3] and ledger.unbonding[-1].delegator == delegator
             elif own_transfer:

@@ -1,4 +1,4 @@
-"""Delegations as pool shares: exchange rates, receipt-token transfers, compounding and the leverage cap."""
+"""Delegations as pool shares: exchange rates, receipt tokens, compounding, leverage, redelegation, retirement."""
 
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ from node.core.keys import Keypair
 from node.core.ledger import (
     FrozenMap,
     Ledger,
+    Redelegation,
+    active_powers,
     genesis_ledger,
     pool_power,
     stake_of,
+    start_epoch,
     supply_is_conserved,
     withdraw,
 )
 from node.core.query import single_pool_view
 from node.core.state import genesis_state
-from node.core.tx import Delegate, RegisterPool, TransferShares, Undelegate
+from node.core.tx import Delegate, Redelegate, RegisterPool, RetirePool, TransferShares, Undelegate
 from tests.test_ledger import (
     ALICE,
     D1,
@@ -196,3 +199,110 @@ def test_moving_shares_around_never_changes_the_pools_stake_or_the_supply(
                 assert pool_power(pool(ledger, V1)) == pool_power(pool(before, V1))
         assert supply_is_conserved(ledger)
         assert pool(ledger, V1).total_shares <= pool(before, V1).total_shares
+
+
+# ------------------------------------------------------------------ redelegation
+
+
+def test_redelegation_moves_stake_at_once_without_unbonding() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    after, events = block(ledger, signed(D1, Redelegate(0, V1.address, V2.address, 800)), epoch=1)
+    assert events[-1].kind == "tx_applied" and events[-1].reason == "redelegate"
+    assert (stake_of(pool(after, V1), D1.address), stake_of(pool(after, V2), D1.address)) == (1200, 800)
+    assert after.unbonding == () and balance(after, D1) == balance(ledger, D1)
+    assert after.redelegations == (
+        Redelegation(D1.address, V1.address, V2.address, 800, 1 + PARAMS.unbonding_epochs + 1),
+    )
+    assert supply_is_conserved(after)
+
+
+def test_redelegated_stake_is_still_slashed_by_the_pool_it_left() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    ledger, _ = block(ledger, signed(D1, Redelegate(0, V1.address, V2.address, 800)))
+    after, events = block(ledger, height=2, proposer=V3, evidence=(equivocation(V1),))
+    assert stake_of(pool(after, V2), D1.address) == 800 - 40  # 5% of what left v1, taken in v2
+    assert stake_of(pool(after, V1), D1.address) == 1200 * 95 // 100
+    slashed = next(e for e in events if e.kind == "slashed")
+    assert slashed.amount == 50 + (1200 + 1000) * 5 // 100 + 40  # pledge, members still in v1, redelegated
+    assert after.redelegations[0].amount == 760 and supply_is_conserved(after)
+
+
+def test_redelegated_stake_is_free_of_its_old_pool_once_its_unbonding_would_have_ended() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    ledger, _ = block(ledger, signed(D1, Redelegate(0, V1.address, V2.address, 800)))
+    release = ledger.redelegations[0].release_epoch
+    ledger, _ = start_epoch(ledger, release, PARAMS)
+    assert ledger.redelegations == ()
+    after, _ = block(ledger, height=2, proposer=V3, evidence=(equivocation(V1),), epoch=release)
+    assert stake_of(pool(after, V2), D1.address) == 800
+
+
+def test_a_second_hop_before_the_first_matures_is_refused() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    ledger, _ = block(ledger, signed(D1, Redelegate(0, V1.address, V2.address, 800)))
+    _, events = block(ledger, signed(D1, Redelegate(1, V2.address, V3.address, 100)))
+    assert events[-1].kind == "tx_rejected"
+    assert (
+        events[-1].reason
+        == "stake redelegated into the source pool is slashable by its previous pool until epoch 3"
+    )
+
+
+def test_redelegation_refusals_name_their_reason() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    cases = [
+        (D1, Redelegate(0, V1.address, V1.address, 1), "source and target are the same pool"),
+        (
+            V1,
+            Redelegate(0, V1.address, V2.address, 1),
+            "an operator's pledge cannot be redelegated; undelegate it",
+        ),
+        (
+            D1,
+            Redelegate(0, V1.address, V2.address, 2001),
+            "insufficient own stake in source pool: 2000 < 2001",
+        ),
+        (D1, Redelegate(0, V1.address, NEWCOMER.address, 1), "unknown target pool"),
+    ]
+    for sender, tx, reason in cases:
+        _, events = block(ledger, signed(sender, tx))
+        assert (events[-1].kind, events[-1].reason) == ("tx_rejected", reason)
+
+
+# ------------------------------------------------------------------ retirement
+
+
+def test_a_retired_pool_leaves_the_set_and_all_its_stake_unbonds() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    ledger, events = block(ledger, signed(V1, RetirePool(0, 2)))
+    assert events[-1].kind == "tx_applied" and pool(ledger, V1).retiring_epoch == 2
+    _, refused = block(ledger, signed(ALICE, Delegate(0, V1.address, 10)))
+    assert refused[-1].reason == "pool retires at epoch 2"
+    ledger, epoch_events = start_epoch(ledger, 2, PARAMS)
+    [retired] = [e for e in epoch_events if e.kind == "retired"]
+    assert retired.amount == 4000 and pool(ledger, V1).status == "retired"
+    assert V1.address not in dict(active_powers(ledger)) and pool_power(pool(ledger, V1)) == 0
+    release = 2 + PARAMS.unbonding_epochs + 1
+    owed = {(e.delegator, e.amount, e.release_epoch) for e in ledger.unbonding}
+    assert owed == {(D1.address, 2000, release), (D2.address, 1000, release), (V1.address, 1000, release)}
+    assert supply_is_conserved(ledger)
+    before = balance(ledger, V1)
+    ledger, _ = start_epoch(ledger, release, PARAMS)
+    assert balance(ledger, V1) == before + 1000  # the pledge is back with its owner
+
+
+def test_retirement_must_be_in_a_later_epoch_and_by_an_operator() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    _, events = block(ledger, signed(V1, RetirePool(0, 3)), epoch=3)
+    assert events[-1].reason == "retirement epoch 3 is not after the current epoch 3"
+    _, events = block(ledger, signed(ALICE, RetirePool(0, 9)))
+    assert events[-1].reason == "not a pool operator"
+
+
+def test_a_retired_operator_may_register_a_new_pool() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    ledger, _ = block(ledger, signed(V2, RetirePool(0, 1)))
+    ledger, _ = start_epoch(ledger, 1, PARAMS)
+    ledger, _ = start_epoch(ledger, 1 + PARAMS.unbonding_epochs + 1, PARAMS)
+    after, events = block(ledger, signed(V2, RegisterPool(1, 1500, 0, 0)), epoch=4)
+    assert events[-1].kind == "tx_applied" and pool(after, V2).status == "active"

@@ -14,7 +14,9 @@ from node.core.keys import Keypair
 from node.core.messages import Kind, signing_bytes
 from node.core.tx import (
     Delegate,
+    Redelegate,
     RegisterPool,
+    RetirePool,
     SignedTx,
     Transfer,
     TransferShares,
@@ -45,6 +47,8 @@ any_tx = st.one_of(
     st.builds(Undelegate, u64, address, positive),
     st.builds(Unjail, u64),
     st.builds(TransferShares, u64, address, address, positive),
+    st.builds(Redelegate, u64, address, address, positive),
+    st.builds(RetirePool, u64, positive),
 )
 
 
@@ -108,6 +112,8 @@ def test_type_names_and_amounts_for_events() -> None:
         encode((int(TxType.REGISTER_POOL), 0, 10, 0, 0, 2)),  # reward mode neither 0 nor 1
         encode((int(TxType.TRANSFER_SHARES), 0, b"\x01" * 20, b"\x02" * 20, 0)),  # zero shares
         encode((int(TxType.TRANSFER_SHARES), 0, b"\x01" * 20, 5)),  # no recipient
+        encode((int(TxType.REDELEGATE), 0, b"\x01" * 20, b"\x02" * 20)),  # no amount
+        encode((int(TxType.RETIRE_POOL), 0, 0)),  # epoch 0
         encode((int(TxType.DELEGATE), 0, "pool", 5)),  # address as text
         encode((int(TxType.UNDELEGATE), 0, b"\x01" * 20, True)),  # boolean amount
         encode((int(TxType.UNJAIL), 0, 1)),  # unjail takes no fields
@@ -129,6 +135,8 @@ def test_type_names_and_amounts_for_events() -> None:
         "bad-reward-mode",
         "zero-shares",
         "shares-without-recipient",
+        "redelegate-without-amount",
+        "retire-at-epoch-0",
         "text-address",
         "bool-amount",
         "unjail-with-field",

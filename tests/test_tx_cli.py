@@ -189,6 +189,12 @@ def test_a_doomed_transfer_is_refused_with_the_ledgers_reason_and_never_sent(ser
         ).output
     )
     assert unjail["reason"] == "not a pool operator"
+    moved = run("tx", "redelegate", "v1", "v2", 5, *args)
+    assert moved.output.strip().endswith(
+        f"rejected, not sent: insufficient own stake in source pool: 0 < 5 (checked against {served.url} at height 0)"
+    ), moved.output
+    retire = json.loads(run("tx", "retire-pool", 3, *args, "--json").output)
+    assert retire["status"] == "rejected" and retire["reason"] == "not a pool operator"
     shares = run("tx", "transfer-shares", "v1", served.alice, 5, *args)
     assert shares.exit_code == 1 and shares.output.strip().endswith(
         f"rejected, not sent: insufficient shares in pool: 0 < 5 (checked against {served.url} at height 0)"

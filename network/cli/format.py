@@ -69,6 +69,12 @@ def delegation_lines(answer: JSON, label: str) -> list[str]:
         lines.append("unbonding (still slashable until released):")
         rows = [(u["pool_name"], u["amount"], u["release_epoch"]) for u in answer["unbonding"]]
         lines += table(("POOL", "AMOUNT", "RELEASE EPOCH"), rows, frozenset({1, 2}))
+    if answer.get("redelegations"):
+        lines.append("redelegated (still slashable by the pool it left):")
+        rows = [
+            (r["from"], r["to"], r["amount"], r["slashable_until_epoch"]) for r in answer["redelegations"]
+        ]
+        lines += table(("FROM", "TO", "AMOUNT", "UNTIL EPOCH"), rows, frozenset({2, 3}))
     return [*lines, _where(answer, label)]
 
 
@@ -102,7 +108,8 @@ def pool_lines(answer: JSON, label: str) -> list[str]:
     lines = [
         f"pool        {pool['name']}  {pool['address']}",
         f"status      {pool['status']}"
-        + (f" until epoch {pool['jailed_until_epoch']}" if pool["jailed_until_epoch"] is not None else ""),
+        + (f" until epoch {pool['jailed_until_epoch']}" if pool["jailed_until_epoch"] is not None else "")
+        + (f", retiring at epoch {pool['retiring_epoch']}" if pool.get("retiring_epoch") else ""),
         f"stake       {pool['stake']} ({pct(pool['share_ppm'])} of active stake), voting power now {pool['voting_power']}",
         f"pledge      {pool['pledge']}",
         f"delegated   {pool['delegated']} by {pool['delegators']} delegators",

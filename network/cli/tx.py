@@ -45,7 +45,9 @@ from node.core.envelopes import tx_bytes
 from node.core.genesis import PPM
 from node.core.tx import (
     Delegate,
+    Redelegate,
     RegisterPool,
+    RetirePool,
     Transfer,
     TransferShares,
     Tx,
@@ -338,6 +340,26 @@ def tx_transfer_shares(pool: str, to: str, shares: int, **kwargs: Any) -> None:
     submission = Submission.prepare(_tx_options(kwargs))
     address, recipient = submission.address(pool), submission.address(to)
     submit(submission, lambda nonce: TransferShares(nonce, address, recipient, shares))
+
+
+@tx.command("redelegate")
+@click.argument("source")
+@click.argument("target")
+@click.argument("amount", type=click.IntRange(1))
+@with_options(TX_OPTIONS)
+def tx_redelegate(source: str, target: str, amount: int, **kwargs: Any) -> None:
+    """Move AMOUNT of the sender's stake from SOURCE to TARGET at once (it stays slashable by SOURCE a while)."""
+    submission = Submission.prepare(_tx_options(kwargs))
+    source_address, target_address = submission.address(source), submission.address(target)
+    submit(submission, lambda nonce: Redelegate(nonce, source_address, target_address, amount))
+
+
+@tx.command("retire-pool")
+@click.argument("epoch", type=click.IntRange(1))
+@with_options(TX_OPTIONS)
+def tx_retire_pool(epoch: int, **kwargs: Any) -> None:
+    """Retire the sender's pool at the start of EPOCH: its members' stake and the pledge unbond from then."""
+    submit(Submission.prepare(_tx_options(kwargs)), lambda nonce: RetirePool(nonce, epoch))
 
 
 @tx.command("unjail")

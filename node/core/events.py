@@ -24,7 +24,7 @@ ACCOUNTABILITY_EVENTS: tuple[str, ...] = (EVIDENCE, *LEDGER_PENALTIES)
 """What a run's penalty accounting counts: evidence seen, then what the ledger did about it."""
 
 TX_OUTCOMES: tuple[str, ...] = ("tx_applied", "tx_rejected")
-LOGGED_LEDGER_EVENTS: tuple[str, ...] = (*LEDGER_PENALTIES, *TX_OUTCOMES, "released")
+LOGGED_LEDGER_EVENTS: tuple[str, ...] = (*LEDGER_PENALTIES, *TX_OUTCOMES, "released", "retired")
 """Ledger events a node writes to its log (the rest stay inside the state)."""
 
 FIELDS: Mapping[str, tuple[str, ...]] = {

@@ -54,7 +54,9 @@ from node.core.keys import address_of
 from node.core.messages import Evidence, evidence_shape_problem
 from node.core.tx import (
     Delegate,
+    Redelegate,
     RegisterPool,
+    RetirePool,
     SignedTx,
     Transfer,
     TransferShares,
@@ -70,10 +72,11 @@ from node.core.tx import (
 K = TypeVar("K")
 V = TypeVar("V")
 
-PoolStatus = Literal["active", "jailed", "tombstoned"]
+PoolStatus = Literal["active", "jailed", "tombstoned", "retired"]
 ACTIVE: PoolStatus = "active"
 JAILED: PoolStatus = "jailed"
 TOMBSTONED: PoolStatus = "tombstoned"
+RETIRED: PoolStatus = "retired"
 
 
 class FrozenMap(Mapping[K, V], Generic[K, V]):
@@ -168,6 +171,7 @@ class Pool:
     missed: int = 0
     member_tokens: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # the stake behind all shares
     compounding: bool = field(default=False, metadata={HASHED_WHEN_SET: True})  # member rewards stay in
+    retiring_epoch: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # 0: not retiring
 
     @property
     def total_shares(self) -> int:
@@ -180,6 +184,17 @@ class Unbonding:
 
     delegator: bytes
     pool: bytes
+    amount: int
+    release_epoch: int
+
+
+@dataclass(frozen=True)
+class Redelegation:
+    """Stake moved from `source` to `target` without unbonding: `source` can still slash it until `release_epoch`."""
+
+    delegator: bytes
+    source: bytes
+    target: bytes
     amount: int
     release_epoch: int
 
@@ -207,6 +222,7 @@ class Ledger:
     genesis_supply: int
     epoch: int = 0
     reserve: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # in the state hash once non-zero
+    redelegations: tuple[Redelegation, ...] = field(default=(), metadata={HASHED_WHEN_SET: True})
 
 
 @dataclass(frozen=True)
@@ -214,7 +230,7 @@ class LedgerEvent:
     """Something the ledger did, for logs and reports.
 
     kind: "slashed" | "jailed" | "unjailed" | "tombstoned" | "rewarded" |
-    "tx_applied" | "tx_rejected" | "evidence_rejected" | "released".
+    "tx_applied" | "tx_rejected" | "evidence_rejected" | "released" | "retired".
     """
 
     kind: str
@@ -415,12 +431,40 @@ def slash_unbonding(
     return slashed, sum(e.amount for e in entries) - sum(e.amount for e in slashed)
 
 
+def slash_redelegations(ledger: Ledger, source: bytes, fraction_ppm: int) -> tuple[Ledger, int]:
+    """Cut what left `source` by redelegation and is still slashable, from the pools it went to.
+
+    Each entry loses the fraction of its amount, taken from the delegator's
+    stake in the target pool (as much of it as is still there: stake moved
+    on again, or undelegated, escapes only what it no longer is).
+    """
+    taken, entries = 0, []
+    for entry in ledger.redelegations:
+        if entry.source != source:
+            entries.append(entry)
+            continue
+        due = cut(entry.amount, fraction_ppm)
+        target = ledger.pools[entry.target]
+        take = min(due, stake_of(target, entry.delegator))
+        if take:
+            ledger = set_pool(ledger, withdraw(target, entry.delegator, take))
+        taken += take
+        entries.append(replace(entry, amount=entry.amount - due))
+    return replace(ledger, redelegations=tuple(entries)), taken
+
+
 def slash_stake(ledger: Ledger, address: bytes, fraction_ppm: int) -> tuple[Ledger, int]:
-    """Slash everything staked with a pool, pro rata; the caller decides where the cut goes."""
+    """Slash everything staked with a pool, pro rata; the caller decides where the cut goes.
+
+    Like unbonding stake, stake redelegated away is slashed for any offence
+    punished before it matures (a conservative simplification of Cosmos,
+    which spares stake that left before the offence's height).
+    """
     pool, from_pool = slash_pool_stake(ledger.pools[address], fraction_ppm)
     unbonding, from_unbonding = slash_unbonding(ledger.unbonding, address, fraction_ppm)
     slashed = replace(ledger, pools=ledger.pools.set(address, pool), unbonding=unbonding)
-    return slashed, from_pool + from_unbonding
+    slashed, from_redelegations = slash_redelegations(slashed, address, fraction_ppm)
+    return slashed, from_pool + from_unbonding + from_redelegations
 
 
 def burn(ledger: Ledger, amount: int) -> Ledger:
@@ -628,7 +672,7 @@ def transfer_problem(ledger: Ledger, sender: bytes, tx: Transfer) -> str | None:
 
 
 def register_pool_problem(ledger: Ledger, sender: bytes, tx: RegisterPool) -> str | None:
-    if sender in ledger.pools:
+    if sender in ledger.pools and ledger.pools[sender].status != RETIRED:
         return "already a pool operator"
     balance = account_of(ledger, sender).balance
     return f"insufficient balance: {balance} < {tx.pledge}" if balance < tx.pledge else None
@@ -649,8 +693,9 @@ def delegate_problem(ledger: Ledger, sender: bytes, tx: Delegate, params: Params
     pool = ledger.pools.get(tx.pool)
     if pool is None:
         return "unknown pool"
-    if pool.status == TOMBSTONED:
-        return "pool is tombstoned"
+    closed = pool_closed_problem(pool, "pool")
+    if closed:
+        return closed
     balance = account_of(ledger, sender).balance
     if balance < tx.amount:
         return f"insufficient balance: {balance} < {tx.amount}"
@@ -667,6 +712,50 @@ def undelegate_problem(ledger: Ledger, sender: bytes, tx: Undelegate) -> str | N
         return "unknown pool"
     staked = stake_of(pool, sender)
     return f"insufficient own stake in pool: {staked} < {tx.amount}" if staked < tx.amount else None
+
+
+def pool_closed_problem(pool: Pool, role: str) -> str | None:
+    """Why `pool` takes no new stake, or None."""
+    if pool.status in (TOMBSTONED, RETIRED):
+        return f"{role} is {pool.status}"
+    if pool.retiring_epoch:
+        return f"{role} retires at epoch {pool.retiring_epoch}"
+    return None
+
+
+def redelegate_problem(ledger: Ledger, sender: bytes, tx: Redelegate, params: Params) -> str | None:
+    source, target = ledger.pools.get(tx.source), ledger.pools.get(tx.target)
+    if source is None or target is None:
+        return "unknown source pool" if source is None else "unknown target pool"
+    if tx.source == tx.target:
+        return "source and target are the same pool"
+    if sender == source.operator:
+        return "an operator's pledge cannot be redelegated; undelegate it"
+    if sender == target.operator:
+        return "the target pool's operator holds its stake as pledge, not shares"
+    closed = pool_closed_problem(target, "target pool")
+    if closed:
+        return closed
+    staked = stake_of(source, sender)
+    if staked < tx.amount:
+        return f"insufficient own stake in source pool: {staked} < {tx.amount}"
+    incoming = [e for e in ledger.redelegations if e.delegator == sender and e.target == tx.source]
+    if incoming:  # Cosmos forbids this too: the hop would let stake outrun its first pool's slashing
+        return f"stake redelegated into the source pool is slashable by its previous pool until epoch {incoming[0].release_epoch}"
+    if S.shares_for_deposit(tx.amount, target.total_shares, target.member_tokens) == 0:
+        return "amount buys no share at the target pool's exchange rate"
+    return leverage_problem(target, tx.amount, params)
+
+
+def retire_pool_problem(ledger: Ledger, sender: bytes, tx: RetirePool) -> str | None:
+    pool = ledger.pools.get(sender)
+    if pool is None:
+        return "not a pool operator"
+    if pool.status in (TOMBSTONED, RETIRED):
+        return f"pool is {pool.status}"
+    if tx.epoch <= ledger.epoch:
+        return f"retirement epoch {tx.epoch} is not after the current epoch {ledger.epoch}"
+    return None
 
 
 def transfer_shares_problem(ledger: Ledger, sender: bytes, tx: TransferShares) -> str | None:
@@ -703,6 +792,10 @@ def tx_type_problem(ledger: Ledger, sender: bytes, tx: Tx, params: Params) -> st
         return undelegate_problem(ledger, sender, tx)
     if isinstance(tx, TransferShares):
         return transfer_shares_problem(ledger, sender, tx)
+    if isinstance(tx, Redelegate):
+        return redelegate_problem(ledger, sender, tx, params)
+    if isinstance(tx, RetirePool):
+        return retire_pool_problem(ledger, sender, tx)
     return unjail_problem(ledger, sender, tx)
 
 
@@ -802,6 +895,36 @@ def apply_undelegate(ledger: Ledger, sender: bytes, tx: Undelegate, params: Para
     return replace(ledger, unbonding=(*ledger.unbonding, entry))
 
 
+def apply_redelegate(ledger: Ledger, sender: bytes, tx: Redelegate, params: Params) -> Ledger:
+    entry = Redelegation(sender, tx.source, tx.target, tx.amount, ledger.epoch + params.unbonding_epochs + 1)
+    ledger = set_pool(ledger, withdraw(ledger.pools[tx.source], sender, tx.amount))
+    ledger = set_pool(ledger, deposit(ledger.pools[tx.target], sender, tx.amount))
+    return replace(ledger, redelegations=(*ledger.redelegations, entry))
+
+
+def apply_retire_pool(ledger: Ledger, sender: bytes, tx: RetirePool) -> Ledger:
+    return set_pool(ledger, replace(ledger.pools[sender], retiring_epoch=tx.epoch))
+
+
+def retire(ledger: Ledger, address: bytes, epoch: int, params: Params) -> tuple[Ledger, LedgerEvent]:
+    """The pool leaves the set: every holder's stake and the pledge go to unbonding, still slashable.
+
+    What the members' shares are worth goes to each holder; what their
+    floors leave, with the pledge, to the operator.
+    """
+    pool = ledger.pools[address]
+    release = epoch + params.unbonding_epochs + 1
+    members = {holder: stake_of(pool, holder) for holder in sorted(pool.shares)}
+    owed = {**members, pool.operator: pool.pledge + pool.member_tokens - sum(members.values())}
+    entries = tuple(Unbonding(holder, address, amount, release) for holder, amount in owed.items() if amount)
+    retired = replace(pool, pledge=0, shares=FrozenMap(), member_tokens=0, status=RETIRED, retiring_epoch=0)
+    ledger = replace(set_pool(ledger, retired), unbonding=(*ledger.unbonding, *entries))
+    total = sum(owed.values())
+    return ledger, LedgerEvent(
+        "retired", address, total, f"retired at epoch {epoch}; its stake unbonds until epoch {release}"
+    )
+
+
 def apply_transfer_shares(ledger: Ledger, sender: bytes, tx: TransferShares) -> Ledger:
     if tx.to not in ledger.accounts:  # the new holder must be able to sign an undelegate
         ledger = replace(ledger, accounts=ledger.accounts.set(tx.to, Account()))
@@ -826,6 +949,10 @@ def apply_tx(ledger: Ledger, signed: SignedTx, params: Params) -> Ledger:
         return apply_undelegate(ledger, sender, tx, params)
     if isinstance(tx, TransferShares):
         return apply_transfer_shares(ledger, sender, tx)
+    if isinstance(tx, Redelegate):
+        return apply_redelegate(ledger, sender, tx, params)
+    if isinstance(tx, RetirePool):
+        return apply_retire_pool(ledger, sender, tx)
     return apply_unjail(ledger, sender)
 
 
@@ -877,11 +1004,19 @@ def apply_block(
 
 
 def start_epoch(ledger: Ledger, epoch: int, params: Params) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
-    """Enter `epoch`: unbonding entries due by then return to their owners' balances."""
+    """Enter `epoch`: pools due retire, unbonding entries due return to their owners' balances,
+    and redelegations past their slashable period are forgotten."""
+    retired: tuple[LedgerEvent, ...] = ()
+    for address in sorted(ledger.pools):
+        pool = ledger.pools[address]
+        if pool.retiring_epoch and pool.retiring_epoch <= epoch and pool.status not in (TOMBSTONED, RETIRED):
+            ledger, event = retire(ledger, address, epoch, params)
+            retired += (event,)
+    ledger = replace(ledger, redelegations=tuple(e for e in ledger.redelegations if e.release_epoch > epoch))
     due = tuple(e for e in ledger.unbonding if e.release_epoch <= epoch)
     kept = tuple(e for e in ledger.unbonding if e.release_epoch > epoch)
     ledger = credit_accounts(ledger, merge_amounts((e.delegator, e.amount) for e in due))
     events = tuple(
         LedgerEvent("released", e.delegator, e.amount, f"unbonded from pool {e.pool.hex()[:8]}") for e in due
     )
-    return replace(ledger, unbonding=kept, epoch=epoch), events
+    return replace(ledger, unbonding=kept, epoch=epoch), retired + events

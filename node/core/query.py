@@ -124,6 +124,7 @@ def pool_view(
         "total_shares": pool.total_shares,
         "leverage_ppm": L.leverage_ppm(pool),
         "jailed_until_epoch": pool.jailed_until_epoch if pool.status == L.JAILED else None,
+        "retiring_epoch": pool.retiring_epoch or None,
         "missed_in_window": L.missed_count(pool),
         # Reward sharing: stake over the saturation point (None with saturation_k = 0) and the
         # share of its committee precommits counted in the downtime window (node.core.rewards).
@@ -203,11 +204,22 @@ def delegations_view(state: ChainState, address: bytes) -> JSON:
     """An account's stake by pool and its unbonding entries (still slashable until released)."""
     stakes = stakes_of(state, address)
     unbonding = [_unbonding_view(state, e) for e in state.ledger.unbonding if e.delegator == address]
+    redelegations = [
+        {
+            "from": name_of(state, e.source),
+            "to": name_of(state, e.target),
+            "amount": e.amount,
+            "slashable_until_epoch": e.release_epoch,
+        }
+        for e in state.ledger.redelegations
+        if e.delegator == address
+    ]
     return {
         **_where(state),
         "address": address.hex(),
         "delegations": stakes,
         "unbonding": unbonding,
+        "redelegations": redelegations,
         "staked": sum(s["amount"] for s in stakes),
         "unbonding_total": sum(e["amount"] for e in unbonding),
     }
@@ -356,7 +368,8 @@ def slash_breakdown(before: L.Ledger, pool_address: bytes, amount: int, params: 
         slashed, _ = L.slash_pool_stake(pool, fraction)
         losses = {d: L.stake_of(pool, d) - L.stake_of(slashed, d) for d in pool.shares}  # every share at once
         unbonding = sum(L.cut(e.amount, fraction) for e in before.unbonding if e.pool == pool_address)
-        if operator + delegator_total + unbonding != amount:
+        _, redelegated = L.slash_redelegations(before, pool_address, fraction)
+        if operator + delegator_total + unbonding + redelegated != amount:
             continue
         largest = sorted(((loss, d) for d, loss in losses.items() if loss), reverse=True)
         return {
@@ -364,6 +377,7 @@ def slash_breakdown(before: L.Ledger, pool_address: bytes, amount: int, params: 
             "operator_loss": operator,
             "delegator_loss": delegator_total,
             "unbonding_loss": unbonding,
+            "redelegation_loss": redelegated,
             "delegators": len(pool.shares),
             "delegator_losses": {d.hex(): loss for loss, d in largest[:MAX_DELEGATOR_LOSSES]},
         }

@@ -33,6 +33,8 @@ class TxType(IntEnum):
     UNDELEGATE = 4
     UNJAIL = 5
     TRANSFER_SHARES = 6
+    REDELEGATE = 7
+    RETIRE_POOL = 8
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,36 @@ class TransferShares:
 
 
 @dataclass(frozen=True)
+class Redelegate:
+    """Move `amount` of the sender's stake from pool `source` to pool `target` at once, without unbonding.
+
+    The moved stake stays slashable by `source` until its unbonding would
+    have ended (Cosmos x/staking's rule): a slash of `source` for an
+    offence before then also takes from the stake now in `target`.
+    """
+
+    nonce: int
+    source: bytes
+    target: bytes
+    amount: int
+
+
+@dataclass(frozen=True)
+class RetirePool:
+    """The operator retires its pool at the start of `epoch`: all its stake goes to unbonding then."""
+
+    nonce: int
+    epoch: int
+
+
+@dataclass(frozen=True)
 class Unjail:
     """The operator asks for its jailed pool back once the jail has ended."""
 
     nonce: int
 
 
-Tx = Transfer | RegisterPool | Delegate | Undelegate | Unjail | TransferShares
+Tx = Transfer | RegisterPool | Delegate | Undelegate | Unjail | TransferShares | Redelegate | RetirePool
 
 TX_TYPES: dict[type[Any], TxType] = {
     Transfer: TxType.TRANSFER,
@@ -107,6 +132,8 @@ TX_TYPES: dict[type[Any], TxType] = {
     Undelegate: TxType.UNDELEGATE,
     Unjail: TxType.UNJAIL,
     TransferShares: TxType.TRANSFER_SHARES,
+    Redelegate: TxType.REDELEGATE,
+    RetirePool: TxType.RETIRE_POOL,
 }
 
 
@@ -129,10 +156,10 @@ def tx_type_name(tx: Tx) -> str:
 
 
 def tx_amount(tx: Tx) -> int:
-    """The units a transaction moves (shares for transfer-shares, 0 for unjail), for events and logs."""
+    """The units a transaction moves (shares for transfer-shares, 0 for unjail and retire), for events and logs."""
     if isinstance(tx, RegisterPool):
         return tx.pledge
-    if isinstance(tx, Unjail):
+    if isinstance(tx, Unjail | RetirePool):
         return 0
     if isinstance(tx, TransferShares):
         return tx.shares
@@ -149,6 +176,10 @@ def tx_fields(tx: Tx) -> tuple[Any, ...]:
         return (tx.pool, tx.amount)
     if isinstance(tx, TransferShares):
         return (tx.pool, tx.to, tx.shares)
+    if isinstance(tx, Redelegate):
+        return (tx.source, tx.target, tx.amount)
+    if isinstance(tx, RetirePool):
+        return (tx.epoch,)
     return ()
 
 
@@ -198,6 +229,17 @@ def _parse_fields(tx_type: TxType, nonce: int, fields: tuple[Any, ...]) -> Tx:
             want_bytes(to, "transfer_shares.to", ADDRESS_LEN),
             _amount(shares, "transfer_shares.shares"),
         )
+    if tx_type is TxType.REDELEGATE:
+        source, target, amount = want_tuple(fields, "redelegate", 3)
+        return Redelegate(
+            nonce,
+            want_bytes(source, "redelegate.source", ADDRESS_LEN),
+            want_bytes(target, "redelegate.target", ADDRESS_LEN),
+            _amount(amount, "redelegate.amount"),
+        )
+    if tx_type is TxType.RETIRE_POOL:
+        (epoch,) = want_tuple(fields, "retire_pool", 1)
+        return RetirePool(nonce, _amount(epoch, "retire_pool.epoch"))
     want_tuple(fields, "unjail", 0)
     return Unjail(nonce)
 
