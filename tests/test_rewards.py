@@ -394,3 +394,48 @@ def test_simulator_high_pledge_pool_earns_more_than_an_equal_stake_low_pledge_on
         print(f"\npledge run, {state.height} heights: pool rewards {earned}, reserve {state.ledger.reserve}")
     assert earned["v1"] > earned["v2"]
     assert supply_is_conserved(state.ledger)
+
+
+# ------------------------------------------------------------------ what a delegator is quoted
+
+
+def quoted_pool(pledge: int, members: int, margin_ppm: int = 0, fixed_cost: int = 0) -> Pool:
+    return Pool(
+        address=ADDRESSES[0],
+        name="p",
+        public_key=b"",
+        operator=ADDRESSES[0],
+        pledge=pledge,
+        fixed_cost=fixed_cost,
+        margin_ppm=margin_ppm,
+        shares=FrozenMap({ADDRESSES[1]: members} if members else {}),
+        member_tokens=members,
+    )
+
+
+def test_the_quoted_yield_is_the_proportional_reward_after_margin_with_sharing_off() -> None:
+    params = Params(block_reward=1000, epoch_length=10)
+    pool = quoted_pool(1000, 0, margin_ppm=100_000)
+    # 1000 more makes the pool 2000 of 11000 active stake: 2/11 of 1000 per block, 90% to members, half to us
+    assert R.expected_member_yield(pool, 1000, 10_000, 10_000, PPM, params) == 10 * 1000 * 2 * 9 // (
+        11 * 10 * 2
+    )
+
+
+def test_a_saturated_pool_is_quoted_less_per_unit_than_an_unsaturated_one() -> None:
+    params = Params(block_reward=1000, epoch_length=10, saturation_k=4)
+    big, small = quoted_pool(1000, 5000), quoted_pool(1000, 500)  # 6000 and 1500 of 12000 bonded
+    assert R.expected_member_yield(big, 1000, 12_000, 12_000, PPM, params) < R.expected_member_yield(
+        small, 1000, 12_000, 12_000, PPM, params
+    )
+    off = replace(params, saturation_k=0)
+    assert R.expected_member_yield(big, 1000, 12_000, 12_000, PPM, off) >= R.expected_member_yield(
+        small, 1000, 12_000, 12_000, PPM, off
+    )
+
+
+def test_a_pool_that_misses_its_precommits_is_quoted_less() -> None:
+    params = Params(block_reward=1000, epoch_length=10)
+    pool = quoted_pool(1000, 1000)
+    full = R.expected_member_yield(pool, 1000, 10_000, 10_000, PPM, params)
+    assert R.expected_member_yield(pool, 1000, 10_000, 10_000, PPM // 2, params) == full // 2

@@ -117,6 +117,7 @@ def pool_lines(answer: JSON, label: str) -> list[str]:
         f"member rewards {pool['reward_mode'].replace('_', ' ')}",
         f"shares      {pool['total_shares']} at {pool['exchange_rate_ppm'] / PPM:.6f} per share",
         f"leverage    {_leverage(pool['leverage_ppm'])} (stake over pledge)",
+        f"yield       {pool['yield_per_1000_per_epoch']} per 1,000 more delegated per epoch (expected)",
         f"downtime    missed {pool['missed_in_window']} of the recent committee precommits",
         f"performance {pct(pool['performance_ppm'])} of its recent committee precommits counted",
     ]

@@ -38,6 +38,9 @@ MAX_DELEGATOR_LOSSES = 32  # per slashed event: bounded log lines; the totals ar
 JSON = dict[str, Any]
 
 
+YIELD_PROBE = 1000  # the delegation a pool's expected yield is quoted for
+
+
 class QueryError(ValueError):
     """A query the node cannot answer: `status` is the HTTP status to answer with."""
 
@@ -130,6 +133,17 @@ def pool_view(
         # share of its committee precommits counted in the downtime window (node.core.rewards).
         "saturation_ppm": R.saturation_ppm(stake, context.bonded_total, state.params.saturation_k),
         "performance_ppm": R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window),
+        # What 1,000 more delegated would earn per epoch here, in expectation (rewards.expected_member_yield).
+        "yield_per_1000_per_epoch": R.expected_member_yield(
+            pool,
+            YIELD_PROBE,
+            context.active_total,
+            context.bonded_total,
+            R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window),
+            state.params,
+        )
+        if pool.status == L.ACTIVE and not pool.retiring_epoch
+        else 0,
     }
     if detail:
         view["delegations"] = [

@@ -210,6 +210,29 @@ def split_pool_reward(pool: PoolTerms, reward: int) -> PoolPayout:
 # ------------------------------------------------------------------ views
 
 
+def expected_member_yield(
+    pool: PoolTerms, added: int, active_total: int, bonded_total: int, performance_ppm: int, params: Params
+) -> int:
+    """What `added` more delegated stake would earn in one epoch, in expectation (floored).
+
+    The pool's expected block share is its part of the active stake times the
+    block reward (proposing and signing both go by stake), times its apparent
+    performance; then reward sharing with the stake it would have; then fixed
+    cost and margin come off each block's reward, and the delegation gets its
+    part of what members receive. An estimate for choosing a pool, not a
+    promise: proposer luck and the committee draw move the real figure.
+    """
+    stake = pool_stake(pool) + added
+    if added <= 0 or active_total + added <= 0:
+        return 0
+    block = Fraction(params.block_reward * stake * performance_ppm, (active_total + added) * PPM)
+    if sharing_is_on(params):
+        block *= reward_factor(stake, pool.pledge, bonded_total + added, params)
+    after_cost = max(block - pool.fixed_cost, Fraction(0))
+    members = after_cost * (PPM - pool.margin_ppm) / PPM
+    return (members * added / stake * params.epoch_length).__floor__()
+
+
 def saturation_ppm(stake: int, total: int, k: int) -> int | None:
     """The pool's stake as parts per million of the saturation point total/k (None when k = 0: no cap)."""
     if k <= 0:
