@@ -276,7 +276,7 @@ def _print_sim_summary(summary: dict[str, Any]) -> None:
     )
     click.echo(f"  Nakamoto coefficient: {summary['nakamoto_coefficient']}{_largest_pools(summary)}")
     for name, info in summary["validators"].items():
-        click.echo(f"  {name:>6}  stake {info['stake']:>8}  {info['status']}")
+        click.echo(f"  {name:>6}  stake {info['stake']:>8}  earned {info['balance']:>8}  {info['status']}")
     if summary["bound_exceeded_count"]:
         heights = ", ".join(str(h) for h in summary["bound_exceeded_heights"])
         more = ", ..." if summary["bound_exceeded_count"] > len(summary["bound_exceeded_heights"]) else ""

@@ -522,6 +522,17 @@ def _merge_keys(known: Mapping[bytes, bytes], ledger: L.Ledger) -> Mapping[bytes
 
 
 def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:
-    """name -> {stake, status}, for reports and the simulator's JSON."""
+    """name -> {stake, status, balance}, for reports and the simulator's JSON.
+
+    `balance` is the operator's liquid balance: in the simulator, which funds
+    no accounts, that is what the pool's operator earned in the run.
+    """
     pools = sorted(state.ledger.pools.values(), key=lambda pool: (len(pool.name), pool.name))
-    return {pool.name: {"stake": L.pool_power(pool), "status": pool.status} for pool in pools}
+    return {
+        pool.name: {
+            "stake": L.pool_power(pool),
+            "status": pool.status,
+            "balance": L.account_of(state.ledger, pool.operator).balance,
+        }
+        for pool in pools
+    }
