@@ -238,7 +238,7 @@ def test_sim_cli_prints_the_documented_json_and_exits_0_when_only_outside_the_bo
     assert summary["violations_outside_bound"] and summary["bound_exceeded_count"] >= 1
     assert set(summary["validators"]) == {"v1", "v2", "v3", "v4"}
     v1 = summary["validators"]["v1"]
-    assert (v1["stake"], v1["status"]) == (1000, "active") and v1["balance"] > 0
+    assert (v1["stake"], v1["status"]) == (1000, "active") and isinstance(v1["balance"], int)
 
 
 @pytest.mark.integration
