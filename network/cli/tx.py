@@ -313,7 +313,10 @@ def tx_register_pool(pledge: int, fixed_cost: int, margin_ppm: int, compounding:
 @click.argument("amount", type=click.IntRange(1))
 @with_options(TX_OPTIONS)
 def tx_delegate(pool: str, amount: int, **kwargs: Any) -> None:
-    """Stake AMOUNT of the sender's balance with POOL (name or address); custody stays with the sender."""
+    """Stake AMOUNT of the sender's balance with POOL (name or address); custody stays with the sender.
+
+    With liquid delegation (a genesis parameter) it labels the whole balance instead, and AMOUNT is not moved.
+    """
     submission = Submission.prepare(_tx_options(kwargs))
     address = submission.address(pool)
     submit(submission, lambda nonce: Delegate(nonce, address, amount))

@@ -64,6 +64,9 @@ class Params:
     pledge_influence_ppm: int = field(default=0, metadata={HASHED_WHEN_SET: True})
     # A pool's stake may be at most its pledge times this (0 = no cap): delegations past it are refused.
     max_leverage: int = field(default=0, metadata={HASHED_WHEN_SET: True})
+    # 0 = locked delegation (stake leaves the balance, unbonds, is slashable); 1 = liquid (Cardano: a
+    # delegation labels the account, its balance at each epoch start is the stake, only pledge is slashed).
+    liquid_delegation: int = field(default=0, metadata={HASHED_WHEN_SET: True})
 
     def timeout_ms(self, step: str, round_: int) -> int:
         """base + delta * round: the Tendermint rule that lets rounds outgrow network delay."""
@@ -93,6 +96,7 @@ _PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "max_block_txs": (0, 10_000),
     "saturation_k": (0, 100_000),
     "max_leverage": (0, 1_000_000),
+    "liquid_delegation": (0, 1),
 }
 _PPM_FIELDS = {name for name in (f.name for f in fields(Params)) if name.endswith("_ppm")}
 
@@ -260,13 +264,31 @@ def parse_genesis(raw: Mapping[str, Any]) -> Genesis:
         for i, a in enumerate(_list(table.get("accounts", []), "genesis.accounts"))
     )
     _check_unique([a.public_key.hex() for a in accounts], "accounts", "public_key")
+    params = parse_params(table.get("params", {}))
+    if params.liquid_delegation:
+        _check_liquid(validators)
     return Genesis(
         chain_id=chain_id,
         genesis_time_ms=_int(table.get("genesis_time_ms", 0), "genesis.genesis_time_ms"),
-        params=parse_params(table.get("params", {})),
+        params=params,
         validators=validators,
         accounts=accounts,
     )
+
+
+def _check_liquid(validators: tuple[GenesisValidator, ...]) -> None:
+    """With liquid delegation an account is labelled with one pool, and there is no pooled stake to compound."""
+    seen: dict[bytes, str] = {}
+    for i, validator in enumerate(validators):
+        if validator.compounding:
+            raise GenesisError(f"validators[{i}].compounding: liquid delegation pays member rewards out")
+        for j, delegation in enumerate(validator.delegations):
+            if delegation.account in seen:
+                raise GenesisError(
+                    f"validators[{i}].delegations[{j}]: with liquid delegation an account delegates to one "
+                    f"pool (it already does to {seen[delegation.account]})"
+                )
+            seen[delegation.account] = validator.name
 
 
 def _check_unique(values: list[str], where: str, name: str) -> None:

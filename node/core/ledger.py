@@ -142,11 +142,16 @@ merge_amounts = R.merge_amounts
 
 @dataclass(frozen=True)
 class Account:
-    """A liquid balance, the next expected nonce, and the key once known."""
+    """A liquid balance, the next expected nonce, and the key once known.
+
+    `delegated_to`: with liquid delegation, the pool this account's whole
+    balance is staked with at each epoch start (b"": none).
+    """
 
     balance: int = 0
     nonce: int = 0
     public_key: bytes = b""
+    delegated_to: bytes = field(default=b"", metadata={HASHED_WHEN_SET: True})
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,7 @@ class Ledger:
     epoch: int = 0
     reserve: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # in the state hash once non-zero
     redelegations: tuple[Redelegation, ...] = field(default=(), metadata={HASHED_WHEN_SET: True})
+    liquid: bool = field(default=False, metadata={HASHED_WHEN_SET: True})  # params.liquid_delegation
 
 
 @dataclass(frozen=True)
@@ -299,8 +305,24 @@ def _genesis_accounts(genesis: Genesis) -> FrozenMap[bytes, Account]:
     return FrozenMap(accounts)
 
 
+def _liquid_genesis_accounts(genesis: Genesis) -> FrozenMap[bytes, Account]:
+    """With liquid delegation a genesis delegation stays in the delegator's balance, labelled with its pool."""
+    accounts = dict(_genesis_accounts(genesis))
+    for validator in genesis.validators:
+        for delegation in validator.delegations:
+            address = address_of(delegation.account)
+            if address != validator.address:
+                account = accounts[address]
+                accounts[address] = replace(
+                    account, balance=account.balance + delegation.amount, delegated_to=validator.address
+                )
+    return FrozenMap(accounts)
+
+
 def genesis_ledger(genesis: Genesis) -> Ledger:
     """The ledger before height 1; its total supply is the genesis supply."""
+    if genesis.params.liquid_delegation:
+        return _genesis_liquid_ledger(genesis)
     ledger = Ledger(
         accounts=_genesis_accounts(genesis),
         pools=FrozenMap((v.address, genesis_pool(v)) for v in genesis.validators),
@@ -311,6 +333,46 @@ def genesis_ledger(genesis: Genesis) -> Ledger:
         genesis_supply=0,
     )
     return replace(ledger, genesis_supply=total_supply(ledger))
+
+
+def _genesis_liquid_ledger(genesis: Genesis) -> Ledger:
+    pools = {}
+    for validator in genesis.validators:
+        own = sum(d.amount for d in validator.delegations if address_of(d.account) == validator.address)
+        pools[validator.address] = replace(
+            genesis_pool(replace(validator, delegations=())), pledge=validator.pledge + own
+        )
+    ledger = Ledger(
+        accounts=_liquid_genesis_accounts(genesis),
+        pools=FrozenMap(pools),
+        unbonding=(),
+        slashed_evidence=frozenset(),
+        issued=0,
+        slashed=0,
+        genesis_supply=0,
+        liquid=True,
+    )
+    ledger = snapshot_liquid_stake(ledger)
+    return replace(ledger, genesis_supply=total_supply(ledger))
+
+
+def snapshot_liquid_stake(ledger: Ledger) -> Ledger:
+    """Liquid delegation: each pool's members are the accounts labelled with it, at their balances now.
+
+    Taken at genesis and at each epoch start: the stake of an epoch is what
+    the labelled balances held when it began, and spending in between moves
+    it only at the next snapshot (Cardano's stake snapshot).
+    """
+    members: dict[bytes, dict[bytes, int]] = {address: {} for address in ledger.pools}
+    open_pools = {address for address, pool in ledger.pools.items() if pool.status in (ACTIVE, JAILED)}
+    for holder, account in ledger.accounts.items():
+        if account.delegated_to in open_pools and account.balance > 0:
+            members[account.delegated_to][holder] = account.balance
+    pools = {
+        address: replace(ledger.pools[address], shares=FrozenMap(held), member_tokens=sum(held.values()))
+        for address, held in members.items()
+    }
+    return replace(ledger, pools=ledger.pools.update(pools))
 
 
 # --------------------------------------------------------------- queries
@@ -350,9 +412,16 @@ def leverage_ppm(pool: Pool) -> int | None:
 
 
 def total_supply(ledger: Ledger) -> int:
-    """Every unit in existence: balances, pledges, delegations, unbonding stake and the reserve."""
+    """Every unit in existence: balances, pledges, delegations, unbonding stake and the reserve.
+
+    With liquid delegation the members' stake is a snapshot of balances,
+    counted once, as balances.
+    """
     balances = sum(account.balance for account in ledger.accounts.values())
-    staked = sum(pool_power(pool) for pool in ledger.pools.values())
+    if ledger.liquid:
+        staked = sum(pool.pledge for pool in ledger.pools.values())
+    else:
+        staked = sum(pool_power(pool) for pool in ledger.pools.values())
     return balances + staked + sum(entry.amount for entry in ledger.unbonding) + ledger.reserve
 
 
@@ -386,7 +455,7 @@ def nakamoto_coefficient(ledger: Ledger) -> int:
 
 
 def credited(account: Account, amount: int) -> Account:
-    return Account(account.balance + amount, account.nonce, account.public_key)
+    return replace(account, balance=account.balance + amount)
 
 
 def credit_accounts(ledger: Ledger, credits: Mapping[bytes, int]) -> Ledger:
@@ -460,6 +529,12 @@ def slash_stake(ledger: Ledger, address: bytes, fraction_ppm: int) -> tuple[Ledg
     punished before it matures (a conservative simplification of Cosmos,
     which spares stake that left before the offence's height).
     """
+    if ledger.liquid:  # members' stake is their spendable balance: only the pledge is at stake
+        pool = ledger.pools[address]
+        taken = cut(pool.pledge, fraction_ppm)
+        unbonding, from_unbonding = slash_unbonding(ledger.unbonding, address, fraction_ppm)
+        slashed = replace(set_pool(ledger, replace(pool, pledge=pool.pledge - taken)), unbonding=unbonding)
+        return slashed, taken + from_unbonding
     pool, from_pool = slash_pool_stake(ledger.pools[address], fraction_ppm)
     unbonding, from_unbonding = slash_unbonding(ledger.unbonding, address, fraction_ppm)
     slashed = replace(ledger, pools=ledger.pools.set(address, pool), unbonding=unbonding)
@@ -674,6 +749,8 @@ def transfer_problem(ledger: Ledger, sender: bytes, tx: Transfer) -> str | None:
 def register_pool_problem(ledger: Ledger, sender: bytes, tx: RegisterPool) -> str | None:
     if sender in ledger.pools and ledger.pools[sender].status != RETIRED:
         return "already a pool operator"
+    if tx.compounding and ledger.liquid:
+        return "liquid delegation pays member rewards out: no compounding"
     balance = account_of(ledger, sender).balance
     return f"insufficient balance: {balance} < {tx.pledge}" if balance < tx.pledge else None
 
@@ -697,6 +774,8 @@ def delegate_problem(ledger: Ledger, sender: bytes, tx: Delegate, params: Params
     if closed:
         return closed
     balance = account_of(ledger, sender).balance
+    if ledger.liquid and sender != pool.operator:  # a label on the whole balance: nothing moves now
+        return leverage_problem(pool, balance, params)
     if balance < tx.amount:
         return f"insufficient balance: {balance} < {tx.amount}"
     if sender != pool.operator:
@@ -710,6 +789,8 @@ def undelegate_problem(ledger: Ledger, sender: bytes, tx: Undelegate) -> str | N
     pool = ledger.pools.get(tx.pool)
     if pool is None:
         return "unknown pool"
+    if ledger.liquid and sender != pool.operator:
+        return None if account_of(ledger, sender).delegated_to == tx.pool else "not delegated to this pool"
     staked = stake_of(pool, sender)
     return f"insufficient own stake in pool: {staked} < {tx.amount}" if staked < tx.amount else None
 
@@ -723,7 +804,14 @@ def pool_closed_problem(pool: Pool, role: str) -> str | None:
     return None
 
 
+LIQUID_HAS_NO_SHARES = (
+    "liquid delegation holds no shares: delegate to the other pool (the label moves at once)"
+)
+
+
 def redelegate_problem(ledger: Ledger, sender: bytes, tx: Redelegate, params: Params) -> str | None:
+    if ledger.liquid:
+        return LIQUID_HAS_NO_SHARES
     source, target = ledger.pools.get(tx.source), ledger.pools.get(tx.target)
     if source is None or target is None:
         return "unknown source pool" if source is None else "unknown target pool"
@@ -759,6 +847,8 @@ def retire_pool_problem(ledger: Ledger, sender: bytes, tx: RetirePool) -> str | 
 
 
 def transfer_shares_problem(ledger: Ledger, sender: bytes, tx: TransferShares) -> str | None:
+    if ledger.liquid:
+        return LIQUID_HAS_NO_SHARES
     pool = ledger.pools.get(tx.pool)
     if pool is None:
         return "unknown pool"
@@ -884,12 +974,22 @@ def apply_register_pool(ledger: Ledger, sender: bytes, public_key: bytes, tx: Re
 
 
 def apply_delegate(ledger: Ledger, sender: bytes, tx: Delegate) -> Ledger:
+    if ledger.liquid and sender != ledger.pools[tx.pool].operator:
+        return label(ledger, sender, tx.pool)
     return set_pool(
         debit_account(ledger, sender, tx.amount), deposit(ledger.pools[tx.pool], sender, tx.amount)
     )
 
 
+def label(ledger: Ledger, holder: bytes, pool: bytes) -> Ledger:
+    """Liquid delegation: the account's balance counts for `pool` from the next epoch's snapshot (b"": none)."""
+    account = replace(account_of(ledger, holder), delegated_to=pool)
+    return replace(ledger, accounts=ledger.accounts.set(holder, account))
+
+
 def apply_undelegate(ledger: Ledger, sender: bytes, tx: Undelegate, params: Params) -> Ledger:
+    if ledger.liquid and sender != ledger.pools[tx.pool].operator:
+        return label(ledger, sender, b"")
     entry = Unbonding(sender, tx.pool, tx.amount, ledger.epoch + params.unbonding_epochs + 1)
     ledger = set_pool(ledger, withdraw(ledger.pools[tx.pool], sender, tx.amount))
     return replace(ledger, unbonding=(*ledger.unbonding, entry))
@@ -914,8 +1014,11 @@ def retire(ledger: Ledger, address: bytes, epoch: int, params: Params) -> tuple[
     """
     pool = ledger.pools[address]
     release = epoch + params.unbonding_epochs + 1
-    members = {holder: stake_of(pool, holder) for holder in sorted(pool.shares)}
-    owed = {**members, pool.operator: pool.pledge + pool.member_tokens - sum(members.values())}
+    members = {} if ledger.liquid else {holder: stake_of(pool, holder) for holder in sorted(pool.shares)}
+    leftover = (
+        0 if ledger.liquid else pool.member_tokens - sum(members.values())
+    )  # liquid: members kept theirs
+    owed = {**members, pool.operator: pool.pledge + leftover}
     entries = tuple(Unbonding(holder, address, amount, release) for holder, amount in owed.items() if amount)
     retired = replace(pool, pledge=0, shares=FrozenMap(), member_tokens=0, status=RETIRED, retiring_epoch=0)
     ledger = replace(set_pool(ledger, retired), unbonding=(*ledger.unbonding, *entries))
@@ -1016,6 +1119,8 @@ def start_epoch(ledger: Ledger, epoch: int, params: Params) -> tuple[Ledger, tup
     due = tuple(e for e in ledger.unbonding if e.release_epoch <= epoch)
     kept = tuple(e for e in ledger.unbonding if e.release_epoch > epoch)
     ledger = credit_accounts(ledger, merge_amounts((e.delegator, e.amount) for e in due))
+    if ledger.liquid:
+        ledger = snapshot_liquid_stake(ledger)
     events = tuple(
         LedgerEvent("released", e.delegator, e.amount, f"unbonded from pool {e.pool.hex()[:8]}") for e in due
     )

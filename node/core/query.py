@@ -239,6 +239,13 @@ def delegations_view(state: ChainState, address: bytes) -> JSON:
     }
 
 
+def _locked_stake(state: ChainState, holdings: JSON) -> int:
+    """Stake held outside the balance: all of it, or with liquid delegation only the pledge."""
+    if not state.ledger.liquid:
+        return int(holdings["staked"])
+    return sum(s["amount"] for s in holdings["delegations"] if s["role"] == "pledge")
+
+
 def account_view(state: ChainState, address: bytes) -> JSON:
     """Balance, next nonce, stake and unbonding of one account (zeros for an unknown one)."""
     account = state.ledger.accounts.get(address)
@@ -250,7 +257,7 @@ def account_view(state: ChainState, address: bytes) -> JSON:
         "balance": balance,
         "nonce": 0 if account is None else account.nonce,
         "public_key": "" if account is None else account.public_key.hex(),
-        "total": balance + holdings["staked"] + holdings["unbonding_total"],
+        "total": balance + _locked_stake(state, holdings) + holdings["unbonding_total"],
     }
 
 
