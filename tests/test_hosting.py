@@ -125,3 +125,15 @@ def test_co_hosted_keys_admit_once_and_hear_each_others_broadcasts() -> None:
     assert len(timers) == 1  # ... is handed to the other key through the scheduler
     timers.pop()()
     assert host.drivers[1].stats.rejected == {} and sync_requests(second) == []
+
+
+def test_each_new_epoch_is_logged_with_its_stake_distribution() -> None:
+    """The report and the live view read who holds the stake from these lines, without a running node."""
+    host, (recorder,), _ = lagging_host()
+    host.receive(answer(SYNC_BATCH))
+    epochs = [event for event in recorder.logs if event["event"] == "epoch"]
+    length = GENESIS.params.epoch_length
+    assert [(e["epoch"], e["height"]) for e in epochs] == [
+        (n, n * length) for n in range(1, SYNC_BATCH // length + 1)
+    ]
+    assert all(e["stake"] == {"v1": 1000, "v2": 1, "v3": 1} and e["nakamoto"] == 1 for e in epochs)

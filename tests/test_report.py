@@ -464,3 +464,20 @@ def test_watch_follows_a_real_testnet_and_quits_on_ctrl_c(tmp_path: Path) -> Non
         row = next(line for line in last.splitlines() if line.startswith(name + " "))
         assert int(row.split()[1]) >= 1 and row.rstrip().endswith("online"), row
     assert "Traceback" not in err
+
+
+def test_the_newest_epoch_stake_shows_in_the_live_view_and_the_report() -> None:
+    epochs = [
+        ev("epoch", "v1", 3, height=10, epoch=1, stake={"v1": 3000, "v2": 1000}, nakamoto=1),
+        ev("epoch", "v2", 6, height=20, epoch=2, stake={"v1": 2000, "v2": 2000}, nakamoto=1),
+        ev("epoch", "v1", 6.1, height=20, epoch=2, stake={"v1": 2000, "v2": 2000}, nakamoto=1),
+    ]
+    text = wt.render(watched(epochs), now=T0 + 7, width=200)
+    assert "stake at epoch 2: v1 50.0%, v2 50.0% (Nakamoto coefficient 1)" in text
+    assert "recent events: none yet" in text  # every node logs each epoch: not news
+    run = run_data()
+    run.logs["v1"].append(epochs[0])
+    run.logs["v2"].append(epochs[1])
+    lines, _ = rp.summary_lines(run)
+    assert "stake at epoch 2: v1 50.0%, v2 50.0% (Nakamoto coefficient 1)" in lines
+    assert not any("stake at epoch" in line for line in rp.summary_lines(run_data())[0])

@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -32,12 +32,12 @@ from network.testnet.perturb import describe_link, describe_partition, read_requ
 from network.testnet.processes import process_state
 from network.testnet.scenario_log import SCENARIO_LOG
 from node.core.behaviours import HONEST
-from node.core.events import ACCOUNTABILITY_EVENTS, FINALIZED, ROUND_TIMEOUT
+from node.core.events import ACCOUNTABILITY_EVENTS, EPOCH, FINALIZED, ROUND_TIMEOUT
 from node.runtime.eventlog import RESET, format_pretty
 
 RECENT = 10  # recent events shown
 RATE_WINDOW_S = 10.0  # heights/s is measured over this window
-QUIET_EVENTS = ("finalized", "broker_connected")  # too frequent or too routine for the recent list
+QUIET_EVENTS = ("finalized", "broker_connected", EPOCH)  # too frequent or too routine for the recent list
 GREEN, RED, YELLOW, BOLD, DIM = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[2m"
 
 
@@ -77,6 +77,9 @@ class WatchState:
     scenario_finished: bool = False
     last_step: str | None = None
     partition: str | None = None  # `v1,v2 | v3,v4` while one is requested
+    stake: tuple[int, dict[str, int], int] | None = (
+        None  # (epoch, pool -> active stake, Nakamoto) at the latest epoch
+    )
     _seen_penalties: set[tuple[object, ...]] = field(default_factory=set)
 
     def node(self, name: str) -> NodeRow:
@@ -120,10 +123,32 @@ def fold(state: WatchState, event: Event) -> None:
                 view.behaviour = event["behaviour"]
     elif kind in ("stopped", "broker_disconnected", "fatal"):
         view.online = False
+    if kind == EPOCH:
+        _fold_epoch(state, event)
     if kind in ACCOUNTABILITY_EVENTS:
         _fold_penalty(state, event)
     elif kind not in QUIET_EVENTS:
         state.recent.append(event)
+
+
+def _fold_epoch(state: WatchState, event: Event) -> None:
+    """Every node logs each epoch's stake; the newest epoch seen is the one shown."""
+    epoch, stake, nakamoto = event.get("epoch"), event.get("stake"), event.get("nakamoto")
+    if not (isinstance(epoch, int) and isinstance(stake, dict) and isinstance(nakamoto, int)):
+        return
+    if state.stake is None or epoch > state.stake[0]:
+        state.stake = (epoch, {str(k): int(v) for k, v in stake.items() if isinstance(v, int)}, nakamoto)
+
+
+def stake_line(stake: tuple[int, Mapping[str, int], int]) -> str:
+    """`stake at epoch 3: v1 40.0%, v2 20.0%, ... (Nakamoto coefficient 1)`, largest first."""
+    epoch, powers, nakamoto = stake
+    total = sum(powers.values()) or 1
+    shares = ", ".join(
+        f"{name} {100 * power / total:.1f}%"
+        for name, power in sorted(powers.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    return f"stake at epoch {epoch}: {shares} (Nakamoto coefficient {nakamoto})"
 
 
 def _fold_penalty(state: WatchState, event: Event) -> None:
@@ -221,6 +246,8 @@ def render(state: WatchState, now: float, width: int = 100, color: bool = False)
         lines.append(f"scenario {state.scenario}: {state.steps_done}/{total} steps done{elapsed}{last}")
     if state.partition:
         lines.append(f"partition {state.partition}")
+    if state.stake is not None:
+        lines.append(stake_line(state.stake))
     lines.append("")
     header = ["node", "height", "round", "latency", "last event", "status"]
     network = any(view.network != "-" for view in state.nodes.values())

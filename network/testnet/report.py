@@ -37,6 +37,7 @@ from network.testnet import scenario as sc
 from network.testnet import scenario_checks as checks
 from network.testnet.errors import TestnetError
 from network.testnet.layout import DIED, KILLED, Layout, read_state
+from network.testnet.live import WatchState, fold, stake_line
 from network.testnet.logcheck import (
     Event,
     describe_penalty,
@@ -46,7 +47,7 @@ from network.testnet.logcheck import (
 )
 from network.testnet.scenario_log import SCENARIO_LOG, read_timeline
 from node.core.behaviours import HONEST
-from node.core.events import FINALIZED, ROUND_TIMEOUT
+from node.core.events import EPOCH, FINALIZED, ROUND_TIMEOUT
 from node.core.genesis import GenesisError, Params, load_genesis
 
 # Which step opens a window and which closes it, and the window's colour.
@@ -269,6 +270,9 @@ def summary_lines(run: RunData) -> tuple[list[str], bool]:
             f"p99 {_ms(percentile(lat, 99)):>8}  round timeouts {counts['round_timeout']:>3}  "
             f"synced {synced:>3}  starts {counts['started']}{note}"
         )
+    stake = latest_stake(run.logs.values())
+    if stake is not None:
+        lines.append(stake_line(stake))
     windows = fault_windows(run.timeline, run.end_ts)
     if windows:
         lines.append("faults:")
@@ -310,6 +314,16 @@ def summary_lines(run: RunData) -> tuple[list[str], bool]:
             ok = ok and result.ok
             lines.append(result.line())
     return lines, ok
+
+
+def latest_stake(logs: Iterable[Sequence[Event]]) -> tuple[int, dict[str, int], int] | None:
+    """(epoch, pool -> active stake, Nakamoto coefficient) of the newest `epoch` line in any log."""
+    state = WatchState(nodes={})
+    for events in logs:
+        for event in events:
+            if event.get("event") == EPOCH:
+                fold(state, event)
+    return state.stake
 
 
 def liveness_line(run: RunData) -> str:

@@ -50,7 +50,7 @@ from node.core.envelopes import evidence_bytes, signed_item_bytes, sync_request_
 from node.core.events import EVIDENCE, FINALIZED, ROUND_TIMEOUT
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
-from node.core.query import ledger_event_logs
+from node.core.query import epoch_log, ledger_event_logs
 from node.core.signer import GuardedSigner
 from node.core.state import ChainState
 
@@ -407,3 +407,5 @@ class Driver:
         )
         for line in ledger_event_logs(before, state, block, decided.events):
             self.effects.log(line)
+        if before is not None and state.epoch != before.epoch:
+            self.effects.log(epoch_log(state))

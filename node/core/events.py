@@ -16,6 +16,7 @@ FINALIZED = "finalized"
 ROUND_TIMEOUT = "round_timeout"
 EVIDENCE = "evidence"
 SYNCED = "synced"
+EPOCH = "epoch"  # a new epoch began: the stake distribution and Nakamoto coefficient it starts with
 
 LEDGER_PENALTIES: tuple[str, ...] = ("slashed", "jailed", "tombstoned", "unjailed")
 """Ledger events that change a pool's standing: logged by every node that applies them."""
@@ -33,5 +34,6 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
     EVIDENCE: ("node", "height", "offender"),
     **{name: ("node", "height", "validator") for name in LEDGER_PENALTIES},
     SYNCED: ("node", "from_height", "to_height", "blocks"),
+    EPOCH: ("node", "height", "epoch", "stake", "nakamoto"),
 }
 """The fields each event always carries besides ``event`` and ``ts``."""

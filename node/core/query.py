@@ -26,7 +26,7 @@ from node.core import ledger as L
 from node.core import rewards as R
 from node.core import shares as S
 from node.core.codec import DecodeError
-from node.core.events import LOGGED_LEDGER_EVENTS, TX_OUTCOMES
+from node.core.events import EPOCH, LOGGED_LEDGER_EVENTS, TX_OUTCOMES
 from node.core.genesis import PPM, Params
 from node.core.keys import ADDRESS_LEN
 from node.core.messages import Block
@@ -403,6 +403,21 @@ def slash_breakdown(before: L.Ledger, pool_address: bytes, amount: int, params: 
             "delegator_losses": {d.hex(): loss for loss, d in largest[:MAX_DELEGATOR_LOSSES]},
         }
     return {}
+
+
+def epoch_log(state: ChainState) -> JSON:
+    """The log line a node writes when a block starts an epoch: who holds the active stake now.
+
+    The report and the live view read the stake distribution over a run
+    from these lines, so they need no node to be running.
+    """
+    return {
+        "event": EPOCH,
+        "height": state.height,
+        "epoch": state.epoch,
+        "stake": dict(L.stake_distribution(state.ledger)),
+        "nakamoto": L.nakamoto_coefficient(state.ledger),
+    }
 
 
 def _pair_txs(block: Block, events: Iterable[L.LedgerEvent]) -> list[bytes | None]:
