@@ -272,20 +272,26 @@ def test_sim_cli_sweeps_seeds_and_counts_the_ones_outside_the_bound() -> None:
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert held.returncode == 0, held.stderr
-    assert json.loads(held.stdout.strip().splitlines()[-1]) == {
+    summary = json.loads(held.stdout.strip().splitlines()[-1])
+    assert {
+        k: summary[k] for k in ("seeds", "ran", "missing", "ok", "failed", "bound_exceeded", "lowest_height")
+    } == {
         "seeds": 4,
+        "ran": 4,
+        "missing": 0,
         "ok": 4,
         "failed": [],
         "bound_exceeded": 0,
         "lowest_height": 6,
     }
+    assert [run["seed"] for run in summary["runs"]] == [0, 1, 2, 3] and summary["executor"] == "this process"
     outside = subprocess.run(
         [sys.executable, "-m", "network.cli", "sim", "--byzantine", "2", "--byzantine-mode", "split", "--seeds", "2", "--heights", "4"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert outside.returncode == 0, outside.stdout
     assert (
-        "2 seeds (0..1): 2 held every invariant inside the 1/3 bound, 0 broke one; 2 ran outside"
+        "2 of 2 seeds (0..1): 2 held every invariant inside the 1/3 bound, 0 broke one; 2 ran outside"
         in outside.stdout
     )
 
@@ -438,6 +444,7 @@ def test_the_replay_line_of_a_drawn_run_replays_it_alone_and_exactly() -> None:
 def _with_a_bug_at_seed(monkeypatch: pytest.MonkeyPatch, bad_seed: int) -> None:
     """Make one seed's run report a violation inside the bound, as a real bug would."""
     import network.sim.runner
+    import network.sim.sweep
 
     real = network.sim.runner.run_simulation
 
@@ -450,6 +457,7 @@ def _with_a_bug_at_seed(monkeypatch: pytest.MonkeyPatch, bad_seed: int) -> None:
         return result
 
     monkeypatch.setattr(network.sim.runner, "run_simulation", run)
+    monkeypatch.setattr(network.sim.sweep, "run_simulation", run)  # what a sweep's seeds call
 
 
 def test_a_failing_run_exits_1_and_prints_the_command_that_replays_it(
@@ -477,7 +485,7 @@ def test_a_sweep_prints_the_replay_line_of_each_failing_seed(monkeypatch: pytest
     assert (
         lines[1].startswith("  replay: posnet sim ") and "--seed 2 " in lines[1] and "--seeds" not in lines[1]
     )
-    assert "3 seeds (0..2): 2 held every invariant inside the 1/3 bound, 1 broke one" in lines[2]
+    assert "3 of 3 seeds (0..2): 2 held every invariant inside the 1/3 bound, 1 broke one" in lines[2]
 
 
 # ------------------------------------------------------------ the random space

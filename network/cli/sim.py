@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any, cast
 
 import click
 from click.core import ParameterSource
 
+from network.cli.errors import UserError
 from network.sim.plans import FaultPlan, FaultSpecError, parse_fault_spec
 from node.core.behaviours import SIM_BYZANTINE_MODES
 from node.core.genesis import GenesisError, parse_params
@@ -26,6 +28,19 @@ def _fault_plan(_ctx: click.Context, _param: click.Parameter, value: str | None)
         return parse_fault_spec(value or "")
     except FaultSpecError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _workers(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    """'auto' -> 0 (every core), else a positive count."""
+    if value == "auto":
+        return 0
+    try:
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected a number of workers or 'auto'") from None
+    if count < 1:
+        raise click.BadParameter(f"{value!r}: at least 1 worker")
+    return count
 
 
 def _stakes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -132,6 +147,19 @@ SIM_EXIT_HELP = (
     show_default=True,
     help="sweep: run seeds SEED..SEED+N-1 and report the ones that broke an invariant inside the bound",
 )
+@click.option(
+    "--workers",
+    default="1",
+    show_default=True,
+    callback=_workers,
+    help="sweep on this many local Dask worker processes ('auto': every core; needs the 'sweep' extra)",
+)
+@click.option(
+    "--scheduler",
+    metavar="tcp://HOST:PORT",
+    default=None,
+    help="sweep on a running Dask cluster (`dask scheduler` / `dask worker`) instead of this machine",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 @click.option("--events", is_flag=True, help="print penalty events (JSON lines) before the summary")
 def sim(
@@ -146,6 +174,8 @@ def sim(
     scenario: str,
     faults: FaultPlan | str,
     seeds: int,
+    workers: int,
+    scheduler: str | None,
     as_json: bool,
     events: bool,
 ) -> None:
@@ -157,8 +187,8 @@ def sim(
     warns where it reached 1/3. A run with a violation prints the one
     command line that replays it alone, drawn stakes and faults written out.
     """
-    from network.sim.plans import random_fault_plan, random_setup
-    from network.sim.runner import SimConfig, run_simulation
+    from network.sim.runner import run_simulation
+    from network.sim.sweep import SweepSpec
     from node.core.genesis import validator_names
 
     ctx = click.get_current_context()
@@ -179,35 +209,28 @@ def sim(
     if byzantine > validators:
         raise click.BadParameter(f"{byzantine} exceeds --validators {validators}", param_hint="--byzantine")
     names = validator_names(validators)
-    protected = frozenset(names[validators - byzantine :]) if byzantine else frozenset()
     if isinstance(faults, FaultPlan):
         unknown = faults.names() - set(names)
         if unknown:
             raise click.BadParameter(
                 f"names unknown validators: {', '.join(sorted(unknown))}", param_hint="--faults"
             )
-
-    def config_for(run_seed: int) -> SimConfig:
-        setup = random_setup(run_seed, validators, byzantine) if scenario == "random" else None
-        plan = random_fault_plan(run_seed, names, protected) if faults == "random" else faults
-        assert isinstance(plan, FaultPlan)
-        drawn_params = dict(setup.params) if setup else {}
-        drawn_committee = setup.committee_size if setup else None
-        return SimConfig(
-            validators=validators,
-            heights=heights,
-            seed=run_seed,
-            byzantine=byzantine,
-            byzantine_mode=byzantine_mode,
-            committee_size=committee_size or drawn_committee or 128,
-            faults=plan,
-            params=parse_params({**drawn_params, **params}),
-            stakes=stakes or (setup.stakes if setup else None),
-        )
-
+    spec = SweepSpec(
+        validators=validators,
+        heights=heights,
+        byzantine=byzantine,
+        byzantine_mode=byzantine_mode,
+        committee_size=committee_size,
+        stakes=stakes,
+        params=tuple(sorted(params.items())),
+        scenario=scenario,
+        faults=faults,
+    )
     if seeds > 1:
-        _sweep(run_simulation, config_for, range(seed, seed + seeds), as_json)
-    result = run_simulation(config_for(seed))
+        _sweep(spec, range(seed, seed + seeds), workers, scheduler, as_json)
+    if scheduler is not None or workers != 1:
+        raise click.BadParameter("--workers and --scheduler spread a sweep: give --seeds N too")
+    result = run_simulation(spec.config(seed))
     if events:
         for event in result.events:
             click.echo(json.dumps(event))
@@ -219,40 +242,89 @@ def sim(
     sys.exit(0 if result.ok else 1)
 
 
-def _sweep(run: Any, config_for: Any, seeds: range, as_json: bool) -> None:
+def _sweep(spec: Any, seeds: range, workers: int, scheduler: str | None, as_json: bool) -> None:
     """Run many seeds; list the ones that broke an invariant inside the bound, each with its replay line.
 
-    Exits 1 if any did. Seeds that ran outside the bound are counted, not failed.
+    In this process by default, on local Dask workers with --workers, on a
+    cluster with --scheduler: the summary is the same (outcomes sorted by
+    seed). Failures print as they land; Ctrl-C keeps what has run. Exits 1
+    if any seed failed. Seeds that ran outside the bound are counted, not failed.
     """
-    failed: list[dict[str, object]] = []
-    lowest, wall, outside = None, 0.0, 0
-    for run_seed in seeds:
-        result = run(config_for(run_seed))
-        wall += result.wall_s
-        lowest = result.heights_finalized if lowest is None else min(lowest, result.heights_finalized)
-        outside += bool(result.byzantine_share.exceeded_heights)
-        if not result.ok:
-            inside = [v.message for v in result.inside_bound]
-            failed.append({"seed": run_seed, "violations": inside, "replay": result.replay})
-            if not as_json:
-                click.echo(f"seed {run_seed}: {'; '.join(inside[:3])}")
-                click.echo(f"  replay: {result.replay}")
-    summary = {
-        "seeds": len(seeds),
-        "ok": len(seeds) - len(failed),
-        "failed": failed,
-        "bound_exceeded": outside,
-        "lowest_height": lowest,
-    }
+    from network.sim.sweep import SeedOutcome, run_seed, summarize
+
+    started = time.perf_counter()
+    progress = _Progress(len(seeds))
+
+    def landed(outcome: SeedOutcome) -> None:
+        progress.advance()
+        if not outcome.ok and not as_json:
+            progress.echo(f"seed {outcome.seed}: {'; '.join(outcome.inside[:3])}")
+            progress.echo(f"  replay: {outcome.replay}")
+
+    outcomes: list[SeedOutcome] = []
+    interrupted = False
+    executor = "this process"
+    with progress:
+        if scheduler is None and workers == 1:
+            try:
+                for run_seed_number in seeds:
+                    outcomes.append(run_seed(spec, run_seed_number))
+                    landed(outcomes[-1])
+            except KeyboardInterrupt:
+                interrupted = True
+        else:
+            from network.fleet.dask_sweep import Fleet, FleetError, run_on_dask
+
+            fleet = Fleet(workers, scheduler)
+            executor = fleet.describe()
+            try:
+                outcomes, interrupted = run_on_dask(spec, seeds, fleet, landed)
+            except FleetError as exc:
+                raise UserError(str(exc)) from None
+    summary = summarize(outcomes, seeds)
+    wall = time.perf_counter() - started
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps({**summary, "executor": executor, "wall_s": round(wall, 3)}))
     else:
+        cut = f" (interrupted: {summary['missing']} seeds did not run)" if interrupted else ""
         click.echo(
-            f"{len(seeds)} seeds ({seeds.start}..{seeds.stop - 1}): {summary['ok']} held every invariant "
-            f"inside the 1/3 bound, {len(failed)} broke one; {outside} ran outside the bound at some "
-            f"height; lowest finalized height {lowest}; {wall:.1f} s"
+            f"{summary['ran']} of {len(seeds)} seeds ({seeds.start}..{seeds.stop - 1}){cut}: {summary['ok']} held "
+            f"every invariant inside the 1/3 bound, {len(summary['failed'])} broke one; "
+            f"{summary['bound_exceeded']} ran outside the bound at some height; lowest finalized height "
+            f"{summary['lowest_height']}; {wall:.1f} s on {executor}"
         )
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if summary["failed"] else 130 if interrupted else 0)
+
+
+class _Progress:
+    """A progress bar on stderr while a sweep runs, when stderr is a terminal (rich draws it)."""
+
+    def __init__(self, total: int) -> None:
+        self._bar: Any = None
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True, console=None)
+            self._task = self._bar.add_task("seeds", total=total)
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def echo(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+        else:
+            click.echo(line)
 
 
 def _verdict(summary: dict[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""Running many simulations at once: local worker processes or a Dask cluster."""
