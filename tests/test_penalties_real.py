@@ -198,7 +198,7 @@ def test_a_funded_account_delegates_and_undelegates_into_unbonding(testnet: Runn
     stakes = net.query("delegations", me)["delegations"]
     assert [(s["pool_name"], s["amount"]) for s in stakes] == [("v1", 1200)]
     v1 = net.query("pool", "v1")["pool"]
-    assert v1["delegations"] == [{"account": me, "amount": 1200}] and v1["stake"] == 2200
+    assert v1["delegations"] == [{"account": me, "shares": 1200, "amount": 1200}] and v1["stake"] == 2200
 
     undelegated = net.posnet(
         "tx", "undelegate", "v1", 200, "--key", "delegator.json", "--dir", net.directory, "--json"
