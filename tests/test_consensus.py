@@ -865,10 +865,15 @@ def test_a_validator_outside_the_committee_proposes_but_never_votes() -> None:
     assert decided.block == block
 
 
-def test_messages_for_the_next_height_are_kept_and_replayed_after_deciding() -> None:
+def height_two_block(signers: tuple[str, ...] = ("alice", "bob", "carol")) -> tuple[str, Block]:
+    """Height 2's round-0 proposer and its block, carrying a certificate for BLOCK_A signed by `signers`."""
     state1, _ = finalize(STATE, BLOCK_A)
     name = proposer_name(state1, 0)
-    block2 = make_block(state1, name, last_commit=certificate(A, 1, 0, ("alice", "bob", "carol")))
+    return name, make_block(state1, name, last_commit=certificate(A, 1, 0, signers))
+
+
+def test_messages_for_the_next_height_are_kept_and_replayed_after_deciding() -> None:
+    _, block2 = height_two_block()
     node = Node("dave")
     node.start()
     node.propose(proposal("carol", 1, 0, A), BLOCK_A)
@@ -881,9 +886,7 @@ def test_messages_for_the_next_height_are_kept_and_replayed_after_deciding() -> 
 
 def test_a_proposal_for_the_next_height_decides_ours_with_the_certificate_it_carries() -> None:
     """The proposer that decided height 1 never sends its precommits again; its next proposal proves the decision."""
-    state1, _ = finalize(STATE, BLOCK_A)
-    name = proposer_name(state1, 0)
-    block2 = make_block(state1, name, last_commit=certificate(A, 1, 0, ("alice", "bob", "carol")))
+    name, block2 = height_two_block()
     node = Node("dave")
     node.start()
     node.propose(proposal("carol", 1, 0, A), BLOCK_A)
@@ -899,9 +902,7 @@ def test_a_proposal_for_the_next_height_decides_ours_with_the_certificate_it_car
 
 
 def test_a_next_height_certificate_without_a_quorum_decides_nothing() -> None:
-    state1, _ = finalize(STATE, BLOCK_A)
-    name = proposer_name(state1, 0)
-    block2 = make_block(state1, name, last_commit=certificate(A, 1, 0, ("alice", "bob")))
+    name, block2 = height_two_block(signers=("alice", "bob"))
     node = Node("dave")
     node.start()
     node.propose(proposal("carol", 1, 0, A), BLOCK_A)
@@ -910,9 +911,7 @@ def test_a_next_height_certificate_without_a_quorum_decides_nothing() -> None:
 
 
 def test_a_next_height_certificate_for_a_block_never_received_asks_for_sync() -> None:
-    state1, _ = finalize(STATE, BLOCK_A)
-    name = proposer_name(state1, 0)
-    block2 = make_block(state1, name, last_commit=certificate(A, 1, 0, ("alice", "bob", "carol")))
+    name, block2 = height_two_block()
     node = Node("dave")
     node.start()
     out = node.propose(proposal(name, 2, 0, block2.hash), block2)
