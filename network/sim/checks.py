@@ -293,21 +293,29 @@ def check_liveness(
     return violations
 
 
-def check_penalties(config: SimConfig, events: list[dict[str, Any]]) -> list[Violation]:
+def check_penalties(
+    config: SimConfig, events: list[dict[str, Any]], honest_nodes: Iterable[str] | None = None
+) -> list[Violation]:
     """With no crash and no partition, an honest validator has no excuse to miss votes: jailing one is a bug.
 
     Loss, delay, duplication and reordering do not count as excuses: gossip
     re-sends votes until they arrive, so downtime accounting must not
-    mistake a slow honest validator for an absent one.
+    mistake a slow honest validator for an absent one. Only the honest
+    nodes' chains count: a silent validator whose committee seats reach 2/3
+    finalizes a private chain nobody else sees, and what its ledger does
+    there punishes no one (seed 27546 of a sweep).
     """
     if config.faults.crashes or config.faults.partitions:
         return []
     byzantine = set(config.byzantine_names())
+    observers = None if honest_nodes is None else set(honest_nodes)
     jailed = sorted(
         {
             (int(event["height"]), str(event["validator"]))
             for event in events
-            if event["event"] == "jailed" and event.get("validator") not in byzantine
+            if event["event"] == "jailed"
+            and event.get("validator") not in byzantine
+            and (observers is None or event.get("node") in observers)
         }
     )
     return [
