@@ -38,6 +38,7 @@ from network.sim.checks import VIOLATION_KINDS
 from network.sim.config import random_run_config
 from network.sim.runner import run_simulation
 from node.core.behaviours import SIM_BYZANTINE_MODES
+from node.core.genesis import validator_names
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,16 @@ def run_one(seed: int, heights: int, modes: tuple[str, ...]) -> Outcome:
     config = random_run_config(seed, heights, modes)
     result = run_simulation(config)
     byzantine = set(config.byzantine_names())
+    honest_nodes = set(validator_names(config.validators)) - byzantine  # a Byzantine node's chain is its own
     quiet = not (config.faults.crashes or config.faults.partitions)
     jailed = sorted(
         {
             str(event["validator"])
             for event in result.events
-            if quiet and event["event"] == "jailed" and event.get("validator") not in byzantine
+            if quiet
+            and event["event"] == "jailed"
+            and event.get("validator") not in byzantine
+            and event.get("node") in honest_nodes
         }
     )
     return Outcome(
