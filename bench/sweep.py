@@ -34,11 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from network.sim.checks import VIOLATION_KINDS
+from network.sim.checks import VIOLATION_KINDS, honest_jailings
 from network.sim.config import random_run_config
 from network.sim.runner import run_simulation
 from node.core.behaviours import SIM_BYZANTINE_MODES
-from node.core.genesis import validator_names
 
 
 @dataclass(frozen=True)
@@ -56,19 +55,7 @@ class Outcome:
 def run_one(seed: int, heights: int, modes: tuple[str, ...]) -> Outcome:
     config = random_run_config(seed, heights, modes)
     result = run_simulation(config)
-    byzantine = set(config.byzantine_names())
-    honest_nodes = set(validator_names(config.validators)) - byzantine  # a Byzantine node's chain is its own
-    quiet = not (config.faults.crashes or config.faults.partitions)
-    jailed = sorted(
-        {
-            str(event["validator"])
-            for event in result.events
-            if quiet
-            and event["event"] == "jailed"
-            and event.get("validator") not in byzantine
-            and event.get("node") in honest_nodes
-        }
-    )
+    jailed = sorted({name for _, name in honest_jailings(config, result.events)})
     return Outcome(
         seed=seed,
         inside=tuple((v.kind, v.message) for v in result.inside_bound),

@@ -23,7 +23,7 @@ from node.core.ledger import (
     supply_is_conserved,
     total_supply,
 )
-from node.core.query import account_view
+from node.core.query import account_view, slash_breakdown
 from node.core.state import genesis_state
 from node.core.tx import Delegate, Redelegate, RegisterPool, Transfer, TransferShares, Undelegate
 from tests.test_genesis import raw_genesis
@@ -82,10 +82,13 @@ def test_an_equivocation_costs_liquid_delegators_nothing_and_locked_ones_the_sla
             d: account_view(replace(genesis_state(liquid_genesis(params)), ledger=ledger), d.address)["total"]
             for d in (D1, D2)
         }
-        after, _ = block(ledger, height=2, proposer=V2, evidence=(equivocation(V1),), params=params)
+        after, events = block(ledger, height=2, proposer=V2, evidence=(equivocation(V1),), params=params)
         state = replace(genesis_state(liquid_genesis(params)), ledger=after)
         costs[name] = {d: wealth[d] - account_view(state, d.address)["total"] for d in (D1, D2)}
         assert pool(after, V1).pledge == 950 and supply_is_conserved(after)
+        slashed = next(e for e in events if e.kind == "slashed")
+        logged = slash_breakdown(ledger, V1.address, slashed.amount, params, slashed.reason)
+        assert (logged["operator_loss"], logged["delegator_loss"]) == (50, costs[name][D1] + costs[name][D2])
     assert costs["locked"] == {D1: 100, D2: 50}  # 5% of the 2000 and 1000 they had delegated
     assert costs["liquid"] == {D1: 0, D2: 0}
 

@@ -136,6 +136,8 @@ def test_register_pool_chooses_compounding_and_the_query_shows_it() -> None:
     ledger = genesis_ledger(make_test_genesis())
     after, events = block(ledger, signed(NEWCOMER, RegisterPool(0, 1000, 0, 0, compounding=True)))
     assert events[-1].kind == "tx_applied" and pool(after, NEWCOMER).compounding
+    state = replace(genesis_state(make_test_genesis()), ledger=after)
+    assert single_pool_view(state, NEWCOMER.address.hex())["pool"]["reward_mode"] == "compounding"
 
 
 def test_past_the_leverage_cap_a_delegation_is_refused_with_its_reason() -> None:

@@ -298,7 +298,7 @@ def _result(
         *check_liveness(config, honest, last_heal, state.params, stopped_early=net.now_ms < deadline),
         *(v for node in honest if node.watch is not None for v in node.watch.violations),
         *fork_violations,
-        *check_penalties(config, events, (node.name for node in honest)),
+        *check_penalties(config, events),
     ]
     return SimResult(
         config=config,

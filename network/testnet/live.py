@@ -77,9 +77,8 @@ class WatchState:
     scenario_finished: bool = False
     last_step: str | None = None
     partition: str | None = None  # `v1,v2 | v3,v4` while one is requested
-    stake: tuple[int, dict[str, int], int] | None = (
-        None  # (epoch, pool -> active stake, Nakamoto) at the latest epoch
-    )
+    # (epoch, pool -> active stake, Nakamoto coefficient) of the newest epoch seen
+    stake: tuple[int, dict[str, int], int] | None = None
     _seen_penalties: set[tuple[object, ...]] = field(default_factory=set)
 
     def node(self, name: str) -> NodeRow:

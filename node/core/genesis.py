@@ -117,9 +117,8 @@ class GenesisValidator:
     fixed_cost: int = 0
     margin_ppm: int = 0
     delegations: tuple[Delegation, ...] = ()
-    compounding: bool = (
-        False  # members' rewards stay in the pool (share value rises) instead of being paid out
-    )
+    # members' rewards stay in the pool (each share's value rises) instead of being paid out
+    compounding: bool = False
 
     @property
     def address(self) -> bytes:

@@ -320,39 +320,30 @@ def _liquid_genesis_accounts(genesis: Genesis) -> FrozenMap[bytes, Account]:
 
 
 def genesis_ledger(genesis: Genesis) -> Ledger:
-    """The ledger before height 1; its total supply is the genesis supply."""
-    if genesis.params.liquid_delegation:
-        return _genesis_liquid_ledger(genesis)
-    ledger = Ledger(
-        accounts=_genesis_accounts(genesis),
-        pools=FrozenMap((v.address, genesis_pool(v)) for v in genesis.validators),
-        unbonding=(),
-        slashed_evidence=frozenset(),
-        issued=0,
-        slashed=0,
-        genesis_supply=0,
-    )
-    return replace(ledger, genesis_supply=total_supply(ledger))
+    """The ledger before height 1; its total supply is the genesis supply.
 
-
-def _genesis_liquid_ledger(genesis: Genesis) -> Ledger:
-    pools = {}
-    for validator in genesis.validators:
-        own = sum(d.amount for d in validator.delegations if address_of(d.account) == validator.address)
-        pools[validator.address] = replace(
-            genesis_pool(replace(validator, delegations=())), pledge=validator.pledge + own
+    With liquid delegation a genesis delegation stays in the delegator's
+    balance, labelled with its pool, and the first stake snapshot is taken here.
+    """
+    liquid = bool(genesis.params.liquid_delegation)
+    validators = genesis.validators
+    if liquid:  # only an operator's own delegation (folded into its pledge) leaves a balance
+        validators = tuple(
+            replace(v, delegations=tuple(d for d in v.delegations if address_of(d.account) == v.address))
+            for v in validators
         )
     ledger = Ledger(
-        accounts=_liquid_genesis_accounts(genesis),
-        pools=FrozenMap(pools),
+        accounts=_liquid_genesis_accounts(genesis) if liquid else _genesis_accounts(genesis),
+        pools=FrozenMap((v.address, genesis_pool(v)) for v in validators),
         unbonding=(),
         slashed_evidence=frozenset(),
         issued=0,
         slashed=0,
         genesis_supply=0,
-        liquid=True,
+        liquid=liquid,
     )
-    ledger = snapshot_liquid_stake(ledger)
+    if liquid:
+        ledger = snapshot_liquid_stake(ledger)
     return replace(ledger, genesis_supply=total_supply(ledger))
 
 
@@ -404,6 +395,15 @@ def stake_of(pool: Pool, delegator: bytes) -> int:
     if delegator == pool.operator:
         return pool.pledge
     return S.share_value(pool.shares.get(delegator, 0), pool.total_shares, pool.member_tokens)
+
+
+def member_stakes(pool: Pool) -> dict[bytes, int]:
+    """What every member's shares are worth, in holder order (the share total summed once, not per holder)."""
+    total = pool.total_shares
+    return {
+        holder: S.share_value(count, total, pool.member_tokens)
+        for holder, count in sorted(pool.shares.items())
+    }
 
 
 def leverage_ppm(pool: Pool) -> int | None:
@@ -483,9 +483,14 @@ def cut(amount: int, fraction_ppm: int) -> int:
     return amount * fraction_ppm // PPM
 
 
-def slash_pool_stake(pool: Pool, fraction_ppm: int) -> tuple[Pool, int]:
-    """Cut the pledge and the member tokens by the same fraction (every share at once); the pool and the cut."""
-    pledge_cut, members_cut = cut(pool.pledge, fraction_ppm), cut(pool.member_tokens, fraction_ppm)
+def slash_pool_stake(pool: Pool, fraction_ppm: int, liquid: bool = False) -> tuple[Pool, int]:
+    """Cut the pledge and the member tokens by the same fraction (every share at once); the pool and the cut.
+
+    With liquid delegation the members' stake is their spendable balance,
+    so only the pledge is at stake.
+    """
+    pledge_cut = cut(pool.pledge, fraction_ppm)
+    members_cut = 0 if liquid else cut(pool.member_tokens, fraction_ppm)
     slashed = replace(pool, pledge=pool.pledge - pledge_cut, member_tokens=pool.member_tokens - members_cut)
     return slashed, pledge_cut + members_cut
 
@@ -529,13 +534,7 @@ def slash_stake(ledger: Ledger, address: bytes, fraction_ppm: int) -> tuple[Ledg
     punished before it matures (a conservative simplification of Cosmos,
     which spares stake that left before the offence's height).
     """
-    if ledger.liquid:  # members' stake is their spendable balance: only the pledge is at stake
-        pool = ledger.pools[address]
-        taken = cut(pool.pledge, fraction_ppm)
-        unbonding, from_unbonding = slash_unbonding(ledger.unbonding, address, fraction_ppm)
-        slashed = replace(set_pool(ledger, replace(pool, pledge=pool.pledge - taken)), unbonding=unbonding)
-        return slashed, taken + from_unbonding
-    pool, from_pool = slash_pool_stake(ledger.pools[address], fraction_ppm)
+    pool, from_pool = slash_pool_stake(ledger.pools[address], fraction_ppm, ledger.liquid)
     unbonding, from_unbonding = slash_unbonding(ledger.unbonding, address, fraction_ppm)
     slashed = replace(ledger, pools=ledger.pools.set(address, pool), unbonding=unbonding)
     slashed, from_redelegations = slash_redelegations(slashed, address, fraction_ppm)
@@ -1014,7 +1013,7 @@ def retire(ledger: Ledger, address: bytes, epoch: int, params: Params) -> tuple[
     """
     pool = ledger.pools[address]
     release = epoch + params.unbonding_epochs + 1
-    members = {} if ledger.liquid else {holder: stake_of(pool, holder) for holder in sorted(pool.shares)}
+    members = {} if ledger.liquid else member_stakes(pool)
     leftover = (
         0 if ledger.liquid else pool.member_tokens - sum(members.values())
     )  # liquid: members kept theirs

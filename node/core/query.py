@@ -107,6 +107,7 @@ def pool_view(
     """
     context = context or SetView.of(state)
     stake = L.pool_power(pool)
+    performance = R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window)
     view: JSON = {
         "address": pool.address.hex(),
         "name": name_of(state, pool.address),
@@ -132,14 +133,14 @@ def pool_view(
         # Reward sharing: stake over the saturation point (None with saturation_k = 0) and the
         # share of its committee precommits counted in the downtime window (node.core.rewards).
         "saturation_ppm": R.saturation_ppm(stake, context.bonded_total, state.params.saturation_k),
-        "performance_ppm": R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window),
+        "performance_ppm": performance,
         # What 1,000 more delegated would earn per epoch here, in expectation (rewards.expected_member_yield).
         "yield_per_1000_per_epoch": R.expected_member_yield(
             pool,
             YIELD_PROBE,
             context.active_total,
             context.bonded_total,
-            R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window),
+            performance,
             state.params,
         )
         if pool.status == L.ACTIVE and not pool.retiring_epoch
@@ -147,8 +148,10 @@ def pool_view(
     }
     if detail:
         view["delegations"] = [
-            {"account": account.hex(), "shares": count, "amount": L.stake_of(pool, account)}
-            for account, count in sorted(pool.shares.items(), key=lambda item: (-item[1], item[0]))
+            {"account": account.hex(), "shares": pool.shares[account], "amount": amount}
+            for account, amount in sorted(
+                L.member_stakes(pool).items(), key=lambda item: (-pool.shares[item[0]], item[0])
+            )
         ]
         view["unbonding"] = [
             _unbonding_view(state, entry) for entry in state.ledger.unbonding if entry.pool == pool.address
@@ -384,10 +387,11 @@ def slash_breakdown(before: L.Ledger, pool_address: bytes, amount: int, params: 
     if reason == "downtime":
         fractions = fractions[::-1]
     for fraction in fractions:
-        operator = L.cut(pool.pledge, fraction)
-        delegator_total = L.cut(pool.member_tokens, fraction)
-        slashed, _ = L.slash_pool_stake(pool, fraction)
-        losses = {d: L.stake_of(pool, d) - L.stake_of(slashed, d) for d in pool.shares}  # every share at once
+        slashed, from_pool = L.slash_pool_stake(pool, fraction, before.liquid)  # the ledger's own cut
+        operator = pool.pledge - slashed.pledge
+        delegator_total = from_pool - operator
+        after = L.member_stakes(slashed)
+        losses = {d: stake - after[d] for d, stake in L.member_stakes(pool).items()}  # every share at once
         unbonding = sum(L.cut(e.amount, fraction) for e in before.unbonding if e.pool == pool_address)
         _, redelegated = L.slash_redelegations(before, pool_address, fraction)
         if operator + delegator_total + unbonding + redelegated != amount:
