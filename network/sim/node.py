@@ -104,7 +104,7 @@ class SimNode:
 
     @property
     def address(self) -> bytes:
-        return self.driver.keypair.address
+        return self.driver.validator
 
     @property
     def height(self) -> int:

@@ -288,7 +288,7 @@ def _result(
     rejected: Counter[str] = Counter()
     for node in nodes.values():
         rejected.update(node.driver.stats.rejected)
-    share = byzantine_share(honest, (nodes[name].driver.keypair.address for name in config.byzantine_names()))
+    share = byzantine_share(honest, (nodes[name].driver.validator for name in config.byzantine_names()))
     fork_violations, fork_reports = check_forks(honest, find_forks(honest, observer))
     safety = check_safety(honest)
     if safety and share.exceeded(safety[0].height):

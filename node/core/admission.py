@@ -25,7 +25,9 @@ from node.core.messages import (
     Proposal,
     Vote,
     parse_envelope,
+    signer_of,
 )
+from node.core.signing_keys import KeyHistory, key_at, recent_keys
 from node.core.state import MAX_PENDING_PARTICIPATION
 
 FUTURE_HEIGHTS = 100  # further ahead than this is far-future junk, not a peer we lag behind
@@ -99,12 +101,13 @@ class AdmissionContext:
     """What admission needs to know about the node's current view."""
 
     chain_id: str
-    public_keys: Mapping[bytes, bytes]
+    public_keys: Mapping[bytes, bytes]  # each validator's signing key now
     height: int  # the height the node is working on
     max_size: int = MAX_MESSAGE_BYTES
+    key_history: KeyHistory = ()  # signing keys rotated out recently (node.core.signing_keys)
 
 
-AuthCache = dict[bytes, tuple[Mapping[bytes, bytes], "Admitted | Rejected"]]
+AuthCache = dict[bytes, tuple[Mapping[bytes, bytes], KeyHistory, "Admitted | Rejected"]]
 
 
 def admit(data: bytes, ctx: AdmissionContext, cache: AuthCache | None = None) -> Admitted | Rejected:
@@ -117,56 +120,81 @@ def admit(data: bytes, ctx: AdmissionContext, cache: AuthCache | None = None) ->
     if len(data) > ctx.max_size:
         return Rejected("oversize", f"{len(data)} bytes")
     if cache is None:
-        message = authenticate(data, ctx.chain_id, ctx.public_keys)
+        message = authenticate(data, ctx.chain_id, ctx.public_keys, ctx.key_history)
     else:
         hit = cache.get(data)
-        if hit is None or hit[0] is not ctx.public_keys:
+        if hit is None or hit[0] is not ctx.public_keys or hit[1] != ctx.key_history:
             if len(cache) > 100_000:
                 cache.clear()
-            hit = cache[data] = (ctx.public_keys, authenticate(data, ctx.chain_id, ctx.public_keys))
-        message = hit[1]
+            result = authenticate(data, ctx.chain_id, ctx.public_keys, ctx.key_history)
+            hit = cache[data] = (ctx.public_keys, ctx.key_history, result)
+        message = hit[2]
     if isinstance(message, Rejected):
         return message
     return _height_problem(message, ctx) or message
 
 
-def authenticate(data: bytes, chain_id: str, public_keys: Mapping[bytes, bytes]) -> Admitted | Rejected:
+def authenticate(
+    data: bytes, chain_id: str, public_keys: Mapping[bytes, bytes], key_history: KeyHistory = ()
+) -> Admitted | Rejected:
     """Everything about a message that does not depend on the receiver's height."""
     try:
         envelope = parse_envelope(data)
-    except DecodeError as exc:
-        return Rejected(exc.reason, exc.detail)
-    if envelope.chain_id != chain_id:
-        return Rejected("wrong_chain", envelope.chain_id[:64])
-    public_key = _sender_key(envelope, public_keys)
-    if public_key is None:
-        return Rejected("unknown_sender", envelope.sender.hex()[:16])
-    if not verify(public_key, envelope.signed_bytes(), envelope.signature):
-        return Rejected("bad_signature", envelope.kind.name)
-    try:
-        return _parse_body(envelope)
+        if envelope.chain_id != chain_id:
+            return Rejected("wrong_chain", envelope.chain_id[:64])
+        if envelope.kind != Kind.TX and len(envelope.sender) != ADDRESS_LEN:
+            return Rejected("unknown_sender", envelope.sender.hex()[:16])
+        item = _signed_item(envelope)
+        keys = _sender_keys(envelope, item, public_keys, key_history)
+        if not keys:
+            return Rejected("unknown_sender", envelope.sender.hex()[:16])
+        signed = envelope.signed_bytes()
+        if not any(verify(key, signed, envelope.signature) for key in keys):
+            return Rejected("bad_signature", envelope.kind.name)
+        if item is not None and signer_of(item) != envelope.sender:
+            return Rejected("invalid", f"{envelope.kind.name.lower()} signer is not the sender")
+        return item if isinstance(item, Vote) else _parse_body(envelope, item)
     except DecodeError as exc:
         return Rejected(exc.reason, exc.detail)
 
 
-def _sender_key(envelope: Envelope, public_keys: Mapping[bytes, bytes]) -> bytes | None:
-    """Validators sign with known keys; a transaction's envelope names its own public key."""
+def _signed_item(envelope: Envelope) -> Vote | Proposal | None:
+    """A vote's or proposal's body, read before its signature is checked: its height picks the key."""
+    if envelope.kind in (Kind.PREVOTE, Kind.PRECOMMIT):
+        if envelope.attachment:
+            raise DecodeError("malformed", "attachment on a message that takes none")
+        return Vote.from_body(envelope.kind, envelope.body, envelope.signature)
+    if envelope.kind == Kind.PROPOSAL:
+        return Proposal.from_body(envelope.body, envelope.signature)
+    return None
+
+
+def _sender_keys(
+    envelope: Envelope, item: Vote | Proposal | None, public_keys: Mapping[bytes, bytes], history: KeyHistory
+) -> tuple[bytes, ...]:
+    """The keys the envelope may be signed with (none: unknown sender).
+
+    A vote or proposal verifies only under the key in force at its height. A
+    transaction's envelope names its own public key. Anything else a
+    validator sends (sync, status, evidence) carries no height, and a node
+    an epoch behind still signs with the key rotated out: any of the
+    validator's recent keys will do, as such messages decide nothing alone.
+    """
     if envelope.kind == Kind.TX:
-        return envelope.sender if len(envelope.sender) == PUBLIC_KEY_LEN else None
-    if len(envelope.sender) != ADDRESS_LEN:
-        return None
-    return public_keys.get(envelope.sender)
+        return (envelope.sender,) if len(envelope.sender) == PUBLIC_KEY_LEN else ()
+    if item is not None:
+        key = key_at(public_keys, history, envelope.sender, item.height)
+        return (key,) if key else ()
+    return recent_keys(public_keys, history, envelope.sender)
 
 
-def _parse_body(envelope: Envelope) -> Admitted:
+def _parse_body(envelope: Envelope, item: Proposal | None) -> Admitted:
+    """The rest of an authenticated message (a vote is whole already)."""
     kind, body, sender = envelope.kind, envelope.body, envelope.sender
-    if kind != Kind.PROPOSAL and envelope.attachment:
+    if item is not None:
+        return _parse_proposal(envelope, item)
+    if envelope.attachment:
         raise DecodeError("malformed", "attachment on a message that takes none")
-    if kind in (Kind.PREVOTE, Kind.PRECOMMIT):
-        vote = Vote.from_body(kind, body, envelope.signature)
-        return vote if vote.validator == sender else _invalid("vote signer is not the sender")
-    if kind == Kind.PROPOSAL:
-        return _parse_proposal(envelope)
     if kind == Kind.EVIDENCE:
         return EvidenceMsg(sender, Evidence.from_wire(decode(body)))
     if kind == Kind.SYNC_REQUEST:
@@ -196,10 +224,7 @@ def _invalid(detail: str) -> Any:
     raise DecodeError("invalid", detail)
 
 
-def _parse_proposal(envelope: Envelope) -> ProposalMsg:
-    proposal = Proposal.from_body(envelope.body, envelope.signature)
-    if proposal.proposer != envelope.sender:
-        _invalid("proposal signer is not the sender")
+def _parse_proposal(envelope: Envelope, proposal: Proposal) -> ProposalMsg:
     block = Block.decode(envelope.attachment)
     if block.hash != proposal.block_id:
         _invalid("attached block does not match the proposal's block id")

@@ -84,17 +84,21 @@ class Equivocator:
         for old in [key for key in self.proposals_seen if key[0] < proposal.height - 2]:
             del self.proposals_seen[old]
 
-    def twin(self, item: Vote | Proposal, block: Block | None) -> tuple[Vote | Proposal, Block | None]:
-        """A signed message conflicting with `item` (and its block, for proposals)."""
+    def twin(
+        self, item: Vote | Proposal, block: Block | None, keypair: Keypair | None = None
+    ) -> tuple[Vote | Proposal, Block | None]:
+        """A signed message conflicting with `item` (and its block, for proposals), signed by `keypair`
+        (default: this equivocator's key; a rotated validator passes the key in force)."""
+        keypair = keypair or self.keypair
         if isinstance(item, Proposal):
             assert block is not None
             other = twin_block(block)
             self.observe_proposal(item)
             twin_item: Vote | Proposal = replace(item, block_id=other.hash, pol_round=-1)
             self.observe_proposal(twin_item)  # type: ignore[arg-type]
-            return replace(twin_item, signature=sign_item(self.chain_id, twin_item, self.keypair)), other
+            return replace(twin_item, signature=sign_item(self.chain_id, twin_item, keypair)), other
         twin_vote = replace(item, block_id=self._conflicting_id(item))
-        return replace(twin_vote, signature=sign_item(self.chain_id, twin_vote, self.keypair)), None
+        return replace(twin_vote, signature=sign_item(self.chain_id, twin_vote, keypair)), None
 
     @staticmethod
     def split_order(

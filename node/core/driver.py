@@ -47,12 +47,12 @@ from node.core.consensus import (
     Timeout,
 )
 from node.core.envelopes import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
-from node.core.events import EVIDENCE, FINALIZED, ROUND_TIMEOUT
+from node.core.events import EVIDENCE, FINALIZED, ROUND_TIMEOUT, SIGNING_KEY
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
 from node.core.query import epoch_log, ledger_event_logs
 from node.core.signer import GuardedSigner
-from node.core.state import ChainState
+from node.core.state import ChainState, signing_key_at
 
 SYNC_BATCH = 20
 
@@ -123,6 +123,7 @@ class Driver:
     ) -> None:
         self.name = name
         self.keypair = keypair
+        self.validator = signer.validator  # the pool address this driver signs as
         self.signer = signer
         self.effects = effects
         self.behaviour = behaviour
@@ -147,7 +148,7 @@ class Driver:
     ) -> None:
         """(Re)start the machine from persisted state, replaying our journal first."""
         self.machine = ConsensusMachine(
-            state, self.keypair.address, last_certificate=last_certificate, **machine_args
+            state, self.validator, last_certificate=last_certificate, **machine_args
         )
         self._applied = state
         now = self.effects.now_ms()
@@ -177,7 +178,10 @@ class Driver:
         machine = self.machine
         if machine is None:
             return None
-        ctx = AdmissionContext(self.chain_id, machine.state.public_keys, machine.height)
+        state = machine.state
+        ctx = AdmissionContext(
+            self.chain_id, state.public_keys, machine.height, key_history=state.key_history
+        )
         message = admit(data, ctx, cache)
         if isinstance(message, Rejected):
             self.stats.rejected[message.reason] += 1
@@ -227,9 +231,15 @@ class Driver:
             return
         batch = self.effects.chain_range(request.from_height, SYNC_BATCH)
         if batch:
-            self.effects.send_to(request.reply_to, sync_response_bytes(self.chain_id, batch, self.keypair))
+            self.effects.send_to(request.reply_to, sync_response_bytes(self.chain_id, batch, *self.sealing()))
 
     # ------------------------------------------------------------- outbound
+
+    def sealing(self) -> tuple[Keypair, bytes]:
+        """(key, sender) for messages without a height: the key in force now when this node holds it."""
+        machine = self.machine
+        current = machine.state.public_keys.get(self.validator) if machine is not None else None
+        return self.signer.ring.get(current) or self.keypair, self.validator
 
     def _send(self, channel: str, data: bytes) -> None:
         if self.behaviour != "silent":
@@ -238,7 +248,7 @@ class Driver:
     def request_blocks(self, from_height: int) -> None:
         """Ask peers for finalized blocks from `from_height` on (even a silent validator follows the chain)."""
         self.effects.broadcast(
-            SYNC_REQ, sync_request_bytes(self.chain_id, from_height, self.name, self.keypair)
+            SYNC_REQ, sync_request_bytes(self.chain_id, from_height, self.name, *self.sealing())
         )
 
     def run(self, outputs: list[Output]) -> None:
@@ -258,7 +268,7 @@ class Driver:
         elif (
             isinstance(output, BroadcastEvidence) and self.behaviour != "split"
         ):  # colluders do not report each other
-            self._send(EVIDENCE_CHANNEL, evidence_bytes(self.chain_id, output.evidence, self.keypair))
+            self._send(EVIDENCE_CHANNEL, evidence_bytes(self.chain_id, output.evidence, *self.sealing()))
             self.effects.log(
                 {
                     "event": EVIDENCE,
@@ -286,7 +296,7 @@ class Driver:
             for item, block in output.items:
                 if item.signature in self._held:
                     continue  # late: not even a re-send may come before the release
-                if self.behaviour == "withhold" and signer_of(item) == self.keypair.address:
+                if self.behaviour == "withhold" and signer_of(item) == self.validator:
                     self._withhold(item, signed_item_bytes(self.chain_id, item, block))
                 else:
                     self._send(CONSENSUS, signed_item_bytes(self.chain_id, item, block))
@@ -295,14 +305,15 @@ class Driver:
     def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
         if self.behaviour == "amnesia" and isinstance(output.item, Vote):
             output = self._forget_lock(output, machine)
-        signed = self.signer.sign(output.item, output.block, output.justification)
+        key = signing_key_at(machine.state, self.validator, output.item.height)
+        signed = self.signer.sign(output.item, output.block, output.justification, key)
         if signed is None:
             return []
         self.stats.signed += 1
         if self.equivocator is None:
             self._send_own(signed, signed_item_bytes(self.chain_id, signed, output.block), machine)
         else:
-            twin = self.equivocator.twin(signed, output.block)
+            twin = self.equivocator.twin(signed, output.block, self.signer.ring.get(key))
             self._send_conflicting((signed, output.block), twin)
         now = self.effects.now_ms()
         if isinstance(signed, Proposal):
@@ -380,6 +391,21 @@ class Driver:
             for payload in data:
                 self.effects.send_to(node, payload)
 
+    def _log_key_change(self, before: ChainState | None, state: ChainState) -> None:
+        """Say when the chain hands this validator a new signing key, and whether this node holds it."""
+        key = state.public_keys.get(self.validator)
+        if before is None or key is None or before.public_keys.get(self.validator) == key:
+            return
+        self.effects.log(
+            {
+                "event": SIGNING_KEY,
+                "validator": state.names.get(self.validator, self.validator.hex()[:8]),
+                "from_height": state.height + 1,
+                "key": key.hex()[:16],
+                "held": key in self.signer.ring,
+            }
+        )
+
     def _on_timeout(self, timeout: Timeout, incarnation: int) -> None:
         if self.machine is not None and incarnation == self.incarnation:
             self.run(self.machine.on_timeout(timeout, self.effects.now_ms()))
@@ -391,6 +417,7 @@ class Driver:
             self.stats.synced_blocks += 1
             self.stats.synced_to = block.height
         before, self._applied = self._applied, state
+        self._log_key_change(before, state)
         self.effects.log(
             {
                 "event": FINALIZED,

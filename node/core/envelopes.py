@@ -15,23 +15,42 @@ def signed_item_bytes(chain_id: str, item: Vote | Proposal, block: Block | None 
     return envelope_for(chain_id, item, attachment).to_bytes()
 
 
-def evidence_bytes(chain_id: str, evidence: Evidence, keypair: Keypair) -> bytes:
-    return seal(chain_id, Kind.EVIDENCE, encode(evidence.to_wire()), keypair).to_bytes()
+# `sender`: the validator's address, when the key that seals is its signing key and not its owner's.
 
 
-def sync_request_bytes(chain_id: str, from_height: int, reply_to: str, keypair: Keypair) -> bytes:
-    return seal(chain_id, Kind.SYNC_REQUEST, encode((from_height, reply_to)), keypair).to_bytes()
+def evidence_bytes(chain_id: str, evidence: Evidence, keypair: Keypair, sender: bytes | None = None) -> bytes:
+    return seal(chain_id, Kind.EVIDENCE, encode(evidence.to_wire()), keypair, sender=sender).to_bytes()
+
+
+def sync_request_bytes(
+    chain_id: str, from_height: int, reply_to: str, keypair: Keypair, sender: bytes | None = None
+) -> bytes:
+    return seal(
+        chain_id, Kind.SYNC_REQUEST, encode((from_height, reply_to)), keypair, sender=sender
+    ).to_bytes()
 
 
 def sync_response_bytes(
-    chain_id: str, blocks: Sequence[tuple[Block, CommitCertificate]], keypair: Keypair
+    chain_id: str,
+    blocks: Sequence[tuple[Block, CommitCertificate]],
+    keypair: Keypair,
+    sender: bytes | None = None,
 ) -> bytes:
     body = encode(tuple((block.to_wire(), cert.to_wire()) for block, cert in blocks))
-    return seal(chain_id, Kind.SYNC_RESPONSE, body, keypair).to_bytes()
+    return seal(chain_id, Kind.SYNC_RESPONSE, body, keypair, sender=sender).to_bytes()
 
 
-def status_bytes(chain_id: str, node: str, height: int, round_: int, online: bool, keypair: Keypair) -> bytes:
-    return seal(chain_id, Kind.STATUS, encode((node, height, round_, online)), keypair).to_bytes()
+def status_bytes(
+    chain_id: str,
+    node: str,
+    height: int,
+    round_: int,
+    online: bool,
+    keypair: Keypair,
+    sender: bytes | None = None,
+) -> bytes:
+    body = encode((node, height, round_, online))
+    return seal(chain_id, Kind.STATUS, body, keypair, sender=sender).to_bytes()
 
 
 def tx_bytes(chain_id: str, signed_tx: bytes, keypair: Keypair) -> bytes:

@@ -17,6 +17,7 @@ ROUND_TIMEOUT = "round_timeout"
 EVIDENCE = "evidence"
 SYNCED = "synced"
 EPOCH = "epoch"  # a new epoch began: the stake distribution and Nakamoto coefficient it starts with
+SIGNING_KEY = "signing_key"  # the key a hosted validator signs with changed (an owner rotated it)
 
 LEDGER_PENALTIES: tuple[str, ...] = ("slashed", "jailed", "tombstoned", "unjailed")
 """Ledger events that change a pool's standing: logged by every node that applies them."""
@@ -25,7 +26,13 @@ ACCOUNTABILITY_EVENTS: tuple[str, ...] = (EVIDENCE, *LEDGER_PENALTIES)
 """What a run's penalty accounting counts: evidence seen, then what the ledger did about it."""
 
 TX_OUTCOMES: tuple[str, ...] = ("tx_applied", "tx_rejected")
-LOGGED_LEDGER_EVENTS: tuple[str, ...] = (*LEDGER_PENALTIES, *TX_OUTCOMES, "released", "retired")
+LOGGED_LEDGER_EVENTS: tuple[str, ...] = (
+    *LEDGER_PENALTIES,
+    *TX_OUTCOMES,
+    "released",
+    "retired",
+    "key_rotated",
+)
 """Ledger events a node writes to its log (the rest stay inside the state)."""
 
 FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -35,5 +42,6 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
     **{name: ("node", "height", "validator") for name in LEDGER_PENALTIES},
     SYNCED: ("node", "from_height", "to_height", "blocks"),
     EPOCH: ("node", "height", "epoch", "stake", "nakamoto"),
+    SIGNING_KEY: ("node", "validator", "from_height", "key", "held"),
 }
 """The fields each event always carries besides ``event`` and ``ts``."""

@@ -109,7 +109,12 @@ class Delegation:
 
 @dataclass(frozen=True)
 class GenesisValidator:
-    """A stake pool at genesis: the operator's key, its own pledge, and delegations."""
+    """A stake pool at genesis: the owner's key, its own pledge, and delegations.
+
+    `public_key` is the owner's (cold) key: the pool's address, its funds.
+    `signing_key`, when set, is the separate (hot) key its votes are signed
+    with; unset, the owner's key signs too.
+    """
 
     name: str
     public_key: bytes
@@ -119,10 +124,15 @@ class GenesisValidator:
     delegations: tuple[Delegation, ...] = ()
     # members' rewards stay in the pool (each share's value rises) instead of being paid out
     compounding: bool = False
+    signing_key: bytes = b""
 
     @property
     def address(self) -> bytes:
         return address_of(self.public_key)
+
+    @property
+    def signing_public_key(self) -> bytes:
+        return self.signing_key or self.public_key
 
     @property
     def stake(self) -> int:
@@ -196,7 +206,16 @@ def parse_params(raw: Any) -> Params:
 
 
 def _parse_validator(raw: Any, where: str) -> GenesisValidator:
-    allowed = {"name", "public_key", "pledge", "fixed_cost", "margin_ppm", "delegations", "compounding"}
+    allowed = {
+        "name",
+        "public_key",
+        "signing_key",
+        "pledge",
+        "fixed_cost",
+        "margin_ppm",
+        "delegations",
+        "compounding",
+    }
     table = _table(raw, where, allowed)
     name = _required(table, "name", where, lambda v, w: v if isinstance(v, str) and v else _bad(w, "a name"))
     delegations = []
@@ -217,6 +236,7 @@ def _parse_validator(raw: Any, where: str) -> GenesisValidator:
         margin_ppm=_int(table.get("margin_ppm", 0), f"{where}.margin_ppm", 0, PPM),
         delegations=tuple(delegations),
         compounding=_flag(table.get("compounding", False), f"{where}.compounding"),
+        signing_key=_key(table["signing_key"], f"{where}.signing_key") if "signing_key" in table else b"",
     )
 
 
@@ -263,6 +283,7 @@ def parse_genesis(raw: Mapping[str, Any]) -> Genesis:
         for i, a in enumerate(_list(table.get("accounts", []), "genesis.accounts"))
     )
     _check_unique([a.public_key.hex() for a in accounts], "accounts", "public_key")
+    _check_signing_keys(validators, accounts)
     params = parse_params(table.get("params", {}))
     if params.liquid_delegation:
         _check_liquid(validators)
@@ -288,6 +309,27 @@ def _check_liquid(validators: tuple[GenesisValidator, ...]) -> None:
                     f"pool (it already does to {seen[delegation.account]})"
                 )
             seen[delegation.account] = validator.name
+
+
+def _check_signing_keys(
+    validators: tuple[GenesisValidator, ...], accounts: tuple[GenesisAccount, ...]
+) -> None:
+    """A separate signing key is a hot key that holds nothing: no account, delegation or other pool may use it."""
+    holders = {v.public_key for v in validators} | {a.public_key for a in accounts}
+    holders |= {d.account for v in validators for d in v.delegations}
+    signing: set[bytes] = set()
+    for i, validator in enumerate(validators):
+        key = validator.signing_key
+        if key in (b"", validator.public_key):
+            continue
+        if key in holders:
+            raise GenesisError(
+                f"validators[{i}].signing_key: is also an owner, account or delegator key; "
+                "a signing key must hold no funds"
+            )
+        if key in signing:
+            raise GenesisError(f"validators[{i}].signing_key: duplicate {key.hex()[:16]}")
+        signing.add(key)
 
 
 def _check_unique(values: list[str], where: str, name: str) -> None:
@@ -323,6 +365,7 @@ def genesis_to_toml(genesis: Genesis) -> str:
             {
                 "name": v.name,
                 "public_key": v.public_key.hex(),
+                **({"signing_key": v.signing_key.hex()} if v.signing_key else {}),
                 "pledge": v.pledge,
                 "fixed_cost": v.fixed_cost,
                 "margin_ppm": v.margin_ppm,
@@ -348,11 +391,19 @@ def make_genesis(
     stakes: Mapping[str, int] | None = None,
     params: Params | None = None,
     genesis_time_ms: int = 0,
+    signing_keys: Mapping[str, Keypair] | None = None,
 ) -> Genesis:
-    """A genesis with one pool per named key (pledge = its stake, default 1000)."""
+    """A genesis with one pool per named (owner) key (pledge = its stake, default 1000).
+
+    `signing_keys`, for the names it has, separates the key that signs from the owner's.
+    """
     validators = tuple(
         GenesisValidator(
-            name=name, public_key=kp.public, pledge=(stakes or {}).get(name, 1000), margin_ppm=50_000
+            name=name,
+            public_key=kp.public,
+            pledge=(stakes or {}).get(name, 1000),
+            margin_ppm=50_000,
+            signing_key=signing.public if (signing := (signing_keys or {}).get(name)) else b"",
         )
         for name, kp in keys.items()
     )

@@ -57,6 +57,7 @@ from node.core.tx import (
     Redelegate,
     RegisterPool,
     RetirePool,
+    RotateKey,
     SignedTx,
     Transfer,
     TransferShares,
@@ -158,6 +159,12 @@ class Account:
 class Pool:
     """A validator as a stake pool: the operator's pledge plus others' delegations.
 
+    Two keys: the pool's address is its owner's (cold) account, which holds
+    the pledge, receives the operator's rewards and alone may change the
+    pool; `public_key` is the signing (hot) key its votes and proposals
+    verify under. They are the same key unless genesis or a `RotateKey`
+    separated them; a rotation waits in `next_public_key` for the next epoch.
+
     `missed` is the downtime window as a bit-int: bit i set means the pool
     missed the precommit of its i-th most recent committee participation
     (bit 0 the latest); only the low `params.downtime_window` bits are kept.
@@ -177,6 +184,7 @@ class Pool:
     member_tokens: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # the stake behind all shares
     compounding: bool = field(default=False, metadata={HASHED_WHEN_SET: True})  # member rewards stay in
     retiring_epoch: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # 0: not retiring
+    next_public_key: bytes = field(default=b"", metadata={HASHED_WHEN_SET: True})  # signs from next epoch
 
     @property
     def total_shares(self) -> int:
@@ -229,6 +237,8 @@ class Ledger:
     reserve: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # in the state hash once non-zero
     redelegations: tuple[Redelegation, ...] = field(default=(), metadata={HASHED_WHEN_SET: True})
     liquid: bool = field(default=False, metadata={HASHED_WHEN_SET: True})  # params.liquid_delegation
+    # addresses of every signing key that is not also its pool's owner key, now or before: no funds, ever
+    signing_accounts: frozenset[bytes] = field(default=frozenset(), metadata={HASHED_WHEN_SET: True})
 
 
 @dataclass(frozen=True)
@@ -236,7 +246,8 @@ class LedgerEvent:
     """Something the ledger did, for logs and reports.
 
     kind: "slashed" | "jailed" | "unjailed" | "tombstoned" | "rewarded" |
-    "tx_applied" | "tx_rejected" | "evidence_rejected" | "released" | "retired".
+    "tx_applied" | "tx_rejected" | "evidence_rejected" | "released" | "retired" |
+    "key_rotated".
     """
 
     kind: str
@@ -283,7 +294,7 @@ def genesis_pool(validator: GenesisValidator) -> Pool:
     return Pool(
         address=validator.address,
         name=validator.name,
-        public_key=validator.public_key,
+        public_key=validator.signing_public_key,
         operator=validator.address,
         pledge=validator.pledge + own,
         fixed_cost=validator.fixed_cost,
@@ -341,6 +352,9 @@ def genesis_ledger(genesis: Genesis) -> Ledger:
         slashed=0,
         genesis_supply=0,
         liquid=liquid,
+        signing_accounts=frozenset(
+            address_of(v.signing_key) for v in genesis.validators if v.signing_key not in (b"", v.public_key)
+        ),
     )
     if liquid:
         ledger = snapshot_liquid_stake(ledger)
@@ -740,7 +754,13 @@ def apply_rewards(
 # --------------------------------------------------------------- transactions
 
 
+SIGNING_KEY_SENDS_NOTHING = "signed by a pool's signing key: signing keys hold no funds and can move none"
+SIGNING_KEY_HOLDS_NOTHING = "the recipient is a pool's signing key, which holds no funds"
+
+
 def transfer_problem(ledger: Ledger, sender: bytes, tx: Transfer) -> str | None:
+    if tx.to in ledger.signing_accounts:
+        return SIGNING_KEY_HOLDS_NOTHING
     balance = account_of(ledger, sender).balance
     return f"insufficient balance: {balance} < {tx.amount}" if balance < tx.amount else None
 
@@ -853,8 +873,37 @@ def transfer_shares_problem(ledger: Ledger, sender: bytes, tx: TransferShares) -
         return "unknown pool"
     if tx.to == pool.operator:
         return "the pool's operator holds its stake as pledge, not shares"
+    if tx.to in ledger.signing_accounts:
+        return SIGNING_KEY_HOLDS_NOTHING
     held = pool.shares.get(sender, 0)
     return f"insufficient shares in pool: {held} < {tx.shares}" if held < tx.shares else None
+
+
+def rotate_key_problem(ledger: Ledger, sender: bytes, tx: RotateKey) -> str | None:
+    """Why the owner cannot make `tx.public_key` its pool's next signing key, or None.
+
+    A new signing key must be fresh: never a signing key before (an old hot
+    key may be in a thief's hands), no account on chain (a signing key holds
+    no funds), and no other pool's owner. The owner's own key is allowed: it
+    joins the two roles again, as a pool registered by transaction starts.
+    """
+    pool = ledger.pools.get(sender)
+    if pool is None:
+        return "not a pool owner"
+    if pool.status in (TOMBSTONED, RETIRED):
+        return f"pool is {pool.status}"
+    key, address = tx.public_key, address_of(tx.public_key)
+    if key == (pool.next_public_key or pool.public_key):
+        return "already the pool's next signing key"
+    if address == sender:
+        return None
+    if address in ledger.signing_accounts:
+        return "key is or was a pool's signing key; generate a fresh one"
+    if address in ledger.pools:
+        return "key owns another pool"
+    if address in ledger.accounts:
+        return "key has an account on chain; a signing key must be fresh and hold no funds"
+    return None
 
 
 def unjail_problem(ledger: Ledger, sender: bytes, tx: Unjail) -> str | None:
@@ -885,6 +934,8 @@ def tx_type_problem(ledger: Ledger, sender: bytes, tx: Tx, params: Params) -> st
         return redelegate_problem(ledger, sender, tx, params)
     if isinstance(tx, RetirePool):
         return retire_pool_problem(ledger, sender, tx)
+    if isinstance(tx, RotateKey):
+        return rotate_key_problem(ledger, sender, tx)
     return unjail_problem(ledger, sender, tx)
 
 
@@ -892,6 +943,8 @@ def signed_tx_problem(ledger: Ledger, chain_id: str, signed: SignedTx, params: P
     """Why a decoded transaction cannot be applied to `ledger` now, or None."""
     if not verify_tx(chain_id, signed):
         return "bad signature (wrong key or chain)"
+    if signed.sender in ledger.signing_accounts:
+        return SIGNING_KEY_SENDS_NOTHING
     account = ledger.accounts.get(signed.sender)
     if account is None:
         return "unknown account"
@@ -1033,6 +1086,31 @@ def apply_transfer_shares(ledger: Ledger, sender: bytes, tx: TransferShares) -> 
     return set_pool(ledger, move_shares(ledger.pools[tx.pool], sender, tx.to, tx.shares))
 
 
+def apply_rotate_key(ledger: Ledger, sender: bytes, tx: RotateKey) -> Ledger:
+    """The key waits in the pool until the next epoch; its address can never hold funds from now on."""
+    ledger = set_pool(ledger, replace(ledger.pools[sender], next_public_key=tx.public_key))
+    address = address_of(tx.public_key)
+    if address == sender:
+        return ledger
+    return replace(ledger, signing_accounts=ledger.signing_accounts | {address})
+
+
+def rotate_keys(ledger: Ledger, epoch: int) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
+    """At an epoch start, every pool with a next signing key signs with it from now on."""
+    rotated = {
+        address: replace(pool, public_key=pool.next_public_key, next_public_key=b"")
+        for address, pool in sorted(ledger.pools.items())
+        if pool.next_public_key
+    }
+    events = tuple(
+        LedgerEvent(
+            "key_rotated", address, 0, f"signs with key {pool.public_key.hex()[:16]} from epoch {epoch}"
+        )
+        for address, pool in rotated.items()
+    )
+    return replace(ledger, pools=ledger.pools.update(rotated)), events
+
+
 def apply_unjail(ledger: Ledger, sender: bytes) -> Ledger:
     return set_pool(ledger, replace(ledger.pools[sender], status=ACTIVE, missed=0))
 
@@ -1055,6 +1133,8 @@ def apply_tx(ledger: Ledger, signed: SignedTx, params: Params) -> Ledger:
         return apply_redelegate(ledger, sender, tx, params)
     if isinstance(tx, RetirePool):
         return apply_retire_pool(ledger, sender, tx)
+    if isinstance(tx, RotateKey):
+        return apply_rotate_key(ledger, sender, tx)
     return apply_unjail(ledger, sender)
 
 
@@ -1106,8 +1186,9 @@ def apply_block(
 
 
 def start_epoch(ledger: Ledger, epoch: int, params: Params) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
-    """Enter `epoch`: pools due retire, unbonding entries due return to their owners' balances,
-    and redelegations past their slashable period are forgotten."""
+    """Enter `epoch`: pools due retire, rotated signing keys take over, unbonding entries due
+    return to their owners' balances, and redelegations past their slashable period are forgotten."""
+    ledger, rotated = rotate_keys(ledger, epoch)
     retired: tuple[LedgerEvent, ...] = ()
     for address in sorted(ledger.pools):
         pool = ledger.pools[address]
@@ -1123,4 +1204,4 @@ def start_epoch(ledger: Ledger, epoch: int, params: Params) -> tuple[Ledger, tup
     events = tuple(
         LedgerEvent("released", e.delegator, e.amount, f"unbonded from pool {e.pool.hex()[:8]}") for e in due
     )
-    return replace(ledger, unbonding=kept, epoch=epoch), retired + events
+    return replace(ledger, unbonding=kept, epoch=epoch), rotated + retired + events

@@ -399,10 +399,22 @@ class Envelope:
         return signing_bytes(self.chain_id, self.kind, self.body)
 
 
-def seal(chain_id: str, kind: Kind, body: bytes, keypair: Keypair, attachment: bytes = b"") -> Envelope:
-    """Sign a body as `keypair` (not for votes/proposals, which are signed under the signing record)."""
+def seal(
+    chain_id: str,
+    kind: Kind,
+    body: bytes,
+    keypair: Keypair,
+    attachment: bytes = b"",
+    sender: bytes | None = None,
+) -> Envelope:
+    """Sign a body as `keypair` (not for votes/proposals, which are signed under the signing record).
+
+    `sender` is the validator's address when its signing key is not its owner's.
+    """
     signature = keypair.sign(signing_bytes(chain_id, kind, body))
-    return Envelope(chain_id, kind, keypair.address, body, signature, attachment)
+    return Envelope(
+        chain_id, kind, keypair.address if sender is None else sender, body, signature, attachment
+    )
 
 
 def envelope_for(chain_id: str, item: Vote | Proposal, attachment: bytes = b"") -> Envelope:

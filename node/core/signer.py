@@ -9,10 +9,15 @@ real node uses the SQLite store, fsynced.
 A proposal's mark carries the hash of its whole body (not only its block
 id), so even two proposals for the same block with different `pol_round`
 count as conflicting.
+
+The record is kept per validator (its pool address), not per key: when the
+owner rotates the signing key, the new key inherits the old key's marks, so
+a rotation cannot open a window to sign twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Protocol
 
@@ -66,30 +71,86 @@ def mark_of(item: Vote | Proposal) -> SignMark:
     return SignMark(item.height, item.round, Step.PROPOSAL, sha256(item.body()))
 
 
-class GuardedSigner:
-    """Signs as one validator, never twice in conflict."""
+class KeyRing:
+    """The signing keys a node holds, by public key.
 
-    def __init__(self, chain_id: str, keypair: Keypair, record: SigningRecord) -> None:
+    Shared by a node's validators, and it may grow while the node runs: the
+    runtime adds a rotation's new key when its file appears, and the validator
+    signs with it once the chain says the key is in force.
+    """
+
+    def __init__(self, keypairs: Iterable[Keypair] = ()) -> None:
+        self._keys: dict[bytes, Keypair] = {}
+        for keypair in keypairs:
+            self.add(keypair)
+
+    def add(self, keypair: Keypair) -> bool:
+        """Hold `keypair`; False when it was held already."""
+        if keypair.public in self._keys:
+            return False
+        self._keys[keypair.public] = keypair
+        return True
+
+    def get(self, public_key: bytes | None) -> Keypair | None:
+        return self._keys.get(public_key) if public_key else None
+
+    def __contains__(self, public_key: object) -> bool:
+        return public_key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class GuardedSigner:
+    """Signs as one validator, never twice in conflict.
+
+    `validator` is the pool address the validator signs as (by default the
+    address of `keypair`, a pool whose owner key also signs); `ring` holds
+    every key it may sign with (by default `keypair` alone).
+    """
+
+    def __init__(
+        self,
+        chain_id: str,
+        keypair: Keypair,
+        record: SigningRecord,
+        *,
+        validator: bytes | None = None,
+        ring: KeyRing | None = None,
+    ) -> None:
         self.chain_id = chain_id
         self.keypair = keypair
+        self.validator = keypair.address if validator is None else validator
+        self.ring = KeyRing([keypair]) if ring is None else ring
         self.record = record
         self.refused = 0
+        self.key_missing = 0  # signatures the chain asked of a key this node does not hold
 
     def sign(
-        self, item: Vote | Proposal, block: Block | None = None, justification: tuple[Vote, ...] = ()
+        self,
+        item: Vote | Proposal,
+        block: Block | None = None,
+        justification: tuple[Vote, ...] = (),
+        public_key: bytes | None = None,
     ) -> Vote | Proposal | None:
-        """The signed item, or None when the record forbids it (or cannot be written).
+        """The signed item, or None when the record forbids it (or cannot be written) or the key is missing.
 
-        The signed message is journaled before it is returned, so a restarted
-        validator can re-send it and re-derive its lock (its WAL). Its
-        `justification` (the polka behind a precommit) goes into the same
-        journal entry, so the lock and its proof survive together.
+        `public_key` is the key in force at the item's height (default: this
+        signer's `keypair`). The signed message is journaled before it is
+        returned, so a restarted validator can re-send it and re-derive its
+        lock (its WAL). Its `justification` (the polka behind a precommit)
+        goes into the same journal entry, so the lock and its proof survive
+        together.
         """
+        keypair = self.keypair if public_key is None else self.ring.get(public_key)
+        if keypair is None:
+            self.key_missing += 1
+            return None
         try:
-            self.record.record_signing(self.keypair.address, mark_of(item))
-            signed = replace(item, signature=sign_item(self.chain_id, item, self.keypair))
+            self.record.record_signing(self.validator, mark_of(item))
+            signed = replace(item, signature=sign_item(self.chain_id, item, keypair))
             self.record.journal_append(
-                self.keypair.address,
+                self.validator,
                 item.height,
                 encode(_item_wire(signed, justification)),
                 block.encoded if block else b"",
@@ -105,7 +166,7 @@ class GuardedSigner:
         Each message comes after the votes that justified it, in signing order.
         """
         entries: list[JournalEntry] = []
-        for item, block in self.record.journal(self.keypair.address, height):
+        for item, block in self.record.journal(self.validator, height):
             signed, justification = _item_from_wire(decode(item))
             entries += [(vote, None) for vote in justification]
             entries.append((signed, Block.decode(block) if block else None))

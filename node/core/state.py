@@ -26,11 +26,12 @@ transition stay side by side where a change to one shows in the other.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import Field, dataclass, fields, is_dataclass, replace
+from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
 from functools import cached_property, lru_cache
 from typing import Any
 
 from node.core import ledger as L
+from node.core import signing_keys as SK
 from node.core.codec import encode
 from node.core.genesis import HASHED_WHEN_SET, Genesis, Params
 from node.core.messages import (
@@ -141,7 +142,7 @@ class ChainState:
     last_block_hash: bytes
     last_timestamp_ms: int
     ledger: L.Ledger
-    public_keys: Mapping[bytes, bytes]  # every pool ever registered: address -> public key
+    public_keys: Mapping[bytes, bytes]  # every pool ever registered: address -> its signing key now
     names: Mapping[bytes, str]
     epoch: int
     epoch_seed: bytes
@@ -153,6 +154,9 @@ class ChainState:
     committee: Committee  # for height + 1: `seats` minus members no longer in the validator set
     recent_committees: tuple[Committee, ...]  # for checking certificates and evidence of recent heights
     participation: tuple[L.Participation, ...] = ()  # finalized heights not yet judged for downtime
+    # signing keys rotated out, oldest first: (address, last height it signed, key), kept while those
+    # heights' certificates, late precommits and evidence can still arrive (node.core.signing_keys)
+    key_history: SK.KeyHistory = field(default=(), metadata={HASHED_WHEN_SET: True})
 
     @property
     def next_height(self) -> int:
@@ -161,7 +165,9 @@ class ChainState:
     @cached_property
     def digest(self) -> bytes:
         """SHA-256 over everything nodes must agree on (the seats included; the committees are derived)."""
-        agreed = tuple(canonical(getattr(self, f.name)) for f in fields(self) if f.name not in DERIVED_FIELDS)
+        agreed = tuple(
+            canonical(getattr(self, f.name)) for f in hashed_fields(self) if f.name not in DERIVED_FIELDS
+        )
         return sha256(encode(agreed))
 
 
@@ -188,7 +194,7 @@ def genesis_state(genesis: Genesis) -> ChainState:
         last_block_hash=ZERO_HASH,
         last_timestamp_ms=genesis.genesis_time_ms,
         ledger=ledger,
-        public_keys={v.address: v.public_key for v in genesis.validators},
+        public_keys={v.address: v.signing_public_key for v in genesis.validators},
         names={v.address: v.name for v in genesis.validators},
         epoch=0,
         epoch_seed=seed,
@@ -259,6 +265,33 @@ def committee_at(state: ChainState, height: int) -> Committee | None:
     return None
 
 
+# ------------------------------------------------------------- signing keys
+
+
+def signing_key_at(state: ChainState, address: bytes, height: int) -> bytes | None:
+    """The key `address` signs `height` with (None: not a validator); see node.core.signing_keys."""
+    return SK.key_at(state.public_keys, state.key_history, address, height)
+
+
+def signing_keys_at(state: ChainState, height: int) -> Mapping[bytes, bytes]:
+    """Every validator's key for `height`, as one mapping."""
+    return SK.keys_at(state.public_keys, state.key_history, height)
+
+
+def validator_of_key(state: ChainState, public_key: bytes) -> bytes | None:
+    """The validator `public_key` signs for: now, from the next epoch, or recently (None: no one)."""
+    for address, key in state.public_keys.items():
+        if key == public_key:
+            return address
+    for address, pool in state.ledger.pools.items():
+        if pool.next_public_key == public_key:
+            return address
+    for address, _, key in state.key_history:
+        if key == public_key:
+            return address
+    return None
+
+
 # ------------------------------------------------------------- verification
 
 
@@ -275,7 +308,7 @@ def certificate_problem(
         member_power = committee.power_of(vote.validator)
         if member_power == 0:
             return "certificate signer outside the committee"
-        if not verify_signed(state.chain_id, vote, state.public_keys[vote.validator]):
+        if not verify_signed(state.chain_id, vote, signing_key_at(state, vote.validator, vote.height) or b""):
             return "certificate has a bad signature"
         power += member_power
     if not committee.is_quorum(power):
@@ -285,7 +318,7 @@ def certificate_problem(
 
 def signed_item_problem(state: ChainState, item: Vote | Proposal) -> str | None:
     """Signature check for a vote or proposal by a known validator."""
-    public_key = state.public_keys.get(signer_of(item))
+    public_key = signing_key_at(state, signer_of(item), item.height)
     if public_key is None:
         return "unknown signer"
     if not verify_signed(state.chain_id, item, public_key):
@@ -494,13 +527,19 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
     priorities = increment_proposer_priority(priorities, 1)
     keep_from = height - state.params.evidence_max_age
     recent = tuple(c for c in (state.committee, *state.recent_committees) if c.height > keep_from)
+    oldest_pending = min((entry.height for entry in pending), default=keep_from)
+    pool_keys = ((address, pool.public_key) for address, pool in ledger.pools.items())
+    public_keys, key_history = SK.rotate(
+        state.public_keys, state.key_history, pool_keys, height, min(keep_from, oldest_pending)
+    )
     new_state = replace(
         state,
         height=height,
         last_block_hash=block.hash,
         last_timestamp_ms=block.timestamp_ms,
         ledger=ledger,
-        public_keys=_merge_keys(state.public_keys, ledger),
+        public_keys=public_keys,
+        key_history=key_history,
         epoch=epoch,
         epoch_seed=epoch_seed,
         seed_accumulator=accumulator,
@@ -513,12 +552,6 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
         participation=pending,
     )
     return new_state, events
-
-
-def _merge_keys(known: Mapping[bytes, bytes], ledger: L.Ledger) -> Mapping[bytes, bytes]:
-    """Pools registered by transaction become known signers."""
-    missing = {a: p.public_key for a, p in ledger.pools.items() if a not in known}
-    return {**known, **missing} if missing else known
 
 
 def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:

@@ -35,6 +35,7 @@ class TxType(IntEnum):
     TRANSFER_SHARES = 6
     REDELEGATE = 7
     RETIRE_POOL = 8
+    ROTATE_KEY = 9
 
 
 @dataclass(frozen=True)
@@ -117,13 +118,36 @@ class RetirePool:
 
 
 @dataclass(frozen=True)
+class RotateKey:
+    """The owner names its pool's next signing key; it signs from the start of the next epoch.
+
+    Only the owner (cold) key can send this: the signing (hot) key lives on
+    the validator's machine, so whoever steals it can sign votes until the
+    next epoch but can neither move funds nor keep the pool.
+    """
+
+    nonce: int
+    public_key: bytes
+
+
+@dataclass(frozen=True)
 class Unjail:
     """The operator asks for its jailed pool back once the jail has ended."""
 
     nonce: int
 
 
-Tx = Transfer | RegisterPool | Delegate | Undelegate | Unjail | TransferShares | Redelegate | RetirePool
+Tx = (
+    Transfer
+    | RegisterPool
+    | Delegate
+    | Undelegate
+    | Unjail
+    | TransferShares
+    | Redelegate
+    | RetirePool
+    | RotateKey
+)
 
 TX_TYPES: dict[type[Any], TxType] = {
     Transfer: TxType.TRANSFER,
@@ -134,6 +158,7 @@ TX_TYPES: dict[type[Any], TxType] = {
     TransferShares: TxType.TRANSFER_SHARES,
     Redelegate: TxType.REDELEGATE,
     RetirePool: TxType.RETIRE_POOL,
+    RotateKey: TxType.ROTATE_KEY,
 }
 
 
@@ -156,10 +181,10 @@ def tx_type_name(tx: Tx) -> str:
 
 
 def tx_amount(tx: Tx) -> int:
-    """The units a transaction moves (shares for transfer-shares, 0 for unjail and retire), for events and logs."""
+    """The units a transaction moves (shares for transfer-shares, 0 for unjail, retire and rotate), for events and logs."""
     if isinstance(tx, RegisterPool):
         return tx.pledge
-    if isinstance(tx, Unjail | RetirePool):
+    if isinstance(tx, Unjail | RetirePool | RotateKey):
         return 0
     if isinstance(tx, TransferShares):
         return tx.shares
@@ -180,6 +205,8 @@ def tx_fields(tx: Tx) -> tuple[Any, ...]:
         return (tx.source, tx.target, tx.amount)
     if isinstance(tx, RetirePool):
         return (tx.epoch,)
+    if isinstance(tx, RotateKey):
+        return (tx.public_key,)
     return ()
 
 
@@ -240,6 +267,9 @@ def _parse_fields(tx_type: TxType, nonce: int, fields: tuple[Any, ...]) -> Tx:
     if tx_type is TxType.RETIRE_POOL:
         (epoch,) = want_tuple(fields, "retire_pool", 1)
         return RetirePool(nonce, _amount(epoch, "retire_pool.epoch"))
+    if tx_type is TxType.ROTATE_KEY:
+        (public_key,) = want_tuple(fields, "rotate_key", 1)
+        return RotateKey(nonce, want_bytes(public_key, "rotate_key.public_key", PUBLIC_KEY_LEN))
     want_tuple(fields, "unjail", 0)
     return Unjail(nonce)
 

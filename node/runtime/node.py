@@ -67,15 +67,23 @@ from node.core.codec import DecodeError, decode, encode
 from node.core.consensus import Decided
 from node.core.driver import Audience
 from node.core.envelopes import status_bytes
-from node.core.events import FINALIZED, ROUND_TIMEOUT, TX_OUTCOMES
+from node.core.events import EPOCH, FINALIZED, ROUND_TIMEOUT, SIGNING_KEY, TX_OUTCOMES
 from node.core.genesis import Genesis, GenesisError, load_genesis
 from node.core.hosting import Host
-from node.core.keys import Keypair, load_key_file
+from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate
 from node.core.safety import SignMark
-from node.core.signer import GuardedSigner, SigningRecord
+from node.core.signer import GuardedSigner, KeyRing, SigningRecord
 from node.core.state import ChainState, apply_block, certificate_problem, genesis_state
 from node.runtime.eventlog import EventLog
+from node.runtime.keyfiles import (
+    HostedKey,
+    KeyFileError,
+    load_key_files,
+    owner_key_problem,
+    resolve_hosted,
+    scan_keys_dir,
+)
 from node.runtime.metrics import NodeMetrics
 from node.runtime.queryview import QueryView
 from node.runtime.store import StorageError, Store
@@ -111,52 +119,40 @@ class NodeConfig:
     key_files: tuple[Path, ...] = ()  # validator keys to host; default HOME/key.json
 
 
-@dataclass(frozen=True)
-class HostedKey:
-    """A validator key this node signs with (its genesis name and keypair)."""
-
-    name: str
-    keypair: Keypair
-
-
 # ------------------------------------------------------------------ loading
 
 
-def load_node_inputs(config: NodeConfig) -> tuple[Genesis, list[HostedKey], str]:
-    """Validate the command line's inputs: (genesis, hosted keys, node name), or StartupError."""
+def load_node_inputs(config: NodeConfig) -> tuple[Genesis, list[tuple[Path, Keypair]]]:
+    """Validate the command line's inputs: (genesis, key files), or StartupError.
+
+    Which validator each key signs for is decided against the recovered
+    chain (`node.runtime.keyfiles.resolve_hosted`): a rotation may have
+    moved it since genesis.
+    """
     try:
         genesis = load_genesis(config.genesis)
     except GenesisError as exc:
         raise StartupError(f"genesis {exc}") from None
-    known = {v.public_key: v.name for v in genesis.validators}
-    hosted: list[HostedKey] = []
-    for key_path in config.key_files or (config.home / KEY_FILE,):
-        keypair = _load_hosted_key(key_path)
-        if keypair.public not in known:
-            raise StartupError(
-                f"key file {key_path}: public key {keypair.public.hex()[:16]}... "
-                f"is not a validator of chain {genesis.chain_id!r}"
-            )
-        if any(key.keypair.public == keypair.public for key in hosted):
-            raise StartupError(f"key file {key_path}: the same validator key is given twice")
-        hosted.append(HostedKey(known[keypair.public], keypair))
-    name = config.name or hosted[0].name
-    if not name or any(c in name for c in "/+#\0") or len(name) > 64:
-        raise StartupError(f"node name {name!r}: must be 1-64 characters without '/', '+', '#'")
+    hint = f"HOME must hold {KEY_FILE} or pass --key, see `posnet keys`"
+    try:
+        loaded = load_key_files(config.key_files or (config.home / KEY_FILE,), hint)
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
+    for path, keypair in loaded:
+        problem = owner_key_problem(genesis, path, keypair)
+        if problem:
+            raise StartupError(problem)
+    if config.name is not None:
+        _check_node_name(config.name)
     if config.behaviour not in BEHAVIOURS:
         raise StartupError(f"behaviour {config.behaviour!r}: must be one of {', '.join(BEHAVIOURS)}")
-    return genesis, hosted, name
+    return genesis, loaded
 
 
-def _load_hosted_key(key_path: Path) -> Keypair:
-    if not key_path.is_file():
-        raise StartupError(
-            f"key file {key_path}: missing (HOME must hold {KEY_FILE} or pass --key, see `posnet keys`)"
-        )
-    try:
-        return load_key_file(key_path)[1]
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
+def _check_node_name(name: str) -> str:
+    if not name or any(c in name for c in "/+#\0") or len(name) > 64:
+        raise StartupError(f"node name {name!r}: must be 1-64 characters without '/', '+', '#'")
+    return name
 
 
 def recover_chain(store: Store, state: ChainState) -> tuple[ChainState, CommitCertificate | None]:
@@ -248,7 +244,9 @@ class HostedValidator:
     def __init__(self, runtime: NodeRuntime, key: HostedKey, record: SigningRecord) -> None:
         self.runtime = runtime
         self.key = key
-        self.signer = GuardedSigner(runtime.genesis.chain_id, key.keypair, record)
+        self.signer = GuardedSigner(
+            runtime.genesis.chain_id, key.keypair, record, validator=key.validator, ring=runtime.ring
+        )
 
     # Effects -------------------------------------------------------------
 
@@ -291,7 +289,7 @@ class NodeRuntime:
 
     def __init__(self, config: NodeConfig, transport: TransportFactory) -> None:
         self.config = config
-        self.genesis, self.keys, self.name = load_node_inputs(config)
+        self.genesis, loaded = load_node_inputs(config)
         crash_after = _crash_hook()
         self.exit_code = 0
         self._progress = (0, 0)  # (height, round) last seen, for status messages after the machine stops
@@ -310,6 +308,14 @@ class NodeRuntime:
         except BaseException:
             self.store.close()
             raise
+        try:
+            self.keys = resolve_hosted(self.state, loaded)
+            self.name = _check_node_name(config.name or self.keys[0].name)
+        except (KeyFileError, StartupError) as exc:
+            self.store.close()
+            raise StartupError(str(exc)) from None
+        self.ring = KeyRing(keypair for _, keypair in loaded)
+        self._key_problems: set[str] = set()
         self._progress = (self.state.height + 1, 0)
         self.view = QueryView(self.state)  # what the read-only /query/ endpoint answers from
         try:
@@ -372,6 +378,7 @@ class NodeRuntime:
                 "pid": os.getpid(),
             }
         )
+        self._load_new_keys()
         transport_task = asyncio.create_task(self.transport.run(), name="transport")
         self.host.boot(self.state, self.last_certificate)
         tasks = [
@@ -458,9 +465,22 @@ class NodeRuntime:
             self.metrics.round_timeouts.inc()
         elif kind in TX_OUTCOMES and source is self.primary:
             self.view.record(event)
+        elif (kind == EPOCH and source is self.primary) or (kind == SIGNING_KEY and not event.get("held")):
+            self._load_new_keys()
         if len(self.hosted) > 1:
             event = {**event, "host_key": source.key.name}
         self.events.emit(event)
+
+    def _load_new_keys(self) -> None:
+        """Read ``HOME/keys/`` for keys this node does not hold yet (a rotation's next key); log each."""
+        keypairs, problems = scan_keys_dir(self.config.home)
+        for problem in problems:
+            if problem not in self._key_problems:
+                self._key_problems.add(problem)
+                self.events.emit({"event": "key_file_error", "error": problem})
+        for keypair in keypairs:
+            if self.ring.add(keypair):
+                self.events.emit({"event": "key_loaded", "key": keypair.public.hex()[:16]})
 
     def dropped(self) -> dict[str, int]:
         """Dropped inbound messages by reason: admission rejections plus transport drops."""
@@ -523,11 +543,8 @@ class NodeRuntime:
     def _status(self, online: bool) -> bytes:
         """Our signed status: the height we work on, its round, and whether we are online."""
         height, round_ = self._progress
-        return status_bytes(self.genesis.chain_id, self.name, height, round_, online, self.primary_key)
-
-    @property
-    def primary_key(self) -> Keypair:
-        return self.keys[0].keypair
+        keypair, sender = self.host.primary.sealing()
+        return status_bytes(self.genesis.chain_id, self.name, height, round_, online, keypair, sender)
 
     async def _status_loop(self) -> None:
         """Publish the retained status when height or round changed, and every few seconds anyway."""
