@@ -103,6 +103,14 @@ def pools_lines(answer: JSON, label: str) -> list[str]:
     return [*table(POOL_HEADER, rows, frozenset({2, 3, 4, 5, 6, 7})), _where(answer, label)]
 
 
+def _signing(pool: JSON) -> str:
+    """The signing key, and the one taking over at the next epoch when a rotation is under way."""
+    text = pool["signing_key"][:16]
+    return text + (
+        f" (from next epoch {pool['next_signing_key'][:16]})" if pool.get("next_signing_key") else ""
+    )
+
+
 def pool_lines(answer: JSON, label: str) -> list[str]:
     pool = answer["pool"]
     lines = [
@@ -111,6 +119,7 @@ def pool_lines(answer: JSON, label: str) -> list[str]:
         + (f" until epoch {pool['jailed_until_epoch']}" if pool["jailed_until_epoch"] is not None else "")
         + (f", retiring at epoch {pool['retiring_epoch']}" if pool.get("retiring_epoch") else ""),
         f"stake       {pool['stake']} ({pct(pool['share_ppm'])} of active stake), voting power now {pool['voting_power']}",
+        f"keys        owner {pool['owner']}, signing {_signing(pool)}",
         f"pledge      {pool['pledge']}",
         f"delegated   {pool['delegated']} by {pool['delegators']} delegators",
         f"terms       fixed cost {pool['fixed_cost']}, margin {pct(pool['margin_ppm'])}, "

@@ -29,7 +29,7 @@ from node.core.genesis import (
     parse_genesis,
     parse_params,
 )
-from node.core.keys import Keypair, load_key_file, save_key_file
+from node.core.keys import KEY_KINDS, Keypair, key_file_kind, load_key_file, save_key_file
 
 DEFAULT_CHAIN_ID = "posnet-local"
 DEFAULT_STAKE = 1000
@@ -52,17 +52,25 @@ def keys() -> None:
 @click.option("--name", required=True, help="validator name, e.g. v1")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="overwrite an existing key file")
-def keys_generate(name: str, out: Path, force: bool) -> None:
+@click.option(
+    "--kind",
+    type=click.Choice(KEY_KINDS),
+    default="validator",
+    show_default=True,
+    help="validator: owns a pool and signs its votes; owner: a pool's cold key (funds, pool changes); "
+    "signing: a pool's hot key (votes only, holds nothing); account: an ordinary account",
+)
+def keys_generate(name: str, out: Path, force: bool, kind: str) -> None:
     """Generate a new key and write it to OUT with mode 0600."""
     if not name.strip():
         raise UserError("--name must not be empty")
     _refuse_overwrite(out, force)
     keypair = Keypair.generate()
     try:
-        save_key_file(out, name, keypair)
+        save_key_file(out, name, keypair, kind)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {out} (mode 0600): {name} address {keypair.address.hex()}")
+    click.echo(f"wrote {out} (mode 0600): {name} {kind} key, address {keypair.address.hex()}")
 
 
 @keys.command("show")
@@ -71,6 +79,7 @@ def keys_show(file: Path) -> None:
     """Print a key file's name, address and public key (never the private seed)."""
     name, keypair = load_key(file)
     click.echo(f"name:       {name}")
+    click.echo(f"kind:       {key_file_kind(file)}")
     click.echo(f"address:    {keypair.address.hex()}")
     click.echo(f"public key: {keypair.public.hex()}")
 
@@ -120,10 +129,18 @@ def genesis() -> None:
     metavar="KEYFILE=BALANCE",
     help="fund an account at genesis, e.g. alice.json=5000 (a key file from `posnet keys generate`; repeatable)",
 )
+@click.option(
+    "--signing-key",
+    "signing_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="a separate signing (hot) key for the validator of the same name; its --key is then the owner's",
+)
 @click.option("--force", is_flag=True, help="overwrite an existing genesis file")
 def genesis_create(
     out: Path,
     key_files: tuple[Path, ...],
+    signing_files: tuple[Path, ...],
     chain_id: str,
     stake: int,
     slot_ms: int | None,
@@ -144,9 +161,17 @@ def genesis_create(
         if name in keypairs:
             raise UserError(f"{path}: validator name {name!r} is already used by another --key")
         keypairs[name] = keypair
+    signing: dict[str, Keypair] = {}
+    for path in signing_files:
+        name, keypair = load_key(path)
+        if name not in keypairs:
+            raise UserError(f"--signing-key {path}: no --key names validator {name!r}")
+        if name in signing:
+            raise UserError(f"--signing-key {path}: validator {name!r} already has a signing key")
+        signing[name] = keypair
     accounts = parse_account_items(account_items)
     try:
-        doc = build_genesis(chain_id, keypairs, stake, overrides, accounts)
+        doc = build_genesis(chain_id, keypairs, stake, overrides, accounts, signing)
     except GenesisError as exc:
         raise UserError(str(exc)) from None
     try:
@@ -200,6 +225,7 @@ def build_genesis(
     stake: int,
     overrides: dict[str, int],
     accounts: tuple[GenesisAccount, ...] = (),
+    signing_keys: dict[str, Keypair] | None = None,
 ) -> Genesis:
     """A genesis that is known to load: built, rendered, and parsed back with the node's own checks.
 
@@ -207,7 +233,8 @@ def build_genesis(
     "create succeeded" imply "the node accepts it".
     """
     params = parse_params(overrides)
-    doc = make_genesis(chain_id, keypairs, stakes={name: stake for name in keypairs}, params=params)
+    stakes = {name: stake for name in keypairs}
+    doc = make_genesis(chain_id, keypairs, stakes=stakes, params=params, signing_keys=signing_keys)
     doc = replace(doc, accounts=accounts)
     return parse_genesis(tomllib.loads(genesis_to_toml(doc)))
 
@@ -244,6 +271,7 @@ def genesis_summary(doc: Genesis) -> list[str]:
         lines.append(
             f"  {v.name:<8} {v.address.hex()}  stake {v.stake:>8} ({share:4.1f}%)  "
             f"margin {v.margin_ppm / 10_000:.1f}%  delegations {len(v.delegations)}"
+            + (f"  signing key {v.signing_key.hex()[:16]}" if v.signing_key else "")
         )
     if doc.accounts:
         lines.append(f"{len(doc.accounts)} funded accounts, {sum(a.balance for a in doc.accounts)} in total")

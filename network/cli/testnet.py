@@ -134,6 +134,12 @@ def testnet() -> None:
 )
 @click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
 @click.option(
+    "--cold-keys",
+    is_flag=True,
+    help="for a new genesis: each pool's owner key in DIR/owners/ (funds, pool changes, rotations), "
+    "a separate signing key on the node",
+)
+@click.option(
     "--netfaults/--no-netfaults",
     default=True,
     show_default=True,
@@ -164,6 +170,7 @@ def up(
     chain_id: str | None,
     mqtt_protocol: str | None,
     quiet: bool,
+    cold_keys: bool,
     netfaults: bool,
     scenario_file: Path | None,
     time_scale: float,
@@ -186,6 +193,7 @@ def up(
         mqtt_protocol=mqtt_protocol,
         quiet=quiet,
         netfaults=netfaults,
+        cold_keys=cold_keys,
     )
     if scenario_file is not None:
         sys.exit(_run_scenario(config, scenario_file, time_scale))

@@ -43,11 +43,13 @@ from network.testnet.target import Target
 from network.transport.mqtt import PasswordFileError, read_password_file
 from node.core.envelopes import tx_bytes
 from node.core.genesis import PPM
+from node.core.keys import PUBLIC_KEY_LEN
 from node.core.tx import (
     Delegate,
     Redelegate,
     RegisterPool,
     RetirePool,
+    RotateKey,
     Transfer,
     TransferShares,
     Tx,
@@ -363,6 +365,35 @@ def tx_redelegate(source: str, target: str, amount: int, **kwargs: Any) -> None:
 def tx_retire_pool(epoch: int, **kwargs: Any) -> None:
     """Retire the sender's pool at the start of EPOCH: its members' stake and the pledge unbond from then."""
     submit(Submission.prepare(_tx_options(kwargs)), lambda nonce: RetirePool(nonce, epoch))
+
+
+@tx.command("rotate-key")
+@click.argument("new_key", metavar="NEW_KEY")
+@with_options(TX_OPTIONS)
+def tx_rotate_key(new_key: str, **kwargs: Any) -> None:
+    """Make NEW_KEY (a key file, or a hex public key) the pool's signing key from the next epoch.
+
+    Sign with the pool's owner (cold) key. The node picks the new key up from
+    its HOME/keys/ folder: put the key file there first.
+    """
+    public_key = parse_public_key(new_key)
+    submit(Submission.prepare(_tx_options(kwargs)), lambda nonce: RotateKey(nonce, public_key))
+
+
+def parse_public_key(text: str) -> bytes:
+    """A key file's public key, or a hex Ed25519 public key."""
+    path = Path(text)
+    if path.is_file():
+        return load_key(path)[1].public
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != PUBLIC_KEY_LEN:
+        raise UserError(
+            f"NEW_KEY {text!r}: neither a key file nor a {2 * PUBLIC_KEY_LEN}-digit hex public key"
+        )
+    return key
 
 
 @tx.command("unjail")

@@ -18,14 +18,14 @@ from node.core import ledger as L
 from node.core.admission import AuthCache, Rejected
 from node.core.consensus import ConsensusMachine, Decided
 from node.core.driver import Audience, Driver
-from node.core.events import EVIDENCE, LEDGER_PENALTIES
+from node.core.events import EVIDENCE, LEDGER_PENALTIES, SIGNING_KEY
 from node.core.hosting import Host
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate
 from node.core.signer import GuardedSigner, MemoryRecord
-from node.core.state import ChainState, apply_block, block_problem
+from node.core.state import ChainState, apply_block, block_problem, validator_of_key
 
-SIM_EVENTS = (*LEDGER_PENALTIES, "crashed", EVIDENCE)
+SIM_EVENTS = (*LEDGER_PENALTIES, "crashed", EVIDENCE, SIGNING_KEY)
 """The events a run keeps (its penalty accounting reads them); the rest of a node's log is not kept."""
 
 
@@ -86,7 +86,8 @@ class SimNode:
         self.finalized_at: list[tuple[int, int]] = []  # (virtual ms, height)
         self._audience = audience
         self.watch = OffenceWatch(name) if behaviour is None else None  # honest nodes are held to account
-        signer = GuardedSigner(genesis.chain_id, keypair, self.record)
+        validator = validator_of_key(genesis, keypair.public) or keypair.address  # a separate signing key
+        signer = GuardedSigner(genesis.chain_id, keypair, self.record, validator=validator)
         self.host = Host(name, [(signer, self)], behaviour, log=self.log, auth_cache=core.auth_cache)
         net.attach(name, self._deliver)
 

@@ -87,7 +87,16 @@ class Layout:
         return self.root / "nodes" / name
 
     def key(self, name: str) -> Path:
+        """The key the node signs with (its owner's too, unless the testnet has cold keys)."""
         return self.home(name) / "key.json"
+
+    def owner_key(self, name: str) -> Path:
+        """With cold keys: the pool owner's key, outside the node's home (what `posnet tx` signs with)."""
+        return self.root / "owners" / f"{name}.json"
+
+    def rotation_keys(self, name: str) -> Path:
+        """The folder a node reads new signing keys from (`posnet tx rotate-key`)."""
+        return self.home(name) / "keys"
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.jsonl"

@@ -26,20 +26,29 @@ DEFAULT_CHAIN_ID = "posnet-local"
 DEFAULT_SLOT_MS = 1000  # paced heights: a human can read the stream
 
 
-def prepare(layout: Layout, validators: int, chain_id: str | None, slot_ms: int | None) -> Genesis:
+def prepare(
+    layout: Layout, validators: int, chain_id: str | None, slot_ms: int | None, cold_keys: bool = False
+) -> Genesis:
     """Create the keys and genesis that are missing; reuse (and verify) the ones that exist.
 
     Reuse is what makes a testnet restartable: the nodes' stores belong to
     that genesis. Options that contradict an existing genesis are refused
     rather than ignored, since silently running a different chain than asked
-    for is the worse surprise.
+    for is the worse surprise. With `cold_keys` each pool gets an owner key
+    (DIR/owners/NAME.json, kept away from the node) and the node's key file
+    is a separate signing key.
     """
     names = validator_names(validators)
     if layout.genesis.exists():
         return _reuse_genesis(layout, names, chain_id, slot_ms)
-    keypairs = {name: _key_for(layout, name) for name in names}
+    signing: dict[str, Keypair] | None = None
+    if cold_keys:
+        keypairs = {name: _key_for(layout, name, layout.owner_key(name), "owner") for name in names}
+        signing = {name: _key_for(layout, name, layout.key(name), "signing") for name in names}
+    else:
+        keypairs = {name: _key_for(layout, name, layout.key(name)) for name in names}
     params = Params(commit_wait_ms=DEFAULT_SLOT_MS if slot_ms is None else slot_ms)
-    doc = make_genesis(chain_id or DEFAULT_CHAIN_ID, keypairs, params=params)
+    doc = make_genesis(chain_id or DEFAULT_CHAIN_ID, keypairs, params=params, signing_keys=signing)
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.genesis.write_text(genesis_to_toml(doc))
     try:
@@ -49,11 +58,10 @@ def prepare(layout: Layout, validators: int, chain_id: str | None, slot_ms: int 
         raise TestnetError(str(exc)) from None
 
 
-def _key_for(layout: Layout, name: str) -> Keypair:
-    path = layout.key(name)
+def _key_for(layout: Layout, name: str, path: Path, kind: str = "validator") -> Keypair:
     if not path.exists():
         keypair = Keypair.generate()
-        save_key_file(path, name, keypair)
+        save_key_file(path, name, keypair, kind)
         return keypair
     stored_name, keypair = _load_key(path)
     if stored_name != name:
@@ -92,7 +100,7 @@ def _reuse_genesis(layout: Layout, names: list[str], chain_id: str | None, slot_
                 f"{layout.key(validator.name)} is missing but {layout.genesis} names {validator.name}"
             )
         _, keypair = _load_key(layout.key(validator.name))
-        if keypair.public != validator.public_key:
+        if keypair.public != validator.signing_public_key:
             raise TestnetError(
                 f"{layout.key(validator.name)} does not match {validator.name}'s key in {layout.genesis}"
             )

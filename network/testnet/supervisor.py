@@ -84,6 +84,7 @@ class UpConfig:
     mqtt_protocol: str | None = None
     quiet: bool = False
     netfaults: bool = True  # nodes reach the broker through the fault relay
+    cold_keys: bool = False  # a new genesis separates each pool's owner key from its signing key
 
 
 class RunHooks:
@@ -191,7 +192,7 @@ class Supervisor:
         layout, config = self.layout, self.config
         layout.root.mkdir(parents=True, exist_ok=True)
         clear_leftovers(layout, self.echo)
-        doc = prepare(layout, config.validators, config.chain_id, config.slot_ms)
+        doc = prepare(layout, config.validators, config.chain_id, config.slot_ms, config.cold_keys)
         names = [v.name for v in doc.validators]
         unknown = sorted(set(config.behaviours) - set(names))
         if unknown:

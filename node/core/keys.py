@@ -102,14 +102,32 @@ def verify_uncached(public: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
-def save_key_file(path: Path, name: str, keypair: Keypair) -> None:
+KEY_KINDS = ("validator", "owner", "signing", "account")
+"""What a key file is for (a label for people; the chain decides what a key may do):
+`validator` owns a pool and signs its votes, `owner` is a pool's cold key (funds, pool changes,
+rotations), `signing` its hot key (votes only, no funds), `account` an ordinary account."""
+
+
+def save_key_file(path: Path, name: str, keypair: Keypair, kind: str = "validator") -> None:
     """Write a key file readable by its owner only (0600), created atomically."""
+    if kind not in KEY_KINDS:
+        raise ValueError(f"key kind {kind!r}: must be one of {', '.join(KEY_KINDS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    record = {"name": name, "kind": kind, "seed": keypair.seed.hex(), "public": keypair.public.hex()}
     with os.fdopen(fd, "w") as fh:
-        json.dump({"name": name, "seed": keypair.seed.hex(), "public": keypair.public.hex()}, fh)
+        json.dump(record, fh)
     os.replace(tmp, path)
+
+
+def key_file_kind(path: Path) -> str:
+    """What a readable key file says it is for (files written before kinds existed are `validator`)."""
+    try:
+        kind = json.loads(Path(path).read_text()).get("kind", "validator")
+    except (OSError, ValueError, AttributeError):
+        return "validator"
+    return kind if kind in KEY_KINDS else "validator"
 
 
 def load_key_file(path: Path) -> tuple[str, Keypair]:

@@ -34,7 +34,6 @@ from node.core.state import ChainState
 from node.core.tx import decode_tx, tx_amount, tx_id, tx_type_name
 
 MAX_DELEGATOR_LOSSES = 32  # per slashed event: bounded log lines; the totals are always complete
-
 JSON = dict[str, Any]
 
 
@@ -111,7 +110,9 @@ def pool_view(
     view: JSON = {
         "address": pool.address.hex(),
         "name": name_of(state, pool.address),
-        "operator": pool.operator.hex(),
+        "owner": pool.operator.hex(),  # the cold key's address: funds and pool changes
+        "signing_key": pool.public_key.hex(),  # the hot key votes verify under (maybe the owner's own)
+        "next_signing_key": pool.next_public_key.hex() or None,  # in force from the next epoch
         "status": pool.status,
         "stake": stake,
         "pledge": pool.pledge,

@@ -66,24 +66,35 @@ def owner_key_problem(genesis: Genesis, path: Path, keypair: Keypair) -> str | N
     return None
 
 
-def resolve_hosted(state: ChainState, loaded: list[tuple[Path, Keypair]]) -> list[HostedKey]:
-    """One `HostedKey` per validator the keys sign for, in the order first named.
+def resolve_hosted(
+    state: ChainState, loaded: list[tuple[Path, Keypair]], spare: Iterable[Keypair] = ()
+) -> tuple[list[HostedKey], list[Path]]:
+    """(one `HostedKey` per validator the keys sign for, the key files that sign for nobody).
 
     Two keys of one validator (its old and new signing key around a
-    rotation) host it once: both go into the node's key ring.
+    rotation) host it once: both go into the node's key ring. `spare` keys
+    (``HOME/keys/``) host their validator too: long after a rotation the
+    node's first key file signs for nobody, and the rotated-in key there
+    carries on. KeyFileError when no key signs for anyone.
     """
     hosted: list[HostedKey] = []
-    for path, keypair in loaded:
+    stale: list[Path] = []
+    candidates = [*loaded, *((None, keypair) for keypair in spare)]
+    for path, keypair in candidates:
         validator = validator_of_key(state, keypair.public)
         if validator is None:
-            raise KeyFileError(
-                f"key file {path}: public key {keypair.public.hex()[:16]}... "
-                f"is not a validator of chain {state.chain_id!r}"
-            )
-        if all(key.validator != validator for key in hosted):
+            if path is not None:
+                stale.append(path)
+        elif all(key.validator != validator for key in hosted):
             name = state.names.get(validator) or state.ledger.pools[validator].name
             hosted.append(HostedKey(name, keypair, validator))
-    return hosted
+    if not hosted:
+        path, keypair = loaded[0]
+        raise KeyFileError(
+            f"key file {path}: public key {keypair.public.hex()[:16]}... "
+            f"is not a validator of chain {state.chain_id!r}"
+        )
+    return hosted, stale
 
 
 def scan_keys_dir(home: Path) -> tuple[list[Keypair], list[str]]:

@@ -308,13 +308,14 @@ class NodeRuntime:
         except BaseException:
             self.store.close()
             raise
+        spare, self._spare_problems = scan_keys_dir(config.home)
         try:
-            self.keys = resolve_hosted(self.state, loaded)
+            self.keys, self._stale_keys = resolve_hosted(self.state, loaded, spare)
             self.name = _check_node_name(config.name or self.keys[0].name)
         except (KeyFileError, StartupError) as exc:
             self.store.close()
             raise StartupError(str(exc)) from None
-        self.ring = KeyRing(keypair for _, keypair in loaded)
+        self.ring = KeyRing([*(keypair for _, keypair in loaded), *spare])
         self._key_problems: set[str] = set()
         self._progress = (self.state.height + 1, 0)
         self.view = QueryView(self.state)  # what the read-only /query/ endpoint answers from
@@ -378,6 +379,10 @@ class NodeRuntime:
                 "pid": os.getpid(),
             }
         )
+        for path in self._stale_keys:
+            self.events.emit(
+                {"event": "key_file_stale", "path": str(path), "why": "signs for no validator now"}
+            )
         self._load_new_keys()
         transport_task = asyncio.create_task(self.transport.run(), name="transport")
         self.host.boot(self.state, self.last_certificate)
