@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +14,12 @@ from hypothesis import strategies as st
 from network.sim.net import SimNetwork
 from network.sim.node import SharedCore, SimNode
 from network.sim.plans import FaultPlan
+from network.testnet.layout import Layout
+from network.testnet.setup import prepare
 from node.core.admission import AdmissionContext, Rejected, admit
 from node.core.envelopes import signed_item_bytes, sync_request_bytes, tx_bytes
 from node.core.genesis import Genesis, Params, make_genesis
-from node.core.keys import Keypair
+from node.core.keys import Keypair, key_file_kind, load_key_file
 from node.core.ledger import (
     SIGNING_KEY_HOLDS_NOTHING,
     SIGNING_KEY_SENDS_NOTHING,
@@ -29,6 +32,7 @@ from node.core.ledger import (
 )
 from node.core.messages import Kind, Vote, sign_item, verify_signed
 from node.core.query import single_pool_view
+from node.core.signer import GuardedSigner, KeyRing
 from node.core.signing_keys import key_at, rotate
 from node.core.state import ChainState, genesis_state, signed_item_problem, signing_key_at, validator_of_key
 from node.core.tx import (
@@ -42,6 +46,7 @@ from node.core.tx import (
     Undelegate,
     sign_tx,
 )
+from node.runtime.store import Store
 from tests.test_ledger import ALICE, CHAIN, D1, D2, PARAMS, V1, V2, V3, block, make_test_genesis, signed
 
 HOT3 = Keypair.deterministic("v3-hot")  # v3's signing key at genesis
@@ -319,6 +324,9 @@ def test_a_validator_signs_with_its_new_key_from_the_next_epoch() -> None:
     assert switched and switched[0]["from_height"] == boundary + 1 and switched[0]["held"] is True
     assert nodes["v1"].driver.signer.key_missing == 0
     assert not any(e["event"] == "jailed" for e in events)
+    assert not any(
+        node.driver.stats.rejected for node in nodes.values()
+    )  # old-key votes of old heights count
 
 
 def test_a_validator_without_its_new_key_stops_signing_and_the_others_go_on() -> None:
@@ -327,4 +335,38 @@ def test_a_validator_without_its_new_key_stops_signing_and_the_others_go_on() ->
     switched = [e for e in events if e["event"] == "signing_key" and e["node"] == "v1"]
     assert switched and switched[0]["held"] is False
     assert nodes["v1"].driver.signer.key_missing > 0
+    assert not any(node.driver.stats.rejected for node in nodes.values())
     assert [h for h in v1_signatures(nodes["v2"]) if h >= switched[0]["from_height"]] == []
+
+
+# ------------------------------------------------------------------ testnet keys
+
+
+def test_cold_keys_put_owner_keys_outside_the_nodes(tmp_path: Path) -> None:
+    layout = Layout.of(tmp_path / "cold")
+    genesis = prepare(layout, 2, None, 0, cold_keys=True)
+    for validator in genesis.validators:
+        owner = load_key_file(layout.owner_key(validator.name))[1]
+        signing = load_key_file(layout.key(validator.name))[1]
+        assert (validator.public_key, validator.signing_key) == (owner.public, signing.public)
+        assert key_file_kind(layout.owner_key(validator.name)) == "owner"
+    assert prepare(layout, 2, None, 0) == genesis  # reused, checked against the signing keys
+
+
+# ------------------------------------------------------------------ no double sign across a rotation
+
+
+def test_a_rotated_in_key_inherits_the_signing_record_even_across_a_restart(tmp_path: Path) -> None:
+    """The record is kept per validator, so the new key cannot sign what conflicts with the old key's votes."""
+    ring = KeyRing([HOT3, NEXT])
+    first = vote(7, HOT3)
+    store = Store(tmp_path / "node.sqlite3")
+    signer = GuardedSigner(CHAIN, HOT3, store, validator=V3.address, ring=ring)
+    assert signer.sign(replace(first, signature=b""), public_key=HOT3.public) is not None
+    store.close()  # a restart: only the disk is left
+    store = Store(tmp_path / "node.sqlite3")
+    signer = GuardedSigner(CHAIN, NEXT, store, validator=V3.address, ring=ring)
+    conflicting = replace(first, block_id=b"\x22" * 32, signature=b"")
+    assert signer.sign(conflicting, public_key=NEXT.public) is None and signer.refused == 1
+    assert signer.sign(conflicting, public_key=SPARE.public) is None and signer.key_missing == 1
+    store.close()

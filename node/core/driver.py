@@ -401,7 +401,7 @@ class Driver:
                 "event": SIGNING_KEY,
                 "validator": state.names.get(self.validator, self.validator.hex()[:8]),
                 "from_height": state.height + 1,
-                "key": key.hex()[:16],
+                "key": key.hex(),
                 "held": key in self.signer.ring,
             }
         )

@@ -470,8 +470,11 @@ class NodeRuntime:
             self.metrics.round_timeouts.inc()
         elif kind in TX_OUTCOMES and source is self.primary:
             self.view.record(event)
-        elif (kind == EPOCH and source is self.primary) or (kind == SIGNING_KEY and not event.get("held")):
+        elif kind == EPOCH and source is self.primary:
             self._load_new_keys()
+        elif kind == SIGNING_KEY and not event["held"]:  # its file may have arrived in HOME/keys/ since
+            self._load_new_keys()
+            event = {**event, "held": bytes.fromhex(event["key"]) in self.ring}
         if len(self.hosted) > 1:
             event = {**event, "host_key": source.key.name}
         self.events.emit(event)
