@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 from node.core import ledger as L
 from node.core import rewards as R
+from node.core import shares as S
+from node.core.envelopes import tx_bytes
 from node.core.genesis import PPM, Delegation, Genesis, GenesisValidator, Params
 from node.core.keys import Keypair, address_of
 from node.core.ledger import (
@@ -36,6 +38,7 @@ from node.core.ledger import (
     total_supply,
 )
 from node.core.state import canonical
+from node.core.tx import TransferShares, sign_tx
 from tests.test_ledger import PARAMS, assert_no_negative_holdings, block_spec, make_test_genesis, run_block
 
 SHARING = Params(saturation_k=4, pledge_influence_ppm=300_000)
@@ -394,6 +397,52 @@ def test_simulator_high_pledge_pool_earns_more_than_an_equal_stake_low_pledge_on
         print(f"\npledge run, {state.height} heights: pool rewards {earned}, reserve {state.ledger.reserve}")
     assert earned["v1"] > earned["v2"]
     assert supply_is_conserved(state.ledger)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_simulator_slash_lowers_the_exchange_rate_for_every_holder_even_one_given_shares(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """v4 equivocates in the simulator after its delegator gave half its shares to carol by transaction."""
+    from network.sim import runner
+    from network.sim.config import SimConfig
+
+    terms = {"v1": (2000, 0), "v2": (2000, 0), "v3": (2000, 0), "v4": (1000, 2000)}
+    params = Params(block_reward=0, slash_fraction_double_sign_ppm=50_000)
+    member, carol = Keypair.deterministic("member-v4"), Keypair.deterministic("carol")
+    v4 = address_of(Keypair.deterministic("posnet-sim/v4").public)
+    gift = sign_tx("posnet-sim", TransferShares(0, v4, carol.address, 1000), member)
+    final: list[Any] = []
+    summary = runner.validator_summary
+
+    def keep(state: Any) -> Any:
+        final.append(state)
+        return summary(state)
+
+    monkeypatch.setattr(runner, "sim_genesis", delegated_genesis(terms, params))
+    monkeypatch.setattr(runner, "validator_summary", keep)
+    config = SimConfig(
+        validators=4,
+        heights=30,
+        seed=3,
+        byzantine=1,
+        transactions=((0, tx_bytes("posnet-sim", gift, member)),),
+    )
+    result = runner.run_simulation(config)
+    assert result.ok, result.to_json()
+    pool = final[0].ledger.pools[v4]
+    rate = S.exchange_rate_ppm(pool.total_shares, pool.member_tokens)
+    holders = {name: pool.shares.get(key.address, 0) for name, key in (("member", member), ("carol", carol))}
+    worth = {
+        name: S.share_value(count, pool.total_shares, pool.member_tokens) for name, count in holders.items()
+    }
+    with capsys.disabled():
+        print(
+            f"\nslash run: v4 {pool.status}, exchange rate {rate / PPM:.6f}, shares {holders}, worth {worth}"
+        )
+    assert pool.status == "tombstoned" and holders == {"member": 1000, "carol": 1000}
+    assert rate == PPM - 50_000 and worth == {"member": 950, "carol": 950}
 
 
 # ------------------------------------------------------------------ what a delegator is quoted

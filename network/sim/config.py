@@ -28,6 +28,9 @@ class SimConfig:
     params: Params | None = None
     stakes: tuple[int, ...] | None = None
     chain_id: str = "posnet-sim"
+    # signed transaction envelopes a client publishes at a virtual time (ms): every node receives them
+    # (runs built in code, such as the economy tests; a command line cannot carry them)
+    transactions: tuple[tuple[int, bytes], ...] = ()
 
     def byzantine_names(self) -> list[str]:
         """The last `byzantine` validators misbehave (the CLI's and the sweeps' convention)."""

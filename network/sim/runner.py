@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -226,6 +226,8 @@ def run_simulation(config: SimConfig) -> SimResult:
     _schedule_crashes(net, nodes, config.faults)
     for node in nodes.values():
         node.boot()
+    for at_ms, envelope in config.transactions:
+        net.schedule(at_ms, _publishing(nodes, envelope))
     honest = [node for node in nodes.values() if node.behaviour is None]
     last_heal = config.faults.last_heal_ms()
     deadline = last_heal + (config.heights + 5) * genesis.params.failed_rounds_ms(DEADLINE_ROUNDS_PER_HEIGHT)
@@ -252,6 +254,16 @@ def run_simulation(config: SimConfig) -> SimResult:
     net.run_until(done, deadline)
     wall_s = time.perf_counter() - started
     return _result(config, nodes, honest, net, events, last_heal, observer, wall_s, deadline)
+
+
+def _publishing(nodes: dict[str, SimNode], envelope: bytes) -> Callable[[], None]:
+    """A client's transaction reaching every running node, as a broker delivers it."""
+
+    def publish() -> None:
+        for node in nodes.values():
+            node.host.receive(envelope)
+
+    return publish
 
 
 def _agreed_height(honest: list[SimNode], since: int) -> int:
