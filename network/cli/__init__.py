@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from network.cli.econ import econ
 from network.cli.keys import genesis, keys
 from network.cli.node import node
 from network.cli.query import query
@@ -33,6 +34,7 @@ cli.add_command(watch)
 cli.add_command(node)
 cli.add_command(tx)
 cli.add_command(query)
+cli.add_command(econ)
 
 
 def main() -> None:

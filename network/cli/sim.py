@@ -16,6 +16,7 @@ import click
 from click.core import ParameterSource
 
 from network.cli.errors import UserError
+from network.cli.progress import BarProgress
 from network.sim.plans import FaultPlan, FaultSpecError, parse_fault_spec
 from node.core.behaviours import SIM_BYZANTINE_MODES
 from node.core.genesis import GenesisError, parse_params
@@ -253,7 +254,7 @@ def _sweep(spec: Any, seeds: range, workers: int, scheduler: str | None, as_json
     from network.sim.sweep import SeedOutcome, run_seed, summarize
 
     started = time.perf_counter()
-    progress = _Progress(len(seeds))
+    progress = BarProgress(len(seeds), "seeds")
 
     def landed(outcome: SeedOutcome) -> None:
         progress.advance()
@@ -294,37 +295,6 @@ def _sweep(spec: Any, seeds: range, workers: int, scheduler: str | None, as_json
             f"{summary['lowest_height']}; {wall:.1f} s on {executor}"
         )
     sys.exit(1 if summary["failed"] else 130 if interrupted else 0)
-
-
-class _Progress:
-    """A progress bar on stderr while a sweep runs, when stderr is a terminal (rich draws it)."""
-
-    def __init__(self, total: int) -> None:
-        self._bar: Any = None
-        if sys.stderr.isatty():
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=True, console=None)
-            self._task = self._bar.add_task("seeds", total=total)
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-    def echo(self, line: str) -> None:
-        if self._bar is not None:
-            self._bar.console.print(line, markup=False, highlight=False)
-        else:
-            click.echo(line)
 
 
 def _verdict(summary: dict[str, Any]) -> str:

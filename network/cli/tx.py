@@ -55,6 +55,7 @@ from node.core.tx import (
     Tx,
     Undelegate,
     Unjail,
+    UpdatePool,
     sign_tx,
     tx_id,
     tx_type_name,
@@ -394,6 +395,15 @@ def parse_public_key(text: str) -> bytes:
             f"NEW_KEY {text!r}: neither a key file nor a {2 * PUBLIC_KEY_LEN}-digit hex public key"
         )
     return key
+
+
+@tx.command("update-pool")
+@click.option("--fixed-cost", type=click.IntRange(0), required=True, help="taken from each reward first")
+@click.option("--margin-ppm", type=click.IntRange(0, PPM), required=True, help="operator's share of the rest")
+@with_options(TX_OPTIONS)
+def tx_update_pool(fixed_cost: int, margin_ppm: int, **kwargs: Any) -> None:
+    """Set the sender's pool terms (sign with the owner key); rewards use them from the next block."""
+    submit(Submission.prepare(_tx_options(kwargs)), lambda nonce: UpdatePool(nonce, fixed_cost, margin_ppm))
 
 
 @tx.command("unjail")

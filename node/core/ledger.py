@@ -64,6 +64,7 @@ from node.core.tx import (
     Tx,
     Undelegate,
     Unjail,
+    UpdatePool,
     decode_tx,
     tx_amount,
     tx_type_name,
@@ -906,6 +907,13 @@ def rotate_key_problem(ledger: Ledger, sender: bytes, tx: RotateKey) -> str | No
     return None
 
 
+def update_pool_problem(ledger: Ledger, sender: bytes) -> str | None:
+    pool = ledger.pools.get(sender)
+    if pool is None:
+        return "not a pool owner"
+    return f"pool is {pool.status}" if pool.status in (TOMBSTONED, RETIRED) else None
+
+
 def unjail_problem(ledger: Ledger, sender: bytes, tx: Unjail) -> str | None:
     pool = ledger.pools.get(sender)
     if pool is None:
@@ -936,6 +944,8 @@ def tx_type_problem(ledger: Ledger, sender: bytes, tx: Tx, params: Params) -> st
         return retire_pool_problem(ledger, sender, tx)
     if isinstance(tx, RotateKey):
         return rotate_key_problem(ledger, sender, tx)
+    if isinstance(tx, UpdatePool):
+        return update_pool_problem(ledger, sender)
     return unjail_problem(ledger, sender, tx)
 
 
@@ -1135,6 +1145,10 @@ def apply_tx(ledger: Ledger, signed: SignedTx, params: Params) -> Ledger:
         return apply_retire_pool(ledger, sender, tx)
     if isinstance(tx, RotateKey):
         return apply_rotate_key(ledger, sender, tx)
+    if isinstance(tx, UpdatePool):
+        return set_pool(
+            ledger, replace(ledger.pools[sender], fixed_cost=tx.fixed_cost, margin_ppm=tx.margin_ppm)
+        )
     return apply_unjail(ledger, sender)
 
 

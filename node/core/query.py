@@ -107,6 +107,13 @@ def pool_view(
     context = context or SetView.of(state)
     stake = L.pool_power(pool)
     performance = R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window)
+    rate = (
+        0
+        if pool.status != L.ACTIVE or pool.retiring_epoch
+        else R.expected_member_rate(
+            pool, YIELD_PROBE, context.active_total, context.bonded_total, performance, state.params
+        )
+    )
     view: JSON = {
         "address": pool.address.hex(),
         "name": name_of(state, pool.address),
@@ -135,17 +142,9 @@ def pool_view(
         # share of its committee precommits counted in the downtime window (node.core.rewards).
         "saturation_ppm": R.saturation_ppm(stake, context.bonded_total, state.params.saturation_k),
         "performance_ppm": performance,
-        # What 1,000 more delegated would earn per epoch here, in expectation (rewards.expected_member_yield).
-        "yield_per_1000_per_epoch": R.expected_member_yield(
-            pool,
-            YIELD_PROBE,
-            context.active_total,
-            context.bonded_total,
-            performance,
-            state.params,
-        )
-        if pool.status == L.ACTIVE and not pool.retiring_epoch
-        else 0,
+        # What 1,000 more delegated would earn per epoch here, in expectation, and the same rate in ppm.
+        "yield_per_1000_per_epoch": (rate * YIELD_PROBE).__floor__(),
+        "yield_ppm_per_epoch": (rate * PPM).__floor__(),
     }
     if detail:
         view["delegations"] = [

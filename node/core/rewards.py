@@ -222,15 +222,24 @@ def expected_member_yield(
     part of what members receive. An estimate for choosing a pool, not a
     promise: proposer luck and the committee draw move the real figure.
     """
+    return (
+        expected_member_rate(pool, added, active_total, bonded_total, performance_ppm, params) * added
+    ).__floor__()
+
+
+def expected_member_rate(
+    pool: PoolTerms, added: int, active_total: int, bonded_total: int, performance_ppm: int, params: Params
+) -> Fraction:
+    """`expected_member_yield` per unit of `added`, exact: what a delegator compares pools by."""
     stake = pool_stake(pool) + added
     if added <= 0 or active_total + added <= 0:
-        return 0
+        return Fraction(0)
     block = Fraction(params.block_reward * stake * performance_ppm, (active_total + added) * PPM)
     if sharing_is_on(params):
         block *= reward_factor(stake, pool.pledge, bonded_total + added, params)
     after_cost = max(block - pool.fixed_cost, Fraction(0))
     members = after_cost * (PPM - pool.margin_ppm) / PPM
-    return (members * added / stake * params.epoch_length).__floor__()
+    return members / stake * params.epoch_length
 
 
 def saturation_ppm(stake: int, total: int, k: int) -> int | None:

@@ -36,6 +36,7 @@ class TxType(IntEnum):
     REDELEGATE = 7
     RETIRE_POOL = 8
     ROTATE_KEY = 9
+    UPDATE_POOL = 10
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,15 @@ class RotateKey:
 
 
 @dataclass(frozen=True)
+class UpdatePool:
+    """The owner sets its pool's terms: the fixed cost and margin taken from its rewards, from the next block on."""
+
+    nonce: int
+    fixed_cost: int
+    margin_ppm: int
+
+
+@dataclass(frozen=True)
 class Unjail:
     """The operator asks for its jailed pool back once the jail has ended."""
 
@@ -147,6 +157,7 @@ Tx = (
     | Redelegate
     | RetirePool
     | RotateKey
+    | UpdatePool
 )
 
 TX_TYPES: dict[type[Any], TxType] = {
@@ -159,6 +170,7 @@ TX_TYPES: dict[type[Any], TxType] = {
     Redelegate: TxType.REDELEGATE,
     RetirePool: TxType.RETIRE_POOL,
     RotateKey: TxType.ROTATE_KEY,
+    UpdatePool: TxType.UPDATE_POOL,
 }
 
 
@@ -184,7 +196,7 @@ def tx_amount(tx: Tx) -> int:
     """The units a transaction moves (shares for transfer-shares, 0 for unjail, retire and rotate), for events and logs."""
     if isinstance(tx, RegisterPool):
         return tx.pledge
-    if isinstance(tx, Unjail | RetirePool | RotateKey):
+    if isinstance(tx, Unjail | RetirePool | RotateKey | UpdatePool):
         return 0
     if isinstance(tx, TransferShares):
         return tx.shares
@@ -207,6 +219,8 @@ def tx_fields(tx: Tx) -> tuple[Any, ...]:
         return (tx.epoch,)
     if isinstance(tx, RotateKey):
         return (tx.public_key,)
+    if isinstance(tx, UpdatePool):
+        return (tx.fixed_cost, tx.margin_ppm)
     return ()
 
 
@@ -270,6 +284,13 @@ def _parse_fields(tx_type: TxType, nonce: int, fields: tuple[Any, ...]) -> Tx:
     if tx_type is TxType.ROTATE_KEY:
         (public_key,) = want_tuple(fields, "rotate_key", 1)
         return RotateKey(nonce, want_bytes(public_key, "rotate_key.public_key", PUBLIC_KEY_LEN))
+    if tx_type is TxType.UPDATE_POOL:
+        fixed_cost, margin = want_tuple(fields, "update_pool", 2)
+        return UpdatePool(
+            nonce,
+            want_int(fixed_cost, "update_pool.fixed_cost"),
+            want_int(margin, "update_pool.margin_ppm", 0, PPM),
+        )
     want_tuple(fields, "unjail", 0)
     return Unjail(nonce)
 

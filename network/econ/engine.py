@@ -1,0 +1,406 @@
+"""Fast-forward: an economy over thousands of epochs without the messages, on the chain's own rules.
+
+What is skipped is only what the messages decide: who proposed each height
+and who signed its certificate. Both come from the same places a node asks
+(`proposer_of` over the chain's proposer priorities, the committee the state
+drew for that height), with each pool's behaviour from the economy file
+saying whether it shows up: an offline pool neither proposes (its round
+fails, the next proposer takes over) nor signs, and a pool with
+`performance_ppm` below one signs each seat with that chance. Everything
+else is the real chain: blocks go through `node.core.state.apply_block`,
+delegators act through signed transactions in blocks, an equivocating pool
+is slashed by evidence built from two of its signed precommits, a jailed
+pool comes back by an `unjail` transaction. Certificates carry no
+signatures (nothing verifies them here; `apply_block` trusts its caller
+like a node trusts a block it already checked).
+
+Each epoch: the timeline's events for it, then each delegator in a seeded
+order asks its policy (on the pools as they stand after the moves decided
+before it, so a crowd does not all jump into one pool blind), and every
+transaction decided goes into the epoch's first blocks. Then the epoch's
+blocks, then what `network.econ.metrics` measures.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from network.econ import metrics as M
+from network.econ.config import EconomyConfig, TimelineEvent
+from network.econ.policies import LEAVE, POLICIES, Holding, Policy, Quote, worth_switching
+from network.econ.world import Delegator, World, build_world
+from node.core import ledger as L
+from node.core.genesis import PPM
+from node.core.messages import (
+    Block,
+    CommitCertificate,
+    Evidence,
+    Kind,
+    Vote,
+    make_evidence,
+    sha256,
+    sign_item,
+)
+from node.core.query import pools_view
+from node.core.shares import exchange_rate_ppm
+from node.core.state import (
+    ChainState,
+    apply_block,
+    committee_at,
+    evidence_problem,
+    genesis_state,
+    proposer_of,
+)
+from node.core.tx import Delegate, Redelegate, RegisterPool, Tx, Undelegate, Unjail, UpdatePool, sign_tx
+
+MAX_ROUNDS = 100  # rounds tried at one height before the chain counts as halted (every proposer offline)
+
+
+class Halted(Exception):
+    """The chain stopped: no round at a height found an online proposer and a quorum of signers."""
+
+
+@dataclass
+class EpochLog:
+    """What happened during one epoch, for its record."""
+
+    moves: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    policy_misses: int = (
+        0  # yield delegators left in a pool quoted worse than the best by more than their cost
+    )
+    events: list[str] = field(default_factory=list)  # the timeline's, as the file names them
+    penalties: list[str] = field(default_factory=list)  # what the ledger did: jailed, tombstoned, unjailed
+
+
+class FastForward:
+    """One economy run: `run()` yields one JSON-able record per epoch."""
+
+    def __init__(
+        self, config: EconomyConfig, seed: int | None = None, policies: dict[str, Policy] | None = None
+    ) -> None:
+        """`policies` replaces the shipped ones by name (tests use it to plant a policy that misreads quotes)."""
+        self.config = config
+        self.seed = config.seed if seed is None else seed
+        self.world: World = build_world(config, self.seed)
+        self.state: ChainState = genesis_state(self.world.genesis)
+        self.rng = random.Random(f"econ/{config.name}/{self.seed}")
+        self.offline: set[bytes] = set()
+        self.performance = {self.world.owners[p.name].address: p.performance_ppm for p in config.pools}
+        self.where: dict[bytes, bytes] = self._genesis_positions()
+        self.entry_rate: dict[bytes, int] = {}
+        self.last_cert: CommitCertificate | None = None
+        self.pending_evidence: list[Evidence] = []
+        self.names = {key.address: name for name, key in self.world.owners.items()}
+        self.classes = {c.name: c for c in config.delegators}
+        self.policies = {**POLICIES, **(policies or {})}
+
+    # ------------------------------------------------------------------ the run
+
+    def run(
+        self, epochs: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Run `epochs` epochs (the file's by default), yielding each one's record; stops early if the chain halts."""
+        before = self._holdings()
+        for _ in range(self.config.epochs if epochs is None else epochs):
+            log = EpochLog()
+            epoch = self.state.epoch
+            try:
+                self._epoch(log)
+            except Halted as exc:
+                yield {"epoch": epoch, "halted": str(exc), "height": self.state.height}
+                return
+            after = self._holdings()
+            yield self._record(epoch, log, before, after)
+            before = after
+            if progress is not None:
+                progress(1)
+
+    def _epoch(self, log: EpochLog) -> None:
+        txs = self._timeline(self.state.epoch, log)
+        txs += self._unjails()
+        txs += self._delegators(txs, log)
+        chunk = max(1, self.state.params.max_block_txs)
+        for i in range(self.config.epoch_length):
+            block_txs = tuple(txs[i * chunk : (i + 1) * chunk])
+            evidence, self.pending_evidence = tuple(self.pending_evidence), []
+            self._produce(block_txs, evidence, log)
+
+    # ------------------------------------------------------------------ blocks
+
+    def _produce(self, txs: tuple[bytes, ...], evidence: tuple[Evidence, ...], log: EpochLog) -> None:
+        """Propose, certify and apply one height, with its rounds failing while proposers are offline."""
+        state = self.state
+        committee = state.committee
+        for round_ in range(MAX_ROUNDS):
+            proposer = proposer_of(state, round_)
+            if proposer in self.offline:
+                continue
+            signers = tuple(address for address, _ in committee.members if self._signs(address))
+            if committee.is_quorum(sum(committee.power_of(a) for a in signers)):
+                break
+        else:
+            raise Halted(f"height {state.height + 1}: no quorum of online signers in {MAX_ROUNDS} rounds")
+        timestamp = state.last_timestamp_ms + self.config.slot_ms * (round_ + 1)
+        block = Block(
+            state.height + 1, state.last_block_hash, proposer, timestamp, txs, evidence, self.last_cert
+        )
+        self.state, events = apply_block(state, block)
+        self.last_cert = CommitCertificate(
+            block.height, round_, block.hash, tuple((a, b"") for a in sorted(signers))
+        )
+        for event in events:
+            if event.kind == "tx_rejected":
+                log.rejected[event.reason.split(":")[0]] += 1
+            elif event.kind in ("jailed", "tombstoned", "unjailed", "retired"):
+                log.penalties.append(f"{self.names.get(event.validator, '?')} {event.kind}")
+
+    def _signs(self, address: bytes) -> bool:
+        if address in self.offline:
+            return False
+        performance = self.performance.get(address, PPM)
+        return performance >= PPM or self.rng.randrange(PPM) < performance
+
+    # ------------------------------------------------------------------ the timeline
+
+    def _timeline(self, epoch: int, log: EpochLog) -> list[bytes]:
+        """Apply the events of `epoch`; the transactions some of them need (set_margin, new_pool)."""
+        txs: list[bytes] = []
+        for event in (e for e in self.config.events if e.epoch == epoch):
+            log.events.append(f"{event.pool} {event.kind}")
+            txs += self._event(event)
+        return txs
+
+    def _event(self, event: TimelineEvent) -> list[bytes]:
+        key = self.world.owners[event.pool]
+        pool = self.state.ledger.pools.get(key.address)
+        if event.kind == "offline":
+            self.offline.add(key.address)
+        elif event.kind == "online":
+            self.offline.discard(key.address)
+        elif event.kind == "equivocate":
+            self._equivocate(event.pool)
+        elif event.kind == "set_margin" and pool is not None:
+            margin = pool.margin_ppm if event.margin_ppm is None else event.margin_ppm
+            cost = pool.fixed_cost if event.fixed_cost is None else event.fixed_cost
+            return [self._sign(event.pool, UpdatePool(self._nonce(key.address), cost, margin))]
+        elif event.kind == "new_pool":
+            spec = next(p for p in self.config.pools if p.name == event.pool)
+            tx = RegisterPool(
+                self._nonce(key.address), spec.pledge, spec.fixed_cost, spec.margin_ppm, spec.compounding
+            )
+            return [self._sign(event.pool, tx)]
+        return []
+
+    def _equivocate(self, name: str) -> None:
+        """Two conflicting precommits by the pool at the latest height it sat at, as evidence for the next block."""
+        key = self.world.owners[name]
+        for height in range(
+            self.state.height, max(0, self.state.height - self.state.params.evidence_max_age), -1
+        ):
+            committee = committee_at(self.state, height)
+            if committee is not None and committee.power_of(key.address):
+                votes = [
+                    Vote(
+                        Kind.PRECOMMIT, height, 0, sha256(f"econ-twin/{height}/{side}".encode()), key.address
+                    )
+                    for side in (0, 1)
+                ]
+                signed = [replace(v, signature=sign_item(self.state.chain_id, v, key)) for v in votes]
+                evidence = make_evidence(*signed)
+                if evidence_problem(self.state, evidence) is None:
+                    self.pending_evidence.append(evidence)
+                return
+
+    def _unjails(self) -> list[bytes]:
+        """Online operators ask for their jailed pools back once the jail has ended."""
+        ledger = self.state.ledger
+        return [
+            self._sign(name, Unjail(self._nonce(key.address)))
+            for name, key in sorted(self.world.owners.items())
+            if key.address not in self.offline
+            and (pool := ledger.pools.get(key.address)) is not None
+            and pool.status == L.JAILED
+            and ledger.epoch >= pool.jailed_until_epoch
+        ]
+
+    # ------------------------------------------------------------------ delegators
+
+    def _delegators(self, earlier: list[bytes], log: EpochLog) -> list[bytes]:
+        """Every delegator's transaction this epoch, each decided on the pools as the earlier ones left them."""
+        ledger = self.state.ledger
+        for tx in earlier:
+            ledger, _ = L.process_tx(ledger, self.state.chain_id, tx, self.state.params)
+        quotes = self._quotes(ledger)
+        order = list(self.world.delegators)
+        self.rng.shuffle(order)
+        txs: list[bytes] = []
+        for delegator in order:
+            holding = self._holding(ledger, delegator)
+            spec = self.classes[delegator.cls]
+            target = self.policies[delegator.policy](holding, quotes, spec, self.rng)
+            tx = self._move(ledger, delegator, holding, target)
+            if tx is not None:
+                after, events = L.process_tx(ledger, self.state.chain_id, tx, self.state.params)
+                if events[-1].kind == "tx_rejected":
+                    log.rejected[events[-1].reason.split(":")[0]] += 1
+                else:
+                    ledger = after
+                    txs.append(tx)
+                    log.moves += 1
+                    self._moved(delegator, target, ledger)
+                    quotes = self._quotes(ledger)
+            if delegator.policy == "yield":
+                log.policy_misses += self._misses(
+                    self._holding(ledger, delegator), quotes, spec.switching_cost_ppm
+                )
+        return txs
+
+    @staticmethod
+    def _misses(holding: Holding, quotes: list[Quote], switching_cost_ppm: int) -> int:
+        """1 when, by the ledger's own quotes after its turn, a yield delegator should not be where it is.
+
+        The policy decides on quotes; the ledger then applies the move and
+        quotes again. Where the two disagree (a policy that misreads the
+        quotes, a move the ledger refused) this counts it, so a run cannot
+        pass with its policy and its chain at odds.
+        """
+        if holding.pool is None or holding.locked_until:
+            return 0
+        open_yields = [q.yield_ppm for q in quotes if q.open]
+        current = next((q for q in quotes if q.address == holding.pool), None)
+        if not open_yields:
+            return 0
+        if current is None or not current.open:
+            return 1
+        return int(worth_switching(current.yield_ppm, max(open_yields), switching_cost_ppm))
+
+    def _quotes(self, ledger: L.Ledger) -> list[Quote]:
+        return [Quote.of(view) for view in pools_view(replace(self.state, ledger=ledger))["pools"]]
+
+    def _holding(self, ledger: L.Ledger, delegator: Delegator) -> Holding:
+        address = delegator.keypair.address
+        account = L.account_of(ledger, address)
+        if ledger.liquid:
+            pool = account.delegated_to or None
+            return Holding(pool, account.balance if pool else 0, account.balance)
+        pool_address = self.where.get(address)
+        pool = ledger.pools.get(pool_address) if pool_address else None
+        staked = L.stake_of(pool, address) if pool is not None else 0
+        entry = self.entry_rate.get(address, PPM)
+        locked = max((e.release_epoch for e in ledger.redelegations if e.delegator == address), default=0)
+        return Holding(pool_address if staked else None, staked, account.balance, entry, locked)
+
+    def _move(
+        self, ledger: L.Ledger, delegator: Delegator, holding: Holding, target: bytes | None
+    ) -> bytes | None:
+        """The transaction that puts the delegator's stake where its policy wants it (None: nothing to do)."""
+        address = delegator.keypair.address
+        nonce = L.account_of(ledger, address).nonce
+        tx: Tx | None = None
+        if target is None or target == holding.pool:
+            return None
+        if ledger.liquid:
+            if target == LEAVE:
+                tx = Undelegate(nonce, holding.pool, 1) if holding.pool else None
+            elif holding.balance:
+                tx = Delegate(nonce, target, 1)  # a label: the amount is not used
+        elif target == LEAVE:
+            tx = Undelegate(nonce, holding.pool, holding.staked) if holding.pool else None
+        elif holding.pool is not None:
+            tx = Redelegate(nonce, holding.pool, target, holding.staked)
+        elif holding.balance:
+            tx = Delegate(nonce, target, holding.balance)
+        return None if tx is None else sign_tx(self.state.chain_id, tx, delegator.keypair)
+
+    def _moved(self, delegator: Delegator, target: bytes | None, ledger: L.Ledger) -> None:
+        address = delegator.keypair.address
+        if target == LEAVE or target is None:
+            self.where.pop(address, None)
+            return
+        self.where[address] = target
+        pool = ledger.pools[target]
+        self.entry_rate[address] = exchange_rate_ppm(pool.total_shares, pool.member_tokens)
+
+    def _genesis_positions(self) -> dict[bytes, bytes]:
+        return {
+            d.keypair.address: validator.address
+            for validator in self.world.genesis.validators
+            for d in self.world.delegators
+            if any(g.account == d.keypair.public for g in validator.delegations)
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _nonce(self, address: bytes) -> int:
+        return L.account_of(self.state.ledger, address).nonce
+
+    def _sign(self, pool: str, tx: Tx) -> bytes:
+        return sign_tx(self.state.chain_id, tx, self.world.owners[pool])
+
+    def _holdings(self) -> dict[str, int]:
+        """Each delegator class's total: balances, stake where each holds it, and unbonding."""
+        ledger = self.state.ledger
+        unbonding: Counter[bytes] = Counter()
+        for entry in ledger.unbonding:
+            unbonding[entry.delegator] += entry.amount
+        totals: Counter[str] = Counter()
+        for d in self.world.delegators:
+            address = d.keypair.address
+            held = L.account_of(ledger, address).balance + unbonding[address]
+            pool = ledger.pools.get(self.where.get(address, b"")) if not ledger.liquid else None
+            totals[d.cls] += held + (L.stake_of(pool, address) if pool is not None else 0)
+        return dict(totals)
+
+    # ------------------------------------------------------------------ the record
+
+    def _record(
+        self, epoch: int, log: EpochLog, before: dict[str, int], after: dict[str, int]
+    ) -> dict[str, Any]:
+        state, ledger = self.state, self.state.ledger
+        active = [power for _, power in L.active_powers(ledger)]
+        quotes = {q.address: q for q in self._quotes(ledger)}
+        pools = {
+            self.names.get(address, address.hex()[:8]): [
+                L.pool_power(pool),
+                quotes[address].yield_ppm,
+                pool.status,
+            ]
+            for address, pool in sorted(ledger.pools.items(), key=lambda item: self.names.get(item[0], ""))
+        }
+        return {
+            "epoch": epoch,
+            "height": state.height,
+            "state_hash": state.digest.hex(),
+            "nakamoto": M.nakamoto(active),
+            "gini_ppm": M.gini_ppm(active),
+            "hhi_ppm": M.hhi_ppm(active),
+            "top3_ppm": M.top_share_ppm(active),
+            "saturated": M.saturated(active, L.bonded_stake(ledger), state.params.saturation_k),
+            "active_pools": len(active),
+            "reserve": ledger.reserve,
+            "issued": ledger.issued,
+            "slashed": ledger.slashed,
+            "supply_conserved": L.supply_is_conserved(ledger),
+            "pools": pools,
+            "classes": {
+                name: {
+                    "holdings": after.get(name, 0),
+                    "yield_ppm": _growth_ppm(before.get(name, 0), after.get(name, 0)),
+                }
+                for name in self.classes
+            },
+            "moves": log.moves,
+            "policy_misses": log.policy_misses,
+            "rejected": dict(sorted(log.rejected.items())),
+            "events": log.events,
+            "penalties": log.penalties,
+        }
+
+
+def _growth_ppm(before: int, after: int) -> int:
+    return (after - before) * PPM // before if before else 0

@@ -1,0 +1,144 @@
+"""Delegator policies: small pure functions of what the chain shows.
+
+Each policy sees what any user sees: the pools as `posnet query pools` shows
+them (`node.core.query.pool_view`: stake, status, the yield a delegator is
+quoted per 1,000, the exchange rate of its shares) and its own holding. It
+answers with the pool it wants its stake in: the one it is in (stay),
+another (move), or `LEAVE` (take the stake out). Chance comes only from the
+generator it is handed, seeded by the run.
+
+- `yield`: the best quoted yield among pools taking stake, unless it beats
+  the current pool's by no more than the switching cost (relative, in ppm),
+  so that delegators do not flap between two pools a hair apart (and not
+  while stake it redelegated may not hop again: the ledger would refuse);
+- `loyal`: stays where it started, whatever happens to the pool;
+- `random`: in an epoch, with probability `move_ppm`, any open pool;
+- `largest`: the pool with the most stake (exchange customers, herding);
+- `liquid-token`: holds a pool's receipt token while its exchange rate is
+  at least what it paid; sells (leaves) once a slash pushed it below, and
+  buys the best-quoted pool's token when it holds none.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from network.econ.config import DelegatorClass
+from node.core.genesis import PPM
+
+LEAVE = b""
+"""The answer of a policy that takes its stake out of every pool."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """One pool as a delegator sees it (from the pools query view)."""
+
+    address: bytes
+    name: str
+    open: bool  # takes new stake: active and not retiring
+    stake: int
+    yield_ppm: int
+    exchange_rate_ppm: int
+
+    @classmethod
+    def of(cls, view: dict[str, Any]) -> Quote:
+        return cls(
+            address=bytes.fromhex(view["address"]),
+            name=view["name"],
+            open=view["status"] == "active" and not view["retiring_epoch"],
+            stake=view["stake"],
+            yield_ppm=view["yield_ppm_per_epoch"],
+            exchange_rate_ppm=view["exchange_rate_ppm"],
+        )
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What one delegator has: where its stake is, how much, and its liquid balance."""
+
+    pool: bytes | None
+    staked: int
+    balance: int
+    entry_rate_ppm: int = PPM  # the exchange rate when its shares were bought
+    locked_until: int = 0  # arrived by redelegation: the ledger refuses another hop before this epoch
+
+
+Policy = Callable[[Holding, Sequence[Quote], DelegatorClass, random.Random], bytes | None]
+"""(holding, quotes, class, rng) -> the pool to hold stake in, LEAVE, or None (no stake, no wish)."""
+
+
+def _best_yield(quotes: Sequence[Quote]) -> Quote | None:
+    """The open pool quoting the best yield; ties go to the smaller pool, then the name."""
+    open_pools = [q for q in quotes if q.open]
+    return max(open_pools, key=lambda q: (q.yield_ppm, -q.stake, q.name), default=None)
+
+
+def _current(holding: Holding, quotes: Sequence[Quote]) -> Quote | None:
+    return next((q for q in quotes if q.address == holding.pool), None)
+
+
+def worth_switching(current: int, best: int, switching_cost_ppm: int) -> bool:
+    """Whether `best` beats `current` by more than the switching cost (relative to `current`)."""
+    return best * PPM > current * (PPM + switching_cost_ppm) if current > 0 else best > 0
+
+
+def yield_policy(
+    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
+) -> bytes | None:
+    best = _best_yield(quotes)
+    if best is None:
+        return holding.pool
+    current = _current(holding, quotes)
+    if current is None or not current.open:
+        return best.address
+    if worth_switching(current.yield_ppm, best.yield_ppm, spec.switching_cost_ppm):
+        return best.address
+    return current.address
+
+
+def loyal_policy(
+    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
+) -> bytes | None:
+    return holding.pool
+
+
+def random_policy(
+    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
+) -> bytes | None:
+    open_pools = sorted((q for q in quotes if q.open), key=lambda q: q.name)
+    if open_pools and (holding.pool is None or rng.randrange(PPM) < spec.move_ppm):
+        return rng.choice(open_pools).address
+    return holding.pool
+
+
+def largest_policy(
+    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
+) -> bytes | None:
+    open_pools = [q for q in quotes if q.open]
+    largest = max(open_pools, key=lambda q: (q.stake, q.name), default=None)
+    return holding.pool if largest is None else largest.address
+
+
+def liquid_token_policy(
+    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
+) -> bytes | None:
+    current = _current(holding, quotes)
+    if holding.staked and current is not None and current.exchange_rate_ppm < holding.entry_rate_ppm:
+        return LEAVE  # a slash cut the token below what was paid for it: sell
+    if holding.staked:
+        return holding.pool
+    best = _best_yield(quotes)
+    return None if best is None else best.address
+
+
+POLICIES: dict[str, Policy] = {
+    "yield": yield_policy,
+    "loyal": loyal_policy,
+    "random": random_policy,
+    "largest": largest_policy,
+    "liquid-token": liquid_token_policy,
+}

@@ -1,0 +1,138 @@
+"""Running an economy to a JSON-lines file, summing it up, and sweeping one parameter.
+
+A run's file is its record: one JSON object per epoch, keys sorted, integers
+only, so the same economy file and seed give the same bytes on any machine
+(`posnet econ report` draws it; a test compares two runs byte for byte).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from network.econ.config import EconError, EconomyConfig
+from network.econ.engine import FastForward
+from node.core.genesis import PPM
+
+
+def epoch_lines(
+    config: EconomyConfig, seed: int, epochs: int, progress: Callable[[int], None] | None = None
+) -> Iterator[str]:
+    """Each epoch's record as one JSON line (the fast-forward engine's)."""
+    for record in FastForward(config, seed).run(epochs, progress):
+        yield json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def write_run(lines: Iterable[str], out: TextIO) -> list[dict[str, Any]]:
+    """Write each line as it comes (an interrupted run keeps what it did); return the records."""
+    records = []
+    for line in lines:
+        out.write(line + "\n")
+        out.flush()
+        records.append(json.loads(line))
+    return records
+
+
+def read_run(path: Path) -> list[dict[str, Any]]:
+    """A run's records back from its JSON-lines file; EconError for a file that is not one."""
+    records = []
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise EconError(f"{path}: cannot read ({exc.strerror})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise EconError(f"{path}:{number}: not a JSON line") from None
+        if not isinstance(record, dict) or "epoch" not in record:
+            raise EconError(f"{path}:{number}: not an economy record (no epoch)")
+        records.append(record)
+    if not records:
+        raise EconError(f"{path}: no epochs in it")
+    return records
+
+
+def pct(ppm: int) -> str:
+    return f"{ppm * 100 / PPM:.1f}%"
+
+
+def summary_lines(records: list[dict[str, Any]]) -> list[str]:
+    """What a run ended with, for people: concentration, saturation, yields, moves, and whether it halted."""
+    last = records[-1]
+    if "halted" in last:
+        return [f"halted in epoch {last['epoch']}: {last['halted']}"]
+    moves = sum(r["moves"] for r in records)
+    misses = sum(r["policy_misses"] for r in records)
+    yields = ", ".join(
+        f"{name} {pct(sum(r['classes'][name]['yield_ppm'] for r in records) // len(records))}"
+        for name in last["classes"]
+    )
+    return [
+        f"epoch {last['epoch']} (height {last['height']}): nakamoto {last['nakamoto']}, gini {last['gini_ppm'] / PPM:.3f}, "
+        f"hhi {last['hhi_ppm'] / PPM:.3f}, top-3 {pct(last['top3_ppm'])}, saturated {last['saturated']} of "
+        f"{last['active_pools']} active pools",
+        f"yield per epoch by class (mean): {yields or 'no delegators'}",
+        f"moves {moves}, policy misses {misses}, rejected {sum(sum(r['rejected'].values()) for r in records)}, "
+        f"reserve {last['reserve']}, slashed {last['slashed']}, supply conserved {last['supply_conserved']}",
+    ]
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One value of a swept parameter and where its run ended."""
+
+    value: int
+    last: dict[str, Any]
+    misses: int
+
+    def cells(self) -> tuple[object, ...]:
+        last = self.last
+        if "halted" in last:
+            return (self.value, "halted", "", "", "", "", "", "")
+        return (
+            self.value,
+            last["nakamoto"],
+            f"{last['gini_ppm'] / PPM:.3f}",
+            f"{last['hhi_ppm'] / PPM:.3f}",
+            pct(last["top3_ppm"]),
+            f"{last['saturated']}/{last['active_pools']}",
+            last["reserve"],
+            self.misses,
+        )
+
+
+SWEEP_HEADER = ("VALUE", "NAKAMOTO", "GINI", "HHI", "TOP-3", "SATURATED", "RESERVE", "MISSES")
+
+
+def parse_sweep(text: str) -> tuple[str, list[int]]:
+    """`NAME=V1,V2,...` as (name, values); EconError naming what is wrong."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip() or not raw.strip():
+        raise EconError(f"--sweep {text!r}: expected NAME=V1,V2,... (e.g. saturation_k=0,10,50)")
+    try:
+        values = [int(v) for v in raw.split(",")]
+    except ValueError:
+        raise EconError(f"--sweep {text!r}: the values must be integers") from None
+    return name.strip(), values
+
+
+def sweep(
+    config: EconomyConfig,
+    seed: int,
+    epochs: int,
+    name: str,
+    values: list[int],
+    done: Callable[[int], None] | None = None,
+) -> Iterator[SweepRow]:
+    """One run per value of parameter `name`, each summed up by its last epoch."""
+    for value in values:
+        records = [
+            json.loads(line) for line in epoch_lines(config.with_param(name, value), seed, epochs, done)
+        ]
+        yield SweepRow(value, records[-1], sum(r.get("policy_misses", 0) for r in records))

@@ -1,0 +1,93 @@
+"""The chain an economy starts from: keys for every pool and delegator, and the genesis they share.
+
+Keys are derived from the experiment's name and each party's name, so the
+same file gives the same keys, the same signed transactions and the same
+chain on every machine. A pool that enters later is funded at genesis with
+its pledge and registers by transaction when its epoch comes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from network.econ.config import EconomyConfig, PoolSpec
+from network.econ.wealth import balances
+from node.core.genesis import Delegation, Genesis, GenesisAccount, GenesisValidator
+from node.core.keys import Keypair
+
+
+@dataclass(frozen=True)
+class Delegator:
+    """One delegator: its class, key and starting wealth."""
+
+    index: int  # in the run's fixed order
+    cls: str
+    policy: str
+    keypair: Keypair
+    wealth: int
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything an economy run starts from."""
+
+    genesis: Genesis
+    owners: dict[str, Keypair]  # pool name -> owner key (which also signs: one key per pool here)
+    delegators: tuple[Delegator, ...]
+
+    def pool_name(self, address: bytes) -> str:
+        return self._names.get(address, address.hex()[:8])
+
+    @property
+    def _names(self) -> dict[bytes, str]:
+        return {key.address: name for name, key in self.owners.items()}
+
+
+def build_world(config: EconomyConfig, seed: int) -> World:
+    """Keys, wealth and genesis for `config`, with chance drawn from `seed` (wealth and starting pools)."""
+    rng = random.Random(seed)
+    owners = {p.name: Keypair.deterministic(f"econ/{config.name}/pool/{p.name}") for p in config.pools}
+    delegators: list[Delegator] = []
+    for spec in config.delegators:
+        for i, wealth in enumerate(balances(spec, rng)):
+            key = Keypair.deterministic(f"econ/{config.name}/{spec.name}/{i}")
+            delegators.append(Delegator(len(delegators), spec.name, spec.policy, key, wealth))
+    founding = [p for p in config.pools if not p.enters_epoch]
+    if not founding:
+        raise ValueError("no pool exists at genesis (every pool has enters_epoch > 0)")
+    starts = _starting_pools(config, founding, delegators, rng)
+    validators = tuple(
+        GenesisValidator(
+            name=pool.name,
+            public_key=owners[pool.name].public,
+            pledge=pool.pledge,
+            fixed_cost=pool.fixed_cost,
+            margin_ppm=pool.margin_ppm,
+            compounding=pool.compounding,
+            delegations=tuple(
+                Delegation(d.keypair.public, d.wealth) for d in delegators if starts.get(d.index) == pool.name
+            ),
+        )
+        for pool in founding
+    )
+    accounts = tuple(
+        GenesisAccount(d.keypair.public, d.wealth) for d in delegators if d.wealth and d.index not in starts
+    ) + tuple(GenesisAccount(owners[p.name].public, p.pledge) for p in config.pools if p.enters_epoch)
+    genesis = Genesis(f"econ-{config.name}"[:64], 0, config.params, validators, accounts)
+    return World(genesis, owners, tuple(delegators))
+
+
+def _starting_pools(
+    config: EconomyConfig, founding: list[PoolSpec], delegators: list[Delegator], rng: random.Random
+) -> dict[int, str]:
+    """Delegator index -> the genesis pool its whole wealth starts in (absent: it starts undelegated)."""
+    classes = {c.name: c for c in config.delegators}
+    largest = max(founding, key=lambda p: (p.pledge, p.name)).name
+    starts: dict[int, str] = {}
+    for d in delegators:
+        start = classes[d.cls].start
+        if d.wealth == 0 or start == "none":
+            continue
+        starts[d.index] = largest if start == "largest" else rng.choice(founding).name
+    return starts
