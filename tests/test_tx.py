@@ -17,6 +17,7 @@ from node.core.tx import (
     Redelegate,
     RegisterPool,
     RetirePool,
+    RotateKey,
     SignedTx,
     Transfer,
     TransferShares,
@@ -24,6 +25,7 @@ from node.core.tx import (
     TxType,
     Undelegate,
     Unjail,
+    UpdatePool,
     decode_tx,
     sign_tx,
     tx_amount,
@@ -49,6 +51,8 @@ any_tx = st.one_of(
     st.builds(TransferShares, u64, address, address, positive),
     st.builds(Redelegate, u64, address, address, positive),
     st.builds(RetirePool, u64, positive),
+    st.builds(RotateKey, u64, st.binary(min_size=32, max_size=32)),
+    st.builds(UpdatePool, u64, u64, st.integers(0, PPM)),
 )
 
 

@@ -31,6 +31,7 @@ something other than what its author wrote.
     alpha = 1.5             # pareto; lognormal takes sigma; csv takes file (one balance per line)
     policy = "yield"        # yield | loyal | random | largest | liquid-token
     switching_cost_ppm = 50000   # yield: move only for this much more (relative)
+    attention_ppm = 200000  # the chance each delegator looks at all in an epoch (default: always)
     start = "random"        # random | largest | none: where its stake starts
 
     [[events]]              # the timeline; pool events name one pool
@@ -88,6 +89,7 @@ class DelegatorClass:
     csv: Path | None = None
     switching_cost_ppm: int = 0
     move_ppm: int = 100_000  # random: the chance of moving in an epoch
+    attention_ppm: int = PPM  # the chance a delegator looks at the pools at all in an epoch (inertia)
     start: str = "random"
 
 
@@ -219,7 +221,7 @@ def _pools(raw: Any) -> tuple[PoolSpec, ...]:
 
 DELEGATOR_FIELDS = {
     "name", "count", "policy", "wealth", "total", "alpha", "sigma", "file",
-    "switching_cost_ppm", "move_ppm", "start",
+    "switching_cost_ppm", "move_ppm", "attention_ppm", "start",
 }  # fmt: skip
 
 
@@ -254,6 +256,7 @@ def _delegators(raw: Any, base: Path) -> tuple[DelegatorClass, ...]:
                     table.get("switching_cost_ppm", 0), f"{where}.switching_cost_ppm", 0, 10 * PPM
                 ),
                 move_ppm=_int(table.get("move_ppm", 100_000), f"{where}.move_ppm", 0, PPM),
+                attention_ppm=_int(table.get("attention_ppm", PPM), f"{where}.attention_ppm", 0, PPM),
                 start=_choice(table.get("start", "random"), f"{where}.start", STARTS),
             )
         )

@@ -31,7 +31,7 @@ from typing import Any
 
 from network.econ import metrics as M
 from network.econ.config import EconomyConfig, TimelineEvent
-from network.econ.policies import LEAVE, POLICIES, Holding, Policy, Quote, worth_switching
+from network.econ.policies import LEAVE, POLICIES, Holding, Market, Policy, Quote, worth_switching
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
 from node.core.genesis import PPM
@@ -45,7 +45,7 @@ from node.core.messages import (
     sha256,
     sign_item,
 )
-from node.core.query import pools_view
+from node.core.query import SetView, pool_view, pools_view
 from node.core.shares import exchange_rate_ppm
 from node.core.state import (
     ChainState,
@@ -78,7 +78,7 @@ class EpochLog:
 
 
 class FastForward:
-    """One economy run: `run()` yields one JSON-able record per epoch."""
+    """One economy run: `run()` yields one JSON-able record per epoch (epoch -1: genesis, before anyone acted)."""
 
     def __init__(
         self, config: EconomyConfig, seed: int | None = None, policies: dict[str, Policy] | None = None
@@ -98,6 +98,7 @@ class FastForward:
         self.names = {key.address: name for name, key in self.world.owners.items()}
         self.classes = {c.name: c for c in config.delegators}
         self.policies = {**POLICIES, **(policies or {})}
+        self._locked: dict[bytes, int] = {}  # delegator -> epoch its redelegated stake may hop again
 
     # ------------------------------------------------------------------ the run
 
@@ -106,6 +107,8 @@ class FastForward:
     ) -> Iterator[dict[str, Any]]:
         """Run `epochs` epochs (the file's by default), yielding each one's record; stops early if the chain halts."""
         before = self._holdings()
+        if self.state.height == 0:  # where everyone starts, before anyone acted
+            yield self._record(-1, EpochLog(), before, before)
         for _ in range(self.config.epochs if epochs is None else epochs):
             log = EpochLog()
             epoch = self.state.epoch
@@ -236,12 +239,17 @@ class FastForward:
         for tx in earlier:
             ledger, _ = L.process_tx(ledger, self.state.chain_id, tx, self.state.params)
         quotes = self._quotes(ledger)
+        self._locked = {}
+        for entry in ledger.redelegations:
+            self._locked[entry.delegator] = max(self._locked.get(entry.delegator, 0), entry.release_epoch)
         order = list(self.world.delegators)
         self.rng.shuffle(order)
         txs: list[bytes] = []
         for delegator in order:
-            holding = self._holding(ledger, delegator)
             spec = self.classes[delegator.cls]
+            if spec.attention_ppm < PPM and self.rng.randrange(PPM) >= spec.attention_ppm:
+                continue  # not looking this epoch
+            holding = self._holding(ledger, delegator)
             target = self.policies[delegator.policy](holding, quotes, spec, self.rng)
             tx = self._move(ledger, delegator, holding, target)
             if tx is not None:
@@ -249,11 +257,11 @@ class FastForward:
                 if events[-1].kind == "tx_rejected":
                     log.rejected[events[-1].reason.split(":")[0]] += 1
                 else:
+                    quotes = self._requote(quotes, ledger, after, (holding.pool, target))
                     ledger = after
                     txs.append(tx)
                     log.moves += 1
                     self._moved(delegator, target, ledger)
-                    quotes = self._quotes(ledger)
             if delegator.policy == "yield":
                 log.policy_misses += self._misses(
                     self._holding(ledger, delegator), quotes, spec.switching_cost_ppm
@@ -261,7 +269,7 @@ class FastForward:
         return txs
 
     @staticmethod
-    def _misses(holding: Holding, quotes: list[Quote], switching_cost_ppm: int) -> int:
+    def _misses(holding: Holding, market: Market, switching_cost_ppm: int) -> int:
         """1 when, by the ledger's own quotes after its turn, a yield delegator should not be where it is.
 
         The policy decides on quotes; the ledger then applies the move and
@@ -269,18 +277,39 @@ class FastForward:
         quotes, a move the ledger refused) this counts it, so a run cannot
         pass with its policy and its chain at odds.
         """
-        if holding.pool is None or holding.locked_until:
+        best = market.best_yield
+        if holding.pool is None or holding.locked_until or best is None:
             return 0
-        open_yields = [q.yield_ppm for q in quotes if q.open]
-        current = next((q for q in quotes if q.address == holding.pool), None)
-        if not open_yields:
-            return 0
+        current = market.current(holding)
         if current is None or not current.open:
             return 1
-        return int(worth_switching(current.yield_ppm, max(open_yields), switching_cost_ppm))
+        return int(worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm))
 
-    def _quotes(self, ledger: L.Ledger) -> list[Quote]:
-        return [Quote.of(view) for view in pools_view(replace(self.state, ledger=ledger))["pools"]]
+    def _quotes(self, ledger: L.Ledger) -> Market:
+        return Market(
+            tuple(Quote.of(view) for view in pools_view(replace(self.state, ledger=ledger))["pools"])
+        )
+
+    def _requote(
+        self, market: Market, before: L.Ledger, after: L.Ledger, touched: tuple[bytes | None, ...]
+    ) -> Market:
+        """The market after a move: only the pools it touched, unless it changed the stake totals too.
+
+        Every quote depends on its pool and on the total stake (a pool's share
+        of it); a redelegation moves stake between two pools and leaves the
+        totals alone, so the other quotes stand. Anything else quotes afresh.
+        """
+        state = replace(self.state, ledger=after)
+        context = SetView.of(state)
+        was = SetView.of(replace(self.state, ledger=before))
+        if (was.active_total, was.bonded_total) != (context.active_total, context.bonded_total):
+            return self._quotes(after)
+        fresh = {
+            address: Quote.of(pool_view(state, after.pools[address], context=context))
+            for address in touched
+            if address and address in after.pools
+        }
+        return Market(tuple(fresh.get(q.address, q) for q in market.quotes))
 
     def _holding(self, ledger: L.Ledger, delegator: Delegator) -> Holding:
         address = delegator.keypair.address
@@ -292,7 +321,7 @@ class FastForward:
         pool = ledger.pools.get(pool_address) if pool_address else None
         staked = L.stake_of(pool, address) if pool is not None else 0
         entry = self.entry_rate.get(address, PPM)
-        locked = max((e.release_epoch for e in ledger.redelegations if e.delegator == address), default=0)
+        locked = self._locked.get(address, 0)
         return Holding(pool_address if staked else None, staked, account.balance, entry, locked)
 
     def _move(
@@ -323,6 +352,8 @@ class FastForward:
             self.where.pop(address, None)
             return
         self.where[address] = target
+        if ledger.redelegations and ledger.redelegations[-1].delegator == address:
+            self._locked[address] = ledger.redelegations[-1].release_epoch
         pool = ledger.pools[target]
         self.entry_rate[address] = exchange_rate_ppm(pool.total_shares, pool.member_tokens)
 
@@ -363,7 +394,7 @@ class FastForward:
     ) -> dict[str, Any]:
         state, ledger = self.state, self.state.ledger
         active = [power for _, power in L.active_powers(ledger)]
-        quotes = {q.address: q for q in self._quotes(ledger)}
+        quotes = self._quotes(ledger).by_address
         pools = {
             self.names.get(address, address.hex()[:8]): [
                 L.pool_power(pool),

@@ -22,8 +22,9 @@ generator it is handed, seeded by the run.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from network.econ.config import DelegatorClass
@@ -67,18 +68,36 @@ class Holding:
     locked_until: int = 0  # arrived by redelegation: the ledger refuses another hop before this epoch
 
 
-Policy = Callable[[Holding, Sequence[Quote], DelegatorClass, random.Random], bytes | None]
-"""(holding, quotes, class, rng) -> the pool to hold stake in, LEAVE, or None (no stake, no wish)."""
+@dataclass(frozen=True)
+class Market:
+    """Every pool's quote at one moment, with what many delegators ask of it worked out once."""
+
+    quotes: tuple[Quote, ...]
+
+    @cached_property
+    def by_address(self) -> dict[bytes, Quote]:
+        return {q.address: q for q in self.quotes}
+
+    @cached_property
+    def open(self) -> tuple[Quote, ...]:
+        """The pools taking stake, by name."""
+        return tuple(sorted((q for q in self.quotes if q.open), key=lambda q: q.name))
+
+    @cached_property
+    def best_yield(self) -> Quote | None:
+        """The open pool quoting the best yield; ties go to the smaller pool, then the name."""
+        return max(self.open, key=lambda q: (q.yield_ppm, -q.stake, q.name), default=None)
+
+    @cached_property
+    def largest(self) -> Quote | None:
+        return max(self.open, key=lambda q: (q.stake, q.name), default=None)
+
+    def current(self, holding: Holding) -> Quote | None:
+        return self.by_address.get(holding.pool) if holding.pool else None
 
 
-def _best_yield(quotes: Sequence[Quote]) -> Quote | None:
-    """The open pool quoting the best yield; ties go to the smaller pool, then the name."""
-    open_pools = [q for q in quotes if q.open]
-    return max(open_pools, key=lambda q: (q.yield_ppm, -q.stake, q.name), default=None)
-
-
-def _current(holding: Holding, quotes: Sequence[Quote]) -> Quote | None:
-    return next((q for q in quotes if q.address == holding.pool), None)
+Policy = Callable[[Holding, Market, DelegatorClass, random.Random], bytes | None]
+"""(holding, market, class, rng) -> the pool to hold stake in, LEAVE, or None (no stake, no wish)."""
 
 
 def worth_switching(current: int, best: int, switching_cost_ppm: int) -> bool:
@@ -86,13 +105,11 @@ def worth_switching(current: int, best: int, switching_cost_ppm: int) -> bool:
     return best * PPM > current * (PPM + switching_cost_ppm) if current > 0 else best > 0
 
 
-def yield_policy(
-    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
-) -> bytes | None:
-    best = _best_yield(quotes)
-    if best is None:
+def yield_policy(holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random) -> bytes | None:
+    best = market.best_yield
+    if best is None or holding.locked_until:
         return holding.pool
-    current = _current(holding, quotes)
+    current = market.current(holding)
     if current is None or not current.open:
         return best.address
     if worth_switching(current.yield_ppm, best.yield_ppm, spec.switching_cost_ppm):
@@ -100,39 +117,31 @@ def yield_policy(
     return current.address
 
 
-def loyal_policy(
-    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
-) -> bytes | None:
+def loyal_policy(holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random) -> bytes | None:
     return holding.pool
 
 
-def random_policy(
-    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
-) -> bytes | None:
-    open_pools = sorted((q for q in quotes if q.open), key=lambda q: q.name)
-    if open_pools and (holding.pool is None or rng.randrange(PPM) < spec.move_ppm):
-        return rng.choice(open_pools).address
+def random_policy(holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random) -> bytes | None:
+    if market.open and (holding.pool is None or rng.randrange(PPM) < spec.move_ppm):
+        return rng.choice(market.open).address
     return holding.pool
 
 
 def largest_policy(
-    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
+    holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random
 ) -> bytes | None:
-    open_pools = [q for q in quotes if q.open]
-    largest = max(open_pools, key=lambda q: (q.stake, q.name), default=None)
-    return holding.pool if largest is None else largest.address
+    return holding.pool if market.largest is None else market.largest.address
 
 
 def liquid_token_policy(
-    holding: Holding, quotes: Sequence[Quote], spec: DelegatorClass, rng: random.Random
+    holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random
 ) -> bytes | None:
-    current = _current(holding, quotes)
+    current = market.current(holding)
     if holding.staked and current is not None and current.exchange_rate_ppm < holding.entry_rate_ppm:
         return LEAVE  # a slash cut the token below what was paid for it: sell
     if holding.staked:
         return holding.pool
-    best = _best_yield(quotes)
-    return None if best is None else best.address
+    return None if market.best_yield is None else market.best_yield.address
 
 
 POLICIES: dict[str, Policy] = {

@@ -58,8 +58,19 @@ def read_run(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def pct(ppm: int) -> str:
-    return f"{ppm * 100 / PPM:.1f}%"
+def pct(ppm: int, digits: int = 1) -> str:
+    return f"{ppm * 100 / PPM:.{digits}f}%"
+
+
+def class_yields(records: list[dict[str, Any]]) -> str:
+    """Each delegator class's mean yield per epoch over the run, e.g. `savers 0.215%`."""
+    rows = [r for r in records if "classes" in r and r["epoch"] >= 0]
+    if not rows:
+        return "no delegators"
+    means = {
+        name: sum(r["classes"][name]["yield_ppm"] for r in rows) // len(rows) for name in rows[-1]["classes"]
+    }
+    return ", ".join(f"{name} {pct(value, 3)}" for name, value in means.items()) or "no delegators"
 
 
 def summary_lines(records: list[dict[str, Any]]) -> list[str]:
@@ -69,15 +80,11 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
         return [f"halted in epoch {last['epoch']}: {last['halted']}"]
     moves = sum(r["moves"] for r in records)
     misses = sum(r["policy_misses"] for r in records)
-    yields = ", ".join(
-        f"{name} {pct(sum(r['classes'][name]['yield_ppm'] for r in records) // len(records))}"
-        for name in last["classes"]
-    )
     return [
         f"epoch {last['epoch']} (height {last['height']}): nakamoto {last['nakamoto']}, gini {last['gini_ppm'] / PPM:.3f}, "
         f"hhi {last['hhi_ppm'] / PPM:.3f}, top-3 {pct(last['top3_ppm'])}, saturated {last['saturated']} of "
         f"{last['active_pools']} active pools",
-        f"yield per epoch by class (mean): {yields or 'no delegators'}",
+        f"yield per epoch by class (mean): {class_yields(records)}",
         f"moves {moves}, policy misses {misses}, rejected {sum(sum(r['rejected'].values()) for r in records)}, "
         f"reserve {last['reserve']}, slashed {last['slashed']}, supply conserved {last['supply_conserved']}",
     ]
@@ -88,13 +95,16 @@ class SweepRow:
     """One value of a swept parameter and where its run ended."""
 
     value: int
-    last: dict[str, Any]
-    misses: int
+    records: list[dict[str, Any]]
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.records[-1]
 
     def cells(self) -> tuple[object, ...]:
         last = self.last
         if "halted" in last:
-            return (self.value, "halted", "", "", "", "", "", "")
+            return (self.value, "halted", "", "", "", "", "", "", "", "")
         return (
             self.value,
             last["nakamoto"],
@@ -103,11 +113,15 @@ class SweepRow:
             pct(last["top3_ppm"]),
             f"{last['saturated']}/{last['active_pools']}",
             last["reserve"],
-            self.misses,
+            last["slashed"],
+            sum(r.get("policy_misses", 0) for r in self.records),
+            class_yields(self.records),
         )
 
 
-SWEEP_HEADER = ("VALUE", "NAKAMOTO", "GINI", "HHI", "TOP-3", "SATURATED", "RESERVE", "MISSES")
+SWEEP_HEADER = (
+    "VALUE", "NAKAMOTO", "GINI", "HHI", "TOP-3", "SATURATED", "RESERVE", "SLASHED", "MISSES", "YIELD/EPOCH",
+)  # fmt: skip
 
 
 def parse_sweep(text: str) -> tuple[str, list[int]]:
@@ -132,7 +146,5 @@ def sweep(
 ) -> Iterator[SweepRow]:
     """One run per value of parameter `name`, each summed up by its last epoch."""
     for value in values:
-        records = [
-            json.loads(line) for line in epoch_lines(config.with_param(name, value), seed, epochs, done)
-        ]
-        yield SweepRow(value, records[-1], sum(r.get("policy_misses", 0) for r in records))
+        lines = epoch_lines(config.with_param(name, value), seed, epochs, done)
+        yield SweepRow(value, [json.loads(line) for line in lines])

@@ -67,6 +67,10 @@ class Params:
     # 0 = locked delegation (stake leaves the balance, unbonds, is slashable); 1 = liquid (Cardano: a
     # delegation labels the account, its balance at each epoch start is the stake, only pledge is slashed).
     liquid_delegation: int = field(default=0, metadata={HASHED_WHEN_SET: True})
+    # 0 = each block's rewards are paid at once (operator, members); 1 = they accrue in the pool and are
+    # paid at the next epoch start (Cardano's rhythm: the fixed cost is then per epoch, and a small
+    # delegator's part is not floored away block by block).
+    epoch_rewards: int = field(default=0, metadata={HASHED_WHEN_SET: True})
 
     def timeout_ms(self, step: str, round_: int) -> int:
         """base + delta * round: the Tendermint rule that lets rounds outgrow network delay."""
@@ -97,6 +101,7 @@ _PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "saturation_k": (0, 100_000),
     "max_leverage": (0, 1_000_000),
     "liquid_delegation": (0, 1),
+    "epoch_rewards": (0, 1),
 }
 _PPM_FIELDS = {name for name in (f.name for f in fields(Params)) if name.endswith("_ppm")}
 

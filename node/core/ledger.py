@@ -186,6 +186,9 @@ class Pool:
     compounding: bool = field(default=False, metadata={HASHED_WHEN_SET: True})  # member rewards stay in
     retiring_epoch: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # 0: not retiring
     next_public_key: bytes = field(default=b"", metadata={HASHED_WHEN_SET: True})  # signs from next epoch
+    accrued: int = field(
+        default=0, metadata={HASHED_WHEN_SET: True}
+    )  # epoch_rewards: earned, paid at epoch start
 
     @property
     def total_shares(self) -> int:
@@ -437,7 +440,8 @@ def total_supply(ledger: Ledger) -> int:
         staked = sum(pool.pledge for pool in ledger.pools.values())
     else:
         staked = sum(pool_power(pool) for pool in ledger.pools.values())
-    return balances + staked + sum(entry.amount for entry in ledger.unbonding) + ledger.reserve
+    accrued = sum(pool.accrued for pool in ledger.pools.values())
+    return balances + staked + accrued + sum(entry.amount for entry in ledger.unbonding) + ledger.reserve
 
 
 def bonded_stake(ledger: Ledger) -> int:
@@ -470,7 +474,7 @@ def nakamoto_coefficient(ledger: Ledger) -> int:
 
 
 def credited(account: Account, amount: int) -> Account:
-    return replace(account, balance=account.balance + amount)
+    return Account(account.balance + amount, account.nonce, account.public_key, account.delegated_to)
 
 
 def credit_accounts(ledger: Ledger, credits: Mapping[bytes, int]) -> Ledger:
@@ -729,6 +733,18 @@ def apply_rewards(
         if R.sharing_is_on(params)
         else shares
     )
+    minted, reserve = R.settle_reserve(ledger.reserve, sum(rewards.values()), R.withheld(shares, rewards))
+    if params.epoch_rewards:
+        accrued = {a: replace(p, accrued=p.accrued + rewards[a]) for a in rewards if (p := ledger.pools[a])}
+        ledger = replace(ledger, pools=ledger.pools.update(accrued))
+    else:
+        ledger = pay_pools(ledger, rewards)
+    ledger = replace(ledger, issued=ledger.issued + minted, reserve=reserve)
+    return ledger, tuple(LedgerEvent("rewarded", a, rewards[a], "block reward") for a in sorted(rewards))
+
+
+def pay_pools(ledger: Ledger, rewards: Mapping[bytes, int]) -> Ledger:
+    """Split each pool's reward (cost, margin, members by shares) into balances, or compound the members' part."""
     payouts = {
         address: R.split_pool_reward(ledger.pools[address], rewards[address]) for address in sorted(rewards)
     }
@@ -742,14 +758,16 @@ def apply_rewards(
         for address, payout in payouts.items()
         if payout.compounded and (pool := ledger.pools[address])
     }
-    minted, reserve = R.settle_reserve(ledger.reserve, sum(rewards.values()), R.withheld(shares, rewards))
-    ledger = replace(
-        credit_accounts(ledger, credits),
-        pools=ledger.pools.update(compounded),
-        issued=ledger.issued + minted,
-        reserve=reserve,
-    )
-    return ledger, tuple(LedgerEvent("rewarded", a, rewards[a], "block reward") for a in sorted(rewards))
+    return replace(credit_accounts(ledger, credits), pools=ledger.pools.update(compounded))
+
+
+def pay_accrued(ledger: Ledger) -> Ledger:
+    """epoch_rewards: what each pool earned during the epoch, paid out at its start by the shares then."""
+    accrued = {address: pool.accrued for address, pool in ledger.pools.items() if pool.accrued}
+    if not accrued:
+        return ledger
+    emptied = {address: replace(ledger.pools[address], accrued=0) for address in accrued}
+    return pay_pools(replace(ledger, pools=ledger.pools.update(emptied)), accrued)
 
 
 # --------------------------------------------------------------- transactions
@@ -1202,6 +1220,7 @@ def apply_block(
 def start_epoch(ledger: Ledger, epoch: int, params: Params) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
     """Enter `epoch`: pools due retire, rotated signing keys take over, unbonding entries due
     return to their owners' balances, and redelegations past their slashable period are forgotten."""
+    ledger = pay_accrued(ledger)
     ledger, rotated = rotate_keys(ledger, epoch)
     retired: tuple[LedgerEvent, ...] = ()
     for address in sorted(ledger.pools):

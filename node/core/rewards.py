@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from typing import Protocol
 
 from node.core.genesis import PPM, Params
@@ -128,6 +129,7 @@ def max_pool_share(sigma: Fraction, pledge_share: Fraction, z0: Fraction, a0: Fr
     return (s + p * a0 * (s - p * (z0 - s) / z0) / z0) / (1 + a0)
 
 
+@lru_cache(maxsize=65_536)
 def reward_factor(stake: int, pledge: int, total: int, params: Params) -> Fraction:
     """maxPool / (R * sigma): what part of its proportional reward a pool receives (0 to 1).
 
@@ -237,6 +239,9 @@ def expected_member_rate(
     block = Fraction(params.block_reward * stake * performance_ppm, (active_total + added) * PPM)
     if sharing_is_on(params):
         block *= reward_factor(stake, pool.pledge, bonded_total + added, params)
+    if params.epoch_rewards:  # one payout per epoch: the fixed cost comes off once
+        after_cost = max(block * params.epoch_length - pool.fixed_cost, Fraction(0))
+        return after_cost * (PPM - pool.margin_ppm) / PPM / stake
     after_cost = max(block - pool.fixed_cost, Fraction(0))
     members = after_cost * (PPM - pool.margin_ppm) / PPM
     return members / stake * params.epoch_length

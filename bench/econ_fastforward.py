@@ -1,0 +1,95 @@
+"""Fast-forward economy speed: epochs per second at the issue's size, beside what bounds it.
+
+Runs the fast-forward engine (`network.econ.engine`) on a generated economy
+(200 pools, 10,000 Pareto-wealth yield delegators, epochs of 100 blocks,
+per-epoch reward payouts) for a few epochs, and prints, measured in the same
+run, the ceilings it cannot beat: the chain's own `apply_block` over an
+epoch of empty blocks, quoting every pool once, and the state hash an epoch
+record carries. The goal is 1,000 epochs in under 5 minutes; the last line
+says what this machine's rate makes of it.
+
+    python bench/econ_fastforward.py                       # 200 pools, 10,000 delegators, 10 epochs
+    python bench/econ_fastforward.py --delegators 2000 --epochs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from network.econ.config import parse_economy
+from network.econ.engine import EpochLog, FastForward
+from node.core.query import pools_view
+
+GOAL_EPOCHS, GOAL_S = 1000, 300.0
+
+
+def economy(pools: int, delegators: int, epoch_length: int) -> dict[str, object]:
+    unit = 1_000_000
+    return {
+        "run": {"epochs": 1000, "epoch_length": epoch_length, "seed": 1},
+        "params": {
+            "block_reward": 600 * unit, "saturation_k": max(1, pools * 3 // 4), "committee_size": 128,
+            "unbonding_epochs": 1, "epoch_rewards": 1,
+        },
+        "pools": [{"name": "pool", "count": pools, "pledge": 50_000 * unit, "fixed_cost": 5 * unit, "margin_ppm": 20_000}],
+        "delegators": [{
+            "name": "crowd", "count": delegators, "policy": "yield", "wealth": "pareto", "alpha": 1.16,
+            "total": 5_000 * unit * delegators, "switching_cost_ppm": 20_000, "start": "random",
+        }],
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pools", type=int, default=200)
+    parser.add_argument("--delegators", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epoch-length", type=int, default=100)
+    args = parser.parse_args()
+    config = parse_economy(economy(args.pools, args.delegators, args.epoch_length), "bench", Path("."))
+
+    started = time.perf_counter()
+    engine = FastForward(config)
+    build_s = time.perf_counter() - started
+    print(f"economy: {args.pools} pools, {args.delegators} delegators, epochs of {args.epoch_length} blocks")
+    print(f"  build (keys, wealth, genesis): {build_s:.1f} s")
+
+    started = time.perf_counter()
+    moves = sum(record.get("moves", 0) for record in engine.run(args.epochs))
+    run_s = time.perf_counter() - started
+    per_epoch = run_s / args.epochs
+    print(f"  run: {args.epochs} epochs in {run_s:.1f} s = {per_epoch:.2f} s/epoch, {moves} moves")
+
+    # Ceilings, measured now on the same state.
+    state = engine.state
+    probe = FastForward(config)
+    probe.state = state
+    started = time.perf_counter()
+    for _ in range(args.epoch_length):
+        probe._produce((), (), EpochLog())
+    blocks_s = time.perf_counter() - started
+    started = time.perf_counter()
+    pools_view(state)
+    quote_s = time.perf_counter() - started
+    started = time.perf_counter()
+    _ = probe.state.digest
+    digest_s = time.perf_counter() - started
+    print("  ceilings in this run (per epoch):")
+    print(f"    apply_block over {args.epoch_length} empty blocks: {blocks_s:.2f} s")
+    print(f"    quoting all {args.pools} pools once:             {quote_s:.3f} s")
+    print(f"    state hash of the epoch record:         {digest_s:.3f} s")
+    projected = build_s + GOAL_EPOCHS * per_epoch
+    verdict = "meets" if projected <= GOAL_S else "misses"
+    print(
+        f"  {GOAL_EPOCHS} epochs at this rate: {projected / 60:.1f} min ({verdict} the {GOAL_S / 60:.0f} min goal; "
+        f"the chain alone would take {GOAL_EPOCHS * (blocks_s + digest_s) / 60:.1f} min)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""The staking economy: its files, wealth, metrics, policies, the fast-forward engine and `posnet econ`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from network.econ import metrics as M
+from network.econ.config import DelegatorClass, EconError, load_economy, parse_economy
+from network.econ.engine import FastForward
+from network.econ.policies import POLICIES, largest_policy
+from network.econ.runs import epoch_lines
+from network.econ.wealth import balances, shares_of
+from node.core.genesis import PPM
+from node.core.ledger import genesis_ledger
+from node.core.tx import UpdatePool
+from tests.test_ledger import D1, V1, V2, block, make_test_genesis, signed
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ECONOMY = REPO_ROOT / "scenarios" / "economy"
+
+SMALL = """
+[run]
+epochs = 8
+epoch_length = 10
+seed = 3
+
+[params]
+block_reward = 100000
+saturation_k = 4
+unbonding_epochs = 1
+committee_size = 64
+
+[[pools]]
+name = "giant"
+pledge = 20000
+
+[[pools]]
+name = "pool"
+count = 5
+pledge = 2000
+margin_ppm = 30000
+
+[[delegators]]
+name = "seekers"
+count = 60
+policy = "yield"
+wealth = "equal"
+total = 60000
+switching_cost_ppm = 10000
+start = "largest"
+
+[[delegators]]
+name = "stayers"
+count = 10
+policy = "loyal"
+wealth = "pareto"
+alpha = 1.3
+total = 20000
+
+[[events]]
+epoch = 4
+kind = "offline"
+pool = "pool-2"
+"""
+
+
+def economy(text: str = SMALL, **run: int) -> object:
+    import tomllib
+
+    raw = tomllib.loads(text)
+    raw["run"] = {**raw.get("run", {}), **run}
+    return parse_economy(raw, "test", Path("."))
+
+
+# ------------------------------------------------------------------ files
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda t: t.replace('policy = "loyal"', 'policy = "greedy"'),
+            "delegators[1].policy: 'greedy' is not one of",
+        ),
+        (
+            lambda t: t.replace("margin_ppm = 30000", "margin_ppm = 3000000"),
+            "pools[1].margin_ppm: 3000000 is outside",
+        ),
+        (lambda t: t.replace('pool = "pool-2"', 'pool = "pool-9"'), "events[0].pool: no pool named 'pool-9'"),
+        (
+            lambda t: t.replace("alpha = 1.3", "alpha = 1.3\ncolour = 1"),
+            "delegators[1].colour: unknown field",
+        ),
+        (lambda t: t.replace("saturation_k = 4", "saturation_k = -1"), "params.saturation_k"),
+        (lambda t: t.replace('name = "giant"', 'name = "pool-1"'), "pools[1].name: duplicate 'pool-1'"),
+        (lambda t: t.replace("epochs = 8", "epochs = 0"), "run.epochs: 0 is outside"),
+    ],
+)
+def test_a_bad_economy_file_is_refused_in_one_line_naming_the_field(change: object, message: str) -> None:
+    with pytest.raises(EconError) as caught:
+        economy(change(SMALL))  # type: ignore[operator]
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_cli_refuses_a_bad_file_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL.replace("count = 60", "count = many"))
+    result = subprocess.run(
+        [sys.executable, "-m", "network.cli", "econ", "run", str(bad), "--fast"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "not valid TOML" in result.stderr
+
+
+def test_every_shipped_experiment_loads() -> None:
+    files = sorted(ECONOMY.glob("*.toml"))
+    assert len(files) >= 4
+    for path in files:
+        load_economy(path)
+
+
+# ------------------------------------------------------------------ wealth and metrics
+
+
+@given(st.integers(0, 10**12), st.lists(st.floats(0.001, 1000.0), min_size=1, max_size=50))
+def test_wealth_shares_add_up_to_the_total_exactly(total: int, weights: list[float]) -> None:
+    amounts = shares_of(total, weights)
+    assert sum(amounts) == total and min(amounts) >= 0
+
+
+def test_pareto_wealth_is_more_unequal_than_equal_wealth() -> None:
+    import random
+
+    def spread(wealth: str) -> int:
+        spec = DelegatorClass("c", 500, "loyal", wealth, total=10**9, alpha=1.2)
+        return M.gini_ppm(balances(spec, random.Random(1)))
+
+    assert spread("equal") == 0 and spread("pareto") > 400_000 and spread("lognormal") > 200_000
+
+
+def test_metrics_of_known_distributions() -> None:
+    assert (M.gini_ppm([5] * 10), M.hhi_ppm([5] * 10), M.nakamoto([5] * 10)) == (0, 100_000, 4)
+    assert M.gini_ppm([0, 0, 0, 100]) == 750_000 and M.hhi_ppm([0, 0, 0, 100]) == PPM
+    assert M.top_share_ppm([50, 30, 10, 10]) == 900_000 and M.nakamoto([50, 30, 10, 10]) == 1
+    assert M.saturated([30, 10, 10], 50, 2) == 1 and M.saturated([30, 10], 40, 0) == 0
+
+
+@given(st.lists(st.integers(0, 10**9), min_size=1, max_size=40))
+def test_concentration_metrics_stay_in_their_bounds(values: list[int]) -> None:
+    assert 0 <= M.gini_ppm(values) < PPM
+    assert (M.hhi_ppm(values) == 0) == (sum(values) == 0)
+    assert M.hhi_ppm(values) <= PPM and 0 <= M.top_share_ppm(values) <= PPM
+    assert M.nakamoto(values) <= len(values)
+
+
+# ------------------------------------------------------------------ the pool's terms
+
+
+def test_the_owner_updates_its_pool_terms_and_nobody_else_can() -> None:
+    ledger = genesis_ledger(make_test_genesis())
+    updated, events = block(ledger, signed(V2, UpdatePool(0, 7, 123_000)))
+    assert events[-1].kind == "tx_applied"
+    assert (updated.pools[V2.address].fixed_cost, updated.pools[V2.address].margin_ppm) == (7, 123_000)
+    _, events = block(ledger, signed(D1, UpdatePool(0, 0, 0)))
+    assert events[-1].reason == "not a pool owner"
+    assert updated.pools[V1.address] == ledger.pools[V1.address]
+
+
+# ------------------------------------------------------------------ the engine
+
+
+def test_same_file_and_seed_give_the_same_json_bit_for_bit(tmp_path: Path) -> None:
+    config = economy()
+    first = list(epoch_lines(config, 3, 8))  # type: ignore[arg-type]
+    assert first == list(epoch_lines(config, 3, 8))  # type: ignore[arg-type]
+    assert first != list(epoch_lines(config, 4, 8))  # type: ignore[arg-type]
+    path = tmp_path / "test.toml"  # the file's name names the chain and its keys
+    path.write_text(SMALL)
+    outputs = []
+    for hash_seed in ("1", "2"):  # separate processes, different hash seeds
+        out = tmp_path / f"run{hash_seed}.jsonl"
+        subprocess.run(
+            [sys.executable, "-m", "network.cli", "econ", "run", str(path), "--fast", "--out", str(out)],
+            check=True, capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONHASHSEED": hash_seed},
+        )  # fmt: skip
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert outputs[0].decode().splitlines()[0] == json.dumps(
+        json.loads(first[0]), sort_keys=True, separators=(",", ":")
+    )
+
+
+def test_a_run_keeps_supply_and_its_yield_delegators_where_the_ledger_quotes_best() -> None:
+    engine = FastForward(economy())  # type: ignore[arg-type]
+    records = list(engine.run())
+    assert len(records) == 9 and all(r["supply_conserved"] for r in records)
+    assert sum(r["moves"] for r in records) > 0  # the seekers left the saturated giant
+    assert sum(r["policy_misses"] for r in records) == 0
+    assert (
+        records[1]["moves"] >= 40 and records[-1]["pools"]["giant"][0] < 20_000 + 60_000
+    )  # its genesis stake
+    assert any("pool-2 offline" in r["events"] for r in records)
+    assert any("pool-2 jailed" in r["penalties"] for r in records)
+
+
+def test_a_policy_at_odds_with_the_ledgers_quotes_cannot_pass_silently() -> None:
+    """A 'yield' policy that herds to the largest pool instead: the ledger's own quotes catch it."""
+    engine = FastForward(economy(), policies={"yield": largest_policy})  # type: ignore[arg-type]
+    assert sum(r["policy_misses"] for r in engine.run()) > 0
+
+
+def test_an_offline_majority_halts_the_chain_and_the_run_says_so() -> None:
+    text = SMALL + "".join(
+        f'\n[[events]]\nepoch = 2\nkind = "offline"\npool = "{name}"\n'
+        for name in ("giant", "pool-1", "pool-3")
+    )
+    records = list(FastForward(economy(text)).run())  # type: ignore[arg-type]
+    assert "halted" in records[-1] and records[-1]["epoch"] == 2
+
+
+@pytest.mark.parametrize("liquid", [0, 1])
+def test_an_equivocation_costs_locked_delegators_and_spares_liquid_ones(liquid: int) -> None:
+    text = SMALL.replace("unbonding_epochs = 1", f"unbonding_epochs = 1\nliquid_delegation = {liquid}")
+    text = text.replace('policy = "yield"', 'policy = "loyal"')
+    text += '\n[[events]]\nepoch = 3\nkind = "equivocate"\npool = "giant"\n'
+    records = list(FastForward(economy(text)).run())  # type: ignore[arg-type]
+    hit = next(r for r in records if "giant tombstoned" in r["penalties"])
+    assert hit["slashed"] > 0
+    assert (hit["classes"]["seekers"]["yield_ppm"] < 0) == (liquid == 0)
+
+
+def test_every_policy_has_a_name_the_files_accept() -> None:
+    from network.econ.config import POLICIES as NAMES
+
+    assert set(POLICIES) == set(NAMES)
+
+
+def test_a_pool_entering_later_registers_and_takes_stake() -> None:
+    text = SMALL + '\n[[pools]]\nname = "late"\npledge = 5000\nenters_epoch = 3\n'
+    config = economy(text)
+    records = list(FastForward(config).run())  # type: ignore[arg-type]
+    assert "late" not in records[1]["pools"] and records[-1]["pools"]["late"][2] == "active"
+    assert any("late new_pool" in r["events"] for r in records)
+    assert replace(config, epochs=1).epochs == 1  # type: ignore[type-var]
+
+
+def test_requoting_only_the_pools_a_move_touched_gives_the_same_run_as_requoting_all() -> None:
+    """The engine's shortcut (a redelegation leaves the other quotes alone) must change nothing."""
+
+    class FullRequote(FastForward):
+        def _requote(self, market, before, after, touched):  # type: ignore[no-untyped-def]
+            return self._quotes(after)
+
+    config = economy()
+    assert list(FullRequote(config).run()) == list(FastForward(config).run())  # type: ignore[arg-type]
