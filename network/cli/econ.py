@@ -21,11 +21,6 @@ from network.cli.progress import BarProgress
 from network.econ import runs
 from network.econ.config import EconError, EconomyConfig, load_economy
 
-FULL_MODE_MISSING = (
-    "the message-level economy (every vote through the simulated network) is not built yet; "
-    "pass --fast, which runs the same ledger, selection and transactions without the messages"
-)
-
 
 @click.group()
 def econ() -> None:
@@ -43,7 +38,11 @@ def _load(path: Path) -> EconomyConfig:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--seed", type=click.IntRange(0), default=None, help="[default: the file's run.seed]")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="[default: the file's run.epochs]")
-@click.option("--fast", is_flag=True, help="fast-forward: no messages, the same ledger and selection")
+@click.option(
+    "--fast",
+    is_flag=True,
+    help="fast-forward: no messages, the same ledger and selection [default: every vote through the simulator]",
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -58,34 +57,34 @@ def econ_run(
 ) -> None:
     """Run the economy in FILE and print where it ended (or one row per swept value)."""
     config = _load(file)
-    if not fast:
-        raise UserError(FULL_MODE_MISSING)
     seed = config.seed if seed is None else seed
     epochs = config.epochs if epochs is None else epochs
     try:
         if sweep_spec is not None:
-            _sweep(config, seed, epochs, sweep_spec)
+            _sweep(config, seed, epochs, sweep_spec, fast)
             return
         target = out or Path(f"{config.name}.jsonl")
         with BarProgress(epochs, "epochs") as bar, target.open("w") as handle:
-            records = runs.write_run(runs.epoch_lines(config, seed, epochs, lambda _n: bar.advance()), handle)
+            lines = runs.epoch_lines(config, seed, epochs, lambda _n: bar.advance(), fast)
+            records = runs.write_run(lines, handle)
     except EconError as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    click.echo(f"{config.name}, seed {seed}: {len(records)} epochs written to {target}")
+    ran = sum(1 for record in records if record["epoch"] >= 0)
+    click.echo(f"{config.name}, seed {seed}: {ran} epochs written to {target}")
     for line in runs.summary_lines(records):
         click.echo(f"  {line}")
     sys.exit(1 if "halted" in records[-1] else 0)
 
 
-def _sweep(config: EconomyConfig, seed: int, epochs: int, spec: str) -> None:
+def _sweep(config: EconomyConfig, seed: int, epochs: int, spec: str, fast: bool) -> None:
     name, values = runs.parse_sweep(spec)
     config.with_param(name, values[0])  # a bad name or value fails here, before any run
     click.echo(f"{config.name}, seed {seed}, {epochs} epochs, sweeping {name}:")
     rows = []
     with BarProgress(epochs * len(values), f"{name} sweep") as bar:
-        for row in runs.sweep(config, seed, epochs, name, values, lambda _n: bar.advance()):
+        for row in runs.sweep(config, seed, epochs, name, values, lambda _n: bar.advance(), fast):
             rows.append(row.cells())
     for line in table(runs.SWEEP_HEADER, rows, frozenset(range(len(runs.SWEEP_HEADER)))):
         click.echo(f"  {line}")

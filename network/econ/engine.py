@@ -34,6 +34,7 @@ from network.econ.config import EconomyConfig, TimelineEvent
 from network.econ.policies import LEAVE, POLICIES, Holding, Market, Policy, Quote, worth_switching
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
+from node.core.codec import encode
 from node.core.genesis import PPM
 from node.core.messages import (
     Block,
@@ -50,6 +51,7 @@ from node.core.shares import exchange_rate_ppm
 from node.core.state import (
     ChainState,
     apply_block,
+    canonical,
     committee_at,
     evidence_problem,
     genesis_state,
@@ -124,14 +126,25 @@ class FastForward:
                 progress(1)
 
     def _epoch(self, log: EpochLog) -> None:
-        txs = self._timeline(self.state.epoch, log)
-        txs += self._unjails()
-        txs += self._delegators(txs, log)
+        txs = self._boundary_txs(log)
         chunk = max(1, self.state.params.max_block_txs)
         for i in range(self.config.epoch_length):
             block_txs = tuple(txs[i * chunk : (i + 1) * chunk])
             evidence, self.pending_evidence = tuple(self.pending_evidence), []
             self._produce(block_txs, evidence, log)
+
+    def _boundary_txs(self, log: EpochLog) -> list[bytes]:
+        """What the timeline, the operators and the delegators send at this epoch's start.
+
+        Nobody acts before the first boundary: at genesis everyone is where the
+        file put them, and the first block is proposed the moment the chain
+        starts (in the message-level mode, before any transaction could reach it).
+        """
+        if self.state.height == 0:
+            return []
+        txs = self._timeline(self.state.epoch, log)
+        txs += self._unjails()
+        return txs + self._delegators(txs, log)
 
     # ------------------------------------------------------------------ blocks
 
@@ -406,7 +419,7 @@ class FastForward:
         return {
             "epoch": epoch,
             "height": state.height,
-            "state_hash": state.digest.hex(),
+            "ledger_hash": ledger_hash(ledger).hex(),
             "nakamoto": M.nakamoto(active),
             "gini_ppm": M.gini_ppm(active),
             "hhi_ppm": M.hhi_ppm(active),
@@ -431,6 +444,16 @@ class FastForward:
             "events": log.events,
             "penalties": log.penalties,
         }
+
+
+def ledger_hash(ledger: L.Ledger) -> bytes:
+    """Every balance, pool, share and running total, hashed: what both modes must agree on each epoch.
+
+    The chain's position (block hashes, timestamps, seeds) is left out: the
+    message-level run has real signatures and network time, fast-forward has
+    neither, and the economy is the same either way.
+    """
+    return sha256(encode(canonical(ledger)))
 
 
 def _growth_ppm(before: int, after: int) -> int:

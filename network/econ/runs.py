@@ -15,14 +15,20 @@ from typing import Any, TextIO
 
 from network.econ.config import EconError, EconomyConfig
 from network.econ.engine import FastForward
+from network.econ.full import MessageLevel
 from node.core.genesis import PPM
 
 
 def epoch_lines(
-    config: EconomyConfig, seed: int, epochs: int, progress: Callable[[int], None] | None = None
+    config: EconomyConfig,
+    seed: int,
+    epochs: int,
+    progress: Callable[[int], None] | None = None,
+    fast: bool = True,
 ) -> Iterator[str]:
-    """Each epoch's record as one JSON line (the fast-forward engine's)."""
-    for record in FastForward(config, seed).run(epochs, progress):
+    """Each epoch's record as one JSON line, from fast-forward or the message-level simulator."""
+    engine = FastForward(config, seed) if fast else MessageLevel(config, seed)
+    for record in engine.run(epochs, progress):
         yield json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
@@ -143,8 +149,9 @@ def sweep(
     name: str,
     values: list[int],
     done: Callable[[int], None] | None = None,
+    fast: bool = True,
 ) -> Iterator[SweepRow]:
     """One run per value of parameter `name`, each summed up by its last epoch."""
     for value in values:
-        lines = epoch_lines(config.with_param(name, value), seed, epochs, done)
+        lines = epoch_lines(config.with_param(name, value), seed, epochs, done, fast)
         yield SweepRow(value, [json.loads(line) for line in lines])

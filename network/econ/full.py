@@ -1,0 +1,111 @@
+"""The message-level economy: the same delegators and timeline, every vote a message in the simulator.
+
+Each pool is a simulated node (`network.sim.node.SimNode`: the real driver,
+consensus machine, admission and signatures) on the simulator's virtual-time
+network. The economy's side is the fast-forward engine's, unchanged: at
+each epoch boundary the delegators decide on the state a node finalized,
+and their signed transactions (and the timeline's) are published to every
+node, as a client publishes to the broker; the nodes' proposers put them in
+blocks. An offline pool's node is crashed and later rebooted from its
+chain; an equivocating pool's double sign reaches the nodes as evidence.
+
+Certificates carry every precommit when the chain is paced: a proposer
+waits `commit_wait_ms` after a decision before proposing, so the votes of
+the whole committee are in. A file that leaves it at 0 runs here at 200 ms.
+With no faults, both modes then build the same ledger at every epoch (the
+same proposers, signers, transactions and rewards; `ledger_hash` in each
+record), which a test checks. `performance_ppm` is not modelled here: a
+pool's node signs whenever it is up.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Any
+
+from network.econ.config import EconomyConfig, TimelineEvent
+from network.econ.engine import EpochLog, FastForward, Halted
+from network.econ.policies import Policy
+from network.sim.net import SimNetwork
+from network.sim.node import SharedCore, SimNode
+from network.sim.plans import FaultPlan
+from node.core.envelopes import evidence_bytes, tx_bytes
+from node.core.state import genesis_state
+
+PACED_COMMIT_WAIT_MS = 200
+ROUNDS_PER_HEIGHT = 3  # an epoch gets this many failed rounds per height before the run counts it halted
+
+
+class MessageLevel(FastForward):
+    """One economy run through the simulator; `run()` yields the same records as fast-forward."""
+
+    def __init__(
+        self, config: EconomyConfig, seed: int | None = None, policies: dict[str, Policy] | None = None
+    ) -> None:
+        if config.params.commit_wait_ms == 0:
+            config = replace(config, params=replace(config.params, commit_wait_ms=PACED_COMMIT_WAIT_MS))
+        super().__init__(config, seed, policies)
+        names = [pool.name for pool in config.pools]
+        self.net = SimNetwork(names, FaultPlan(), random.Random(f"econ-net/{config.name}/{self.seed}"))
+        self.core = SharedCore()
+        self.log_lines: list[dict[str, Any]] = []
+        start = genesis_state(self.world.genesis)
+        self.nodes = {
+            name: SimNode(name, self.world.owners[name], start, self.net, self.core, None, self.log_lines)
+            for name in names
+        }
+        for node in self.nodes.values():
+            node.boot()
+
+    def _epoch(self, log: EpochLog) -> None:
+        txs = self._boundary_txs(log)
+        self._publish_evidence()
+        self._publish(txs)
+        target = self.state.height + self.config.epoch_length
+        budget = self.config.epoch_length * self.config.params.failed_rounds_ms(ROUNDS_PER_HEIGHT)
+        seen = len(self.log_lines)
+        self.net.run_until(lambda: self._leader().height >= target, self.net.now_ms + budget)
+        leader = self._leader()
+        if leader.height < target:
+            raise Halted(f"height {leader.height + 1}: not finalized within {budget} ms of network time")
+        self.state = leader.chain[target - 1][2]
+        penalties = ("jailed", "tombstoned", "unjailed")
+        log.penalties += [
+            f"{line['validator']} {line['event']}"
+            for line in self.log_lines[seen:]
+            if line["event"] in penalties and line["node"] == leader.name
+        ]
+
+    def _leader(self) -> SimNode:
+        """The running node furthest ahead: whose state the delegators read."""
+        running = [node for node in self.nodes.values() if node.name not in self.net.down]
+        return max(running or self.nodes.values(), key=lambda node: (node.height, node.name))
+
+    def _event(self, event: TimelineEvent) -> list[bytes]:
+        node = self.nodes[event.pool]
+        if event.kind == "offline" and node.name not in self.net.down:
+            node.crash()
+        elif event.kind == "online" and node.name in self.net.down:
+            node.boot()
+        return super()._event(event)
+
+    def _publish(self, txs: list[bytes]) -> None:
+        """Every transaction to every running node's mempool, in order, as a broker delivers them."""
+        leader = self._leader()
+        keypair = leader.driver.keypair
+        for tx in txs:
+            envelope = tx_bytes(self.state.chain_id, tx, keypair)
+            for node in self.nodes.values():
+                if node.name not in self.net.down:
+                    node.host.receive(envelope)
+
+    def _publish_evidence(self) -> None:
+        """A double sign the timeline called for, as evidence gossiped to every node."""
+        evidence, self.pending_evidence = self.pending_evidence, []
+        leader = self._leader()
+        for item in evidence:
+            data = evidence_bytes(self.state.chain_id, item, leader.driver.keypair)
+            for node in self.nodes.values():
+                if node.name not in self.net.down:
+                    node.host.receive(data)
