@@ -12,28 +12,24 @@ and the old signing key can move no funds.
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from network.testnet.layout import Layout
-from network.testnet.logcheck import read_log
 from network.transport.broker import mosquitto_available
 from node.core.codec import decode
 from node.core.genesis import load_genesis
 from node.core.keys import key_file_kind, load_key_file
 from node.core.ledger import SIGNING_KEY_SENDS_NOTHING
 from node.core.messages import CommitCertificate, verify_signed
-from tests.support import waiting
+from tests.support.user_testnet import REPO_ROOT, UserTestnet, running_testnet
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 90.0
 NAMES = ("v1", "v2", "v3", "v4")
 EPOCH_LENGTH = 10
@@ -45,49 +41,13 @@ pytestmark = [
 ]
 
 
-@dataclass
-class Net:
-    root: Path
-    directory: Path
-    process: subprocess.Popen[bytes]
-    output: Path
-
-    @property
-    def layout(self) -> Layout:
-        return Layout.of(self.directory)
-
+class Net(UserTestnet):
     def owner(self, name: str) -> Path:
         return self.root / "owners" / f"{name}.json"
 
-    def events(self, node: str, kind: str) -> list[dict[str, Any]]:
-        return [e for e in read_log(self.layout.log(node)).events if e["event"] == kind]
-
-    def posnet(self, *args: object, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "network.cli", *map(str, args)]
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=WAIT_S + 30, env=env, cwd=self.root
-        )
-        if check is not None:
-            assert result.returncode == check, (
-                f"{args}: exit {result.returncode}\n{result.stdout}{result.stderr}"
-            )
-        return result
-
-    def height(self, node: str) -> int:
-        finalized = self.events(node, "finalized")
-        return finalized[-1]["height"] if finalized else 0
-
-    def diagnostics(self) -> str:
-        lines = [self.output.read_text(errors="replace")[-3000:]]
-        for node in NAMES:
-            events = read_log(self.layout.log(node)).events
-            lines.append(f"--- {node}: {len(events)} events, last: {events[-3:]}")
-        return "\n".join(lines)
-
 
 def wait_for(net: Net, predicate: Any, what: str) -> None:
-    waiting.wait_for(predicate, what, WAIT_S, interval=0.2, diagnostics=net.diagnostics)
+    net.wait_for(predicate, what)
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +55,11 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("rotation")
     directory = root / "net"
     layout = Layout.of(directory)
-    argv = [sys.executable, "-m", "network.cli"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
     def cli(*args: object) -> None:
-        subprocess.run([*argv, *map(str, args)], check=True, capture_output=True, env=env, cwd=root)
+        argv = [sys.executable, "-m", "network.cli", *map(str, args)]
+        subprocess.run(argv, check=True, capture_output=True, env=env, cwd=root)
 
     for name in NAMES:
         cli("keys", "generate", "--name", name, "--kind", "owner", "--out", root / "owners" / f"{name}.json")
@@ -110,26 +70,14 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         "genesis", "create", "--out", layout.genesis, *keys, *signing,
         "--slot-ms", 100, "--epoch-length", EPOCH_LENGTH,
     )  # fmt: skip
-    output = root / "up.out"
-    up = [*argv, "testnet", "up", "--dir", str(directory), "--broker", "mosquitto", "--quiet"]
-    with open(output, "wb") as out:
-        process = subprocess.Popen(
-            up, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    running = Net(root, directory, process, output)
-    try:
+    with running_testnet(root, directory, NAMES, ["--broker", "mosquitto", "--quiet"], WAIT_S) as running:
+        started = Net(**vars(running))
         wait_for(
-            running, lambda: process.poll() is None and min(running.height(n) for n in NAMES) >= 2, "finality"
+            started,
+            lambda: started.process.poll() is None and min(started.height(n) for n in NAMES) >= 2,
+            "finality",
         )
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        yield started
 
 
 def v1_keys_by_height(net: Net, node: str) -> dict[int, bytes]:

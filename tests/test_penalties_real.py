@@ -14,12 +14,7 @@ starting four nodes costs more than all the checks together).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +23,10 @@ from click.testing import CliRunner
 
 from network.cli import cli
 from network.testnet.layout import Layout
-from network.testnet.logcheck import read_log
 from network.transport.broker import mosquitto_available
 from node.core.genesis import load_genesis
 from node.core.keys import load_key_file
-from tests.support import waiting
+from tests.support.user_testnet import UserTestnet, running_testnet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 60.0
@@ -45,46 +39,13 @@ pytestmark = [
 ]
 
 
-@dataclass
-class RunningTestnet:
-    root: Path  # holds the account key files
-    directory: Path  # the testnet --dir
-    process: subprocess.Popen[bytes]
-    output: Path
-
-    @property
-    def layout(self) -> Layout:
-        return Layout.of(self.directory)
-
-    def events(self, node: str, kind: str) -> list[dict[str, Any]]:
-        return [e for e in read_log(self.layout.log(node)).events if e["event"] == kind]
-
-    def posnet(self, *args: object, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-        """Run a `posnet` command as the user would (its own process); assert its exit code."""
-        argv = [sys.executable, "-m", "network.cli", *map(str, args)]
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=WAIT_S + 30, env=env, cwd=self.root
-        )
-        if check is not None:
-            assert result.returncode == check, (
-                f"{args}: exit {result.returncode}\n{result.stdout}{result.stderr}"
-            )
-        return result
-
+class RunningTestnet(UserTestnet):
     def query(self, *args: object) -> dict[str, Any]:
         return json.loads(self.posnet("query", *args, "--dir", self.directory, "--json").stdout)  # type: ignore[no-any-return]
 
-    def diagnostics(self) -> str:
-        lines = [self.output.read_text(errors="replace")[-3000:]]
-        for node in (*HONEST, "v4"):
-            events = read_log(self.layout.log(node)).events
-            lines.append(f"--- {node}: {len(events)} events, last: {events[-3:]}")
-        return "\n".join(lines)
-
 
 def wait_for(predicate: Callable[[], bool], what: str, net: RunningTestnet) -> None:
-    waiting.wait_for(predicate, what, WAIT_S, interval=0.2, diagnostics=net.diagnostics)
+    net.wait_for(predicate, what)
 
 
 def cli_ok(*args: object) -> str:
@@ -116,36 +77,11 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestnet
         "--slot-ms", 100, "--epoch-length", 20, "--param", "unbonding_epochs=2",
         "--account", f"{root / 'delegator.json'}=5000", "--account", f"{root / 'poor.json'}=10",
     )  # fmt: skip
-    output = root / "up.out"
-    argv = [
-        sys.executable,
-        "-m",
-        "network.cli",
-        "testnet",
-        "up",
-        "--dir",
-        str(directory),
-        "--broker",
-        "mosquitto",
-    ]
-    argv += ["--behaviour", "v4=equivocate", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
-    with open(output, "wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    net = RunningTestnet(root, directory, process, output)
-    try:
-        wait_for(lambda: process.poll() is None and _answers(net), "the testnet to answer queries", net)
+    up = ["--broker", "mosquitto", "--behaviour", "v4=equivocate", "--quiet"]
+    with running_testnet(root, directory, (*HONEST, "v4"), up, WAIT_S) as running:
+        net = RunningTestnet(**vars(running))
+        wait_for(lambda: net.process.poll() is None and _answers(net), "the testnet to answer queries", net)
         yield net
-    finally:
-        process.send_signal(signal.SIGTERM)  # the orchestrator stops the nodes, the relay and the broker
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: only what this test started
-            process.wait(timeout=30)
 
 
 def address(net: RunningTestnet, key: str) -> str:

@@ -330,9 +330,13 @@ def delegated_genesis(pools_terms: dict[str, tuple[int, int]], params: Params) -
 
 
 def simulate(
-    monkeypatch: pytest.MonkeyPatch, terms: dict[str, tuple[int, int]], params: Params, heights: int
+    monkeypatch: pytest.MonkeyPatch,
+    terms: dict[str, tuple[int, int]],
+    params: Params,
+    heights: int,
+    **config: Any,
 ) -> Any:
-    """Run the real simulator on `terms`; return the final state of the slowest honest node."""
+    """Run the real simulator on `terms` (and SimConfig fields in `config`); the slowest honest node's final state."""
     from network.sim import runner
     from network.sim.config import SimConfig
 
@@ -345,8 +349,8 @@ def simulate(
 
     monkeypatch.setattr(runner, "sim_genesis", delegated_genesis(terms, params))
     monkeypatch.setattr(runner, "validator_summary", keep)
-    result = runner.run_simulation(SimConfig(validators=len(terms), heights=heights, seed=1))
-    assert result.ok
+    result = runner.run_simulation(SimConfig(validators=len(terms), heights=heights, **{"seed": 1, **config}))
+    assert result.ok, result.to_json()
     return final[0]
 
 
@@ -405,33 +409,14 @@ def test_simulator_slash_lowers_the_exchange_rate_for_every_holder_even_one_give
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """v4 equivocates in the simulator after its delegator gave half its shares to carol by transaction."""
-    from network.sim import runner
-    from network.sim.config import SimConfig
-
     terms = {"v1": (2000, 0), "v2": (2000, 0), "v3": (2000, 0), "v4": (1000, 2000)}
     params = Params(block_reward=0, slash_fraction_double_sign_ppm=50_000)
     member, carol = Keypair.deterministic("member-v4"), Keypair.deterministic("carol")
     v4 = address_of(Keypair.deterministic("posnet-sim/v4").public)
     gift = sign_tx("posnet-sim", TransferShares(0, v4, carol.address, 1000), member)
-    final: list[Any] = []
-    summary = runner.validator_summary
-
-    def keep(state: Any) -> Any:
-        final.append(state)
-        return summary(state)
-
-    monkeypatch.setattr(runner, "sim_genesis", delegated_genesis(terms, params))
-    monkeypatch.setattr(runner, "validator_summary", keep)
-    config = SimConfig(
-        validators=4,
-        heights=30,
-        seed=3,
-        byzantine=1,
-        transactions=((0, tx_bytes("posnet-sim", gift, member)),),
-    )
-    result = runner.run_simulation(config)
-    assert result.ok, result.to_json()
-    pool = final[0].ledger.pools[v4]
+    published = ((0, tx_bytes("posnet-sim", gift, member)),)
+    state = simulate(monkeypatch, terms, params, 30, seed=3, byzantine=1, transactions=published)
+    pool = state.ledger.pools[v4]
     rate = S.exchange_rate_ppm(pool.total_shares, pool.member_tokens)
     holders = {name: pool.shares.get(key.address, 0) for name, key in (("member", member), ("carol", carol))}
     worth = {
