@@ -39,7 +39,20 @@ from node.core.ledger import (
 )
 from node.core.state import canonical
 from node.core.tx import TransferShares, sign_tx
-from tests.test_ledger import PARAMS, assert_no_negative_holdings, block_spec, make_test_genesis, run_block
+from tests.test_ledger import (
+    D1,
+    D2,
+    PARAMS,
+    V1,
+    V2,
+    V3,
+    assert_no_negative_holdings,
+    balance,
+    block,
+    block_spec,
+    make_test_genesis,
+    run_block,
+)
 
 SHARING = Params(saturation_k=4, pledge_influence_ppm=300_000)
 
@@ -277,12 +290,15 @@ def test_the_state_hash_leaves_out_sharing_and_the_reserve_while_unset() -> None
 
 @pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(block_spec, min_size=1, max_size=12), params_on)
+@given(st.lists(block_spec, min_size=1, max_size=12), params_on, st.sampled_from([0, 1]))
 def test_supply_with_the_reserve_is_conserved_by_every_block_tx_and_slash(
-    specs: list, sharing: Params
+    specs: list, sharing: Params, epoch_rewards: int
 ) -> None:
     params = replace(
-        PARAMS, saturation_k=sharing.saturation_k, pledge_influence_ppm=sharing.pledge_influence_ppm
+        PARAMS,
+        saturation_k=sharing.saturation_k,
+        pledge_influence_ppm=sharing.pledge_influence_ppm,
+        epoch_rewards=epoch_rewards,
     )
     ledger = genesis_ledger(make_test_genesis(params))
     committee: tuple[tuple[bytes, int], ...] = ()
@@ -302,6 +318,31 @@ def test_supply_with_the_reserve_is_conserved_by_every_block_tx_and_slash(
             epoch += 1
             ledger, _ = start_epoch(ledger, epoch, params)
             assert supply_is_conserved(ledger)
+
+
+# ------------------------------------------------------------------ paid per epoch
+
+
+def test_epoch_rewards_accrue_in_the_pool_and_are_paid_at_the_epoch_start_with_one_fixed_cost() -> None:
+    """The same blocks pay the same pools; per epoch the fixed cost comes off once instead of per block."""
+    signers = (V1, V2, V3)
+    committee = tuple((k.address, 1000) for k in signers)
+    paid: dict[int, L.Ledger] = {}
+    for mode in (0, 1):
+        params = replace(PARAMS, epoch_rewards=mode)
+        ledger = genesis_ledger(make_test_genesis(params))
+        for height in range(1, 6):
+            ledger, _ = block(ledger, params=params, height=height, committee=committee, signers=signers)
+        if mode:
+            assert sum(ledger.accrued.values()) == ledger.issued > 0  # nobody has been paid yet
+            assert balance(ledger, D1) == balance(genesis_ledger(make_test_genesis(params)), D1)
+        ledger, _ = start_epoch(ledger, 1, params)
+        assert not ledger.accrued and supply_is_conserved(ledger)
+        paid[mode] = ledger
+    members = [balance(paid[m], D1) + balance(paid[m], D2) for m in (0, 1)]
+    operator = [balance(paid[m], V1) for m in (0, 1)]
+    assert paid[0].issued == paid[1].issued
+    assert operator[0] > operator[1] and members[1] > members[0]  # four fewer fixed costs come off
 
 
 # ------------------------------------------------------------------ the simulator

@@ -186,9 +186,6 @@ class Pool:
     compounding: bool = field(default=False, metadata={HASHED_WHEN_SET: True})  # member rewards stay in
     retiring_epoch: int = field(default=0, metadata={HASHED_WHEN_SET: True})  # 0: not retiring
     next_public_key: bytes = field(default=b"", metadata={HASHED_WHEN_SET: True})  # signs from next epoch
-    accrued: int = field(
-        default=0, metadata={HASHED_WHEN_SET: True}
-    )  # epoch_rewards: earned, paid at epoch start
 
     @property
     def total_shares(self) -> int:
@@ -243,6 +240,8 @@ class Ledger:
     liquid: bool = field(default=False, metadata={HASHED_WHEN_SET: True})  # params.liquid_delegation
     # addresses of every signing key that is not also its pool's owner key, now or before: no funds, ever
     signing_accounts: frozenset[bytes] = field(default=frozenset(), metadata={HASHED_WHEN_SET: True})
+    # params.epoch_rewards: what each pool earned this epoch, paid to its operator and members at the next start
+    accrued: FrozenMap[bytes, int] = field(default=FrozenMap(), metadata={HASHED_WHEN_SET: True})
 
 
 @dataclass(frozen=True)
@@ -440,7 +439,7 @@ def total_supply(ledger: Ledger) -> int:
         staked = sum(pool.pledge for pool in ledger.pools.values())
     else:
         staked = sum(pool_power(pool) for pool in ledger.pools.values())
-    accrued = sum(pool.accrued for pool in ledger.pools.values())
+    accrued = sum(ledger.accrued.values())
     return balances + staked + accrued + sum(entry.amount for entry in ledger.unbonding) + ledger.reserve
 
 
@@ -636,7 +635,7 @@ def apply_evidence(
 def record_participation(pool: Pool, signed: bool, window: int) -> Pool:
     """Shift one committee participation into the pool's window (bit set = missed)."""
     missed = ((pool.missed << 1) | (0 if signed else 1)) & ((1 << window) - 1)
-    return replace(pool, missed=missed)
+    return pool if missed == pool.missed else replace(pool, missed=missed)  # most heights change nothing
 
 
 def missed_count(pool: Pool) -> int:
@@ -685,7 +684,8 @@ def judge_participation(
         for address in participation.committee
         if (pool := ledger.pools.get(address)) is not None and pool.status == ACTIVE
     }
-    ledger = replace(ledger, pools=ledger.pools.update(recorded))
+    changed = {address: pool for address, pool in recorded.items() if pool is not ledger.pools[address]}
+    ledger = replace(ledger, pools=ledger.pools.update(changed))
     events: tuple[LedgerEvent, ...] = ()
     for address in sorted(recorded):
         if missed_count(recorded[address]) > params.max_missed_in_window:
@@ -735,8 +735,8 @@ def apply_rewards(
     )
     minted, reserve = R.settle_reserve(ledger.reserve, sum(rewards.values()), R.withheld(shares, rewards))
     if params.epoch_rewards:
-        accrued = {a: replace(p, accrued=p.accrued + rewards[a]) for a in rewards if (p := ledger.pools[a])}
-        ledger = replace(ledger, pools=ledger.pools.update(accrued))
+        earned = {address: ledger.accrued.get(address, 0) + amount for address, amount in rewards.items()}
+        ledger = replace(ledger, accrued=ledger.accrued.update(earned))
     else:
         ledger = pay_pools(ledger, rewards)
     ledger = replace(ledger, issued=ledger.issued + minted, reserve=reserve)
@@ -763,11 +763,9 @@ def pay_pools(ledger: Ledger, rewards: Mapping[bytes, int]) -> Ledger:
 
 def pay_accrued(ledger: Ledger) -> Ledger:
     """epoch_rewards: what each pool earned during the epoch, paid out at its start by the shares then."""
-    accrued = {address: pool.accrued for address, pool in ledger.pools.items() if pool.accrued}
-    if not accrued:
+    if not ledger.accrued:
         return ledger
-    emptied = {address: replace(ledger.pools[address], accrued=0) for address in accrued}
-    return pay_pools(replace(ledger, pools=ledger.pools.update(emptied)), accrued)
+    return pay_pools(replace(ledger, accrued=FrozenMap()), ledger.accrued)
 
 
 # --------------------------------------------------------------- transactions
