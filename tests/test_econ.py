@@ -296,3 +296,25 @@ def test_the_message_level_mode_runs_the_timeline_through_real_nodes() -> None:
     penalties = [p for r in records for p in r["penalties"]]
     assert "pool-2 jailed" in penalties and "pool-4 tombstoned" in penalties
     assert all(r["supply_conserved"] for r in records)
+
+
+def test_the_report_draws_a_run_and_refuses_a_file_that_is_not_one(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from click.testing import CliRunner
+
+    from network.cli import cli
+
+    source = tmp_path / "test.toml"
+    source.write_text(SMALL)
+    run = tmp_path / "run.jsonl"
+    result = CliRunner().invoke(
+        cli, ["econ", "run", str(source), "--fast", "--out", str(run), "--epochs", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(run.read_text().splitlines()) == 4  # genesis and three epochs
+    result = CliRunner().invoke(cli, ["econ", "report", str(run)])
+    assert result.exit_code == 0 and run.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text('{"height": 3}\n')
+    result = CliRunner().invoke(cli, ["econ", "report", str(junk)])
+    assert result.exit_code == 2 and "not an economy record" in result.output
