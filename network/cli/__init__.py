@@ -11,6 +11,7 @@ import click
 
 from network.cli.econ import econ
 from network.cli.keys import genesis, keys
+from network.cli.load import load
 from network.cli.node import node
 from network.cli.query import query
 from network.cli.sim import sim
@@ -35,6 +36,7 @@ cli.add_command(node)
 cli.add_command(tx)
 cli.add_command(query)
 cli.add_command(econ)
+testnet.add_command(load)
 
 
 def main() -> None:

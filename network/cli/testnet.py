@@ -134,6 +134,12 @@ def testnet() -> None:
 )
 @click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
 @click.option(
+    "--accounts",
+    type=click.IntRange(0, 999),
+    default=0,
+    help="for a new genesis: fund this many accounts (keys in DIR/accounts/) for `posnet testnet load`",
+)
+@click.option(
     "--cold-keys",
     is_flag=True,
     help="for a new genesis: each pool's owner key in DIR/owners/ (funds, pool changes, rotations), "
@@ -171,6 +177,7 @@ def up(
     mqtt_protocol: str | None,
     quiet: bool,
     cold_keys: bool,
+    accounts: int,
     netfaults: bool,
     scenario_file: Path | None,
     time_scale: float,
@@ -194,6 +201,7 @@ def up(
         quiet=quiet,
         netfaults=netfaults,
         cold_keys=cold_keys,
+        accounts=accounts,
     )
     if scenario_file is not None:
         sys.exit(_run_scenario(config, scenario_file, time_scale))

@@ -94,6 +94,13 @@ class Layout:
         """With cold keys: the pool owner's key, outside the node's home (what `posnet tx` signs with)."""
         return self.root / "owners" / f"{name}.json"
 
+    def account_key(self, index: int) -> Path:
+        """A funded account's key (`testnet up --accounts N`), for `posnet testnet load` and by-hand transactions."""
+        return self.root / "accounts" / f"a{index:02d}.json"
+
+    def account_keys(self) -> list[Path]:
+        return sorted((self.root / "accounts").glob("a*.json"))
+
     def rotation_keys(self, name: str) -> Path:
         """The folder a node reads new signing keys from (`posnet tx rotate-key`)."""
         return self.home(name) / "keys"

@@ -7,12 +7,14 @@ never silently overwritten.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from network.testnet.errors import TestnetError
 from network.testnet.layout import Layout
 from node.core.genesis import (
     Genesis,
+    GenesisAccount,
     GenesisError,
     Params,
     genesis_to_toml,
@@ -26,8 +28,16 @@ DEFAULT_CHAIN_ID = "posnet-local"
 DEFAULT_SLOT_MS = 1000  # paced heights: a human can read the stream
 
 
+ACCOUNT_BALANCE = 1_000_000  # each funded account's genesis balance (`testnet up --accounts`)
+
+
 def prepare(
-    layout: Layout, validators: int, chain_id: str | None, slot_ms: int | None, cold_keys: bool = False
+    layout: Layout,
+    validators: int,
+    chain_id: str | None,
+    slot_ms: int | None,
+    cold_keys: bool = False,
+    accounts: int = 0,
 ) -> Genesis:
     """Create the keys and genesis that are missing; reuse (and verify) the ones that exist.
 
@@ -49,6 +59,8 @@ def prepare(
         keypairs = {name: _key_for(layout, name, layout.key(name)) for name in names}
     params = Params(commit_wait_ms=DEFAULT_SLOT_MS if slot_ms is None else slot_ms)
     doc = make_genesis(chain_id or DEFAULT_CHAIN_ID, keypairs, params=params, signing_keys=signing)
+    funded = [_key_for(layout, f"a{i:02d}", layout.account_key(i), "account") for i in range(1, accounts + 1)]
+    doc = replace(doc, accounts=tuple(GenesisAccount(key.public, ACCOUNT_BALANCE) for key in funded))
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.genesis.write_text(genesis_to_toml(doc))
     try:

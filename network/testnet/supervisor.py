@@ -85,6 +85,7 @@ class UpConfig:
     quiet: bool = False
     netfaults: bool = True  # nodes reach the broker through the fault relay
     cold_keys: bool = False  # a new genesis separates each pool's owner key from its signing key
+    accounts: int = 0  # a new genesis funds this many accounts (DIR/accounts/), for `posnet testnet load`
 
 
 class RunHooks:
@@ -192,7 +193,9 @@ class Supervisor:
         layout, config = self.layout, self.config
         layout.root.mkdir(parents=True, exist_ok=True)
         clear_leftovers(layout, self.echo)
-        doc = prepare(layout, config.validators, config.chain_id, config.slot_ms, config.cold_keys)
+        doc = prepare(
+            layout, config.validators, config.chain_id, config.slot_ms, config.cold_keys, config.accounts
+        )
         names = [v.name for v in doc.validators]
         unknown = sorted(set(config.behaviours) - set(names))
         if unknown:
