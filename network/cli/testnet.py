@@ -134,6 +134,11 @@ def testnet() -> None:
 )
 @click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
 @click.option(
+    "--prometheus",
+    is_flag=True,
+    help="write DIR/prometheus/prometheus.yml scraping every node, and run Prometheus there when installed",
+)
+@click.option(
     "--accounts",
     type=click.IntRange(0, 999),
     default=0,
@@ -178,6 +183,7 @@ def up(
     quiet: bool,
     cold_keys: bool,
     accounts: int,
+    prometheus: bool,
     netfaults: bool,
     scenario_file: Path | None,
     time_scale: float,
@@ -202,6 +208,7 @@ def up(
         netfaults=netfaults,
         cold_keys=cold_keys,
         accounts=accounts,
+        prometheus=prometheus,
     )
     if scenario_file is not None:
         sys.exit(_run_scenario(config, scenario_file, time_scale))

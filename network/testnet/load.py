@@ -210,7 +210,9 @@ class LoadGenerator:
             pool, amount = self.rng.choice(self.pools), self.rng.randint(1, 10)
             account.staked[pool] += amount
             return kind, self._spend(account, Delegate(account.nonce, pool, amount), amount), account
-        if kind == "overspend":  # refused, so the nonce stays; the amount differs each time, so no two are alike
+        if (
+            kind == "overspend"
+        ):  # refused, so the nonce stays; the amount differs each time, so no two are alike
             to = self.rng.choice(others).keypair.address
             return kind, Transfer(account.nonce, to, account.balance + 1 + len(self.sent)), account
         to = self.rng.choice(others)

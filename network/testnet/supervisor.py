@@ -41,6 +41,7 @@ from network.testnet.layout import (
 )
 from network.testnet.logcheck import analyse, format_report, read_log
 from network.testnet.logtail import LogTail
+from network.testnet.monitor import PrometheusInfo, start_prometheus, stop_prometheus
 from network.testnet.processes import (
     cmdline,
     describe_exit,
@@ -86,6 +87,7 @@ class UpConfig:
     netfaults: bool = True  # nodes reach the broker through the fault relay
     cold_keys: bool = False  # a new genesis separates each pool's owner key from its signing key
     accounts: int = 0  # a new genesis funds this many accounts (DIR/accounts/), for `posnet testnet load`
+    prometheus: bool = False  # write a scrape config for the nodes and start a local Prometheus if installed
 
 
 class RunHooks:
@@ -124,6 +126,8 @@ def clear_leftovers(layout: Layout, echo: Echo) -> None:
         for pid, command in [(old.broker.pid, old.broker.command), *relay_processes(layout, old)]
         if pid and process_state(pid, command) != "dead"
     ]
+    with contextlib.suppress(TestnetError):
+        stop_prometheus(layout)  # a Prometheus a killed supervisor left behind
     if leftovers or stop_after:
         echo(
             f"stopping {len(leftovers)} node(s) and {len(stop_after)} broker/relay process(es) "
@@ -145,6 +149,7 @@ class Supervisor:
         self.broker: BrokerProcess | None = None
         self.relay: subprocess.Popen[bytes] | None = None
         self.relay_failed = False
+        self.prometheus: PrometheusInfo | None = None
         self.state: TestnetState | None = None
         self.tails: dict[str, LogTail] = {}
         self.failures: list[str] = []
@@ -249,8 +254,21 @@ class Supervisor:
             self.echo(f"  {node.name}: pid {node.pid}, metrics :{node.metrics_port}{note}")
         write_state(layout, self.state)
         self.recorded = True
+        if config.prometheus:
+            self._start_prometheus({name: node.metrics_port for name, node in nodes.items()})
         self.echo("streaming finality logs; Ctrl-C stops the testnet" + self._duration_note())
         self.hooks.started(self)
+
+    def _start_prometheus(self, targets: dict[str, int]) -> None:
+        config, self.prometheus = start_prometheus(self.layout, targets)
+        if self.prometheus is None:
+            self.echo(
+                f"  prometheus: not installed (apt install prometheus); scrape config written to {config}"
+            )
+        else:
+            self.echo(
+                f"  prometheus: {self.prometheus.url} (pid {self.prometheus.pid}), scrape config {config}"
+            )
 
     def _duration_note(self) -> str:
         return f" (or after {self.config.duration:g} s)" if self.config.duration else ""
@@ -341,6 +359,8 @@ class Supervisor:
             stop_processes([(self.relay.pid, None, self.relay)], force=lambda: self.signals > 1)
         if self.broker is not None:
             self.broker.stop()
+        if self.prometheus is not None:
+            stop_prometheus(self.layout, self.prometheus)
         for child in self.children.values():
             child.poll()
         self._stream()

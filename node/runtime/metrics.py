@@ -161,6 +161,12 @@ class NodeMetrics:
         self.peers_online = Gauge(
             "posnet_peers_online", "Other nodes whose latest retained status says online", registry=reg
         )
+        self.penalties = Counter(
+            "posnet_penalties",
+            "Penalties the chain applied, as this node applied them (slashed, jailed, tombstoned, unjailed)",
+            ["kind"],
+            registry=reg,
+        )
         self.broker_connected = Gauge(
             "posnet_broker_connected", "1 while connected to the broker", registry=reg
         )

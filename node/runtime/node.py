@@ -67,7 +67,7 @@ from node.core.codec import DecodeError, decode, encode
 from node.core.consensus import Decided
 from node.core.driver import Audience
 from node.core.envelopes import status_bytes
-from node.core.events import EPOCH, FINALIZED, ROUND_TIMEOUT, SIGNING_KEY, TX_OUTCOMES
+from node.core.events import EPOCH, FINALIZED, LEDGER_PENALTIES, ROUND_TIMEOUT, SIGNING_KEY, TX_OUTCOMES
 from node.core.genesis import Genesis, GenesisError, load_genesis
 from node.core.hosting import Host
 from node.core.keys import Keypair
@@ -468,6 +468,8 @@ class NodeRuntime:
             self.metrics.finality_latency.observe(event["latency_ms"] / 1000)
         elif kind == ROUND_TIMEOUT:
             self.metrics.round_timeouts.inc()
+        elif kind in LEDGER_PENALTIES and source is self.primary:
+            self.metrics.penalties.labels(kind).inc()
         elif kind in TX_OUTCOMES and source is self.primary:
             self.view.record(event)
         elif kind == EPOCH and source is self.primary:
