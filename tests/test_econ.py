@@ -318,3 +318,27 @@ def test_the_report_draws_a_run_and_refuses_a_file_that_is_not_one(tmp_path: Pat
     junk.write_text('{"height": 3}\n')
     result = CliRunner().invoke(cli, ["econ", "report", str(junk)])
     assert result.exit_code == 2 and "not an economy record" in result.output
+
+
+@pytest.mark.slow
+def test_an_economy_sweep_on_local_dask_workers_prints_the_same_rows(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    source = tmp_path / "test.toml"
+    source.write_text(SMALL)
+    argv = [
+        sys.executable,
+        "-m",
+        "network.cli",
+        "econ",
+        "run",
+        str(source),
+        "--fast",
+        "--sweep",
+        "saturation_k=0,4",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    here = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout.splitlines()
+    there = subprocess.run([*argv, "--workers", "2"], capture_output=True, text=True, env=env, check=True)
+    rows = there.stdout.splitlines()
+    assert "2 local Dask workers" in rows[0] and "this process" in here[0]
+    assert rows[1:] == here[1:] and len(rows) == 4

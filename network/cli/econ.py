@@ -11,15 +11,19 @@ file or option, named in one line).
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import click
 
+from network.cli.chain import with_options
 from network.cli.errors import UserError
+from network.cli.fleet_options import FLEET_OPTIONS
 from network.cli.format import table
 from network.cli.progress import BarProgress
 from network.econ import runs
 from network.econ.config import EconError, EconomyConfig, load_economy
+from network.fleet.dask_sweep import Fleet, FleetError, map_on_dask
 
 
 @click.group()
@@ -52,8 +56,16 @@ def _load(path: Path) -> EconomyConfig:
 @click.option(
     "--sweep", "sweep_spec", default=None, metavar="NAME=V1,V2,...", help="one run per value of a parameter"
 )
+@with_options(FLEET_OPTIONS)
 def econ_run(
-    file: Path, seed: int | None, epochs: int | None, fast: bool, out: Path | None, sweep_spec: str | None
+    file: Path,
+    seed: int | None,
+    epochs: int | None,
+    fast: bool,
+    out: Path | None,
+    sweep_spec: str | None,
+    workers: int,
+    scheduler: str | None,
 ) -> None:
     """Run the economy in FILE and print where it ended (or one row per swept value)."""
     config = _load(file)
@@ -61,8 +73,11 @@ def econ_run(
     epochs = config.epochs if epochs is None else epochs
     try:
         if sweep_spec is not None:
-            _sweep(config, seed, epochs, sweep_spec, fast)
+            fleet = None if workers == 1 and scheduler is None else Fleet(workers, scheduler)
+            _sweep(config, seed, epochs, sweep_spec, fast, fleet)
             return
+        if workers != 1 or scheduler is not None:
+            raise UserError("--workers and --scheduler spread a sweep: give --sweep NAME=V1,V2,... too")
         target = out or Path(f"{config.name}.jsonl")
         with BarProgress(epochs, "epochs") as bar, target.open("w") as handle:
             lines = runs.epoch_lines(config, seed, epochs, lambda _n: bar.advance(), fast)
@@ -78,15 +93,27 @@ def econ_run(
     sys.exit(1 if "halted" in records[-1] else 0)
 
 
-def _sweep(config: EconomyConfig, seed: int, epochs: int, spec: str, fast: bool) -> None:
+def _sweep(config: EconomyConfig, seed: int, epochs: int, spec: str, fast: bool, fleet: Fleet | None) -> None:
+    """One run per value: in this process, or one value per Dask worker (the seed sweeps' path)."""
     name, values = runs.parse_sweep(spec)
     config.with_param(name, values[0])  # a bad name or value fails here, before any run
-    click.echo(f"{config.name}, seed {seed}, {epochs} epochs, sweeping {name}:")
-    rows = []
-    with BarProgress(epochs * len(values), f"{name} sweep") as bar:
-        for row in runs.sweep(config, seed, epochs, name, values, lambda _n: bar.advance(), fast):
-            rows.append(row.cells())
-    for line in table(runs.SWEEP_HEADER, rows, frozenset(range(len(runs.SWEEP_HEADER)))):
+    where = "this process" if fleet is None else fleet.describe()
+    click.echo(f"{config.name}, seed {seed}, {epochs} epochs, sweeping {name} on {where}:")
+    if fleet is None:
+        with BarProgress(epochs * len(values), f"{name} sweep") as bar:
+            rows = list(runs.sweep(config, seed, epochs, name, values, lambda _n: bar.advance(), fast))
+    else:
+        task = partial(runs.sweep_row, config, seed, epochs, name, fast)
+        with BarProgress(len(values), f"{name} sweep") as bar:
+            try:
+                rows, interrupted = map_on_dask(task, values, fleet, lambda _row: bar.advance())
+            except FleetError as exc:
+                raise UserError(str(exc)) from None
+        if interrupted:
+            click.echo(f"  interrupted: {len(rows)} of {len(values)} values ran")
+        rows.sort(key=lambda row: values.index(row.value))
+    cells = [row.cells() for row in rows]
+    for line in table(runs.SWEEP_HEADER, cells, frozenset(range(len(runs.SWEEP_HEADER) - 1))):
         click.echo(f"  {line}")
 
 

@@ -15,7 +15,9 @@ from typing import Any, cast
 import click
 from click.core import ParameterSource
 
+from network.cli.chain import with_options
 from network.cli.errors import UserError
+from network.cli.fleet_options import FLEET_OPTIONS
 from network.cli.progress import BarProgress
 from network.sim.plans import FaultPlan, FaultSpecError, parse_fault_spec
 from node.core.behaviours import SIM_BYZANTINE_MODES
@@ -29,19 +31,6 @@ def _fault_plan(_ctx: click.Context, _param: click.Parameter, value: str | None)
         return parse_fault_spec(value or "")
     except FaultSpecError as exc:
         raise click.BadParameter(str(exc)) from None
-
-
-def _workers(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
-    """'auto' -> 0 (every core), else a positive count."""
-    if value == "auto":
-        return 0
-    try:
-        count = int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected a number of workers or 'auto'") from None
-    if count < 1:
-        raise click.BadParameter(f"{value!r}: at least 1 worker")
-    return count
 
 
 def _stakes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -148,19 +137,7 @@ SIM_EXIT_HELP = (
     show_default=True,
     help="sweep: run seeds SEED..SEED+N-1 and report the ones that broke an invariant inside the bound",
 )
-@click.option(
-    "--workers",
-    default="1",
-    show_default=True,
-    callback=_workers,
-    help="sweep on this many local Dask worker processes ('auto': every core; needs the 'sweep' extra)",
-)
-@click.option(
-    "--scheduler",
-    metavar="tcp://HOST:PORT",
-    default=None,
-    help="sweep on a running Dask cluster (`dask scheduler` / `dask worker`) instead of this machine",
-)
+@with_options(FLEET_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 @click.option("--events", is_flag=True, help="print penalty events (JSON lines) before the summary")
 def sim(

@@ -153,5 +153,18 @@ def sweep(
 ) -> Iterator[SweepRow]:
     """One run per value of parameter `name`, each summed up by its last epoch."""
     for value in values:
-        lines = epoch_lines(config.with_param(name, value), seed, epochs, done, fast)
-        yield SweepRow(value, [json.loads(line) for line in lines])
+        yield sweep_row(config, seed, epochs, name, fast, value, done)
+
+
+def sweep_row(
+    config: EconomyConfig,
+    seed: int,
+    epochs: int,
+    name: str,
+    fast: bool,
+    value: int,
+    done: Callable[[int], None] | None = None,
+) -> SweepRow:
+    """One value's run, summed up: a pure, picklable task (sweeps over Dask map it over the values)."""
+    lines = epoch_lines(config.with_param(name, value), seed, epochs, done, fast)
+    return SweepRow(value, [json.loads(line) for line in lines])

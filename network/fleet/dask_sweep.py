@@ -15,8 +15,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 from network.sim.sweep import SeedOutcome, SweepSpec, run_seed
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 INSTALL_HINT = "dask is not installed: pip install -e '.[sweep]'"
 
@@ -47,6 +51,16 @@ def run_on_dask(
     spec: SweepSpec, seeds: Sequence[int], fleet: Fleet, on_outcome: Callable[[SeedOutcome], None]
 ) -> tuple[list[SeedOutcome], bool]:
     """Run every seed on the fleet; `on_outcome` sees each as it lands. Returns (outcomes, interrupted)."""
+    return map_on_dask(partial(run_seed, spec), seeds, fleet, on_outcome)
+
+
+def map_on_dask(
+    task: Callable[[T], R], items: Sequence[T], fleet: Fleet, on_result: Callable[[R], None]
+) -> tuple[list[R], bool]:
+    """`task` of every item on the fleet (a picklable, pure task); results in finishing order, (results, interrupted).
+
+    Seed sweeps and economy sweeps both go this way.
+    """
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -66,17 +80,17 @@ def run_on_dask(
             client = Client(cluster)
     except OSError as exc:
         raise FleetError(f"cannot reach the Dask scheduler at {fleet.scheduler}: {exc}") from None
-    outcomes: list[SeedOutcome] = []
-    futures = client.map(partial(run_seed, spec), list(seeds), pure=False)
+    results: list[R] = []
+    futures = client.map(task, list(items), pure=False)
     try:
         for future in as_completed(futures):
-            outcome = future.result()
-            outcomes.append(outcome)
-            on_outcome(outcome)
-        return outcomes, False
+            result = future.result()
+            results.append(result)
+            on_result(result)
+        return results, False
     except KeyboardInterrupt:
         client.cancel(futures)
-        return outcomes, True
+        return results, True
     finally:
         client.close()
         if cluster is not None:
