@@ -510,8 +510,18 @@ def testnet_up(tmp_path: Path) -> Iterator[tuple[Layout, subprocess.Popen[str]]]
         text=True,
     )
     layout = Layout.of(directory)
-    try:
-        wait_for(lambda: min(_heights(layout).values()) >= 3, "all nodes at height 3", 60)
+
+    def diagnostics() -> str:
+        exited = (
+            "" if up.poll() is None else f"testnet up exited {up.returncode}: {up.communicate()[0][-2000:]}\n"
+        )
+        logs = {name: logcheck.read_log(layout.log(name)).events[-2:] for name in ("v1", "v2", "v3", "v4")}
+        return f"{exited}heights {_heights(layout)}; last events {logs}"
+
+    try:  # a loaded 2-core machine can take a while to start four nodes, a broker and the relay
+        wait_for(
+            lambda: min(_heights(layout).values()) >= 3, "all nodes at height 3", 120, diagnostics=diagnostics
+        )
         yield layout, up
     finally:
         if up.poll() is None:
