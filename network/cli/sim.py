@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import click
@@ -140,6 +141,14 @@ SIM_EXIT_HELP = (
 @with_options(FLEET_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 @click.option("--events", is_flag=True, help="print penalty events (JSON lines) before the summary")
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write every event of the run (deliveries, drops, steps, locks, timeouts, decisions, faults, "
+    "penalties) to FILE as JSON lines",
+)
 def sim(
     validators: int,
     heights: int,
@@ -156,6 +165,7 @@ def sim(
     scheduler: str | None,
     as_json: bool,
     events: bool,
+    trace_path: Path | None,
 ) -> None:
     """Run the deterministic simulator: the real core over a simulated network, in virtual time.
 
@@ -205,10 +215,19 @@ def sim(
         faults=faults,
     )
     if seeds > 1:
+        if trace_path is not None:
+            raise click.BadParameter("a trace is of one run: drop --seeds", param_hint="--trace")
         _sweep(spec, range(seed, seed + seeds), workers, scheduler, as_json)
     if scheduler is not None or workers != 1:
         raise click.BadParameter("--workers and --scheduler spread a sweep: give --seeds N too")
-    result = run_simulation(spec.config(seed))
+    if trace_path is None:
+        result = run_simulation(spec.config(seed))
+    else:
+        try:
+            with trace_path.open("w") as trace:
+                result = run_simulation(spec.config(seed), trace)
+        except OSError as exc:
+            raise UserError(f"--trace {trace_path}: cannot write ({exc.strerror or exc})") from None
     if events:
         for event in result.events:
             click.echo(json.dumps(event))

@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable
 
 from network.sim.plans import FaultPlan
+from network.sim.trace import Trace
 
 Handler = Callable[[str, bytes], None]
 
@@ -33,6 +34,9 @@ class SimNetwork:
         self.down: set[str] = set()
         self.delivered = 0
         self.dropped = 0
+        self.tracer: Trace | None = (
+            None  # `posnet sim --trace`: every delivery and drop, written as it happens
+        )
 
     def attach(self, name: str, handler: Handler) -> None:
         self._handlers[name] = handler
@@ -55,6 +59,8 @@ class SimNetwork:
         plan, rng = self.plan, self.rng
         if not self.can_reach(sender, recipient, self.now_ms) or (plan.drop and rng.random() < plan.drop):
             self.dropped += 1
+            if self.tracer is not None:
+                self.tracer.dropped(self.now_ms, sender, recipient, data, self._why(sender, recipient))
             return
         deliver = lambda: self._deliver(sender, recipient, data)  # noqa: E731
         self.schedule(self._delay(), deliver)
@@ -71,9 +77,19 @@ class SimNetwork:
     def _deliver(self, sender: str, recipient: str, data: bytes) -> None:
         if not self.can_reach(sender, recipient, self.now_ms):
             self.dropped += 1
+            if self.tracer is not None:
+                self.tracer.dropped(self.now_ms, sender, recipient, data, self._why(sender, recipient))
             return
         self.delivered += 1
+        if self.tracer is not None:
+            self.tracer.delivered(self.now_ms, sender, recipient, data)
         self._handlers[recipient](sender, data)
+
+    def _why(self, sender: str, recipient: str) -> str:
+        """Why a message between the two is lost now: a crashed end, a partition, or the plan's loss."""
+        if sender in self.down or recipient in self.down:
+            return "down"
+        return "loss" if self.can_reach(sender, recipient, self.now_ms) else "partition"
 
     def run_until(self, done: Callable[[], bool], deadline_ms: int) -> None:
         """Process events in time order until `done()` or virtual time passes the deadline.

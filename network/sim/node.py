@@ -14,11 +14,12 @@ from typing import Any
 
 from network.sim.checks import OffenceWatch, VoteObserver
 from network.sim.net import SimNetwork
+from network.sim.trace import short
 from node.core import ledger as L
 from node.core.admission import AuthCache, Rejected
 from node.core.consensus import ConsensusMachine, Decided
 from node.core.driver import Audience, Driver
-from node.core.events import EVIDENCE, LEDGER_PENALTIES, SIGNING_KEY
+from node.core.events import EVIDENCE, LEDGER_PENALTIES, ROUND_TIMEOUT, SIGNING_KEY
 from node.core.hosting import Host
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate
@@ -26,6 +27,7 @@ from node.core.signer import GuardedSigner, MemoryRecord
 from node.core.state import ChainState, apply_block, block_problem, validator_of_key
 
 SIM_EVENTS = (*LEDGER_PENALTIES, "crashed", EVIDENCE, SIGNING_KEY)
+TRACED_EVENTS = (*LEDGER_PENALTIES, EVIDENCE, ROUND_TIMEOUT, SIGNING_KEY)  # `crashed` is traced as `crash`
 """The events a run keeps (its penalty accounting reads them); the rest of a node's log is not kept."""
 
 
@@ -116,9 +118,13 @@ class SimNode:
         return self.chain[-1][2] if self.chain else self.genesis
 
     def boot(self) -> None:
+        if self.net.tracer is not None:
+            self.net.tracer.emit(self.net.now_ms, "boot", node=self.name, height=self.height)
         self.net.down.discard(self.name)
         last_cert = self.chain[-1][1] if self.chain else None
         self.host.boot(self.state, last_cert, transition=self.core.transition, check_block=self.core.check)
+        if self.net.tracer is not None:
+            self.net.tracer.step(self.net.now_ms, self.name, self.machine)
 
     def crash(self) -> None:
         self.host.stop()
@@ -126,6 +132,8 @@ class SimNode:
             self.watch.forget()
         self.net.down.add(self.name)
         self.log({"event": "crashed"})
+        if self.net.tracer is not None:
+            self.net.tracer.emit(self.net.now_ms, "crash", node=self.name)
 
     def _deliver(self, _sender: str, data: bytes) -> None:
         """A message off the simulated network: admitted once, shown to the watch, then acted on."""
@@ -138,6 +146,8 @@ class SimNode:
         self.host.dispatch(message)
         if self.watch is not None:
             self.watch.check(self.machine)
+        if self.net.tracer is not None:
+            self.net.tracer.step(self.net.now_ms, self.name, self.machine)
 
     # --------------------------------------------------------------- effects
 
@@ -157,9 +167,28 @@ class SimNode:
     def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
         """A timer fires at least 1 ms later: work takes time, so a validator that
         decides alone (more than 2/3 of the stake) cannot freeze virtual time."""
-        self.net.schedule(max(1, delay_ms), action)
+        tracer = self.net.tracer
+        if tracer is None:
+            self.net.schedule(max(1, delay_ms), action)
+            return
+
+        def traced() -> None:  # a timer may move the node on: trace its step after
+            action()
+            tracer.step(self.net.now_ms, self.name, self.machine)
+
+        self.net.schedule(max(1, delay_ms), traced)
 
     def finalized(self, decided: Decided) -> None:
+        if self.net.tracer is not None:
+            block = short(decided.block.hash)
+            self.net.tracer.emit(
+                self.net.now_ms,
+                "decide",
+                node=self.name,
+                h=decided.block.height,
+                r=decided.round,
+                block=block,
+            )
         self.chain.append((decided.block, decided.certificate, decided.state))
         self.finalized_at.append((self.net.now_ms, decided.block.height))
         self.core.finalizations += 1
@@ -172,6 +201,8 @@ class SimNode:
     def log(self, event: dict[str, Any]) -> None:
         if event["event"] in SIM_EVENTS:
             self.events.append({**event, "node": self.name, "t_ms": self.net.now_ms})
+        if self.net.tracer is not None and event["event"] in TRACED_EVENTS:
+            self.net.tracer.node_event(self.net.now_ms, self.name, event)
 
     def audience(self) -> Audience | None:
         """A simulated network addresses single nodes: the split the run assigned this node."""

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TextIO
 
 from network.sim.checks import (
     RESUME_ROUNDS,
@@ -40,7 +40,8 @@ from network.sim.checks import (
 from network.sim.config import SimConfig, replay_command
 from network.sim.net import SimNetwork
 from network.sim.node import SharedCore, SimNode
-from network.sim.plans import FaultPlan
+from network.sim.plans import FaultPlan, format_fault_spec
+from network.sim.trace import Trace
 from node.core import ledger as L
 from node.core.driver import Audience
 from node.core.genesis import Genesis, Params, make_genesis, validator_names
@@ -191,8 +192,8 @@ def sim_genesis(config: SimConfig) -> tuple[Genesis, dict[str, Keypair]]:
     return make_genesis(config.chain_id, keys, stakes=stakes, params=params), keys
 
 
-def run_simulation(config: SimConfig) -> SimResult:
-    """Run one seeded simulation and check its invariants."""
+def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
+    """Run one seeded simulation and check its invariants; `trace` gets every event as a JSON line."""
     started = time.perf_counter()
     genesis, keys = sim_genesis(config)
     state0 = genesis_state(genesis)
@@ -201,6 +202,17 @@ def run_simulation(config: SimConfig) -> SimResult:
     rng = random.Random(config.seed)
     twins = twin_names(byzantine) if config.byzantine_mode == "twins" else {}
     net = SimNetwork([*names, *twins], with_twins(config.faults, twins), rng)
+    if trace is not None:
+        net.tracer = Trace(trace)
+        net.tracer.header(
+            seed=config.seed,
+            validators=[{"name": v.name, "stake": v.stake} for v in genesis.validators],
+            byzantine={name: config.byzantine_mode for name in sorted(byzantine)},
+            faults=format_fault_spec(config.faults),
+            committee_size=config.committee_size,
+            epoch_length=genesis.params.epoch_length,
+            replay=replay_command(config),
+        )
     core = SharedCore()
     observer = VoteObserver()
     events: list[dict[str, Any]] = []
