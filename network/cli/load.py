@@ -18,6 +18,7 @@ import aiomqtt
 import click
 
 from network.cli.errors import UserError
+from network.cli.testnet import DIR_OPTION
 from network.testnet.client import QueryClient
 from network.testnet.layout import Layout
 from network.testnet.load import DEFAULT_MIX, Account, LoadError, LoadGenerator, load_accounts, parse_mix
@@ -25,14 +26,7 @@ from network.testnet.target import ClientError, target_from_dir
 
 
 @click.command("load")
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="testnet",
-    show_default=True,
-    help="the testnet directory (started with --accounts N)",
-)
+@DIR_OPTION
 @click.option("--node", "node_name", default=None, help="the node whose log is followed [default: the first]")
 @click.option("--tps", type=click.FloatRange(0, 1000, min_open=True), default=10.0, show_default=True)
 @click.option(

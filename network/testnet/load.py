@@ -19,7 +19,6 @@ overspend does not advance it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import statistics
 import time
@@ -28,12 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from network.testnet.logtail import LogTail
+from network.testnet.submit import broker_client
 from network.testnet.target import Target
-from network.transport.broker import parse_broker_url
-from network.transport.mqtt import detect_protocol, topic
+from network.transport.mqtt import topic
 from node.core.channels import TX
 from node.core.envelopes import tx_bytes
 from node.core.events import TX_OUTCOMES
@@ -43,8 +40,6 @@ from node.core.tx import Delegate, Transfer, Tx, Undelegate, sign_tx, tx_id
 KINDS = ("transfer", "delegate", "undelegate", "overspend")
 DEFAULT_MIX = {"transfer": 8, "delegate": 1, "undelegate": 1}
 POLL_S = 0.1
-
-log = logging.getLogger("posnet.testnet.load")
 
 
 class LoadError(ValueError):
@@ -162,17 +157,7 @@ class LoadGenerator:
         self.tail = LogTail(target.log_path)
 
     async def run(self, tps: float, duration_s: float, drain_s: float) -> LoadReport:
-        host, port = parse_broker_url(self.target.broker_url or "")
-        protocol = self.target.mqtt_protocol or await detect_protocol(self.target.broker_url or "")
-        version = aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311
-        client = aiomqtt.Client(
-            host,
-            port,
-            identifier=f"posnet-load-{self.rng.getrandbits(48):012x}",
-            protocol=version,
-            logger=log,
-        )
-        async with client:
+        async with await broker_client(self.target, "load") as client:
             started = time.monotonic()
             count = int(tps * duration_s)
             for i in range(count):

@@ -31,27 +31,33 @@ POLL_S = 0.25
 log = logging.getLogger("posnet.testnet.submit")
 
 
-async def publish_tx(
-    target: Target, chain_id: str, payload: bytes, username: str | None = None, password: str | None = None
-) -> None:
-    """Hand one transaction envelope to the broker (QoS 1: returns once the broker has it)."""
+async def broker_client(
+    target: Target, role: str, username: str | None = None, password: str | None = None
+) -> aiomqtt.Client:
+    """An MQTT client for the chain's broker, speaking the version its nodes speak (`role` names it)."""
     assert target.broker_url is not None
     host, port = parse_broker_url(target.broker_url)
     protocol = target.mqtt_protocol
     if protocol is None:
         protocol = 5 if username is not None else await detect_protocol(target.broker_url)
     version = aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311
-    client = aiomqtt.Client(
+    return aiomqtt.Client(
         host,
         port,
-        identifier=f"posnet-tx-{random.getrandbits(48):012x}",
+        identifier=f"posnet-{role}-{random.getrandbits(48):012x}",
         username=username,
         password=password,
         protocol=version,
         timeout=PUBLISH_TIMEOUT_S,
         logger=log,
     )
-    async with client:
+
+
+async def publish_tx(
+    target: Target, chain_id: str, payload: bytes, username: str | None = None, password: str | None = None
+) -> None:
+    """Hand one transaction envelope to the broker (QoS 1: returns once the broker has it)."""
+    async with await broker_client(target, "tx", username, password) as client:
         await client.publish(topic(chain_id, TX), payload, qos=1)
 
 
