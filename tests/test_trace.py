@@ -85,3 +85,50 @@ def test_the_cli_writes_a_trace_and_refuses_one_for_a_sweep(tmp_path: Path) -> N
     assert json.loads(path.read_text().splitlines()[0])["ev"] == "run"
     result = CliRunner().invoke(cli, ["sim", "--seeds", "3", "--trace", str(path)])
     assert result.exit_code == 2 and "a trace is of one run" in result.output
+
+
+# ------------------------------------------------------------------ a testnet's logs, as a trace
+
+
+def test_a_testnets_logs_become_a_trace_with_the_simulators_shapes(tmp_path: Path) -> None:
+    from network.testnet.layout import Layout
+    from network.testnet.tracefile import testnet_trace
+    from node.core.genesis import genesis_to_toml, make_genesis
+    from node.core.keys import Keypair
+
+    layout = Layout.of(tmp_path / "net")
+    layout.logs.mkdir(parents=True)
+    genesis = make_genesis("chain", {n: Keypair.deterministic(n) for n in ("v1", "v2")})
+    layout.genesis.write_text(genesis_to_toml(genesis))
+    logs = {
+        "v1": [
+            {"event": "started", "ts": 100.0, "height": 0},
+            {"event": "finalized", "ts": 100.5, "height": 1, "round": 0, "hash": "ab" * 32, "latency_ms": 9},
+            {"event": "broker_connected", "ts": 100.6},
+        ],
+        "v2": [
+            {"event": "started", "ts": 100.1, "height": 0},
+            {"event": "round_timeout", "ts": 101.0, "height": 2, "round": 0, "step": "propose"},
+            {
+                "event": "slashed",
+                "ts": 101.2,
+                "height": 2,
+                "validator": "v1",
+                "amount": 5,
+                "reason": "double sign",
+            },
+        ],
+    }
+    for node, events in logs.items():
+        layout.log(node).write_text("".join(json.dumps(e) + "\n" for e in events))
+    lines = list(testnet_trace(layout, genesis))
+    assert lines[0]["ev"] == "run" and lines[0]["source"] == "testnet"
+    assert [(line["t"], line["ev"], line["node"]) for line in lines[1:]] == [
+        (0, "boot", "v1"), (100, "boot", "v2"), (500, "decide", "v1"), (1000, "timeout", "v2"), (1200, "slashed", "v2"),
+    ]  # fmt: skip
+    decide = lines[3]
+    assert decide["block"] == "abababab" and (decide["h"], decide["r"]) == (1, 0)
+    simulated, _, _ = traced(faults="", heights=2)
+    sim_decide = next(line for line in simulated if line["ev"] == "decide")
+    sim_timeout = {"t", "ev", "node", "h", "r", "step"}
+    assert set(decide) == set(sim_decide) and set(lines[4]) == sim_timeout  # one viewer reads both

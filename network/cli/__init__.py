@@ -16,6 +16,7 @@ from network.cli.node import node
 from network.cli.query import query
 from network.cli.sim import sim
 from network.cli.testnet import status, testnet
+from network.cli.testnet_trace import trace
 from network.cli.tx import tx
 from network.cli.watch import watch
 
@@ -37,6 +38,7 @@ cli.add_command(tx)
 cli.add_command(query)
 cli.add_command(econ)
 testnet.add_command(load)
+testnet.add_command(trace)
 
 
 def main() -> None:
