@@ -16,6 +16,7 @@ from network.sim.node import SharedCore, SimNode
 from network.sim.plans import FaultPlan
 from network.testnet.layout import Layout
 from network.testnet.setup import prepare
+from node.core.accountability import DOUBLE_SIGN, Culprit, culprit_proof_problem
 from node.core.admission import AdmissionContext, Rejected, admit
 from node.core.envelopes import signed_item_bytes, sync_request_bytes, tx_bytes
 from node.core.genesis import Genesis, Params, make_genesis
@@ -34,7 +35,14 @@ from node.core.messages import Kind, Vote, sign_item, verify_signed
 from node.core.query import single_pool_view
 from node.core.signer import GuardedSigner, KeyRing
 from node.core.signing_keys import key_at, rotate
-from node.core.state import ChainState, genesis_state, signed_item_problem, signing_key_at, validator_of_key
+from node.core.state import (
+    ChainState,
+    genesis_state,
+    signed_item_problem,
+    signing_key_at,
+    signing_keys_at,
+    validator_of_key,
+)
 from node.core.tx import (
     Delegate,
     Redelegate,
@@ -370,3 +378,14 @@ def test_a_rotated_in_key_inherits_the_signing_record_even_across_a_restart(tmp_
     assert signer.sign(conflicting, public_key=NEXT.public) is None and signer.refused == 1
     assert signer.sign(conflicting, public_key=SPARE.public) is None and signer.key_missing == 1
     store.close()
+
+
+def test_a_culprits_proof_from_before_a_rotation_is_checked_with_the_key_of_its_height() -> None:
+    """The simulator's accountability check hands the proof the keys of the fork's height, not today's."""
+    state = rotated_state()
+    other = replace(vote(4, HOT3), block_id=b"\x33" * 32)
+    culprit = Culprit(
+        V3.address, DOUBLE_SIGN, (vote(4, HOT3), replace(other, signature=sign_item(CHAIN, other, HOT3)))
+    )
+    assert culprit_proof_problem(culprit, CHAIN, signing_keys_at(state, 4)) is None
+    assert culprit_proof_problem(culprit, CHAIN, state.public_keys) == "proof has a bad signature"

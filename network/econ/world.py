@@ -36,13 +36,6 @@ class World:
     owners: dict[str, Keypair]  # pool name -> owner key (which also signs: one key per pool here)
     delegators: tuple[Delegator, ...]
 
-    def pool_name(self, address: bytes) -> str:
-        return self._names.get(address, address.hex()[:8])
-
-    @property
-    def _names(self) -> dict[bytes, str]:
-        return {key.address: name for name, key in self.owners.items()}
-
 
 def build_world(config: EconomyConfig, seed: int) -> World:
     """Keys, wealth and genesis for `config`, with chance drawn from `seed` (wealth and starting pools)."""

@@ -53,7 +53,7 @@ from node.core.messages import (
     signed_kind,
     signer_of,
 )
-from node.core.state import ChainState, proposer_of
+from node.core.state import ChainState, proposer_of, signing_keys_at
 from node.core.verdicts import conflicting_finality
 
 RESUME_ROUNDS = 10
@@ -368,7 +368,8 @@ def check_forks(
         names = before.names
         where = f"fork at height {account.height} (rounds {account.rounds[0]} and {account.rounds[1]})"
         for culprit in account.culprits:
-            problem = culprit_proof_problem(culprit, before.chain_id, before.public_keys)
+            keys = signing_keys_at(before, account.height)  # a rotation may have changed them since
+            problem = culprit_proof_problem(culprit, before.chain_id, keys)
             if problem:
                 violations.append(
                     Violation(

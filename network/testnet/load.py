@@ -36,6 +36,7 @@ from node.core.envelopes import tx_bytes
 from node.core.events import TX_OUTCOMES
 from node.core.keys import Keypair
 from node.core.tx import Delegate, Transfer, Tx, Undelegate, sign_tx, tx_id
+from node.runtime.keyfiles import KeyFileError, load_key_files
 
 KINDS = ("transfer", "delegate", "undelegate", "overspend")
 DEFAULT_MIX = {"transfer": 8, "delegate": 1, "undelegate": 1}
@@ -224,13 +225,8 @@ class LoadGenerator:
 
 
 def load_accounts(paths: list[Path]) -> list[Keypair]:
-    """The funded accounts' keys; LoadError naming an unreadable file."""
-    from node.core.keys import load_key_file
-
-    keys = []
-    for path in paths:
-        try:
-            keys.append(load_key_file(path)[1])
-        except ValueError as exc:
-            raise LoadError(str(exc)) from None
-    return keys
+    """The funded accounts' keys (read as a node reads its key files); LoadError naming a bad file."""
+    try:
+        return [keypair for _, keypair in load_key_files(paths, "start the testnet with --accounts N")]
+    except KeyFileError as exc:
+        raise LoadError(str(exc)) from None
