@@ -17,6 +17,7 @@ import pytest
 from network.transport.broker import (
     BrokerProcess,
     BrokerStartError,
+    ephemeral_port_range,
     free_port,
     mqtt_handshake_ok,
     parse_broker_url,
@@ -426,3 +427,15 @@ def test_topics_are_namespaced_and_validated() -> None:
     )
     with pytest.raises(ValueError, match="wildcards"):
         transport.publish("status/+", b"x")
+
+
+def test_picked_ports_avoid_the_ephemeral_range_so_outgoing_connections_cannot_take_them() -> None:
+    """A metrics port picked by ``bind(0)`` was once handed to a node's outgoing
+    connection before the node could listen on it ("address already in use")."""
+    low, high = ephemeral_port_range()
+    picked = [free_port() for _ in range(50)]
+    assert all(not low <= port <= high for port in picked), picked
+    assert len(set(picked)) == len(picked)
+    for port in picked:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))

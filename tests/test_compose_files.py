@@ -29,6 +29,7 @@ import jsonschema
 import pytest
 import yaml
 
+from network.transport.broker import free_port
 from node.core.genesis import validator_names
 
 REPO = Path(__file__).resolve().parent.parent
@@ -374,12 +375,6 @@ def test_init_creates_keys_genesis_and_passwords_once(tmp_path: Path, posnet_pat
     assert _snapshot(data)["genesis.toml"] == files["genesis.toml"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _mqtt_connect(port: int, username: str | None, password: str | None) -> str:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -427,7 +422,7 @@ def test_broker_config_and_password_file_refuse_anonymous_and_wrong_passwords(tm
     assert all("pw-" not in line for line in lines)  # hashed, not plain
     assert passwd.stat().st_mode & 0o077 == 0
 
-    port = _free_port()
+    port = free_port()
     conf = (DOCKER / "mosquitto" / "mosquitto.conf").read_text()
     conf, n_listener = re.subn(r"^listener 1883$", f"listener {port} 127.0.0.1", conf, flags=re.M)
     conf, n_passwd = re.subn(r"^password_file .*$", f"password_file {passwd}", conf, flags=re.M)
@@ -512,7 +507,7 @@ def test_healthcheck_wants_metrics_and_a_growing_finalized_height(tmp_path: Path
     metrics.height = 6
     grew = _health(tmp_path, metrics.port, "0.5")
     assert (grew.returncode, grew.stdout.strip()) == (0, "healthy: finalized height 6")
-    down = _health(tmp_path, _free_port(), "0.5")
+    down = _health(tmp_path, free_port(), "0.5")
     assert down.returncode == 1 and "unhealthy: metrics" in down.stdout
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from network.testnet.errors import TestnetError
 from network.testnet.layout import Layout
 from network.testnet.processes import process_state, stop_processes
+from network.transport.broker import free_port
 
 SCRAPE_INTERVAL = "1s"
 JOB = "posnet"
@@ -55,12 +55,6 @@ def scrape_config(targets: Mapping[str, int], host: str = "127.0.0.1") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_prometheus(layout: Layout, targets: Mapping[str, int]) -> tuple[Path, PrometheusInfo | None]:
     """Write the scrape config; start Prometheus if installed. (config path, what runs or None)."""
     home = folder(layout)
@@ -70,7 +64,7 @@ def start_prometheus(layout: Layout, targets: Mapping[str, int]) -> tuple[Path, 
     binary = shutil.which("prometheus")
     if binary is None:
         return config, None
-    port = _free_port()
+    port = free_port()
     command = [
         binary,
         f"--config.file={config}",
