@@ -723,3 +723,25 @@ def test_slashing_cuts_every_holding_by_the_same_fraction(
         assert within_one_unit(old.amount, new.amount) if old.pool == V2.address else old == new
     assert taken == total_supply(ledger) - total_supply(after)
     assert pool(after, V1) == pool(ledger, V1)
+
+
+def test_stake_totals_worked_out_once_are_never_carried_into_a_changed_ledger(ledger: Ledger) -> None:
+    """active_powers, active_total and bonded_stake are cached on a ledger value; a
+    ledger made from it by `replace` must work them out afresh."""
+    assert active_powers(ledger)  # cached on `ledger` now
+    first = next(iter(ledger.pools))
+    grown = ledger.pools[first]
+    grown = replace(grown, pledge=grown.pledge + 1_000)
+    changed = replace(ledger, pools=ledger.pools.set(first, grown))
+    assert dict(active_powers(changed))[first] == dict(active_powers(ledger))[first] + 1_000
+    assert changed.active_total == ledger.active_total + 1_000
+    assert changed.bonded_stake == ledger.bonded_stake + 1_000
+    assert changed == replace(ledger, pools=ledger.pools.set(first, grown))  # the cache is not in equality
+
+
+@given(st.dictionaries(st.integers(0, 20), st.integers(), max_size=10), st.integers(0, 20), st.integers())
+def test_frozen_map_changes_leave_the_original_alone(items: dict[int, int], key: int, value: int) -> None:
+    original = FrozenMap(items)
+    assert dict(original.set(key, value)) == {**items, key: value}
+    assert dict(original.without(key)) == {k: v for k, v in items.items() if k != key}
+    assert dict(original) == items

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Generic, Literal, TypeVar
 
 from node.core import rewards as R
@@ -130,10 +131,21 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
     def update(self, changes: Mapping[K, V]) -> FrozenMap[K, V]:
         if not changes:
             return self
-        return FrozenMap({**self._data, **changes})
+        data = self._data.copy()  # one copy: a dict's own copy is far cheaper than rebuilding it
+        data.update(changes)
+        return FrozenMap._adopt(data)
 
     def without(self, key: K) -> FrozenMap[K, V]:
-        return FrozenMap({k: v for k, v in self._data.items() if k != key})
+        data = self._data.copy()
+        data.pop(key, None)
+        return FrozenMap._adopt(data)
+
+    @classmethod
+    def _adopt(cls, data: dict[K, V]) -> FrozenMap[K, V]:
+        """A map over `data` itself, not a copy: only for a dict nobody else holds."""
+        new = cls.__new__(cls)
+        new._data = data
+        return new
 
 
 merge_amounts = R.merge_amounts
@@ -242,6 +254,20 @@ class Ledger:
     signing_accounts: frozenset[bytes] = field(default=frozenset(), metadata={HASHED_WHEN_SET: True})
     # params.epoch_rewards: what each pool earned this epoch, paid to its operator and members at the next start
     accrued: FrozenMap[bytes, int] = field(default=FrozenMap(), metadata={HASHED_WHEN_SET: True})
+
+    # Totals every pool's quote and every block's rewards ask for, worked out once per ledger value: a
+    # ledger never changes, and `replace` makes a new one without them (they live outside the fields).
+    @cached_property
+    def active_powers(self) -> tuple[tuple[bytes, int], ...]:
+        return _active_powers(self)
+
+    @cached_property
+    def active_total(self) -> int:
+        return _active_total(self)
+
+    @cached_property
+    def bonded_stake(self) -> int:
+        return _bonded_stake(self)
 
 
 @dataclass(frozen=True)
@@ -391,6 +417,14 @@ pool_power = R.pool_stake  # voting power: the pledge plus everything delegated
 
 def active_powers(ledger: Ledger) -> tuple[tuple[bytes, int], ...]:
     """The validator set the ledger would have now: active pools with stake, sorted by address."""
+    return ledger.active_powers
+
+
+def _active_total(ledger: Ledger) -> int:
+    return sum(power for _, power in ledger.active_powers)
+
+
+def _active_powers(ledger: Ledger) -> tuple[tuple[bytes, int], ...]:
     return tuple(
         (address, power)
         for address, pool in sorted(ledger.pools.items())
@@ -445,6 +479,10 @@ def total_supply(ledger: Ledger) -> int:
 
 def bonded_stake(ledger: Ledger) -> int:
     """Stake of every pool that can still earn (tombstoned ones cannot): reward sharing's sigma is of this."""
+    return ledger.bonded_stake
+
+
+def _bonded_stake(ledger: Ledger) -> int:
     return sum(pool_power(pool) for pool in ledger.pools.values() if pool.status != TOMBSTONED)
 
 

@@ -93,8 +93,7 @@ class SetView:
 
     @classmethod
     def of(cls, state: ChainState) -> SetView:
-        active = sum(power for _, power in L.active_powers(state.ledger))
-        return cls(active, dict(state.validator_set), L.bonded_stake(state.ledger))
+        return cls(state.ledger.active_total, dict(state.validator_set), L.bonded_stake(state.ledger))
 
 
 def pool_view(
