@@ -76,8 +76,25 @@ def hashed_fields(value: Any) -> Iterator[Field[Any]]:
             yield f
 
 
+@lru_cache(maxsize=None)
+def _field_plan(cls: type) -> tuple[tuple[str, bool, Any], ...]:
+    """(name, left out while default, default) per field of a dataclass type: `fields` once per type."""
+    return tuple((f.name, bool(f.metadata.get(HASHED_WHEN_SET)), f.default) for f in fields(cls))
+
+
+def _canonical_fields(value: Any) -> Iterator[Any]:
+    """`canonical` of each field `hashed_fields` keeps, in field order."""
+    for name, when_set, default in _field_plan(type(value)):
+        item = getattr(value, name)
+        if not (when_set and item == default):
+            yield canonical(item)
+
+
 def canonical(value: Any) -> Any:
     """A state value as nested tuples of ints, bytes, text and None, in one order, for hashing."""
+    kind = type(value)
+    if kind is int or kind is bytes:  # most of a state: checked first, exactly
+        return value
     if value is None or isinstance(value, bytes | str):
         return value
     if isinstance(value, bool):
@@ -85,7 +102,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, int):
         return int(value)  # IntEnum members hash as their values
     if is_dataclass(value) and not isinstance(value, type):
-        return tuple(canonical(getattr(value, f.name)) for f in hashed_fields(value))
+        return tuple(_canonical_fields(value))
     if isinstance(value, Mapping):
         return tuple(sorted((canonical(k), canonical(v)) for k, v in value.items()))
     if isinstance(value, frozenset | set):
