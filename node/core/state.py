@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Any
 
 from node.core import ledger as L
@@ -76,7 +76,7 @@ def hashed_fields(value: Any) -> Iterator[Field[Any]]:
             yield f
 
 
-@lru_cache(maxsize=None)
+@cache
 def _field_plan(cls: type) -> tuple[tuple[str, bool, Any], ...]:
     """(name, left out while default, default) per field of a dataclass type: `fields` once per type."""
     return tuple((f.name, bool(f.metadata.get(HASHED_WHEN_SET)), f.default) for f in fields(cls))
