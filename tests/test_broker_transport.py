@@ -17,13 +17,13 @@ import pytest
 from network.transport.broker import (
     BrokerProcess,
     BrokerStartError,
-    ephemeral_port_range,
     free_port,
     mqtt_handshake_ok,
     parse_broker_url,
     start_broker,
 )
 from network.transport.mqtt import Inbound, MqttTransport, detect_protocol, topic
+from network.transport.ports import ephemeral_port_range
 from node.core.channels import CONSENSUS, TX, status_channel, sync_resp_channel
 from tests.support import brokers
 from tests.support.brokers import (
