@@ -100,6 +100,27 @@ def test_non_contiguous_heights_are_refused(store: Store, chain_length: int, hei
     assert store.finalized(height) is None
 
 
+def test_an_imported_run_of_blocks_lands_whole_or_not_at_all(store: Store) -> None:
+    fill_chain(store, 2)
+    rows = [(h, block_hash(h), b"block %d" % h, b"cert %d" % h) for h in (3, 4, 5)]
+    store.put_finalized_many(rows)
+    assert store.last_height() == 5 and store.finalized(4) == (block_hash(4), b"block 4", b"cert 4")
+    with pytest.raises(StorageError, match="contiguous from 6"):
+        store.put_finalized_many([(h, block_hash(h), b"b", b"c") for h in (6, 8)])
+    with pytest.raises(StorageError):
+        store.put_finalized_many([(5, block_hash(5), b"b", b"c")])
+    assert store.last_height() == 5
+
+
+def test_snapshots_need_their_block_and_only_the_newest_are_kept(store: Store) -> None:
+    with pytest.raises(StorageError, match="no finalized block at height 1"):
+        store.put_snapshot(1, b"state")
+    fill_chain(store, 4)
+    for height in (1, 2, 3, 4):
+        store.put_snapshot(height, b"state %d" % height)
+    assert store.snapshots() == [(4, b"state 4"), (3, b"state 3")]
+
+
 def test_finalized_range_is_consecutive_and_bounded_by_limit(store: Store) -> None:
     fill_chain(store, 5)
     assert [row[0] for row in store.finalized_range(2, 3)] == [2, 3, 4]

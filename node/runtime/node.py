@@ -9,9 +9,11 @@ fsynced SQLite store, a JSON-lines log and a Prometheus registry.
 Startup, in order, so that a node killed at any instant restarts sound:
 
 1. load genesis and the hosted key(s), open ``HOME/node.sqlite3``;
-2. rebuild the chain state by replaying every stored finalized block from
-   genesis through ``apply_block``, checking the hash chain and that each
-   stored certificate is for its block (a corrupt store refuses to start);
+2. rebuild the chain state from the newest stored state snapshot the chain
+   vouches for (else genesis), replaying the finalized blocks after it
+   through ``apply_block``, checking the hash chain and that each stored
+   certificate is for its block (a corrupt store refuses to start; see
+   ``node.runtime.recovery``);
 3. boot one `Driver` per hosted key with the stored certificate of the last
    height; the driver replays the key's signing journal (its own signed
    messages of the open height) before it starts, so it neither forgets its
@@ -63,7 +65,7 @@ from node.core.channels import (
     status_channel,
     sync_resp_channel,
 )
-from node.core.codec import DecodeError, decode, encode
+from node.core.codec import decode, encode
 from node.core.consensus import Decided
 from node.core.driver import Audience
 from node.core.envelopes import status_bytes
@@ -74,7 +76,8 @@ from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate
 from node.core.safety import SignMark
 from node.core.signer import GuardedSigner, KeyRing, SigningRecord
-from node.core.state import ChainState, apply_block, certificate_problem, genesis_state
+from node.core.snapshot import encode_state
+from node.core.state import genesis_state
 from node.runtime.eventlog import EventLog
 from node.runtime.keyfiles import (
     HostedKey,
@@ -86,6 +89,7 @@ from node.runtime.keyfiles import (
 )
 from node.runtime.metrics import NodeMetrics
 from node.runtime.queryview import QueryView
+from node.runtime.recovery import SNAPSHOT_EVERY, CorruptStore, recover_chain
 from node.runtime.store import StorageError, Store
 from node.runtime.transport import TransportFactory, TransportSpec
 
@@ -117,6 +121,7 @@ class NodeConfig:
     metrics_host: str = "0.0.0.0"
     behaviour: str = "honest"
     key_files: tuple[Path, ...] = ()  # validator keys to host; default HOME/key.json
+    snapshot_every: int = SNAPSHOT_EVERY  # blocks between stored state snapshots; 0: none
 
 
 # ------------------------------------------------------------------ loading
@@ -153,44 +158,6 @@ def _check_node_name(name: str) -> str:
     if not name or any(c in name for c in "/+#\0") or len(name) > 64:
         raise StartupError(f"node name {name!r}: must be 1-64 characters without '/', '+', '#'")
     return name
-
-
-def recover_chain(store: Store, state: ChainState) -> tuple[ChainState, CommitCertificate | None]:
-    """Replay the stored finalized chain from ``state`` (genesis); the last certificate with it.
-
-    Each stored block must hash to its stored hash, extend the previous one,
-    and carry a certificate for itself; the last certificate (the one our
-    next proposal will carry) is verified in full. Anything else is a
-    corrupt store, and the node refuses to start rather than run on it.
-    """
-    certificate: CommitCertificate | None = None
-    committee = state.committee
-    height = 1
-    while True:
-        rows = store.finalized_range(height, 256)
-        if not rows:
-            break
-        for stored_height, block_hash, block_bytes, cert_bytes in rows:
-            where = f"store: finalized height {stored_height}"
-            try:
-                block = Block.decode(block_bytes)
-                certificate = CommitCertificate.from_wire(decode(cert_bytes))
-            except DecodeError as exc:
-                raise StartupError(f"{where}: undecodable ({exc})") from None
-            if block.hash != block_hash or block.height != stored_height:
-                raise StartupError(f"{where}: block does not match its stored hash")
-            if block.prev_hash != state.last_block_hash:
-                raise StartupError(f"{where}: block does not extend the previous stored block")
-            if certificate.block_id != block.hash or certificate.height != stored_height:
-                raise StartupError(f"{where}: certificate is for another block")
-            committee = state.committee
-            state, _ = apply_block(state, block)
-        height = rows[-1][0] + 1
-    if certificate is not None:
-        problem = certificate_problem(state, certificate, committee, state.last_block_hash)
-        if problem:
-            raise StartupError(f"store: certificate of height {state.height}: {problem}")
-    return state, certificate
 
 
 class _CrashAfterRecord:
@@ -303,11 +270,17 @@ class NodeRuntime:
             self.store = Store(config.home / STORE_FILE)
         except StorageError as exc:
             raise StartupError(str(exc)) from None
+        started = time.monotonic()
         try:
-            self.state, self.last_certificate = recover_chain(self.store, genesis_state(self.genesis))
+            self.recovery = recover_chain(self.store, genesis_state(self.genesis))
+        except CorruptStore as exc:
+            self.store.close()
+            raise StartupError(str(exc)) from None
         except BaseException:
             self.store.close()
             raise
+        self._recovery_ms = round((time.monotonic() - started) * 1000)
+        self.state, self.last_certificate = self.recovery.state, self.recovery.certificate
         spare, self._spare_problems = scan_keys_dir(config.home)
         try:
             self.keys, self._stale_keys = resolve_hosted(self.state, loaded, spare)
@@ -377,6 +350,10 @@ class NodeRuntime:
                 "behaviour": self.config.behaviour,
                 "broker": self.config.broker_url,
                 "pid": os.getpid(),
+                "recovered_from": self.recovery.snapshot_height,  # 0: genesis
+                "replayed": self.recovery.replayed,
+                "recovery_ms": self._recovery_ms,
+                **({"snapshots_passed_over": list(p)} if (p := self.recovery.passed_over) else {}),
             }
         )
         for path in self._stale_keys:
@@ -447,6 +424,8 @@ class NodeRuntime:
         self.store.put_finalized(
             block.height, block.hash, block.encoded, encode(decided.certificate.to_wire())
         )
+        if self.config.snapshot_every and block.height % self.config.snapshot_every == 0:
+            self.store.put_snapshot(block.height, encode_state(decided.state))
         self.view.publish(decided.state)  # durable first, then visible to queries
 
     def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:

@@ -1,7 +1,9 @@
 """One node's durable state in a single SQLite file.
 
-Three things live here: the finalized chain (blocks with their commit
-certificates), the slashing-protection marks (the last thing each hosted
+Four things live here: the finalized chain (blocks with their commit
+certificates), snapshots of the chain state every so many blocks (so a
+restart replays only what came after the newest usable one), the
+slashing-protection marks (the last thing each hosted
 validator key signed), and the signing journal (the signed messages of each
 key's newest height, so a restarted validator re-sends them and re-derives its
 lock instead of forgetting it).
@@ -65,7 +67,15 @@ _SCHEMA = (
         block BLOB NOT NULL,
         PRIMARY KEY (validator, seq)
     ) WITHOUT ROWID""",
+    # Added after schema 1 shipped; CREATE IF NOT EXISTS gives older stores the table as they open.
+    """CREATE TABLE IF NOT EXISTS snapshots (
+        height INTEGER PRIMARY KEY CHECK (height >= 1),
+        state BLOB NOT NULL
+    )""",
 )
+
+SNAPSHOTS_KEPT = 2
+"""Snapshots kept: the newest may be of the chain's tip, which no later block vouches for yet."""
 
 
 class StorageError(SigningRecordError):
@@ -158,6 +168,26 @@ class Store:
                 (height, block_hash, block, cert),
             )
 
+    def put_finalized_many(self, rows: list[tuple[int, bytes, bytes, bytes]]) -> None:
+        """Append consecutive (height, block_hash, block, cert) rows in one transaction (one fsync).
+
+        For importing a chain known to be final (a benchmark's, a tool's): the
+        same contiguity rule as `put_finalized`, but heights already stored are
+        refused rather than compared, since an import starts at the tip.
+        """
+        if not rows:
+            return
+        with self._write() as conn:
+            last = _last_height(conn)
+            heights = [row[0] for row in rows]
+            if heights != list(range(last + 1, last + 1 + len(rows))):
+                raise StorageError(
+                    f"finalized heights must be contiguous from {last + 1}: got {heights[0]}.."
+                )
+            conn.executemany(
+                "INSERT INTO finalized (height, block_hash, block, cert) VALUES (?, ?, ?, ?)", rows
+            )
+
     def finalized(self, height: int) -> tuple[bytes, bytes, bytes] | None:
         """(block_hash, block, cert) finalized at ``height``, or None if not (yet) stored."""
         with self._read() as conn:
@@ -187,6 +217,30 @@ class Store:
         """Height of the highest finalized block stored; 0 when the chain is empty."""
         with self._read() as conn:
             return _last_height(conn)
+
+    # -- state snapshots ---------------------------------------------------
+
+    def put_snapshot(self, height: int, state: bytes) -> None:
+        """Keep the state after ``height`` (a finalized height), dropping all but the newest few.
+
+        A snapshot is only a shortcut: losing one costs a longer replay, so it
+        is written in its own transaction after the block it follows.
+        """
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM finalized WHERE height = ?", (height,)).fetchone() is None:
+                raise StorageError(f"no finalized block at height {height} to snapshot the state after")
+            conn.execute("INSERT OR REPLACE INTO snapshots (height, state) VALUES (?, ?)", (height, state))
+            conn.execute(
+                "DELETE FROM snapshots WHERE height NOT IN"
+                " (SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
+                (SNAPSHOTS_KEPT,),
+            )
+
+    def snapshots(self) -> list[tuple[int, bytes]]:
+        """(height, state) of the kept snapshots, newest first."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT height, state FROM snapshots ORDER BY height DESC").fetchall()
+        return [(int(height), bytes(state)) for height, state in rows]
 
     # -- slashing protection -----------------------------------------------
 
