@@ -18,6 +18,7 @@ from network.cli.sim import sim
 from network.cli.testnet import status, testnet
 from network.cli.testnet_trace import trace
 from network.cli.tx import tx
+from network.cli.view import view
 from network.cli.watch import watch
 
 
@@ -37,6 +38,7 @@ cli.add_command(node)
 cli.add_command(tx)
 cli.add_command(query)
 cli.add_command(econ)
+cli.add_command(view)
 testnet.add_command(load)
 testnet.add_command(trace)
 
