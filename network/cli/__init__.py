@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from network.cli.econ import econ
+from network.cli.hosts import hosts
 from network.cli.keys import genesis, keys
 from network.cli.load import load
 from network.cli.node import node
@@ -38,6 +39,7 @@ cli.add_command(node)
 cli.add_command(tx)
 cli.add_command(query)
 cli.add_command(econ)
+cli.add_command(hosts)
 cli.add_command(view)
 testnet.add_command(load)
 testnet.add_command(trace)

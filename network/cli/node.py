@@ -9,14 +9,15 @@ problem and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import ssl
 import sys
 from pathlib import Path
 from typing import Literal, cast
 
 import click
 
-from network.transport.broker import parse_broker_url
 from network.transport.mqtt import MqttTransport, PasswordFileError, read_password_file
+from network.transport.tls import TlsFileError, TlsFiles, check_tls_matches_url, client_context
 from node.core.behaviours import BEHAVIOURS
 from node.runtime.node import NodeConfig, StartupError, run_node
 from node.runtime.transport import Transport, TransportFactory, TransportSpec
@@ -36,8 +37,25 @@ def _read_password(path: Path) -> str:
         raise  # not reached: _fail exits
 
 
+def _tls_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The TLS context of ``--tls-*``, or None without ``--tls-ca``; a bad file ends the node naming it."""
+    if ca is None:
+        if cert is not None or key is not None:
+            _fail("--tls-cert and --tls-key need --tls-ca (the CA that signed the broker's certificate)")
+        return None
+    try:
+        return client_context(TlsFiles(ca, cert, key))
+    except TlsFileError as exc:
+        _fail(str(exc))
+        raise  # not reached: _fail exits
+
+
 def mqtt_transport(
-    broker_url: str, protocol: Literal[5, 311], username: str | None, password: str | None
+    broker_url: str,
+    protocol: Literal[5, 311],
+    username: str | None,
+    password: str | None,
+    tls: ssl.SSLContext | None = None,
 ) -> TransportFactory:
     """The node's transport: an MQTT client of the broker at `broker_url` (already validated)."""
     credentials = {} if username is None else {"username": username, "password": password or ""}
@@ -51,6 +69,7 @@ def mqtt_transport(
             offline_status=spec.offline_status,
             protocol=protocol,
             inbound_queue=spec.inbound_queue,
+            tls=tls,
             **credentials,
         )
 
@@ -79,7 +98,12 @@ def node() -> None:
 @click.option(
     "--genesis", "genesis_path", type=click.Path(path_type=Path), required=True, help="genesis TOML"
 )
-@click.option("--broker", "broker_url", required=True, help="broker URL, mqtt://HOST:PORT")
+@click.option(
+    "--broker",
+    "broker_url",
+    required=True,
+    help="broker URL, mqtt://HOST:PORT (or mqtts://HOST:PORT with --tls-ca)",
+)
 @click.option(
     "--name", default=None, help="node name on the wire and in logs [default: the key's validator name]"
 )
@@ -119,6 +143,24 @@ def node() -> None:
     default=None,
     help="file holding the broker password (kept off the command line)",
 )
+@click.option(
+    "--tls-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CA certificate (PEM) that signed the broker's certificate; needs an mqtts:// broker URL",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="this validator's client certificate (PEM); TLS-only posnet brokers take its name as the username",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the client certificate's private key (PEM)",
+)
 def run(
     home: Path,
     key_files: tuple[Path, ...],
@@ -132,6 +174,9 @@ def run(
     mqtt_protocol: str,
     mqtt_username: str | None,
     mqtt_password_file: Path | None,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
     """Run one validator node until SIGTERM or SIGINT.
 
@@ -141,8 +186,9 @@ def run(
     if mqtt_password_file is not None and mqtt_username is None:
         _fail("--mqtt-password-file needs --mqtt-username")
     password = _read_password(mqtt_password_file) if mqtt_password_file is not None else None
+    tls = _tls_context(tls_ca, tls_cert, tls_key)
     try:
-        parse_broker_url(broker_url)
+        check_tls_matches_url(broker_url, tls)
     except ValueError as exc:
         _fail(str(exc))
     protocol = cast(Literal[5, 311], int(mqtt_protocol))
@@ -158,7 +204,7 @@ def run(
         behaviour=behaviour,
     )
     try:
-        code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password))
+        code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password, tls))
     except StartupError as exc:
         _fail(str(exc))
     sys.exit(code)

@@ -28,6 +28,9 @@ Design choices, and why:
   whatever was queued while disconnected.
 - ``protocol`` selects MQTT 5 (default, mosquitto) or 3.1.1 (``311``; required for
   the embedded amqtt broker, which rejects MQTT 5 CONNECTs).
+- ``mqtts://`` URLs connect over TLS with the given ``tls`` context (see
+  network/transport/tls.py: it trusts posnet's own CA and presents the node's
+  certificate, which TLS-only brokers take as its username).
 - ``close`` hands queued messages to the socket, unsubscribes, then sends
   DISCONNECT, so the will does not fire (see network/transport/broker.py for why amqtt needs
   the unsubscribe). Messages on channels we did not subscribe to are dropped.
@@ -46,6 +49,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +60,7 @@ import aiomqtt
 import paho.mqtt.client as paho_mqtt
 
 from network.transport.broker import MAX_PAYLOAD_BYTES, parse_broker_url
+from network.transport.tls import check_tls_matches_url, split_broker_url
 from node.core.channels import check_name as _check_name
 from node.core.channels import status_channel
 
@@ -190,7 +195,8 @@ class MqttTransport:
     311 (amqtt needs 311, see ``detect_protocol``); ``max_payload`` bounds both
     directions; ``keepalive`` (s) bounds how long a frozen node looks alive;
     ``max_inflight`` caps publishes handed to the client but not yet written;
-    ``timeout`` (s) bounds connect/subscribe round trips.
+    ``timeout`` (s) bounds connect/subscribe round trips; ``tls`` is required for an
+    ``mqtts://`` URL and refused for ``mqtt://`` (never plaintext by mistake).
     """
 
     def __init__(
@@ -211,8 +217,10 @@ class MqttTransport:
         timeout: float = 10.0,
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.host, self.port = parse_broker_url(url)
+        self.host, self.port, _ = split_broker_url(url)
+        check_tls_matches_url(url, tls)
         _check_name("chain_id", chain_id)
         _check_name("node_id", node_id)
         if protocol not in (5, 311):
@@ -237,6 +245,7 @@ class MqttTransport:
         self.timeout = timeout
         self._username = username
         self._password = password
+        self._tls = tls
         self._prefix = f"{TOPIC_ROOT}/{chain_id}/"
         self._backoff = backoff
         self._max_inflight = max_inflight
@@ -367,6 +376,7 @@ class MqttTransport:
             identifier=self.client_id,
             username=self._username,
             password=self._password,
+            tls_context=self._tls,
             protocol=version,
             will=will,
             clean_session=True if self.protocol == 311 else None,
