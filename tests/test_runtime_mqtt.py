@@ -211,6 +211,33 @@ async def test_three_of_four_keep_finalizing_without_a_killed_node_which_then_ca
     assert restarted["height"] == killed_at or restarted["height"] == killed_at + 1
 
 
+@pytest.mark.integration
+@needs_mosquitto
+@pytest.mark.broker
+async def test_a_killed_node_restarts_from_its_newest_snapshot_and_finalizes_with_the_others(
+    mosquitto: BrokerProcess, tmp_path: Path
+) -> None:
+    net = make_localnet(tmp_path / "net", mosquitto.url, 4)
+    v4 = net.nodes["v4"]
+    v4.extra_args = ["--snapshot-every", "5"]
+    with running(net):
+        await wait_until(lambda: v4.height() >= 17, what="v4 at height 17", net=net)
+        v4.kill()
+        killed_at = v4.height()
+        v4.start()
+        await wait_until(lambda: len(v4.events("started")) == 2, what="v4 started again", net=net)
+        target = max(net.heights().values()) + 3
+        await wait_until(lambda: v4.height() >= target, what="v4 finalizing again", net=net)
+    restarted = v4.events("started")[-1]
+    assert restarted["height"] >= killed_at
+    snapshot = restarted["recovered_from"]
+    assert snapshot % 5 == 0 and killed_at - 10 <= snapshot < restarted["height"], restarted
+    assert restarted["replayed"] == restarted["height"] - snapshot
+    assert v4.events("started")[0]["recovered_from"] == 0  # the first start had nothing to start from
+    chain = agree(list(net.nodes.values()))
+    assert all(v4.finalized()[h] == chain[h] for h in v4.finalized())
+
+
 def records_until_prevote_after_own_proposal(net: LocalNet, victim: str, from_height: int) -> tuple[int, int]:
     """(n, height): the victim's n-th signing record is the prevote right after its own proposal at height.
 

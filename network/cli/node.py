@@ -20,6 +20,7 @@ from network.transport.mqtt import MqttTransport, PasswordFileError, read_passwo
 from network.transport.tls import TlsFileError, TlsFiles, check_tls_matches_url, client_context
 from node.core.behaviours import BEHAVIOURS
 from node.runtime.node import NodeConfig, StartupError, run_node
+from node.runtime.recovery import SNAPSHOT_EVERY
 from node.runtime.transport import Transport, TransportFactory, TransportSpec
 
 
@@ -161,6 +162,13 @@ def node() -> None:
     default=None,
     help="the client certificate's private key (PEM)",
 )
+@click.option(
+    "--snapshot-every",
+    type=click.IntRange(min=0),
+    default=SNAPSHOT_EVERY,
+    show_default=True,
+    help="store the chain state every N blocks, so a restart replays only the blocks after it (0: never)",
+)
 def run(
     home: Path,
     key_files: tuple[Path, ...],
@@ -177,6 +185,7 @@ def run(
     tls_ca: Path | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    snapshot_every: int,
 ) -> None:
     """Run one validator node until SIGTERM or SIGINT.
 
@@ -202,6 +211,7 @@ def run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         behaviour=behaviour,
+        snapshot_every=snapshot_every,
     )
     try:
         code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password, tls))

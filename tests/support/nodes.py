@@ -50,6 +50,9 @@ class NodeProc:
     mqtt_password_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     key_files: list[Path] = field(default_factory=list)  # hosted validator keys; empty = HOME/key.json
+    extra_args: list[str] = field(
+        default_factory=list
+    )  # more `posnet node run` options, after the usual ones
     process: subprocess.Popen[bytes] | None = None
     stderr_path: Path | None = None
 
@@ -66,7 +69,7 @@ class NodeProc:
             key_files=self.key_files,
             mqtt_username=self.mqtt_username,
             mqtt_password_file=self.mqtt_password_file,
-        )
+        ) + list(self.extra_args)
 
     def start(self, env: Mapping[str, str] | None = None) -> None:
         """Spawn the node (again); ``env`` adds variables for this start only."""
