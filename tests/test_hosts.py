@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from network.cli import cli
 from network.hosts import brokers as hb
-from network.hosts.certs import CA_DIR, host_certs_dir, make_inventory_pki
+from network.hosts.certs import CA_DIR, clients_dir, host_certs_dir, make_inventory_pki
 from network.hosts.inventory import InventoryError, load_inventory, parse_inventory
 from network.hosts.pki import PkiError, common_name, load_issued
 from network.transport import broker as broker_module
@@ -101,7 +101,33 @@ BAD = [
     (example(mode="shared"), 'hosts[1].broker_port: only in mode = "bridged"'),
     (example(hub={"host": "alpha", "port": 8883}), "hub.port: 8883 is also the broker_port of host 'alpha'"),
     (example(hosts=[{"name": "hub", "address": "10.0.0.1"}]), "hosts: no host runs a validator"),
+    (_with_host(3, name="clients"), "hosts[3].name: 'clients' is taken by the certificate layout"),
+    (example(clients="wallet"), "clients: must be a list"),
+    (example(clients=["v2"]), "clients[0]: 'v2' is a validator"),
+    (example(clients=["w", "w"]), "clients[1]: 'w' is listed twice"),
+    (example(clients=["bridge-alpha"]), "clients[0]: names starting 'bridge-'"),
 ]
+
+
+def test_a_client_may_send_transactions_and_read_but_never_speak_in_consensus(tmp_path: Path) -> None:
+    inventory = parse_inventory(example(clients=["wallet"]))
+    for acl in (
+        hb.host_acl(inventory, "beta"),
+        hb.hub_acl(
+            parse_inventory(
+                example(
+                    mode="shared",
+                    clients=["wallet"],
+                    hosts=[{k: v for k, v in h.items() if k != "broker_port"} for h in EXAMPLE["hosts"]],
+                )
+            )
+        ),
+    ):
+        block = acl.split("user wallet\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        assert block == ["topic read posnet/#", "topic write posnet/+/tx"]
+    make_inventory_pki(inventory, tmp_path)
+    cert = x509.load_pem_x509_certificate((clients_dir(tmp_path) / "wallet.crt").read_bytes())
+    assert common_name(cert) == "wallet" and (clients_dir(tmp_path) / "ca.crt").exists()
 
 
 @pytest.mark.parametrize(("data", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import ssl
 import subprocess
@@ -33,13 +34,14 @@ import pytest
 from network.hosts.brokers import (
     CA_CERT,
     BrokerPaths,
+    client_cert,
     host_acl,
     host_broker_config,
     hub_acl,
     hub_broker_config,
     validator_cert,
 )
-from network.hosts.certs import host_certs_dir, make_inventory_pki
+from network.hosts.certs import clients_dir, host_certs_dir, make_inventory_pki
 from network.hosts.inventory import Inventory, parse_inventory
 from network.hosts.pki import make_ca
 from network.transport.broker import BrokerProcess, free_port, mosquitto_available, mosquitto_path
@@ -103,7 +105,9 @@ def _inventory(mode: str, ports: dict[str, int], hub_port: int) -> Inventory:
         for host in hosts:
             if host["name"] in ports:
                 host["broker_port"] = ports[str(host["name"])]
-    return parse_inventory({"mode": mode, "hub": {"host": "hub", "port": hub_port}, "hosts": hosts})
+    return parse_inventory(
+        {"mode": mode, "hub": {"host": "hub", "port": hub_port}, "hosts": hosts, "clients": ["wallet"]}
+    )
 
 
 def _client_files(pki: Path, host: str, validator: str | None) -> TlsFiles:
@@ -208,6 +212,69 @@ async def test_a_node_with_its_certificate_finalizes_over_tls(
     try:
         await wait_until(lambda: node.height() >= 2, what="v1 finalizing through the TLS broker", net=net)
         assert "u'v1'" in broker.log_tail(200)  # the certificate's name is the broker username
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_clients_certificate_sends_transactions_and_nothing_else(
+    shared: tuple[Inventory, Path, TlsMosquitto],
+) -> None:
+    _, pki, broker = shared
+    acks: dict[int, int] = {}
+    wallet = _paho(_wallet_files(pki), broker.port, "wallet")
+    wallet.on_publish = lambda c, u, mid, reason, props: acks.__setitem__(mid, reason.value)
+    try:
+        tx = wallet.publish(f"posnet/{CHAIN}/tx", b"a transaction", qos=1)
+        vote = wallet.publish(f"posnet/{CHAIN}/consensus", b"a vote", qos=1)
+        wait_for(lambda: {tx.mid, vote.mid} <= set(acks), "both PUBACKs", 30)
+        assert acks[tx.mid] < 0x80, f"{acks[tx.mid]:#x}"  # success (0x10: no subscriber yet)
+        assert acks[vote.mid] == NOT_AUTHORIZED
+    finally:
+        wallet.loop_stop()
+        wallet.disconnect()
+
+
+def _wallet_files(pki: Path) -> TlsFiles:
+    cert, key = client_cert("wallet")
+    return TlsFiles(clients_dir(pki) / CA_CERT, clients_dir(pki) / cert, clients_dir(pki) / key)
+
+
+async def test_posnet_tx_reaches_the_chain_through_a_tls_broker_with_a_clients_certificate(
+    shared: tuple[Inventory, Path, TlsMosquitto], tmp_path: Path
+) -> None:
+    _, pki, broker = shared
+    url = f"mqtts://127.0.0.1:{broker.port}"
+    net = make_localnet(tmp_path / "net", url, 1, chain_id=CHAIN, metrics=True)
+    node = net.nodes["v1"]
+    files = _client_files(pki, "alpha", "v1")
+    argv = [
+        *node.argv(),
+        "--tls-ca",
+        str(files.ca),
+        "--tls-cert",
+        str(files.cert),
+        "--tls-key",
+        str(files.key),
+    ]
+    with open(tmp_path / "v1.err", "wb") as err:
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=err, stderr=err)
+    wallet = _wallet_files(pki)
+    command = [
+        sys.executable, "-m", "network.cli", "tx", "transfer", "v1", "1",
+        "--key", str(node.home / "key.json"), "--broker", url, "--genesis", str(net.genesis_path),
+        "--url", f"http://127.0.0.1:{node.metrics_port}", "--no-check", "--json", "--timeout", "60",
+        "--tls-ca", str(wallet.ca), "--tls-cert", str(wallet.cert), "--tls-key", str(wallet.key),
+    ]  # fmt: skip
+    try:
+        await wait_until(lambda: node.height() >= 2, what="v1 finalizing through the TLS broker", net=net)
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        outcome = json.loads(done.stdout.strip().splitlines()[-1])
+        assert outcome["status"] in ("applied", "rejected") and outcome["stage"] == "chain", done
+        assert outcome["height"] >= 2
+        assert "u'wallet'" in broker.log_tail(200)
+        plain = subprocess.run(command[:-6], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert plain.returncode == 2 and "mqtts needs a CA file (--tls-ca)" in plain.stderr, plain
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -17,7 +17,7 @@ import click
 
 from network.cli.errors import UserError
 from network.testnet.target import ClientError, Target, genesis_names, target_from_dir
-from network.transport.broker import parse_broker_url
+from network.transport.tls import split_broker_url
 from node.core.genesis import GenesisError, load_genesis
 
 DEFAULT_DIR = "testnet"
@@ -44,7 +44,7 @@ def resolve_target(
             raise UserError(str(exc)) from None
     if broker is not None:
         try:
-            parse_broker_url(broker)
+            split_broker_url(broker)
         except ValueError as exc:
             raise UserError(f"--broker: {exc}") from None
     query_url = url.rstrip("/") if url else None

@@ -18,7 +18,7 @@ import click
 
 from network.cli.errors import UserError
 from network.hosts.brokers import host_prefix
-from network.hosts.certs import CA_DIR, host_certs_dir, make_inventory_pki
+from network.hosts.certs import CA_DIR, clients_dir, host_certs_dir, make_inventory_pki
 from network.hosts.inventory import Inventory, InventoryError, load_inventory
 from network.hosts.pki import PkiError
 
@@ -87,3 +87,7 @@ def pki(inventory_path: Path, out: Path, force: bool) -> None:
     click.echo(f"{len(report.made)} certificates made, {len(report.kept)} kept")
     for host in inventory.hosts:
         click.echo(f"  {host.name}: copy {host_certs_dir(out, host.name)}")
+    if inventory.clients:
+        click.echo(
+            f"  clients ({', '.join(inventory.clients)}): hand out {clients_dir(out)}/NAME.crt and .key with ca.crt"
+        )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,6 +42,7 @@ from network.testnet.logtail import LogTail
 from network.testnet.submit import publish_tx, wait_for_outcome
 from network.testnet.target import Target
 from network.transport.mqtt import PasswordFileError, read_password_file
+from network.transport.tls import TlsFileError, TlsFiles, check_tls_matches_url, client_context
 from node.core.envelopes import tx_bytes
 from node.core.genesis import PPM
 from node.core.keys import PUBLIC_KEY_LEN
@@ -82,6 +84,9 @@ class TxOptions:
     as_json: bool
     mqtt_username: str | None
     mqtt_password_file: Path | None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 TX_OPTIONS: list[Callable[[Any], Any]] = [
@@ -127,6 +132,24 @@ TX_OPTIONS: list[Callable[[Any], Any]] = [
         default=None,
         help="file holding the broker password",
     ),
+    click.option(
+        "--tls-ca",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="CA certificate of a TLS broker (an mqtts:// --broker; see README: Several machines)",
+    ),
+    click.option(
+        "--tls-cert",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="client certificate (PEM), e.g. one of the inventory's clients",
+    ),
+    click.option(
+        "--tls-key",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="its private key (PEM)",
+    ),
 ]
 
 
@@ -145,7 +168,29 @@ def _tx_options(kwargs: dict[str, Any]) -> TxOptions:
         as_json=kwargs.pop("as_json"),
         mqtt_username=kwargs.pop("mqtt_username"),
         mqtt_password_file=kwargs.pop("mqtt_password_file"),
+        tls_ca=kwargs.pop("tls_ca"),
+        tls_cert=kwargs.pop("tls_cert"),
+        tls_key=kwargs.pop("tls_key"),
     )
+
+
+def _tls(options: TxOptions, broker_url: str) -> ssl.SSLContext | None:
+    """The TLS context of `--tls-*` for `broker_url`, or None; a bad file or a mismatch is one line."""
+    tls = None
+    if options.tls_ca is not None:
+        try:
+            tls = client_context(TlsFiles(options.tls_ca, options.tls_cert, options.tls_key))
+        except TlsFileError as exc:
+            raise UserError(str(exc)) from None
+    elif options.tls_cert is not None or options.tls_key is not None:
+        raise UserError(
+            "--tls-cert and --tls-key need --tls-ca (the CA that signed the broker's certificate)"
+        )
+    try:
+        check_tls_matches_url(broker_url, tls)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return tls
 
 
 def _password(options: TxOptions) -> str | None:
@@ -211,7 +256,9 @@ class Submission:
             options.directory, options.node_name, options.url, options.broker, options.genesis_path
         )
         if target.broker_url is None:
-            raise UserError("where to send it? pass --dir DIR, or --broker mqtt://HOST:PORT")
+            raise UserError(
+                "where to send it? pass --dir DIR, or --broker mqtt://HOST:PORT (mqtts:// for TLS)"
+            )
         client = QueryClient(target) if target.query_url is not None else None
         return cls(options, target, client)
 
@@ -224,6 +271,8 @@ def submit(submission: Submission, build: Callable[[int], Tx]) -> None:
     """Sign, check, publish and follow one transaction; prints the outcome and exits with its code."""
     options, target, client = submission.options, submission.target, submission.client
     password = _password(options)
+    assert target.broker_url is not None
+    tls = _tls(options, target.broker_url)
     _, keypair = load_key(options.key)
     chain_id = _chain_id(target, client)
     nonce = options.nonce
@@ -244,7 +293,7 @@ def submit(submission: Submission, build: Callable[[int], Tx]) -> None:
     tail = LogTail(target.log_path) if options.wait and target.log_path is not None else None
     envelope = tx_bytes(chain_id, wire, keypair)
     try:
-        asyncio.run(publish_tx(target, chain_id, envelope, options.mqtt_username, password))
+        asyncio.run(publish_tx(target, chain_id, envelope, options.mqtt_username, password, tls))
     except (aiomqtt.MqttError, OSError) as exc:
         raise UserError(f"cannot publish to the broker at {target.broker_url}: {exc}") from None
     if not options.wait or (client is None and tail is None):

@@ -16,6 +16,9 @@ on it. What "a validator can only publish as itself" means here:
   the broker too, but changes the protocol's channel layout in the core, the
   simulator and every node; signatures already bind identity, so the layout
   stays and the broker binds what the topic names.
+- A client of the inventory (``clients``: a wallet, a load generator) may
+  read the chain and write ``tx`` only: it can submit transactions, never
+  speak in consensus.
 
 Bridged mode, per host H with validators: a local broker the host's
 validators dial, bridged to the hub as user ``bridge-H``. The bridge sends
@@ -41,7 +44,8 @@ from network.hosts.inventory import Inventory, bridge_user
 
 TOPIC_ROOT = "posnet"
 HOSTS_ROOT = "hosts"
-SHARED_CHANNELS = ("consensus", "evidence", "tx", "sync/req", "sync/resp/+")
+TX_CHANNEL = "tx"
+SHARED_CHANNELS = ("consensus", "evidence", TX_CHANNEL, "sync/req", "sync/resp/+")
 """node/core/channels.py's channels any validator writes (a test checks they are all of them)."""
 STATUS_CHANNEL = "status/{name}"
 MAX_PACKET_BYTES = (1 << 20) + 64 * 1024  # network.transport.broker.MAX_PACKET_BYTES (a test checks)
@@ -181,11 +185,23 @@ def validator_acl(name: str) -> list[str]:
     return lines
 
 
+def client_cert(name: str) -> tuple[str, str]:
+    """(certificate, key) of client ``name``, relative to the clients' certificate directory."""
+    return f"{name}.crt", f"{name}.key"
+
+
+def client_acl(name: str) -> list[str]:
+    """A client's ACL block: read the chain (to follow its transaction), write transactions only."""
+    return [f"user {name}", f"topic read {TOPIC_ROOT}/#", f"topic write {TOPIC_ROOT}/+/{TX_CHANNEL}"]
+
+
 def host_acl(inventory: Inventory, host: str) -> str:
-    """ACL of host ``host``'s own broker: its validators only (a validator of another host has no rights here)."""
+    """ACL of host ``host``'s own broker: its validators (a validator of another host has no rights here) and the clients."""
     lines = [f"# posnet ACL of host {host}'s broker: usernames are certificate common names"]
     for validator in inventory.host(host).validators:
         lines += ["", *validator_acl(validator)]
+    for client in inventory.clients:
+        lines += ["", *client_acl(client)]
     return "\n".join(lines) + "\n"
 
 
@@ -195,6 +211,8 @@ def hub_acl(inventory: Inventory) -> str:
     if inventory.mode == "shared":
         for validator in inventory.validators:
             lines += ["", *validator_acl(validator)]
+        for client in inventory.clients:
+            lines += ["", *client_acl(client)]
         return "\n".join(lines) + "\n"
     for host in inventory.validator_hosts():
         lines += [

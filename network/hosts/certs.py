@@ -6,6 +6,8 @@ broker's server certificate and its bridge's client certificate (bridged
 mode), the hub's server certificate (the hub's host), and one client
 certificate per validator it runs, named after the validator (the broker's
 username for it). Copy ``OUT/<host>/`` to the host and nothing else.
+``OUT/clients/`` holds the inventory's clients' certificates (with the CA
+certificate): each goes to whoever sends transactions under that name.
 
 Running it again after editing the inventory keeps the CA and every
 certificate already made (hosts already deployed keep working) and adds what
@@ -27,6 +29,7 @@ from network.hosts.brokers import (
     HUB_CERT,
     HUB_KEY,
     broker_server_names,
+    client_cert,
     hub_server_names,
     validator_cert,
 )
@@ -35,6 +38,14 @@ from network.hosts.pki import Issued, issue, load_issued, make_ca
 
 CA_DIR = "ca"
 CA_KEY = "ca.key"
+
+
+CLIENTS_DIR = "clients"
+
+
+def clients_dir(out: Path) -> Path:
+    """Where the clients' certificates go under ``out`` (with the CA certificate, to hand out with them)."""
+    return Path(out) / CLIENTS_DIR
 
 
 def host_certs_dir(out: Path, host: str) -> Path:
@@ -95,11 +106,13 @@ def make_inventory_pki(inventory: Inventory, out: Path, *, force: bool = False) 
     report = PkiReport()
     ca = _ca(out, report)
     ca_pem = (out / CA_DIR / CA_CERT).read_bytes()
-    for host in inventory.hosts:
-        certs = host_certs_dir(out, host.name)
+    places = [(host_certs_dir(out, host.name), host_leaves(inventory, host.name)) for host in inventory.hosts]
+    if inventory.clients:
+        places.append((clients_dir(out), [Leaf(name, *client_cert(name)) for name in inventory.clients]))
+    for certs, leaves in places:
         certs.mkdir(parents=True, exist_ok=True)
         (certs / CA_CERT).write_bytes(ca_pem)
-        for leaf in host_leaves(inventory, host.name):
+        for leaf in leaves:
             cert_path, key_path = certs / leaf.cert, certs / leaf.key
             if cert_path.exists() and key_path.exists() and not (force or report.new_ca):
                 report.kept.append(cert_path)

@@ -20,6 +20,10 @@ cannot disagree about who runs where. Example::
     name = "hub"
     address = "10.231.0.10"
 
+(``clients = ["wallet"]``, before the tables, names certificates that may
+send transactions and read the chain, nothing else.)
+
+
 Two modes, because they fail differently. ``shared``: every validator dials
 the hub directly; the hub is the one broker (one fault domain for all).
 ``bridged``: every host with validators runs its own broker, bridged to the
@@ -43,6 +47,8 @@ from typing import Any
 
 MODES = ("bridged", "shared")
 DEFAULT_TLS_PORT = 8883
+RESERVED_HOST_NAMES = ("ca", "clients")
+"""Directories of `posnet hosts pki`'s output beside the hosts' own: no host may be called so."""
 BRIDGE_USER_PREFIX = "bridge-"
 """Common names ``bridge-<host>`` belong to brokers' bridges; no validator may take one."""
 
@@ -75,6 +81,7 @@ class Inventory:
     hub_host: str
     hub_port: int
     hosts: tuple[Host, ...]
+    clients: tuple[str, ...] = ()  # certificate names that may publish transactions and read the chain
 
     def host(self, name: str) -> Host:
         """The host called ``name``; InventoryError listing the known ones otherwise."""
@@ -175,6 +182,8 @@ def _host(where: str, table: Any, mode: str) -> Host:
         raise InventoryError(
             f"{where}.name: must be a DNS label (a-z, 0-9, '-', at most 32, not starting or ending with '-'), got {name!r}"
         )
+    if name in RESERVED_HOST_NAMES:
+        raise InventoryError(f"{where}.name: {name!r} is taken by the certificate layout (OUT/{name}/)")
     validators = table.get("validators", [])
     if not isinstance(validators, list):
         raise InventoryError(f"{where}.validators: must be a list of validator names")
@@ -197,7 +206,7 @@ def _host(where: str, table: Any, mode: str) -> Host:
 
 def parse_inventory(data: Any) -> Inventory:
     """Validate an inventory already read from TOML (a dict); InventoryError names the field."""
-    data = _keys("inventory", data, {"mode", "hub", "hosts"}, {"hub", "hosts"})
+    data = _keys("inventory", data, {"mode", "hub", "hosts", "clients"}, {"hub", "hosts"})
     mode = data.get("mode", "bridged")
     if mode not in MODES:
         raise InventoryError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
@@ -228,4 +237,26 @@ def parse_inventory(data: Any) -> Inventory:
             f"hub.port: {hub_port} is also the broker_port of host {hub_host.name!r}, "
             "which runs its own broker beside the hub"
         )
-    return Inventory(mode=mode, hub_host=hub_host.name, hub_port=hub_port, hosts=hosts)
+    clients = _clients(data.get("clients", []), set(seen_validators))
+    return Inventory(mode=mode, hub_host=hub_host.name, hub_port=hub_port, hosts=hosts, clients=clients)
+
+
+def _clients(raw: Any, validators: set[str]) -> tuple[str, ...]:
+    """The client names: certificate common names like a validator's, but never one of theirs."""
+    if not isinstance(raw, list):
+        raise InventoryError("clients: must be a list of client names")
+    seen: set[str] = set()
+    for i, name in enumerate(raw):
+        where = f"clients[{i}]"
+        if not isinstance(name, str) or not _VALIDATOR_NAME.match(name):
+            raise InventoryError(f"{where}: must be a name of letters, digits, '.', '_', '-', got {name!r}")
+        if name.startswith(BRIDGE_USER_PREFIX):
+            raise InventoryError(f"{where}: names starting {BRIDGE_USER_PREFIX!r} are the bridges'")
+        if name in validators:
+            raise InventoryError(
+                f"{where}: {name!r} is a validator; a client certificate must not pass for one"
+            )
+        if name in seen:
+            raise InventoryError(f"{where}: {name!r} is listed twice")
+        seen.add(name)
+    return tuple(raw)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -20,8 +21,8 @@ import aiomqtt
 from network.testnet.client import JSON, QueryClient
 from network.testnet.logtail import LogTail
 from network.testnet.target import ClientError, Target
-from network.transport.broker import parse_broker_url
 from network.transport.mqtt import detect_protocol, topic
+from network.transport.tls import split_broker_url
 from node.core.channels import TX
 from node.core.events import TX_OUTCOMES
 
@@ -32,14 +33,21 @@ log = logging.getLogger("posnet.testnet.submit")
 
 
 async def broker_client(
-    target: Target, role: str, username: str | None = None, password: str | None = None
+    target: Target,
+    role: str,
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> aiomqtt.Client:
-    """An MQTT client for the chain's broker, speaking the version its nodes speak (`role` names it)."""
+    """An MQTT client for the chain's broker, speaking the version its nodes speak (`role` names it).
+
+    `tls` is for an ``mqtts://`` broker (posnet's TLS brokers are mosquitto: MQTT 5).
+    """
     assert target.broker_url is not None
-    host, port = parse_broker_url(target.broker_url)
+    host, port, _ = split_broker_url(target.broker_url)
     protocol = target.mqtt_protocol
     if protocol is None:
-        protocol = 5 if username is not None else await detect_protocol(target.broker_url)
+        protocol = 5 if username is not None or tls is not None else await detect_protocol(target.broker_url)
     version = aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311
     return aiomqtt.Client(
         host,
@@ -48,16 +56,22 @@ async def broker_client(
         username=username,
         password=password,
         protocol=version,
+        tls_context=tls,
         timeout=PUBLISH_TIMEOUT_S,
         logger=log,
     )
 
 
 async def publish_tx(
-    target: Target, chain_id: str, payload: bytes, username: str | None = None, password: str | None = None
+    target: Target,
+    chain_id: str,
+    payload: bytes,
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Hand one transaction envelope to the broker (QoS 1: returns once the broker has it)."""
-    async with await broker_client(target, "tx", username, password) as client:
+    async with await broker_client(target, "tx", username, password, tls) as client:
         await client.publish(topic(chain_id, TX), payload, qos=1)
 
 
