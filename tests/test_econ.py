@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from network.econ import metrics as M
 from network.econ.config import DelegatorClass, EconError, load_economy, parse_economy
 from network.econ.engine import FastForward
-from network.econ.full import MessageLevel
+from network.econ.full import MessageLevel, UnreliableNode
 from network.econ.policies import POLICIES, largest_policy
 from network.econ.runs import epoch_lines
 from network.econ.wealth import balances, shares_of
@@ -294,6 +294,28 @@ def test_the_message_level_mode_runs_the_timeline_through_real_nodes() -> None:
     penalties = [p for r in records for p in r["penalties"]]
     assert "pool-2 jailed" in penalties and "pool-4 tombstoned" in penalties
     assert all(r["supply_conserved"] for r in records)
+
+
+@pytest.mark.sim
+def test_a_pool_below_full_performance_misses_precommits_in_both_modes_and_only_it() -> None:
+    """performance_ppm: fast-forward leaves the pool out of certificates by a draw; the message level
+    withholds its precommits (and their re-sends) for the same share of heights."""
+    from node.core.ledger import missed_count
+
+    text = SPREAD + '\n[[pools]]\nname = "flaky"\npledge = 2000\nperformance_ppm = 600000\n'
+    config = economy(text, epochs=3)
+    for mode in (FastForward, MessageLevel):
+        run = mode(config)  # type: ignore[arg-type]
+        list(run.run())
+        missed = {
+            run.names[address]: missed_count(pool) + int(pool.status == "jailed")
+            for address, pool in run.state.ledger.pools.items()
+        }
+        assert missed.pop("flaky") > 0, mode.__name__
+        assert not any(missed.values()), (mode.__name__, missed)
+        if isinstance(run, MessageLevel):
+            node = run.nodes["flaky"]
+            assert isinstance(node, UnreliableNode) and node.withheld > 0
 
 
 def test_the_report_draws_a_run_and_refuses_a_file_that_is_not_one(tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ waits `commit_wait_ms` after a decision before proposing, so the votes of
 the whole committee are in. A file that leaves it at 0 runs here at 200 ms.
 With no faults, both modes then build the same ledger at every epoch (the
 same proposers, signers, transactions and rewards; `ledger_hash` in each
-record), which a test checks. `performance_ppm` is not modelled here: a
-pool's node signs whenever it is up.
+record), which a test checks. A pool with `performance_ppm` below one runs
+as an `UnreliableNode`: for a seeded share of (height, round) pairs its own
+precommit, first send and re-sends alike, reaches nobody, so the others'
+certificates lack it as fast-forward's draw leaves it out (when it proposes
+the next block itself, its certificate still carries its own vote).
 """
 
 from __future__ import annotations
@@ -30,11 +33,48 @@ from network.econ.policies import Policy
 from network.sim.net import SimNetwork
 from network.sim.node import SharedCore, SimNode
 from network.sim.plans import FaultPlan
+from node.core.codec import DecodeError
 from node.core.envelopes import evidence_bytes, tx_bytes
-from node.core.state import genesis_state
+from node.core.genesis import PPM
+from node.core.messages import Kind, Vote, parse_envelope, sha256
+from node.core.state import ChainState, genesis_state
 
 PACED_COMMIT_WAIT_MS = 200
 ROUNDS_PER_HEIGHT = 3  # an epoch gets this many failed rounds per height before the run counts it halted
+
+
+class UnreliableNode(SimNode):
+    """A pool's node that signs every precommit but gets only `performance_ppm` of them out.
+
+    Which ones is a pure function of (run, pool, height, round), so a seed
+    replays the same absences, and the re-sends of a withheld precommit are
+    withheld with it (a late copy would count as signed).
+    """
+
+    def __init__(self, *args: Any, performance_ppm: int, draw_seed: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.performance_ppm = performance_ppm
+        self.draw_seed = draw_seed
+        self.withheld = 0
+
+    def broadcast(self, channel: str, data: bytes) -> None:
+        if self._withheld(data):
+            self.withheld += 1
+            return
+        super().broadcast(channel, data)
+
+    def _withheld(self, data: bytes) -> bool:
+        try:
+            envelope = parse_envelope(data)
+            if envelope.kind != Kind.PRECOMMIT:
+                return False
+            vote = Vote.from_body(envelope.kind, envelope.body, envelope.signature)
+        except DecodeError:
+            return False
+        if vote.validator != self.address:
+            return False
+        digest = sha256(f"{self.draw_seed}/{self.name}/{vote.height}/{vote.round}".encode())
+        return int.from_bytes(digest[:8], "big") % PPM >= self.performance_ppm
 
 
 class MessageLevel(FastForward):
@@ -52,11 +92,18 @@ class MessageLevel(FastForward):
         self.log_lines: list[dict[str, Any]] = []
         start = genesis_state(self.world.genesis)
         self.nodes = {
-            name: SimNode(name, self.world.owners[name], start, self.net, self.core, None, self.log_lines)
-            for name in names
+            pool.name: self._node(pool.name, pool.performance_ppm, start) for pool in config.pools
         }
         for node in self.nodes.values():
             node.boot()
+
+    def _node(self, name: str, performance_ppm: int, start: ChainState) -> SimNode:
+        args = (name, self.world.owners[name], start, self.net, self.core, None, self.log_lines)
+        if performance_ppm >= PPM:
+            return SimNode(*args)
+        return UnreliableNode(
+            *args, performance_ppm=performance_ppm, draw_seed=f"econ-absent/{self.config.name}/{self.seed}"
+        )
 
     def _epoch(self, log: EpochLog) -> None:
         txs = self._boundary_txs(log)
