@@ -9,7 +9,7 @@ processes through DIR/testnet.json. The commands are thin: the work is in
 Exit codes: 0 success, 1 the testnet failed (a node died, safety broke),
 2 a usage problem (unknown node, missing testnet, bad option).
 
-Just past 500 lines: one click group whose commands are thin wrappers
+Past 500 lines: one click group whose commands are thin wrappers
 over network/testnet; splitting the group would scatter one command tree.
 """
 
@@ -46,6 +46,7 @@ from network.testnet.logcheck import (
     unique_penalties,
 )
 from network.testnet.perturb import describe_link, describe_partition, read_requested_faults
+from network.testnet.placement import MAX_VALIDATORS, describe_islands, hosted_note
 from network.testnet.processes import process_state
 from network.testnet.setup import DEFAULT_CHAIN_ID, DEFAULT_SLOT_MS
 from network.testnet.supervisor import UpConfig, run_up
@@ -96,7 +97,14 @@ def testnet() -> None:
 
 
 @testnet.command("up")
-@click.option("--validators", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--validators", type=click.IntRange(1, MAX_VALIDATORS), default=4, show_default=True)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, MAX_VALIDATORS),
+    default=None,
+    help="spread the validators over this many node processes p1..pP, in contiguous blocks "
+    "[default: one process per validator, named after it]",
+)
 @DIR_OPTION
 @click.option(
     "--duration", type=click.FloatRange(0, min_open=True), default=None, help="stop after S seconds"
@@ -172,6 +180,7 @@ def testnet() -> None:
 )
 def up(
     validators: int,
+    processes: int | None,
     directory: Path,
     duration: float | None,
     broker: str,
@@ -209,7 +218,10 @@ def up(
         cold_keys=cold_keys,
         accounts=accounts,
         prometheus=prometheus,
+        processes=processes,
     )
+    if processes is not None and processes > validators and scenario_file is None:
+        raise UserError(f"--processes {processes}: at most --validators ({validators})")
     if scenario_file is not None:
         sys.exit(_run_scenario(config, scenario_file, time_scale))
     if time_scale != 1.0:
@@ -250,15 +262,36 @@ def _record(directory: Path, action: str, **args: Any) -> None:
         append_event(layout.logs / SCENARIO_LOG, event)
 
 
+def _state(layout: Layout) -> TestnetState:
+    state = _run(lambda: read_state(layout))
+    assert isinstance(state, TestnetState)
+    return state
+
+
+def _hosting(directory: Path, node: str) -> tuple[str, str]:
+    """The process a command naming `node` acts on, and the note saying so (`v5 runs in p2 with ...: `).
+
+    With one process per validator the process is the node itself and the
+    note is empty. An unknown name or a missing testnet is left for the
+    action itself to report, in its own words.
+    """
+    try:
+        state = read_state(Layout.of(directory))
+        return state.node(node).name, hosted_note(state.hosts, node)
+    except TestnetError:
+        return node, ""
+
+
 def _fault_command(verb: str, action: Callable[[Layout, str], NodeProc], done: str) -> click.Command:
     @click.command(verb)
     @click.argument("node")
     @DIR_OPTION
     def command(node: str, directory: Path) -> None:
+        _, note = _hosting(directory, node)
         proc = _run(lambda: action(Layout.of(directory), node))
         assert isinstance(proc, NodeProc)
         _record(directory, verb, node=node)
-        click.echo(f"{done} {proc.name} (pid {proc.pid})")
+        click.echo(f"{note}{done} {proc.name} (pid {proc.pid})")
 
     command.help = action.__doc__
     return command
@@ -293,10 +326,11 @@ def delay(node: str, ms: str, directory: Path) -> None:
     """Hold all traffic between NODE and its broker for MS milliseconds, both ways (0 clears)."""
     if not ms.isdigit():
         raise UserError(f"delay {ms!r}: must be a whole number of milliseconds, e.g. 200")
+    process, note = _hosting(directory, node)
     faults = _run(lambda: perturb.delay(Layout.of(directory), node, int(ms)))
     assert isinstance(faults, NetworkFaults)
     _record(directory, "delay", node=node, ms=int(ms))
-    click.echo(f"delayed {_links_line(faults, node)}")
+    click.echo(f"{note}delayed {_links_line(faults, process)}")
 
 
 @testnet.command("drop")
@@ -309,10 +343,11 @@ def drop(node: str, rate: str, directory: Path) -> None:
         value = float(rate)
     except ValueError:
         raise UserError(f"drop rate {rate!r}: must be a number in 0..1 (e.g. 0.3)") from None
+    process, note = _hosting(directory, node)
     faults = _run(lambda: perturb.drop(Layout.of(directory), node, value))
     assert isinstance(faults, NetworkFaults)
     _record(directory, "drop", node=node, rate=value)
-    click.echo(f"dropping {_links_line(faults, node)}")
+    click.echo(f"{note}dropping {_links_line(faults, process)}")
 
 
 @testnet.command("partition")
@@ -324,10 +359,12 @@ def partition(groups: list[list[str]], directory: Path) -> None:
     The first group keeps the main broker; each further group gets a broker
     of its own, and its nodes' connections are cut and re-made there.
     """
-    faults = _run(lambda: perturb.partition(Layout.of(directory), groups))
+    layout = Layout.of(directory)
+    faults = _run(lambda: perturb.partition(layout, groups))
     assert isinstance(faults, NetworkFaults)
     _record(directory, "partition", groups=tuple(tuple(g) for g in groups))
-    click.echo(f"partitioned: {describe_partition(faults)} (each group reaches only its own broker)")
+    islands = describe_islands(_state(layout).hosts, faults.groups)
+    click.echo(f"partitioned: {islands} (each group reaches only its own broker)")
 
 
 @testnet.command("heal")
@@ -354,10 +391,11 @@ def behave(node: str, mode: str, directory: Path) -> None:
 
     Needs the `up` that owns the testnet to be running, like `restart`.
     """
+    _, note = _hosting(directory, node)
     proc = _run(lambda: perturb.behave(Layout.of(directory), node, mode))
     assert isinstance(proc, NodeProc)
     _record(directory, "behave", node=node, mode=mode)
-    click.echo(f"{proc.name} is now {proc.behaviour} (restarted, pid {proc.pid})")
+    click.echo(f"{note}{proc.name} is now {proc.behaviour} (restarted, pid {proc.pid})")
 
 
 @testnet.command("check")
@@ -373,14 +411,15 @@ def check(directory: Path) -> None:
     if not layout.logs.is_dir():
         raise UserError(f"{layout.logs} not found: no testnet has run in {layout.root}")
     byzantine: list[str] = []
+    notes: dict[str, str] = {}
     if layout.state.exists():
-        state = _run(lambda: read_state(layout))
-        assert isinstance(state, TestnetState)
+        state = _state(layout)
         byzantine = byzantine_names(state)
+        notes = {n.name: f"hosts {', '.join(n.validators)}" for n in state.nodes.values() if n.validators}
     report = analyse_dir(layout.logs, exclude=byzantine)
     if not report.nodes:
         raise UserError(f"no node logs (*.jsonl) in {layout.logs}")
-    for line in format_report(report):
+    for line in format_report(report, notes):
         click.echo(line)
     sys.exit(0 if report.ok else 1)
 
@@ -464,6 +503,9 @@ def status_lines(layout: Layout, state: TestnetState, now: float) -> list[str]:
     ]
     faults, applied = _network_lines(layout, state, lines)
     rows = [["node", "pid", "process", "height", "round", "last event", "penalties", "network"]]
+    shared = any(node.validators for node in state.nodes.values())
+    if shared:  # processes host several validators: say which
+        rows[0].append("validators")
     all_events = []
     for name, node in state.nodes.items():
         events = read_log(layout.log(name)).events
@@ -480,13 +522,24 @@ def status_lines(layout: Layout, state: TestnetState, now: float) -> list[str]:
         round_ = "-" if summary.last_round is None else str(summary.last_round)
         network = _network_cell(faults, applied, name)
         row = [name, str(node.pid or "-"), label, str(summary.max_height), round_, last]
-        rows.append([*row, penalties or "-", network])
+        rows.append([*row, penalties or "-", network, *([_span(node.hosted)] if shared else [])])
     lines.extend(_table(rows, right_aligned={1, 3, 4}))
     penalties = unique_penalties(all_events)
     if penalties:
         lines.append("penalties applied:")
         lines.extend(f"  {describe_penalty(e)}" for e in penalties)
     return lines
+
+
+def _span(validators: list[str]) -> str:
+    """`v5..v8` for a contiguous block (what `--processes` makes), else the names joined."""
+    numbers = [int(v[1:]) if v[1:].isdigit() else None for v in validators]
+    contiguous = (
+        len(validators) > 2
+        and None not in numbers
+        and numbers == list(range(numbers[0] or 0, (numbers[0] or 0) + len(numbers)))
+    )
+    return f"{validators[0]}..{validators[-1]}" if contiguous else ",".join(validators)
 
 
 def _network_cell(faults: NetworkFaults | None, applied: dict[str, Any], name: str) -> str:

@@ -7,6 +7,8 @@ Layout of a testnet directory (everything a later command needs is in it, so
     DIR/nodes/vI/key.json       validator vI's key (0600); vI's home
     DIR/nodes/vI/node.out       vI's stdout/stderr, appended across restarts
     DIR/logs/vI.jsonl           vI's event log (JSON lines), the source of every verdict
+    DIR/nodes/pK/, logs/pK.jsonl  with `up --processes P`: process pK's home, store, output and log;
+                                  it signs with the hosted validators' nodes/vI/key.json
     DIR/broker/                 broker config and log (island brokers of a partition under broker/island-I)
     DIR/testnet.json            who runs where: broker url/pid, relay, each node's pid and command line
     DIR/faults.json             network faults asked for (see network/testnet/relay.py)
@@ -33,6 +35,7 @@ from typing import Any
 
 from network.testnet import faultfile as netfaults
 from network.testnet.errors import TestnetError
+from network.testnet.placement import describe_hosts, host_of
 
 STATE_VERSION = 1
 
@@ -125,6 +128,12 @@ class NodeProc:
     restarts: int = 0
     exit_code: int | None = None
     was_byzantine: bool = False  # ever ran non-honest: its log is not held to the safety promise
+    validators: list[str] = field(default_factory=list)  # the validators it hosts; empty means [name]
+
+    @property
+    def hosted(self) -> list[str]:
+        """The validators this process signs for (its own name when one process runs one validator)."""
+        return list(self.validators) or [self.name]
 
 
 @dataclass
@@ -161,10 +170,17 @@ class TestnetState:
     started_at: float = field(default_factory=time.time)
     version: int = STATE_VERSION
 
+    @property
+    def hosts(self) -> dict[str, list[str]]:
+        """Process name -> the validators it hosts (see network/testnet/placement.py)."""
+        return {name: node.hosted for name, node in self.nodes.items()}
+
     def node(self, name: str) -> NodeProc:
-        if name not in self.nodes:
-            raise TestnetError(f"unknown node {name!r}; this testnet has {', '.join(self.nodes)}")
-        return self.nodes[name]
+        """The process named `name`, or the one hosting validator `name`: faults name either."""
+        process = host_of(self.hosts, name)
+        if process is None:
+            raise TestnetError(f"unknown node {name!r}; this testnet has {describe_hosts(self.hosts)}")
+        return self.nodes[process]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

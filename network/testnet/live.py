@@ -56,6 +56,7 @@ class NodeRow:
     last_ts: float | None = None
     online: bool | None = None  # from its log: started/connected vs stopped/disconnected
     network: str = "-"  # its network faults in force (delay, drop, partition group), from the relay's files
+    validators: list[str] = field(default_factory=list)  # hosted validators, when not just its namesake
 
 
 @dataclass
@@ -252,6 +253,9 @@ def render(state: WatchState, now: float, width: int = 100, color: bool = False)
     network = any(view.network != "-" for view in state.nodes.values())
     if network:
         header.insert(5, "network")
+    shared = any(view.validators for view in state.nodes.values())
+    if shared:  # `up --processes`: each row is a process; say which validators it runs
+        header.insert(1, "validators")
     rows = []
     for view in state.nodes.values():
         latency = "-" if view.last_latency_ms is None else f"{view.last_latency_ms:.0f} ms"
@@ -259,11 +263,14 @@ def render(state: WatchState, now: float, width: int = 100, color: bool = False)
             latency = "sync"
         last = "-" if view.last_event is None else f"{view.last_event} {_ago(now, view.last_ts)}"
         row = [view.name, str(view.height), str(view.round), latency, last]
+        if shared:
+            row.insert(1, ",".join(view.validators) if len(view.validators) < 3 else _span(view.validators))
         if network:
             row.append(view.network)
-        rows.append([*row, status_text(view, state.penalties.get(view.name, set()))])
+        penalties = set().union(*(state.penalties.get(v, set()) for v in view.validators or [view.name]))
+        rows.append([*row, status_text(view, penalties)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {1, 2, 3}
+    right = {2, 3, 4} if shared else {1, 2, 3}
 
     def cells(row: list[str]) -> str:
         return "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row))
@@ -281,6 +288,11 @@ def render(state: WatchState, now: float, width: int = 100, color: bool = False)
     lines.append("")
     lines.append("Ctrl-C quits")
     return "\n".join(_clip(line, width) for line in lines)
+
+
+def _span(validators: list[str]) -> str:
+    """`v5..v8`: `--processes` hosts contiguous blocks, so the ends say it."""
+    return f"{validators[0]}..{validators[-1]}"
 
 
 def _describe_step(event: Event) -> str:
@@ -391,6 +403,7 @@ class Watcher:
             live = process_state(node.pid, node.command)
             view.process = live if live != "dead" or node.status in (RUNNING, PAUSED) else node.status
             view.behaviour = node.behaviour
+            view.validators = list(node.validators)
 
 
 def run_watch(layout: Layout, interval: float = 1.0, once: bool = False, out: IO[str] | None = None) -> int:

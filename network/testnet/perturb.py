@@ -2,7 +2,9 @@
 
 Node faults (kill, pause, resume, restart, behave) signal a node's recorded
 process after checking it is still ours, and record their intent in
-testnet.json first, so the supervisor reads a deliberate kill as one.
+testnet.json first, so the supervisor reads a deliberate kill as one. A
+fault may name a validator: it acts on the process hosting it, and so on
+every validator that process hosts (network/testnet/placement.py).
 
 Network faults (delay, drop, partition, heal) are real: each node reaches the
 broker through its own port of a relay process (`network.testnet.relay`) that
@@ -32,6 +34,7 @@ from network.testnet.layout import (
     read_state,
     testnet_lock,
 )
+from network.testnet.placement import map_groups
 from network.testnet.processes import (
     STOP_TIMEOUT_S,
     process_state,
@@ -53,7 +56,7 @@ def kill_node(layout: Layout, name: str) -> NodeProc:
     with locked_state(layout) as state:
         node = state.node(name)
         if process_state(node.pid, node.command) == "dead":
-            raise TestnetError(f"{name} is not running (status {node.status})")
+            raise TestnetError(f"{_who(name, node)} is not running (status {node.status})")
         node.status = KILLED  # recorded before the signal, so the orchestrator reads it as deliberate
     signal_process(node.pid, node.command, signal.SIGKILL)
     wait_dead(node.pid, node.command, 5.0)
@@ -67,7 +70,7 @@ def pause_node(layout: Layout, name: str) -> NodeProc:
         current = process_state(node.pid, node.command)
         if current != "alive":
             raise TestnetError(
-                f"{name} is {current if current != 'dead' else 'not running'}; cannot pause it"
+                f"{_who(name, node)} is {current if current != 'dead' else 'not running'}; cannot pause it"
             )
         signal_process(node.pid, node.command, signal.SIGSTOP)
         node.status = PAUSED
@@ -80,7 +83,9 @@ def resume_node(layout: Layout, name: str) -> NodeProc:
         node = state.node(name)
         current = process_state(node.pid, node.command)
         if current != "paused":
-            raise TestnetError(f"{name} is {current if current != 'dead' else 'not running'}, not paused")
+            raise TestnetError(
+                f"{_who(name, node)} is {current if current != 'dead' else 'not running'}, not paused"
+            )
         signal_process(node.pid, node.command, signal.SIGCONT)
         node.status = RUNNING
     return node
@@ -111,6 +116,11 @@ def restart_node(layout: Layout, name: str, behaviour: str | None = None) -> Nod
         node.pid, node.status, node.exit_code = process.pid, RUNNING, None
         node.restarts += 1
     return node
+
+
+def _who(name: str, node: NodeProc) -> str:
+    """`v3`, or `v3 (process p1)` when the name is a validator another process hosts."""
+    return name if name == node.name else f"{name} (process {node.name})"
 
 
 def _require_running(layout: Layout, state: TestnetState) -> None:
@@ -148,20 +158,12 @@ def partition(layout: Layout, groups: Sequence[Sequence[str]]) -> NetworkFaults:
     reconnects into the new one. Replaces any earlier partition; delays and
     drops stay.
     """
-    names = _node_names(layout)
-    islands = [list(group) for group in groups]
-    if len(islands) < 2:
+    if len(groups) < 2:
         raise TestnetError("a partition needs at least two groups, e.g. `v1,v2 v3,v4`")
-    seen: set[str] = set()
-    for group in islands:
-        if not group:
-            raise TestnetError("a partition group is empty")
-        for name in group:
-            _known(names, name)
-            if name in seen:
-                raise TestnetError(f"{name} is named in two partition groups")
-            seen.add(name)
-    islands[0] += [name for name in names if name not in seen]
+    if any(not group for group in groups):
+        raise TestnetError("a partition group is empty")
+    # validator names become the processes hosting them; a process split across groups is refused
+    islands = map_groups(read_state(layout).hosts, groups)
 
     def change(faults: NetworkFaults) -> None:
         faults.groups = islands
@@ -179,8 +181,12 @@ def heal(layout: Layout) -> NetworkFaults:
 
 
 def delay(layout: Layout, node: str, ms: int) -> NetworkFaults:
-    """Hold every chunk between `node` and its broker for `ms` milliseconds, both ways (0 = none)."""
-    _known(_node_names(layout), node)
+    """Hold every chunk between `node` and its broker for `ms` milliseconds, both ways (0 = none).
+
+    `node` may name a validator: the delay is on its process's link, so it
+    holds every validator that process hosts.
+    """
+    node = read_state(layout).node(node).name
     whole = isinstance(ms, int | float) and not isinstance(ms, bool) and float(ms).is_integer()
     if not whole or not 0 <= ms <= netfaults.MAX_DELAY_MS:
         raise TestnetError(f"delay {ms!r}: must be a whole number of ms in 0..{netfaults.MAX_DELAY_MS}")
@@ -193,8 +199,11 @@ def delay(layout: Layout, node: str, ms: int) -> NetworkFaults:
 
 
 def drop(layout: Layout, node: str, rate: float) -> NetworkFaults:
-    """Lose each MQTT PUBLISH between `node` and its broker with probability `rate`, both ways (0 = none)."""
-    _known(_node_names(layout), node)
+    """Lose each MQTT PUBLISH between `node` and its broker with probability `rate`, both ways (0 = none).
+
+    `node` may name a validator: the drop is on its process's link.
+    """
+    node = read_state(layout).node(node).name
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
         raise TestnetError(f"drop rate {rate!r}: must be a number in 0..1 (e.g. 0.3)")
 
@@ -208,15 +217,6 @@ def drop(layout: Layout, node: str, rate: float) -> NetworkFaults:
 def _forget_inactive(faults: NetworkFaults, node: str) -> None:
     if not faults.link(node).active:
         faults.links.pop(node, None)
-
-
-def _node_names(layout: Layout) -> list[str]:
-    return list(read_state(layout).nodes)
-
-
-def _known(names: Sequence[str], name: str) -> None:
-    if name not in names:
-        raise TestnetError(f"unknown node {name!r}; this testnet has {', '.join(names)}")
 
 
 def _change_faults(layout: Layout, change: Callable[[NetworkFaults], None]) -> NetworkFaults:

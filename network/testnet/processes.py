@@ -166,8 +166,15 @@ def node_command(
     metrics_port: int,
     behaviour: str,
     mqtt_protocol: str | None,
+    validators: Sequence[str] = (),
 ) -> list[str]:
-    """The argv of testnet node `name`: its files where `layout` puts them."""
+    """The argv of testnet node `name`: its files where `layout` puts them.
+
+    `validators`, when the process hosts others than its namesake, are passed
+    as `--key nodes/vI/key.json` each: the keys stay where the genesis was
+    made from, and the process keeps its own home, store and log.
+    """
+    hosted = [] if list(validators) in ([], [name]) else [layout.key(v) for v in validators]
     return node_argv(
         home=layout.home(name),
         genesis=layout.genesis,
@@ -177,6 +184,7 @@ def node_command(
         metrics_port=metrics_port,
         behaviour=behaviour,
         mqtt_protocol=mqtt_protocol,
+        key_files=hosted,
     )
 
 

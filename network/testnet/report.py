@@ -36,7 +36,7 @@ from pathlib import Path
 from network.testnet import scenario as sc
 from network.testnet import scenario_checks as checks
 from network.testnet.errors import TestnetError
-from network.testnet.layout import DIED, KILLED, Layout, read_state
+from network.testnet.layout import DIED, KILLED, Layout, TestnetState, read_state
 from network.testnet.live import WatchState, fold, stake_line
 from network.testnet.logcheck import (
     Event,
@@ -45,6 +45,7 @@ from network.testnet.logcheck import (
     read_log,
     unique_penalties,
 )
+from network.testnet.placement import host_of
 from network.testnet.scenario_log import SCENARIO_LOG, read_timeline
 from node.core.behaviours import HONEST
 from node.core.events import EPOCH, FINALIZED, ROUND_TIMEOUT
@@ -93,6 +94,7 @@ class RunData:
     end_ts: float = 0.0
     running: set[str] | None = None  # nodes alive at the end, when testnet.json says
     history: dict[str, list[Event]] = field(default_factory=dict)  # every run, for safety
+    hosts: dict[str, list[str]] = field(default_factory=dict)  # process -> validators, when it hosts several
 
     @property
     def honest(self) -> list[str]:
@@ -102,12 +104,22 @@ class RunData:
 # ------------------------------------------------------------------ reading
 
 
+def _process_of(state: TestnetState | None, name: str) -> str:
+    """The process whose log speaks for validator `name` (itself with one process per validator)."""
+    if state is None:
+        return name
+    try:
+        return state.node(name).name
+    except TestnetError:
+        return name
+
+
 def load_run(layout: Layout) -> RunData:
     """The last run in a testnet directory: node events since it started, its scenario if it had one."""
     state = None
     with contextlib.suppress(TestnetError):
         state = read_state(layout)
-    names = list(state.nodes) if state else sorted(p.stem for p in layout.logs.glob("v*.jsonl"))
+    names = list(state.nodes) if state else sorted(p.stem for p in layout.logs.glob("[vp]*.jsonl"))
     history = {name: read_log(layout.log(name)).events for name in names}
     start = state.started_at if state else 0.0
     timeline = read_timeline(layout.logs / SCENARIO_LOG)
@@ -125,7 +137,8 @@ def load_run(layout: Layout) -> RunData:
         t0 = min((float(e["ts"]) for events in logs.values() for e in events[:1]), default=0.0)
     byzantine = {n.name for n in state.nodes.values() if n.behaviour != HONEST} if state else set()
     if scenario is not None:
-        byzantine |= scenario.byzantine()
+        # a Byzantine validator makes its whole process Byzantine (the process runs all its keys one way)
+        byzantine |= {_process_of(state, v) for v in scenario.byzantine()}
     params = Params()
     with contextlib.suppress(GenesisError, OSError):
         params = load_genesis(layout.genesis).params
@@ -145,6 +158,7 @@ def load_run(layout: Layout) -> RunData:
         end_ts=max(stamps, default=t0),
         running=running,
         history=history,
+        hosts={n.name: n.validators for n in state.nodes.values() if n.validators} if state else {},
     )
 
 
@@ -254,7 +268,10 @@ def summary_lines(run: RunData) -> tuple[list[str], bool]:
     ok = True
     duration = run.end_ts - run.t0
     what = f"scenario {run.scenario.name}, " if run.scenario else ""
-    lines.append(f"run: {what}{len(run.logs)} validators, {duration:.1f} s of events")
+    count = f"{len(run.logs)} validators"
+    if run.hosts:
+        count = f"{sum(len(vs) for vs in run.hosts.values())} validators in {len(run.logs)} processes"
+    lines.append(f"run: {what}{count}, {duration:.1f} s of events")
     all_lat = [lat for name in run.honest for lat in latencies(run.logs[name])]
     lines.append(
         f"finality latency (honest nodes, {len(all_lat)} blocks): median {_ms(_median(all_lat))}, "
@@ -265,6 +282,8 @@ def summary_lines(run: RunData) -> tuple[list[str], bool]:
         counts = {k: sum(1 for e in events if e.get("event") == k) for k in ("round_timeout", "started")}
         synced = sum(1 for e in events if e.get("event") == FINALIZED and e.get("via_sync"))
         note = "  (byzantine)" if name in run.byzantine else ""
+        if name in run.hosts:
+            note += f"  hosts {', '.join(run.hosts[name])}"
         lines.append(
             f"  {name:<6} height {max_height(events):>5}  median {_ms(_median(lat)):>8}  "
             f"p99 {_ms(percentile(lat, 99)):>8}  round timeouts {counts['round_timeout']:>3}  "
@@ -304,9 +323,9 @@ def summary_lines(run: RunData) -> tuple[list[str], bool]:
         )
     lines.append("  " + liveness_line(run))
     if run.scenario is not None:
-        results = checks.evaluate(
-            run.scenario, run.logs, run.timeline, run.t0, run.end_ts, run.params, run.running
-        )
+        hosts = {name: run.hosts.get(name, [name]) for name in run.logs}
+        scenario, logs, running = checks.in_validator_terms(run.scenario, run.logs, run.running, hosts)
+        results = checks.evaluate(scenario, logs, run.timeline, run.t0, run.end_ts, run.params, running)
         lines.append(f"scenario checks ({run.scenario.name}):")
         for result in results:
             if result.name == "safety":
@@ -344,7 +363,7 @@ def liveness_line(run: RunData) -> str:
         return "liveness after last heal: no fault healed in this run"
     alive = run.running if run.running is not None else set(run.logs)
     if run.scenario is not None:
-        alive = alive - sc.down_at_end(run.scenario)
+        alive = alive - {host_of(run.hosts, v) or v for v in sc.down_at_end(run.scenario)}
     nodes = [n for n in run.honest if n in alive]
     times = checks.recovery_times(run.logs, nodes, since)
     stuck = [n for n, t in times.items() if t is None]

@@ -50,8 +50,10 @@ from node.core.behaviours import BEHAVIOURS
 from node.core.events import ACCOUNTABILITY_EVENTS
 from node.core.genesis import validator_names
 
-ACTIONS = ("kill", "restart", "pause", "resume", "partition", "heal", "delay", "drop", "behave")
+# Scenarios stay at 64 validators (the limit their tests pin); `up` itself goes to placement.MAX_VALIDATORS.
 MAX_VALIDATORS = 64
+
+ACTIONS = ("kill", "restart", "pause", "resume", "partition", "heal", "delay", "drop", "behave")
 
 # Which fields each action takes (besides at_s and action); all of them are required.
 _ACTION_FIELDS: dict[str, tuple[str, ...]] = {

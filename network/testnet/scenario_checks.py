@@ -8,9 +8,10 @@ them a real run's logs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from network.testnet.logcheck import Event, find_conflicts
+from network.testnet.placement import host_of
 from network.testnet.scenario import PenaltyExpectation, Scenario, down_at_end, is_int, is_number
 from node.core.genesis import Params
 
@@ -241,3 +242,32 @@ def evaluate(
 def since(events: Iterable[Event], start_ts: float) -> list[Event]:
     """The events of one run: a testnet directory's logs are appended across runs."""
     return [e for e in events if is_number(e.get("ts")) and e["ts"] >= start_ts]
+
+
+def in_validator_terms(
+    scenario: Scenario,
+    logs: Mapping[str, list[Event]],
+    running: Iterable[str] | None,
+    hosts: Mapping[str, Sequence[str]],
+) -> tuple[Scenario, dict[str, list[Event]], list[str] | None]:
+    """A run of processes hosting several validators each, as the scenario (written in validators) reads it.
+
+    Each validator is judged by its process's log (a process logs the one
+    chain all its keys follow); a validator runs while its process runs; and
+    a validator sharing a process with a Byzantine one is Byzantine too (the
+    process runs all its keys one way), so it is not judged as honest. With
+    one process per validator this changes nothing.
+    """
+    if all(list(validators) == [process] for process, validators in hosts.items()):
+        return scenario, dict(logs), None if running is None else list(running)
+    by_validator = {v: logs.get(process, []) for process, vs in hosts.items() for v in vs}
+    alive = None if running is None else [v for p in running for v in hosts.get(p, [p])]
+    behaviours = dict(scenario.behaviours)
+    for bad in scenario.byzantine():
+        process = host_of(hosts, bad)
+        mode = scenario.behaviours.get(bad) or next(
+            (s.mode for s in scenario.steps if s.action == "behave" and s.node == bad and s.mode), "silent"
+        )
+        for validator in hosts.get(process, []) if process else []:
+            behaviours.setdefault(validator, mode)
+    return replace(scenario, behaviours=behaviours), by_validator, alive

@@ -21,8 +21,9 @@ from network.testnet.ansi import Echo, style
 from network.testnet.errors import TestnetError
 from network.testnet.layout import DIED, KILLED, Layout
 from network.testnet.logcheck import Event, read_log
+from network.testnet.placement import hosted_note
 from network.testnet.scenario import Scenario, ScenarioError, TimelineStep, parse_scenario
-from network.testnet.scenario_checks import CheckResult, check_safety, evaluate, since
+from network.testnet.scenario_checks import CheckResult, check_safety, evaluate, in_validator_terms, since
 from network.testnet.scenario_log import SCENARIO_LOG, append_event, step_event
 from network.testnet.supervisor import RunHooks, Supervisor, UpConfig
 from node.core.genesis import GenesisError, Params, load_genesis
@@ -160,7 +161,11 @@ class ScenarioRun(RunHooks):
         elapsed = time.monotonic() - self.t0_mono
         while self.pending and self.pending[0].at_s <= elapsed and not supervisor.signals:
             step = self.pending.pop(0)
-            supervisor.echo(style(f"== scenario {elapsed:6.1f} s: {step.describe()}", fg="cyan", bold=True))
+            where = hosted_note(supervisor.state.hosts, step.node) if step.node and supervisor.state else ""
+            where = f" ({where.removesuffix(': ')})" if where else ""  # `(v3 runs in p2 with v4)`
+            supervisor.echo(
+                style(f"== scenario {elapsed:6.1f} s: {step.describe()}{where}", fg="cyan", bold=True)
+            )
             ts = time.time()
             try:
                 run_step(self.layout, step)
@@ -189,13 +194,15 @@ class ScenarioRun(RunHooks):
         full = {name: read_log(self.layout.log(name)).events for name in state.nodes}
         this_run = {name: since(events, self.run_start_ts) for name, events in full.items()}
         running = [n.name for n in state.nodes.values() if n.status not in (KILLED, DIED)]
-        self.results = evaluate(
-            self.timeline_scenario, this_run, self.timeline, self.t0, end_ts, params, running
+        # processes hosting several validators: judged as the scenario names them, by validator
+        scenario, this_run, running_v = in_validator_terms(
+            self.timeline_scenario, this_run, running, state.hosts
         )
+        _, full, _ = in_validator_terms(self.timeline_scenario, full, None, state.hosts)
+        self.results = evaluate(scenario, this_run, self.timeline, self.t0, end_ts, params, running_v)
         # safety over the whole history: the chain continues across runs of one directory
         self.results = [
-            check_safety(full, self.timeline_scenario.honest()) if r.name == "safety" else r
-            for r in self.results
+            check_safety(full, scenario.honest()) if r.name == "safety" else r for r in self.results
         ]
         ok = all(r.ok for r in self.results)
         echo(f"scenario {self.scenario.name}: {len(self.results)} check(s)")

@@ -42,6 +42,7 @@ from network.testnet.layout import (
 from network.testnet.logcheck import analyse, format_report, read_log
 from network.testnet.logtail import LogTail
 from network.testnet.monitor import PrometheusInfo, start_prometheus, stop_prometheus
+from network.testnet.placement import host_of, spread
 from network.testnet.processes import (
     cmdline,
     describe_exit,
@@ -88,6 +89,55 @@ class UpConfig:
     cold_keys: bool = False  # a new genesis separates each pool's owner key from its signing key
     accounts: int = 0  # a new genesis funds this many accounts (DIR/accounts/), for `posnet testnet load`
     prometheus: bool = False  # write a scrape config for the nodes and start a local Prometheus if installed
+    processes: int | None = None  # node processes the validators are spread over (None: one each)
+
+
+def check_same_placement(layout: Layout, hosts: dict[str, list[str]]) -> None:
+    """Refuse to regroup the validators of a directory that already ran with another grouping.
+
+    A process's store (its finalized chain and the last-signed record that
+    keeps a restarted validator from signing twice) lives in the process's
+    home. Moving a validator to another process would start it from a store
+    that never heard of what it signed: the one thing the slashing-protection
+    discipline forbids. So a directory keeps the grouping it first ran with.
+    """
+    if not layout.state.exists():
+        return
+    try:
+        old = read_state(layout).hosts
+    except TestnetError:
+        return
+    if old != hosts:
+        one_each = all(vs == [n] for n, vs in old.items())
+        before = "one process per validator" if one_each else f"{len(old)} processes"
+        keep = "the default --processes" if one_each else f"--processes {len(old)}"
+        raise TestnetError(
+            f"{layout.root} ran its validators in {before}; its stores hold what each signed, "
+            f"so keep {keep} or use a fresh --dir"
+        )
+
+
+def process_behaviours(hosts: dict[str, list[str]], behaviours: dict[str, str]) -> dict[str, str]:
+    """`--behaviour vI=MODE` as a behaviour per process: a process runs all its validators one way.
+
+    Two validators of one process asked to behave differently cannot both be
+    had, so that is refused rather than one silently winning.
+    """
+    validators = [v for vs in hosts.values() for v in vs]
+    out: dict[str, str] = {}
+    for name, mode in behaviours.items():
+        process = host_of(hosts, name)
+        if process is None:
+            raise TestnetError(
+                f"--behaviour names unknown validator {name}; validators are {validators[0]}..{validators[-1]}"
+            )
+        if out.get(process, mode) != mode:
+            raise TestnetError(
+                f"--behaviour: {', '.join(hosts[process])} run in one process ({process}), "
+                f"which cannot be both {out[process]} and {mode}"
+            )
+        out[process] = mode
+    return out
 
 
 class RunHooks:
@@ -201,12 +251,11 @@ class Supervisor:
         doc = prepare(
             layout, config.validators, config.chain_id, config.slot_ms, config.cold_keys, config.accounts
         )
-        names = [v.name for v in doc.validators]
-        unknown = sorted(set(config.behaviours) - set(names))
-        if unknown:
-            raise TestnetError(
-                f"--behaviour names unknown validator {unknown[0]}; validators are {names[0]}..{names[-1]}"
-            )
+        validators = [v.name for v in doc.validators]
+        hosts = spread(validators, config.processes)
+        check_same_placement(layout, hosts)
+        behaviours = process_behaviours(hosts, config.behaviours)
+        names = list(hosts)
         ports = metrics_ports(len(names), config.base_metrics_port)
         info, self.broker = start_testnet_broker(layout, config.broker)
         protocol = mqtt_protocol_for(info.kind, config.mqtt_protocol)
@@ -218,14 +267,15 @@ class Supervisor:
             urls = {name: f"mqtt://127.0.0.1:{relay.ports[name]}" for name in names}
         nodes = {}
         for name, port in zip(names, ports, strict=True):
-            behaviour = config.behaviours.get(name, "honest")
-            command = node_command(layout, name, urls[name], port, behaviour, protocol)
+            behaviour = behaviours.get(name, HONEST)
+            command = node_command(layout, name, urls[name], port, behaviour, protocol, hosts[name])
             nodes[name] = NodeProc(
                 name=name,
                 command=command,
                 metrics_port=port,
                 behaviour=behaviour,
                 was_byzantine=behaviour != HONEST,
+                validators=[] if hosts[name] == [name] else hosts[name],
             )
         self.state = TestnetState(
             chain_id=doc.chain_id,
@@ -238,9 +288,10 @@ class Supervisor:
         layout.logs.mkdir(parents=True, exist_ok=True)
         self.tails = {name: LogTail(layout.log(name)) for name in names}
         pace = "fast" if doc.params.commit_wait_ms == 0 else f"slot {doc.params.commit_wait_ms} ms"
+        spread_note = "" if len(names) == len(validators) else f" in {len(names)} processes"
         self.echo(
-            f"testnet {doc.chain_id}: {len(names)} validators ({pace}), {info.kind} broker {info.url}, "
-            f"dir {layout.root}"
+            f"testnet {doc.chain_id}: {len(validators)} validators{spread_note} ({pace}), "
+            f"{info.kind} broker {info.url}, dir {layout.root}"
         )
         if relay is not None:
             self.echo(
@@ -251,6 +302,8 @@ class Supervisor:
             self.children[node.name] = process
             node.pid, node.status = process.pid, RUNNING
             note = "" if node.behaviour == HONEST else f", {node.behaviour}"
+            if node.validators:
+                note += f", hosts {', '.join(node.validators)}"
             self.echo(f"  {node.name}: pid {node.pid}, metrics :{node.metrics_port}{note}")
         write_state(layout, self.state)
         self.recorded = True
@@ -393,6 +446,8 @@ class Supervisor:
         for name, node in self.state.nodes.items():
             code = "" if node.exit_code is None else f" ({describe_exit(node.exit_code)})"
             notes[name] = node.status + code + (f", restarted {node.restarts}x" if node.restarts else "")
+            if node.validators:
+                notes[name] += f", hosts {', '.join(node.validators)}"
         for line in format_report(report, notes):
             self.echo(line)
         if not any(s.max_height for s in report.nodes.values()):
