@@ -741,6 +741,16 @@ def test_the_heartbeat_relays_votes_received_from_others() -> None:
     assert prevote("bob", 1, 0, A) in [item for item, _ in rebroadcast.items]
 
 
+def test_a_machine_that_leaves_relaying_to_a_co_hosted_key_re_sends_only_its_own() -> None:
+    node = Node("alice")
+    node.machine = ConsensusMachine(node.state, ADDR["alice"], relays_others=False)
+    node.echo(node.start())
+    node.echo(node.timeout(Phase.PROPOSE, 0))
+    node.votes([prevote("bob", 1, 0, None)])
+    [rebroadcast] = [o for o in node.timeout(Phase.HEARTBEAT, 0) if isinstance(o, Rebroadcast)]
+    assert [item.validator for item, _ in rebroadcast.items] == [ADDR["alice"]]
+
+
 def test_a_vote_received_many_times_is_relayed_once_per_heartbeat() -> None:
     node = Node("alice")
     node.echo(node.start())

@@ -10,9 +10,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from network.sim.net import SimNetwork
 from network.sim.node import SharedCore, SimNode
 from network.sim.plans import FaultPlan
+from node.core import admission
 from node.core.channels import SYNC_REQ
 from node.core.codec import decode
 from node.core.consensus import Decided
@@ -125,6 +128,25 @@ def test_co_hosted_keys_admit_once_and_hear_each_others_broadcasts() -> None:
     assert len(timers) == 1  # ... is handed to the other key through the scheduler
     timers.pop()()
     assert host.drivers[1].stats.rejected == {} and sync_requests(second) == []
+
+
+def test_a_broadcast_handed_to_co_hosted_keys_is_verified_once_and_only_the_primary_relays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process with many keys must not pay a signature check (and a relay) per key per message."""
+    host, recorders, _ = lagging_host(("v1", "v2", "v3"))
+    assert [d.machine.relays_others for d in host.drivers if d.machine] == [True, False, False]
+    checks: list[bytes] = []
+    real = admission.authenticate
+    monkeypatch.setattr(admission, "authenticate", lambda data, *a: checks.append(data) or real(data, *a))
+    timers = recorders[0].timers
+    timers.clear()
+    host.primary.request_blocks(9)
+    assert len(timers) == 2
+    while timers:
+        timers.pop()()
+    assert len(checks) == 1
+    assert all(d.stats.rejected == {} for d in host.drivers)
 
 
 def test_each_new_epoch_is_logged_with_its_stake_distribution() -> None:

@@ -231,8 +231,13 @@ class ConsensusMachine:
         transition: Transition = apply_block,
         check_block: BlockCheck = block_problem,
         last_certificate: CommitCertificate | None = None,
+        relays_others: bool = True,
     ) -> None:
+        """`relays_others`: whether heartbeats re-send others' messages too. A node hosting several
+        keys lets one of them relay: the others hold the same messages, and every key relaying
+        them would multiply the node's gossip by its key count."""
         self.address = address
+        self.relays_others = relays_others
         self._transition = transition
         self._check_block = check_block
         self.mempool = Mempool()
@@ -372,7 +377,7 @@ class ConsensusMachine:
             return
         self._heartbeats += 1
         self._beats_in_round += 1
-        items = self.gossip_set(relay_others=is_relay_beat(self._beats_in_round))
+        items = self.gossip_set(relay_others=self.relays_others and is_relay_beat(self._beats_in_round))
         if items:
             out.append(Rebroadcast(items))
         if self._heartbeats >= 2 and self.phase != Phase.NEW_HEIGHT:  # stuck, not merely pacing slots

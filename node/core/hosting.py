@@ -58,7 +58,8 @@ class Host:
             raise ValueError("a node hosts at least one validator key")
         self.name = name
         self._log = log
-        self._auth_cache = auth_cache
+        # Co-hosted keys hand each other their broadcasts: one cache lets the node verify each once.
+        self._auth_cache = auth_cache if auth_cache is not None or len(keys) == 1 else {}
         self.drivers: list[Driver] = []
         for signer, effects in keys:
             through = effects if len(keys) == 1 else _CoHosted(effects, self, len(self.drivers))
@@ -71,8 +72,9 @@ class Host:
     def boot(
         self, state: ChainState, last_certificate: CommitCertificate | None, **machine_args: Any
     ) -> None:
-        for driver in self.drivers:
-            driver.boot(state, last_certificate, **machine_args)
+        """Start every key's machine; only the primary relays others' messages (they all hold them)."""
+        for index, driver in enumerate(self.drivers):
+            driver.boot(state, last_certificate, relays_others=index == 0, **machine_args)
 
     def stop(self) -> None:
         for driver in self.drivers:
@@ -121,16 +123,22 @@ class Host:
     # ------------------------------------------------------------- outbound
 
     def feed_others(self, source: int, data: bytes) -> None:
-        """What hosted key `source` broadcast reaches the other hosted keys, as if it had arrived."""
+        """What hosted key `source` broadcast reaches the other hosted keys, as if it had arrived.
+
+        Each admits it against its own height, but through the node's shared
+        cache, so the signature is checked once for all of them.
+        """
         effects = self.drivers[source].effects
         for index, driver in enumerate(self.drivers):
             if index != source:
-                effects.schedule(0, _receiving(driver, data))
+                effects.schedule(0, _receiving(driver, data, self._auth_cache))
 
 
-def _receiving(driver: Driver, data: bytes) -> Callable[[], None]:
+def _receiving(driver: Driver, data: bytes, cache: AuthCache | None) -> Callable[[], None]:
     def receive() -> None:
-        driver.receive(data)
+        message = driver.admit(data, cache)
+        if message is not None and not isinstance(message, Rejected):
+            driver.dispatch(message)
 
     return receive
 
