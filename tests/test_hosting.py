@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,13 +19,13 @@ from network.sim.plans import FaultPlan
 from node.core import admission
 from node.core.channels import SYNC_REQ
 from node.core.codec import decode
-from node.core.consensus import Decided
+from node.core.consensus import Decided, RequestSync
 from node.core.driver import SYNC_BATCH, Audience
 from node.core.envelopes import sync_response_bytes
 from node.core.genesis import make_genesis
 from node.core.hosting import Host
 from node.core.keys import Keypair
-from node.core.messages import Block, CommitCertificate, Kind, parse_envelope
+from node.core.messages import Block, CommitCertificate, Kind, Vote, parse_envelope, sign_item
 from node.core.signer import GuardedSigner, MemoryRecord
 from node.core.state import ChainState, genesis_state
 
@@ -147,6 +148,35 @@ def test_a_broadcast_handed_to_co_hosted_keys_is_verified_once_and_only_the_prim
         timers.pop()()
     assert len(checks) == 1
     assert all(d.stats.rejected == {} for d in host.drivers)
+
+
+def test_a_gossiped_copy_reaches_only_the_primary_while_the_keys_are_at_the_same_height() -> None:
+    """The primary takes every copy as a one-key node would; the other keys take a vote once per height."""
+    host, _, _ = lagging_host(("v2", "v3"))
+    taken: list[list[object]] = [[], []]
+    for index, driver in enumerate(host.drivers):
+        real = driver.dispatch
+        driver.dispatch = lambda message, real=real, index=index: (
+            taken[index].append(message) or real(message)
+        )  # type: ignore[method-assign]
+    item = Vote(Kind.PREVOTE, 1, 0, None, KEYS["v1"].address)
+    signed = replace(item, signature=sign_item(CHAIN_ID, item, KEYS["v1"]))
+    for _ in range(3):
+        host.dispatch(signed)
+    assert (len(taken[0]), len(taken[1]), host.duplicates) == (3, 1, 2)
+    ahead = replace(item, height=5)
+    ahead = replace(ahead, signature=sign_item(CHAIN_ID, ahead, KEYS["v1"]))
+    host.dispatch(ahead)
+    host.dispatch(ahead)  # a height still ahead is never taken as seen
+    assert len(taken[1]) == 3
+
+
+def test_only_the_primary_key_asks_peers_for_blocks() -> None:
+    """Every key asking would multiply the requests, and every peer answers each one."""
+    host, (first, second), _ = lagging_host(("v2", "v3"))
+    for driver in host.drivers:
+        driver.run([RequestSync(7)])
+    assert sync_requests(first) == [7] and sync_requests(second) == []
 
 
 def test_each_new_epoch_is_logged_with_its_stake_distribution() -> None:

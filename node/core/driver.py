@@ -136,6 +136,9 @@ class Driver:
         self.peers: dict[str, StatusMsg] = {}
         self._applied: ChainState | None = None  # the state the next decided block applies to (for its logs)
         self._held: set[bytes] = set()  # late mode: signatures of our messages not yet released
+        # A node hosting several keys asks its peers for blocks once, through its primary key: the
+        # answers reach every key, and each key asking would multiply the requests and the answers.
+        self.requests_sync = True
 
     @property
     def chain_id(self) -> str:
@@ -278,7 +281,7 @@ class Driver:
                     "height": output.evidence.height,
                 }
             )
-        elif isinstance(output, RequestSync):
+        elif isinstance(output, RequestSync) and self.requests_sync:
             self.request_blocks(output.from_height)
         elif isinstance(output, Decided):
             self._on_decided(output)

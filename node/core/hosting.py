@@ -21,16 +21,20 @@ driver plus the pipelined catch-up.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from node.core.admission import Admitted, AuthCache, Rejected, StatusMsg, SyncRequest
+from node.core.admission import Admitted, AuthCache, ProposalMsg, Rejected, StatusMsg, SyncRequest
 from node.core.consensus import Decided
 from node.core.driver import SYNC_BATCH, Audience, Driver, Effects
 from node.core.events import SYNCED
-from node.core.messages import Block, CommitCertificate
+from node.core.messages import Block, CommitCertificate, Vote
 from node.core.signer import GuardedSigner
 from node.core.state import ChainState
+
+HANDLED_KEPT = 20_000
+"""Votes and proposals remembered as taken by every key: a few heights of a large committee's gossip."""
 
 NodeLog = Callable[[dict[str, Any]], None]
 """Where the node's own events (not one key's) are logged."""
@@ -60,10 +64,15 @@ class Host:
         self._log = log
         # Co-hosted keys hand each other their broadcasts: one cache lets the node verify each once.
         self._auth_cache = auth_cache if auth_cache is not None or len(keys) == 1 else {}
+        # signatures of the votes and proposals every key has taken, with the height they were at then
+        self._handled: OrderedDict[bytes, int] = OrderedDict()
+        self.duplicates = 0
         self.drivers: list[Driver] = []
         for signer, effects in keys:
             through = effects if len(keys) == 1 else _CoHosted(effects, self, len(self.drivers))
-            self.drivers.append(Driver(name, signer.keypair, signer, through, behaviour))
+            driver = Driver(name, signer.keypair, signer, through, behaviour)
+            driver.requests_sync = not self.drivers  # the primary asks for blocks for all the keys
+            self.drivers.append(driver)
 
     @property
     def primary(self) -> Driver:
@@ -77,6 +86,7 @@ class Host:
             driver.boot(state, last_certificate, relays_others=index == 0, **machine_args)
 
     def stop(self) -> None:
+        self._handled.clear()  # a restarted machine has forgotten them
         for driver in self.drivers:
             driver.stop()
 
@@ -98,8 +108,9 @@ class Host:
         primary = self.primary
         before = primary.machine.height if primary.machine is not None else None
         synced_before = primary.stats.synced_blocks
+        again = self._seen_at_this_height(message)
         primary.dispatch(message)
-        if not isinstance(message, SyncRequest | StatusMsg):
+        if not isinstance(message, SyncRequest | StatusMsg) and not again:
             for other in self.drivers[1:]:
                 other.dispatch(message)
         blocks = primary.stats.synced_blocks - synced_before
@@ -113,6 +124,32 @@ class Host:
                 }
             )
             self._pipeline_sync(blocks)
+
+    def _seen_at_this_height(self, message: Admitted) -> bool:
+        """Whether the co-hosted keys already took this vote or proposal at the height they are at.
+
+        Gossip re-sends every vote many times (each node relays what it holds).
+        The primary still takes every copy, exactly as a node with one key does
+        (a copy can be a late precommit now, or prompt a sync request). The
+        other keys hold the same messages, and a copy taken at the same height
+        changes nothing for them, so it costs them nothing: without this, a
+        process's work per copy grew with its key count. A message of a height
+        still ahead is never taken as seen: a machine may have had no room to
+        buffer it.
+        """
+        machine = self.primary.machine
+        if len(self.drivers) == 1 or machine is None or not isinstance(message, Vote | ProposalMsg):
+            return False
+        item = message if isinstance(message, Vote) else message.proposal
+        if self._handled.get(item.signature) == machine.height:
+            self.duplicates += 1
+            return True
+        if item.height <= machine.height:
+            self._handled[item.signature] = machine.height
+            self._handled.move_to_end(item.signature)
+            if len(self._handled) > HANDLED_KEPT:
+                self._handled.popitem(last=False)
+        return False
 
     def _pipeline_sync(self, blocks: int) -> None:
         """After a full sync batch, ask for the next one at once instead of at the machine's next retry."""
