@@ -31,7 +31,8 @@ from typing import Any
 
 from network.econ import metrics as M
 from network.econ.config import EconomyConfig, TimelineEvent
-from network.econ.policies import LEAVE, POLICIES, Holding, Market, Policy, Quote, worth_switching
+from network.econ.policies import LEAVE, POLICIES, Holding, Market, Policy, worth_switching
+from network.econ.quotes import quote, requote
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
 from node.core.codec import encode
@@ -46,7 +47,7 @@ from node.core.messages import (
     sha256,
     sign_item,
 )
-from node.core.query import SetView, pool_view, pools_view
+from node.core.query import SetView
 from node.core.shares import exchange_rate_ppm
 from node.core.state import (
     ChainState,
@@ -101,6 +102,7 @@ class FastForward:
         self.classes = {c.name: c for c in config.delegators}
         self.policies = {**POLICIES, **(policies or {})}
         self._locked: dict[bytes, int] = {}  # delegator -> epoch its redelegated stake may hop again
+        self._context = SetView.of(self.state)  # the totals the current quotes were made on
 
     # ------------------------------------------------------------------ the run
 
@@ -275,10 +277,9 @@ class FastForward:
                     txs.append(tx)
                     log.moves += 1
                     self._moved(delegator, target, ledger)
+                    holding = self._holding(ledger, delegator)  # unless it moved, it holds as before
             if delegator.policy == "yield":
-                log.policy_misses += self._misses(
-                    self._holding(ledger, delegator), quotes, spec.switching_cost_ppm
-                )
+                log.policy_misses += self._misses(holding, quotes, spec.switching_cost_ppm)
         return txs
 
     @staticmethod
@@ -299,30 +300,18 @@ class FastForward:
         return int(worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm))
 
     def _quotes(self, ledger: L.Ledger) -> Market:
-        return Market(
-            tuple(Quote.of(view) for view in pools_view(replace(self.state, ledger=ledger))["pools"])
-        )
+        """Every pool quoted from scratch; the totals they were quoted on are kept for `_requote`."""
+        state = replace(self.state, ledger=ledger)
+        self._context = SetView.of(state)
+        return Market(tuple(quote(state, pool, self._context) for pool in ledger.pools.values()))
 
     def _requote(
         self, market: Market, before: L.Ledger, after: L.Ledger, touched: tuple[bytes | None, ...]
     ) -> Market:
-        """The market after a move: only the pools it touched, unless it changed the stake totals too.
-
-        Every quote depends on its pool and on the total stake (a pool's share
-        of it); a redelegation moves stake between two pools and leaves the
-        totals alone, so the other quotes stand. Anything else quotes afresh.
-        """
+        """The market after a move (`network.econ.quotes.requote`), and the totals it is quoted on."""
         state = replace(self.state, ledger=after)
-        context = SetView.of(state)
-        was = SetView.of(replace(self.state, ledger=before))
-        if (was.active_total, was.bonded_total) != (context.active_total, context.bonded_total):
-            return self._quotes(after)
-        fresh = {
-            address: Quote.of(pool_view(state, after.pools[address], context=context))
-            for address in touched
-            if address and address in after.pools
-        }
-        return Market(tuple(fresh.get(q.address, q) for q in market.quotes))
+        market, self._context = requote(market, self._context, state, before, touched)
+        return market
 
     def _holding(self, ledger: L.Ledger, delegator: Delegator) -> Holding:
         address = delegator.keypair.address
@@ -341,11 +330,10 @@ class FastForward:
         self, ledger: L.Ledger, delegator: Delegator, holding: Holding, target: bytes | None
     ) -> bytes | None:
         """The transaction that puts the delegator's stake where its policy wants it (None: nothing to do)."""
-        address = delegator.keypair.address
-        nonce = L.account_of(ledger, address).nonce
-        tx: Tx | None = None
         if target is None or target == holding.pool:
             return None
+        nonce = L.account_of(ledger, delegator.keypair.address).nonce
+        tx: Tx | None = None
         if ledger.liquid:
             if target == LEAVE:
                 tx = Undelegate(nonce, holding.pool, 1) if holding.pool else None

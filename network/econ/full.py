@@ -91,9 +91,7 @@ class MessageLevel(FastForward):
         self.core = SharedCore()
         self.log_lines: list[dict[str, Any]] = []
         start = genesis_state(self.world.genesis)
-        self.nodes = {
-            pool.name: self._node(pool.name, pool.performance_ppm, start) for pool in config.pools
-        }
+        self.nodes = {pool.name: self._node(pool.name, pool.performance_ppm, start) for pool in config.pools}
         for node in self.nodes.values():
             node.boot()
 

@@ -22,9 +22,10 @@ generator it is handed, seeded by the run.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 from network.econ.config import DelegatorClass
@@ -44,6 +45,14 @@ class Quote:
     stake: int
     yield_ppm: int
     exchange_rate_ppm: int
+
+    @cached_property
+    def rank(self) -> tuple[int, int, str]:
+        """How `Market.best_yield` ranks open pools: yield, then the smaller pool, then the name.
+
+        Worked out once per quote: a market keeps most quotes from one move to the next.
+        """
+        return (self.yield_ppm, -self.stake, self.name)
 
     @classmethod
     def of(cls, view: dict[str, Any]) -> Quote:
@@ -86,7 +95,7 @@ class Market:
     @cached_property
     def best_yield(self) -> Quote | None:
         """The open pool quoting the best yield; ties go to the smaller pool, then the name."""
-        return max(self.open, key=lambda q: (q.yield_ppm, -q.stake, q.name), default=None)
+        return max(self.open, key=_yield_rank, default=None)
 
     @cached_property
     def largest(self) -> Quote | None:
@@ -94,6 +103,53 @@ class Market:
 
     def current(self, holding: Holding) -> Quote | None:
         return self.by_address.get(holding.pool) if holding.pool else None
+
+    @cached_property
+    def places(self) -> dict[bytes, int]:
+        """Where each pool's quote is in `quotes` (a requoted market keeps the places)."""
+        return {q.address: i for i, q in enumerate(self.quotes)}
+
+    @cached_property
+    def open_places(self) -> dict[bytes, int]:
+        """Where each open pool's quote is in `open`."""
+        return {q.address: i for i, q in enumerate(self.open)}
+
+    def requoted(self, fresh: Mapping[bytes, Quote]) -> Market:
+        """This market with some pools quoted afresh: equal to a `Market` of the new quotes, built cheaper.
+
+        A delegator's move requotes two pools of hundreds, thousands of times an
+        epoch, so the new market carries over what the move cannot change: each
+        pool's place, the name order of the open pools when no pool opened or
+        closed, and the best yield when it was not requoted and no fresh quote
+        beats it.
+        """
+        if any(address not in self.places for address in fresh):
+            return Market(tuple(fresh.get(q.address, q) for q in self.quotes))  # a pool new to the market
+        market = Market(_placed(self.quotes, self.places, fresh))
+        known = market.__dict__  # cached_property's own store: what is set here is not worked out again
+        known["places"] = self.places
+        known["by_address"] = {**self.by_address, **fresh}
+        if all(q.open == self.by_address[address].open for address, q in fresh.items()):
+            reopened = {address: q for address, q in fresh.items() if q.open}
+            known["open"] = _placed(self.open, self.open_places, reopened)
+            known["open_places"] = self.open_places
+            best = self.best_yield
+            if best is not None and best.address not in fresh:
+                known["best_yield"] = max([best, *reopened.values()], key=_yield_rank)
+        return market
+
+
+def _placed(
+    quotes: tuple[Quote, ...], places: Mapping[bytes, int], fresh: Mapping[bytes, Quote]
+) -> tuple[Quote, ...]:
+    """`quotes` with each fresh quote in its pool's place."""
+    placed = list(quotes)
+    for address, quote in fresh.items():
+        placed[places[address]] = quote
+    return tuple(placed)
+
+
+_yield_rank = attrgetter("rank")  # read in C once a quote has worked its rank out
 
 
 Policy = Callable[[Holding, Market, DelegatorClass, random.Random], bytes | None]

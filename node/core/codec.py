@@ -44,16 +44,24 @@ def encode(obj: Any) -> bytes:
 MAX_DEPTH = 32
 
 
+_SCALARS = frozenset({type(None), bool, int, bytes, str})
+
+
 def _check_encodable(obj: Any, depth: int = 0) -> None:
-    """Exact types only: an ExtType is a tuple subclass and must not pass as an array."""
+    """Exact types only: an ExtType is a tuple subclass and must not pass as an array.
+
+    Scalars inside an array are checked in the loop, not by a call each: a
+    state hash encodes hundreds of thousands of them.
+    """
     kind = type(obj)
-    if obj is None or kind in (bool, int, bytes, str):
+    if kind in _SCALARS:
         return
     if kind in (tuple, list):
         if depth >= MAX_DEPTH:
             raise TypeError(f"nested deeper than {MAX_DEPTH} levels")
         for item in obj:
-            _check_encodable(item, depth + 1)
+            if type(item) not in _SCALARS:
+                _check_encodable(item, depth + 1)
         return
     raise TypeError(f"type {kind.__name__} is not allowed in canonical encoding")
 

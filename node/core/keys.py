@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -59,8 +59,9 @@ class Keypair:
         """A key derived from a label: for the simulator and reproducible testnets only."""
         return cls.from_seed(hashlib.sha256(b"posnet-deterministic-key:" + label.encode()).digest())
 
-    @property
+    @cached_property
     def address(self) -> bytes:
+        """Hashed once per key: an economy asks a delegator's address on every turn."""
         return address_of(self.public)
 
     def sign(self, message: bytes) -> bytes:

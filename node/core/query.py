@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from node.core import ledger as L
@@ -105,14 +106,7 @@ def pool_view(
     """
     context = context or SetView.of(state)
     stake = L.pool_power(pool)
-    performance = R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window)
-    rate = (
-        0
-        if pool.status != L.ACTIVE or pool.retiring_epoch
-        else R.expected_member_rate(
-            pool, YIELD_PROBE, context.active_total, context.bonded_total, performance, state.params
-        )
-    )
+    rate = member_rate(state, pool, context)
     view: JSON = {
         "address": pool.address.hex(),
         "name": name_of(state, pool.address),
@@ -140,7 +134,7 @@ def pool_view(
         # Reward sharing: stake over the saturation point (None with saturation_k = 0) and the
         # share of its committee precommits counted in the downtime window (node.core.rewards).
         "saturation_ppm": R.saturation_ppm(stake, context.bonded_total, state.params.saturation_k),
-        "performance_ppm": performance,
+        "performance_ppm": R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window),
         # What 1,000 more delegated would earn per epoch here, in expectation, and the same rate in ppm.
         "yield_per_1000_per_epoch": (rate * YIELD_PROBE).__floor__(),
         "yield_ppm_per_epoch": (rate * PPM).__floor__(),
@@ -156,6 +150,15 @@ def pool_view(
             _unbonding_view(state, entry) for entry in state.ledger.unbonding if entry.pool == pool.address
         ]
     return view
+
+
+def member_rate(state: ChainState, pool: L.Pool, context: SetView) -> Fraction | int:
+    """The view's expected earnings of one more unit delegated per epoch, alone (0: takes no stake)."""
+    if pool.status != L.ACTIVE or pool.retiring_epoch:
+        return 0
+    performance = R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window)
+    active, bonded = context.active_total, context.bonded_total
+    return R.expected_member_rate(pool, YIELD_PROBE, active, bonded, performance, state.params)
 
 
 def _pool_order(state: ChainState, pool: L.Pool) -> tuple[int, int, str]:

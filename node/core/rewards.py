@@ -129,7 +129,6 @@ def max_pool_share(sigma: Fraction, pledge_share: Fraction, z0: Fraction, a0: Fr
     return (s + p * a0 * (s - p * (z0 - s) / z0) / z0) / (1 + a0)
 
 
-@lru_cache(maxsize=65_536)
 def reward_factor(stake: int, pledge: int, total: int, params: Params) -> Fraction:
     """maxPool / (R * sigma): what part of its proportional reward a pool receives (0 to 1).
 
@@ -137,17 +136,31 @@ def reward_factor(stake: int, pledge: int, total: int, params: Params) -> Fracti
     drawn earlier) gets the limit of the factor as its stake tends to zero,
     1/(1+a0): exactly 1 with pledge influence off, as today.
     """
-    a0 = Fraction(params.pledge_influence_ppm, PPM)
+    return _reward_factor(stake, pledge, total, params.saturation_k, params.pledge_influence_ppm)
+
+
+# Cached on the two parameters it reads, not on `params`: hashing every parameter of the chain for
+# each signer of each block cost more than the factor itself.
+@lru_cache(maxsize=65_536)
+def _reward_factor(stake: int, pledge: int, total: int, k: int, pledge_influence_ppm: int) -> Fraction:
+    a0 = Fraction(pledge_influence_ppm, PPM)
     if stake <= 0 or total <= 0:
         return 1 / (1 + a0)
     sigma = Fraction(stake, total)
+    if not pledge_influence_ppm:  # a0 = 0: maxPool is min(sigma, z0), the same value in three steps
+        return min(sigma, saturation_point(k)) / sigma
     pledge_share = Fraction(min(pledge, stake), total)
-    return max_pool_share(sigma, pledge_share, saturation_point(params.saturation_k), a0) / sigma
+    return max_pool_share(sigma, pledge_share, saturation_point(k), a0) / sigma
 
 
 def shared_reward(share: int, stake: int, pledge: int, total: int, params: Params) -> int:
-    """The pool's block share after saturation and pledge influence, floored (the rest is withheld)."""
-    return (share * reward_factor(stake, pledge, total, params)).__floor__()
+    """The pool's block share after saturation and pledge influence, floored (the rest is withheld).
+
+    The floor of share * n/d taken as integers: exactly `(share * factor).__floor__()`
+    (d > 0), without building a Fraction per signer per block.
+    """
+    factor = reward_factor(stake, pledge, total, params)
+    return share * factor.numerator // factor.denominator
 
 
 def shared_rewards(
@@ -232,19 +245,27 @@ def expected_member_yield(
 def expected_member_rate(
     pool: PoolTerms, added: int, active_total: int, bonded_total: int, performance_ppm: int, params: Params
 ) -> Fraction:
-    """`expected_member_yield` per unit of `added`, exact: what a delegator compares pools by."""
+    """`expected_member_yield` per unit of `added`, exact: what a delegator compares pools by.
+
+    The block's expected share is kept as a numerator over a denominator
+    (both integers, the denominator positive) and made a Fraction once at
+    the end: an economy quotes pools thousands of times an epoch, and each
+    Fraction step reduces by a gcd.
+    """
     stake = pool_stake(pool) + added
     if added <= 0 or active_total + added <= 0:
         return Fraction(0)
-    block = Fraction(params.block_reward * stake * performance_ppm, (active_total + added) * PPM)
+    num = params.block_reward * stake * performance_ppm  # the block's share, num / den
+    den = (active_total + added) * PPM
     if sharing_is_on(params):
-        block *= reward_factor(stake, pool.pledge, bonded_total + added, params)
+        factor = reward_factor(stake, pool.pledge, bonded_total + added, params)
+        num, den = num * factor.numerator, den * factor.denominator
+    kept = PPM - pool.margin_ppm
     if params.epoch_rewards:  # one payout per epoch: the fixed cost comes off once
-        after_cost = max(block * params.epoch_length - pool.fixed_cost, Fraction(0))
-        return after_cost * (PPM - pool.margin_ppm) / PPM / stake
-    after_cost = max(block - pool.fixed_cost, Fraction(0))
-    members = after_cost * (PPM - pool.margin_ppm) / PPM
-    return members / stake * params.epoch_length
+        after_cost = max(num * params.epoch_length - pool.fixed_cost * den, 0)
+        return Fraction(after_cost * kept, den * PPM * stake)
+    after_cost = max(num - pool.fixed_cost * den, 0)
+    return Fraction(after_cost * kept * params.epoch_length, den * PPM * stake)
 
 
 def saturation_ppm(stake: int, total: int, k: int) -> int | None:

@@ -139,6 +139,18 @@ def safe_sub_clip(a: int, b: int) -> int:
     return clip_int64(a - b)
 
 
+def clip_all_int64(values: list[int]) -> list[int]:
+    """Each value saturated to the int64 range, as ``clip_int64`` one by one.
+
+    Priorities almost never leave the range, so the values are checked in
+    one pass and clipped only when one did: every block increments the
+    priorities of the whole set.
+    """
+    if values and (min(values) < INT64_MIN or max(values) > INT64_MAX):
+        return [clip_int64(value) for value in values]
+    return values
+
+
 def go_quotient(a: int, b: int) -> int:
     """Go's int64 ``a / b``: rounds toward zero (Python's ``//`` floors)."""
     if b == 0:
@@ -188,13 +200,13 @@ def compute_average_priority(priorities: Sequence[int]) -> int:
 def shift_by_average_priority(priorities: Sequence[int]) -> tuple[int, ...]:
     """Centre priorities on zero so they cannot drift toward the int64 bounds."""
     average = compute_average_priority(priorities)
-    return tuple(safe_sub_clip(p, average) for p in priorities)
+    return tuple(clip_all_int64([p - average for p in priorities]))  # safe_sub_clip, each
 
 
 def _index_of_highest_priority(priorities: Sequence[int]) -> int:
-    # Callers keep validators sorted by address, and ``max`` returns the first
+    # Callers keep validators sorted by address, and ``index`` finds the first
     # of equal maxima, so ties go to the smaller address as in CometBFT.
-    return max(range(len(priorities)), key=priorities.__getitem__)
+    return priorities.index(max(priorities))
 
 
 def increment_once(powers: Sequence[int], priorities: Sequence[int]) -> tuple[tuple[int, ...], int]:
@@ -205,7 +217,7 @@ def increment_once(powers: Sequence[int], priorities: Sequence[int]) -> tuple[tu
     invariant and the schedule is a weighted round-robin.
     """
     total = sum(powers)
-    raised = [safe_add_clip(priority, power) for priority, power in zip(priorities, powers, strict=True)]
+    raised = clip_all_int64([priority + power for priority, power in zip(priorities, powers, strict=True)])
     chosen = _index_of_highest_priority(raised)
     raised[chosen] = safe_sub_clip(raised[chosen], total)
     return tuple(raised), chosen

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 from typing import Any
 
 from node.core.codec import DecodeError, decode, encode, want_bytes, want_int, want_tuple
@@ -183,8 +184,9 @@ class SignedTx:
     signature: bytes
     body: bytes
 
-    @property
+    @cached_property
     def sender(self) -> bytes:
+        """Hashed once per transaction: judging and applying it ask several times."""
         return address_of(self.public_key)
 
 

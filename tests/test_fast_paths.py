@@ -1,0 +1,315 @@
+"""Every shortcut taken for speed gives what the plain computation gives.
+
+The economy's fast-forward (issue 12) made some core functions and the
+engine's own bookkeeping incremental or integer-only. Each is checked here
+against the computation it replaced, written out plainly, so a shortcut that
+drifts fails here rather than as a changed state hash somewhere later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from network.econ.engine import FastForward
+from network.econ.policies import Market, Quote
+from node.core import rewards as R
+from node.core.codec import encode
+from node.core.genesis import PPM, Params
+from node.core.ledger import FrozenMap, Pool, Redelegation, Redelegations
+from node.core.query import pools_view
+from node.core.selection import (
+    INT64_MAX,
+    INT64_MIN,
+    PRIORITY_WINDOW_SIZE_FACTOR,
+    clip_all_int64,
+    clip_int64,
+    increment_priorities,
+    rescale_priorities,
+    safe_add_clip,
+    safe_sub_clip,
+)
+from tests.test_econ import SMALL, economy
+
+ADDRESSES = [bytes([i]) * 20 for i in range(6)]
+
+# ------------------------------------------------------------------ rewards
+
+
+def plain_member_rate(
+    pool: Pool, added: int, active_total: int, bonded_total: int, performance_ppm: int, params: Params
+) -> Fraction:
+    """`expected_member_rate` as it was written before it kept integers: one Fraction step at a time."""
+    stake = R.pool_stake(pool) + added
+    if added <= 0 or active_total + added <= 0:
+        return Fraction(0)
+    block = Fraction(params.block_reward * stake * performance_ppm, (active_total + added) * PPM)
+    if R.sharing_is_on(params):
+        block *= R.reward_factor(stake, pool.pledge, bonded_total + added, params)
+    if params.epoch_rewards:
+        after_cost = max(block * params.epoch_length - pool.fixed_cost, Fraction(0))
+        return after_cost * (PPM - pool.margin_ppm) / PPM / stake
+    after_cost = max(block - pool.fixed_cost, Fraction(0))
+    return after_cost * (PPM - pool.margin_ppm) / PPM / stake * params.epoch_length
+
+
+def plain_reward_factor(stake: int, pledge: int, total: int, params: Params) -> Fraction:
+    """Cardano's factor by the general formula, whatever a0 is."""
+    a0 = Fraction(params.pledge_influence_ppm, PPM)
+    if stake <= 0 or total <= 0:
+        return 1 / (1 + a0)
+    sigma = Fraction(stake, total)
+    pledge_share = Fraction(min(pledge, stake), total)
+    return R.max_pool_share(sigma, pledge_share, R.saturation_point(params.saturation_k), a0) / sigma
+
+
+params_strategy = st.builds(
+    Params,
+    block_reward=st.integers(0, 10**9),
+    epoch_length=st.integers(1, 500),
+    saturation_k=st.integers(0, 500),
+    pledge_influence_ppm=st.sampled_from([0, 0, 300_000, PPM]),
+    epoch_rewards=st.integers(0, 1),
+)
+pool_strategy = st.builds(
+    lambda pledge, tokens, cost, margin: Pool(
+        ADDRESSES[0], "p", b"k", ADDRESSES[0], pledge, cost, margin, FrozenMap(), member_tokens=tokens
+    ),
+    st.integers(0, 10**12),
+    st.integers(0, 10**12),
+    st.integers(0, 10**9),
+    st.integers(0, PPM),
+)
+
+
+@settings(max_examples=300)
+@given(
+    pool_strategy,
+    st.integers(-5, 10**9),
+    st.integers(-(10**6), 10**13),
+    st.integers(0, 10**13),
+    st.integers(0, PPM),
+    params_strategy,
+)
+def test_the_integer_member_rate_is_the_fraction_one(
+    pool: Pool, added: int, active: int, bonded: int, performance: int, params: Params
+) -> None:
+    assert R.expected_member_rate(pool, added, active, bonded, performance, params) == plain_member_rate(
+        pool, added, active, bonded, performance, params
+    )
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(-5, 10**12),
+    st.integers(0, 10**12),
+    st.integers(-5, 10**13),
+    st.integers(0, 10**9),
+    params_strategy,
+)
+def test_the_reward_factor_and_its_floor_are_the_general_formulas(
+    stake: int, pledge: int, total: int, share: int, params: Params
+) -> None:
+    factor = R.reward_factor(stake, pledge, total, params)
+    assert factor == plain_reward_factor(stake, pledge, total, params)
+    assert R.shared_reward(share, stake, pledge, total, params) == (share * factor).__floor__()
+
+
+# ------------------------------------------------------------------ the redelegation index
+
+
+def scan(entries: tuple[Redelegation, ...], delegator: bytes, target: bytes) -> int | None:
+    """What `Redelegations.into` answers, by the scan it replaced: the oldest matching entry's release."""
+    matching = [e for e in entries if e.delegator == delegator and e.target == target]
+    return matching[0].release_epoch if matching else None
+
+
+redelegation = st.builds(
+    Redelegation,
+    st.sampled_from(ADDRESSES[:3]),
+    st.sampled_from(ADDRESSES),
+    st.sampled_from(ADDRESSES[3:]),
+    st.integers(1, 100),
+    st.integers(0, 9),
+)
+
+
+@given(st.lists(redelegation, max_size=12), st.lists(redelegation, max_size=12), st.integers(0, 9))
+def test_the_redelegation_index_answers_what_a_scan_answers(
+    first: list[Redelegation], then: list[Redelegation], epoch: int
+) -> None:
+    entries = Redelegations(first)
+    if first:
+        assert entries.into is not None  # indexed: appending must extend it, not drop it
+    for entry in then:
+        entries = entries.appended(entry)
+    entries = Redelegations.of(tuple(e for e in entries if e.release_epoch > epoch)) if epoch % 2 else entries
+    plain = tuple(e for e in (*first, *then) if not epoch % 2 or e.release_epoch > epoch)
+    assert entries == plain and hash(entries) == hash(plain) and isinstance(entries, tuple)
+    for delegator in ADDRESSES[:3]:
+        for target in ADDRESSES[3:]:
+            assert entries.into.get((delegator, target)) == scan(plain, delegator, target)
+
+
+# ------------------------------------------------------------------ proposer priorities
+
+
+def plain_increment(powers: list[int], priorities: list[int], times: int) -> tuple[tuple[int, ...], int]:
+    """`increment_priorities` with every clip taken one by one and the leader found by `max` over indices."""
+    diff_max = PRIORITY_WINDOW_SIZE_FACTOR * sum(powers)
+    current = list(rescale_priorities(priorities, diff_max))
+    average = sum(current) // len(current)
+    current = [safe_sub_clip(p, average) for p in current]
+    chosen = -1
+    for _ in range(times):
+        current = [safe_add_clip(p, w) for p, w in zip(current, powers, strict=True)]
+        chosen = max(range(len(current)), key=current.__getitem__)
+        current[chosen] = safe_sub_clip(current[chosen], sum(powers))
+    return tuple(current), chosen
+
+
+@given(st.lists(st.integers(INT64_MIN - 10, INT64_MAX + 10), max_size=8))
+def test_clipping_all_at_once_clips_each(values: list[int]) -> None:
+    assert clip_all_int64(list(values)) == [clip_int64(v) for v in values]
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 1000), st.integers(-3000, 3000)), min_size=1, max_size=8),
+    st.integers(1, 5),
+)
+def test_incrementing_priorities_elects_as_the_one_by_one_version(
+    pairs: list[tuple[int, int]], times: int
+) -> None:
+    powers, priorities = [w for w, _ in pairs], [p for _, p in pairs]
+    assert increment_priorities(powers, priorities, times) == plain_increment(powers, priorities, times)
+
+
+# ------------------------------------------------------------------ the market
+
+
+quote_strategy = st.builds(
+    lambda i, open_, stake, yield_: Quote(ADDRESSES[i], f"pool-{i}", open_, stake, yield_, PPM),
+    st.integers(0, len(ADDRESSES) - 1),
+    st.booleans(),
+    st.integers(0, 50),
+    st.integers(0, 50),
+)
+
+
+def views(market: Market) -> tuple[Any, ...]:
+    return (market.quotes, market.by_address, market.open, market.best_yield, market.largest)
+
+
+@given(
+    st.lists(quote_strategy, max_size=6, unique_by=lambda q: q.address), st.lists(quote_strategy, max_size=3)
+)
+def test_a_requoted_market_is_the_market_of_its_new_quotes(old: list[Quote], fresh: list[Quote]) -> None:
+    market = Market(tuple(old))
+    views(market)  # worked out, as a running engine has them, so the new market carries them over
+    changes = {q.address: q for q in fresh}
+    requoted = market.requoted(changes)
+    expected = Market(tuple(changes.get(q.address, q) for q in old))
+    if all(address in market.by_address for address in changes):
+        assert views(requoted) == views(expected)
+    else:
+        assert set(requoted.quotes) - set(expected.quotes) <= set(changes.values())
+
+
+class CheckedRequotes(FastForward):
+    """The engine, with each incremental requote compared to the pools query quoting every pool afresh."""
+
+    checked = 0
+
+    def _requote(self, market, before, after, touched):  # type: ignore[no-untyped-def]
+        requoted = super()._requote(market, before, after, touched)
+        context = self._context
+        state = replace(self.state, ledger=after)
+        scratch = Market(tuple(Quote.of(view) for view in pools_view(state)["pools"]))
+        assert views(requoted)[1:] == views(scratch)[1:] == views(self._quotes(after))[1:]
+        assert (context.active_total, context.bonded_total) == (
+            self._context.active_total,
+            self._context.bonded_total,
+        )
+        self.checked += 1
+        return requoted
+
+
+def test_every_incremental_requote_of_a_run_equals_quoting_from_scratch() -> None:
+    """Moves between pools, into and out of a jailed pool, with and without liquid delegation."""
+    for text in (SMALL, SMALL.replace("unbonding_epochs = 1", "unbonding_epochs = 1\nliquid_delegation = 1")):
+        engine = CheckedRequotes(economy(text))  # type: ignore[arg-type]
+        records = list(engine.run())
+        assert engine.checked > 40 and all(r["supply_conserved"] for r in records)
+
+
+# ------------------------------------------------------------------ small caches
+
+
+def test_a_pool_value_sums_its_shares_once_and_a_changed_pool_anew() -> None:
+    pool = Pool(ADDRESSES[0], "p", b"k", ADDRESSES[0], 1, 0, 0, FrozenMap({ADDRESSES[1]: 5}), member_tokens=5)
+    assert pool.total_shares == 5
+    assert replace(pool, shares=pool.shares.set(ADDRESSES[2], 7)).total_shares == 12
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(INT64_MIN, 2**64 - 1) | st.binary() | st.text() | st.floats(),
+        st.tuples,
+    )
+)
+def test_encoding_accepts_exactly_the_canonical_types(value: Any) -> None:
+    def allowed(item: Any) -> bool:
+        if type(item) is tuple:
+            return all(allowed(i) for i in item)
+        return item is None or type(item) in (bool, int, bytes, str)
+
+    try:
+        encode(value)
+    except TypeError:
+        assert not allowed(value)
+    else:
+        assert allowed(value)
+
+
+# ------------------------------------------------------------------ the layered map
+
+KEYS = st.integers(0, 40)
+change = st.one_of(
+    st.tuples(st.just("set"), KEYS, st.integers()),
+    st.tuples(st.just("update"), st.dictionaries(KEYS, st.integers(), max_size=12)),
+    st.tuples(st.just("without"), KEYS),
+    st.tuples(st.just("read"), KEYS),
+)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(KEYS, st.integers(), max_size=30), st.lists(change, max_size=40))
+def test_a_layered_map_behaves_as_a_copied_dict(start: dict[int, int], changes: list[Any]) -> None:
+    """Every version equals a dict copied and changed the same way: entries, order, length, lookups."""
+    versions = [(FrozenMap(start), dict(start))]
+    for step in changes:
+        current, model = versions[-1]
+        model = dict(model)
+        if step[0] == "set":
+            current = current.set(step[1], step[2])
+            model[step[1]] = step[2]
+        elif step[0] == "update":
+            current = current.update(step[1])
+            model.update(step[1])
+        elif step[0] == "without":
+            current = current.without(step[1])
+            model.pop(step[1], None)
+        else:
+            list(current.items())  # iterating folds the layer in; nothing may change
+        versions.append((current, model))
+    for frozen, model in versions:  # the older versions too: a change leaves its origin as it was
+        assert all(
+            frozen.get(k, "none") == model.get(k, "none") and (k in frozen) == (k in model) for k in range(41)
+        )
+        assert [frozen[k] for k in model] == list(model.values())
+        assert list(frozen.items()) == list(model.items()) and len(frozen) == len(model)
+        assert frozen == FrozenMap(model) and hash(frozen) == hash(FrozenMap(model))
