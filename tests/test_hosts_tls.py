@@ -46,7 +46,7 @@ from network.hosts.inventory import Inventory, parse_inventory
 from network.hosts.pki import make_ca
 from network.transport.broker import BrokerProcess, free_port, mosquitto_available, mosquitto_path
 from network.transport.tls import TlsFiles, client_context
-from tests.support.nodes import make_localnet, wait_until
+from tests.support.nodes import LocalNet, make_localnet, running, wait_until
 from tests.support.waiting import wait_for
 
 pytestmark = [
@@ -191,30 +191,25 @@ def test_v1s_certificate_cannot_publish_as_v2(shared: tuple[Inventory, Path, Tls
             client.disconnect()
 
 
+def _tls_localnet(pki: Path, broker: TlsMosquitto, root: Path, metrics: bool = False) -> LocalNet:
+    """A one-validator chain whose node dials the TLS broker with v1's certificate."""
+    net = make_localnet(root, f"mqtts://127.0.0.1:{broker.port}", 1, chain_id=CHAIN, metrics=metrics)
+    files = _client_files(pki, "alpha", "v1")
+    net.nodes["v1"].extra_args = [
+        *("--tls-ca", str(files.ca), "--tls-cert", str(files.cert), "--tls-key", str(files.key))
+    ]
+    return net
+
+
 async def test_a_node_with_its_certificate_finalizes_over_tls(
     shared: tuple[Inventory, Path, TlsMosquitto], tmp_path: Path
 ) -> None:
     _, pki, broker = shared
-    net = make_localnet(tmp_path / "net", f"mqtts://127.0.0.1:{broker.port}", 1, chain_id=CHAIN)
+    net = _tls_localnet(pki, broker, tmp_path / "net")
     node = net.nodes["v1"]
-    files = _client_files(pki, "alpha", "v1")
-    argv = [
-        *node.argv(),
-        "--tls-ca",
-        str(files.ca),
-        "--tls-cert",
-        str(files.cert),
-        "--tls-key",
-        str(files.key),
-    ]
-    with open(tmp_path / "v1.err", "wb") as err:
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=err, stderr=err)
-    try:
+    with running(net):
         await wait_until(lambda: node.height() >= 2, what="v1 finalizing through the TLS broker", net=net)
         assert "u'v1'" in broker.log_tail(200)  # the certificate's name is the broker username
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_a_clients_certificate_sends_transactions_and_nothing_else(
@@ -245,20 +240,8 @@ async def test_posnet_tx_reaches_the_chain_through_a_tls_broker_with_a_clients_c
 ) -> None:
     _, pki, broker = shared
     url = f"mqtts://127.0.0.1:{broker.port}"
-    net = make_localnet(tmp_path / "net", url, 1, chain_id=CHAIN, metrics=True)
+    net = _tls_localnet(pki, broker, tmp_path / "net", metrics=True)
     node = net.nodes["v1"]
-    files = _client_files(pki, "alpha", "v1")
-    argv = [
-        *node.argv(),
-        "--tls-ca",
-        str(files.ca),
-        "--tls-cert",
-        str(files.cert),
-        "--tls-key",
-        str(files.key),
-    ]
-    with open(tmp_path / "v1.err", "wb") as err:
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=err, stderr=err)
     wallet = _wallet_files(pki)
     command = [
         sys.executable, "-m", "network.cli", "tx", "transfer", "v1", "1",
@@ -266,7 +249,7 @@ async def test_posnet_tx_reaches_the_chain_through_a_tls_broker_with_a_clients_c
         "--url", f"http://127.0.0.1:{node.metrics_port}", "--no-check", "--json", "--timeout", "60",
         "--tls-ca", str(wallet.ca), "--tls-cert", str(wallet.cert), "--tls-key", str(wallet.key),
     ]  # fmt: skip
-    try:
+    with running(net):
         await wait_until(lambda: node.height() >= 2, what="v1 finalizing through the TLS broker", net=net)
         done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         outcome = json.loads(done.stdout.strip().splitlines()[-1])
@@ -275,9 +258,6 @@ async def test_posnet_tx_reaches_the_chain_through_a_tls_broker_with_a_clients_c
         assert "u'wallet'" in broker.log_tail(200)
         plain = subprocess.run(command[:-6], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
         assert plain.returncode == 2 and "mqtts needs a CA file (--tls-ca)" in plain.stderr, plain
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_bridged_brokers_deliver_everything_once_and_loop_nothing(tmp_path: Path) -> None:

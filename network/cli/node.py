@@ -16,8 +16,9 @@ from typing import Literal, cast
 
 import click
 
+from network.cli.chain import with_options
+from network.cli.tls_options import TLS_OPTIONS, tls_context
 from network.transport.mqtt import MqttTransport, PasswordFileError, read_password_file
-from network.transport.tls import TlsFileError, TlsFiles, check_tls_matches_url, client_context
 from node.core.behaviours import BEHAVIOURS
 from node.runtime.node import NodeConfig, StartupError, run_node
 from node.runtime.recovery import SNAPSHOT_EVERY
@@ -35,19 +36,6 @@ def _read_password(path: Path) -> str:
         return read_password_file(path)
     except PasswordFileError as exc:
         _fail(f"--mqtt-password-file {path}: {exc}")
-        raise  # not reached: _fail exits
-
-
-def _tls_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
-    """The TLS context of ``--tls-*``, or None without ``--tls-ca``; a bad file ends the node naming it."""
-    if ca is None:
-        if cert is not None or key is not None:
-            _fail("--tls-cert and --tls-key need --tls-ca (the CA that signed the broker's certificate)")
-        return None
-    try:
-        return client_context(TlsFiles(ca, cert, key))
-    except TlsFileError as exc:
-        _fail(str(exc))
         raise  # not reached: _fail exits
 
 
@@ -144,24 +132,7 @@ def node() -> None:
     default=None,
     help="file holding the broker password (kept off the command line)",
 )
-@click.option(
-    "--tls-ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="CA certificate (PEM) that signed the broker's certificate; needs an mqtts:// broker URL",
-)
-@click.option(
-    "--tls-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="this validator's client certificate (PEM); TLS-only posnet brokers take its name as the username",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="the client certificate's private key (PEM)",
-)
+@with_options(TLS_OPTIONS)
 @click.option(
     "--snapshot-every",
     type=click.IntRange(min=0),
@@ -195,11 +166,7 @@ def run(
     if mqtt_password_file is not None and mqtt_username is None:
         _fail("--mqtt-password-file needs --mqtt-username")
     password = _read_password(mqtt_password_file) if mqtt_password_file is not None else None
-    tls = _tls_context(tls_ca, tls_cert, tls_key)
-    try:
-        check_tls_matches_url(broker_url, tls)
-    except ValueError as exc:
-        _fail(str(exc))
+    tls = tls_context(broker_url, tls_ca, tls_cert, tls_key)
     protocol = cast(Literal[5, 311], int(mqtt_protocol))
     config = NodeConfig(
         home=home,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,12 +36,12 @@ import click
 from network.cli.chain import TARGET_OPTIONS, ChainGroup, resolve_target, with_options
 from network.cli.errors import UserError
 from network.cli.keys import load_key
+from network.cli.tls_options import TLS_OPTIONS, tls_context
 from network.testnet.client import QueryClient, parse_account
 from network.testnet.logtail import LogTail
 from network.testnet.submit import publish_tx, wait_for_outcome
 from network.testnet.target import Target
 from network.transport.mqtt import PasswordFileError, read_password_file
-from network.transport.tls import TlsFileError, TlsFiles, check_tls_matches_url, client_context
 from node.core.envelopes import tx_bytes
 from node.core.genesis import PPM
 from node.core.keys import PUBLIC_KEY_LEN
@@ -132,24 +131,7 @@ TX_OPTIONS: list[Callable[[Any], Any]] = [
         default=None,
         help="file holding the broker password",
     ),
-    click.option(
-        "--tls-ca",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="CA certificate of a TLS broker (an mqtts:// --broker; see README: Several machines)",
-    ),
-    click.option(
-        "--tls-cert",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="client certificate (PEM), e.g. one of the inventory's clients",
-    ),
-    click.option(
-        "--tls-key",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="its private key (PEM)",
-    ),
+    *TLS_OPTIONS,
 ]
 
 
@@ -172,25 +154,6 @@ def _tx_options(kwargs: dict[str, Any]) -> TxOptions:
         tls_cert=kwargs.pop("tls_cert"),
         tls_key=kwargs.pop("tls_key"),
     )
-
-
-def _tls(options: TxOptions, broker_url: str) -> ssl.SSLContext | None:
-    """The TLS context of `--tls-*` for `broker_url`, or None; a bad file or a mismatch is one line."""
-    tls = None
-    if options.tls_ca is not None:
-        try:
-            tls = client_context(TlsFiles(options.tls_ca, options.tls_cert, options.tls_key))
-        except TlsFileError as exc:
-            raise UserError(str(exc)) from None
-    elif options.tls_cert is not None or options.tls_key is not None:
-        raise UserError(
-            "--tls-cert and --tls-key need --tls-ca (the CA that signed the broker's certificate)"
-        )
-    try:
-        check_tls_matches_url(broker_url, tls)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    return tls
 
 
 def _password(options: TxOptions) -> str | None:
@@ -272,7 +235,7 @@ def submit(submission: Submission, build: Callable[[int], Tx]) -> None:
     options, target, client = submission.options, submission.target, submission.client
     password = _password(options)
     assert target.broker_url is not None
-    tls = _tls(options, target.broker_url)
+    tls = tls_context(target.broker_url, options.tls_ca, options.tls_cert, options.tls_key)
     _, keypair = load_key(options.key)
     chain_id = _chain_id(target, client)
     nonce = options.nonce
