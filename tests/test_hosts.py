@@ -252,7 +252,8 @@ def test_broker_urls_say_whether_they_want_tls() -> None:
 
 def test_the_configurations_restate_the_transport_constants_correctly() -> None:
     assert hb.TOPIC_ROOT == mqtt.TOPIC_ROOT
-    assert hb.MAX_PACKET_BYTES == broker_module.MAX_PACKET_BYTES
+    config = hb.host_broker_config(parse_inventory(EXAMPLE), "alpha", hb.BrokerPaths("certs", "acl"))
+    assert f"max_packet_size {broker_module.MAX_PACKET_BYTES}\n" in config
     written = {
         channels.CONSENSUS,
         channels.EVIDENCE,

@@ -33,7 +33,8 @@ from); the prefixes make the remaining echo (hub to origin) impossible by
 construction rather than by that flag.
 
 Standard library only (docker/gen-compose.py renders these without posnet's
-dependencies); ``TOPIC_ROOT`` restates the transport's (a test checks).
+dependencies; the broker module they share limits with is standard library
+too); ``TOPIC_ROOT`` restates the MQTT transport's (a test checks).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from network.hosts.inventory import Inventory, bridge_user
+from network.transport.broker import MOSQUITTO_LIMITS_AND_LOGS
 
 TOPIC_ROOT = "posnet"
 HOSTS_ROOT = "hosts"
@@ -48,7 +50,6 @@ TX_CHANNEL = "tx"
 SHARED_CHANNELS = ("consensus", "evidence", TX_CHANNEL, "sync/req", "sync/resp/+")
 """node/core/channels.py's channels any validator writes (a test checks they are all of them)."""
 STATUS_CHANNEL = "status/{name}"
-MAX_PACKET_BYTES = (1 << 20) + 64 * 1024  # network.transport.broker.MAX_PACKET_BYTES (a test checks)
 BRIDGE_KEEPALIVE_S = 5
 """A cut link stalls TCP without an error; the bridge notices within 1.5 keepalives, not the default minute."""
 
@@ -107,19 +108,7 @@ def _common(port: int, cert: str, key: str, paths: BrokerPaths) -> list[str]:
         "require_certificate true",
         "use_identity_as_username true",
         f"acl_file {paths.acl}",
-        "persistence false",
-        "set_tcp_nodelay true",
-        "max_inflight_messages 1000",
-        "max_queued_messages 100000",
-        "max_queued_bytes 0",
-        f"max_packet_size {MAX_PACKET_BYTES}",
-        "log_dest stderr",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-        "log_type information",
-        "connection_messages true",
-        "log_timestamp true",
+        *MOSQUITTO_LIMITS_AND_LOGS,
     ]
 
 

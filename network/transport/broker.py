@@ -177,6 +177,25 @@ def _bind_problem(host: str, port: int) -> str | None:
 # --- the process -------------------------------------------------------------------
 
 
+MOSQUITTO_LIMITS_AND_LOGS: tuple[str, ...] = (
+    "persistence false",
+    "set_tcp_nodelay true",
+    "max_inflight_messages 1000",
+    "max_queued_messages 100000",
+    "max_queued_bytes 0",
+    f"max_packet_size {MAX_PACKET_BYTES}",
+    "log_dest stderr",
+    "log_type error",
+    "log_type warning",
+    "log_type notice",
+    "log_type information",
+    "connection_messages true",
+    "log_timestamp true",
+)
+"""What every posnet mosquitto sets, local or one host's of several: queues and packets past the
+protocol's own limits, and a log the tests and operators can read."""
+
+
 def mosquitto_config(host: str, port: int) -> str:
     """mosquitto.conf for one posnet broker.
 
@@ -189,21 +208,9 @@ def mosquitto_config(host: str, port: int) -> str:
             "per_listener_settings false",
             f"listener {port} {host}",
             "allow_anonymous true",
-            "persistence false",
-            "set_tcp_nodelay true",
             "sys_interval 0",
-            "max_inflight_messages 1000",
-            "max_queued_messages 100000",
-            "max_queued_bytes 0",
-            f"max_packet_size {MAX_PACKET_BYTES}",
             "max_keepalive 600",
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            "connection_messages true",
-            "log_timestamp true",
+            *MOSQUITTO_LIMITS_AND_LOGS,
             "",
         ]
     )
