@@ -31,6 +31,7 @@ from network.hosts.inventory import Inventory, InventoryError, load_inventory
 
 DEFAULT_VALIDATORS = 4
 METRICS_PORT = 9100  # inside every validator; published on the host as 9100 + i
+GENESIS_WAIT_S = 120  # containers start in any order: height 1 waits until every validator is up
 
 HEADER = """\
 # posnet testnet: a mosquitto broker with one password per validator, a one-shot
@@ -138,6 +139,7 @@ VALIDATOR = """\
       - --mqtt-username={name}
       - --mqtt-password-file=/posnet/nodes/{name}/mqtt-password
       - --metrics-port={metrics_port}
+      - --genesis-wait-s={genesis_wait_s}
     ports:
       - "127.0.0.1:{host_port}:{metrics_port}"
 """
@@ -196,7 +198,14 @@ def render(n: int = DEFAULT_VALIDATORS) -> str:
         BODY.format(project=project, names=" ".join(names), metrics_port=METRICS_PORT),
     ]
     for i, name in enumerate(names, start=1):
-        parts.append(VALIDATOR.format(name=name, metrics_port=METRICS_PORT, host_port=METRICS_PORT + i))
+        parts.append(
+            VALIDATOR.format(
+                name=name,
+                metrics_port=METRICS_PORT,
+                host_port=METRICS_PORT + i,
+                genesis_wait_s=GENESIS_WAIT_S,
+            )
+        )
     parts.append(MONITOR.format(config=prometheus_config_name(n)))
     parts.append(FOOTER)
     return "".join(parts)
@@ -321,6 +330,7 @@ HOST_VALIDATOR = """\
       - --tls-cert={certs}/{cert}
       - --tls-key={certs}/{key}
       - --metrics-port={metrics_port}
+      - --genesis-wait-s={genesis_wait_s}
     ports:
       - "127.0.0.1:{host_port}:{metrics_port}"
 """
@@ -385,6 +395,7 @@ def render_host(inventory: Inventory, host: str) -> str:
                 cert=cert,
                 key=key,
                 metrics_port=METRICS_PORT,
+                genesis_wait_s=GENESIS_WAIT_S,
                 host_port=METRICS_PORT + i,
             )
         )

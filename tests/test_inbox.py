@@ -76,6 +76,28 @@ def test_a_valid_vote_is_admitted_as_itself() -> None:
     assert admit(fields(VOTE), CTX) == VOTE
 
 
+@pytest.mark.parametrize(
+    ("validators", "detail"),
+    [
+        ((), "without the signer's own pool"),
+        ((b"\x01" * 20,), "without the signer's own pool"),
+        (("bob",), "expected bytes"),
+        ((b"\x01" * 19,), "expected 20 bytes"),
+    ],
+)
+def test_a_status_must_name_distinct_pools_its_signer_among_them(
+    validators: tuple[object, ...], detail: str
+) -> None:
+    status = seal(CHAIN_ID, Kind.STATUS, encode(("n1", 4, 2, True, validators)), KEYS["bob"])
+    rejected = admit(status.to_bytes(), CTX)
+    assert isinstance(rejected, Rejected) and detail in rejected.detail, rejected
+
+
+def test_a_status_repeating_a_pool_is_rejected() -> None:
+    status = seal(CHAIN_ID, Kind.STATUS, encode(("n1", 4, 2, True, (ADDR["bob"], ADDR["bob"]))), KEYS["bob"])
+    assert isinstance(admit(status.to_bytes(), CTX), Rejected)
+
+
 def test_a_valid_proposal_is_admitted_with_its_block() -> None:
     assert admit(wire(PROPOSAL, BLOCK), CTX1) == ProposalMsg(PROPOSAL, BLOCK)
 
@@ -84,8 +106,9 @@ def test_other_message_kinds_are_admitted() -> None:
     evidence = make_evidence(prevote("dave", 1, 0, H), prevote("dave", 1, 0, None))
     signed = seal(CHAIN_ID, Kind.EVIDENCE, encode(evidence.to_wire()), KEYS["bob"])
     assert admit(signed.to_bytes(), CTX) == EvidenceMsg(ADDR["bob"], evidence)
-    status = seal(CHAIN_ID, Kind.STATUS, encode(("n1", 4, 2, True)), KEYS["bob"])
-    assert admit(status.to_bytes(), CTX) == StatusMsg(ADDR["bob"], "n1", 4, 2, True)
+    hosted = (ADDR["bob"], ADDR["carol"])
+    status = seal(CHAIN_ID, Kind.STATUS, encode(("n1", 4, 2, True, hosted)), KEYS["bob"])
+    assert admit(status.to_bytes(), CTX) == StatusMsg(ADDR["bob"], "n1", 4, 2, True, hosted)
     sync = seal(CHAIN_ID, Kind.SYNC_REQUEST, encode((3, "n1")), KEYS["bob"])
     assert admit(sync.to_bytes(), CTX) == SyncRequest(ADDR["bob"], 3, "n1")
     account = OUTSIDER

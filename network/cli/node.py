@@ -140,6 +140,14 @@ def node() -> None:
     show_default=True,
     help="store the chain state every N blocks, so a restart replays only the blocks after it (0: never)",
 )
+@click.option(
+    "--genesis-wait-s",
+    type=click.FloatRange(min=0, max=3600),
+    default=0,
+    show_default=True,
+    help="at genesis, hold height 1 until every validator's node is online, for at most this long "
+    "(0: start at once); a node that finds the chain begun starts at once",
+)
 def run(
     home: Path,
     key_files: tuple[Path, ...],
@@ -157,6 +165,7 @@ def run(
     tls_cert: Path | None,
     tls_key: Path | None,
     snapshot_every: int,
+    genesis_wait_s: float,
 ) -> None:
     """Run one validator node until SIGTERM or SIGINT.
 
@@ -179,6 +188,7 @@ def run(
         metrics_host=metrics_host,
         behaviour=behaviour,
         snapshot_every=snapshot_every,
+        genesis_wait_ms=round(genesis_wait_s * 1000),
     )
     try:
         code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password, tls))

@@ -109,6 +109,15 @@ def stop_processes(
                 popen.wait(timeout=STOP_TIMEOUT_S)
 
 
+GENESIS_WAIT_S = 60.0
+"""How long a testnet node at genesis waits for the others before it starts height 1 alone.
+
+The processes boot one after another, seconds apart on a loaded machine;
+without the wait the first three would finalize while the fourth still
+boots, and charge it the missed heights (see `node.core.startgate`).
+"""
+
+
 def node_argv(
     *,
     home: Path,
@@ -122,6 +131,7 @@ def node_argv(
     key_files: Sequence[Path] = (),
     mqtt_username: str | None = None,
     mqtt_password_file: Path | None = None,
+    genesis_wait_s: float = 0,
 ) -> list[str]:
     """The ``posnet node run`` argv: the one definition the testnet, benchmarks and tests all start nodes with.
 
@@ -156,6 +166,8 @@ def node_argv(
         command += ["--mqtt-username", mqtt_username]
     if mqtt_password_file is not None:
         command += ["--mqtt-password-file", str(mqtt_password_file)]
+    if genesis_wait_s:
+        command += ["--genesis-wait-s", f"{genesis_wait_s:g}"]
     return command
 
 
@@ -185,6 +197,7 @@ def node_command(
         behaviour=behaviour,
         mqtt_protocol=mqtt_protocol,
         key_files=hosted,
+        genesis_wait_s=GENESIS_WAIT_S,
     )
 
 

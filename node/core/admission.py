@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from node.core.codec import MAX_MESSAGE_BYTES, DecodeError, decode, want_int, want_str, want_tuple
+from node.core.codec import (
+    MAX_MESSAGE_BYTES,
+    DecodeError,
+    decode,
+    want_bytes,
+    want_int,
+    want_str,
+    want_tuple,
+)
 from node.core.keys import ADDRESS_LEN, PUBLIC_KEY_LEN, verify
 from node.core.messages import (
     Block,
@@ -32,6 +40,7 @@ from node.core.state import MAX_PENDING_PARTICIPATION
 
 FUTURE_HEIGHTS = 100  # further ahead than this is far-future junk, not a peer we lag behind
 MAX_SYNC_BLOCKS = 50
+MAX_STATUS_VALIDATORS = 1024  # pools one node process may say it signs for
 
 REJECT_REASONS = (
     "oversize",
@@ -86,6 +95,7 @@ class StatusMsg:
     height: int
     round: int
     online: bool
+    validators: tuple[bytes, ...] = ()  # the pools the node signs for (what a start gate counts as up)
 
 
 @dataclass(frozen=True)
@@ -205,7 +215,7 @@ def _parse_body(envelope: Envelope, item: Proposal | None) -> Admitted:
     if kind == Kind.SYNC_RESPONSE:
         return SyncResponse(sender, _parse_sync_blocks(decode(body)))
     if kind == Kind.STATUS:
-        node, height, round_, online = want_tuple(decode(body), "status", 4)
+        node, height, round_, online, validators = want_tuple(decode(body), "status", 5)
         if not isinstance(online, bool):
             raise DecodeError("malformed", "status.online: expected boolean")
         return StatusMsg(
@@ -214,10 +224,22 @@ def _parse_body(envelope: Envelope, item: Proposal | None) -> Admitted:
             want_int(height, "status.height"),
             want_int(round_, "status.round"),
             online,
+            _status_validators(validators, sender),
         )
     if kind == Kind.TX:
         return TxMsg(body)
     raise DecodeError("unknown_kind", kind.name)
+
+
+def _status_validators(obj: Any, sender: bytes) -> tuple[bytes, ...]:
+    """The pools a status says its node signs for: distinct addresses, the signer's own among them."""
+    items = want_tuple(obj, "status.validators")
+    if len(items) > MAX_STATUS_VALIDATORS:
+        raise DecodeError("malformed", f"status.validators: more than {MAX_STATUS_VALIDATORS}")
+    addresses = tuple(want_bytes(a, "status.validators[]", ADDRESS_LEN) for a in items)
+    if len(set(addresses)) != len(addresses) or sender not in addresses:
+        raise DecodeError("invalid", "status.validators: repeated, or without the signer's own pool")
+    return addresses
 
 
 def _invalid(detail: str) -> Any:

@@ -131,6 +131,7 @@ class Driver:
             Equivocator(signer.chain_id, keypair) if behaviour in ("equivocate", "split") else None
         )
         self.machine: ConsensusMachine | None = None
+        self.waiting: ChainState | None = None  # before boot: the state messages are admitted against
         self.incarnation = 0
         self.stats = DriverStats(Counter())
         self.peers: dict[str, StatusMsg] = {}
@@ -150,6 +151,7 @@ class Driver:
         self, state: ChainState, last_certificate: CommitCertificate | None, **machine_args: Any
     ) -> None:
         """(Re)start the machine from persisted state, replaying our journal first."""
+        self.waiting = None
         self.machine = ConsensusMachine(
             state, self.validator, last_certificate=last_certificate, **machine_args
         )
@@ -158,8 +160,13 @@ class Driver:
         self.run(self.machine.restore(self.signer.journal(self.machine.height), now))
         self.run(self.machine.start(now))
 
+    def await_boot(self, state: ChainState) -> None:
+        """Admit messages against `state` before the machine runs, so statuses are heard (start gate)."""
+        self.waiting = state
+
     def stop(self) -> None:
         self.machine = None
+        self.waiting = None
         self.incarnation += 1
         self._held.clear()  # held messages die with the process (their releases check the incarnation)
 
@@ -179,18 +186,22 @@ class Driver:
         (see `admission.admit`); the result is the same with or without it.
         """
         machine = self.machine
-        if machine is None:
+        if machine is not None:
+            state, height = machine.state, machine.height
+        elif self.waiting is not None:
+            state, height = self.waiting, self.waiting.next_height
+        else:
             return None
-        state = machine.state
-        ctx = AdmissionContext(
-            self.chain_id, state.public_keys, machine.height, key_history=state.key_history
-        )
+        ctx = AdmissionContext(self.chain_id, state.public_keys, height, key_history=state.key_history)
         message = admit(data, ctx, cache)
         if isinstance(message, Rejected):
             self.stats.rejected[message.reason] += 1
         return message
 
     def dispatch(self, message: Admitted) -> None:
+        if isinstance(message, StatusMsg):
+            self.peers[message.node] = message  # kept while waiting to start too: the start gate reads them
+            return
         machine = self.machine
         if machine is None:
             return
@@ -215,8 +226,6 @@ class Driver:
                 if self.machine is not None:
                     self._check_fork(cert)
                     self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
-        elif isinstance(message, StatusMsg):
-            self.peers[message.node] = message
         elif isinstance(message, TxMsg):
             machine.on_tx(message.tx)
 

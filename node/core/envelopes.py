@@ -48,8 +48,11 @@ def status_bytes(
     online: bool,
     keypair: Keypair,
     sender: bytes | None = None,
+    validators: tuple[bytes, ...] = (),
 ) -> bytes:
-    body = encode((node, height, round_, online))
+    """A node's status; `validators` (default: the signer's own pool) are the pools it signs for."""
+    pools = validators or (sender if sender is not None else keypair.address,)
+    body = encode((node, height, round_, online, tuple(pools)))
     return seal(chain_id, Kind.STATUS, body, keypair, sender=sender).to_bytes()
 
 

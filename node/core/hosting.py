@@ -85,6 +85,15 @@ class Host:
         for index, driver in enumerate(self.drivers):
             driver.boot(state, last_certificate, relays_others=index == 0, **machine_args)
 
+    def await_boot(self, state: ChainState) -> None:
+        """Before boot: hear statuses against `state` (only the primary admits for the node)."""
+        self.primary.await_boot(state)
+
+    @property
+    def validators(self) -> tuple[bytes, ...]:
+        """The pools this node signs for, the primary's first."""
+        return tuple(driver.validator for driver in self.drivers)
+
     def stop(self) -> None:
         self._handled.clear()  # a restarted machine has forgotten them
         for driver in self.drivers:

@@ -53,7 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.core.admission import StatusMsg
+from node.core import startgate
+from node.core.admission import ProposalMsg, StatusMsg
 from node.core.behaviours import BEHAVIOURS, HONEST
 from node.core.channels import (
     CONSENSUS,
@@ -69,11 +70,19 @@ from node.core.codec import decode, encode
 from node.core.consensus import Decided
 from node.core.driver import Audience
 from node.core.envelopes import status_bytes
-from node.core.events import EPOCH, FINALIZED, LEDGER_PENALTIES, ROUND_TIMEOUT, SIGNING_KEY, TX_OUTCOMES
+from node.core.events import (
+    EPOCH,
+    FINALIZED,
+    LEDGER_PENALTIES,
+    ROUND_TIMEOUT,
+    SIGNING_KEY,
+    START_GATE,
+    TX_OUTCOMES,
+)
 from node.core.genesis import Genesis, GenesisError, load_genesis
 from node.core.hosting import Host
 from node.core.keys import Keypair
-from node.core.messages import Block, CommitCertificate
+from node.core.messages import Block, CommitCertificate, Vote
 from node.core.safety import SignMark
 from node.core.signer import GuardedSigner, KeyRing, SigningRecord
 from node.core.snapshot import encode_state
@@ -100,6 +109,7 @@ STORE_FILE = "node.sqlite3"
 KEY_FILE = "key.json"
 STATUS_CHECK_S = 0.5  # how often to look whether height/round changed (status "on change")
 STATUS_REFRESH_S = 5.0  # re-publish the retained status at least this often
+GATE_POLL_S = 0.05  # how often the start gate looks at the statuses heard
 OWN_DIGESTS_KEPT = 100_000
 INBOUND_QUEUE = 10_000
 
@@ -122,6 +132,7 @@ class NodeConfig:
     behaviour: str = "honest"
     key_files: tuple[Path, ...] = ()  # validator keys to host; default HOME/key.json
     snapshot_every: int = SNAPSHOT_EVERY  # blocks between stored state snapshots; 0: none
+    genesis_wait_ms: int = 0  # at genesis, wait up to this long for every validator to be online
 
 
 # ------------------------------------------------------------------ loading
@@ -265,6 +276,8 @@ class NodeRuntime:
         self._own: OrderedDict[bytes, None] = OrderedDict()
         self._fatal: str | None = None
         self._stopping = False
+        self._booted = False  # the machine runs (false while the start gate holds it)
+        self._chain_began = False  # a vote or proposal arrived before we booted
         config.home.mkdir(parents=True, exist_ok=True)
         try:
             self.store = Store(config.home / STORE_FILE)
@@ -362,17 +375,50 @@ class NodeRuntime:
             )
         self._load_new_keys()
         transport_task = asyncio.create_task(self.transport.run(), name="transport")
-        self.host.boot(self.state, self.last_certificate)
         tasks = [
             asyncio.create_task(self._inbound_loop(), name="inbound"),
             asyncio.create_task(self._status_loop(), name="status"),
             asyncio.create_task(self._connection_watch(), name="connection"),
         ]
         try:
+            if await self._start_gate():
+                self.host.boot(self.state, self.last_certificate)
+                self._booted = True
             await self._stop.wait()
         finally:
             await self._shutdown(tasks, transport_task)
         return self.exit_code
+
+    async def _start_gate(self) -> bool:
+        """At genesis, hold the machine until every validator is online (see `node.core.startgate`).
+
+        Returns False when the node was told to stop while it waited.
+        """
+        wait_ms = self.config.genesis_wait_ms
+        if not startgate.waits_at_genesis(self.state, wait_ms):
+            return True
+        assert self._loop is not None
+        self.host.await_boot(self.state)
+        began = self._loop.time()
+        while not self._stop.is_set():
+            waited = round((self._loop.time() - began) * 1000)
+            decision = startgate.decide(
+                self.state,
+                self.host.validators,
+                self.host.primary.peers.values(),
+                chain_began=self._chain_began,
+                waited_ms=waited,
+                wait_ms=wait_ms,
+            )
+            if decision.open:
+                missing = [self.state.names.get(a, a.hex()) for a in decision.missing]
+                self.events.emit(
+                    {"event": START_GATE, "reason": decision.reason, "waited_ms": waited, "missing": missing}
+                )
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), GATE_POLL_S)
+        return False
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
@@ -492,8 +538,11 @@ class NodeRuntime:
         if digest in self._own:
             return  # the broker's copy of our own message
         self.metrics.received.labels(channel_group(channel)).inc()
-        if isinstance(self.host.receive(payload), StatusMsg):
+        message = self.host.receive(payload)
+        if isinstance(message, StatusMsg):
             self._update_peers()
+        elif not self._booted and isinstance(message, Vote | ProposalMsg):
+            self._chain_began = True  # someone signs for height 1 already: waiting longer only costs us
 
     def _guarded(self, action: Callable[[], object]) -> None:
         """Run a driver callback; a storage failure is fatal, any other bug is logged and survived."""
@@ -533,7 +582,9 @@ class NodeRuntime:
         """Our signed status: the height we work on, its round, and whether we are online."""
         height, round_ = self._progress
         keypair, sender = self.host.primary.sealing()
-        return status_bytes(self.genesis.chain_id, self.name, height, round_, online, keypair, sender)
+        return status_bytes(
+            self.genesis.chain_id, self.name, height, round_, online, keypair, sender, self.host.validators
+        )
 
     async def _status_loop(self) -> None:
         """Publish the retained status when height or round changed, and every few seconds anyway."""
