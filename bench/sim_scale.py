@@ -1,17 +1,26 @@
-"""Simulated heights per second of wall time, by validator count.
+"""Simulated heights per second of wall time, by validator count, with what bounds them.
 
 Runs the deterministic simulator (the real core, real Ed25519 signatures,
 real admission) with no faults and prints a table. Committee size 128, so
-with 1,000 validators each height is voted on by a stake-sampled committee
-while all 1,000 nodes receive and follow every message (the broker model).
+past 128 validators each height is voted on by a stake-sampled committee
+while every node receives and follows every message (the broker model).
 
-    python bench/sim_scale.py                 # 4, 64 and 1000 validators
-    python bench/sim_scale.py --validators 4 64 --heights 200 40
+Beside each row: the wall time one height costs, how that cost grew against
+the 128-validator row (a committee-bound design grows like the committee,
+about 1x; one where every node follows every vote grows like n), the
+deliveries per height, and the peak memory of the run (each size runs in its
+own process, so the figure is that run's alone). The ceiling printed first is
+the machine's own Ed25519 verification rate on one core, measured now.
+
+    python bench/sim_scale.py                          # 4, 64, 128, 1000 validators
+    python bench/sim_scale.py --validators 10000 --heights 1
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import sys
 import time
 from pathlib import Path
@@ -21,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from network.sim.runner import SimConfig, run_simulation
 from node.core.keys import Keypair, verify_uncached
 
-DEFAULT_HEIGHTS = {4: 300, 64: 30, 1000: 3}
+DEFAULT_HEIGHTS = {4: 300, 64: 30, 128: 10, 1000: 3, 10000: 1}
+REFERENCE = 128
 
 
 def ed25519_verifications_per_second(seconds: float = 1.0) -> float:
@@ -37,34 +47,55 @@ def ed25519_verifications_per_second(seconds: float = 1.0) -> float:
     return count / (time.perf_counter() - start)
 
 
+def one_run(n: int, heights: int, committee: int, seed: int) -> dict[str, float]:
+    """One simulation in this (child) process: its figures and its own peak memory."""
+    start = time.perf_counter()
+    result = run_simulation(SimConfig(validators=n, heights=heights, seed=seed, committee_size=committee))
+    wall = time.perf_counter() - start
+    return {
+        "done": result.heights_finalized,
+        "wall": wall,
+        "delivered": result.delivered,
+        "ok": float(result.ok),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--validators", type=int, nargs="+", default=[4, 64, 1000])
+    parser.add_argument("--validators", type=int, nargs="+", default=[4, 64, 128, 1000])
     parser.add_argument(
         "--heights", type=int, nargs="+", help="heights per validator count (default scales down)"
     )
     parser.add_argument("--committee-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    heights = args.heights or [DEFAULT_HEIGHTS.get(n, max(3, 3000 // n)) for n in args.validators]
+    heights = args.heights or [DEFAULT_HEIGHTS.get(n, max(1, 3000 // n)) for n in args.validators]
+    if len(heights) != len(args.validators):
+        parser.error("--heights needs one count per --validators value")
     verifications = ed25519_verifications_per_second()
-    print(f"Ed25519 verifications/s on this machine (one core): {verifications:,.0f}")
+    print(f"ceiling: Ed25519 verifications/s on this machine (one core): {verifications:,.0f}")
     print(
-        f"{'validators':>10} {'committee':>9} {'heights':>7} {'wall s':>8} {'heights/s':>10} {'msgs/height':>12} {'deliveries/s':>13}"
+        f"{'validators':>10} {'committee':>9} {'heights':>7} {'wall s':>8} {'heights/s':>10} "
+        f"{'ms/height':>10} {'vs n=128':>9} {'deliveries/height':>18} {'peak MB':>8}"
     )
+    reference_ms: float | None = None
+    context = multiprocessing.get_context("spawn")
     for n, h in zip(args.validators, heights, strict=True):
-        start = time.perf_counter()
-        result = run_simulation(
-            SimConfig(validators=n, heights=h, seed=args.seed, committee_size=args.committee_size)
-        )
-        wall = time.perf_counter() - start
-        done = result.heights_finalized
-        ok = "" if result.ok else "  (INVARIANT VIOLATED)"
+        with context.Pool(1) as pool:
+            row = pool.apply(one_run, (n, h, args.committee_size, args.seed))
+        done = max(int(row["done"]), 1)
+        per_height_ms = row["wall"] * 1000 / done
+        if n == REFERENCE:
+            reference_ms = per_height_ms
+        growth = f"{per_height_ms / reference_ms:>8.1f}x" if reference_ms and n >= REFERENCE else f"{'':>9}"
+        flag = "" if row["ok"] else "  (INVARIANT VIOLATED)"
         print(
-            f"{n:>10} {min(n, args.committee_size):>9} {done:>7} {wall:>8.2f} {done / wall:>10.2f} "
-            f"{result.delivered / max(done, 1):>12,.0f} {result.delivered / wall:>13,.0f}{ok}"
+            f"{n:>10} {min(n, args.committee_size):>9} {int(row['done']):>7} {row['wall']:>8.2f} "
+            f"{row['done'] / row['wall']:>10.2f} {per_height_ms:>10.0f} {growth} "
+            f"{row['delivered'] / done:>18,.0f} {row['peak_mb']:>8.0f}{flag}"
         )
 
 
