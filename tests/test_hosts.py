@@ -83,13 +83,13 @@ def _with_host(i: int, **changes: Any) -> dict[str, Any]:
 
 
 BAD = [
-    (example(extra=1), "inventory.extra: unknown key"),
+    (example(extra=1), "inventory.extra: unknown field"),
     (example(mode="mesh"), "mode: must be one of"),
     (example(hub={"port": 1}), "hub.host: missing"),
     (example(hub={"host": "nowhere"}), "hub.host: 'nowhere' is not one of the hosts"),
     (example(hub={"host": "hub", "port": 70000}), "hub.port: must be a port number"),
     (example(hosts=[]), "hosts: must be a non-empty array"),
-    (_with_host(1, adress="x"), "hosts[1].adress: unknown key"),
+    (_with_host(1, adress="x"), "hosts[1].adress: unknown field"),
     (_with_host(1, name="Beta_1"), "hosts[1].name: must be a DNS label"),
     (_with_host(2, name="alpha"), "hosts[2].name: 'alpha' is also hosts[0]"),
     (_with_host(2, validators=["v1"]), "hosts[2].validators: 'v1' also runs on host 'alpha'"),
@@ -373,4 +373,4 @@ def test_posnet_hosts_check_and_pki(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(_toml(_with_host(0, port=1)))
     refused = runner.invoke(cli, ["hosts", "pki", "--inventory", str(bad), "--out", str(tmp_path / "e")])
-    assert refused.exit_code == 2 and "hosts[0].port: unknown key" in refused.output
+    assert refused.exit_code == 2 and "hosts[0].port: unknown field" in refused.output

@@ -43,11 +43,12 @@ something other than what its author wrote.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from node.core.fields import FieldReader
 from node.core.genesis import PPM, GenesisError, Params, parse_params
 
 POLICIES = ("yield", "loyal", "random", "largest", "liquid-token")
@@ -133,30 +134,16 @@ def _params_dict(params: Params) -> dict[str, int]:
 
 # ------------------------------------------------------------------ parsing
 
-
-def _table(value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise EconError(f"{where}: expected a table")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise EconError(f"{where}.{unknown[0]}: unknown field (allowed: {', '.join(sorted(allowed))})")
-    return value
-
-
-def _int(value: Any, where: str, lo: int = 0, hi: int = 1 << 62) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise EconError(f"{where}: expected an integer, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise EconError(f"{where}: {value} is outside [{lo}, {hi}]")
-    return value
-
-
-def _float(value: Any, where: str, lo: float, hi: float) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise EconError(f"{where}: expected a number, got {type(value).__name__}")
-    if not lo < value <= hi:
-        raise EconError(f"{where}: {value} is outside ({lo}, {hi}]")
-    return float(value)
+_read = FieldReader(EconError)
+_int, _float, _table, _required, _choice, _bad, _unique = (
+    _read.integer,
+    _read.number,
+    _read.table,
+    _read.required,
+    _read.choice,
+    _read.expected,
+    _read.unique,
+)
 
 
 def _name(value: Any, where: str) -> str:
@@ -168,18 +155,6 @@ def _name(value: Any, where: str) -> str:
     ):
         raise EconError(f"{where}: expected 1-40 letters, digits, '-' or '_'")
     return value
-
-
-def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise EconError(f"{where}: {value!r} is not one of {', '.join(choices)}")
-    return str(value)
-
-
-def _required(table: Mapping[str, Any], name: str, where: str, parse: Callable[[Any, str], Any]) -> Any:
-    if name not in table:
-        raise EconError(f"{where}.{name}: missing")
-    return parse(table[name], f"{where}.{name}")
 
 
 POOL_FIELDS = {
@@ -264,10 +239,6 @@ def _delegators(raw: Any, base: Path) -> tuple[DelegatorClass, ...]:
     return tuple(classes)
 
 
-def _bad(where: str, what: str) -> Any:
-    raise EconError(f"{where}: expected {what}")
-
-
 EVENT_FIELDS = {"epoch", "kind", "pool", "margin_ppm", "fixed_cost"}
 
 
@@ -300,14 +271,6 @@ def _events(raw: Any, pools: tuple[PoolSpec, ...], epochs: int) -> tuple[Timelin
         if pool.enters_epoch and not any(e.kind == "new_pool" and e.pool == pool.name for e in events):
             events.append(TimelineEvent(pool.enters_epoch, "new_pool", pool.name))
     return tuple(sorted(events, key=lambda e: (e.epoch, EVENT_KINDS.index(e.kind), e.pool)))
-
-
-def _unique(values: list[str], where: str, field: str) -> None:
-    seen: set[str] = set()
-    for i, value in enumerate(values):
-        if value in seen:
-            raise EconError(f"{where}[{i}].{field}: duplicate {value!r}")
-        seen.add(value)
 
 
 def parse_economy(raw: Mapping[str, Any], name: str, base: Path) -> EconomyConfig:

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.core.fields import FieldReader
+
 MODES = ("bridged", "shared")
 DEFAULT_TLS_PORT = 8883
 RESERVED_HOST_NAMES = ("ca", "clients")
@@ -141,16 +143,15 @@ def load_inventory(path: Path) -> Inventory:
         raise InventoryError(f"{path}: {exc}") from None
 
 
+_read = FieldReader(InventoryError)
+
+
 def _keys(where: str, table: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
-    if not isinstance(table, dict):
-        raise InventoryError(f"{where}: must be a table")
-    for key in table:
-        if key not in allowed:
-            raise InventoryError(f"{where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    checked = _read.table(table, where, allowed)
     for key in sorted(required):
-        if key not in table:
-            raise InventoryError(f"{where}.{key}: missing")
-    return table
+        if key not in checked:
+            _read.fail(f"{where}.{key}", "missing")
+    return dict(checked)
 
 
 def _port(where: str, value: Any) -> int:

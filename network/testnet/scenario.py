@@ -48,6 +48,7 @@ from typing import Any
 
 from node.core.behaviours import BEHAVIOURS
 from node.core.events import ACCOUNTABILITY_EVENTS
+from node.core.fields import FieldReader
 from node.core.genesis import validator_names
 
 # Scenarios stay at 64 validators (the limit their tests pin); `up` itself goes to placement.MAX_VALIDATORS.
@@ -221,6 +222,9 @@ def is_number(value: object) -> bool:
     return (is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
 
 
+_read = FieldReader(ScenarioError)
+
+
 def _number(where: str, value: object, minimum: float = 0.0, strict: bool = False) -> float:
     if not is_number(value):
         raise ScenarioError(f"{where}: expected a number, got {value!r}")
@@ -247,10 +251,7 @@ def _string(where: str, value: object) -> str:
 
 
 def _unknown(where: str, table: Mapping[str, Any], known: Sequence[str]) -> None:
-    extra = [key for key in table if key not in known]
-    if extra:
-        prefix = f"{where}." if where else ""
-        raise ScenarioError(f"{prefix}{extra[0]}: unknown field (expected one of {', '.join(known)})")
+    _read.table(table, where, known)
 
 
 def _node(where: str, value: object, names: Sequence[str]) -> str:

@@ -9,13 +9,14 @@ from a silently-defaulted genesis teaches the wrong lesson.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from node.core.fields import FieldReader
 from node.core.keys import PUBLIC_KEY_LEN, Keypair, address_of
 
 PPM = 1_000_000
@@ -165,13 +166,15 @@ class Genesis:
 
 # ------------------------------------------------------------------ parsing
 
-
-def _int(value: Any, where: str, lo: int = 0, hi: int = 1 << 62) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise GenesisError(f"{where}: expected an integer, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise GenesisError(f"{where}: {value} is outside [{lo}, {hi}]")
-    return value
+_read = FieldReader(GenesisError)
+_int, _table, _required, _flag, _list, _bad = (
+    _read.integer,
+    _read.table,
+    _read.required,
+    _read.flag,
+    _read.tables,
+    _read.expected,
+)
 
 
 def _key(value: Any, where: str) -> bytes:
@@ -182,21 +185,6 @@ def _key(value: Any, where: str) -> bytes:
     if len(key) != PUBLIC_KEY_LEN:
         raise GenesisError(f"{where}: expected {PUBLIC_KEY_LEN} bytes, got {len(key)}")
     return key
-
-
-def _table(value: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise GenesisError(f"{where}: expected a table")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise GenesisError(f"{where}.{unknown[0]}: unknown field")
-    return value
-
-
-def _required(table: Mapping[str, Any], name: str, where: str, parse: Callable[[Any, str], Any]) -> Any:
-    if name not in table:
-        raise GenesisError(f"{where}.{name}: missing")
-    return parse(table[name], f"{where}.{name}")
 
 
 def parse_params(raw: Any) -> Params:
@@ -243,22 +231,6 @@ def _parse_validator(raw: Any, where: str) -> GenesisValidator:
         compounding=_flag(table.get("compounding", False), f"{where}.compounding"),
         signing_key=_key(table["signing_key"], f"{where}.signing_key") if "signing_key" in table else b"",
     )
-
-
-def _flag(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise GenesisError(f"{where}: expected true or false")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise GenesisError(f"{where}: expected a list of tables")
-    return value
-
-
-def _bad(where: str, what: str) -> Any:
-    raise GenesisError(f"{where}: expected {what}")
 
 
 def parse_genesis(raw: Mapping[str, Any]) -> Genesis:
@@ -338,11 +310,7 @@ def _check_signing_keys(
 
 
 def _check_unique(values: list[str], where: str, name: str) -> None:
-    seen: set[str] = set()
-    for i, value in enumerate(values):
-        if value in seen:
-            raise GenesisError(f"{where}[{i}].{name}: duplicate {value[:16]}")
-        seen.add(value)
+    _read.unique(values, where, name, show=lambda value: value[:16])
 
 
 def load_genesis(path: Path | str) -> Genesis:
