@@ -106,7 +106,7 @@ async def test_a_validator_booting_late_is_waited_for_and_never_jailed(
     """
     net = make_localnet(tmp_path / "net", mosquitto.url, 4, params=STRICT)
     for node in net.nodes.values():
-        node.extra_args = ["--genesis-wait-s", "120"]
+        node.genesis_wait_s = 120
     try:
         net.start(["v1", "v2", "v3"])
         await wait_until(
@@ -137,7 +137,7 @@ async def test_the_gate_gives_up_at_its_deadline_and_names_who_was_missing(
 ) -> None:
     net = make_localnet(tmp_path / "net", mosquitto.url, 4)
     for node in net.nodes.values():
-        node.extra_args = ["--genesis-wait-s", "1"]
+        node.genesis_wait_s = 1
     try:
         net.start(["v1", "v2", "v3"])
         await wait_until(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from network.testnet.logcheck import read_log
-from network.testnet.processes import node_argv
+from network.testnet.processes import GENESIS_WAIT_S, node_argv
 from network.transport.broker import free_port
 from node.core.genesis import Params, genesis_to_toml, make_genesis
 from node.core.keys import Keypair, save_key_file
@@ -50,6 +50,9 @@ class NodeProc:
     mqtt_password_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     key_files: list[Path] = field(default_factory=list)  # hosted validator keys; empty = HOME/key.json
+    # at genesis, wait for the others (the testnet's own default): a node that boots late under
+    # load is then never jailed for it, which could stall a test that kills another node later
+    genesis_wait_s: float = GENESIS_WAIT_S
     extra_args: list[str] = field(
         default_factory=list
     )  # more `posnet node run` options, after the usual ones
@@ -69,6 +72,7 @@ class NodeProc:
             key_files=self.key_files,
             mqtt_username=self.mqtt_username,
             mqtt_password_file=self.mqtt_password_file,
+            genesis_wait_s=self.genesis_wait_s,
         ) + list(self.extra_args)
 
     def start(self, env: Mapping[str, str] | None = None) -> None:
