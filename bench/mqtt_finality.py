@@ -29,6 +29,7 @@ commits per second all nodes need against the fsynced commits per second
 one writer gets from this disk.
 
     python bench/mqtt_finality.py [--validators 4 16] [--seconds 30] [--json]
+    python bench/mqtt_finality.py --validators 4 16 64 --processes 4 16 8   # 64 validators, 8 per process
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from bench.transport_rate import measure_transport_rate  # noqa: E402
 from network.testnet.layout import Layout, NodeProc  # noqa: E402
 from network.testnet.logcheck import Event, read_log  # noqa: E402
+from network.testnet.placement import spread  # noqa: E402
 from network.testnet.processes import node_command, output_tail, spawn_node, stop_processes  # noqa: E402
 from network.testnet.services import metrics_ports  # noqa: E402
 from network.testnet.setup import prepare  # noqa: E402
@@ -72,6 +74,7 @@ TRANSPORT_MESSAGES = 20_000
 @dataclass
 class FinalityResult:
     validators: int
+    processes: int
     seconds: float
     heights: int
     heights_per_s: float
@@ -103,13 +106,13 @@ class FinalityResult:
     def machine_verify_ratio(self) -> float:
         """All nodes' verifications per second over what every core of this machine can do."""
         cores = os.cpu_count() or 1
-        needed = self.validators * self.consensus_msgs_per_s_per_node
+        needed = self.processes * self.consensus_msgs_per_s_per_node
         return needed / (cores * self.verifications_per_s) if self.verifications_per_s else 0.0
 
     @property
     def machine_commit_ratio(self) -> float:
         """All nodes' fsynced commits per second over what the disk did for one writer."""
-        needed = self.validators * self.commits_needed_per_s_per_node
+        needed = self.processes * self.commits_needed_per_s_per_node
         return needed / self.commits_per_s if self.commits_per_s else 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -138,14 +141,21 @@ class BenchNet:
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, root: Path, broker_url: str, validators: int) -> BenchNet:
-        """Fast mode (``--slot-ms 0``: heights back to back), metrics on loopback, MQTT 5 (mosquitto)."""
+    def start(
+        cls, root: Path, broker_url: str, validators: int, processes: int | None = None, slot_ms: int = 0
+    ) -> BenchNet:
+        """Fast mode by default (``slot_ms`` 0: heights back to back), metrics on loopback, MQTT 5.
+
+        `processes` spreads the validators over that many node processes as
+        ``testnet up --processes`` does (contiguous blocks); None: one each.
+        """
         layout = Layout.of(root)
-        names = [v.name for v in prepare(layout, validators, CHAIN_ID, slot_ms=0).validators]
-        ports = metrics_ports(len(names), None)
+        names = [v.name for v in prepare(layout, validators, CHAIN_ID, slot_ms=slot_ms).validators]
+        hosts = spread(names, processes)
+        ports = metrics_ports(len(hosts), None)
         net = cls(layout, {})
-        for name, port in zip(names, ports, strict=True):
-            command = node_command(layout, name, broker_url, port, "honest", "5")
+        for (name, hosted), port in zip(hosts.items(), ports, strict=True):
+            command = node_command(layout, name, broker_url, port, "honest", "5", hosted)
             net.nodes[name] = NodeProc(name=name, command=command, metrics_port=port)
         try:
             for name, node in net.nodes.items():
@@ -261,11 +271,13 @@ def percentile(values: list[int], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
 
-async def run_one(validators: int, seconds: float, workdir: Path) -> FinalityResult:
-    """Start a broker and ``validators`` nodes, measure a window, then the ceilings."""
+async def run_one(
+    validators: int, seconds: float, workdir: Path, processes: int | None = None, slot_ms: int = 0
+) -> FinalityResult:
+    """Start a broker and ``validators`` validators (in ``processes`` nodes), measure a window, then the ceilings."""
     broker = start_broker("mosquitto", workdir=workdir / "broker")
     try:
-        net = BenchNet.start(workdir / "net", broker.url, validators)
+        net = BenchNet.start(workdir / "net", broker.url, validators, processes, slot_ms)
         try:
             await wait_until(
                 lambda: min(net.heights().values()) >= WARMUP_HEIGHTS,
@@ -287,6 +299,7 @@ async def run_one(validators: int, seconds: float, workdir: Path) -> FinalityRes
         broker.stop(kill=True)
     return FinalityResult(
         validators=validators,
+        processes=len(net.nodes),
         seconds=round(t1 - t0, 2),
         heights=heights,
         heights_per_s=round(heights / (t1 - t0), 2),
@@ -304,7 +317,7 @@ async def run_one(validators: int, seconds: float, workdir: Path) -> FinalityRes
 
 def print_table(results: list[FinalityResult]) -> None:
     header = (
-        f"{'vals':>4} {'heights/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'timeouts':>8} | "
+        f"{'vals':>4} {'procs':>5} {'heights/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'timeouts':>8} | "
         f"{'cons msg/s/node':>15} {'transport msg/s':>15} {'ratio':>6} | "
         f"{'verif need/s/node':>17} {'verif/s/core':>12} {'ratio':>6} {'machine':>7} | "
         f"{'fsync need/s':>12} {'fsync/s':>7} {'ratio':>6}"
@@ -313,15 +326,16 @@ def print_table(results: list[FinalityResult]) -> None:
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.validators:>4} {r.heights_per_s:>9.2f} {r.latency_p50_ms:>7.0f} {r.latency_p99_ms:>7.0f} "
+            f"{r.validators:>4} {r.processes:>5} {r.heights_per_s:>9.2f} {r.latency_p50_ms:>7.0f} {r.latency_p99_ms:>7.0f} "
             f"{r.round_timeouts:>8} | {r.consensus_msgs_per_s_per_node:>15,.0f} {r.transport_msgs_per_s:>15,.0f} "
             f"{r.transport_ratio:>6.3f} | {r.consensus_msgs_per_s_per_node:>17,.0f} "
             f"{r.verifications_per_s:>12,.0f} {r.verify_ratio:>6.3f} {r.machine_verify_ratio:>7.3f} | "
-            f"{r.validators * r.commits_needed_per_s_per_node:>12,.0f} {r.commits_per_s:>7,.0f} "
+            f"{r.processes * r.commits_needed_per_s_per_node:>12,.0f} {r.commits_per_s:>7,.0f} "
             f"{r.machine_commit_ratio:>6.2f}"
         )
     print(
-        f"\n{os.cpu_count()} cores; every process on this machine. ratio = consensus need / ceiling; "
+        f"\n{os.cpu_count()} cores; every process on this machine; per node = per process. "
+        "ratio = consensus need / ceiling; "
         "'machine' = all nodes' verifications / all cores' capacity;\n"
         "fsync need/s = all nodes' durable commits (2 per signature + 1 per finalized block) "
         "vs one writer's fsynced commits/s on this disk."
@@ -330,9 +344,10 @@ def print_table(results: list[FinalityResult]) -> None:
 
 async def _main(args: argparse.Namespace) -> None:
     results = []
-    for n in args.validators:
+    processes = args.processes or [None] * len(args.validators)
+    for n, p in zip(args.validators, processes, strict=True):
         with tempfile.TemporaryDirectory(prefix=f"posnet-bench-{n}-") as tmp:
-            result = await run_one(n, args.seconds, Path(tmp))
+            result = await run_one(n, args.seconds, Path(tmp), p, args.slot_ms)
         results.append(result)
         if args.json:
             print(json.dumps(result.to_json()), flush=True)
@@ -343,6 +358,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--validators", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        help="node processes per --validators value (default: one per validator)",
+    )
+    parser.add_argument("--slot-ms", type=int, default=0, help="slot length; 0 (default) is fast mode")
     parser.add_argument("--json", action="store_true", help="also print one JSON object per size")
     asyncio.run(_main(parser.parse_args(argv)))
 
