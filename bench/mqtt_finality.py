@@ -55,6 +55,7 @@ if str(_REPO_ROOT) not in sys.path:
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from bench.ceilings import ed25519_verifications_per_s  # noqa: E402
 from bench.transport_rate import measure_transport_rate  # noqa: E402
 from network.testnet.layout import Layout, NodeProc  # noqa: E402
 from network.testnet.logcheck import Event, read_log  # noqa: E402
@@ -63,7 +64,6 @@ from network.testnet.processes import node_command, output_tail, spawn_node, sto
 from network.testnet.services import metrics_ports  # noqa: E402
 from network.testnet.setup import prepare  # noqa: E402
 from network.transport.broker import start_broker  # noqa: E402
-from node.core.keys import Keypair, verify_uncached  # noqa: E402
 
 WARMUP_HEIGHTS = 3
 CHAIN_ID = "posnet-bench"
@@ -204,19 +204,6 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str, n
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{net.diagnostics()}")
         await asyncio.sleep(0.2)
-
-
-def ed25519_verifications_per_s(seconds: float = 2.0) -> float:
-    """Uncached Ed25519 verifications per second on one core, of a vote-sized message."""
-    keypair = Keypair.deterministic("bench")
-    message = os.urandom(120)
-    signature = keypair.sign(message)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(200):
-            assert verify_uncached(keypair.public, message, signature)
-        count += 200
-    return count / (time.perf_counter() - start)
 
 
 def scrape(net: BenchNet) -> dict[str, tuple[float, float]]:

@@ -27,24 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.ceilings import ed25519_verifications_per_s
 from network.sim.runner import SimConfig, run_simulation
-from node.core.keys import Keypair, verify_uncached
 
 DEFAULT_HEIGHTS = {4: 300, 64: 30, 128: 10, 1000: 3, 10000: 1}
 REFERENCE = 128
-
-
-def ed25519_verifications_per_second(seconds: float = 1.0) -> float:
-    """The signature library's own limit on this machine, measured now."""
-    key = Keypair.deterministic("bench")
-    message = b"x" * 120
-    signature = key.sign(message)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(200):
-            verify_uncached(key.public, message, signature)
-        count += 200
-    return count / (time.perf_counter() - start)
 
 
 def one_run(n: int, heights: int, committee: int, seed: int) -> dict[str, float]:
@@ -75,7 +62,7 @@ def main() -> None:
     heights = args.heights or [DEFAULT_HEIGHTS.get(n, max(1, 3000 // n)) for n in args.validators]
     if len(heights) != len(args.validators):
         parser.error("--heights needs one count per --validators value")
-    verifications = ed25519_verifications_per_second()
+    verifications = ed25519_verifications_per_s(1.0)
     print(f"ceiling: Ed25519 verifications/s on this machine (one core): {verifications:,.0f}")
     print(
         f"{'validators':>10} {'committee':>9} {'heights':>7} {'wall s':>8} {'heights/s':>10} "

@@ -9,8 +9,10 @@ kill of another then stalled the testnet (the CI failure this gate fixes).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,9 +20,12 @@ from hypothesis import strategies as st
 
 from network.transport.broker import BrokerProcess, mosquitto_available
 from node.core import startgate
-from node.core.admission import StatusMsg
+from node.core.admission import Rejected, StatusMsg
+from node.core.envelopes import status_bytes
 from node.core.events import START_GATE
-from tests.support.chain import ADDR, NAMES, state0
+from node.core.hosting import Host
+from node.core.signer import GuardedSigner, MemoryRecord
+from tests.support.chain import ADDR, CHAIN_ID, KEYS, NAMES, prevote, state0, wire
 from tests.support.nodes import TEST_PARAMS, LocalNet, agree, make_localnet, wait_until
 
 STATE = state0()
@@ -80,6 +85,84 @@ def test_the_gate_misses_exactly_the_validators_nobody_is_up_for(online: set[str
     decision = decide(statuses, tuple(sorted(hosted)))
     assert {a for a in decision.missing} == {ADDR[n] for n in NAMES} - {ADDR[n] for n in online | hosted}
     assert decision.open == (not decision.missing)
+
+
+# ------------------------------------------------------------------ a host awaiting boot
+
+
+class Quiet:
+    """Effects of a key that never gets to act: the gate is asked before the machine runs."""
+
+    def now_ms(self) -> int:
+        return 0
+
+    def broadcast(self, channel: str, data: bytes) -> None:
+        raise AssertionError("a node awaiting boot sends nothing")
+
+    send_to = broadcast
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
+        raise AssertionError("a node awaiting boot schedules nothing")
+
+    def finalized(self, decided: object) -> None:
+        raise AssertionError("a node awaiting boot decides nothing")
+
+    def chain_range(self, start: int, limit: int) -> list[Any]:
+        return []
+
+    def log(self, event: dict[str, Any]) -> None:
+        pass
+
+    def audience(self) -> None:
+        return None
+
+
+def awaiting(name: str = "alice") -> Host:
+    host = Host(
+        f"n-{name}",
+        [(GuardedSigner(CHAIN_ID, KEYS[name], MemoryRecord()), Quiet())],
+        None,
+        log=lambda event: None,
+    )
+    host.await_boot(STATE)
+    return host
+
+
+def test_a_host_awaiting_boot_opens_once_it_heard_every_other_validator_online() -> None:
+    host = awaiting()
+    for name in ("bob", "carol"):
+        host.receive(status_bytes(CHAIN_ID, f"n-{name}", 1, 0, True, KEYS[name]))
+    assert host.start_gate(0, 1000).missing == (ADDR["dave"],)
+    host.receive(status_bytes(CHAIN_ID, "n-dave", 1, 0, True, KEYS["dave"]))
+    assert host.start_gate(0, 1000) == startgate.GateDecision(True, startgate.ALL_ONLINE, ())
+    assert host.primary.machine is None  # the gate only decides; the runtime boots
+
+
+def test_a_host_awaiting_boot_opens_when_a_vote_shows_the_chain_began() -> None:
+    host = awaiting()
+    assert not host.start_gate(999, 1000).open
+    host.receive(wire(prevote("bob", 1, 0, None)))
+    decision = host.start_gate(0, 1000)
+    assert decision.open and decision.reason == startgate.CHAIN_BEGAN, decision
+
+
+def test_a_forged_vote_does_not_open_the_gate() -> None:
+    host = awaiting()
+    vote = prevote("bob", 1, 0, None)
+    forged = replace(vote, signature=bytes(64))
+    assert isinstance(host.receive(wire(forged)), Rejected)
+    assert not host.start_gate(0, 1000).open
+
+
+def test_a_host_that_was_not_told_to_await_boot_has_no_gate() -> None:
+    host = Host(
+        "n-alice",
+        [(GuardedSigner(CHAIN_ID, KEYS["alice"], MemoryRecord()), Quiet())],
+        None,
+        log=lambda event: None,
+    )
+    with pytest.raises(RuntimeError):
+        host.start_gate(0, 1000)
 
 
 # ------------------------------------------------------------------ real nodes

@@ -132,6 +132,7 @@ class Driver:
         )
         self.machine: ConsensusMachine | None = None
         self.waiting: ChainState | None = None  # before boot: the state messages are admitted against
+        self.chain_began = False  # a vote or proposal arrived while waiting: someone signs already
         self.incarnation = 0
         self.stats = DriverStats(Counter())
         self.peers: dict[str, StatusMsg] = {}
@@ -204,6 +205,8 @@ class Driver:
             return
         machine = self.machine
         if machine is None:
+            if self.waiting is not None and isinstance(message, Vote | ProposalMsg):
+                self.chain_began = True
             return
         now = self.effects.now_ms()
         if isinstance(message, Vote):

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from node.core import startgate
 from node.core.admission import Admitted, AuthCache, ProposalMsg, Rejected, StatusMsg, SyncRequest
 from node.core.consensus import Decided
 from node.core.driver import SYNC_BATCH, Audience, Driver, Effects
@@ -88,6 +89,20 @@ class Host:
     def await_boot(self, state: ChainState) -> None:
         """Before boot: hear statuses against `state` (only the primary admits for the node)."""
         self.primary.await_boot(state)
+
+    def start_gate(self, waited_ms: int, wait_ms: int) -> startgate.GateDecision:
+        """Whether a node awaiting boot may start now: what it heard meanwhile, against its genesis."""
+        primary = self.primary
+        if primary.waiting is None:
+            raise RuntimeError("start_gate is only asked between await_boot and boot")
+        return startgate.decide(
+            primary.waiting,
+            self.validators,
+            primary.peers.values(),
+            chain_began=primary.chain_began,
+            waited_ms=waited_ms,
+            wait_ms=wait_ms,
+        )
 
     @property
     def validators(self) -> tuple[bytes, ...]:

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from node.core import startgate
-from node.core.admission import ProposalMsg, StatusMsg
+from node.core.admission import StatusMsg
 from node.core.behaviours import BEHAVIOURS, HONEST
 from node.core.channels import (
     CONSENSUS,
@@ -82,7 +82,7 @@ from node.core.events import (
 from node.core.genesis import Genesis, GenesisError, load_genesis
 from node.core.hosting import Host
 from node.core.keys import Keypair
-from node.core.messages import Block, CommitCertificate, Vote
+from node.core.messages import Block, CommitCertificate
 from node.core.safety import SignMark
 from node.core.signer import GuardedSigner, KeyRing, SigningRecord
 from node.core.snapshot import encode_state
@@ -276,8 +276,6 @@ class NodeRuntime:
         self._own: OrderedDict[bytes, None] = OrderedDict()
         self._fatal: str | None = None
         self._stopping = False
-        self._booted = False  # the machine runs (false while the start gate holds it)
-        self._chain_began = False  # a vote or proposal arrived before we booted
         config.home.mkdir(parents=True, exist_ok=True)
         try:
             self.store = Store(config.home / STORE_FILE)
@@ -383,7 +381,6 @@ class NodeRuntime:
         try:
             if await self._start_gate():
                 self.host.boot(self.state, self.last_certificate)
-                self._booted = True
             await self._stop.wait()
         finally:
             await self._shutdown(tasks, transport_task)
@@ -402,14 +399,7 @@ class NodeRuntime:
         began = self._loop.time()
         while not self._stop.is_set():
             waited = round((self._loop.time() - began) * 1000)
-            decision = startgate.decide(
-                self.state,
-                self.host.validators,
-                self.host.primary.peers.values(),
-                chain_began=self._chain_began,
-                waited_ms=waited,
-                wait_ms=wait_ms,
-            )
+            decision = self.host.start_gate(waited, wait_ms)
             if decision.open:
                 missing = [self.state.names.get(a, a.hex()) for a in decision.missing]
                 self.events.emit(
@@ -538,11 +528,8 @@ class NodeRuntime:
         if digest in self._own:
             return  # the broker's copy of our own message
         self.metrics.received.labels(channel_group(channel)).inc()
-        message = self.host.receive(payload)
-        if isinstance(message, StatusMsg):
+        if isinstance(self.host.receive(payload), StatusMsg):
             self._update_peers()
-        elif not self._booted and isinstance(message, Vote | ProposalMsg):
-            self._chain_began = True  # someone signs for height 1 already: waiting longer only costs us
 
     def _guarded(self, action: Callable[[], object]) -> None:
         """Run a driver callback; a storage failure is fatal, any other bug is logged and survived."""
