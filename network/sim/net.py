@@ -5,7 +5,9 @@ random choice (delays, drops, duplicates). No wall clock, no threads: the
 same seed replays the same run, event for event. The model is a broker:
 a broadcast reaches every node (the sender excepted), each copy with its
 own delay; partitions and crashes are checked when a copy is sent and again
-when it would arrive.
+when it would arrive. Vote channels are the exception, as they are on the
+real broker: a broadcast there reaches only the nodes listening to it (each
+node says which, see `node.core.routes`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 
 from network.sim.plans import FaultPlan
 from network.sim.trace import Trace
+from node.core.channels import is_votes_channel
 
 Handler = Callable[[str, bytes], None]
 
@@ -31,6 +34,9 @@ class SimNetwork:
         self._queue: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = 0
         self._handlers: dict[str, Handler] = {}
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._listening: dict[str, frozenset[str]] = {}  # node -> the vote channels it listens to
+        self._listeners: dict[str, tuple[str, ...]] = {}  # vote channel -> its listeners, in `names` order
         self.down: set[str] = set()
         self.delivered = 0
         self.dropped = 0
@@ -50,8 +56,25 @@ class SimNetwork:
             return False
         return not self.plan.partitions or not any(p.separates(a, b, t) for p in self.plan.partitions)
 
-    def broadcast(self, sender: str, data: bytes) -> None:
-        for name in self.names:
+    def listen(self, name: str, channels: frozenset[str]) -> None:
+        """Set the vote channels `name` listens to (others' broadcasts on the rest do not reach it)."""
+        before = self._listening.get(name, frozenset())
+        if channels == before:
+            return
+        self._listening[name] = channels
+        for channel in before ^ channels:
+            members = [n for n in self._listeners.get(channel, ()) if n != name]
+            if channel in channels:
+                members.append(name)
+            if members:
+                self._listeners[channel] = tuple(sorted(members, key=self._index.__getitem__))
+            else:
+                self._listeners.pop(channel, None)
+
+    def broadcast(self, sender: str, data: bytes, channel: str = "") -> None:
+        """To every other node, or on a vote channel to those listening to it."""
+        recipients = self._listeners.get(channel, ()) if is_votes_channel(channel) else self.names
+        for name in recipients:
             if name != sender:
                 self.send(sender, name, data)
 

@@ -23,6 +23,7 @@ from node.core.events import EVIDENCE, LEDGER_PENALTIES, ROUND_TIMEOUT, SIGNING_
 from node.core.hosting import Host
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate
+from node.core.routes import listened_vote_channels
 from node.core.signer import GuardedSigner, MemoryRecord
 from node.core.state import ChainState, apply_block, block_problem, validator_of_key
 
@@ -92,6 +93,9 @@ class SimNode:
         signer = GuardedSigner(genesis.chain_id, keypair, self.record, validator=validator)
         self.host = Host(name, [(signer, self)], behaviour, log=self.log, auth_cache=core.auth_cache)
         net.attach(name, self._deliver)
+        # Listening from the start, as a real node subscribes before it boots: the first votes of
+        # nodes booted before this one are on their way already.
+        net.listen(name, listened_vote_channels(genesis, self.host.validators))
 
     @property
     def driver(self) -> Driver:
@@ -122,6 +126,7 @@ class SimNode:
             self.net.tracer.emit(self.net.now_ms, "boot", node=self.name, height=self.height)
         self.net.down.discard(self.name)
         last_cert = self.chain[-1][1] if self.chain else None
+        self.net.listen(self.name, listened_vote_channels(self.state, self.host.validators))
         self.host.boot(self.state, last_cert, transition=self.core.transition, check_block=self.core.check)
         if self.net.tracer is not None:
             self.net.tracer.step(self.net.now_ms, self.name, self.machine)
@@ -157,7 +162,7 @@ class SimNode:
     def broadcast(self, channel: str, data: bytes) -> None:
         if self.observer is not None:
             self.observer.observe(data)
-        self.net.broadcast(self.name, data)
+        self.net.broadcast(self.name, data, channel)
 
     def send_to(self, node: str, data: bytes) -> None:
         if self.observer is not None:
@@ -190,6 +195,7 @@ class SimNode:
                 block=block,
             )
         self.chain.append((decided.block, decided.certificate, decided.state))
+        self.net.listen(self.name, self.host.vote_channels())
         self.finalized_at.append((self.net.now_ms, decided.block.height))
         self.core.finalizations += 1
         if self.behaviour is None:

@@ -9,6 +9,9 @@ so the names are part of the protocol, not of the transport.
 from __future__ import annotations
 
 CONSENSUS = "consensus"
+"""Proposals (with their blocks): every node hears them, and follows the chain by them."""
+VOTES_PREFIX = "votes/"
+"""Prevotes and precommits, a channel per committee: only its members listen (node.core.routes)."""
 EVIDENCE = "evidence"
 TX = "tx"
 SYNC_REQ = "sync/req"
@@ -36,10 +39,19 @@ def sync_resp_channel(node_id: str) -> str:
     return SYNC_RESP_PREFIX + node_id
 
 
+def votes_channel(committee_id: str) -> str:
+    """The channel one committee's votes travel on (`committee_id`: its seats' digest, see node.core.routes)."""
+    check_name("committee_id", committee_id)
+    return VOTES_PREFIX + committee_id
+
+
+def is_votes_channel(channel: str) -> bool:
+    return channel.startswith(VOTES_PREFIX)
+
+
 def channel_group(channel: str) -> str:
-    """A channel without its node suffix (``status/v1`` -> ``status``), for per-channel counters."""
-    if channel.startswith(STATUS_PREFIX):
-        return STATUS_PREFIX.rstrip("/")
-    if channel.startswith(SYNC_RESP_PREFIX):
-        return SYNC_RESP_PREFIX.rstrip("/")
+    """A channel without its node or epoch suffix (``status/v1`` -> ``status``), for per-channel counters."""
+    for prefix in (STATUS_PREFIX, SYNC_RESP_PREFIX, VOTES_PREFIX):
+        if channel.startswith(prefix):
+            return prefix.rstrip("/")
     return channel

@@ -377,12 +377,29 @@ class ConsensusMachine:
             return
         self._heartbeats += 1
         self._beats_in_round += 1
-        items = self.gossip_set(relay_others=self.relays_others and is_relay_beat(self._beats_in_round))
+        member = self.in_committee()
+        relay = member and self.relays_others and is_relay_beat(self._beats_in_round)
+        items = self.gossip_set(relay_others=relay) if member else ()
         if items:
             out.append(Rebroadcast(items))
-        if self._heartbeats >= 2 and self.phase != Phase.NEW_HEIGHT:  # stuck, not merely pacing slots
-            self._maybe_sync(out)
+        if self._heartbeats >= self._beats_before_stuck(member) and self.phase != Phase.NEW_HEIGHT:
+            self._maybe_sync(out)  # stuck, not merely pacing slots
         self._schedule_heartbeat(out)
+
+    def _beats_before_stuck(self, member: bool) -> int:
+        """Heartbeats without a decision after which we ask peers for blocks.
+
+        A committee member hears the votes and is stuck after two. A node
+        outside the committee (a follower, see `node.core.routes`) decides a
+        height only when the next height's proposal brings its certificate,
+        which takes the committee's commit wait and a proposal longer; asking
+        before that would send every follower's sync request every height.
+        """
+        if member:
+            return 2
+        beat = self._heartbeat_ms()
+        wait = self.params.commit_wait_ms + self.params.timeout_ms("propose", 0)
+        return 2 + -(-wait // beat)
 
     def gossip_set(self, relay_others: bool = True) -> tuple[tuple[Vote | Proposal, Block | None], ...]:
         """What a heartbeat re-sends while the height stays open: ours and others' messages.
@@ -422,9 +439,11 @@ class ConsensusMachine:
             return [vote for block_id in decided for vote in vote_set.votes_for(block_id)]
         return []
 
+    def _heartbeat_ms(self) -> int:
+        return max(self.params.timeout_precommit_ms, 100)
+
     def _schedule_heartbeat(self, out: list[Output]) -> None:
-        delay = max(self.params.timeout_precommit_ms, 100)
-        out.append(ScheduleTimeout(Timeout(self.height, 0, Phase.HEARTBEAT), delay))
+        out.append(ScheduleTimeout(Timeout(self.height, 0, Phase.HEARTBEAT), self._heartbeat_ms()))
 
     def on_commit(self, block: Block, certificate: CommitCertificate, now_ms: int) -> list[Output]:
         """A finalized block from a peer (catch-up): verify its certificate, then decide."""

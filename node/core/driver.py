@@ -32,8 +32,8 @@ from node.core.admission import (
     admit,
 )
 from node.core.behaviours import Equivocator, amnesiac_prevote, late_delay_ms, withhold_recipients
-from node.core.channels import CONSENSUS, SYNC_REQ
 from node.core.channels import EVIDENCE as EVIDENCE_CHANNEL
+from node.core.channels import SYNC_REQ
 from node.core.consensus import (
     BroadcastEvidence,
     ConsensusMachine,
@@ -51,6 +51,7 @@ from node.core.events import EVIDENCE, FINALIZED, ROUND_TIMEOUT, SIGNING_KEY
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
 from node.core.query import epoch_log, ledger_event_logs
+from node.core.routes import item_channels
 from node.core.signer import GuardedSigner
 from node.core.state import ChainState, signing_key_at
 
@@ -260,6 +261,14 @@ class Driver:
         if self.behaviour != "silent":
             self.effects.broadcast(channel, data)
 
+    def _send_signed(self, item: Vote | Proposal, data: bytes) -> None:
+        """A vote or proposal, on the channels of those who must hear it (see `node.core.routes`)."""
+        machine = self.machine
+        if machine is None:
+            return
+        for channel in item_channels(item, machine.state):
+            self._send(channel, data)
+
     def request_blocks(self, from_height: int) -> None:
         """Ask peers for finalized blocks from `from_height` on (even a silent validator follows the chain)."""
         self.effects.broadcast(
@@ -314,7 +323,7 @@ class Driver:
                 if self.behaviour == "withhold" and signer_of(item) == self.validator:
                     self._withhold(item, signed_item_bytes(self.chain_id, item, block))
                 else:
-                    self._send(CONSENSUS, signed_item_bytes(self.chain_id, item, block))
+                    self._send_signed(item, signed_item_bytes(self.chain_id, item, block))
         return []
 
     def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
@@ -343,18 +352,18 @@ class Driver:
             incarnation = self.incarnation
             self.effects.schedule(
                 late_delay_ms(signed, machine.params),
-                lambda: self._release(signed.signature, data, incarnation),
+                lambda: self._release(signed, data, incarnation),
             )
         elif self.behaviour == "withhold":
             self._withhold(signed, data)
         else:
-            self._send(CONSENSUS, data)
+            self._send_signed(signed, data)
 
-    def _release(self, signature: bytes, data: bytes, incarnation: int) -> None:
+    def _release(self, signed: Vote | Proposal, data: bytes, incarnation: int) -> None:
         """Late mode: the step's timeout has passed, send what we held (unless we crashed since)."""
         if incarnation == self.incarnation and self.machine is not None:
-            self._held.discard(signature)
-            self._send(CONSENSUS, data)
+            self._held.discard(signed.signature)
+            self._send_signed(signed, data)
 
     def _withhold(self, item: Vote | Proposal, data: bytes) -> None:
         """Withhold mode: our message to the colluders and a seeded half of the honest nodes only.
@@ -364,7 +373,7 @@ class Driver:
         """
         audience = self.effects.audience()
         if audience is None:
-            self._send(CONSENSUS, data)
+            self._send_signed(item, data)
             return
         for node in (*withhold_recipients(item, audience.honest), *audience.colluders):
             self.effects.send_to(node, data)
@@ -394,7 +403,7 @@ class Driver:
         audience = self.effects.audience() if self.behaviour == "split" else None
         if audience is None:
             for item, block in (honest, twin):
-                self._send(CONSENSUS, signed_item_bytes(self.chain_id, item, block))
+                self._send_signed(item, signed_item_bytes(self.chain_id, item, block))
             return
         first, second = Equivocator.split_order(honest, twin)
         data = [signed_item_bytes(self.chain_id, item, block) for item, block in (first, second)]

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from node.core import startgate
+from node.core import routes, startgate
 from node.core.admission import Admitted, AuthCache, ProposalMsg, Rejected, StatusMsg, SyncRequest
 from node.core.consensus import Decided
 from node.core.driver import SYNC_BATCH, Audience, Driver, Effects
@@ -82,9 +82,36 @@ class Host:
     def boot(
         self, state: ChainState, last_certificate: CommitCertificate | None, **machine_args: Any
     ) -> None:
-        """Start every key's machine; only the primary relays others' messages (they all hold them)."""
+        """Start every key's machine; one key relays others' messages (they all hold them)."""
         for index, driver in enumerate(self.drivers):
             driver.boot(state, last_certificate, relays_others=index == 0, **machine_args)
+        self.choose_relay()
+
+    def choose_relay(self) -> None:
+        """Let the first key on its height's committee relay others' messages for the node.
+
+        Only committee members relay votes (non-members do not hear them), so
+        a node whose primary left the committee hands relaying to a key that
+        sits on it, and still to one key only. Asked at boot and whenever a
+        key finalized a block (committees change at those moments only).
+        """
+        chosen = False
+        for driver in self.drivers:
+            machine = driver.machine
+            if machine is not None:
+                machine.relays_others = not chosen and machine.in_committee()
+                chosen = chosen or machine.relays_others
+        if not chosen and self.primary.machine is not None:
+            self.primary.machine.relays_others = True
+
+    def vote_channels(self) -> frozenset[str]:
+        """The vote channels this node listens to now: its keys' committees' (see `node.core.routes`)."""
+        channels: frozenset[str] = frozenset()
+        for driver in self.drivers:
+            state = driver.machine.state if driver.machine is not None else driver.waiting
+            if state is not None:
+                channels |= routes.listened_vote_channels(state, (driver.validator,))
+        return channels
 
     def await_boot(self, state: ChainState) -> None:
         """Before boot: hear statuses against `state` (only the primary admits for the node)."""
@@ -227,6 +254,7 @@ class _CoHosted:
 
     def finalized(self, decided: Decided) -> None:
         self._inner.finalized(decided)
+        self._host.choose_relay()
 
     def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
         return self._inner.chain_range(start, limit)

@@ -133,6 +133,11 @@ class Seats:
     epoch: int
     members: tuple[tuple[bytes, int], ...]  # sorted by address
 
+    @cached_property
+    def holders_digest(self) -> str:
+        """A short name for who holds these seats: the same holders in two epochs give the same name."""
+        return sha256(b"".join(address for address, _ in self.members)).hex()[:16]
+
 
 @dataclass(frozen=True)
 class Committee:
@@ -213,6 +218,7 @@ def genesis_state(genesis: Genesis) -> ChainState:
     seed = genesis_seed(genesis.chain_id)
     size = genesis.params.committee_size
     seats = draw_epoch_seats(0, validator_set, size, seed)
+    committee = committee_for(1, seats, validator_set)
     return ChainState(
         chain_id=genesis.chain_id,
         params=genesis.params,
@@ -226,10 +232,10 @@ def genesis_state(genesis: Genesis) -> ChainState:
         epoch_seed=seed,
         seed_accumulator=seed,
         validator_set=validator_set,
-        priorities=new_priorities(validator_set),
+        priorities=new_priorities(committee.members),
         seats=seats,
         next_seats=draw_epoch_seats(1, validator_set, size, seed),
-        committee=committee_for(1, seats, validator_set),
+        committee=committee,
         recent_committees=(),
     )
 
@@ -277,8 +283,28 @@ def committee_for(height: int, seats: Seats, validator_set: tuple[tuple[bytes, i
 
 
 def proposer_of(state: ChainState, round_: int) -> bytes:
-    """The proposer of (state.height + 1, round_), CometBFT's weighted round-robin."""
+    """The proposer of (state.height + 1, round_), CometBFT's weighted round-robin over its committee."""
     return proposer_for_round(state.priorities, round_)
+
+
+def proposer_priorities_after(
+    priorities: ProposerPriorities, committee: Committee, next_committee: Committee
+) -> ProposerPriorities:
+    """The next height's proposer priorities: over its committee's members, by their voting power.
+
+    The proposer is drawn from the committee it proposes to, as CometBFT
+    draws it from the set that votes: votes travel only among the committee
+    (see `node.core.routes`), and a proposer outside it would hold none of
+    the precommits its block must carry as the last commit. When everyone
+    sits this is the validator set by stake, as before; when seats are
+    sampled it weighs each member by its seats, so stake does not count
+    twice (once for the seats, again for the proposer's turn). Priorities
+    change their members only when the committee does: at an epoch
+    boundary, or when a member leaves the validator set.
+    """
+    if next_committee.members != committee.members:
+        priorities = update_validators(priorities, next_committee.members)
+    return increment_proposer_priority(priorities, 1)
 
 
 def committee_at(state: ChainState, height: int) -> Committee | None:
@@ -548,10 +574,8 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
     if boundary:
         size = state.params.committee_size
         seats, next_seats = next_seats, draw_epoch_seats(epoch + 1, validator_set, size, epoch_seed)
-    priorities = state.priorities
-    if validator_set != state.validator_set:
-        priorities = update_validators(priorities, validator_set)
-    priorities = increment_proposer_priority(priorities, 1)
+    committee = committee_for(height + 1, seats, validator_set)
+    priorities = proposer_priorities_after(state.priorities, state.committee, committee)
     keep_from = height - state.params.evidence_max_age
     recent = tuple(c for c in (state.committee, *state.recent_committees) if c.height > keep_from)
     oldest_pending = min((entry.height for entry in pending), default=keep_from)
@@ -574,7 +598,7 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
         priorities=priorities,
         seats=seats,
         next_seats=next_seats,
-        committee=committee_for(height + 1, seats, validator_set),
+        committee=committee,
         recent_committees=recent,
         participation=pending,
     )

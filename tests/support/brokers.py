@@ -216,7 +216,7 @@ async def consensus_tap(
 
     async def watch() -> None:
         async with aiomqtt.Client(host, port, identifier=identifier) as client:
-            await client.subscribe(f"posnet/{chain_id}/consensus", qos=0)
+            await client.subscribe([(f"posnet/{chain_id}/consensus", 0), (f"posnet/{chain_id}/votes/+", 0)])
             ready.set()
             async for message in client.messages:
                 on_payload(bytes(message.payload))  # type: ignore[arg-type]
