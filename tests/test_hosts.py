@@ -256,6 +256,7 @@ def test_the_configurations_restate_the_transport_constants_correctly() -> None:
     assert f"max_packet_size {broker_module.MAX_PACKET_BYTES}\n" in config
     written = {
         channels.CONSENSUS,
+        channels.VOTES_PREFIX + "+",
         channels.EVIDENCE,
         channels.TX,
         channels.SYNC_REQ,

@@ -47,7 +47,7 @@ from network.transport.broker import MOSQUITTO_LIMITS_AND_LOGS
 TOPIC_ROOT = "posnet"
 HOSTS_ROOT = "hosts"
 TX_CHANNEL = "tx"
-SHARED_CHANNELS = ("consensus", "evidence", TX_CHANNEL, "sync/req", "sync/resp/+")
+SHARED_CHANNELS = ("consensus", "votes/+", "evidence", TX_CHANNEL, "sync/req", "sync/resp/+")
 """node/core/channels.py's channels any validator writes (a test checks they are all of them)."""
 STATUS_CHANNEL = "status/{name}"
 BRIDGE_KEEPALIVE_S = 5

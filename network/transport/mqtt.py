@@ -3,7 +3,9 @@
 Every topic lives under ``posnet/<chain_id>/`` so several chains can share a broker
 without seeing each other. Channels (the topic below that prefix):
 
-``consensus``            proposals and votes
+``consensus``            proposals
+``votes/<committee>``    prevotes and precommits; only the committee listens, and a
+                         node changes these subscriptions as it runs (``listen``)
 ``evidence``             equivocation evidence
 ``tx``                   transactions
 ``sync/req``             block requests from nodes catching up
@@ -255,6 +257,9 @@ class MqttTransport:
         self._outbound_ready = asyncio.Event()
         self._outbound_idle = asyncio.Event()
         self._retained: dict[str, bytes] = {}
+        self._listening: frozenset[str] = frozenset()  # channels added and dropped while running
+        self._live: aiomqtt.Client | None = None  # the connected client, for subscription changes
+        self._changes: set[asyncio.Task[None]] = set()
         self._known_channels: set[str] = set()
         self._closing = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -297,6 +302,32 @@ class MqttTransport:
     async def recv(self) -> Inbound:
         """The next inbound message (waits for one)."""
         return await self._inbound.get()
+
+    def listen(self, channels: frozenset[str]) -> None:
+        """Listen to exactly these channels besides the fixed ``subscriptions``; never blocks.
+
+        A committee's vote channel is joined and left as the node's keys gain
+        and lose seats. The change goes to the broker at once when connected
+        (and with every later reconnect); messages on a channel left are
+        dropped from now on, like any unsubscribed message.
+        """
+        channels = frozenset(channels)
+        for channel in channels:
+            check_channel(channel)
+        added, removed = channels - self._listening, self._listening - channels
+        if not added and not removed:
+            return
+        self._listening = channels
+        self._exact_subscriptions = (self._exact_subscriptions - removed) | added
+        client = self._live
+        if client is not None:
+            task = asyncio.get_running_loop().create_task(self._change_subscriptions(client, added, removed))
+            self._changes.add(task)
+            task.add_done_callback(self._changes.discard)
+
+    def _channels(self) -> list[str]:
+        """Everything subscribed now: the fixed channels, then those ``listen`` added."""
+        return [*self.subscriptions, *sorted(self._listening - set(self.subscriptions))]
 
     def pending_inbound(self) -> int:
         """Messages received and not yet taken by ``recv``."""
@@ -393,20 +424,28 @@ class MqttTransport:
         client = self._client()
         async with client:
             client.pending_calls_threshold = self._max_inflight + 64  # we bound it ourselves
-            await self._subscribe(client)
-            self._on_connected()
-            reader = asyncio.create_task(self._watch_connection(client))
-            writer = asyncio.create_task(self._pump_outbound(client))
-            closing = asyncio.create_task(self._closing.wait())
+            self._live = client  # a `listen` from here on changes this connection's subscriptions too
             try:
-                await asyncio.wait({reader, writer, closing}, return_when=asyncio.FIRST_COMPLETED)
-                if closing.done():
-                    await self._leave(client, writer)
+                await self._session_on(client)
             finally:
-                await _cancel(reader, writer, closing)
-            for task in (reader, writer):
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                self._live = None
+
+    async def _session_on(self, client: aiomqtt.Client) -> None:
+        """The connected part of a session: subscribe, then pump until it breaks or we close."""
+        await self._subscribe(client)
+        self._on_connected()
+        reader = asyncio.create_task(self._watch_connection(client))
+        writer = asyncio.create_task(self._pump_outbound(client))
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            await asyncio.wait({reader, writer, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if closing.done():
+                await self._leave(client, writer)
+        finally:
+            await _cancel(reader, writer, closing)
+        for task in (reader, writer):
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     def _on_connected(self) -> None:
         self._connections += 1
@@ -422,10 +461,24 @@ class MqttTransport:
         subscription QoS, so QoS 0 consensus traffic stays QoS 0 while retained
         status arrives with QoS 1.
         """
-        if not self.subscriptions:
+        channels = self._channels()
+        if not channels:
             return
-        filters = [(self._prefix + channel, 1) for channel in self.subscriptions]
-        codes = await client.subscribe(filters)
+        filters = [(self._prefix + channel, 1) for channel in channels]
+        self._count_refusals(filters, await client.subscribe(filters))
+
+    async def _change_subscriptions(
+        self, client: aiomqtt.Client, added: frozenset[str], removed: frozenset[str]
+    ) -> None:
+        """Send one `listen` change on a live connection; a broken one re-subscribes all on reconnect."""
+        with contextlib.suppress(aiomqtt.MqttError):
+            if added:
+                filters = [(self._prefix + channel, 1) for channel in sorted(added)]
+                self._count_refusals(filters, await client.subscribe(filters))
+            if removed:
+                await client.unsubscribe([self._prefix + channel for channel in sorted(removed)])
+
+    def _count_refusals(self, filters: list[tuple[str, int]], codes: Sequence[object]) -> None:
         for (name, _), code in zip(filters, codes, strict=False):
             value = code.value if hasattr(code, "value") else int(code)
             if value >= 0x80:
@@ -443,8 +496,8 @@ class MqttTransport:
         if not writer.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbound_idle.wait(), self._drain_timeout)
-        if self.subscriptions:
-            filters = [self._prefix + channel for channel in self.subscriptions]
+        if channels := self._channels():
+            filters = [self._prefix + channel for channel in channels]
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.unsubscribe(filters, timeout=self._drain_timeout)
 

@@ -19,6 +19,7 @@ SYNCED = "synced"
 EPOCH = "epoch"  # a new epoch began: the stake distribution and Nakamoto coefficient it starts with
 SIGNING_KEY = "signing_key"  # the key a hosted validator signs with changed (an owner rotated it)
 START_GATE = "start_gate"  # a node at genesis started its machine: why, after how long, who was missing
+VOTE_CHANNELS = "vote_channels"  # the committee vote channels a node listens to changed (node.core.routes)
 
 LEDGER_PENALTIES: tuple[str, ...] = ("slashed", "jailed", "tombstoned", "unjailed")
 """Ledger events that change a pool's standing: logged by every node that applies them."""

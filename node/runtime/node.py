@@ -78,11 +78,13 @@ from node.core.events import (
     SIGNING_KEY,
     START_GATE,
     TX_OUTCOMES,
+    VOTE_CHANNELS,
 )
 from node.core.genesis import Genesis, GenesisError, load_genesis
 from node.core.hosting import Host
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate
+from node.core.routes import listened_vote_channels
 from node.core.safety import SignMark
 from node.core.signer import GuardedSigner, KeyRing, SigningRecord
 from node.core.snapshot import encode_state
@@ -334,6 +336,7 @@ class NodeRuntime:
             )
         )
         self._last_status: tuple[int, int] | None = None
+        self._vote_channels: frozenset[str] | None = None
 
     # ------------------------------------------------------------- running
 
@@ -372,6 +375,8 @@ class NodeRuntime:
                 {"event": "key_file_stale", "path": str(path), "why": "signs for no validator now"}
             )
         self._load_new_keys()
+        # Listening from the start: the committee's first votes may be on their way before we boot.
+        self._listen(listened_vote_channels(self.state, self.host.validators), self.state.next_height)
         transport_task = asyncio.create_task(self.transport.run(), name="transport")
         tasks = [
             asyncio.create_task(self._inbound_loop(), name="inbound"),
@@ -463,6 +468,15 @@ class NodeRuntime:
         if self.config.snapshot_every and block.height % self.config.snapshot_every == 0:
             self.store.put_snapshot(block.height, encode_state(decided.state))
         self.view.publish(decided.state)  # durable first, then visible to queries
+        self._listen(self.host.vote_channels(), block.height + 1)  # a new epoch may (un)seat our keys
+
+    def _listen(self, channels: frozenset[str], height: int) -> None:
+        """Listen to these committee vote channels from now on; log each change (users see who votes where)."""
+        if channels == self._vote_channels:
+            return
+        self._vote_channels = channels
+        self.transport.listen(channels)
+        self.events.emit({"event": VOTE_CHANNELS, "height": height, "channels": sorted(channels)})
 
     def chain_range(self, start: int, limit: int) -> list[tuple[Block, CommitCertificate]]:
         """Stored blocks with their certificates, for answering a peer's sync request."""

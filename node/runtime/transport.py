@@ -49,6 +49,9 @@ class Transport(Protocol):
         """The next inbound message (waits for one)."""
         ...
 
+    def listen(self, channels: frozenset[str]) -> None:
+        """Listen to exactly these channels besides the fixed ones (a committee's votes), from now on."""
+
     async def close(self, *, drain_timeout: float = 2.0) -> None:
         """Hand queued messages over (for up to ``drain_timeout`` s), then disconnect cleanly."""
 
