@@ -165,6 +165,44 @@ def test_record_signing_accepts_the_identical_mark_and_later_ones(store: Store) 
     assert store.last_signed(VAL) == SignMark(6, 0, Step.PROPOSAL, B)
 
 
+def test_record_signed_keeps_the_mark_and_the_message_together(store: Store) -> None:
+    store.record_signed(VAL, SignMark(5, 0, Step.PREVOTE, A), 5, b"prevote", b"")
+    assert store.last_signed(VAL) == SignMark(5, 0, Step.PREVOTE, A)
+    assert store.journal(VAL, 5) == [(b"prevote", b"")]
+
+
+def test_record_signed_refused_writes_neither_mark_nor_message(store: Store) -> None:
+    store.record_signed(VAL, SignMark(5, 0, Step.PREVOTE, A), 5, b"prevote A", b"")
+    with pytest.raises(DoubleSignRefused):
+        store.record_signed(VAL, SignMark(5, 0, Step.PREVOTE, B), 5, b"prevote B", b"")
+    assert store.last_signed(VAL) == SignMark(5, 0, Step.PREVOTE, A)
+    assert store.journal(VAL, 5) == [(b"prevote A", b"")]
+
+
+def test_record_signed_whose_journal_entry_fails_leaves_no_mark(store: Store) -> None:
+    store.record_signed(VAL, SignMark(5, 0, Step.PREVOTE, A), 5, b"prevote", b"")
+    with pytest.raises(StorageError):  # a journal entry below the kept height: the mark must not stay
+        store.record_signed(VAL, SignMark(6, 0, Step.PREVOTE, A), 4, b"stale", b"")
+    assert store.last_signed(VAL) == SignMark(5, 0, Step.PREVOTE, A)
+
+
+def test_the_guarded_signer_commits_once_per_signature(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mark and journal entry in one fsynced transaction: the node's largest per-message cost, halved."""
+    from node.core.keys import Keypair
+    from node.core.messages import Kind, Vote
+    from node.core.signer import GuardedSigner
+
+    writes = []
+    write = store._write
+    monkeypatch.setattr(store, "_write", lambda: writes.append(1) or write())
+    keypair = Keypair.deterministic("storage/one-commit")
+    signer = GuardedSigner("c", keypair, store)
+    for height in (1, 2, 3):
+        assert signer.sign(Vote(Kind.PREVOTE, height, 0, A, keypair.address)) is not None
+    assert len(writes) == 3
+    assert [len(store.journal(keypair.address, h)) for h in (3, 2)] == [1, 0]
+
+
 def test_marks_are_kept_per_validator(store: Store) -> None:
     store.record_signing(VAL, SignMark(9, 0, Step.PRECOMMIT, A))
     store.record_signing(OTHER_VAL, SignMark(1, 0, Step.PREVOTE, B))

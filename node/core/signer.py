@@ -31,11 +31,9 @@ JournalEntry = tuple[Vote | Proposal, Block | None]
 
 
 class SigningRecord(Protocol):
-    def record_signing(self, validator: bytes, mark: SignMark) -> None:
-        """Durably record `mark` or raise DoubleSignRefused (or another SigningRecordError)."""
-
-    def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
-        """Durably keep a signed message of `height` (older heights may be forgotten)."""
+    def record_signed(self, validator: bytes, mark: SignMark, height: int, item: bytes, block: bytes) -> None:
+        """Durably record `mark` and keep the signed message of `height` (older heights may be forgotten),
+        together or not at all; raise DoubleSignRefused (or another SigningRecordError) to refuse."""
 
     def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
         """The signed messages kept for `height`, in signing order."""
@@ -48,13 +46,11 @@ class MemoryRecord:
         self.marks: dict[bytes, SignMark] = {}
         self.entries: dict[bytes, tuple[int, list[tuple[bytes, bytes]]]] = {}
 
-    def record_signing(self, validator: bytes, mark: SignMark) -> None:
+    def record_signed(self, validator: bytes, mark: SignMark, height: int, item: bytes, block: bytes) -> None:
         reason = refusal_reason(self.marks.get(validator), mark)
         if reason is not None:
             raise DoubleSignRefused(reason)
         self.marks[validator] = mark
-
-    def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
         kept_height, items = self.entries.get(validator, (height, []))
         if kept_height != height:
             items = []
@@ -140,17 +136,20 @@ class GuardedSigner:
         returned, so a restarted validator can re-send it and re-derive its
         lock (its WAL). Its `justification` (the polka behind a precommit)
         goes into the same journal entry, so the lock and its proof survive
-        together.
+        together. The signature is made in memory first and the mark and the
+        journal entry are written in one durable step before it is returned:
+        a signature the record refuses, or one lost in a crash before the
+        write, never left this process, so it binds nobody.
         """
         keypair = self.keypair if public_key is None else self.ring.get(public_key)
         if keypair is None:
             self.key_missing += 1
             return None
+        signed = replace(item, signature=sign_item(self.chain_id, item, keypair))
         try:
-            self.record.record_signing(self.validator, mark_of(item))
-            signed = replace(item, signature=sign_item(self.chain_id, item, keypair))
-            self.record.journal_append(
+            self.record.record_signed(
                 self.validator,
+                mark_of(item),
                 item.height,
                 encode(_item_wire(signed, justification)),
                 block.encoded if block else b"",

@@ -178,21 +178,18 @@ class _CrashAfterRecord:
 
     Test-only fault injection (see CRASH_AFTER_SIGN_RECORD_ENV): it stops the
     node at the most delicate instant, with a mark on disk for a signature
-    that was never made nor published.
+    that was never published.
     """
 
     def __init__(self, record: SigningRecord, crash_after: int) -> None:
         self._record = record
         self._left = crash_after
 
-    def record_signing(self, validator: bytes, mark: SignMark) -> None:
-        self._record.record_signing(validator, mark)
+    def record_signed(self, validator: bytes, mark: SignMark, height: int, item: bytes, block: bytes) -> None:
+        self._record.record_signed(validator, mark, height, item, block)
         self._left -= 1
         if self._left <= 0:
             os.kill(os.getpid(), signal.SIGKILL)
-
-    def journal_append(self, validator: bytes, height: int, item: bytes, block: bytes) -> None:
-        self._record.journal_append(validator, height, item, block)
 
     def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
         return self._record.journal(validator, height)
