@@ -6,7 +6,7 @@ lets them warm up, then measures a window of about ``--seconds``:
 
 - finalized heights per second and the median / p99 finality latency, from
   the nodes' own ``finalized`` log events (catch-up blocks excluded);
-- consensus messages each node received per second (its Prometheus counter);
+- consensus messages (proposals and votes) each node received per second (its Prometheus counter);
 
 and, in the same run on the same machine, the two ceilings those numbers
 must be read against:
@@ -215,7 +215,7 @@ def scrape(net: BenchNet) -> dict[str, tuple[float, float]]:
             for sample in family.samples:
                 if (
                     sample.name == "posnet_messages_received_total"
-                    and sample.labels.get("channel") == "consensus"
+                    and sample.labels.get("channel") in ("consensus", "votes")  # proposals, votes
                 ):
                     received += sample.value
                 elif sample.name == "posnet_signed_messages_total":

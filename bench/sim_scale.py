@@ -3,7 +3,8 @@
 Runs the deterministic simulator (the real core, real Ed25519 signatures,
 real admission) with no faults and prints a table. Committee size 128, so
 past 128 validators each height is voted on by a stake-sampled committee
-while every node receives and follows every message (the broker model).
+whose votes only its members receive (the broker model's vote channels);
+everyone else follows by the certificate the next proposal carries.
 
 Beside each row: the wall time one height costs, how that cost grew against
 the 128-validator row (a committee-bound design grows like the committee,
