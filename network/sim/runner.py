@@ -258,8 +258,10 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
         if core.finalizations == seen_progress[0]:
             return net.now_ms > max(last_heal, core.honest_progress_ms) + stall_ms
         seen_progress[0] = core.finalizations
-        observer.settle(_agreed_height(honest, observer.settled))
-        if min(node.height for node in honest) < config.heights:
+        lowest = core.lowest_honest_height(len(honest))
+        if lowest > observer.settled:
+            observer.settle(_agreed_height(honest, observer.settled, lowest))
+        if lowest < config.heights:
             return False
         return last_heal == 0 or all(finalized_after(node, last_heal) is not None for node in honest)
 
@@ -278,9 +280,8 @@ def _publishing(nodes: dict[str, SimNode], envelope: bytes) -> Callable[[], None
     return publish
 
 
-def _agreed_height(honest: list[SimNode], since: int) -> int:
-    """The highest height every honest node finalized, with the same block at each (from `since` on)."""
-    top = min(node.height for node in honest)
+def _agreed_height(honest: list[SimNode], since: int, top: int) -> int:
+    """The highest height up to `top` (every honest node finalized it) with the same block at each."""
     height = since
     while height < top and len({node.chain[height][0].hash for node in honest}) == 1:
         height += 1
