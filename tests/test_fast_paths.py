@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 
 from network.econ.engine import FastForward
 from network.econ.policies import Market, Quote
+from node.core import ledger as L
 from node.core import rewards as R
-from node.core.codec import encode
+from node.core.codec import DecodeError, encode
 from node.core.genesis import PPM, Params
+from node.core.keys import Keypair
 from node.core.ledger import FrozenMap, Pool, Redelegation, Redelegations
 from node.core.query import pools_view
 from node.core.selection import (
@@ -33,6 +35,7 @@ from node.core.selection import (
     safe_add_clip,
     safe_sub_clip,
 )
+from node.core.tx import Delegate, Transfer, decode_tx, sign_tx, verify_tx
 from tests.test_econ import SMALL, economy
 
 ADDRESSES = [bytes([i]) * 20 for i in range(6)]
@@ -313,3 +316,60 @@ def test_a_layered_map_behaves_as_a_copied_dict(start: dict[int, int], changes: 
         assert [frozen[k] for k in model] == list(model.values())
         assert list(frozen.items()) == list(model.items()) and len(frozen) == len(model)
         assert frozen == FrozenMap(model) and hash(frozen) == hash(FrozenMap(model))
+
+
+# ------------------------------------------------------------------ the transaction check
+
+SIGNERS = [Keypair.deterministic(f"fast-paths/{i}") for i in range(2)]
+CHAINS = ["chain-a", "chain-b"]
+
+
+def plain_checked(chain_id: str, tx: bytes) -> tuple[Any, bool] | str:
+    """Decoding and the signature check done afresh, or the decode error's text."""
+    try:
+        signed = decode_tx(tx)
+    except DecodeError as exc:
+        return str(exc)
+    return signed, verify_tx(chain_id, signed)
+
+
+def cached_checked(chain_id: str, tx: bytes) -> tuple[Any, bool] | str:
+    try:
+        return L.checked_tx(chain_id, tx)
+    except DecodeError as exc:
+        return str(exc)
+
+
+signed_txs = st.builds(
+    lambda signer, chain, nonce, transfer, flip: _tampered(
+        sign_tx(
+            CHAINS[chain],
+            Transfer(nonce, ADDRESSES[1], 5) if transfer else Delegate(nonce, ADDRESSES[2], 7),
+            SIGNERS[signer],
+        ),
+        flip,
+    ),
+    st.integers(0, 1),
+    st.integers(0, 1),
+    st.integers(0, 3),
+    st.booleans(),
+    st.none() | st.integers(0, 200),
+)
+
+
+def _tampered(tx: bytes, flip: int | None) -> bytes:
+    """`tx` with one byte changed (a bad signature, another body, or bytes that do not decode)."""
+    if flip is None:
+        return tx
+    at = flip % len(tx)
+    return tx[:at] + bytes([tx[at] ^ 0x01]) + tx[at + 1 :]
+
+
+@settings(max_examples=200)
+@given(st.lists(signed_txs, max_size=8), st.booleans())
+def test_a_checked_transaction_is_decoded_and_verified_as_afresh(txs: list[bytes], flipped: bool) -> None:
+    """On either chain, in either order, again and again: the cached check is the plain one."""
+    for tx in txs + txs[::-1]:
+        for chain in CHAINS[::-1] if flipped else CHAINS:
+            assert cached_checked(chain, tx) == plain_checked(chain, tx)
+            assert cached_checked(chain, bytearray(tx)) == plain_checked(chain, tx)

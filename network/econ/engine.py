@@ -383,7 +383,7 @@ class FastForward:
         totals: Counter[str] = Counter()
         for d in self.world.delegators:
             address = d.keypair.address
-            held = L.account_of(ledger, address).balance + unbonding[address]
+            held = L.account_of(ledger, address).balance + unbonding.get(address, 0)  # no __missing__ call
             pool = ledger.pools.get(self.where.get(address, b"")) if not ledger.liquid else None
             totals[d.cls] += held + (L.stake_of(pool, address) if pool is not None else 0)
         return dict(totals)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
 from node.core import rewards as R
@@ -498,8 +498,12 @@ def pool_status(ledger: Ledger, address: bytes) -> str:
     return "unknown" if pool is None else pool.status
 
 
+NO_ACCOUNT = Account()
+"""What an address never seen holds: one shared value (frozen), not a new one per look-up."""
+
+
 def account_of(ledger: Ledger, address: bytes) -> Account:
-    return ledger.accounts.get(address, Account())
+    return ledger.accounts.get(address, NO_ACCOUNT)
 
 
 def stake_of(pool: Pool, delegator: bytes) -> int:
@@ -1067,7 +1071,35 @@ def tx_type_problem(ledger: Ledger, sender: bytes, tx: Tx, params: Params) -> st
 
 def signed_tx_problem(ledger: Ledger, chain_id: str, signed: SignedTx, params: Params) -> str | None:
     """Why a decoded transaction cannot be applied to `ledger` now, or None."""
-    if not verify_tx(chain_id, signed):
+    return _checked_tx_problem(ledger, signed, verify_tx(chain_id, signed), params)
+
+
+def checked_tx(chain_id: str, tx: bytes) -> tuple[SignedTx, bool]:
+    """`decode_tx(tx)` and whether its signature holds on `chain_id`: once per transaction, not per judgement.
+
+    A transaction is judged when it is offered (a node's mempool, an
+    economy's delegator deciding on the ledger it would leave) and again in
+    the block that carries it; the Ed25519 check was the largest part of
+    each. Both are functions of the bytes and the chain alone, so a bounded
+    cache answers the second time. A malformed transaction raises
+    DecodeError every time (exceptions are not cached); a buffer that is not
+    `bytes` (unhashable) is judged afresh.
+    """
+    if isinstance(tx, bytes):
+        return _checked_tx(chain_id, tx)
+    signed = decode_tx(tx)
+    return signed, verify_tx(chain_id, signed)
+
+
+@lru_cache(maxsize=16_384)
+def _checked_tx(chain_id: str, tx: bytes) -> tuple[SignedTx, bool]:
+    signed = decode_tx(tx)
+    return signed, verify_tx(chain_id, signed)
+
+
+def _checked_tx_problem(ledger: Ledger, signed: SignedTx, signature_ok: bool, params: Params) -> str | None:
+    """`signed_tx_problem` with the signature already judged."""
+    if not signature_ok:
         return "bad signature (wrong key or chain)"
     if signed.sender in ledger.signing_accounts:
         return SIGNING_KEY_SENDS_NOTHING
@@ -1086,10 +1118,10 @@ def tx_problem(ledger: Ledger, chain_id: str, tx: bytes, params: Params) -> str 
     applied; jails only end later, so nothing valid now becomes invalid.
     """
     try:
-        signed = decode_tx(tx)
+        signed, signature_ok = checked_tx(chain_id, tx)
     except DecodeError as exc:
         return f"malformed: {exc}"
-    return signed_tx_problem(ledger, chain_id, signed, params)
+    return _checked_tx_problem(ledger, signed, signature_ok, params)
 
 
 def bump_nonce(ledger: Ledger, sender: bytes, public_key: bytes) -> Ledger:
@@ -1280,10 +1312,10 @@ def process_tx(
 ) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
     """Apply one transaction from a block, or leave the ledger untouched and say why not."""
     try:
-        signed = decode_tx(tx)
+        signed, signature_ok = checked_tx(chain_id, tx)
     except DecodeError as exc:
         return ledger, (LedgerEvent("tx_rejected", b"", 0, f"malformed: {exc}"),)
-    problem = signed_tx_problem(ledger, chain_id, signed, params)
+    problem = _checked_tx_problem(ledger, signed, signature_ok, params)
     if problem:
         return ledger, (LedgerEvent("tx_rejected", signed.sender, tx_amount(signed.tx), problem),)
     return apply_tx(ledger, signed, params), tx_events(signed)
