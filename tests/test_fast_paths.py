@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from network.econ.digest import fast_canonical, ledger_hash
 from network.econ.engine import FastForward
 from network.econ.policies import Market, Quote
 from node.core import ledger as L
@@ -22,7 +23,8 @@ from node.core import rewards as R
 from node.core.codec import DecodeError, encode
 from node.core.genesis import PPM, Params
 from node.core.keys import Keypair
-from node.core.ledger import FrozenMap, Pool, Redelegation, Redelegations
+from node.core.ledger import Account, FrozenMap, Ledger, Pool, Redelegation, Redelegations, Unbonding
+from node.core.messages import sha256
 from node.core.query import pools_view
 from node.core.selection import (
     INT64_MAX,
@@ -35,6 +37,7 @@ from node.core.selection import (
     safe_add_clip,
     safe_sub_clip,
 )
+from node.core.state import canonical
 from node.core.tx import Delegate, Transfer, decode_tx, sign_tx, verify_tx
 from tests.test_econ import SMALL, economy
 
@@ -373,3 +376,52 @@ def test_a_checked_transaction_is_decoded_and_verified_as_afresh(txs: list[bytes
         for chain in CHAINS[::-1] if flipped else CHAINS:
             assert cached_checked(chain, tx) == plain_checked(chain, tx)
             assert cached_checked(chain, bytearray(tx)) == plain_checked(chain, tx)
+
+
+# ------------------------------------------------------------------ the ledger hash
+
+amounts = st.integers(0, 10**15) | st.booleans()  # a bool is an int but not `int`: the general path
+some_address = st.sampled_from(ADDRESSES)
+maybe = st.sampled_from([b"", ADDRESSES[1]])
+accounts = st.builds(Account, amounts, st.integers(0, 9), st.binary(max_size=4), maybe)
+pools = st.builds(
+    lambda address, pledge, shares, tokens, status, compounding, retiring: Pool(
+        address, "p", b"k", address, pledge, 3, 20_000, FrozenMap(shares), status, 0, 0, tokens,
+        compounding, retiring,
+    ),
+    some_address,
+    amounts,
+    st.dictionaries(some_address, amounts, max_size=4),
+    st.sampled_from([0, 0, 17]),
+    st.sampled_from(["active", "jailed"]),
+    st.booleans(),
+    st.sampled_from([0, 4]),
+)  # fmt: skip
+ledgers = st.builds(
+    lambda accts, pls, unbonding, reserve, redelegations, accrued, liquid: Ledger(
+        FrozenMap(accts), FrozenMap(pls), tuple(unbonding), frozenset({(ADDRESSES[2], 1, 0, 0)}), 5, 1, 9,
+        epoch=2, reserve=reserve, redelegations=Redelegations(redelegations), liquid=liquid,
+        accrued=FrozenMap(accrued),
+    ),
+    st.dictionaries(some_address | st.binary(min_size=1, max_size=3), accounts, max_size=6),
+    st.dictionaries(some_address, pools, max_size=3),
+    st.lists(st.builds(Unbonding, some_address, some_address, amounts, st.integers(0, 3)), max_size=2),
+    st.sampled_from([0, 0, 5]),
+    st.lists(redelegation, max_size=2),
+    st.dictionaries(some_address, amounts, max_size=3),
+    st.booleans(),
+)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(ledgers)
+def test_the_ledgers_canonical_form_is_the_general_one(ledger: Ledger) -> None:
+    assert fast_canonical(ledger) == canonical(ledger)
+    assert ledger_hash(ledger) == sha256(encode(canonical(ledger)))
+
+
+def test_every_epochs_ledger_hash_is_the_hash_of_the_general_form() -> None:
+    for text in (SMALL, SMALL.replace("unbonding_epochs = 1", "unbonding_epochs = 1\nliquid_delegation = 1")):
+        engine = FastForward(economy(text))  # type: ignore[arg-type]
+        for record in engine.run():
+            assert record["ledger_hash"] == sha256(encode(canonical(engine.state.ledger))).hex()
