@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from network.econ.digest import fast_canonical, ledger_hash
 from network.econ.engine import FastForward
 from network.econ.policies import Market, Quote
+from network.econ.quotes import member_yield_ppm
 from node.core import ledger as L
 from node.core import rewards as R
 from node.core.codec import DecodeError, encode
@@ -25,7 +26,7 @@ from node.core.genesis import PPM, Params
 from node.core.keys import Keypair
 from node.core.ledger import Account, FrozenMap, Ledger, Pool, Redelegation, Redelegations, Unbonding
 from node.core.messages import sha256
-from node.core.query import pools_view
+from node.core.query import SetView, member_rate, pools_view
 from node.core.selection import (
     INT64_MAX,
     INT64_MIN,
@@ -107,6 +108,27 @@ def test_the_integer_member_rate_is_the_fraction_one(
     assert R.expected_member_rate(pool, added, active, bonded, performance, params) == plain_member_rate(
         pool, added, active, bonded, performance, params
     )
+
+
+ENGINE = FastForward(economy())  # type: ignore[arg-type]
+
+
+@settings(max_examples=300)
+@given(
+    pool_strategy,
+    st.sampled_from(["active", "active", "jailed"]),
+    st.integers(0, 2**40),
+    st.integers(-(10**6), 10**13),
+    st.integers(0, 10**13),
+    params_strategy,
+)
+def test_a_quotes_yield_is_the_floor_of_the_views_rate(
+    pool: Pool, status: str, missed: int, active: int, bonded: int, params: Params
+) -> None:
+    pool = replace(pool, status=status, missed=missed)
+    state = replace(ENGINE.state, params=replace(params, downtime_window=ENGINE.state.params.downtime_window))
+    context = SetView(active, {}, bonded)
+    assert member_yield_ppm(state, pool, context) == (member_rate(state, pool, context) * PPM).__floor__()
 
 
 @settings(max_examples=300)

@@ -245,16 +245,26 @@ def expected_member_yield(
 def expected_member_rate(
     pool: PoolTerms, added: int, active_total: int, bonded_total: int, performance_ppm: int, params: Params
 ) -> Fraction:
-    """`expected_member_yield` per unit of `added`, exact: what a delegator compares pools by.
+    """`expected_member_yield` per unit of `added`, exact: what a delegator compares pools by."""
+    return Fraction(
+        *expected_member_rate_terms(pool, added, active_total, bonded_total, performance_ppm, params)
+    )
+
+
+def expected_member_rate_terms(
+    pool: PoolTerms, added: int, active_total: int, bonded_total: int, performance_ppm: int, params: Params
+) -> tuple[int, int]:
+    """`expected_member_rate` as a numerator and a denominator, not reduced.
 
     The block's expected share is kept as a numerator over a denominator
-    (both integers, the denominator positive) and made a Fraction once at
-    the end: an economy quotes pools thousands of times an epoch, and each
-    Fraction step reduces by a gcd.
+    (both integers, the denominator positive) and made a Fraction, if at
+    all, once at the end: an economy quotes pools thousands of times an
+    epoch, each Fraction step reduces by a gcd, and a quote only needs the
+    floor of the rate in ppm (`numerator * PPM // denominator`).
     """
     stake = pool_stake(pool) + added
     if added <= 0 or active_total + added <= 0:
-        return Fraction(0)
+        return 0, 1
     num = params.block_reward * stake * performance_ppm  # the block's share, num / den
     den = (active_total + added) * PPM
     if sharing_is_on(params):
@@ -263,9 +273,9 @@ def expected_member_rate(
     kept = PPM - pool.margin_ppm
     if params.epoch_rewards:  # one payout per epoch: the fixed cost comes off once
         after_cost = max(num * params.epoch_length - pool.fixed_cost * den, 0)
-        return Fraction(after_cost * kept, den * PPM * stake)
+        return after_cost * kept, den * PPM * stake
     after_cost = max(num - pool.fixed_cost * den, 0)
-    return Fraction(after_cost * kept * params.epoch_length, den * PPM * stake)
+    return after_cost * kept * params.epoch_length, den * PPM * stake
 
 
 def saturation_ppm(stake: int, total: int, k: int) -> int | None:
