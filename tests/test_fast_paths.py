@@ -8,10 +8,12 @@ drifts fails here rather than as a changed state hash somewhere later.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
+from dataclasses import fields, replace
 from fractions import Fraction
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -447,3 +449,53 @@ def test_every_epochs_ledger_hash_is_the_hash_of_the_general_form() -> None:
         engine = FastForward(economy(text))  # type: ignore[arg-type]
         for record in engine.run():
             assert record["ledger_hash"] == sha256(encode(canonical(engine.state.ledger))).hex()
+
+
+# ------------------------------------------------------------------ copying records
+
+
+@settings(max_examples=200)
+@given(ledgers, pools, accounts, st.data())
+def test_the_ledgers_replace_is_dataclasses_replace(
+    ledger: Ledger, pool: Pool, account: Account, data: st.DataObject
+) -> None:
+    """Each field changed or not, with what the old value's cached properties knew never carried over."""
+    assert None not in (
+        pool.total_shares,
+        ledger.active_total,
+        ledger.bonded_stake,
+    )  # cached on the old values
+    for value, other in (
+        (ledger, data.draw(ledgers)),
+        (pool, data.draw(pools)),
+        (account, data.draw(accounts)),
+    ):
+        names = [f.name for f in fields(value)]
+        changed = data.draw(st.lists(st.sampled_from(names), unique=True))
+        changes = {name: getattr(other, name) for name in changed}
+        copy, plain = L.replace(value, **changes), dataclasses.replace(value, **changes)
+        assert copy == plain and type(copy) is type(plain) and hash(copy) == hash(plain)
+        assert canonical(copy) == canonical(plain)
+        if isinstance(copy, Pool):
+            assert copy.total_shares == sum(copy.shares.values())
+        if isinstance(copy, Ledger):
+            assert (copy.active_total, copy.bonded_stake) == (plain.active_total, plain.bonded_stake)
+        with pytest.raises(TypeError):
+            L.replace(value, no_such_field=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """A record whose `__init__` does more than set fields: it must be built by it."""
+
+    amount: int
+    twice: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "twice", 2 * self.amount)
+
+
+def test_the_ledgers_replace_builds_other_dataclasses_through_their_init() -> None:
+    assert L.replace(Checked(1), amount=4).twice == 8
+    participation = L.Participation(1, 0, b"b", 0, (ADDRESSES[0],), frozenset())
+    assert L.replace(participation, round=2) == dataclasses.replace(participation, round=2)
