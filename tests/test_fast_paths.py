@@ -133,6 +133,31 @@ def test_a_quotes_yield_is_the_floor_of_the_views_rate(
     assert member_yield_ppm(state, pool, context) == (member_rate(state, pool, context) * PPM).__floor__()
 
 
+@settings(max_examples=200)
+@given(
+    st.dictionaries(st.sampled_from(ADDRESSES), st.tuples(pool_strategy, st.integers(0, 10**9)), max_size=6),
+    st.integers(-5, 10**13),
+    params_strategy,
+)
+def test_a_blocks_shared_rewards_are_each_pools_shared_reward(
+    paid: dict[bytes, tuple[Pool, int]], total: int, params: Params
+) -> None:
+    pools = {address: pool for address, (pool, _) in paid.items()}
+    shares = {address: share for address, (_, share) in paid.items()}
+    plain = {
+        address: amount
+        for address, share in shares.items()
+        if (
+            amount := R.shared_reward(
+                share, R.pool_stake(pools[address]), pools[address].pledge, total, params
+            )
+        )
+        > 0
+    }
+    rewards = R.shared_rewards(shares, pools, total, params)
+    assert rewards == plain and list(rewards) == list(plain)
+
+
 @settings(max_examples=300)
 @given(
     st.integers(-5, 10**12),
@@ -323,6 +348,7 @@ def test_a_layered_map_behaves_as_a_copied_dict(start: dict[int, int], changes: 
     versions = [(FrozenMap(start), dict(start))]
     for step in changes:
         current, model = versions[-1]
+        current.derived(summed)  # worked out on each version before it changes
         model = dict(model)
         if step[0] == "set":
             current = current.set(step[1], step[2])
@@ -343,6 +369,11 @@ def test_a_layered_map_behaves_as_a_copied_dict(start: dict[int, int], changes: 
         assert [frozen[k] for k in model] == list(model.values())
         assert list(frozen.items()) == list(model.items()) and len(frozen) == len(model)
         assert frozen == FrozenMap(model) and hash(frozen) == hash(FrozenMap(model))
+        assert frozen.derived(summed) == sum(model.values())
+
+
+def summed(values: FrozenMap[int, int]) -> int:
+    return sum(values.values())
 
 
 # ------------------------------------------------------------------ the transaction check

@@ -43,7 +43,7 @@ helpers and the ledger's invariants (supply is conserved) would have no one home
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from functools import cache, cached_property, lru_cache
 from typing import Any, Generic, Literal, TypeVar
@@ -75,6 +75,7 @@ from node.core.tx import (
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 PoolStatus = Literal["active", "jailed", "tombstoned", "retired"]
 ACTIVE: PoolStatus = "active"
@@ -98,11 +99,12 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
     ones come last.
     """
 
-    __slots__ = ("_base", "_top")
+    __slots__ = ("_base", "_derived", "_top")
 
     def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
         self._base: dict[K, V] = dict(items)
         self._top: dict[K, V] = {}
+        self._derived: dict[Callable[[FrozenMap[K, V]], Any], Any] | None = None
 
     def __getitem__(self, key: K) -> V:
         top = self._top
@@ -155,6 +157,22 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         data.pop(key, None)
         return FrozenMap._adopt(data)
 
+    def derived(self, compute: Callable[[FrozenMap[K, V]], T]) -> T:
+        """`compute(self)`, worked out once for this map.
+
+        Most blocks leave the pools alone (rewards accrue beside them) yet
+        make a new ledger over the same pool map; what a ledger derives from
+        its pools alone (its validator set, its bonded stake) is kept here,
+        with the map, instead of summed again for each new ledger. A change
+        makes a new map, with nothing derived.
+        """
+        memo = self._derived
+        if memo is None:
+            memo = self._derived = {}
+        if compute not in memo:
+            memo[compute] = compute(self)
+        return memo[compute]  # type: ignore[no-any-return]
+
     def _settled(self) -> dict[K, V]:
         """The map as one dict, the layer folded in.
 
@@ -173,6 +191,7 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         new = cls.__new__(cls)
         new._base = data
         new._top = {}
+        new._derived = None
         return new
 
 
@@ -357,7 +376,7 @@ class Ledger:
     # ledger never changes, and `replace` makes a new one without them (they live outside the fields).
     @cached_property
     def active_powers(self) -> tuple[tuple[bytes, int], ...]:
-        return _active_powers(self)
+        return self.pools.derived(_active_powers)
 
     @cached_property
     def active_total(self) -> int:
@@ -365,7 +384,7 @@ class Ledger:
 
     @cached_property
     def bonded_stake(self) -> int:
-        return _bonded_stake(self)
+        return self.pools.derived(_bonded_stake)
 
 
 @dataclass(frozen=True)
@@ -522,10 +541,10 @@ def _active_total(ledger: Ledger) -> int:
     return sum(power for _, power in ledger.active_powers)
 
 
-def _active_powers(ledger: Ledger) -> tuple[tuple[bytes, int], ...]:
+def _active_powers(pools: FrozenMap[bytes, Pool]) -> tuple[tuple[bytes, int], ...]:
     return tuple(
         (address, power)
-        for address, pool in sorted(ledger.pools.items())
+        for address, pool in sorted(pools.items())
         if pool.status == ACTIVE and (power := pool_power(pool)) > 0
     )
 
@@ -584,8 +603,8 @@ def bonded_stake(ledger: Ledger) -> int:
     return ledger.bonded_stake
 
 
-def _bonded_stake(ledger: Ledger) -> int:
-    return sum(pool_power(pool) for pool in ledger.pools.values() if pool.status != TOMBSTONED)
+def _bonded_stake(pools: FrozenMap[bytes, Pool]) -> int:
+    return sum(pool_power(pool) for pool in pools.values() if pool.status != TOMBSTONED)
 
 
 def supply_is_conserved(ledger: Ledger) -> bool:

@@ -166,12 +166,20 @@ def shared_reward(share: int, stake: int, pledge: int, total: int, params: Param
 def shared_rewards(
     shares: Mapping[bytes, int], pools: Mapping[bytes, PoolTerms], total: int, params: Params
 ) -> dict[bytes, int]:
-    """Every pool's share after saturation and pledge influence (`total`: the stake sigma is of)."""
-    paid = {
-        address: shared_reward(share, pool_stake(pools[address]), pools[address].pledge, total, params)
-        for address, share in shares.items()
-    }
-    return {address: amount for address, amount in paid.items() if amount > 0}
+    """Every pool's share after saturation and pledge influence (`total`: the stake sigma is of).
+
+    `shared_reward` for each pool, written out: it runs for every signer of
+    every block, and the calls and parameter look-ups were most of it.
+    """
+    k, pledge_influence_ppm = params.saturation_k, params.pledge_influence_ppm
+    paid = {}
+    for address, share in shares.items():
+        pool = pools[address]
+        factor = _reward_factor(pool_stake(pool), pool.pledge, total, k, pledge_influence_ppm)
+        amount = share * factor.numerator // factor.denominator
+        if amount > 0:
+            paid[address] = amount
+    return paid
 
 
 def withheld(shares: Mapping[bytes, int], paid: Mapping[bytes, int]) -> int:
