@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,6 +27,17 @@ from network.econ.engine import EpochLog, FastForward, ledger_hash
 from node.core.query import pools_view
 
 GOAL_EPOCHS, GOAL_S = 1000, 300.0
+CEILING_TRIES = 3
+
+
+def best_of(tries: int, work: Callable[[], object]) -> float:
+    """The shortest of `tries` timings of `work`, in seconds."""
+    times = []
+    for _ in range(tries):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
 def economy(pools: int, delegators: int, epoch_length: int) -> dict[str, object]:
@@ -65,21 +77,20 @@ def main() -> None:
     per_epoch = run_s / args.epochs
     print(f"  run: {args.epochs} epochs in {run_s:.1f} s = {per_epoch:.2f} s/epoch, {moves} moves")
 
-    # Ceilings, measured now on the same state.
+    # Ceilings, measured now on the same state, each the best of a few tries: one try may take a full
+    # garbage collection of the whole process with it (tens of ms here), which is no part of the ceiling.
     state = engine.state
     probe = FastForward(config)
-    probe.state = state
-    started = time.perf_counter()
-    for _ in range(args.epoch_length):
-        probe._produce((), (), EpochLog())
-    blocks_s = time.perf_counter() - started
-    started = time.perf_counter()
-    pools_view(state)
-    quote_s = time.perf_counter() - started
-    started = time.perf_counter()
-    ledger_hash(probe.state.ledger)
-    digest_s = time.perf_counter() - started
-    print("  ceilings in this run (per epoch):")
+
+    def empty_epoch() -> None:
+        probe.state, probe.last_cert = state, None  # as a fresh engine starts: no certificate yet
+        for _ in range(args.epoch_length):
+            probe._produce((), (), EpochLog())
+
+    blocks_s = best_of(CEILING_TRIES, empty_epoch)
+    quote_s = best_of(CEILING_TRIES, lambda: pools_view(state))
+    digest_s = best_of(CEILING_TRIES, lambda: ledger_hash(probe.state.ledger))
+    print(f"  ceilings in this run (per epoch, best of {CEILING_TRIES}):")
     print(f"    apply_block over {args.epoch_length} empty blocks: {blocks_s:.2f} s")
     print(f"    quoting all {args.pools} pools once:             {quote_s:.3f} s")
     print(f"    ledger hash of the epoch record:        {digest_s:.3f} s")

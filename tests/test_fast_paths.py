@@ -8,20 +8,27 @@ drifts fails here rather than as a changed state hash somewhere later.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
+from dataclasses import fields, replace
 from fractions import Fraction
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from network.econ.digest import fast_canonical, ledger_hash
 from network.econ.engine import FastForward
 from network.econ.policies import Market, Quote
+from network.econ.quotes import member_yield_ppm
+from node.core import ledger as L
 from node.core import rewards as R
-from node.core.codec import encode
+from node.core.codec import DecodeError, encode
 from node.core.genesis import PPM, Params
-from node.core.ledger import FrozenMap, Pool, Redelegation, Redelegations
-from node.core.query import pools_view
+from node.core.keys import Keypair
+from node.core.ledger import Account, FrozenMap, Ledger, Pool, Redelegation, Redelegations, Unbonding
+from node.core.messages import sha256
+from node.core.query import SetView, member_rate, pools_view
 from node.core.selection import (
     INT64_MAX,
     INT64_MIN,
@@ -33,6 +40,8 @@ from node.core.selection import (
     safe_add_clip,
     safe_sub_clip,
 )
+from node.core.state import canonical
+from node.core.tx import Delegate, Transfer, decode_tx, sign_tx, verify_tx
 from tests.test_econ import SMALL, economy
 
 ADDRESSES = [bytes([i]) * 20 for i in range(6)]
@@ -101,6 +110,52 @@ def test_the_integer_member_rate_is_the_fraction_one(
     assert R.expected_member_rate(pool, added, active, bonded, performance, params) == plain_member_rate(
         pool, added, active, bonded, performance, params
     )
+
+
+ENGINE = FastForward(economy())  # type: ignore[arg-type]
+
+
+@settings(max_examples=300)
+@given(
+    pool_strategy,
+    st.sampled_from(["active", "active", "jailed"]),
+    st.integers(0, 2**40),
+    st.integers(-(10**6), 10**13),
+    st.integers(0, 10**13),
+    params_strategy,
+)
+def test_a_quotes_yield_is_the_floor_of_the_views_rate(
+    pool: Pool, status: str, missed: int, active: int, bonded: int, params: Params
+) -> None:
+    pool = replace(pool, status=status, missed=missed)
+    state = replace(ENGINE.state, params=replace(params, downtime_window=ENGINE.state.params.downtime_window))
+    context = SetView(active, {}, bonded)
+    assert member_yield_ppm(state, pool, context) == (member_rate(state, pool, context) * PPM).__floor__()
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(st.sampled_from(ADDRESSES), st.tuples(pool_strategy, st.integers(0, 10**9)), max_size=6),
+    st.integers(-5, 10**13),
+    params_strategy,
+)
+def test_a_blocks_shared_rewards_are_each_pools_shared_reward(
+    paid: dict[bytes, tuple[Pool, int]], total: int, params: Params
+) -> None:
+    pools = {address: pool for address, (pool, _) in paid.items()}
+    shares = {address: share for address, (_, share) in paid.items()}
+    plain = {
+        address: amount
+        for address, share in shares.items()
+        if (
+            amount := R.shared_reward(
+                share, R.pool_stake(pools[address]), pools[address].pledge, total, params
+            )
+        )
+        > 0
+    }
+    rewards = R.shared_rewards(shares, pools, total, params)
+    assert rewards == plain and list(rewards) == list(plain)
 
 
 @settings(max_examples=300)
@@ -293,6 +348,7 @@ def test_a_layered_map_behaves_as_a_copied_dict(start: dict[int, int], changes: 
     versions = [(FrozenMap(start), dict(start))]
     for step in changes:
         current, model = versions[-1]
+        current.derived(summed)  # worked out on each version before it changes
         model = dict(model)
         if step[0] == "set":
             current = current.set(step[1], step[2])
@@ -313,3 +369,164 @@ def test_a_layered_map_behaves_as_a_copied_dict(start: dict[int, int], changes: 
         assert [frozen[k] for k in model] == list(model.values())
         assert list(frozen.items()) == list(model.items()) and len(frozen) == len(model)
         assert frozen == FrozenMap(model) and hash(frozen) == hash(FrozenMap(model))
+        assert frozen.derived(summed) == sum(model.values())
+
+
+def summed(values: FrozenMap[int, int]) -> int:
+    return sum(values.values())
+
+
+# ------------------------------------------------------------------ the transaction check
+
+SIGNERS = [Keypair.deterministic(f"fast-paths/{i}") for i in range(2)]
+CHAINS = ["chain-a", "chain-b"]
+
+
+def plain_checked(chain_id: str, tx: bytes) -> tuple[Any, bool] | str:
+    """Decoding and the signature check done afresh, or the decode error's text."""
+    try:
+        signed = decode_tx(tx)
+    except DecodeError as exc:
+        return str(exc)
+    return signed, verify_tx(chain_id, signed)
+
+
+def cached_checked(chain_id: str, tx: bytes) -> tuple[Any, bool] | str:
+    try:
+        return L.checked_tx(chain_id, tx)
+    except DecodeError as exc:
+        return str(exc)
+
+
+signed_txs = st.builds(
+    lambda signer, chain, nonce, transfer, flip: _tampered(
+        sign_tx(
+            CHAINS[chain],
+            Transfer(nonce, ADDRESSES[1], 5) if transfer else Delegate(nonce, ADDRESSES[2], 7),
+            SIGNERS[signer],
+        ),
+        flip,
+    ),
+    st.integers(0, 1),
+    st.integers(0, 1),
+    st.integers(0, 3),
+    st.booleans(),
+    st.none() | st.integers(0, 200),
+)
+
+
+def _tampered(tx: bytes, flip: int | None) -> bytes:
+    """`tx` with one byte changed (a bad signature, another body, or bytes that do not decode)."""
+    if flip is None:
+        return tx
+    at = flip % len(tx)
+    return tx[:at] + bytes([tx[at] ^ 0x01]) + tx[at + 1 :]
+
+
+@settings(max_examples=200)
+@given(st.lists(signed_txs, max_size=8), st.booleans())
+def test_a_checked_transaction_is_decoded_and_verified_as_afresh(txs: list[bytes], flipped: bool) -> None:
+    """On either chain, in either order, again and again: the cached check is the plain one."""
+    for tx in txs + txs[::-1]:
+        for chain in CHAINS[::-1] if flipped else CHAINS:
+            assert cached_checked(chain, tx) == plain_checked(chain, tx)
+            assert cached_checked(chain, bytearray(tx)) == plain_checked(chain, tx)
+
+
+# ------------------------------------------------------------------ the ledger hash
+
+amounts = st.integers(0, 10**15) | st.booleans()  # a bool is an int but not `int`: the general path
+some_address = st.sampled_from(ADDRESSES)
+maybe = st.sampled_from([b"", ADDRESSES[1]])
+accounts = st.builds(Account, amounts, st.integers(0, 9), st.binary(max_size=4), maybe)
+pools = st.builds(
+    lambda address, pledge, shares, tokens, status, compounding, retiring: Pool(
+        address, "p", b"k", address, pledge, 3, 20_000, FrozenMap(shares), status, 0, 0, tokens,
+        compounding, retiring,
+    ),
+    some_address,
+    amounts,
+    st.dictionaries(some_address, amounts, max_size=4),
+    st.sampled_from([0, 0, 17]),
+    st.sampled_from(["active", "jailed"]),
+    st.booleans(),
+    st.sampled_from([0, 4]),
+)  # fmt: skip
+ledgers = st.builds(
+    lambda accts, pls, unbonding, reserve, redelegations, accrued, liquid: Ledger(
+        FrozenMap(accts), FrozenMap(pls), tuple(unbonding), frozenset({(ADDRESSES[2], 1, 0, 0)}), 5, 1, 9,
+        epoch=2, reserve=reserve, redelegations=Redelegations(redelegations), liquid=liquid,
+        accrued=FrozenMap(accrued),
+    ),
+    st.dictionaries(some_address | st.binary(min_size=1, max_size=3), accounts, max_size=6),
+    st.dictionaries(some_address, pools, max_size=3),
+    st.lists(st.builds(Unbonding, some_address, some_address, amounts, st.integers(0, 3)), max_size=2),
+    st.sampled_from([0, 0, 5]),
+    st.lists(redelegation, max_size=2),
+    st.dictionaries(some_address, amounts, max_size=3),
+    st.booleans(),
+)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(ledgers)
+def test_the_ledgers_canonical_form_is_the_general_one(ledger: Ledger) -> None:
+    assert fast_canonical(ledger) == canonical(ledger)
+    assert ledger_hash(ledger) == sha256(encode(canonical(ledger)))
+
+
+def test_every_epochs_ledger_hash_is_the_hash_of_the_general_form() -> None:
+    for text in (SMALL, SMALL.replace("unbonding_epochs = 1", "unbonding_epochs = 1\nliquid_delegation = 1")):
+        engine = FastForward(economy(text))  # type: ignore[arg-type]
+        for record in engine.run():
+            assert record["ledger_hash"] == sha256(encode(canonical(engine.state.ledger))).hex()
+
+
+# ------------------------------------------------------------------ copying records
+
+
+@settings(max_examples=200)
+@given(ledgers, pools, accounts, st.data())
+def test_the_ledgers_replace_is_dataclasses_replace(
+    ledger: Ledger, pool: Pool, account: Account, data: st.DataObject
+) -> None:
+    """Each field changed or not, with what the old value's cached properties knew never carried over."""
+    assert None not in (
+        pool.total_shares,
+        ledger.active_total,
+        ledger.bonded_stake,
+    )  # cached on the old values
+    for value, other in (
+        (ledger, data.draw(ledgers)),
+        (pool, data.draw(pools)),
+        (account, data.draw(accounts)),
+    ):
+        names = [f.name for f in fields(value)]
+        changed = data.draw(st.lists(st.sampled_from(names), unique=True))
+        changes = {name: getattr(other, name) for name in changed}
+        copy, plain = L.replace(value, **changes), dataclasses.replace(value, **changes)
+        assert copy == plain and type(copy) is type(plain) and hash(copy) == hash(plain)
+        assert canonical(copy) == canonical(plain)
+        if isinstance(copy, Pool):
+            assert copy.total_shares == sum(copy.shares.values())
+        if isinstance(copy, Ledger):
+            assert (copy.active_total, copy.bonded_stake) == (plain.active_total, plain.bonded_stake)
+        with pytest.raises(TypeError):
+            L.replace(value, no_such_field=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """A record whose `__init__` does more than set fields: it must be built by it."""
+
+    amount: int
+    twice: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "twice", 2 * self.amount)
+
+
+def test_the_ledgers_replace_builds_other_dataclasses_through_their_init() -> None:
+    assert L.replace(Checked(1), amount=4).twice == 8
+    participation = L.Participation(1, 0, b"b", 0, (ADDRESSES[0],), frozenset())
+    assert L.replace(participation, round=2) == dataclasses.replace(participation, round=2)

@@ -31,11 +31,11 @@ from typing import Any
 
 from network.econ import metrics as M
 from network.econ.config import EconomyConfig, TimelineEvent
+from network.econ.digest import ledger_hash
 from network.econ.policies import LEAVE, POLICIES, Holding, Market, Policy, worth_switching
 from network.econ.quotes import quote, requote
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
-from node.core.codec import encode
 from node.core.genesis import PPM
 from node.core.messages import (
     Block,
@@ -52,7 +52,6 @@ from node.core.shares import exchange_rate_ppm
 from node.core.state import (
     ChainState,
     apply_block,
-    canonical,
     committee_at,
     evidence_problem,
     genesis_state,
@@ -383,7 +382,7 @@ class FastForward:
         totals: Counter[str] = Counter()
         for d in self.world.delegators:
             address = d.keypair.address
-            held = L.account_of(ledger, address).balance + unbonding[address]
+            held = L.account_of(ledger, address).balance + unbonding.get(address, 0)  # no __missing__ call
             pool = ledger.pools.get(self.where.get(address, b"")) if not ledger.liquid else None
             totals[d.cls] += held + (L.stake_of(pool, address) if pool is not None else 0)
         return dict(totals)
@@ -432,16 +431,6 @@ class FastForward:
             "events": log.events,
             "penalties": log.penalties,
         }
-
-
-def ledger_hash(ledger: L.Ledger) -> bytes:
-    """Every balance, pool, share and running total, hashed: what both modes must agree on each epoch.
-
-    The chain's position (block hashes, timestamps, seeds) is left out: the
-    message-level run has real signatures and network time, fast-forward has
-    neither, and the economy is the same either way.
-    """
-    return sha256(encode(canonical(ledger)))
 
 
 def _growth_ppm(before: int, after: int) -> int:

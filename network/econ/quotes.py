@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from network.econ.policies import Market, Quote
 from node.core import ledger as L
+from node.core import rewards as R
 from node.core.genesis import PPM
-from node.core.query import SetView, member_rate, name_of
+from node.core.query import YIELD_PROBE, SetView, name_of
 from node.core.shares import exchange_rate_ppm
 from node.core.state import ChainState
 
@@ -57,9 +58,24 @@ def quote(state: ChainState, pool: L.Pool, context: SetView) -> Quote:
         name=name_of(state, pool.address),
         open=pool.status == L.ACTIVE and not pool.retiring_epoch,
         stake=L.pool_power(pool),
-        yield_ppm=(member_rate(state, pool, context) * PPM).__floor__(),
+        yield_ppm=member_yield_ppm(state, pool, context),
         exchange_rate_ppm=exchange_rate_ppm(pool.total_shares, pool.member_tokens),
     )
+
+
+def member_yield_ppm(state: ChainState, pool: L.Pool, context: SetView) -> int:
+    """`(member_rate(state, pool, context) * PPM).__floor__()`, the floor taken in integers.
+
+    The pools view's rate is a Fraction, and making it and scaling it cost
+    two gcds of numbers of a hundred digits: most of a quote.
+    """
+    if pool.status != L.ACTIVE or pool.retiring_epoch:
+        return 0
+    performance = R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window)
+    num, den = R.expected_member_rate_terms(
+        pool, YIELD_PROBE, context.active_total, context.bonded_total, performance, state.params
+    )
+    return num * PPM // den
 
 
 def _moved_totals(

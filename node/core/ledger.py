@@ -42,9 +42,10 @@ helpers and the ledger's invariants (supply is conserved) would have no one home
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+import dataclasses
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from dataclasses import dataclass, field
+from functools import cache, cached_property, lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
 from node.core import rewards as R
@@ -74,6 +75,7 @@ from node.core.tx import (
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 PoolStatus = Literal["active", "jailed", "tombstoned", "retired"]
 ACTIVE: PoolStatus = "active"
@@ -97,11 +99,12 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
     ones come last.
     """
 
-    __slots__ = ("_base", "_top")
+    __slots__ = ("_base", "_derived", "_top")
 
     def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
         self._base: dict[K, V] = dict(items)
         self._top: dict[K, V] = {}
+        self._derived: dict[Callable[[FrozenMap[K, V]], Any], Any] | None = None
 
     def __getitem__(self, key: K) -> V:
         top = self._top
@@ -154,6 +157,22 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         data.pop(key, None)
         return FrozenMap._adopt(data)
 
+    def derived(self, compute: Callable[[FrozenMap[K, V]], T]) -> T:
+        """`compute(self)`, worked out once for this map.
+
+        Most blocks leave the pools alone (rewards accrue beside them) yet
+        make a new ledger over the same pool map; what a ledger derives from
+        its pools alone (its validator set, its bonded stake) is kept here,
+        with the map, instead of summed again for each new ledger. A change
+        makes a new map, with nothing derived.
+        """
+        memo = self._derived
+        if memo is None:
+            memo = self._derived = {}
+        if compute not in memo:
+            memo[compute] = compute(self)
+        return memo[compute]  # type: ignore[no-any-return]
+
     def _settled(self) -> dict[K, V]:
         """The map as one dict, the layer folded in.
 
@@ -172,10 +191,47 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         new = cls.__new__(cls)
         new._base = data
         new._top = {}
+        new._derived = None
         return new
 
 
 merge_amounts = R.merge_amounts
+
+
+def replace(value: V, /, **changes: Any) -> V:
+    """`dataclasses.replace`, without its generic walk, for the plain records a ledger step copies.
+
+    A transaction copies the ledger and a pool or two six times over;
+    `dataclasses.replace` inspects every field and calls the frozen
+    `__init__`, which sets each field through `object.__setattr__`, and that
+    was near half of applying a redelegation. A plain record (a dataclass
+    with a `__dict__`, no `__post_init__`, every field set by `__init__`) is
+    the same value with its fields' dict copied and changed: the same
+    fields, and none of what its cached properties worked out for the old
+    value. Anything else goes to `dataclasses.replace`.
+    """
+    names = _plain_record_fields(type(value))
+    if names is None:
+        return dataclasses.replace(value, **changes)  # type: ignore[type-var]
+    if not changes.keys() <= names.keys():
+        raise TypeError(f"{type(value).__name__} has no field {sorted(changes.keys() - names.keys())[0]!r}")
+    source = value.__dict__
+    state = {name: source[name] for name in names}
+    state.update(changes)
+    copy = object.__new__(type(value))
+    object.__setattr__(copy, "__dict__", state)
+    return copy
+
+
+@cache
+def _plain_record_fields(cls: type) -> dict[str, None] | None:
+    """The field names, in order, of a dataclass type `replace` may copy by its dict; None for any other."""
+    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
+        return None
+    declared = dataclasses.fields(cls)
+    if len(declared) != len(cls.__dataclass_fields__) or not all(f.init for f in declared):  # type: ignore[attr-defined]
+        return None  # an InitVar or ClassVar, or a field `__init__` does not set
+    return dict.fromkeys(f.name for f in declared)
 
 
 # ------------------------------------------------------------------ values
@@ -320,7 +376,7 @@ class Ledger:
     # ledger never changes, and `replace` makes a new one without them (they live outside the fields).
     @cached_property
     def active_powers(self) -> tuple[tuple[bytes, int], ...]:
-        return _active_powers(self)
+        return self.pools.derived(_active_powers)
 
     @cached_property
     def active_total(self) -> int:
@@ -328,7 +384,7 @@ class Ledger:
 
     @cached_property
     def bonded_stake(self) -> int:
-        return _bonded_stake(self)
+        return self.pools.derived(_bonded_stake)
 
 
 @dataclass(frozen=True)
@@ -485,10 +541,10 @@ def _active_total(ledger: Ledger) -> int:
     return sum(power for _, power in ledger.active_powers)
 
 
-def _active_powers(ledger: Ledger) -> tuple[tuple[bytes, int], ...]:
+def _active_powers(pools: FrozenMap[bytes, Pool]) -> tuple[tuple[bytes, int], ...]:
     return tuple(
         (address, power)
-        for address, pool in sorted(ledger.pools.items())
+        for address, pool in sorted(pools.items())
         if pool.status == ACTIVE and (power := pool_power(pool)) > 0
     )
 
@@ -498,8 +554,12 @@ def pool_status(ledger: Ledger, address: bytes) -> str:
     return "unknown" if pool is None else pool.status
 
 
+NO_ACCOUNT = Account()
+"""What an address never seen holds: one shared value (frozen), not a new one per look-up."""
+
+
 def account_of(ledger: Ledger, address: bytes) -> Account:
-    return ledger.accounts.get(address, Account())
+    return ledger.accounts.get(address, NO_ACCOUNT)
 
 
 def stake_of(pool: Pool, delegator: bytes) -> int:
@@ -543,8 +603,8 @@ def bonded_stake(ledger: Ledger) -> int:
     return ledger.bonded_stake
 
 
-def _bonded_stake(ledger: Ledger) -> int:
-    return sum(pool_power(pool) for pool in ledger.pools.values() if pool.status != TOMBSTONED)
+def _bonded_stake(pools: FrozenMap[bytes, Pool]) -> int:
+    return sum(pool_power(pool) for pool in pools.values() if pool.status != TOMBSTONED)
 
 
 def supply_is_conserved(ledger: Ledger) -> bool:
@@ -1067,7 +1127,35 @@ def tx_type_problem(ledger: Ledger, sender: bytes, tx: Tx, params: Params) -> st
 
 def signed_tx_problem(ledger: Ledger, chain_id: str, signed: SignedTx, params: Params) -> str | None:
     """Why a decoded transaction cannot be applied to `ledger` now, or None."""
-    if not verify_tx(chain_id, signed):
+    return _checked_tx_problem(ledger, signed, verify_tx(chain_id, signed), params)
+
+
+def checked_tx(chain_id: str, tx: bytes) -> tuple[SignedTx, bool]:
+    """`decode_tx(tx)` and whether its signature holds on `chain_id`: once per transaction, not per judgement.
+
+    A transaction is judged when it is offered (a node's mempool, an
+    economy's delegator deciding on the ledger it would leave) and again in
+    the block that carries it; the Ed25519 check was the largest part of
+    each. Both are functions of the bytes and the chain alone, so a bounded
+    cache answers the second time. A malformed transaction raises
+    DecodeError every time (exceptions are not cached); a buffer that is not
+    `bytes` (unhashable) is judged afresh.
+    """
+    if isinstance(tx, bytes):
+        return _checked_tx(chain_id, tx)
+    signed = decode_tx(tx)
+    return signed, verify_tx(chain_id, signed)
+
+
+@lru_cache(maxsize=16_384)
+def _checked_tx(chain_id: str, tx: bytes) -> tuple[SignedTx, bool]:
+    signed = decode_tx(tx)
+    return signed, verify_tx(chain_id, signed)
+
+
+def _checked_tx_problem(ledger: Ledger, signed: SignedTx, signature_ok: bool, params: Params) -> str | None:
+    """`signed_tx_problem` with the signature already judged."""
+    if not signature_ok:
         return "bad signature (wrong key or chain)"
     if signed.sender in ledger.signing_accounts:
         return SIGNING_KEY_SENDS_NOTHING
@@ -1086,10 +1174,10 @@ def tx_problem(ledger: Ledger, chain_id: str, tx: bytes, params: Params) -> str 
     applied; jails only end later, so nothing valid now becomes invalid.
     """
     try:
-        signed = decode_tx(tx)
+        signed, signature_ok = checked_tx(chain_id, tx)
     except DecodeError as exc:
         return f"malformed: {exc}"
-    return signed_tx_problem(ledger, chain_id, signed, params)
+    return _checked_tx_problem(ledger, signed, signature_ok, params)
 
 
 def bump_nonce(ledger: Ledger, sender: bytes, public_key: bytes) -> Ledger:
@@ -1280,10 +1368,10 @@ def process_tx(
 ) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
     """Apply one transaction from a block, or leave the ledger untouched and say why not."""
     try:
-        signed = decode_tx(tx)
+        signed, signature_ok = checked_tx(chain_id, tx)
     except DecodeError as exc:
         return ledger, (LedgerEvent("tx_rejected", b"", 0, f"malformed: {exc}"),)
-    problem = signed_tx_problem(ledger, chain_id, signed, params)
+    problem = _checked_tx_problem(ledger, signed, signature_ok, params)
     if problem:
         return ledger, (LedgerEvent("tx_rejected", signed.sender, tx_amount(signed.tx), problem),)
     return apply_tx(ledger, signed, params), tx_events(signed)

@@ -166,12 +166,20 @@ def shared_reward(share: int, stake: int, pledge: int, total: int, params: Param
 def shared_rewards(
     shares: Mapping[bytes, int], pools: Mapping[bytes, PoolTerms], total: int, params: Params
 ) -> dict[bytes, int]:
-    """Every pool's share after saturation and pledge influence (`total`: the stake sigma is of)."""
-    paid = {
-        address: shared_reward(share, pool_stake(pools[address]), pools[address].pledge, total, params)
-        for address, share in shares.items()
-    }
-    return {address: amount for address, amount in paid.items() if amount > 0}
+    """Every pool's share after saturation and pledge influence (`total`: the stake sigma is of).
+
+    `shared_reward` for each pool, written out: it runs for every signer of
+    every block, and the calls and parameter look-ups were most of it.
+    """
+    k, pledge_influence_ppm = params.saturation_k, params.pledge_influence_ppm
+    paid = {}
+    for address, share in shares.items():
+        pool = pools[address]
+        factor = _reward_factor(pool_stake(pool), pool.pledge, total, k, pledge_influence_ppm)
+        amount = share * factor.numerator // factor.denominator
+        if amount > 0:
+            paid[address] = amount
+    return paid
 
 
 def withheld(shares: Mapping[bytes, int], paid: Mapping[bytes, int]) -> int:
@@ -245,16 +253,26 @@ def expected_member_yield(
 def expected_member_rate(
     pool: PoolTerms, added: int, active_total: int, bonded_total: int, performance_ppm: int, params: Params
 ) -> Fraction:
-    """`expected_member_yield` per unit of `added`, exact: what a delegator compares pools by.
+    """`expected_member_yield` per unit of `added`, exact: what a delegator compares pools by."""
+    return Fraction(
+        *expected_member_rate_terms(pool, added, active_total, bonded_total, performance_ppm, params)
+    )
+
+
+def expected_member_rate_terms(
+    pool: PoolTerms, added: int, active_total: int, bonded_total: int, performance_ppm: int, params: Params
+) -> tuple[int, int]:
+    """`expected_member_rate` as a numerator and a denominator, not reduced.
 
     The block's expected share is kept as a numerator over a denominator
-    (both integers, the denominator positive) and made a Fraction once at
-    the end: an economy quotes pools thousands of times an epoch, and each
-    Fraction step reduces by a gcd.
+    (both integers, the denominator positive) and made a Fraction, if at
+    all, once at the end: an economy quotes pools thousands of times an
+    epoch, each Fraction step reduces by a gcd, and a quote only needs the
+    floor of the rate in ppm (`numerator * PPM // denominator`).
     """
     stake = pool_stake(pool) + added
     if added <= 0 or active_total + added <= 0:
-        return Fraction(0)
+        return 0, 1
     num = params.block_reward * stake * performance_ppm  # the block's share, num / den
     den = (active_total + added) * PPM
     if sharing_is_on(params):
@@ -263,9 +281,9 @@ def expected_member_rate(
     kept = PPM - pool.margin_ppm
     if params.epoch_rewards:  # one payout per epoch: the fixed cost comes off once
         after_cost = max(num * params.epoch_length - pool.fixed_cost * den, 0)
-        return Fraction(after_cost * kept, den * PPM * stake)
+        return after_cost * kept, den * PPM * stake
     after_cost = max(num - pool.fixed_cost * den, 0)
-    return Fraction(after_cost * kept * params.epoch_length, den * PPM * stake)
+    return after_cost * kept * params.epoch_length, den * PPM * stake
 
 
 def saturation_ppm(stake: int, total: int, k: int) -> int | None:
