@@ -296,8 +296,8 @@ async def run_one(
         consensus_msgs_per_s_per_node=round(statistics.mean(per_node), 1),
         transport_msgs_per_s=round(transport, 1),
         verifications_per_s=round(ed25519_verifications_per_s(), 1),
-        # Each signature costs two fsynced commits (mark, then journal) and each height one more.
-        commits_needed_per_s_per_node=round(2 * statistics.mean(signed_per_node) + heights / (t1 - t0), 1),
+        # Each signature costs one fsynced commit (mark and journal together) and each height one more.
+        commits_needed_per_s_per_node=round(statistics.mean(signed_per_node) + heights / (t1 - t0), 1),
         commits_per_s=round(commits, 1),
     )
 
@@ -324,7 +324,7 @@ def print_table(results: list[FinalityResult]) -> None:
         f"\n{os.cpu_count()} cores; every process on this machine; per node = per process. "
         "ratio = consensus need / ceiling; "
         "'machine' = all nodes' verifications / all cores' capacity;\n"
-        "fsync need/s = all nodes' durable commits (2 per signature + 1 per finalized block) "
+        "fsync need/s = all nodes' durable commits (1 per signature: mark and journal together, + 1 per finalized block) "
         "vs one writer's fsynced commits/s on this disk."
     )
 
