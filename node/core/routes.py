@@ -62,6 +62,6 @@ def listened_vote_channels(state: ChainState, validators: Iterable[bytes]) -> fr
     channels: set[str] = set()
     if any(state.committee.power_of(v) for v in hosted):
         channels.add(seats_channel(state.seats))
-    if hosted & {address for address, _ in state.next_seats.members}:
+    if not hosted.isdisjoint(state.next_seats.holders):
         channels.add(seats_channel(state.next_seats))
     return frozenset(channels)

@@ -134,6 +134,11 @@ class Seats:
     members: tuple[tuple[bytes, int], ...]  # sorted by address
 
     @cached_property
+    def holders(self) -> frozenset[bytes]:
+        """Who holds a seat: asked by every node after every block (node.core.routes), built once."""
+        return frozenset(address for address, _ in self.members)
+
+    @cached_property
     def holders_digest(self) -> str:
         """A short name for who holds these seats: the same holders in two epochs give the same name."""
         return sha256(b"".join(address for address, _ in self.members)).hex()[:16]
