@@ -214,6 +214,58 @@ def test_a_run_keeps_supply_and_its_yield_delegators_where_the_ledger_quotes_bes
     assert any("pool-2 jailed" in r["penalties"] for r in records)
 
 
+WHALE = """
+[run]
+epochs = 12
+epoch_length = 10
+seed = 5
+
+[params]
+block_reward = 100000
+saturation_k = 8
+unbonding_epochs = 1
+committee_size = 64
+
+[[pools]]
+name = "pool"
+count = 10
+pledge = 2000
+fixed_cost = 500
+
+[[delegators]]
+name = "crowd"
+count = 80
+policy = "yield"
+wealth = "equal"
+total = 80000
+switching_cost_ppm = 20000
+start = "random"
+
+[[delegators]]
+name = "whale"
+count = 1
+policy = "yield"
+wealth = "equal"
+total = 60000
+switching_cost_ppm = 20000
+start = "random"
+"""
+
+
+def test_a_holder_too_big_for_any_pool_settles_instead_of_chasing_quotes_its_arrival_ruins() -> None:
+    """The whale holds several saturation points; each best quote is for a small delegation.
+
+    Judged by quotes alone it moved into the best pool every epoch, saturating
+    it, and the crowd fled the pool it filled: moves every epoch, forever.
+    Judged with its own stake in the best pool, it stays, and the market settles.
+    """
+    records = list(FastForward(economy(WHALE)).run())  # type: ignore[arg-type]
+    assert records[2]["moves"] > 0  # the crowd spreads out at the first boundary
+    assert [r["moves"] for r in records[-6:]] == [0] * 6
+    assert sum(r["policy_misses"] for r in records) == 0
+    assert all(r["supply_conserved"] for r in records)
+
+
 def test_a_policy_at_odds_with_the_ledgers_quotes_cannot_pass_silently() -> None:
     """A 'yield' policy that herds to the largest pool instead: the ledger's own quotes catch it."""
     engine = FastForward(economy(), policies={"yield": largest_policy})  # type: ignore[arg-type]

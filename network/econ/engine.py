@@ -32,7 +32,7 @@ from typing import Any
 from network.econ import metrics as M
 from network.econ.config import EconomyConfig, TimelineEvent
 from network.econ.digest import ledger_hash
-from network.econ.policies import LEAVE, POLICIES, Holding, Market, Policy, worth_switching
+from network.econ.policies import LEAVE, POLICIES, Holding, Market, Policy, better_pool
 from network.econ.quotes import quote, requote
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
@@ -290,13 +290,12 @@ class FastForward:
         quotes, a move the ledger refused) this counts it, so a run cannot
         pass with its policy and its chain at odds.
         """
-        best = market.best_yield
-        if holding.pool is None or holding.locked_until or best is None:
+        if holding.pool is None or holding.locked_until or market.best_yield is None:
             return 0
         current = market.current(holding)
         if current is None or not current.open:
             return 1
-        return int(worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm))
+        return int(better_pool(holding, market, switching_cost_ppm) is not None)
 
     def _quotes(self, ledger: L.Ledger) -> Market:
         """Every pool quoted from scratch; the totals they were quoted on are kept for `_requote`."""

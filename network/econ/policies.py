@@ -10,7 +10,13 @@ generator it is handed, seeded by the run.
 - `yield`: the best quoted yield among pools taking stake, unless it beats
   the current pool's by no more than the switching cost (relative, in ppm),
   so that delegators do not flap between two pools a hair apart (and not
-  while stake it redelegated may not hop again: the ledger would refuse);
+  while stake it redelegated may not hop again: the ledger would refuse).
+  The best pool is judged with the delegator's own stake in it: a quote is
+  for a small delegation, and a holder bigger than a pool's room below
+  saturation would otherwise chase a quote its own arrival ruins, leave the
+  pool it just filled an epoch later, and drive the pool's other members out
+  each time (a Pareto crowd has such holders: the oscillation the switching
+  cost is there to stop);
 - `loyal`: stays where it started, whatever happens to the pool;
 - `random`: in an epoch, with probability `move_ppm`, any open pool;
 - `largest`: the pool with the most stake (exchange customers, herding);
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
 from typing import Any
@@ -45,6 +51,14 @@ class Quote:
     stake: int
     yield_ppm: int
     exchange_rate_ppm: int
+    # (amount, moving) -> the yield in ppm quoted with `amount` more in the pool, by the chain's own
+    # formula from the pool's terms (`network.econ.quotes.quote`); `moving`: the amount leaves another
+    # pool, so the stake totals stay. None: the quote alone (a view has no totals to work it out with).
+    rate_for: Callable[[int, bool], int] | None = field(default=None, compare=False, repr=False)
+
+    def yield_for(self, amount: int, *, moving: bool) -> int:
+        """The yield in ppm this pool would pay `amount` joining it, its own weight toward saturation counted."""
+        return self.yield_ppm if self.rate_for is None else self.rate_for(amount, moving)
 
     @cached_property
     def rank(self) -> tuple[int, int, str]:
@@ -161,6 +175,23 @@ def worth_switching(current: int, best: int, switching_cost_ppm: int) -> bool:
     return best * PPM > current * (PPM + switching_cost_ppm) if current > 0 else best > 0
 
 
+def better_pool(holding: Holding, market: Market, switching_cost_ppm: int) -> Quote | None:
+    """The best-quoted pool, if moving `holding` there beats staying by more than the switching cost.
+
+    Judged twice: by the quotes, and then (only for a move the quotes call
+    for, so a crowd of small holders costs one comparison each) by the yield
+    with the holding's own stake in the best pool. Staying is judged by the
+    current pool's quote, whose stake already holds the delegator's.
+    """
+    best, current = market.best_yield, market.current(holding)
+    if best is None or current is None or best.address == current.address:
+        return None
+    if not worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm):
+        return None
+    arriving = best.yield_for(holding.staked, moving=True)
+    return best if worth_switching(current.yield_ppm, arriving, switching_cost_ppm) else None
+
+
 def yield_policy(holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random) -> bytes | None:
     best = market.best_yield
     if best is None or holding.locked_until:
@@ -168,9 +199,8 @@ def yield_policy(holding: Holding, market: Market, spec: DelegatorClass, rng: ra
     current = market.current(holding)
     if current is None or not current.open:
         return best.address
-    if worth_switching(current.yield_ppm, best.yield_ppm, spec.switching_cost_ppm):
-        return best.address
-    return current.address
+    better = better_pool(holding, market, spec.switching_cost_ppm)
+    return current.address if better is None else better.address
 
 
 def loyal_policy(holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random) -> bytes | None:

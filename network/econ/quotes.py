@@ -9,6 +9,9 @@ from-scratch quotes at every move of a run.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
+
 from network.econ.policies import Market, Quote
 from node.core import ledger as L
 from node.core import rewards as R
@@ -60,22 +63,38 @@ def quote(state: ChainState, pool: L.Pool, context: SetView) -> Quote:
         stake=L.pool_power(pool),
         yield_ppm=member_yield_ppm(state, pool, context),
         exchange_rate_ppm=exchange_rate_ppm(pool.total_shares, pool.member_tokens),
+        rate_for=partial(_yield_with, state, pool, context),
     )
 
 
-def member_yield_ppm(state: ChainState, pool: L.Pool, context: SetView) -> int:
+def member_yield_ppm(state: ChainState, pool: L.Pool, context: SetView, added: int = YIELD_PROBE) -> int:
     """`(member_rate(state, pool, context) * PPM).__floor__()`, the floor taken in integers.
 
     The pools view's rate is a Fraction, and making it and scaling it cost
-    two gcds of numbers of a hundred digits: most of a quote.
+    two gcds of numbers of a hundred digits: most of a quote. `added`: the
+    delegation quoted for (the view's probe by default).
     """
     if pool.status != L.ACTIVE or pool.retiring_epoch:
         return 0
     performance = R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window)
     num, den = R.expected_member_rate_terms(
-        pool, YIELD_PROBE, context.active_total, context.bonded_total, performance, state.params
+        pool, added, context.active_total, context.bonded_total, performance, state.params
     )
     return num * PPM // den
+
+
+def _yield_with(state: ChainState, pool: L.Pool, context: SetView, amount: int, moving: bool) -> int:
+    """The pool's member yield in ppm with `amount` more in it (`Quote.yield_for`).
+
+    Stake that moves from another active pool leaves the totals as they were,
+    so they are taken down by it first; the rate formula adds it back.
+    """
+    amount = max(amount, YIELD_PROBE)
+    if moving:
+        context = replace(
+            context, active_total=context.active_total - amount, bonded_total=context.bonded_total - amount
+        )
+    return member_yield_ppm(state, pool, context, amount)
 
 
 def _moved_totals(
