@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -19,6 +21,7 @@ from network.econ.full import MessageLevel, UnreliableNode
 from network.econ.policies import POLICIES, largest_policy
 from network.econ.runs import epoch_lines
 from network.econ.wealth import balances, shares_of
+from node.core import ledger as L
 from node.core.genesis import PPM
 from node.core.ledger import genesis_ledger
 from node.core.tx import UpdatePool
@@ -315,6 +318,42 @@ def test_requoting_only_the_pools_a_move_touched_gives_the_same_run_as_requoting
 
     config = economy()
     assert list(FullRequote(config).run()) == list(FastForward(config).run())  # type: ignore[arg-type]
+
+
+def test_deciding_yield_turns_per_pool_gives_the_same_run_as_asking_every_delegator() -> None:
+    """The engine's shortcuts (a `yield` holder stays when its pool's quote holds, decided once per
+    pool; loyal holders stay; class totals read from one table per pool) must change nothing:
+    moves, misses, rejections, holdings and hashes, with moves, a jailed pool, a whale, inattentive
+    delegators, and liquid delegation."""
+
+    class EveryTurnInFull(FastForward):
+        def _stays(self, ledger, market, address, switching_cost_ppm):  # type: ignore[no-untyped-def]
+            return False
+
+        def _holdings(self):  # type: ignore[no-untyped-def]
+            ledger, totals = self.state.ledger, Counter[str]()
+            for d in self.world.delegators:
+                address = d.keypair.address
+                held = L.account_of(ledger, address).balance
+                held += sum(e.amount for e in ledger.unbonding if e.delegator == address)
+                pool = ledger.pools.get(self.where.get(address, b"")) if not ledger.liquid else None
+                totals[d.cls] += held + (L.stake_of(pool, address) if pool is not None else 0)
+            return dict(totals)
+
+    inattentive = WHALE.replace('name = "crowd"', 'name = "crowd"\nattention_ppm = 400000')
+    liquid = SMALL.replace("unbonding_epochs = 1", "unbonding_epochs = 1\nliquid_delegation = 1")
+    for text in (SMALL, liquid, WHALE, inattentive):
+        config = economy(text)
+        full = EveryTurnInFull(config)  # type: ignore[arg-type]
+        full._roster = [(d, a, s, _asked(p), y) for d, a, s, p, y in full._roster]  # no shortcut by identity
+        expected = list(full.run())
+        assert list(FastForward(config).run()) == expected  # type: ignore[arg-type]
+        assert sum(r["moves"] for r in expected) > 0
+
+
+def _asked(policy: Any) -> Any:
+    """The same policy under another identity: the engine's `is yield_policy` shortcuts do not see it."""
+    return lambda holding, market, spec, rng: policy(holding, market, spec, rng)
 
 
 # ------------------------------------------------------------------ the message-level mode

@@ -23,16 +23,28 @@ blocks, then what `network.econ.metrics` measures.
 
 from __future__ import annotations
 
+import gc
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from network.econ import metrics as M
 from network.econ.config import EconomyConfig, TimelineEvent
 from network.econ.digest import ledger_hash
-from network.econ.policies import LEAVE, POLICIES, Holding, Market, Policy, better_pool
+from network.econ.policies import (
+    LEAVE,
+    POLICIES,
+    Holding,
+    Market,
+    Policy,
+    better_pool,
+    loyal_policy,
+    worth_switching,
+    yield_policy,
+)
 from network.econ.quotes import quote, requote
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
@@ -48,7 +60,7 @@ from node.core.messages import (
     sign_item,
 )
 from node.core.query import SetView
-from node.core.shares import exchange_rate_ppm
+from node.core.shares import exchange_rate_ppm, share_value
 from node.core.state import (
     ChainState,
     apply_block,
@@ -102,6 +114,14 @@ class FastForward:
         self.policies = {**POLICIES, **(policies or {})}
         self._locked: dict[bytes, int] = {}  # delegator -> epoch its redelegated stake may hop again
         self._context = SetView.of(self.state)  # the totals the current quotes were made on
+        # Each delegator with what its turn looks up every epoch: key address, class, policy, and
+        # whether its miss is counted (yield seekers), in the world's order.
+        self._roster = [
+            (d, d.keypair.address, self.classes[d.cls], self.policies[d.policy], d.policy == "yield")
+            for d in self.world.delegators
+        ]
+        self._settled_market: Market | None = None  # what `_stays` worked out, per (pool, cost), for it
+        self._settled: dict[tuple[bytes, int], bool] = {}
 
     # ------------------------------------------------------------------ the run
 
@@ -109,22 +129,23 @@ class FastForward:
         self, epochs: int | None = None, progress: Callable[[int], None] | None = None
     ) -> Iterator[dict[str, Any]]:
         """Run `epochs` epochs (the file's by default), yielding each one's record; stops early if the chain halts."""
-        before = self._holdings()
-        if self.state.height == 0:  # where everyone starts, before anyone acted
-            yield self._record(-1, EpochLog(), before, before)
-        for _ in range(self.config.epochs if epochs is None else epochs):
-            log = EpochLog()
-            epoch = self.state.epoch
-            try:
-                self._epoch(log)
-            except Halted as exc:
-                yield {"epoch": epoch, "halted": str(exc), "height": self.state.height}
-                return
-            after = self._holdings()
-            yield self._record(epoch, log, before, after)
-            before = after
-            if progress is not None:
-                progress(1)
+        with _collector_spares_the_world():
+            before = self._holdings()
+            if self.state.height == 0:  # where everyone starts, before anyone acted
+                yield self._record(-1, EpochLog(), before, before)
+            for _ in range(self.config.epochs if epochs is None else epochs):
+                log = EpochLog()
+                epoch = self.state.epoch
+                try:
+                    self._epoch(log)
+                except Halted as exc:
+                    yield {"epoch": epoch, "halted": str(exc), "height": self.state.height}
+                    return
+                after = self._holdings()
+                yield self._record(epoch, log, before, after)
+                before = after
+                if progress is not None:
+                    progress(1)
 
     def _epoch(self, log: EpochLog) -> None:
         txs = self._boundary_txs(log)
@@ -256,16 +277,25 @@ class FastForward:
         self._locked = {}
         for entry in ledger.redelegations:
             self._locked[entry.delegator] = max(self._locked.get(entry.delegator, 0), entry.release_epoch)
-        order = list(self.world.delegators)
-        self.rng.shuffle(order)
+        order = list(self._roster)
+        rng = self.rng
+        rng.shuffle(order)  # the same draws as shuffling the delegators: a shuffle reads only the length
         txs: list[bytes] = []
-        for delegator in order:
-            spec = self.classes[delegator.cls]
-            if spec.attention_ppm < PPM and self.rng.randrange(PPM) >= spec.attention_ppm:
+        for delegator, address, spec, policy, seeks_yield in order:
+            attention = spec.attention_ppm
+            if attention < PPM and rng.randrange(PPM) >= attention:
                 continue  # not looking this epoch
-            holding = self._holding(ledger, delegator)
-            target = self.policies[delegator.policy](holding, quotes, spec, self.rng)
-            tx = self._move(ledger, delegator, holding, target)
+            if policy is loyal_policy or (
+                policy is yield_policy and self._stays(ledger, quotes, address, spec.switching_cost_ppm)
+            ):
+                continue  # decided for its pool, not for it: see `_stays`
+            holding = self._holding(ledger, address)
+            target = policy(holding, quotes, spec, rng)
+            tx = (
+                None
+                if target is None or target == holding.pool
+                else self._move(ledger, delegator, holding, target)
+            )
             if tx is not None:
                 after, events = L.process_tx(ledger, self.state.chain_id, tx, self.state.params)
                 if events[-1].kind == "tx_rejected":
@@ -276,10 +306,36 @@ class FastForward:
                     txs.append(tx)
                     log.moves += 1
                     self._moved(delegator, target, ledger)
-                    holding = self._holding(ledger, delegator)  # unless it moved, it holds as before
-            if delegator.policy == "yield":
+                    holding = self._holding(ledger, address)  # unless it moved, it holds as before
+            if seeks_yield:
                 log.policy_misses += self._misses(holding, quotes, spec.switching_cost_ppm)
         return txs
+
+    def _stays(self, ledger: L.Ledger, market: Market, address: bytes, switching_cost_ppm: int) -> bool:
+        """True when a `yield` delegator's turn is sure to leave it where it is, with no miss to count.
+
+        `yield_policy` moves a holder only when its pool closed or the best
+        quote beats its pool's by more than the switching cost, and weighs
+        the holder's own stake only after that: so when its pool's quote
+        holds its own, every holder in the pool stays, whatever it holds,
+        and the miss count (the same rule) finds nothing. That is worked
+        out once per pool and market instead of once per holder, which at
+        10,000 delegators was most of an epoch's decisions. False means
+        only "not sure": the turn is then taken in full.
+        """
+        if ledger.liquid:
+            return False
+        pool_address = self.where.get(address)
+        pool = ledger.pools.get(pool_address) if pool_address else None
+        if pool is None or not L.stake_of(pool, address):
+            return False
+        if self._settled_market is not market:
+            self._settled_market, self._settled = market, {}
+        key = (pool_address, switching_cost_ppm)
+        settled = self._settled.get(key)
+        if settled is None:
+            settled = self._settled[key] = _pool_holds(market, pool_address, switching_cost_ppm)
+        return settled
 
     @staticmethod
     def _misses(holding: Holding, market: Market, switching_cost_ppm: int) -> int:
@@ -311,9 +367,8 @@ class FastForward:
         market, self._context = requote(market, self._context, state, before, touched)
         return market
 
-    def _holding(self, ledger: L.Ledger, delegator: Delegator) -> Holding:
-        address = delegator.keypair.address
-        account = L.account_of(ledger, address)
+    def _holding(self, ledger: L.Ledger, address: bytes) -> Holding:
+        account = ledger.accounts.get(address, L.NO_ACCOUNT)  # `L.account_of`, 10,000 times an epoch
         if ledger.liquid:
             pool = account.delegated_to or None
             return Holding(pool, account.balance if pool else 0, account.balance)
@@ -378,12 +433,21 @@ class FastForward:
         unbonding: Counter[bytes] = Counter()
         for entry in ledger.unbonding:
             unbonding[entry.delegator] += entry.amount
+        accounts, pools = ledger.accounts, ledger.pools
+        stakes: dict[bytes, dict[bytes, int]] = {}  # pool -> what each member's shares are worth, once
         totals: Counter[str] = Counter()
-        for d in self.world.delegators:
-            address = d.keypair.address
-            held = L.account_of(ledger, address).balance + unbonding.get(address, 0)  # no __missing__ call
-            pool = ledger.pools.get(self.where.get(address, b"")) if not ledger.liquid else None
-            totals[d.cls] += held + (L.stake_of(pool, address) if pool is not None else 0)
+        for delegator, address, _, _, _ in self._roster:
+            held = accounts.get(address, L.NO_ACCOUNT).balance + unbonding.get(address, 0)
+            pool = None if ledger.liquid else pools.get(self.where.get(address, b""))
+            if pool is not None:
+                if address == pool.operator:
+                    held += pool.pledge
+                else:
+                    worth = stakes.get(pool.address)
+                    if worth is None:
+                        worth = stakes[pool.address] = _member_worth(pool)
+                    held += worth.get(address, 0)
+            totals[delegator.cls] += held
         return dict(totals)
 
     # ------------------------------------------------------------------ the record
@@ -430,6 +494,40 @@ class FastForward:
             "events": log.events,
             "penalties": log.penalties,
         }
+
+
+@contextmanager
+def _collector_spares_the_world() -> Iterator[None]:
+    """While a run lasts, the garbage collector leaves alone what existed before it (`gc.freeze`).
+
+    The world (10,000 keys, their accounts, genesis) lives as long as the run,
+    and every full collection walked all of it again: 7-18% of an epoch at the
+    benchmark's size. Reference counting still frees what dies; the freeze
+    ends with the run, so a process that runs many economies (tests, sweeps)
+    collects what a finished run left behind.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _pool_holds(market: Market, pool: bytes, switching_cost_ppm: int) -> bool:
+    """Whether `yield` holders in `pool` (open) stay: no best quote, or none better by the switching cost."""
+    best, current = market.best_yield, market.by_address.get(pool)
+    if best is None:
+        return True
+    if current is None or not current.open:
+        return False
+    return best.address == pool or not worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm)
+
+
+def _member_worth(pool: L.Pool) -> dict[bytes, int]:
+    """`L.stake_of(pool, member)` for every member at once (the share total and tokens read once)."""
+    total, tokens = pool.total_shares, pool.member_tokens
+    return {member: share_value(count, total, tokens) for member, count in pool.shares.items()}
 
 
 def _growth_ppm(before: int, after: int) -> int:
