@@ -6,15 +6,19 @@ per-epoch reward payouts) for a few epochs, and prints, measured in the same
 run, the ceilings it cannot beat: the chain's own `apply_block` over an
 epoch of empty blocks, quoting every pool once, and the state hash an epoch
 record carries. The goal is 1,000 epochs in under 5 minutes; the last line
-says what this machine's rate makes of it.
+says what this machine's rate makes of it: the epochs run, then the rest at
+the median of the run's second half (the first epochs carry the crowd's first
+moves). `--epochs 1000` runs the goal itself.
 
-    python bench/econ_fastforward.py                       # 200 pools, 10,000 delegators, 10 epochs
+    python bench/econ_fastforward.py                       # 200 pools, 10,000 delegators, 20 epochs
+    python bench/econ_fastforward.py --epochs 1000         # the goal, measured rather than projected
     python bench/econ_fastforward.py --delegators 2000 --epochs 30
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -60,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pools", type=int, default=200)
     parser.add_argument("--delegators", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--epoch-length", type=int, default=100)
     args = parser.parse_args()
     config = parse_economy(economy(args.pools, args.delegators, args.epoch_length), "bench", Path("."))
@@ -71,11 +75,26 @@ def main() -> None:
     print(f"economy: {args.pools} pools, {args.delegators} delegators, epochs of {args.epoch_length} blocks")
     print(f"  build (keys, wealth, genesis): {build_s:.1f} s")
 
+    times: list[float] = []
+    moves: list[int] = []
     started = time.perf_counter()
-    moves = sum(record.get("moves", 0) for record in engine.run(args.epochs))
-    run_s = time.perf_counter() - started
-    per_epoch = run_s / args.epochs
-    print(f"  run: {args.epochs} epochs in {run_s:.1f} s = {per_epoch:.2f} s/epoch, {moves} moves")
+    for record in engine.run(args.epochs):
+        now = time.perf_counter()
+        if record["epoch"] >= 0:  # the first record is genesis, before any epoch ran
+            times.append(now - started)
+            moves.append(record["moves"])
+        started = now
+    run_s = sum(times)
+    settled = times[len(times) // 2 :]  # the first epochs carry the crowd's first moves
+    per_epoch = statistics.median(settled)
+    print(
+        f"  run: {len(times)} epochs in {run_s:.1f} s; {sum(moves)} moves, "
+        f"{sum(moves[len(moves) // 2 :])} of them in the second half"
+    )
+    print(
+        f"  per epoch: first {times[0]:.2f} s ({moves[0]} moves), median of the second half "
+        f"{per_epoch:.3f} s, slowest {max(settled):.3f} s"
+    )
 
     # Ceilings, measured now on the same state, each the best of a few tries: one try may take a full
     # garbage collection of the whole process with it (tens of ms here), which is no part of the ceiling.
@@ -94,10 +113,11 @@ def main() -> None:
     print(f"    apply_block over {args.epoch_length} empty blocks: {blocks_s:.2f} s")
     print(f"    quoting all {args.pools} pools once:             {quote_s:.3f} s")
     print(f"    ledger hash of the epoch record:        {digest_s:.3f} s")
-    projected = build_s + GOAL_EPOCHS * per_epoch
+    projected = build_s + run_s + max(0, GOAL_EPOCHS - len(times)) * per_epoch
     verdict = "meets" if projected <= GOAL_S else "misses"
+    how = "measured, with the build" if len(times) >= GOAL_EPOCHS else "at this rate, with the build"
     print(
-        f"  {GOAL_EPOCHS} epochs at this rate: {projected / 60:.1f} min ({verdict} the {GOAL_S / 60:.0f} min goal; "
+        f"  {GOAL_EPOCHS} epochs {how}: {projected / 60:.1f} min ({verdict} the {GOAL_S / 60:.0f} min goal; "
         f"the chain alone would take {GOAL_EPOCHS * (blocks_s + digest_s) / 60:.1f} min)"
     )
 
