@@ -322,13 +322,18 @@ def test_requoting_only_the_pools_a_move_touched_gives_the_same_run_as_requoting
 
 def test_deciding_yield_turns_per_pool_gives_the_same_run_as_asking_every_delegator() -> None:
     """The engine's shortcuts (a `yield` holder stays when its pool's quote holds, decided once per
-    pool; loyal holders stay; class totals read from one table per pool) must change nothing:
+    pool; loyal holders stay; class totals read from one table per pool; the whole committee signs
+    while everyone is online, worked out once per committee) must change nothing:
     moves, misses, rejections, holdings and hashes, with moves, a jailed pool, a whale, inattentive
     delegators, and liquid delegation."""
 
     class EveryTurnInFull(FastForward):
         def _stays(self, ledger, market, address, switching_cost_ppm):  # type: ignore[no-untyped-def]
             return False
+
+        def _signers(self, committee):  # type: ignore[no-untyped-def]
+            signers = tuple(address for address, _ in committee.members if self._signs(address))
+            return signers, sum(committee.power_of(a) for a in signers)
 
         def _holdings(self):  # type: ignore[no-untyped-def]
             ledger, totals = self.state.ledger, Counter[str]()

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from network.econ import metrics as M
@@ -63,6 +64,7 @@ from node.core.query import SetView
 from node.core.shares import exchange_rate_ppm, share_value
 from node.core.state import (
     ChainState,
+    Committee,
     apply_block,
     committee_at,
     evidence_problem,
@@ -105,6 +107,8 @@ class FastForward:
         self.rng = random.Random(f"econ/{config.name}/{self.seed}")
         self.offline: set[bytes] = set()
         self.performance = {self.world.owners[p.name].address: p.performance_ppm for p in config.pools}
+        self._full_performance = all(p >= PPM for p in self.performance.values())
+        self._everyone: tuple[Committee | None, tuple[bytes, ...], int] = (None, (), 0)  # see `_signers`
         self.where: dict[bytes, bytes] = self._genesis_positions()
         self.entry_rate: dict[bytes, int] = {}
         self.last_cert: CommitCertificate | None = None
@@ -178,8 +182,8 @@ class FastForward:
             proposer = proposer_of(state, round_)
             if proposer in self.offline:
                 continue
-            signers = tuple(address for address, _ in committee.members if self._signs(address))
-            if committee.is_quorum(sum(committee.power_of(a) for a in signers)):
+            signers, power = self._signers(committee)
+            if committee.is_quorum(power):
                 break
         else:
             raise Halted(f"height {state.height + 1}: no quorum of online signers in {MAX_ROUNDS} rounds")
@@ -188,14 +192,27 @@ class FastForward:
             state.height + 1, state.last_block_hash, proposer, timestamp, txs, evidence, self.last_cert
         )
         self.state, events = apply_block(state, block)
-        self.last_cert = CommitCertificate(
-            block.height, round_, block.hash, tuple((a, b"") for a in sorted(signers))
-        )
+        self.last_cert = CommitCertificate(block.height, round_, block.hash, _unsigned(signers))
         for event in events:
             if event.kind == "tx_rejected":
                 log.rejected[event.reason.split(":")[0]] += 1
             elif event.kind in ("jailed", "tombstoned", "unjailed", "retired"):
                 log.penalties.append(f"{self.names.get(event.validator, '?')} {event.kind}")
+
+    def _signers(self, committee: Committee) -> tuple[tuple[bytes, ...], int]:
+        """Who signs this round, and their power: each member online and, below full performance, drawn.
+
+        While every pool is online at full performance that is the whole
+        committee, and no chance is drawn for it, so it is worked out once per
+        committee rather than once per height.
+        """
+        if not self.offline and self._full_performance:
+            if self._everyone[0] is not committee:
+                everyone = tuple(a for a, _ in committee.members)
+                self._everyone = (committee, everyone, sum(committee.power_of(a) for a in everyone))
+            return self._everyone[1], self._everyone[2]
+        signers = tuple(address for address, _ in committee.members if self._signs(address))
+        return signers, sum(committee.power_of(a) for a in signers)
 
     def _signs(self, address: bytes) -> bool:
         if address in self.offline:
@@ -522,6 +539,15 @@ def _pool_holds(market: Market, pool: bytes, switching_cost_ppm: int) -> bool:
     if current is None or not current.open:
         return False
     return best.address == pool or not worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm)
+
+
+@lru_cache(maxsize=4)
+def _unsigned(signers: tuple[bytes, ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """A certificate's signer list in address order, signatures left empty (nothing verifies them here).
+
+    The same signers sign height after height, so the sorted list is kept for them.
+    """
+    return tuple((address, b"") for address in sorted(signers))
 
 
 def _member_worth(pool: L.Pool) -> dict[bytes, int]:
