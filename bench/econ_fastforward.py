@@ -27,7 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from network.econ.config import parse_economy
-from network.econ.engine import EpochLog, FastForward, ledger_hash
+from network.econ.digest import ledger_hash
+from network.econ.engine import FastForward
+from network.econ.record import EpochLog
 from node.core.query import pools_view
 
 GOAL_EPOCHS, GOAL_S = 1000, 300.0

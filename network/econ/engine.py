@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import gc
 import random
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from network.econ import metrics as M
 from network.econ.config import EconomyConfig, TimelineEvent
-from network.econ.digest import ledger_hash
 from network.econ.policies import (
     LEAVE,
     POLICIES,
@@ -47,6 +44,7 @@ from network.econ.policies import (
     yield_policy,
 )
 from network.econ.quotes import quote, requote
+from network.econ.record import EpochLog, class_holdings, epoch_record
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
 from node.core.genesis import PPM
@@ -61,7 +59,7 @@ from node.core.messages import (
     sign_item,
 )
 from node.core.query import SetView
-from node.core.shares import exchange_rate_ppm, share_value
+from node.core.shares import exchange_rate_ppm
 from node.core.state import (
     ChainState,
     Committee,
@@ -78,19 +76,6 @@ MAX_ROUNDS = 100  # rounds tried at one height before the chain counts as halted
 
 class Halted(Exception):
     """The chain stopped: no round at a height found an online proposer and a quorum of signers."""
-
-
-@dataclass
-class EpochLog:
-    """What happened during one epoch, for its record."""
-
-    moves: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    policy_misses: int = (
-        0  # yield delegators left in a pool quoted worse than the best by more than their cost
-    )
-    events: list[str] = field(default_factory=list)  # the timeline's, as the file names them
-    penalties: list[str] = field(default_factory=list)  # what the ledger did: jailed, tombstoned, unjailed
 
 
 class FastForward:
@@ -124,6 +109,7 @@ class FastForward:
             (d, d.keypair.address, self.classes[d.cls], self.policies[d.policy], d.policy == "yield")
             for d in self.world.delegators
         ]
+        self._members = [(address, d.cls) for d, address, _, _, _ in self._roster]
         self._settled_market: Market | None = None  # what `_stays` worked out, per (pool, cost), for it
         self._settled: dict[tuple[bytes, int], bool] = {}
 
@@ -444,73 +430,17 @@ class FastForward:
     def _sign(self, pool: str, tx: Tx) -> bytes:
         return sign_tx(self.state.chain_id, tx, self.world.owners[pool])
 
-    def _holdings(self) -> dict[str, int]:
-        """Each delegator class's total: balances, stake where each holds it, and unbonding."""
-        ledger = self.state.ledger
-        unbonding: Counter[bytes] = Counter()
-        for entry in ledger.unbonding:
-            unbonding[entry.delegator] += entry.amount
-        accounts, pools = ledger.accounts, ledger.pools
-        stakes: dict[bytes, dict[bytes, int]] = {}  # pool -> what each member's shares are worth, once
-        totals: Counter[str] = Counter()
-        for delegator, address, _, _, _ in self._roster:
-            held = accounts.get(address, L.NO_ACCOUNT).balance + unbonding.get(address, 0)
-            pool = None if ledger.liquid else pools.get(self.where.get(address, b""))
-            if pool is not None:
-                if address == pool.operator:
-                    held += pool.pledge
-                else:
-                    worth = stakes.get(pool.address)
-                    if worth is None:
-                        worth = stakes[pool.address] = _member_worth(pool)
-                    held += worth.get(address, 0)
-            totals[delegator.cls] += held
-        return dict(totals)
-
     # ------------------------------------------------------------------ the record
+
+    def _holdings(self) -> dict[str, int]:
+        """Each delegator class's total (`network.econ.record.class_holdings`)."""
+        return class_holdings(self.state.ledger, self._members, self.where)
 
     def _record(
         self, epoch: int, log: EpochLog, before: dict[str, int], after: dict[str, int]
     ) -> dict[str, Any]:
-        state, ledger = self.state, self.state.ledger
-        active = [power for _, power in L.active_powers(ledger)]
-        quotes = self._quotes(ledger).by_address
-        pools = {
-            self.names.get(address, address.hex()[:8]): [
-                L.pool_power(pool),
-                quotes[address].yield_ppm,
-                pool.status,
-            ]
-            for address, pool in sorted(ledger.pools.items(), key=lambda item: self.names.get(item[0], ""))
-        }
-        return {
-            "epoch": epoch,
-            "height": state.height,
-            "ledger_hash": ledger_hash(ledger).hex(),
-            "nakamoto": M.nakamoto(active),
-            "gini_ppm": M.gini_ppm(active),
-            "hhi_ppm": M.hhi_ppm(active),
-            "top3_ppm": M.top_share_ppm(active),
-            "saturated": M.saturated(active, L.bonded_stake(ledger), state.params.saturation_k),
-            "active_pools": len(active),
-            "reserve": ledger.reserve,
-            "issued": ledger.issued,
-            "slashed": ledger.slashed,
-            "supply_conserved": L.supply_is_conserved(ledger),
-            "pools": pools,
-            "classes": {
-                name: {
-                    "holdings": after.get(name, 0),
-                    "yield_ppm": _growth_ppm(before.get(name, 0), after.get(name, 0)),
-                }
-                for name in self.classes
-            },
-            "moves": log.moves,
-            "policy_misses": log.policy_misses,
-            "rejected": dict(sorted(log.rejected.items())),
-            "events": log.events,
-            "penalties": log.penalties,
-        }
+        market = self._quotes(self.state.ledger)
+        return epoch_record(epoch, self.state, market, self.names, list(self.classes), log, before, after)
 
 
 @contextmanager
@@ -548,13 +478,3 @@ def _unsigned(signers: tuple[bytes, ...]) -> tuple[tuple[bytes, bytes], ...]:
     The same signers sign height after height, so the sorted list is kept for them.
     """
     return tuple((address, b"") for address in sorted(signers))
-
-
-def _member_worth(pool: L.Pool) -> dict[bytes, int]:
-    """`L.stake_of(pool, member)` for every member at once (the share total and tokens read once)."""
-    total, tokens = pool.total_shares, pool.member_tokens
-    return {member: share_value(count, total, tokens) for member, count in pool.shares.items()}
-
-
-def _growth_ppm(before: int, after: int) -> int:
-    return (after - before) * PPM // before if before else 0

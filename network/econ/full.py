@@ -28,8 +28,9 @@ from dataclasses import replace
 from typing import Any
 
 from network.econ.config import EconomyConfig, TimelineEvent
-from network.econ.engine import EpochLog, FastForward, Halted
+from network.econ.engine import FastForward, Halted
 from network.econ.policies import Policy
+from network.econ.record import EpochLog
 from network.sim.net import SimNetwork
 from network.sim.node import SharedCore, SimNode
 from network.sim.plans import FaultPlan

@@ -1,0 +1,124 @@
+"""What an economy run writes for each epoch: one JSON-able record of where the stake stands.
+
+Both modes (fast-forward and the message-level simulator) write the same
+record from the same state, so it is built here, apart from how either mode
+gets to that state: concentration (`network.econ.metrics`), each pool's
+stake, quote and status, each delegator class's holdings and yield, the
+ledger's totals and hash, and what the epoch's log saw happen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from network.econ import metrics as M
+from network.econ.digest import ledger_hash
+from network.econ.policies import Market
+from node.core import ledger as L
+from node.core.genesis import PPM
+from node.core.shares import share_value
+from node.core.state import ChainState
+
+
+@dataclass
+class EpochLog:
+    """What happened during one epoch, for its record."""
+
+    moves: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    policy_misses: int = (
+        0  # yield delegators left in a pool quoted worse than the best by more than their cost
+    )
+    events: list[str] = field(default_factory=list)  # the timeline's, as the file names them
+    penalties: list[str] = field(default_factory=list)  # what the ledger did: jailed, tombstoned, unjailed
+
+
+def epoch_record(
+    epoch: int,
+    state: ChainState,
+    market: Market,
+    names: Mapping[bytes, str],
+    classes: Iterable[str],
+    log: EpochLog,
+    before: Mapping[str, int],
+    after: Mapping[str, int],
+) -> dict[str, Any]:
+    """The record of `epoch` (-1: genesis), which ended in `state`, with `market` the pools quoted on it.
+
+    `before` and `after` are each class's holdings at the epoch's start and
+    end (`class_holdings`); a class's yield is their growth.
+    """
+    ledger = state.ledger
+    active = [power for _, power in L.active_powers(ledger)]
+    quotes = market.by_address
+    pools = {
+        names.get(address, address.hex()[:8]): [L.pool_power(pool), quotes[address].yield_ppm, pool.status]
+        for address, pool in sorted(ledger.pools.items(), key=lambda item: names.get(item[0], ""))
+    }
+    return {
+        "epoch": epoch,
+        "height": state.height,
+        "ledger_hash": ledger_hash(ledger).hex(),
+        "nakamoto": M.nakamoto(active),
+        "gini_ppm": M.gini_ppm(active),
+        "hhi_ppm": M.hhi_ppm(active),
+        "top3_ppm": M.top_share_ppm(active),
+        "saturated": M.saturated(active, L.bonded_stake(ledger), state.params.saturation_k),
+        "active_pools": len(active),
+        "reserve": ledger.reserve,
+        "issued": ledger.issued,
+        "slashed": ledger.slashed,
+        "supply_conserved": L.supply_is_conserved(ledger),
+        "pools": pools,
+        "classes": {
+            name: {
+                "holdings": after.get(name, 0),
+                "yield_ppm": growth_ppm(before.get(name, 0), after.get(name, 0)),
+            }
+            for name in classes
+        },
+        "moves": log.moves,
+        "policy_misses": log.policy_misses,
+        "rejected": dict(sorted(log.rejected.items())),
+        "events": log.events,
+        "penalties": log.penalties,
+    }
+
+
+def class_holdings(
+    ledger: L.Ledger, members: Iterable[tuple[bytes, str]], where: Mapping[bytes, bytes]
+) -> dict[str, int]:
+    """Each class's total over its (address, class) members: balances, unbonding, and the stake
+    each holds in the pool `where` says it is in (locked delegation; liquid stake is the balance)."""
+    unbonding: Counter[bytes] = Counter()
+    for entry in ledger.unbonding:
+        unbonding[entry.delegator] += entry.amount
+    accounts, pools = ledger.accounts, ledger.pools
+    worths: dict[bytes, dict[bytes, int]] = {}  # pool -> what each member's shares are worth, once
+    totals: Counter[str] = Counter()
+    for address, cls in members:
+        held = accounts.get(address, L.NO_ACCOUNT).balance + unbonding.get(address, 0)
+        pool = None if ledger.liquid else pools.get(where.get(address, b""))
+        if pool is not None:
+            if address == pool.operator:
+                held += pool.pledge
+            else:
+                worth = worths.get(pool.address)
+                if worth is None:
+                    worth = worths[pool.address] = member_worth(pool)
+                held += worth.get(address, 0)
+        totals[cls] += held
+    return dict(totals)
+
+
+def member_worth(pool: L.Pool) -> dict[bytes, int]:
+    """`L.stake_of(pool, member)` for every member at once (the share total and tokens read once)."""
+    total, tokens = pool.total_shares, pool.member_tokens
+    return {member: share_value(count, total, tokens) for member, count in pool.shares.items()}
+
+
+def growth_ppm(before: int, after: int) -> int:
+    return (after - before) * PPM // before if before else 0
