@@ -103,6 +103,9 @@ class FastForward:
         self.policies = {**POLICIES, **(policies or {})}
         self._locked: dict[bytes, int] = {}  # delegator -> epoch its redelegated stake may hop again
         self._context = SetView.of(self.state)  # the totals the current quotes were made on
+        self._last_quoted: tuple[ChainState | None, L.Ledger | None, Market, SetView] = (
+            None, None, Market(()), self._context
+        )  # fmt: skip
         # Each delegator with what its turn looks up every epoch: key address, class, policy, and
         # whether its miss is counted (yield seekers), in the world's order.
         self._roster = [
@@ -357,10 +360,20 @@ class FastForward:
         return int(better_pool(holding, market, switching_cost_ppm) is not None)
 
     def _quotes(self, ledger: L.Ledger) -> Market:
-        """Every pool quoted from scratch; the totals they were quoted on are kept for `_requote`."""
+        """Every pool quoted from scratch; the totals they were quoted on are kept for `_requote`.
+
+        The same chain state and ledger quote the same: an epoch's record and
+        the next epoch's first turn (when no event sent anything) share one market.
+        """
+        last_state, last_ledger, market, context = self._last_quoted
+        if last_state is self.state and last_ledger is ledger:
+            self._context = context
+            return market
         state = replace(self.state, ledger=ledger)
         self._context = SetView.of(state)
-        return Market(tuple(quote(state, pool, self._context) for pool in ledger.pools.values()))
+        market = Market(tuple(quote(state, pool, self._context) for pool in ledger.pools.values()))
+        self._last_quoted = (self.state, ledger, market, self._context)
+        return market
 
     def _requote(
         self, market: Market, before: L.Ledger, after: L.Ledger, touched: tuple[bytes | None, ...]
