@@ -32,10 +32,14 @@ from node.core.query import SetView, member_rate, pools_view
 from node.core.selection import (
     INT64_MAX,
     INT64_MIN,
+    MAX_TOTAL_VOTING_POWER,
     PRIORITY_WINDOW_SIZE_FACTOR,
+    PrioritizedValidator,
+    ProposerPriorities,
     clip_all_int64,
     clip_int64,
     increment_priorities,
+    increment_proposer_priority,
     rescale_priorities,
     safe_add_clip,
     safe_sub_clip,
@@ -241,6 +245,49 @@ def test_incrementing_priorities_elects_as_the_one_by_one_version(
 ) -> None:
     powers, priorities = [w for w, _ in pairs], [p for _, p in pairs]
     assert increment_priorities(powers, priorities, times) == plain_increment(powers, priorities, times)
+
+
+def plain_incremented(p: ProposerPriorities, times: int) -> ProposerPriorities:
+    """`increment_proposer_priority` with every record built, and checked, by its constructor."""
+    powers = [v.power for v in p.validators]
+    priorities, chosen = increment_priorities(powers, [v.priority for v in p.validators], times)
+    validators = tuple(
+        PrioritizedValidator(v.address, v.power, priority)
+        for v, priority in zip(p.validators, priorities, strict=True)
+    )
+    return ProposerPriorities(validators, validators[chosen].address)
+
+
+prioritized_sets = st.lists(
+    st.tuples(
+        st.integers(1, MAX_TOTAL_VOTING_POWER // 8) | st.integers(1, 1000),
+        st.integers(INT64_MIN, INT64_MAX) | st.integers(-3000, 3000),
+    ),
+    min_size=1,
+    max_size=len(ADDRESSES),
+).map(
+    lambda pairs: ProposerPriorities(
+        tuple(PrioritizedValidator(ADDRESSES[i], w, p) for i, (w, p) in enumerate(pairs)), None
+    )
+)
+
+
+@settings(max_examples=300)
+@given(prioritized_sets, st.integers(1, 5))
+def test_incremented_priorities_are_the_records_their_constructors_build(
+    p: ProposerPriorities, times: int
+) -> None:
+    """Equal, hashed and hashed into the state alike, and still records the plain ones are: replace checks."""
+    fast, plain = increment_proposer_priority(p, times), plain_incremented(p, times)
+    assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)
+    assert canonical(fast) == canonical(plain)
+    assert all(
+        type(v) is PrioritizedValidator and vars(v) == vars(w)
+        for v, w in zip(fast.validators, plain.validators, strict=True)
+    )
+    assert increment_proposer_priority(fast, times) == plain_incremented(plain, times)
+    with pytest.raises(ValueError):
+        replace(fast.validators[0], priority=INT64_MAX + 1)
 
 
 # ------------------------------------------------------------------ the market

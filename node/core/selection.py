@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, pairwise
+from typing import Any, TypeVar
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -64,6 +65,8 @@ MAX_SHUFFLE_COUNT = 2**40
 # ---------------------------------------------------------------------------
 # Containers
 # ---------------------------------------------------------------------------
+
+_Record = TypeVar("_Record")
 
 
 @dataclass(frozen=True)
@@ -301,14 +304,39 @@ def _apply_power_map(
 
 
 def increment_proposer_priority(p: ProposerPriorities, times: int) -> ProposerPriorities:
-    """Run ``times`` elections and record the last proposer (``times`` >= 1)."""
+    """Run ``times`` elections and record the last proposer (``times`` >= 1).
+
+    The result is built without the constructors' checks (``reprioritized``):
+    every block increments the committee's priorities, and those checks were
+    most of its cost while they cannot fail here. Addresses, order and powers
+    are the checked set's own, every priority is clipped to int64 by the
+    election, and the proposer is one of the members.
+    """
     powers = [v.power for v in p.validators]
     priorities, chosen = increment_priorities(powers, [v.priority for v in p.validators], times)
-    validators = tuple(
-        PrioritizedValidator(address=v.address, power=v.power, priority=priority)
-        for v, priority in zip(p.validators, priorities, strict=True)
+    validators = reprioritized(p.validators, priorities)
+    return _unchecked(ProposerPriorities, {"validators": validators, "proposer": validators[chosen].address})
+
+
+def reprioritized(
+    validators: Sequence[PrioritizedValidator], priorities: Sequence[int]
+) -> tuple[PrioritizedValidator, ...]:
+    """The validators with these priorities, in order; each priority must already fit in int64."""
+    return tuple(
+        _unchecked(PrioritizedValidator, {"address": v.address, "power": v.power, "priority": priority})
+        for v, priority in zip(validators, priorities, strict=True)
     )
-    return ProposerPriorities(validators=validators, proposer=validators[chosen].address)
+
+
+def _unchecked(cls: type[_Record], values: dict[str, Any]) -> _Record:
+    """An instance of the frozen dataclass `cls` holding `values` (every field), its ``__post_init__`` skipped.
+
+    The same value the constructor makes, as its fields are all it holds;
+    only for values whose checks are known to pass.
+    """
+    record = object.__new__(cls)
+    object.__setattr__(record, "__dict__", values)
+    return record
 
 
 def new_priorities(validators: Sequence[tuple[bytes, int]]) -> ProposerPriorities:
