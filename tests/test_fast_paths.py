@@ -23,11 +23,21 @@ from network.econ.policies import Market, Quote
 from network.econ.quotes import member_yield_ppm
 from node.core import ledger as L
 from node.core import rewards as R
+from node.core import signing_keys as SK
 from node.core.codec import DecodeError, encode
-from node.core.genesis import PPM, Params
+from node.core.genesis import PPM, Params, make_genesis
 from node.core.keys import Keypair
 from node.core.ledger import Account, FrozenMap, Ledger, Pool, Redelegation, Redelegations, Unbonding
-from node.core.messages import sha256
+from node.core.messages import (
+    Block,
+    CommitCertificate,
+    Evidence,
+    Kind,
+    Vote,
+    make_evidence,
+    sha256,
+    sign_item,
+)
 from node.core.query import SetView, member_rate, pools_view
 from node.core.selection import (
     INT64_MAX,
@@ -44,8 +54,8 @@ from node.core.selection import (
     safe_add_clip,
     safe_sub_clip,
 )
-from node.core.state import canonical
-from node.core.tx import Delegate, Transfer, decode_tx, sign_tx, verify_tx
+from node.core.state import ChainState, apply_block, canonical, genesis_state, proposer_of
+from node.core.tx import Delegate, RotateKey, Transfer, Undelegate, Unjail, decode_tx, sign_tx, verify_tx
 from tests.test_econ import SMALL, economy
 
 ADDRESSES = [bytes([i]) * 20 for i in range(6)]
@@ -577,3 +587,88 @@ def test_the_ledgers_replace_builds_other_dataclasses_through_their_init() -> No
     assert L.replace(Checked(1), amount=4).twice == 8
     participation = L.Participation(1, 0, b"b", 0, (ADDRESSES[0],), frozenset())
     assert L.replace(participation, round=2) == dataclasses.replace(participation, round=2)
+
+
+# ------------------------------------------------------------------ a block's validator set and keys
+
+CHAIN_KEYS = {f"v{i}": Keypair.deterministic(f"fast-paths/chain/v{i}") for i in range(6)}
+FRESH_KEYS = [Keypair.deterministic(f"fast-paths/chain/hot{i}") for i in range(8)]
+CHAIN_PARAMS = Params(
+    committee_size=4, epoch_length=3, downtime_window=3, max_missed_in_window=1, late_precommit_ms=0,
+    jail_epochs=0, unbonding_epochs=1, evidence_max_age=4,
+)  # fmt: skip
+CHAIN_GENESIS = make_genesis(
+    "fast-paths",
+    CHAIN_KEYS,
+    params=CHAIN_PARAMS,
+    stakes={n: 1000 * (i + 1) for i, n in enumerate(CHAIN_KEYS)},
+)
+
+# Per block: which members of the last committee sign its certificate (a bit mask), and one of nothing,
+# an equivocation, a stake withdrawal, a signing key rotation or an unjail request by the named pool.
+chain_steps = st.lists(
+    st.tuples(
+        st.integers(0, 15),
+        st.sampled_from(["none", "none", "equivocate", "withdraw", "rotate", "unjail"]),
+        st.sampled_from(sorted(CHAIN_KEYS)),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+def step_block(
+    state: ChainState, cert: CommitCertificate | None, action: str, name: str, fresh: int
+) -> Block:
+    key, chain = CHAIN_KEYS[name], state.chain_id
+    nonce = L.account_of(state.ledger, key.address).nonce
+    txs: tuple[bytes, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    if action == "withdraw":
+        txs = (sign_tx(chain, Undelegate(nonce, key.address, 700), key),)
+    elif action == "rotate":
+        txs = (sign_tx(chain, RotateKey(nonce, FRESH_KEYS[fresh % len(FRESH_KEYS)].public), key),)
+    elif action == "unjail":
+        txs = (sign_tx(chain, Unjail(nonce), key),)
+    elif action == "equivocate" and state.height:
+        votes = [Vote(Kind.PREVOTE, state.height, 0, bytes([n]) * 32, key.address) for n in (1, 2)]
+        evidence = (make_evidence(*(replace(v, signature=sign_item(chain, v, key)) for v in votes)),)
+    proposer = proposer_of(state, 0)
+    return Block(
+        state.next_height, state.last_block_hash, proposer, state.last_timestamp_ms + 1, txs, evidence, cert
+    )
+
+
+def plain_validator_set(before: ChainState, after: ChainState) -> tuple[tuple[bytes, int], ...]:
+    """The set every block used to work out: filtered against the new pools (or the ledger's, at a boundary)."""
+    pools = after.ledger.pools
+    if after.epoch != before.epoch:
+        return L.active_powers(after.ledger) or before.validator_set
+    kept = tuple((a, w) for a, w in before.validator_set if a in pools and pools[a].status == L.ACTIVE)
+    return kept or before.validator_set
+
+
+def plain_signing_keys(before: ChainState, after: ChainState) -> tuple[Any, SK.KeyHistory]:
+    """The keys every block used to work out: every pool's key compared with the current ones."""
+    keep_from = after.height - after.params.evidence_max_age
+    oldest = min((entry.height for entry in after.participation), default=keep_from)
+    pool_keys = ((address, pool.public_key) for address, pool in after.ledger.pools.items())
+    return SK.rotate(before.public_keys, before.key_history, pool_keys, after.height, min(keep_from, oldest))
+
+
+@settings(max_examples=60, deadline=None)
+@given(chain_steps)
+def test_a_blocks_validator_set_and_signing_keys_are_the_ones_worked_out_afresh(
+    steps: list[tuple[int, str, str]],
+) -> None:
+    """Through jails, tombstones, withdrawals, key rotations and boundaries, kept pools or changed."""
+    state, cert = genesis_state(CHAIN_GENESIS), None
+    for fresh, (mask, action, name) in enumerate(steps):
+        block = step_block(state, cert, action, name, fresh)
+        after, _ = apply_block(state, block)
+        assert after.validator_set == plain_validator_set(state, after)
+        assert (after.public_keys, after.key_history) == plain_signing_keys(state, after)
+        members = [a for a, _ in state.committee.members]
+        signers = sorted(a for i, a in enumerate(members) if mask >> i & 1)
+        cert = CommitCertificate(block.height, 0, block.hash, tuple((a, b"") for a in signers))
+        state = after
