@@ -672,3 +672,58 @@ def test_a_blocks_validator_set_and_signing_keys_are_the_ones_worked_out_afresh(
         signers = sorted(a for i, a in enumerate(members) if mask >> i & 1)
         cert = CommitCertificate(block.height, 0, block.hash, tuple((a, b"") for a in signers))
         state = after
+
+
+# ------------------------------------------------------------------ downtime
+
+
+def plain_judge(
+    ledger: Ledger, participation: L.Participation, epoch: int, params: Params
+) -> tuple[Ledger, tuple[L.LedgerEvent, ...]]:
+    """`judge_participation` as three passes: record every active member, keep the changed, jail by address."""
+    recorded = {
+        address: L.record_participation(pool, address in participation.signers, params.downtime_window)
+        for address in participation.committee
+        if (pool := ledger.pools.get(address)) is not None and pool.status == L.ACTIVE
+    }
+    changed = {address: pool for address, pool in recorded.items() if pool is not ledger.pools[address]}
+    ledger = replace(ledger, pools=ledger.pools.update(changed))
+    events: tuple[L.LedgerEvent, ...] = ()
+    for address in sorted(recorded):
+        if L.missed_count(recorded[address]) > params.max_missed_in_window:
+            ledger, jailed = L.jail_for_downtime(ledger, address, epoch, params)
+            events += jailed
+    return ledger, events
+
+
+judged_pools = st.builds(
+    lambda address, status, missed, pledge: Pool(
+        address, "p", b"k", address, pledge, 0, 0, FrozenMap(), status, 0, missed, 0
+    ),
+    some_address,
+    st.sampled_from(["active", "active", "jailed", "tombstoned"]),
+    st.integers(0, 2**8 - 1),
+    st.integers(0, 10**6),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(judged_pools, max_size=len(ADDRESSES)),
+    st.lists(some_address, max_size=len(ADDRESSES)),
+    st.sets(some_address),
+    st.integers(1, 8),
+    st.integers(0, 8),
+)
+def test_judging_a_height_in_one_pass_records_and_jails_as_three_passes(
+    pools: list[Pool], committee: list[bytes], signers: set[bytes], window: int, allowed: int
+) -> None:
+    """Members signed or not, active or not, missing from the ledger, past the allowed misses or not."""
+    ledger = Ledger(FrozenMap(), FrozenMap((p.address, p) for p in pools), (), frozenset(), 0, 0, 0)
+    participation = L.Participation(7, 0, b"b", 0, tuple(sorted(set(committee))), frozenset(signers))
+    params = Params(downtime_window=window, max_missed_in_window=allowed)
+    judged, plain = (
+        L.judge_participation(ledger, participation, 3, params),
+        plain_judge(ledger, participation, 3, params),
+    )
+    assert judged == plain and canonical(judged[0]) == canonical(plain[0])
