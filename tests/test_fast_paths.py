@@ -48,11 +48,13 @@ from node.core.selection import (
     ProposerPriorities,
     clip_all_int64,
     clip_int64,
+    compute_shuffled_index,
     increment_priorities,
     increment_proposer_priority,
     rescale_priorities,
     safe_add_clip,
     safe_sub_clip,
+    shuffled_indices,
 )
 from node.core.state import ChainState, apply_block, canonical, genesis_state, proposer_of
 from node.core.tx import Delegate, RotateKey, Transfer, Undelegate, Unjail, decode_tx, sign_tx, verify_tx
@@ -727,3 +729,22 @@ def test_judging_a_height_in_one_pass_records_and_jails_as_three_passes(
         plain_judge(ledger, participation, 3, params),
     )
     assert judged == plain and canonical(judged[0]) == canonical(plain[0])
+
+
+# ------------------------------------------------------------------ the seat draw's shuffle
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 2**40) | st.integers(1, 600),
+    st.binary(min_size=32, max_size=32),
+    st.lists(st.integers(0, 2**40), max_size=40),
+    st.integers(0, 12),
+)
+def test_following_indices_together_lands_each_where_the_one_index_shuffle_does(
+    count: int, seed: bytes, picks: list[int], rounds: int
+) -> None:
+    """Counts from a few positions (lanes sharing source blocks) to the shuffle's limit, any round count."""
+    indices = [pick % count for pick in picks]
+    together = shuffled_indices(indices, count, seed, rounds)
+    assert together == tuple(compute_shuffled_index(i, count, seed, rounds) for i in indices)

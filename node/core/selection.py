@@ -499,24 +499,28 @@ def shuffled_indices(
 
     Each round's pivot is hashed once, and each 256-position source block at
     most once however many indices need it.  That keeps drawing a
-    committee's seats from a list of a million stake units cheap.
+    committee's seats from a list of a million stake units cheap.  The inner
+    loop calls ``hashlib`` and ``int.to_bytes`` directly (``sha256`` and
+    ``uint_to_bytes`` without their wrappers): a draw of 128 seats from
+    stakes of 10**12 units hashes a source block per seat per round.
     """
     _check_shuffle_args(count, seed, rounds)
     current = list(indices)
     for index in current:
         if not 0 <= index < count:
             raise ValueError(f"index {index} outside [0, {count})")
+    digest = hashlib.sha256
     for current_round in range(rounds):
         prefix = seed + uint_to_bytes(current_round, 1)
-        pivot = bytes_to_uint64(sha256(prefix)[0:8]) % count
+        mirror = bytes_to_uint64(sha256(prefix)[0:8]) % count + count  # pivot + count
         sources: dict[int, bytes] = {}  # position // 256 -> its source block
         for lane, index in enumerate(current):
-            flip = (pivot + count - index) % count
+            flip = (mirror - index) % count
             position = index if index > flip else flip
             block = position >> 8
             source = sources.get(block)
             if source is None:
-                source = sources[block] = sha256(prefix + uint_to_bytes(block, 4))
+                source = sources[block] = digest(prefix + block.to_bytes(4, "little")).digest()
             if (source[(position & 255) >> 3] >> (position & 7)) & 1:
                 current[lane] = flip
     return tuple(current)
