@@ -748,3 +748,28 @@ def test_following_indices_together_lands_each_where_the_one_index_shuffle_does(
     indices = [pick % count for pick in picks]
     together = shuffled_indices(indices, count, seed, rounds)
     assert together == tuple(compute_shuffled_index(i, count, seed, rounds) for i in indices)
+
+
+# ------------------------------------------------------------------ a block's paid signers
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(judged_pools, max_size=len(ADDRESSES)),
+    st.lists(st.tuples(some_address, st.integers(0, 3)), max_size=len(ADDRESSES)),
+    st.sets(some_address),
+    judged_pools,
+)
+def test_the_paid_signers_are_those_each_pool_lookup_finds_rewardable(
+    pools: list[Pool], committee: list[tuple[bytes, int]], signers: set[bytes], changed: Pool
+) -> None:
+    """Tombstoned, unknown and powerless members left out; asked again after a pool changes, afresh."""
+    before = Ledger(FrozenMap(), FrozenMap((p.address, p) for p in pools), (), frozenset(), 0, 0, 0)
+    ctx = L.BlockContext(5, 0, ADDRESSES[0], tuple(committee), frozenset(signers), ())
+    for ledger in (before, L.set_pool(before, changed)):
+        plain = tuple(
+            (address, power)
+            for address, power in committee
+            if address in signers and power > 0 and L.is_rewardable(ledger, address)
+        )
+        assert L.rewarded_signers(ledger, ctx) == plain

@@ -873,11 +873,17 @@ def is_rewardable(ledger: Ledger, address: bytes) -> bool:
 
 def rewarded_signers(ledger: Ledger, ctx: BlockContext) -> tuple[tuple[bytes, int], ...]:
     """(address, committee power) of the previous certificate's signers that can be paid."""
+    rewardable, signers = ledger.pools.derived(_rewardable), ctx.prev_signers
     return tuple(
         (address, power)
         for address, power in ctx.prev_committee
-        if address in ctx.prev_signers and power > 0 and is_rewardable(ledger, address)
+        if address in signers and power > 0 and address in rewardable
     )
+
+
+def _rewardable(pools: FrozenMap[bytes, Pool]) -> frozenset[bytes]:
+    """The pools `is_rewardable` says yes to, once per pool map: every block asks it of every signer."""
+    return frozenset(address for address, pool in pools.items() if pool.status != TOMBSTONED)
 
 
 def block_pool_rewards(ledger: Ledger, ctx: BlockContext, params: Params) -> dict[bytes, int]:
