@@ -23,25 +23,41 @@ from network.econ.policies import Market, Quote
 from network.econ.quotes import member_yield_ppm
 from node.core import ledger as L
 from node.core import rewards as R
+from node.core import signing_keys as SK
 from node.core.codec import DecodeError, encode
-from node.core.genesis import PPM, Params
+from node.core.genesis import PPM, Params, make_genesis
 from node.core.keys import Keypair
 from node.core.ledger import Account, FrozenMap, Ledger, Pool, Redelegation, Redelegations, Unbonding
-from node.core.messages import sha256
+from node.core.messages import (
+    Block,
+    CommitCertificate,
+    Evidence,
+    Kind,
+    Vote,
+    make_evidence,
+    sha256,
+    sign_item,
+)
 from node.core.query import SetView, member_rate, pools_view
 from node.core.selection import (
     INT64_MAX,
     INT64_MIN,
+    MAX_TOTAL_VOTING_POWER,
     PRIORITY_WINDOW_SIZE_FACTOR,
+    PrioritizedValidator,
+    ProposerPriorities,
     clip_all_int64,
     clip_int64,
+    compute_shuffled_index,
     increment_priorities,
+    increment_proposer_priority,
     rescale_priorities,
     safe_add_clip,
     safe_sub_clip,
+    shuffled_indices,
 )
-from node.core.state import canonical
-from node.core.tx import Delegate, Transfer, decode_tx, sign_tx, verify_tx
+from node.core.state import ChainState, apply_block, canonical, genesis_state, proposer_of
+from node.core.tx import Delegate, RotateKey, Transfer, Undelegate, Unjail, decode_tx, sign_tx, verify_tx
 from tests.test_econ import SMALL, economy
 
 ADDRESSES = [bytes([i]) * 20 for i in range(6)]
@@ -241,6 +257,49 @@ def test_incrementing_priorities_elects_as_the_one_by_one_version(
 ) -> None:
     powers, priorities = [w for w, _ in pairs], [p for _, p in pairs]
     assert increment_priorities(powers, priorities, times) == plain_increment(powers, priorities, times)
+
+
+def plain_incremented(p: ProposerPriorities, times: int) -> ProposerPriorities:
+    """`increment_proposer_priority` with every record built, and checked, by its constructor."""
+    powers = [v.power for v in p.validators]
+    priorities, chosen = increment_priorities(powers, [v.priority for v in p.validators], times)
+    validators = tuple(
+        PrioritizedValidator(v.address, v.power, priority)
+        for v, priority in zip(p.validators, priorities, strict=True)
+    )
+    return ProposerPriorities(validators, validators[chosen].address)
+
+
+prioritized_sets = st.lists(
+    st.tuples(
+        st.integers(1, MAX_TOTAL_VOTING_POWER // 8) | st.integers(1, 1000),
+        st.integers(INT64_MIN, INT64_MAX) | st.integers(-3000, 3000),
+    ),
+    min_size=1,
+    max_size=len(ADDRESSES),
+).map(
+    lambda pairs: ProposerPriorities(
+        tuple(PrioritizedValidator(ADDRESSES[i], w, p) for i, (w, p) in enumerate(pairs)), None
+    )
+)
+
+
+@settings(max_examples=300)
+@given(prioritized_sets, st.integers(1, 5))
+def test_incremented_priorities_are_the_records_their_constructors_build(
+    p: ProposerPriorities, times: int
+) -> None:
+    """Equal, hashed and hashed into the state alike, and still records the plain ones are: replace checks."""
+    fast, plain = increment_proposer_priority(p, times), plain_incremented(p, times)
+    assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)
+    assert canonical(fast) == canonical(plain)
+    assert all(
+        type(v) is PrioritizedValidator and vars(v) == vars(w)
+        for v, w in zip(fast.validators, plain.validators, strict=True)
+    )
+    assert increment_proposer_priority(fast, times) == plain_incremented(plain, times)
+    with pytest.raises(ValueError):
+        replace(fast.validators[0], priority=INT64_MAX + 1)
 
 
 # ------------------------------------------------------------------ the market
@@ -530,3 +589,187 @@ def test_the_ledgers_replace_builds_other_dataclasses_through_their_init() -> No
     assert L.replace(Checked(1), amount=4).twice == 8
     participation = L.Participation(1, 0, b"b", 0, (ADDRESSES[0],), frozenset())
     assert L.replace(participation, round=2) == dataclasses.replace(participation, round=2)
+
+
+# ------------------------------------------------------------------ a block's validator set and keys
+
+CHAIN_KEYS = {f"v{i}": Keypair.deterministic(f"fast-paths/chain/v{i}") for i in range(6)}
+FRESH_KEYS = [Keypair.deterministic(f"fast-paths/chain/hot{i}") for i in range(8)]
+CHAIN_PARAMS = Params(
+    committee_size=4, epoch_length=3, downtime_window=3, max_missed_in_window=1, late_precommit_ms=0,
+    jail_epochs=0, unbonding_epochs=1, evidence_max_age=4,
+)  # fmt: skip
+CHAIN_GENESIS = make_genesis(
+    "fast-paths",
+    CHAIN_KEYS,
+    params=CHAIN_PARAMS,
+    stakes={n: 1000 * (i + 1) for i, n in enumerate(CHAIN_KEYS)},
+)
+
+# Per block: which members of the last committee sign its certificate (a bit mask), and one of nothing,
+# an equivocation, a stake withdrawal, a signing key rotation or an unjail request by the named pool.
+chain_steps = st.lists(
+    st.tuples(
+        st.integers(0, 15),
+        st.sampled_from(["none", "none", "equivocate", "withdraw", "rotate", "unjail"]),
+        st.sampled_from(sorted(CHAIN_KEYS)),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+def step_block(
+    state: ChainState, cert: CommitCertificate | None, action: str, name: str, fresh: int
+) -> Block:
+    key, chain = CHAIN_KEYS[name], state.chain_id
+    nonce = L.account_of(state.ledger, key.address).nonce
+    txs: tuple[bytes, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    if action == "withdraw":
+        txs = (sign_tx(chain, Undelegate(nonce, key.address, 700), key),)
+    elif action == "rotate":
+        txs = (sign_tx(chain, RotateKey(nonce, FRESH_KEYS[fresh % len(FRESH_KEYS)].public), key),)
+    elif action == "unjail":
+        txs = (sign_tx(chain, Unjail(nonce), key),)
+    elif action == "equivocate" and state.height:
+        votes = [Vote(Kind.PREVOTE, state.height, 0, bytes([n]) * 32, key.address) for n in (1, 2)]
+        evidence = (make_evidence(*(replace(v, signature=sign_item(chain, v, key)) for v in votes)),)
+    proposer = proposer_of(state, 0)
+    return Block(
+        state.next_height, state.last_block_hash, proposer, state.last_timestamp_ms + 1, txs, evidence, cert
+    )
+
+
+def plain_validator_set(before: ChainState, after: ChainState) -> tuple[tuple[bytes, int], ...]:
+    """The set every block used to work out: filtered against the new pools (or the ledger's, at a boundary)."""
+    pools = after.ledger.pools
+    if after.epoch != before.epoch:
+        return L.active_powers(after.ledger) or before.validator_set
+    kept = tuple((a, w) for a, w in before.validator_set if a in pools and pools[a].status == L.ACTIVE)
+    return kept or before.validator_set
+
+
+def plain_signing_keys(before: ChainState, after: ChainState) -> tuple[Any, SK.KeyHistory]:
+    """The keys every block used to work out: every pool's key compared with the current ones."""
+    keep_from = after.height - after.params.evidence_max_age
+    oldest = min((entry.height for entry in after.participation), default=keep_from)
+    pool_keys = ((address, pool.public_key) for address, pool in after.ledger.pools.items())
+    return SK.rotate(before.public_keys, before.key_history, pool_keys, after.height, min(keep_from, oldest))
+
+
+@settings(max_examples=60, deadline=None)
+@given(chain_steps)
+def test_a_blocks_validator_set_and_signing_keys_are_the_ones_worked_out_afresh(
+    steps: list[tuple[int, str, str]],
+) -> None:
+    """Through jails, tombstones, withdrawals, key rotations and boundaries, kept pools or changed."""
+    state, cert = genesis_state(CHAIN_GENESIS), None
+    for fresh, (mask, action, name) in enumerate(steps):
+        block = step_block(state, cert, action, name, fresh)
+        after, _ = apply_block(state, block)
+        assert after.validator_set == plain_validator_set(state, after)
+        assert (after.public_keys, after.key_history) == plain_signing_keys(state, after)
+        members = [a for a, _ in state.committee.members]
+        signers = sorted(a for i, a in enumerate(members) if mask >> i & 1)
+        cert = CommitCertificate(block.height, 0, block.hash, tuple((a, b"") for a in signers))
+        state = after
+
+
+# ------------------------------------------------------------------ downtime
+
+
+def plain_judge(
+    ledger: Ledger, participation: L.Participation, epoch: int, params: Params
+) -> tuple[Ledger, tuple[L.LedgerEvent, ...]]:
+    """`judge_participation` as three passes: record every active member, keep the changed, jail by address."""
+    recorded = {
+        address: L.record_participation(pool, address in participation.signers, params.downtime_window)
+        for address in participation.committee
+        if (pool := ledger.pools.get(address)) is not None and pool.status == L.ACTIVE
+    }
+    changed = {address: pool for address, pool in recorded.items() if pool is not ledger.pools[address]}
+    ledger = replace(ledger, pools=ledger.pools.update(changed))
+    events: tuple[L.LedgerEvent, ...] = ()
+    for address in sorted(recorded):
+        if L.missed_count(recorded[address]) > params.max_missed_in_window:
+            ledger, jailed = L.jail_for_downtime(ledger, address, epoch, params)
+            events += jailed
+    return ledger, events
+
+
+judged_pools = st.builds(
+    lambda address, status, missed, pledge: Pool(
+        address, "p", b"k", address, pledge, 0, 0, FrozenMap(), status, 0, missed, 0
+    ),
+    some_address,
+    st.sampled_from(["active", "active", "jailed", "tombstoned"]),
+    st.integers(0, 2**8 - 1),
+    st.integers(0, 10**6),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(judged_pools, max_size=len(ADDRESSES)),
+    st.lists(some_address, max_size=len(ADDRESSES)),
+    st.sets(some_address),
+    st.integers(1, 8),
+    st.integers(0, 8),
+)
+def test_judging_a_height_in_one_pass_records_and_jails_as_three_passes(
+    pools: list[Pool], committee: list[bytes], signers: set[bytes], window: int, allowed: int
+) -> None:
+    """Members signed or not, active or not, missing from the ledger, past the allowed misses or not."""
+    ledger = Ledger(FrozenMap(), FrozenMap((p.address, p) for p in pools), (), frozenset(), 0, 0, 0)
+    participation = L.Participation(7, 0, b"b", 0, tuple(sorted(set(committee))), frozenset(signers))
+    params = Params(downtime_window=window, max_missed_in_window=allowed)
+    judged, plain = (
+        L.judge_participation(ledger, participation, 3, params),
+        plain_judge(ledger, participation, 3, params),
+    )
+    assert judged == plain and canonical(judged[0]) == canonical(plain[0])
+
+
+# ------------------------------------------------------------------ the seat draw's shuffle
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 2**40) | st.integers(1, 600),
+    st.binary(min_size=32, max_size=32),
+    st.lists(st.integers(0, 2**40), max_size=40),
+    st.integers(0, 12),
+)
+def test_following_indices_together_lands_each_where_the_one_index_shuffle_does(
+    count: int, seed: bytes, picks: list[int], rounds: int
+) -> None:
+    """Counts from a few positions (lanes sharing source blocks) to the shuffle's limit, any round count."""
+    indices = [pick % count for pick in picks]
+    together = shuffled_indices(indices, count, seed, rounds)
+    assert together == tuple(compute_shuffled_index(i, count, seed, rounds) for i in indices)
+
+
+# ------------------------------------------------------------------ a block's paid signers
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(judged_pools, max_size=len(ADDRESSES)),
+    st.lists(st.tuples(some_address, st.integers(0, 3)), max_size=len(ADDRESSES)),
+    st.sets(some_address),
+    judged_pools,
+)
+def test_the_paid_signers_are_those_each_pool_lookup_finds_rewardable(
+    pools: list[Pool], committee: list[tuple[bytes, int]], signers: set[bytes], changed: Pool
+) -> None:
+    """Tombstoned, unknown and powerless members left out; asked again after a pool changes, afresh."""
+    before = Ledger(FrozenMap(), FrozenMap((p.address, p) for p in pools), (), frozenset(), 0, 0, 0)
+    ctx = L.BlockContext(5, 0, ADDRESSES[0], tuple(committee), frozenset(signers), ())
+    for ledger in (before, L.set_pool(before, changed)):
+        plain = tuple(
+            (address, power)
+            for address, power in committee
+            if address in signers and power > 0 and L.is_rewardable(ledger, address)
+        )
+        assert L.rewarded_signers(ledger, ctx) == plain

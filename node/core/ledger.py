@@ -837,19 +837,29 @@ def apply_downtime(
 def judge_participation(
     ledger: Ledger, participation: Participation, epoch: int, params: Params
 ) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
-    """Record one height's participation; jail active pools past the allowed misses."""
-    recorded = {
-        address: record_participation(pool, address in participation.signers, params.downtime_window)
-        for address in participation.committee
-        if (pool := ledger.pools.get(address)) is not None and pool.status == ACTIVE
-    }
-    changed = {address: pool for address, pool in recorded.items() if pool is not ledger.pools[address]}
-    ledger = replace(ledger, pools=ledger.pools.update(changed))
+    """Record one height's participation; jail active pools past the allowed misses, by address.
+
+    One pass over the committee: every block judges a height, and most of
+    them change no pool and jail nobody.
+    """
+    pools, signers = ledger.pools, participation.signers
+    window, limit = params.downtime_window, params.max_missed_in_window
+    changed: dict[bytes, Pool] = {}
+    over: set[bytes] = set()
+    for address in participation.committee:
+        pool = pools.get(address)
+        if pool is None or pool.status != ACTIVE:
+            continue
+        recorded = record_participation(pool, address in signers, window)
+        if recorded is not pool:
+            changed[address] = recorded
+        if missed_count(recorded) > limit:
+            over.add(address)
+    ledger = replace(ledger, pools=pools.update(changed))
     events: tuple[LedgerEvent, ...] = ()
-    for address in sorted(recorded):
-        if missed_count(recorded[address]) > params.max_missed_in_window:
-            ledger, jailed = jail_for_downtime(ledger, address, epoch, params)
-            events += jailed
+    for address in sorted(over):
+        ledger, jailed = jail_for_downtime(ledger, address, epoch, params)
+        events += jailed
     return ledger, events
 
 
@@ -863,11 +873,17 @@ def is_rewardable(ledger: Ledger, address: bytes) -> bool:
 
 def rewarded_signers(ledger: Ledger, ctx: BlockContext) -> tuple[tuple[bytes, int], ...]:
     """(address, committee power) of the previous certificate's signers that can be paid."""
+    rewardable, signers = ledger.pools.derived(_rewardable), ctx.prev_signers
     return tuple(
         (address, power)
         for address, power in ctx.prev_committee
-        if address in ctx.prev_signers and power > 0 and is_rewardable(ledger, address)
+        if address in signers and power > 0 and address in rewardable
     )
+
+
+def _rewardable(pools: FrozenMap[bytes, Pool]) -> frozenset[bytes]:
+    """The pools `is_rewardable` says yes to, once per pool map: every block asks it of every signer."""
+    return frozenset(address for address, pool in pools.items() if pool.status != TOMBSTONED)
 
 
 def block_pool_rewards(ledger: Ledger, ctx: BlockContext, params: Params) -> dict[bytes, int]:

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, pairwise
+from typing import Any, TypeVar
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -64,6 +65,8 @@ MAX_SHUFFLE_COUNT = 2**40
 # ---------------------------------------------------------------------------
 # Containers
 # ---------------------------------------------------------------------------
+
+_Record = TypeVar("_Record")
 
 
 @dataclass(frozen=True)
@@ -301,14 +304,39 @@ def _apply_power_map(
 
 
 def increment_proposer_priority(p: ProposerPriorities, times: int) -> ProposerPriorities:
-    """Run ``times`` elections and record the last proposer (``times`` >= 1)."""
+    """Run ``times`` elections and record the last proposer (``times`` >= 1).
+
+    The result is built without the constructors' checks (``reprioritized``):
+    every block increments the committee's priorities, and those checks were
+    most of its cost while they cannot fail here. Addresses, order and powers
+    are the checked set's own, every priority is clipped to int64 by the
+    election, and the proposer is one of the members.
+    """
     powers = [v.power for v in p.validators]
     priorities, chosen = increment_priorities(powers, [v.priority for v in p.validators], times)
-    validators = tuple(
-        PrioritizedValidator(address=v.address, power=v.power, priority=priority)
-        for v, priority in zip(p.validators, priorities, strict=True)
+    validators = reprioritized(p.validators, priorities)
+    return _unchecked(ProposerPriorities, {"validators": validators, "proposer": validators[chosen].address})
+
+
+def reprioritized(
+    validators: Sequence[PrioritizedValidator], priorities: Sequence[int]
+) -> tuple[PrioritizedValidator, ...]:
+    """The validators with these priorities, in order; each priority must already fit in int64."""
+    return tuple(
+        _unchecked(PrioritizedValidator, {"address": v.address, "power": v.power, "priority": priority})
+        for v, priority in zip(validators, priorities, strict=True)
     )
-    return ProposerPriorities(validators=validators, proposer=validators[chosen].address)
+
+
+def _unchecked(cls: type[_Record], values: dict[str, Any]) -> _Record:
+    """An instance of the frozen dataclass `cls` holding `values` (every field), its ``__post_init__`` skipped.
+
+    The same value the constructor makes, as its fields are all it holds;
+    only for values whose checks are known to pass.
+    """
+    record = object.__new__(cls)
+    object.__setattr__(record, "__dict__", values)
+    return record
 
 
 def new_priorities(validators: Sequence[tuple[bytes, int]]) -> ProposerPriorities:
@@ -471,24 +499,28 @@ def shuffled_indices(
 
     Each round's pivot is hashed once, and each 256-position source block at
     most once however many indices need it.  That keeps drawing a
-    committee's seats from a list of a million stake units cheap.
+    committee's seats from a list of a million stake units cheap.  The inner
+    loop calls ``hashlib`` and ``int.to_bytes`` directly (``sha256`` and
+    ``uint_to_bytes`` without their wrappers): a draw of 128 seats from
+    stakes of 10**12 units hashes a source block per seat per round.
     """
     _check_shuffle_args(count, seed, rounds)
     current = list(indices)
     for index in current:
         if not 0 <= index < count:
             raise ValueError(f"index {index} outside [0, {count})")
+    digest = hashlib.sha256
     for current_round in range(rounds):
         prefix = seed + uint_to_bytes(current_round, 1)
-        pivot = bytes_to_uint64(sha256(prefix)[0:8]) % count
+        mirror = bytes_to_uint64(sha256(prefix)[0:8]) % count + count  # pivot + count
         sources: dict[int, bytes] = {}  # position // 256 -> its source block
         for lane, index in enumerate(current):
-            flip = (pivot + count - index) % count
+            flip = (mirror - index) % count
             position = index if index > flip else flip
             block = position >> 8
             source = sources.get(block)
             if source is None:
-                source = sources[block] = sha256(prefix + uint_to_bytes(block, 4))
+                source = sources[block] = digest(prefix + block.to_bytes(4, "little")).digest()
             if (source[(position & 255) >> 3] >> (position & 7)) & 1:
                 current[lane] = flip
     return tuple(current)

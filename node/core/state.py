@@ -555,6 +555,34 @@ def next_validator_set(state: ChainState, ledger: L.Ledger, boundary: bool) -> t
     )
 
 
+def validator_set_after(state: ChainState, ledger: L.Ledger, boundary: bool) -> tuple[tuple[bytes, int], ...]:
+    """The validator set for the next height: `next_validator_set`, or the current one if that is empty.
+
+    Within an epoch, a block that leaves the ledger's pool map itself (most
+    do: rewards accrue beside it) keeps the set as it is. The current set
+    was worked out against these same pools (by the block before, or at
+    genesis), so every member is still active in them, or, if that left
+    nobody, none is and the fallback keeps it again.
+    """
+    if not boundary and ledger.pools is state.ledger.pools:
+        return state.validator_set
+    return next_validator_set(state, ledger, boundary) or state.validator_set
+
+
+def signing_keys_after(
+    state: ChainState, ledger: L.Ledger, height: int, keep_from: int
+) -> tuple[Mapping[bytes, bytes], SK.KeyHistory]:
+    """(current keys, key history) once `ledger`'s pools sign after `height` (`signing_keys.rotate`).
+
+    A block that leaves the pool map itself changes no key: the current keys
+    are already these pools' (the block before, or genesis, made them so),
+    and only history older than `keep_from` is dropped.
+    """
+    pools = ledger.pools
+    pool_keys = () if pools is state.ledger.pools else ((a, pool.public_key) for a, pool in pools.items())
+    return SK.rotate(state.public_keys, state.key_history, pool_keys, height, keep_from)
+
+
 def mix_seed(accumulator: bytes, block_hash: bytes) -> bytes:
     """Fold a finalized block hash into the running seed (the next epoch's randomness)."""
     return sha256(accumulator + block_hash)
@@ -574,7 +602,7 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
         epoch, epoch_seed = epoch + 1, accumulator
         ledger, epoch_events = L.start_epoch(ledger, epoch, state.params)
         events += epoch_events
-    validator_set = next_validator_set(state, ledger, boundary) or state.validator_set
+    validator_set = validator_set_after(state, ledger, boundary)
     seats, next_seats = state.seats, state.next_seats
     if boundary:
         size = state.params.committee_size
@@ -584,10 +612,7 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
     keep_from = height - state.params.evidence_max_age
     recent = tuple(c for c in (state.committee, *state.recent_committees) if c.height > keep_from)
     oldest_pending = min((entry.height for entry in pending), default=keep_from)
-    pool_keys = ((address, pool.public_key) for address, pool in ledger.pools.items())
-    public_keys, key_history = SK.rotate(
-        state.public_keys, state.key_history, pool_keys, height, min(keep_from, oldest_pending)
-    )
+    public_keys, key_history = signing_keys_after(state, ledger, height, min(keep_from, oldest_pending))
     new_state = replace(
         state,
         height=height,
