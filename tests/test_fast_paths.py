@@ -403,7 +403,8 @@ change = st.one_of(
 @settings(max_examples=300)
 @given(st.dictionaries(KEYS, st.integers(), max_size=30), st.lists(change, max_size=40))
 def test_a_layered_map_behaves_as_a_copied_dict(start: dict[int, int], changes: list[Any]) -> None:
-    """Every version equals a dict copied and changed the same way: entries, order, length, lookups."""
+    """Every version equals a dict copied and changed the same way: entries, order, length, lookups,
+    and its plain view."""
     versions = [(FrozenMap(start), dict(start))]
     for step in changes:
         current, model = versions[-1]
@@ -422,6 +423,7 @@ def test_a_layered_map_behaves_as_a_copied_dict(start: dict[int, int], changes: 
             list(current.items())  # iterating folds the layer in; nothing may change
         versions.append((current, model))
     for frozen, model in versions:  # the older versions too: a change leaves its origin as it was
+        assert dict(frozen.plain()) == model and frozen.plain().get(41, "none") == "none"  # the C view
         assert all(
             frozen.get(k, "none") == model.get(k, "none") and (k in frozen) == (k in model) for k in range(41)
         )

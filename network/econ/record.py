@@ -96,7 +96,7 @@ def class_holdings(
     unbonding: Counter[bytes] = Counter()
     for entry in ledger.unbonding:
         unbonding[entry.delegator] += entry.amount
-    accounts, pools = ledger.accounts, ledger.pools
+    accounts, pools = ledger.accounts.plain(), ledger.pools.plain()  # C look-ups, 10,000 each
     worths: dict[bytes, dict[bytes, int]] = {}  # pool -> what each member's shares are worth, once
     totals: Counter[str] = Counter()
     for address, cls in members:
