@@ -40,7 +40,6 @@ from network.econ.policies import (
     Policy,
     better_pool,
     loyal_policy,
-    worth_switching,
     yield_policy,
 )
 from network.econ.quotes import quote, requote
@@ -113,8 +112,6 @@ class FastForward:
             for d in self.world.delegators
         ]
         self._members = [(address, d.cls) for d, address, _, _, _ in self._roster]
-        self._settled_market: Market | None = None  # what `_stays` worked out, per (pool, cost), for it
-        self._settled: dict[tuple[bytes, int], bool] = {}
 
     # ------------------------------------------------------------------ the run
 
@@ -323,11 +320,11 @@ class FastForward:
         `yield_policy` moves a holder only when its pool closed or the best
         quote beats its pool's by more than the switching cost, and weighs
         the holder's own stake only after that: so when its pool's quote
-        holds its own, every holder in the pool stays, whatever it holds,
-        and the miss count (the same rule) finds nothing. That is worked
-        out once per pool and market instead of once per holder, which at
-        10,000 delegators was most of an epoch's decisions. False means
-        only "not sure": the turn is then taken in full.
+        holds its own (`Market.holds`, worked out once per pool and market),
+        every holder in the pool stays, whatever it holds, and the miss count
+        (the same rule) finds nothing; at 10,000 delegators the full turn
+        was most of an epoch's decisions. False means only "not sure": the
+        turn is then taken in full.
         """
         if ledger.liquid:
             return False
@@ -335,13 +332,8 @@ class FastForward:
         pool = ledger.pools.get(pool_address) if pool_address else None
         if pool is None or not L.stake_of(pool, address):
             return False
-        if self._settled_market is not market:
-            self._settled_market, self._settled = market, {}
-        key = (pool_address, switching_cost_ppm)
-        settled = self._settled.get(key)
-        if settled is None:
-            settled = self._settled[key] = _pool_holds(market, pool_address, switching_cost_ppm)
-        return settled
+        current = market.by_address.get(pool_address)
+        return current is not None and current.open and market.holds(current, switching_cost_ppm)
 
     @staticmethod
     def _misses(holding: Holding, market: Market, switching_cost_ppm: int) -> int:
@@ -384,7 +376,7 @@ class FastForward:
         return market
 
     def _holding(self, ledger: L.Ledger, address: bytes) -> Holding:
-        account = ledger.accounts.get(address, L.NO_ACCOUNT)  # `L.account_of`, 10,000 times an epoch
+        account = L.account_of(ledger, address)
         if ledger.liquid:
             pool = account.delegated_to or None
             return Holding(pool, account.balance if pool else 0, account.balance)
@@ -472,16 +464,6 @@ def _collector_spares_the_world() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-def _pool_holds(market: Market, pool: bytes, switching_cost_ppm: int) -> bool:
-    """Whether `yield` holders in `pool` (open) stay: no best quote, or none better by the switching cost."""
-    best, current = market.best_yield, market.by_address.get(pool)
-    if best is None:
-        return True
-    if current is None or not current.open:
-        return False
-    return best.address == pool or not worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm)
 
 
 @lru_cache(maxsize=4)

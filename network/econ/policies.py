@@ -122,6 +122,29 @@ class Market:
     def current(self, holding: Holding) -> Quote | None:
         return self.by_address.get(holding.pool) if holding.pool else None
 
+    def holds(self, current: Quote, switching_cost_ppm: int) -> bool:
+        """Whether, by the quotes alone, holders of `current` stay: no pool quotes better than it by
+        more than the switching cost (or none quotes at all).
+
+        The same answer for every holder of the pool, so a market works it out
+        once per (pool, cost): all 10,000 delegators of an economy ask it.
+        """
+        key = (current.address, switching_cost_ppm)
+        held = self._holds.get(key)
+        if held is None:
+            best = self.best_yield
+            held = self._holds[key] = (
+                best is None
+                or best.address == current.address
+                or not worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm)
+            )
+        return held
+
+    @cached_property
+    def _holds(self) -> dict[tuple[bytes, int], bool]:
+        """What `holds` worked out for this market (a requoted market is a new one, asked afresh)."""
+        return {}
+
     @cached_property
     def places(self) -> dict[bytes, int]:
         """Where each pool's quote is in `quotes` (a requoted market keeps the places)."""
@@ -188,9 +211,7 @@ def better_pool(holding: Holding, market: Market, switching_cost_ppm: int) -> Qu
     current pool's quote, whose stake already holds the delegator's.
     """
     best, current = market.best_yield, market.current(holding)
-    if best is None or current is None or best.address == current.address:
-        return None
-    if not worth_switching(current.yield_ppm, best.yield_ppm, switching_cost_ppm):
+    if best is None or current is None or market.holds(current, switching_cost_ppm):
         return None
     arriving = best.yield_for(holding.staked, moving=True)
     return best if worth_switching(current.yield_ppm, arriving, switching_cost_ppm) else None

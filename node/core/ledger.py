@@ -877,7 +877,12 @@ def judge_participation(
 
 def is_rewardable(ledger: Ledger, address: bytes) -> bool:
     pool = ledger.pools.get(address)
-    return pool is not None and pool.status != TOMBSTONED
+    return pool is not None and can_earn(pool)
+
+
+def can_earn(pool: Pool) -> bool:
+    """Whether a pool can still be paid: every status but tombstoned."""
+    return pool.status != TOMBSTONED
 
 
 def rewarded_signers(ledger: Ledger, ctx: BlockContext) -> tuple[tuple[bytes, int], ...]:
@@ -892,7 +897,7 @@ def rewarded_signers(ledger: Ledger, ctx: BlockContext) -> tuple[tuple[bytes, in
 
 def _rewardable(pools: FrozenMap[bytes, Pool]) -> frozenset[bytes]:
     """The pools `is_rewardable` says yes to, once per pool map: every block asks it of every signer."""
-    return frozenset(address for address, pool in pools.items() if pool.status != TOMBSTONED)
+    return frozenset(address for address, pool in pools.items() if can_earn(pool))
 
 
 def block_pool_rewards(ledger: Ledger, ctx: BlockContext, params: Params) -> dict[bytes, int]:
