@@ -88,7 +88,7 @@ def test_a_valid_vote_is_admitted_as_itself() -> None:
 def test_a_status_must_name_distinct_pools_its_signer_among_them(
     validators: tuple[object, ...], detail: str
 ) -> None:
-    status = seal(CHAIN_ID, Kind.STATUS, encode(("n1", 4, 2, True, validators)), KEYS["bob"])
+    status = seal(CHAIN_ID, Kind.STATUS, encode(("n1", 4, 2, True, validators, 0)), KEYS["bob"])
     rejected = admit(status.to_bytes(), CTX)
     assert isinstance(rejected, Rejected) and detail in rejected.detail, rejected
 
@@ -107,8 +107,10 @@ def test_other_message_kinds_are_admitted() -> None:
     signed = seal(CHAIN_ID, Kind.EVIDENCE, encode(evidence.to_wire()), KEYS["bob"])
     assert admit(signed.to_bytes(), CTX) == EvidenceMsg(ADDR["bob"], evidence)
     hosted = (ADDR["bob"], ADDR["carol"])
-    status = seal(CHAIN_ID, Kind.STATUS, encode(("n1", 4, 2, True, hosted)), KEYS["bob"])
-    assert admit(status.to_bytes(), CTX) == StatusMsg(ADDR["bob"], "n1", 4, 2, True, hosted)
+    status = seal(CHAIN_ID, Kind.STATUS, encode(("n1", 4, 2, True, hosted, 1_700_000_000_000)), KEYS["bob"])
+    assert admit(status.to_bytes(), CTX) == StatusMsg(
+        ADDR["bob"], "n1", 4, 2, True, hosted, 1_700_000_000_000
+    )
     sync = seal(CHAIN_ID, Kind.SYNC_REQUEST, encode((3, "n1")), KEYS["bob"])
     assert admit(sync.to_bytes(), CTX) == SyncRequest(ADDR["bob"], 3, "n1")
     account = OUTSIDER

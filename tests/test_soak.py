@@ -80,7 +80,7 @@ def test_repeats_other_slots_and_other_signers_are_not_double_signs() -> None:
     d.observe(wire(vote("v1", Kind.PRECOMMIT, 5, 0, None)))  # other step
     d.observe(wire(vote("v1", Kind.PREVOTE, 5, 1, None)))  # other round
     d.observe(wire(vote("v2", Kind.PREVOTE, 5, 0, None)))  # other signer
-    d.observe(status_bytes(CHAIN, "v3", 5, 0, True, KEYS["v3"]))
+    d.observe(status_bytes(CHAIN, "v3", 5, 0, True, KEYS["v3"], ts_ms=0))
     assert d.double_signs == []
     assert d.messages == 7
     assert d.signed_items == 4

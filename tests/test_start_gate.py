@@ -31,15 +31,24 @@ from tests.support.nodes import TEST_PARAMS, LocalNet, agree, make_localnet, wai
 STATE = state0()
 
 
-def status(name: str, *hosted: str, online: bool = True) -> StatusMsg:
+NOW = 1_800_000_000_000  # the receiver's clock in these tests
+
+
+def status(name: str, *hosted: str, online: bool = True, ts_ms: int = NOW) -> StatusMsg:
     pools = tuple(ADDR[h] for h in (hosted or (name,)))
-    return StatusMsg(ADDR[name], f"n-{name}", 1, 0, online, pools)
+    return StatusMsg(ADDR[name], f"n-{name}", 1, 0, online, pools, ts_ms)
 
 
 def decide(
     statuses: list[StatusMsg], hosted: tuple[str, ...] = ("alice",), **kwargs: object
 ) -> startgate.GateDecision:
-    options: dict[str, object] = {"chain_began": False, "waited_ms": 0, "wait_ms": 1000, **kwargs}
+    options: dict[str, object] = {
+        "chain_began": False,
+        "waited_ms": 0,
+        "wait_ms": 1000,
+        "now_ms": NOW,
+        **kwargs,
+    }
     return startgate.decide(STATE, [ADDR[h] for h in hosted], statuses, **options)  # type: ignore[arg-type]
 
 
@@ -94,7 +103,7 @@ class Quiet:
     """Effects of a key that never gets to act: the gate is asked before the machine runs."""
 
     def now_ms(self) -> int:
-        return 0
+        return NOW
 
     def broadcast(self, channel: str, data: bytes) -> None:
         raise AssertionError("a node awaiting boot sends nothing")
@@ -131,9 +140,9 @@ def awaiting(name: str = "alice") -> Host:
 def test_a_host_awaiting_boot_opens_once_it_heard_every_other_validator_online() -> None:
     host = awaiting()
     for name in ("bob", "carol"):
-        host.receive(status_bytes(CHAIN_ID, f"n-{name}", 1, 0, True, KEYS[name]))
+        host.receive(status_bytes(CHAIN_ID, f"n-{name}", 1, 0, True, KEYS[name], ts_ms=NOW))
     assert host.start_gate(0, 1000).missing == (ADDR["dave"],)
-    host.receive(status_bytes(CHAIN_ID, "n-dave", 1, 0, True, KEYS["dave"]))
+    host.receive(status_bytes(CHAIN_ID, "n-dave", 1, 0, True, KEYS["dave"], ts_ms=NOW))
     assert host.start_gate(0, 1000) == startgate.GateDecision(True, startgate.ALL_ONLINE, ())
     assert host.primary.machine is None  # the gate only decides; the runtime boots
 
@@ -144,6 +153,39 @@ def test_a_host_awaiting_boot_opens_when_a_vote_shows_the_chain_began() -> None:
     host.receive(wire(prevote("bob", 1, 0, None)))
     decision = host.start_gate(0, 1000)
     assert decision.open and decision.reason == startgate.CHAIN_BEGAN, decision
+
+
+def test_a_stale_online_status_counts_as_missing() -> None:
+    """An old status re-published after its node died (anyone on the broker can) is not a live validator."""
+    stale = NOW - startgate.STATUS_FRESH_MS - 1
+    decision = decide([status("bob"), status("carol"), status("dave", ts_ms=stale)])
+    assert not decision.open and decision.missing == (ADDR["dave"],)
+
+
+def test_a_status_signed_far_ahead_of_our_clock_is_not_fresh_either() -> None:
+    ahead = NOW + startgate.STATUS_FRESH_MS + 1
+    assert decide([status("bob"), status("carol"), status("dave", ts_ms=ahead)]).missing == (ADDR["dave"],)
+
+
+def test_a_replayed_old_status_does_not_replace_a_newer_one() -> None:
+    host = awaiting()
+    for name in ("bob", "carol"):
+        host.receive(status_bytes(CHAIN_ID, f"n-{name}", 1, 0, True, KEYS[name], ts_ms=NOW))
+    dave_now = status_bytes(CHAIN_ID, "n-dave", 1, 0, False, KEYS["dave"], ts_ms=NOW)
+    dave_before = status_bytes(CHAIN_ID, "n-dave", 1, 0, True, KEYS["dave"], ts_ms=NOW - 1000)
+    host.receive(dave_now)
+    host.receive(dave_before)  # a captured copy from a second earlier, replayed after the real one
+    assert host.primary.peers["n-dave"].ts_ms == NOW and not host.primary.peers["n-dave"].online
+    assert host.start_gate(0, 1000).missing == (ADDR["dave"],)
+
+
+def test_a_replayed_status_from_an_earlier_run_does_not_open_the_gate() -> None:
+    host = awaiting()
+    for name in ("bob", "carol"):
+        host.receive(status_bytes(CHAIN_ID, f"n-{name}", 1, 0, True, KEYS[name], ts_ms=NOW))
+    host.receive(status_bytes(CHAIN_ID, "n-dave", 1, 0, True, KEYS["dave"], ts_ms=NOW - 60_000))
+    decision = host.start_gate(0, 1000)
+    assert not decision.open and decision.missing == (ADDR["dave"],)
 
 
 def test_a_forged_vote_does_not_open_the_gate() -> None:

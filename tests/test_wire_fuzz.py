@@ -283,7 +283,7 @@ def _valid_envelopes() -> list[bytes]:
         sync_request_bytes(CHAIN, 1, "v1", v2),
         sync_response_bytes(CHAIN, [(block, cert)], v2),
         sync_response_bytes(CHAIN, [(height_one, cert)], v2),  # cert/block mismatch: rejected as invalid
-        status_bytes(CHAIN, "v1", 3, 0, True, v1),
+        status_bytes(CHAIN, "v1", 3, 0, True, v1, ts_ms=0),
         tx_bytes(CHAIN, b"a signed transaction", Keypair.deterministic("a user")),
     ]
 

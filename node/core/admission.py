@@ -96,6 +96,7 @@ class StatusMsg:
     round: int
     online: bool
     validators: tuple[bytes, ...] = ()  # the pools the node signs for (what a start gate counts as up)
+    ts_ms: int = 0  # the sender's wall clock when it signed: a replayed old status is stale, not "online"
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def _parse_body(envelope: Envelope, item: Proposal | None) -> Admitted:
     if kind == Kind.SYNC_RESPONSE:
         return SyncResponse(sender, _parse_sync_blocks(decode(body)))
     if kind == Kind.STATUS:
-        node, height, round_, online, validators = want_tuple(decode(body), "status", 5)
+        node, height, round_, online, validators, ts_ms = want_tuple(decode(body), "status", 6)
         if not isinstance(online, bool):
             raise DecodeError("malformed", "status.online: expected boolean")
         return StatusMsg(
@@ -225,6 +226,7 @@ def _parse_body(envelope: Envelope, item: Proposal | None) -> Admitted:
             want_int(round_, "status.round"),
             online,
             _status_validators(validators, sender),
+            want_int(ts_ms, "status.ts_ms"),
         )
     if kind == Kind.TX:
         return TxMsg(body)

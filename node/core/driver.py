@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from node.core import startgate
 from node.core.admission import (
     AdmissionContext,
     Admitted,
@@ -202,7 +203,9 @@ class Driver:
 
     def dispatch(self, message: Admitted) -> None:
         if isinstance(message, StatusMsg):
-            self.peers[message.node] = message  # kept while waiting to start too: the start gate reads them
+            # Kept while waiting to start too (the start gate reads them); a replayed older copy changes nothing.
+            if startgate.newer(self.peers.get(message.node), message):
+                self.peers[message.node] = message
             return
         machine = self.machine
         if machine is None:

@@ -49,10 +49,17 @@ def status_bytes(
     keypair: Keypair,
     sender: bytes | None = None,
     validators: tuple[bytes, ...] = (),
+    *,
+    ts_ms: int,
 ) -> bytes:
-    """A node's status; `validators` (default: the signer's own pool) are the pools it signs for."""
+    """A node's status; `validators` (default: the signer's own pool) are the pools it signs for.
+
+    `ts_ms` is the signer's wall clock: a status carries no nonce a receiver
+    could check, so its time is what makes a replayed copy worthless once it
+    is older than `node.core.startgate.STATUS_FRESH_MS`.
+    """
     pools = validators or (sender if sender is not None else keypair.address,)
-    body = encode((node, height, round_, online, tuple(pools)))
+    body = encode((node, height, round_, online, tuple(pools), ts_ms))
     return seal(chain_id, Kind.STATUS, body, keypair, sender=sender).to_bytes()
 
 

@@ -129,6 +129,7 @@ class Host:
             chain_began=primary.chain_began,
             waited_ms=waited_ms,
             wait_ms=wait_ms,
+            now_ms=primary.effects.now_ms(),
         )
 
     @property

@@ -10,6 +10,15 @@ Real chains solve the same problem with a genesis time everybody is up
 for; a testbed cannot know how long its processes take to boot, so its
 nodes wait until they see each other instead.
 
+Only fresh statuses count (signed within `STATUS_FRESH_MS` of the
+receiver's clock): a status is signed but carries no nonce, so anyone on
+the broker can re-publish an old "online" one after its node died. Counting
+a validator as up only while it has *recently* signed that it is up makes
+such a replay worthless: it says nothing the original did not say while it
+was still fresh. "Offline" statuses (the broker's last will, signed when the
+node connected) are left to the displays: the gate never needs them, since
+a dead node's statuses go stale on their own.
+
 The gate only ever delays a node's own start. It never changes what the
 protocol accepts: a node that the gate lets through early (a deadline, or a
 peer that claims too much in its status) is simply a validator that started
@@ -28,6 +37,19 @@ ALL_ONLINE = "all validators online"
 CHAIN_BEGAN = "a peer already started the chain"
 DEADLINE = "deadline passed"
 
+STATUS_FRESH_MS = 15_000
+"""How long a status counts: three of a node's 5 s refreshes, plus the clocks' disagreement."""
+
+
+def is_fresh(status: StatusMsg, now_ms: int) -> bool:
+    """Signed within `STATUS_FRESH_MS` of our clock (either way: a clock ahead is not a licence)."""
+    return abs(now_ms - status.ts_ms) <= STATUS_FRESH_MS
+
+
+def newer(kept: StatusMsg | None, arrived: StatusMsg) -> bool:
+    """Whether `arrived` replaces the status kept for its node: only a later one does (no replay goes back)."""
+    return kept is None or arrived.ts_ms > kept.ts_ms
+
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -43,16 +65,21 @@ def waits_at_genesis(state: ChainState, wait_ms: int) -> bool:
     return wait_ms > 0 and state.height == 0
 
 
-def online_validators(statuses: Iterable[StatusMsg]) -> frozenset[bytes]:
-    """The pools whose node's latest status says online."""
-    return frozenset(address for status in statuses if status.online for address in status.validators)
+def online_validators(statuses: Iterable[StatusMsg], now_ms: int) -> frozenset[bytes]:
+    """The pools whose node's latest status says online, and said so recently."""
+    return frozenset(
+        address
+        for status in statuses
+        if status.online and is_fresh(status, now_ms)
+        for address in status.validators
+    )
 
 
 def missing_validators(
-    state: ChainState, hosted: Iterable[bytes], statuses: Iterable[StatusMsg]
+    state: ChainState, hosted: Iterable[bytes], statuses: Iterable[StatusMsg], now_ms: int
 ) -> tuple[bytes, ...]:
-    """Validators with power at genesis that neither we host nor any online node says it signs for."""
-    up = online_validators(statuses) | frozenset(hosted)
+    """Validators with power at genesis that neither we host nor any freshly online node says it signs for."""
+    up = online_validators(statuses, now_ms) | frozenset(hosted)
     return tuple(address for address, _ in state.validator_set if address not in up)
 
 
@@ -64,9 +91,10 @@ def decide(
     chain_began: bool,
     waited_ms: int,
     wait_ms: int,
+    now_ms: int,
 ) -> GateDecision:
     """Open when everybody is up, when someone already signs for height 1, or at the deadline."""
-    missing = missing_validators(state, hosted, statuses)
+    missing = missing_validators(state, hosted, statuses, now_ms)
     if not missing:
         return GateDecision(True, ALL_ONLINE, missing)
     if chain_began:

@@ -571,8 +571,10 @@ class NodeRuntime:
             self.metrics.round.set(machine.round)
 
     def _update_peers(self) -> None:
-        peers = self.host.primary.peers
-        self.metrics.peers_online.set(sum(1 for n, s in peers.items() if s.online and n != self.name))
+        peers, now = self.host.primary.peers, self.now_ms()
+        self.metrics.peers_online.set(
+            sum(1 for n, s in peers.items() if s.online and n != self.name and startgate.is_fresh(s, now))
+        )
 
     # -------------------------------------------------------------- status
 
@@ -581,7 +583,15 @@ class NodeRuntime:
         height, round_ = self._progress
         keypair, sender = self.host.primary.sealing()
         return status_bytes(
-            self.genesis.chain_id, self.name, height, round_, online, keypair, sender, self.host.validators
+            self.genesis.chain_id,
+            self.name,
+            height,
+            round_,
+            online,
+            keypair,
+            sender,
+            self.host.validators,
+            ts_ms=self.now_ms(),
         )
 
     async def _status_loop(self) -> None:
