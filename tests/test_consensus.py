@@ -16,6 +16,7 @@ import pytest
 from node.core.codec import decode, encode
 from node.core.consensus import (
     BUFFER_AHEAD,
+    CLOCK_PRECISION_MS,
     BroadcastEvidence,
     ConsensusMachine,
     Decided,
@@ -216,6 +217,26 @@ def test_the_proposer_at_height_two_carries_the_previous_certificate() -> None:
     assert request.block is not None
     assert request.block.height == 2 and request.block.last_commit == cert
     assert block_problem(state1, request.block) is None
+
+
+def test_a_block_timed_further_ahead_of_our_clock_than_the_precision_gets_a_nil_prevote() -> None:
+    """A proposer whose clock runs 30 s ahead cannot drag the chain's time with it (block times only go up)."""
+    node = Node("alice")
+    node.start()
+    arrival = node.now + 1  # `propose` advances the clock by one before delivering
+    ahead = make_block(STATE, "carol", timestamp_ms=arrival + 30_000)
+    assert block_problem(STATE, ahead) is None  # valid: a node syncing it later must accept it
+    assert the_vote(node.propose(proposal("carol", 1, 0, ahead.hash), ahead), Kind.PREVOTE).block_id is None
+
+
+def test_a_block_timed_within_the_precision_ahead_is_prevoted() -> None:
+    node = Node("alice")
+    node.start()
+    arrival = node.now + 1
+    edge = make_block(STATE, "carol", timestamp_ms=arrival + CLOCK_PRECISION_MS)
+    assert (
+        the_vote(node.propose(proposal("carol", 1, 0, edge.hash), edge), Kind.PREVOTE).block_id == edge.hash
+    )
 
 
 def test_a_non_proposer_prevotes_a_valid_proposal_from_the_right_proposer() -> None:

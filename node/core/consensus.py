@@ -61,6 +61,8 @@ RELAY_EVERY_BEATS = 8
 FORK_LOOKBACK = 20  # on a fork, the heights before it whose certificates we ask for and compare
 MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
 SYNC_RETRY_MS = 1000
+CLOCK_PRECISION_MS = 1000
+"""How far ahead of our clock a new block's time may be when its proposal reaches us (see `_is_timely`)."""
 
 
 def is_relay_beat(beat: int) -> bool:
@@ -481,6 +483,7 @@ class ConsensusMachine:
         self.valid_block: Block | None = None
         self.valid_round = -1
         self.proposals: dict[int, tuple[Proposal, Block]] = {}
+        self._arrived_ms: dict[int, int] = {}  # when each round's proposal first reached us (our clock)
         self.votes: dict[tuple[int, Kind], VoteSet] = {}
         self.round_senders: dict[int, dict[bytes, int]] = {}
         self._polka_seen: set[int] = set()
@@ -549,6 +552,7 @@ class ConsensusMachine:
         earlier = self.proposals.get(proposal.round)
         if earlier is None:
             self.proposals[proposal.round] = (proposal, block)
+            self._arrived_ms[proposal.round] = self._now
             self._note_sender(proposal.round, proposal.proposer)
         elif earlier[0].block_id != proposal.block_id:
             self._record_equivocation(earlier[0], proposal, out)
@@ -770,13 +774,29 @@ class ConsensusMachine:
             return
         proposal, block = self.proposals[self.round]
         if proposal.pol_round == -1:
-            ok = self._is_valid(block) and (self.locked_round == -1 or self._locked_on(block))
+            ok = (
+                self._is_valid(block)
+                and self._is_timely(proposal.round, block)
+                and (self.locked_round == -1 or self._locked_on(block))
+            )
             self._prevote(block.hash if ok else None, out)
             return
         polka = self.votes.get((proposal.pol_round, Kind.PREVOTE))
         if polka is not None and polka.has_quorum_for(block.hash):
             ok = self._is_valid(block) and (self.locked_round <= proposal.pol_round or self._locked_on(block))
             self._prevote(block.hash if ok else None, out)
+
+    def _is_timely(self, round_: int, block: Block) -> bool:
+        """A new block's time is not ahead of our clock by more than `CLOCK_PRECISION_MS` when it arrived.
+
+        Validity cannot judge this (a block synced a day later must still be
+        valid), so like CometBFT's proposer-based timestamps it is a prevote
+        rule, for fresh proposals only: a re-proposal (`pol_round` >= 0) was
+        judged when its polka formed. Without it a proposer whose clock runs
+        ahead drags every later block's time with it (block times only go
+        forward). Only the upper bound: a late arrival is gossip, not a lie.
+        """
+        return block.timestamp_ms <= self._arrived_ms.get(round_, self._now) + CLOCK_PRECISION_MS
 
     def _locked_on(self, block: Block) -> bool:
         return self.locked_block is not None and self.locked_block.hash == block.hash
