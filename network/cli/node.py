@@ -148,6 +148,14 @@ def node() -> None:
     help="at genesis, hold height 1 until every validator's node is online, for at most this long "
     "(0: start at once); a node that finds the chain begun starts at once",
 )
+@click.option(
+    "--doppelganger-ms",
+    type=click.IntRange(min=0, max=600_000),
+    default=None,
+    help="after every start, sign nothing until synced to the network's height and no message of our "
+    "keys has arrived for this long [default: a relay cycle, from the genesis timeouts]; "
+    "0 turns the protection off (a wiped or restored store may then double-sign)",
+)
 def run(
     home: Path,
     key_files: tuple[Path, ...],
@@ -166,6 +174,7 @@ def run(
     tls_key: Path | None,
     snapshot_every: int,
     genesis_wait_s: float,
+    doppelganger_ms: int | None,
 ) -> None:
     """Run one validator node until SIGTERM or SIGINT.
 
@@ -189,6 +198,7 @@ def run(
         behaviour=behaviour,
         snapshot_every=snapshot_every,
         genesis_wait_ms=round(genesis_wait_s * 1000),
+        doppelganger_ms=doppelganger_ms,
     )
     try:
         code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password, tls))

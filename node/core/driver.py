@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from node.core import startgate
+from node.core import doppelganger, startgate
 from node.core.admission import (
     AdmissionContext,
     Admitted,
@@ -48,7 +48,7 @@ from node.core.consensus import (
     Timeout,
 )
 from node.core.envelopes import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
-from node.core.events import EVIDENCE, FINALIZED, ROUND_TIMEOUT, SIGNING_KEY
+from node.core.events import DOPPELGANGER, EVIDENCE, FINALIZED, ROUND_TIMEOUT, SIGNING_ENABLED, SIGNING_KEY
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
 from node.core.query import epoch_log, ledger_event_logs
@@ -110,6 +110,7 @@ class DriverStats:
     signed: int = 0
     synced_blocks: int = 0  # blocks finalized from sync answers (catch-up), ever
     synced_to: int = 0  # the height of the last of them
+    withheld: int = 0  # signatures not made while listening before signing (node.core.doppelganger)
 
 
 class Driver:
@@ -143,6 +144,11 @@ class Driver:
         # A node hosting several keys asks its peers for blocks once, through its primary key: the
         # answers reach every key, and each key asking would multiply the requests and the answers.
         self.requests_sync = True
+        # Doppelganger protection (node.core.doppelganger), when the runtime asks for it: a listening
+        # wait before the first signature, and a watch for messages of our key we did not sign.
+        self.listening: doppelganger.Listening | None = None
+        self.watch_own = False
+        self.halted: str | None = None  # why this key signs no more (another copy of it signs)
 
     @property
     def chain_id(self) -> str:
@@ -160,8 +166,15 @@ class Driver:
         )
         self._applied = state
         now = self.effects.now_ms()
+        if self.listening is not None:
+            self.listening.horizon = max(self.listening.horizon, self.machine.height)
         self.run(self.machine.restore(self.signer.journal(self.machine.height), now))
         self.run(self.machine.start(now))
+
+    def listen_first(self, quiet_ms: int) -> None:
+        """Before `boot`: sign nothing until the chain's height is reached and our key has been quiet."""
+        self.watch_own = True
+        self.listening = doppelganger.begin(self.effects.now_ms(), quiet_ms, 0)
 
     def await_boot(self, state: ChainState) -> None:
         """Admit messages against `state` before the machine runs, so statuses are heard (start gate)."""
@@ -213,6 +226,10 @@ class Driver:
                 self.chain_began = True
             return
         now = self.effects.now_ms()
+        if self.watch_own and isinstance(message, Vote | ProposalMsg):
+            self._watch_own(message)
+            if self.machine is None:
+                return
         if isinstance(message, Vote):
             self.run(machine.on_vote(message, now))
         elif isinstance(message, ProposalMsg):
@@ -235,6 +252,63 @@ class Driver:
                     self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
         elif isinstance(message, TxMsg):
             machine.on_tx(message.tx)
+
+    def _watch_own(self, message: Vote | ProposalMsg) -> None:
+        """A message signed by our key that we did not just send: adopt it while listening, else a twin."""
+        item, block = (message, None) if isinstance(message, Vote) else (message.proposal, message.block)
+        if signer_of(item) != self.validator or self.halted:
+            return
+        listening = self.listening
+        if listening is None:
+            if self.signer.contradicts(item):
+                self._halt(item, "a message of our key that this node did not sign")
+            return
+        if doppelganger.is_twin(listening, item.height):
+            self._halt(item, f"signed for height {item.height}, past the network's {listening.horizon}")
+        elif self.signer.adopt(item, block):
+            doppelganger.note_adopted(listening, self.effects.now_ms())
+
+    def _halt(self, item: Vote | Proposal, why: str) -> None:
+        """Another copy of this key is signing: sign nothing more, and say so (the runtime stops the node)."""
+        self.halted = why
+        self.effects.log(
+            {
+                "event": DOPPELGANGER,
+                "validator": self._name_of(self.validator),
+                "height": item.height,
+                "round": item.round,
+                "why": why,
+            }
+        )
+
+    def _name_of(self, address: bytes) -> str:
+        machine = self.machine
+        names = machine.state.names if machine is not None else {}
+        return names.get(address, address.hex()[:8])
+
+    def _may_sign_now(self, machine: ConsensusMachine) -> bool:
+        """False while listening before signing; the first True is logged and ends the wait."""
+        listening = self.listening
+        if listening is None:
+            return self.halted is None
+        now = self.effects.now_ms()
+        network = doppelganger.network_height(machine.state, self.peers.values(), now, (self.validator,))
+        doppelganger.learn_horizon(listening, network, now)
+        if not doppelganger.may_open(listening, machine.height, network, now):
+            return False
+        self.listening = None
+        self.effects.log(
+            {
+                "event": SIGNING_ENABLED,
+                "validator": self._name_of(self.validator),
+                "height": machine.height,
+                "network_height": network,
+                "waited_ms": now - listening.started_ms,
+                "adopted": listening.adopted,
+                "withheld": self.stats.withheld,
+            }
+        )
+        return self.halted is None
 
     def _check_fork(self, cert: CommitCertificate) -> None:
         """A certificate for a height we finalized another block at: the machine derives evidence."""
@@ -330,6 +404,9 @@ class Driver:
         return []
 
     def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
+        if (self.listening is not None or self.halted is not None) and not self._may_sign_now(machine):
+            self.stats.withheld += 1
+            return []
         if self.behaviour == "amnesia" and isinstance(output.item, Vote):
             output = self._forget_lock(output, machine)
         key = signing_key_at(machine.state, self.validator, output.item.height)

@@ -17,6 +17,11 @@ ROUND_TIMEOUT = "round_timeout"
 EVIDENCE = "evidence"
 SYNCED = "synced"
 EPOCH = "epoch"  # a new epoch began: the stake distribution and Nakamoto coefficient it starts with
+DOPPELGANGER = "doppelganger"  # a message of a hosted key that this node did not sign: it signs no more
+LISTENING = (
+    "listening"  # a started node waits before signing: synced, and its keys quiet (node.core.doppelganger)
+)
+SIGNING_ENABLED = "signing_enabled"  # a hosted key's wait ended: it signs from this height on
 SIGNING_KEY = "signing_key"  # the key a hosted validator signs with changed (an owner rotated it)
 START_GATE = "start_gate"  # a node at genesis started its machine: why, after how long, who was missing
 VOTE_CHANNELS = "vote_channels"  # the committee vote channels a node listens to changed (node.core.routes)
@@ -45,5 +50,7 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
     SYNCED: ("node", "from_height", "to_height", "blocks"),
     EPOCH: ("node", "height", "epoch", "stake", "nakamoto"),
     SIGNING_KEY: ("node", "validator", "from_height", "key", "held"),
+    DOPPELGANGER: ("node", "validator", "height", "round", "why"),
+    SIGNING_ENABLED: ("node", "validator", "height", "network_height", "waited_ms", "adopted"),
 }
 """The fields each event always carries besides ``event`` and ``ts``."""

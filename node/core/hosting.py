@@ -113,6 +113,13 @@ class Host:
                 channels |= routes.listened_vote_channels(state, (driver.validator,))
         return channels
 
+    def listen_first(self, quiet_ms: int) -> None:
+        """Every key waits before its first signature (node.core.doppelganger), reading the statuses
+        the primary hears: only the primary admits them for the node."""
+        for driver in self.drivers:
+            driver.peers = self.primary.peers
+            driver.listen_first(quiet_ms)
+
     def await_boot(self, state: ChainState) -> None:
         """Before boot: hear statuses against `state` (only the primary admits for the node)."""
         self.primary.await_boot(state)

@@ -24,7 +24,7 @@ from typing import Protocol
 from node.core.codec import decode, encode
 from node.core.keys import Keypair
 from node.core.messages import Block, Proposal, Vote, sha256, sign_item
-from node.core.safety import DoubleSignRefused, SigningRecordError, SignMark, Step, refusal_reason
+from node.core.safety import DoubleSignRefused, SigningRecordError, SignMark, Step, position, refusal_reason
 
 JournalEntry = tuple[Vote | Proposal, Block | None]
 """A journaled message: ours, or a vote of a polka journaled with our precommit."""
@@ -37,6 +37,9 @@ class SigningRecord(Protocol):
 
     def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
         """The signed messages kept for `height`, in signing order."""
+
+    def last_signed(self, validator: bytes) -> SignMark | None:
+        """The last mark recorded for `validator` (None: nothing signed here)."""
 
 
 class MemoryRecord:
@@ -59,6 +62,9 @@ class MemoryRecord:
     def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
         kept_height, items = self.entries.get(validator, (0, []))
         return list(items) if kept_height == height else []
+
+    def last_signed(self, validator: bytes) -> SignMark | None:
+        return self.marks.get(validator)
 
 
 def mark_of(item: Vote | Proposal) -> SignMark:
@@ -158,6 +164,38 @@ class GuardedSigner:
             self.refused += 1
             return None
         return signed
+
+    def adopt(self, item: Vote | Proposal, block: Block | None = None) -> bool:
+        """Take a message our key signed elsewhere into the record; True when it moved the mark.
+
+        For messages an earlier copy of this node signed and the network
+        still holds (`node.core.doppelganger`): once adopted, the record
+        refuses anything that conflicts with them, as if we had signed them
+        here. The caller has verified the signature (admission did).
+        """
+        mark = mark_of(item)
+        last = self.record.last_signed(self.validator)
+        if last is not None and position(mark) <= position(last):
+            return False
+        try:
+            self.record.record_signed(
+                self.validator,
+                mark,
+                item.height,
+                encode(_item_wire(item, ())),
+                block.encoded if block else b"",
+            )
+        except SigningRecordError:
+            return False
+        return True
+
+    def contradicts(self, item: Vote | Proposal) -> bool:
+        """Whether a message of our key is one we did not sign: beyond our last mark, or beside it."""
+        last = self.record.last_signed(self.validator)
+        if last is None:
+            return True
+        mark = mark_of(item)
+        return position(mark) > position(last) or (position(mark) == position(last) and mark != last)
 
     def journal(self, height: int) -> list[JournalEntry]:
         """The journal of `height`, decoded, for replay after a restart.

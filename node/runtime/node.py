@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.core import startgate
+from node.core import doppelganger, startgate
 from node.core.admission import StatusMsg
 from node.core.behaviours import BEHAVIOURS, HONEST
 from node.core.channels import (
@@ -71,9 +71,11 @@ from node.core.consensus import Decided
 from node.core.driver import Audience
 from node.core.envelopes import status_bytes
 from node.core.events import (
+    DOPPELGANGER,
     EPOCH,
     FINALIZED,
     LEDGER_PENALTIES,
+    LISTENING,
     ROUND_TIMEOUT,
     SIGNING_KEY,
     START_GATE,
@@ -135,6 +137,7 @@ class NodeConfig:
     key_files: tuple[Path, ...] = ()  # validator keys to host; default HOME/key.json
     snapshot_every: int = SNAPSHOT_EVERY  # blocks between stored state snapshots; 0: none
     genesis_wait_ms: int = 0  # at genesis, wait up to this long for every validator to be online
+    doppelganger_ms: int | None = None  # listen this long before signing (None: from genesis; 0: off)
 
 
 # ------------------------------------------------------------------ loading
@@ -193,6 +196,9 @@ class _CrashAfterRecord:
 
     def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
         return self._record.journal(validator, height)
+
+    def last_signed(self, validator: bytes) -> SignMark | None:
+        return self._record.last_signed(validator)
 
 
 def _crash_hook() -> int | None:
@@ -382,6 +388,7 @@ class NodeRuntime:
         ]
         try:
             if await self._start_gate():
+                self._listen_before_signing()
                 self.host.boot(self.state, self.last_certificate)
             await self._stop.wait()
         finally:
@@ -411,6 +418,15 @@ class NodeRuntime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), GATE_POLL_S)
         return False
+
+    def _listen_before_signing(self) -> None:
+        """Every start waits before signing (node.core.doppelganger): the store may be wiped or old."""
+        quiet = self.config.doppelganger_ms
+        if quiet is None:
+            quiet = doppelganger.quiet_ms(self.genesis.params)
+        if quiet > 0:
+            self.host.listen_first(quiet)
+        self.events.emit({"event": LISTENING, "quiet_ms": quiet, "height": self.state.height + 1})
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
@@ -500,6 +516,10 @@ class NodeRuntime:
             self.view.record(event)
         elif kind == EPOCH and source is self.primary:
             self._load_new_keys()
+        elif kind == DOPPELGANGER:
+            why = f"doppelganger: {event['validator']} {event['why']}; this node stops signing"
+            assert self._loop is not None
+            self._loop.call_soon(self._fail, why)
         elif kind == SIGNING_KEY and not event["held"]:  # its file may have arrived in HOME/keys/ since
             self._load_new_keys()
             event = {**event, "held": bytes.fromhex(event["key"]) in self.ring}
