@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from node.core.admission import StatusMsg
 from node.core.consensus import RELAY_EVERY_BEATS
 from node.core.genesis import Params
+from node.core.messages import Block, Proposal, Vote
+from node.core.signer import GuardedSigner
 from node.core.startgate import is_fresh
 from node.core.state import ChainState
 
@@ -116,3 +118,45 @@ def may_open(listening: Listening, our_height: int, network: int, now_ms: int) -
         and now_ms - listening.started_ms >= quiet
         and now_ms - listening.last_new_ms >= quiet
     )
+
+
+def on_own_message(
+    listening: Listening | None,
+    signer: GuardedSigner,
+    item: Vote | Proposal,
+    block: Block | None,
+    now_ms: int,
+) -> str | None:
+    """Act on a message signed by our key that reached us; returns why it shows a doppelganger, if it does.
+
+    While listening it is adopted (or, past the horizon, a twin); once
+    signing, any message of ours we did not sign is a twin.
+    """
+    if listening is None:
+        return "a message of our key that this node did not sign" if signer.contradicts(item) else None
+    if is_twin(listening, item.height):
+        return f"signed for height {item.height}, past the network's {listening.horizon}"
+    if signer.adopt(item, block):
+        note_adopted(listening, now_ms)
+    return None
+
+
+def try_open(
+    listening: Listening,
+    state: ChainState,
+    our_height: int,
+    statuses: Iterable[StatusMsg],
+    ours: Iterable[bytes],
+    now_ms: int,
+) -> dict[str, int] | None:
+    """What to log when the wait ends now (None: keep waiting)."""
+    network = network_height(state, statuses, now_ms, ours)
+    learn_horizon(listening, network, now_ms)
+    if not may_open(listening, our_height, network, now_ms):
+        return None
+    return {
+        "height": our_height,
+        "network_height": network,
+        "waited_ms": now_ms - listening.started_ms,
+        "adopted": listening.adopted,
+    }

@@ -9,6 +9,11 @@ It takes no hooks from either: what differs between them is behind
 behaviour, when set, is applied here and only here (see
 node/core/behaviours.py for what each does). Several drivers behind one
 chain (a node hosting several keys) are `node.core.hosting.Host`'s job.
+
+Past 500 lines: every output of the machine passes here on its way to an
+effect, and what may stop or bend it (a Byzantine behaviour, the wait
+before signing of `node.core.doppelganger`, the sync answers) decides on
+that one path; the rules themselves live in their own modules.
 """
 
 from __future__ import annotations
@@ -258,56 +263,35 @@ class Driver:
         item, block = (message, None) if isinstance(message, Vote) else (message.proposal, message.block)
         if signer_of(item) != self.validator or self.halted:
             return
-        listening = self.listening
-        if listening is None:
-            if self.signer.contradicts(item):
-                self._halt(item, "a message of our key that this node did not sign")
-            return
-        if doppelganger.is_twin(listening, item.height):
-            self._halt(item, f"signed for height {item.height}, past the network's {listening.horizon}")
-        elif self.signer.adopt(item, block):
-            doppelganger.note_adopted(listening, self.effects.now_ms())
-
-    def _halt(self, item: Vote | Proposal, why: str) -> None:
-        """Another copy of this key is signing: sign nothing more, and say so (the runtime stops the node)."""
-        self.halted = why
-        self.effects.log(
-            {
-                "event": DOPPELGANGER,
-                "validator": self._name_of(self.validator),
-                "height": item.height,
-                "round": item.round,
-                "why": why,
-            }
-        )
+        why = doppelganger.on_own_message(self.listening, self.signer, item, block, self.effects.now_ms())
+        if why is not None:
+            self.halted = (
+                why  # another copy of this key signs: sign nothing more (the runtime stops the node)
+            )
+            self.effects.log(
+                {"event": DOPPELGANGER, "validator": self._name_of(self.validator), "height": item.height}
+                | {"round": item.round, "why": why}
+            )
 
     def _name_of(self, address: bytes) -> str:
         machine = self.machine
-        names = machine.state.names if machine is not None else {}
-        return names.get(address, address.hex()[:8])
+        return (machine.state.names if machine is not None else {}).get(address, address.hex()[:8])
 
     def _may_sign_now(self, machine: ConsensusMachine) -> bool:
-        """False while listening before signing; the first True is logged and ends the wait."""
-        listening = self.listening
-        if listening is None:
-            return self.halted is None
-        now = self.effects.now_ms()
-        network = doppelganger.network_height(machine.state, self.peers.values(), now, (self.validator,))
-        doppelganger.learn_horizon(listening, network, now)
-        if not doppelganger.may_open(listening, machine.height, network, now):
-            return False
-        self.listening = None
-        self.effects.log(
-            {
-                "event": SIGNING_ENABLED,
-                "validator": self._name_of(self.validator),
-                "height": machine.height,
-                "network_height": network,
-                "waited_ms": now - listening.started_ms,
-                "adopted": listening.adopted,
-                "withheld": self.stats.withheld,
-            }
-        )
+        """False while listening before signing (the first True is logged and ends the wait) or halted."""
+        if self.listening is not None:
+            now = self.effects.now_ms()
+            opened = doppelganger.try_open(
+                self.listening, machine.state, machine.height, self.peers.values(), (self.validator,), now
+            )
+            if opened is None:
+                return False
+            self.listening = None
+            self.effects.log(
+                {"event": SIGNING_ENABLED, "validator": self._name_of(self.validator)}
+                | opened
+                | {"withheld": self.stats.withheld}
+            )
         return self.halted is None
 
     def _check_fork(self, cert: CommitCertificate) -> None:
