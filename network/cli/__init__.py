@@ -14,6 +14,7 @@ from network.cli.hosts import hosts
 from network.cli.keys import genesis, keys
 from network.cli.load import load
 from network.cli.node import node
+from network.cli.protection import export_protection, import_protection
 from network.cli.query import query
 from network.cli.sim import sim
 from network.cli.testnet import status, testnet
@@ -30,6 +31,8 @@ def cli() -> None:
 
 
 cli.add_command(sim)
+keys.add_command(export_protection)
+keys.add_command(import_protection)
 cli.add_command(keys)
 cli.add_command(genesis)
 cli.add_command(testnet)

@@ -249,6 +249,13 @@ class Store:
         with self._read() as conn:
             return _read_mark(conn, validator)
 
+    def signing_marks(self) -> dict[bytes, SignMark]:
+        """Every validator's last mark (what `posnet keys export-protection` writes)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT validator FROM sign_marks ORDER BY validator").fetchall()
+            marks = {bytes(v): _read_mark(conn, bytes(v)) for (v,) in rows}
+        return {v: m for v, m in marks.items() if m is not None}
+
     def record_signing(self, validator: bytes, mark: SignMark) -> None:
         """Durably record that ``validator`` signs ``mark``, or refuse.
 
