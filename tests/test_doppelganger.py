@@ -80,11 +80,13 @@ class Clocked:
         return [v for v in items if isinstance(v, Vote) and v.validator == ADDR[name]]
 
 
-def listening_host(name: str = "alice", record: MemoryRecord | None = None) -> tuple[Host, Clocked]:
+def listening_host(
+    name: str = "alice", record: MemoryRecord | None = None, quiet: int = QUIET
+) -> tuple[Host, Clocked]:
     effects = Clocked()
     signer = GuardedSigner(CHAIN_ID, KEYS[name], record if record is not None else MemoryRecord())
     host = Host(f"n-{name}", [(signer, effects)], None, log=effects.logs.append)
-    host.listen_first(QUIET)
+    host.listen_first(quiet)
     host.boot(STATE, None)
     return host, effects
 
@@ -191,9 +193,23 @@ def test_news_of_our_key_restarts_the_quiet_period() -> None:
 def test_a_node_behind_the_network_does_not_sign_until_it_caught_up() -> None:
     host, effects = listening_host(NON_PROPOSER)
     hear_statuses(host, effects, {n: 5 for n in NAMES if n != NON_PROPOSER})
-    effects.advance(T0 + QUIET + 20_000)
+    effects.advance(T0 + QUIET + 10_000)  # the statuses stay fresh all along
     assert effects.votes_signed_by(NON_PROPOSER) == []
     assert logged(effects, SIGNING_ENABLED) == [] and host.primary.listening is not None
+
+
+def test_a_committee_that_all_listened_signs_the_step_it_withheld_once_the_wait_is_over() -> None:
+    """Nobody prevoted while everyone listened, so no prevote timeout will ever ask again: the
+    withheld nil prevote of round 0 must go out when the wait ends, or the chain never starts."""
+    quiet = 3 * STATE.params.timeout_propose_ms
+    host, effects = listening_host(NON_PROPOSER, quiet=quiet)
+    hear_statuses(host, effects, {n: 1 for n in NAMES if n != NON_PROPOSER})
+    effects.advance(T0 + quiet - 1)  # the propose timeout fired inside the wait: the prevote was withheld
+    assert host.primary.stats.withheld >= 1 and effects.votes_signed_by(NON_PROPOSER) == []
+    effects.advance(T0 + quiet + 300)  # no message arrives: only the listening check can act
+    assert [(v.height, v.round, v.kind) for v in effects.votes_signed_by(NON_PROPOSER)][:1] == [
+        (1, 0, Kind.PREVOTE)
+    ]
 
 
 def test_a_message_of_our_key_past_the_networks_height_is_a_doppelganger_and_stops_the_key() -> None:

@@ -62,6 +62,8 @@ from node.core.signer import GuardedSigner
 from node.core.state import ChainState, signing_key_at
 
 SYNC_BATCH = 20
+LISTEN_CHECK_MS = 250  # how often a node listening before signing looks whether it may sign now
+WITHHELD_KEPT = 8  # signatures the machine asked for while we listened, kept to make once we may
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class Driver:
         # Doppelganger protection (node.core.doppelganger), when the runtime asks for it: a listening
         # wait before the first signature, and a watch for messages of our key we did not sign.
         self.listening: doppelganger.Listening | None = None
+        self._withheld: list[Sign] = []
         self.watch_own = False
         self.halted: str | None = None  # why this key signs no more (another copy of it signs)
 
@@ -180,6 +183,22 @@ class Driver:
         """Before `boot`: sign nothing until the chain's height is reached and our key has been quiet."""
         self.watch_own = True
         self.listening = doppelganger.begin(self.effects.now_ms(), quiet_ms, 0)
+        self._withheld = []
+        self._check_listening(self.incarnation)
+
+    def _check_listening(self, incarnation: int) -> None:
+        """While listening, look every `LISTEN_CHECK_MS` whether the wait is over; then sign what the
+        machine asked for meanwhile that is still its current step (nobody else may ever ask again:
+        a committee that all waited has no prevotes to time out on)."""
+        machine = self.machine
+        if incarnation != self.incarnation or self.listening is None:
+            return
+        if machine is not None and self._may_sign_now(machine):
+            pending, self._withheld = self._withheld, []
+            current = [o for o in pending if (o.item.height, o.item.round) == (machine.height, machine.round)]
+            self.run(list(current))
+            return
+        self.effects.schedule(LISTEN_CHECK_MS, lambda: self._check_listening(incarnation))
 
     def await_boot(self, state: ChainState) -> None:
         """Admit messages against `state` before the machine runs, so statuses are heard (start gate)."""
@@ -390,6 +409,8 @@ class Driver:
     def _sign_and_send(self, output: Sign, machine: ConsensusMachine) -> list[Output]:
         if (self.listening is not None or self.halted is not None) and not self._may_sign_now(machine):
             self.stats.withheld += 1
+            if self.listening is not None:
+                self._withheld = [*self._withheld[-(WITHHELD_KEPT - 1) :], output]
             return []
         if self.behaviour == "amnesia" and isinstance(output.item, Vote):
             output = self._forget_lock(output, machine)
