@@ -36,7 +36,7 @@ counts; nothing refused is kept.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +50,14 @@ MEMPOOL_BLOCKS = 10
 MEMPOOL_MAX_BYTES = 8 * 1024 * 1024
 """What the pool may hold, in charged bytes: each entry is charged its wire bytes plus `ENTRY_OVERHEAD`.
 
-8 MiB is about 4,000 transactions of the largest size or about 7,000
-typical transfers (~150 wire bytes): twenty or more blocks at the rate a
-proposal can carry them, and small next to a node's own footprint."""
+8 MiB is about 3,700 transactions of the largest size (`MAX_TX_BYTES`) or
+about 6,300 transfers (~130 wire bytes): a little more than one full
+proposal's worth of transfers (a 1 MiB message carries ~7,500), and a few
+MiB of a node's memory, per hosted key."""
 
-ENTRY_OVERHEAD = 1024
-"""The charge for the decoded objects kept with each transaction (measured at ~700 bytes with tracemalloc)."""
+ENTRY_OVERHEAD = 1200
+"""The charge for what is kept with each transaction besides its wire bytes: the decoded transaction and
+the index entries (measured with tracemalloc at ~1,060 bytes for a transfer)."""
 
 NONCE_WINDOW = 32
 """How far ahead of its account's next nonce a transaction may be and still be kept."""
@@ -212,6 +214,10 @@ class Mempool:
 
     def __contains__(self, tx: object) -> bool:
         return tx in self._txs
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The held transactions, oldest first."""
+        return iter(tuple(self._txs))
 
     @property
     def charged_bytes(self) -> int:
