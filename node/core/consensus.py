@@ -23,14 +23,14 @@ as arguments without becoming simpler.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from node.core.accountability import certificate_conflict_evidence
 from node.core.evidence_pool import EvidencePool
 from node.core.genesis import Params
 from node.core.ledger import LedgerEvent, Participation
-from node.core.mempool import Mempool
+from node.core.mempool import Mempool, Refusal, block_tx_budget
 from node.core.messages import (
     MAX_LATE_PRECOMMITS_PER_BLOCK,
     Block,
@@ -469,8 +469,10 @@ class ConsensusMachine:
         self.evidence_pool.accept(evidence, self.state)
         return []
 
-    def on_tx(self, tx: bytes) -> None:
-        self.mempool.add(tx, self.params.max_block_txs)
+    def on_tx(self, tx: bytes) -> Refusal | None:
+        """A gossiped transaction: kept for a block if it is valid on our state, else why not."""
+        state = self.state
+        return self.mempool.add(tx, state.ledger, state.chain_id, self.params.max_block_txs)
 
     # --------------------------------------------------------- height/round
 
@@ -519,17 +521,23 @@ class ConsensusMachine:
     def _build_block(self) -> Block:
         evidence = self.evidence_pool.for_block(self.state)
         last_commit = self._certificate_for_proposal()
-        return Block(
+        block = Block(
             height=self.height,
             prev_hash=self.state.last_block_hash,
             proposer=self.address,
             timestamp_ms=max(self._now, self.state.last_timestamp_ms),
-            txs=self.mempool.take(self.params.max_block_txs),
+            txs=(),
             evidence=evidence,
             last_commit=last_commit,
             state_hash=self.state.digest,
             late_precommits=self._late_precommits_to_include(last_commit),
         )
+        if not self.mempool:
+            return block
+        # Transactions only while the proposal carrying the block still fits a message.
+        budget = block_tx_budget(len(block.encoded), self.state.chain_id)
+        txs = self.mempool.take(self.state.ledger, self.params.max_block_txs, budget)
+        return replace(block, txs=txs) if txs else block
 
     def _certificate_for_proposal(self) -> CommitCertificate | None:
         """The previous height's certificate, with late precommits folded in."""
@@ -914,7 +922,7 @@ class ConsensusMachine:
                 block, certificate, certificate.round, new_state, events, self.height_started_ms, via_sync
             )
         )
-        self._drop_included(block)
+        self._drop_included(block, new_state)
         self.last_certificate = certificate
         self._last_precommits = None
         if not via_sync:
@@ -929,8 +937,9 @@ class ConsensusMachine:
         # next height in this call would never hand control back to its caller.
         out.append(ScheduleTimeout(Timeout(self.height, 0, Phase.NEW_HEIGHT), self.params.commit_wait_ms))
 
-    def _drop_included(self, block: Block) -> None:
+    def _drop_included(self, block: Block, state: ChainState) -> None:
         self.mempool.drop(block.txs)
+        self.mempool.recheck(state.ledger)  # nonces now used, funds now spent
         self.evidence_pool.prune(block.evidence, block.height, self.params.evidence_max_age)
 
     def _maybe_sync(self, out: list[Output]) -> None:

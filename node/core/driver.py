@@ -40,6 +40,7 @@ from node.core.admission import (
 from node.core.behaviours import Equivocator, amnesiac_prevote, late_delay_ms, withhold_recipients
 from node.core.channels import EVIDENCE as EVIDENCE_CHANNEL
 from node.core.channels import SYNC_REQ
+from node.core.codec import MAX_MESSAGE_BYTES
 from node.core.consensus import (
     BroadcastEvidence,
     ConsensusMachine,
@@ -53,8 +54,18 @@ from node.core.consensus import (
     Timeout,
 )
 from node.core.envelopes import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
-from node.core.events import DOPPELGANGER, EVIDENCE, FINALIZED, ROUND_TIMEOUT, SIGNING_ENABLED, SIGNING_KEY
+from node.core.events import (
+    DOPPELGANGER,
+    EVIDENCE,
+    FINALIZED,
+    PROPOSAL_UNSENT,
+    ROUND_TIMEOUT,
+    SIGNING_ENABLED,
+    SIGNING_KEY,
+    TX_REFUSED,
+)
 from node.core.keys import Keypair
+from node.core.mempool import Refusal, refusal_log_fields
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
 from node.core.query import epoch_log, ledger_event_logs
 from node.core.routes import item_channels
@@ -118,6 +129,7 @@ class DriverStats:
     synced_blocks: int = 0  # blocks finalized from sync answers (catch-up), ever
     synced_to: int = 0  # the height of the last of them
     withheld: int = 0  # signatures not made while listening before signing (node.core.doppelganger)
+    unsent_proposals: int = 0  # signed, but too large for any peer to accept
 
 
 class Driver:
@@ -275,7 +287,15 @@ class Driver:
                     self._check_fork(cert)
                     self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
         elif isinstance(message, TxMsg):
-            machine.on_tx(message.tx)
+            self._count_refusal(machine.on_tx(message.tx))
+
+    def _count_refusal(self, refusal: Refusal | None) -> None:
+        """A refused transaction is counted by reason; logged only when its sender deserves an answer."""
+        if refusal is None:
+            return
+        self.stats.rejected[f"tx_{refusal.reason}"] += 1
+        if refusal.report:
+            self.effects.log({"event": TX_REFUSED, **refusal_log_fields(refusal)})
 
     def _watch_own(self, message: Vote | ProposalMsg) -> None:
         """A message signed by our key that we did not just send: adopt it while listening, else a twin."""
@@ -419,9 +439,10 @@ class Driver:
         if signed is None:
             return []
         self.stats.signed += 1
-        if self.equivocator is None:
+        sendable = self._sendable(signed, output.block)
+        if sendable and self.equivocator is None:
             self._send_own(signed, signed_item_bytes(self.chain_id, signed, output.block), machine)
-        else:
+        elif sendable:
             twin = self.equivocator.twin(signed, output.block, self.signer.ring.get(key))
             self._send_conflicting((signed, output.block), twin)
         now = self.effects.now_ms()
@@ -429,6 +450,31 @@ class Driver:
             assert output.block is not None
             return machine.on_proposal(signed, output.block, now)
         return machine.on_vote(signed, now)
+
+    def _sendable(self, item: Vote | Proposal, block: Block | None) -> bool:
+        """False for a proposal whose envelope is over the message limit: it is logged and counted, not sent.
+
+        Block building keeps this from happening (node.core.mempool.block_tx_budget); a proposal
+        that gets here anyway (a re-proposed block, evidence and late precommits past the limit)
+        would be refused by every peer and dropped by the transport without a word.
+        """
+        if not isinstance(item, Proposal):
+            return True
+        size = len(signed_item_bytes(self.chain_id, item, block))
+        if size <= MAX_MESSAGE_BYTES:
+            return True
+        self.stats.unsent_proposals += 1
+        self.effects.log(
+            {
+                "event": PROPOSAL_UNSENT,
+                "height": item.height,
+                "round": item.round,
+                "bytes": size,
+                "limit": MAX_MESSAGE_BYTES,
+                "txs": len(block.txs) if block is not None else 0,
+            }
+        )
+        return False
 
     def _send_own(self, signed: Vote | Proposal, data: bytes, machine: ConsensusMachine) -> None:
         """Send a message we just signed: at once, or as `late` and `withhold` distort it."""

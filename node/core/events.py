@@ -32,10 +32,16 @@ LEDGER_PENALTIES: tuple[str, ...] = ("slashed", "jailed", "tombstoned", "unjaile
 ACCOUNTABILITY_EVENTS: tuple[str, ...] = (EVIDENCE, *LEDGER_PENALTIES)
 """What a run's penalty accounting counts: evidence seen, then what the ledger did about it."""
 
-TX_OUTCOMES: tuple[str, ...] = ("tx_applied", "tx_rejected")
+TX_REFUSED = "tx_refused"  # a node's mempool refused a signed tx from an account on chain (never in a block)
+PROPOSAL_UNSENT = "proposal_unsent"  # a proposal this node signed is too large for any peer to accept
+
+TX_OUTCOMES: tuple[str, ...] = ("tx_applied", "tx_rejected", TX_REFUSED)
+"""How a transaction ends as its sender learns it: applied or rejected by a block, or refused before one."""
+
 LOGGED_LEDGER_EVENTS: tuple[str, ...] = (
     *LEDGER_PENALTIES,
-    *TX_OUTCOMES,
+    "tx_applied",
+    "tx_rejected",
     "released",
     "retired",
     "key_rotated",
@@ -52,5 +58,7 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
     SIGNING_KEY: ("node", "validator", "from_height", "key", "held"),
     DOPPELGANGER: ("node", "validator", "height", "round", "why"),
     SIGNING_ENABLED: ("node", "validator", "height", "network_height", "waited_ms", "adopted"),
+    TX_REFUSED: ("node", "tx", "account", "type", "nonce", "reason", "code"),
+    PROPOSAL_UNSENT: ("node", "height", "round", "bytes", "limit", "txs"),
 }
 """The fields each event always carries besides ``event`` and ``ts``."""

@@ -78,10 +78,15 @@ _VERIFIED_MAX = 200_000
 
 
 def verify(public: bytes, message: bytes, signature: bytes) -> bool:
-    """True iff `signature` is `public`'s Ed25519 signature of `message`."""
+    """True iff `signature` is `public`'s Ed25519 signature of `message`.
+
+    Verified signatures are remembered by the message's digest, not the
+    message: anyone can sign with a fresh key, and 200,000 remembered
+    messages of up to 1 MiB each would pin any amount of memory.
+    """
     if len(public) != PUBLIC_KEY_LEN or len(signature) != SIGNATURE_LEN:
         return False
-    memo_key = (public, message, signature)
+    memo_key = (public, hashlib.sha256(message).digest(), signature)
     if memo_key in _verified:
         return True
     try:

@@ -46,7 +46,7 @@ class QueryView:
         tx = event.get("tx")
         if event.get("event") not in TX_OUTCOMES or not isinstance(tx, str):
             return
-        status = "applied" if event["event"] == "tx_applied" else "rejected"
+        status = {"tx_applied": "applied", "tx_rejected": "rejected"}.get(event["event"], "refused")
         outcome = {"status": status, "tx_height": event.get("height"), "reason": event.get("reason")}
         with self._lock:
             self._outcomes[tx] = outcome
