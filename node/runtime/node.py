@@ -109,6 +109,9 @@ from node.runtime.transport import TransportFactory, TransportSpec
 CRASH_AFTER_SIGN_RECORD_ENV = "POSNET_CRASH_AFTER_SIGN_RECORD"
 """Test hook: SIGKILL the node right after its n-th signing mark is on disk, before the signature exists."""
 
+CLOCK_OFFSET_ENV = "POSNET_CLOCK_OFFSET_MS"
+"""Test hook: run this node's wall clock that many milliseconds ahead (negative: behind), as a bad NTP would."""
+
 STORE_FILE = "node.sqlite3"
 KEY_FILE = "key.json"
 STATUS_CHECK_S = 0.5  # how often to look whether height/round changed (status "on change")
@@ -214,6 +217,14 @@ def _crash_hook() -> int | None:
     return value
 
 
+def _clock_offset() -> int:
+    raw = os.environ.get(CLOCK_OFFSET_ENV, "").strip()
+    try:
+        return int(raw) if raw else 0
+    except ValueError:
+        raise StartupError(f"{CLOCK_OFFSET_ENV}={raw!r}: expected an integer (milliseconds)") from None
+
+
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
@@ -274,6 +285,7 @@ class NodeRuntime:
         self.config = config
         self.genesis, loaded = load_node_inputs(config)
         crash_after = _crash_hook()
+        self._clock_offset_ms = _clock_offset()
         self.exit_code = 0
         self._progress = (0, 0)  # (height, round) last seen, for status messages after the machine stops
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -456,7 +468,7 @@ class NodeRuntime:
 
     def now_ms(self) -> int:
         """The wall clock in unix milliseconds (block timestamps and finality latency use it)."""
-        return int(time.time() * 1000)
+        return int(time.time() * 1000) + self._clock_offset_ms
 
     def publish(self, channel: str, data: bytes) -> None:
         """Send our own message, remembering its digest to drop the broker's echo of it."""
