@@ -144,10 +144,20 @@ def test_each_fresh_request_is_answered_and_echoes_its_nonce() -> None:
 
 
 def test_a_request_older_than_the_freshness_window_is_not_answered() -> None:
+    """Older than the requester's newest request by its own clock: a copy the answerer may have forgotten."""
     answerer, effects = host(("v1",), CHAIN)
+    answerer.receive(request(NOW))
     answerer.receive(request(NOW - REQUEST_MAX_AGE_MS - 1))
-    assert effects.answers() == []
+    answerer.receive(request(NOW - REQUEST_MAX_AGE_MS))  # just inside the window
+    assert len(effects.answers()) == 2
     assert answerer.primary.stats.rejected == {"stale": 1}
+
+
+def test_the_freshness_window_follows_the_requesters_clock_not_the_answerers() -> None:
+    """Clock skew between hosts must not cost a node its sync answers."""
+    answerer, effects = host(("v1",), CHAIN)
+    answerer.receive(request(NOW - 10 * REQUEST_MAX_AGE_MS))
+    assert len(effects.answers()) == 1 and answerer.primary.stats.rejected == {}
 
 
 def test_requests_past_the_requesters_byte_allowance_are_not_answered_until_it_refills() -> None:

@@ -265,7 +265,7 @@ class Driver:
         if self.behaviour == "silent" or request.reply_to == self.name:  # nor our own host's request
             return
         now = self.effects.now_ms()
-        problem = self.sync.request_problem(request.sender, request.nonce, now)
+        problem = self.sync.request_problem(request.sender, request.nonce)
         batch = [] if problem else answer_batch(self.effects.chain_range(request.from_height, SYNC_BATCH))
         data = sync_response_bytes(self.chain_id, request.nonce, batch, *self.sealing()) if batch else b""
         if data:  # nothing to send costs the requester nothing

@@ -12,8 +12,10 @@ bounded by the sender's right to ask):
   milliseconds, or one more than its last nonce when the clock has not
   moved on (deterministic, so the simulator stays reproducible);
 - an answerer answers each (requester, nonce) once, nothing older than
-  `REQUEST_MAX_AGE_MS` by its own clock (so a copy replayed after the
-  answerer forgot it, or restarted, is not answered either), and no more
+  `REQUEST_MAX_AGE_MS` before the newest nonce it has seen from that
+  requester (so an old copy replayed after the answerer forgot it is not
+  answered either; measured on the requester's own clock, so clock skew
+  between hosts does not matter), and no more
   than a token bucket of bytes per requester allows: `BUCKET_BYTES` at
   once, then `REFILL_BYTES_PER_MS` (about 1 MB a second); each answer
   costs its size plus `ANSWER_COST_BYTES`. The bucket counts bytes, not
@@ -51,7 +53,7 @@ ANSWER_COST_BYTES = 1024
 kilobyte more per answer for the work of signing and sending it (so at most 1,000 answers a second)."""
 
 REQUEST_MAX_AGE_MS = 60_000
-"""A request whose nonce (the requester's clock) is older than this by the answerer's clock is stale."""
+"""A request whose nonce is older than this before the requester's newest one seen is stale."""
 
 ANSWERED_KEPT = 4096
 """(requester, nonce) pairs an answerer remembers having answered."""
@@ -81,7 +83,8 @@ class SyncGuard:
         self._outstanding: OrderedDict[int, None] = OrderedDict()
         self._taken: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self._answered: OrderedDict[tuple[bytes, int], None] = OrderedDict()
-        self._buckets: OrderedDict[bytes, tuple[int, int]] = OrderedDict()  # requester: (credit ms, at ms)
+        self._buckets: OrderedDict[bytes, tuple[int, int]] = OrderedDict()  # requester: (credit, at ms)
+        self._newest: OrderedDict[bytes, int] = OrderedDict()  # requester: its newest nonce seen
 
     # ------------------------------------------------------------ requester
 
@@ -102,17 +105,19 @@ class SyncGuard:
 
     # ------------------------------------------------------------- answerer
 
-    def request_problem(self, requester: bytes, nonce: int, now_ms: int) -> str | None:
+    def request_problem(self, requester: bytes, nonce: int) -> str | None:
         """Why a request goes unanswered (a reject reason), or None: it is new, and now handled.
 
         Handled means never answered again, whether or not there turns out to
         be anything to send; answering also needs `spend` to allow it.
         """
-        if nonce < now_ms - REQUEST_MAX_AGE_MS:
+        newest = max(nonce, self._newest.get(requester, nonce))
+        if nonce < newest - REQUEST_MAX_AGE_MS:
             return "stale"
         if (requester, nonce) in self._answered:
             return "replayed"
         _remember(self._answered, (requester, nonce), None, ANSWERED_KEPT)
+        _remember(self._newest, requester, newest, BUCKETS_KEPT)
         return None
 
     def spend(self, requester: bytes, answer_bytes: int, now_ms: int) -> str | None:
