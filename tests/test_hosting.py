@@ -98,27 +98,32 @@ def sync_requests(recorder: Recorder) -> list[int]:
 CHAIN = finalized_chain(SYNC_BATCH + 5)
 
 
-def answer(blocks: int) -> bytes:
-    return sync_response_bytes(CHAIN_ID, [(b, c) for b, c, _ in CHAIN[:blocks]], KEYS["v1"])
+def answer(host: Host, recorder: Recorder, blocks: int) -> bytes:
+    """v1's answer to a request the host makes now (an answer to nothing it asked is dropped)."""
+    host.primary.request_blocks(1)
+    channel, request = recorder.sent.pop()
+    assert channel == SYNC_REQ
+    nonce = decode(parse_envelope(request).body)[2]
+    return sync_response_bytes(CHAIN_ID, nonce, [(b, c) for b, c, _ in CHAIN[:blocks]], KEYS["v1"])
 
 
 def test_a_full_sync_batch_is_logged_once_and_followed_by_a_request_for_the_next() -> None:
     host, (recorder,), node_log = lagging_host()
-    host.receive(answer(SYNC_BATCH))
+    host.receive(answer(host, recorder, SYNC_BATCH))
     assert node_log == [{"event": "synced", "from_height": 1, "to_height": SYNC_BATCH, "blocks": SYNC_BATCH}]
     assert sync_requests(recorder) == [SYNC_BATCH + 1]
 
 
 def test_a_short_sync_answer_is_logged_but_asks_for_nothing_more() -> None:
     host, (recorder,), node_log = lagging_host()
-    host.receive(answer(SYNC_BATCH - 1))
+    host.receive(answer(host, recorder, SYNC_BATCH - 1))
     assert [e["blocks"] for e in node_log] == [SYNC_BATCH - 1]
     assert sync_requests(recorder) == []
 
 
 def test_co_hosted_keys_admit_once_and_hear_each_others_broadcasts() -> None:
     host, (first, second), node_log = lagging_host(("v2", "v3"))
-    host.receive(answer(3))
+    host.receive(answer(host, first, 3))
     assert [d.machine.height for d in host.drivers if d.machine] == [4, 4]  # both keys followed
     assert [e["event"] for e in node_log] == ["synced"]  # the node's event, once
     assert [e["event"] for e in first.logs].count("finalized") == 3
@@ -182,7 +187,7 @@ def test_only_the_primary_key_asks_peers_for_blocks() -> None:
 def test_each_new_epoch_is_logged_with_its_stake_distribution() -> None:
     """The report and the live view read who holds the stake from these lines, without a running node."""
     host, (recorder,), _ = lagging_host()
-    host.receive(answer(SYNC_BATCH))
+    host.receive(answer(host, recorder, SYNC_BATCH))
     epochs = [event for event in recorder.logs if event["event"] == "epoch"]
     length = GENESIS.params.epoch_length
     assert [(e["epoch"], e["height"]) for e in epochs] == [

@@ -111,8 +111,8 @@ def test_other_message_kinds_are_admitted() -> None:
     assert admit(status.to_bytes(), CTX) == StatusMsg(
         ADDR["bob"], "n1", 4, 2, True, hosted, 1_700_000_000_000
     )
-    sync = seal(CHAIN_ID, Kind.SYNC_REQUEST, encode((3, "n1")), KEYS["bob"])
-    assert admit(sync.to_bytes(), CTX) == SyncRequest(ADDR["bob"], 3, "n1")
+    sync = seal(CHAIN_ID, Kind.SYNC_REQUEST, encode((3, "n1", 99)), KEYS["bob"])
+    assert admit(sync.to_bytes(), CTX) == SyncRequest(ADDR["bob"], 3, "n1", 99)
     account = OUTSIDER
     tx = seal(CHAIN_ID, Kind.TX, b"payload", account)
     tx = replace(tx, sender=account.public)  # a transaction names its public key

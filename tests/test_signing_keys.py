@@ -254,9 +254,9 @@ def test_admission_checks_a_vote_against_its_heights_key_and_other_messages_agai
     refused = admit(signed_item_bytes(CHAIN, vote(5, HOT3)), ctx)
     assert isinstance(refused, Rejected) and refused.reason == "bad_signature"
     for key in (HOT3, NEXT):  # a node an epoch behind still seals with the old key
-        request = sync_request_bytes(CHAIN, 3, "v3", key, sender=V3.address)
+        request = sync_request_bytes(CHAIN, 3, "v3", 1, key, sender=V3.address)
         assert not isinstance(admit(request, ctx), Rejected)
-    stranger = admit(sync_request_bytes(CHAIN, 3, "v3", SPARE, sender=V3.address), ctx)
+    stranger = admit(sync_request_bytes(CHAIN, 3, "v3", 1, SPARE, sender=V3.address), ctx)
     assert isinstance(stranger, Rejected) and stranger.reason == "bad_signature"
 
 

@@ -105,7 +105,9 @@ def test_a_double_sign_hidden_in_a_sync_certificate_is_found() -> None:
     block = Block(1, ZERO_HASH, KEYS["v1"].address, 0, (), (), None)
     certificate = make_certificate([vote(n, Kind.PRECOMMIT, 1, 0, block.hash) for n in ("v1", "v2", "v3")])
     d.observe(wire(vote("v3", Kind.PRECOMMIT, 1, 0, None)), "posnet/soak-test/consensus")
-    d.observe(sync_response_bytes(CHAIN, [(block, certificate)], KEYS["v4"]), "posnet/soak-test/sync/resp/v4")
+    d.observe(
+        sync_response_bytes(CHAIN, 1, [(block, certificate)], KEYS["v4"]), "posnet/soak-test/sync/resp/v4"
+    )
     assert [(x.signer, x.step) for x in d.double_signs] == [("v3", "precommit")]
     assert "certificate" in d.double_signs[0].seen_in[1]
 

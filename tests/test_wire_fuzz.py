@@ -280,9 +280,9 @@ def _valid_envelopes() -> list[bytes]:
         signed_item_bytes(CHAIN, signed_vote(CHAIN, v1, 3, kind=Kind.PRECOMMIT)),
         signed_item_bytes(CHAIN, proposal, block),
         evidence_bytes(CHAIN, make_evidence(prevote, nil_prevote), v1),
-        sync_request_bytes(CHAIN, 1, "v1", v2),
-        sync_response_bytes(CHAIN, [(block, cert)], v2),
-        sync_response_bytes(CHAIN, [(height_one, cert)], v2),  # cert/block mismatch: rejected as invalid
+        sync_request_bytes(CHAIN, 1, "v1", 7, v2),
+        sync_response_bytes(CHAIN, 7, [(block, cert)], v2),
+        sync_response_bytes(CHAIN, 7, [(height_one, cert)], v2),  # cert/block mismatch: rejected as invalid
         status_bytes(CHAIN, "v1", 3, 0, True, v1, ts_ms=0),
         tx_bytes(CHAIN, b"a signed transaction", Keypair.deterministic("a user")),
     ]

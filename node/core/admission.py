@@ -54,6 +54,9 @@ REJECT_REASONS = (
     "stale",
     "future",
     "invalid",
+    "unsolicited",  # a sync answer to no request of ours (node.core.syncguard)
+    "replayed",  # a sync request or answer acted on once already
+    "rate_limited",  # a sync request past its requester's allowance
 )
 
 
@@ -80,11 +83,13 @@ class SyncRequest:
     sender: bytes
     from_height: int
     reply_to: str  # the requester's node id, for the reply topic
+    nonce: int  # fresh per request (node.core.syncguard): a copy of it is answered once at most
 
 
 @dataclass(frozen=True)
 class SyncResponse:
     sender: bytes
+    nonce: int  # the request's it answers: the requester takes only answers to its own
     blocks: tuple[tuple[Block, CommitCertificate], ...]
 
 
@@ -209,12 +214,16 @@ def _parse_body(envelope: Envelope, item: Proposal | None) -> Admitted:
     if kind == Kind.EVIDENCE:
         return EvidenceMsg(sender, Evidence.from_wire(decode(body)))
     if kind == Kind.SYNC_REQUEST:
-        from_height, reply_to = want_tuple(decode(body), "sync_request", 2)
+        from_height, reply_to, nonce = want_tuple(decode(body), "sync_request", 3)
         return SyncRequest(
-            sender, want_int(from_height, "sync_request.from_height", 1), want_str(reply_to, "reply_to", 64)
+            sender,
+            want_int(from_height, "sync_request.from_height", 1),
+            want_str(reply_to, "reply_to", 64),
+            want_int(nonce, "sync_request.nonce"),
         )
     if kind == Kind.SYNC_RESPONSE:
-        return SyncResponse(sender, _parse_sync_blocks(decode(body)))
+        nonce, blocks = want_tuple(decode(body), "sync_response", 2)
+        return SyncResponse(sender, want_int(nonce, "sync_response.nonce"), _parse_sync_blocks(blocks))
     if kind == Kind.STATUS:
         node, height, round_, online, validators, ts_ms = want_tuple(decode(body), "status", 6)
         if not isinstance(online, bool):
@@ -258,7 +267,7 @@ def _parse_proposal(envelope: Envelope, proposal: Proposal) -> ProposalMsg:
 
 
 def _parse_sync_blocks(obj: Any) -> tuple[tuple[Block, CommitCertificate], ...]:
-    items = want_tuple(obj, "sync_response")
+    items = want_tuple(obj, "sync_response.blocks")
     if len(items) > MAX_SYNC_BLOCKS:
         raise DecodeError("malformed", "sync_response: too many blocks")
     pairs = []

@@ -71,6 +71,7 @@ from node.core.query import epoch_log, ledger_event_logs
 from node.core.routes import item_channels
 from node.core.signer import GuardedSigner
 from node.core.state import ChainState, signing_key_at
+from node.core.syncguard import SyncGuard, answer_batch
 
 SYNC_BATCH = 20
 LISTEN_CHECK_MS = 250  # how often a node listening before signing looks whether it may sign now
@@ -130,6 +131,7 @@ class DriverStats:
     synced_to: int = 0  # the height of the last of them
     withheld: int = 0  # signatures not made while listening before signing (node.core.doppelganger)
     unsent_proposals: int = 0  # signed, but too large for any peer to accept
+    sync_answers: int = 0  # sync answers taken (answers to our own requests, each once)
 
 
 class Driver:
@@ -169,6 +171,7 @@ class Driver:
         self._withheld: list[Sign] = []
         self.watch_own = False
         self.halted: str | None = None  # why this key signs no more (another copy of it signs)
+        self.sync = SyncGuard()  # nonces of our requests, requests answered, answers taken
 
     @property
     def chain_id(self) -> str:
@@ -277,6 +280,8 @@ class Driver:
         elif isinstance(message, SyncRequest):
             self._answer_sync(message)
         elif isinstance(message, SyncResponse):
+            if self.requests_sync and not self._take_sync_answer(message):
+                return
             # Every certificate the answer carries, once: the first block's last
             # commit, then each block's own (the next block's last commit repeats it).
             first_commit = message.blocks[0][0].last_commit if message.blocks else None
@@ -342,12 +347,33 @@ class Driver:
         if ours and ours[0][1].block_id != cert.block_id:
             self.run(machine.on_conflicting_certificate(cert, ours[0][1]))
 
+    def _take_sync_answer(self, answer: SyncResponse) -> bool:
+        """Whether an answer is to a request of ours and new; if not, it is counted as dropped.
+
+        A key that asks for no blocks (a co-hosted one) takes what its host
+        hands it: the host's primary asked, and took the answer already.
+        """
+        problem = self.sync.answer_problem(answer.sender, answer.nonce)
+        if problem is not None:
+            self.stats.rejected[problem] += 1
+            return False
+        self.stats.sync_answers += 1
+        return True
+
     def _answer_sync(self, request: SyncRequest) -> None:
-        if self.behaviour == "silent":
+        """Answer a request once, within its requester's allowance and the answer byte budget."""
+        if self.behaviour == "silent" or request.reply_to == self.name:  # nor our own host's request
             return
-        batch = self.effects.chain_range(request.from_height, SYNC_BATCH)
-        if batch:
-            self.effects.send_to(request.reply_to, sync_response_bytes(self.chain_id, batch, *self.sealing()))
+        now = self.effects.now_ms()
+        problem = self.sync.request_problem(request.sender, request.nonce)
+        batch = [] if problem else answer_batch(self.effects.chain_range(request.from_height, SYNC_BATCH))
+        data = sync_response_bytes(self.chain_id, request.nonce, batch, *self.sealing()) if batch else b""
+        if data:  # nothing to send costs the requester nothing
+            problem = self.sync.spend(request.sender, len(data), now)
+        if problem is not None:
+            self.stats.rejected[problem] += 1
+        elif data:
+            self.effects.send_to(request.reply_to, data)
 
     # ------------------------------------------------------------- outbound
 
@@ -371,8 +397,9 @@ class Driver:
 
     def request_blocks(self, from_height: int) -> None:
         """Ask peers for finalized blocks from `from_height` on (even a silent validator follows the chain)."""
+        nonce = self.sync.issue(self.effects.now_ms())
         self.effects.broadcast(
-            SYNC_REQ, sync_request_bytes(self.chain_id, from_height, self.name, *self.sealing())
+            SYNC_REQ, sync_request_bytes(self.chain_id, from_height, self.name, nonce, *self.sealing())
         )
 
     def run(self, outputs: list[Output]) -> None:

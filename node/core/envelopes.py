@@ -23,20 +23,22 @@ def evidence_bytes(chain_id: str, evidence: Evidence, keypair: Keypair, sender: 
 
 
 def sync_request_bytes(
-    chain_id: str, from_height: int, reply_to: str, keypair: Keypair, sender: bytes | None = None
+    chain_id: str, from_height: int, reply_to: str, nonce: int, keypair: Keypair, sender: bytes | None = None
 ) -> bytes:
-    return seal(
-        chain_id, Kind.SYNC_REQUEST, encode((from_height, reply_to)), keypair, sender=sender
-    ).to_bytes()
+    """A request for blocks from `from_height` on; `nonce` is fresh (node.core.syncguard)."""
+    body = encode((from_height, reply_to, nonce))
+    return seal(chain_id, Kind.SYNC_REQUEST, body, keypair, sender=sender).to_bytes()
 
 
 def sync_response_bytes(
     chain_id: str,
+    nonce: int,
     blocks: Sequence[tuple[Block, CommitCertificate]],
     keypair: Keypair,
     sender: bytes | None = None,
 ) -> bytes:
-    body = encode(tuple((block.to_wire(), cert.to_wire()) for block, cert in blocks))
+    """An answer to the request that carried `nonce`, signed with it."""
+    body = encode((nonce, tuple((block.to_wire(), cert.to_wire()) for block, cert in blocks)))
     return seal(chain_id, Kind.SYNC_RESPONSE, body, keypair, sender=sender).to_bytes()
 
 

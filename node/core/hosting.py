@@ -5,7 +5,9 @@ here where the simulator runs it as well as the real process:
 
 - admission once: the first (primary) key admits each inbound message and
   counts what it rejects; the other hosted keys are handed what it admitted
-  (not the sync requests and statuses, which the node answers and tracks once);
+  (not the sync requests and statuses, which the node answers and tracks once,
+  nor a sync answer the primary, which asked for blocks for all of them, did
+  not take: see `node.core.syncguard`);
 - co-hosted keys hear each other: what one key broadcasts goes straight to
   the others (a broker does not deliver our own messages back to us, or the
   runtime drops its echo), through the scheduler, as if it had arrived;
@@ -26,7 +28,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from node.core import routes, startgate
-from node.core.admission import Admitted, AuthCache, ProposalMsg, Rejected, StatusMsg, SyncRequest
+from node.core.admission import (
+    Admitted,
+    AuthCache,
+    ProposalMsg,
+    Rejected,
+    StatusMsg,
+    SyncRequest,
+    SyncResponse,
+)
 from node.core.consensus import Decided
 from node.core.driver import SYNC_BATCH, Audience, Driver, Effects
 from node.core.events import SYNCED
@@ -166,9 +176,11 @@ class Host:
         """Hand an admitted message to every hosted key, then pipeline the catch-up it advanced."""
         primary = self.primary
         before = primary.machine.height if primary.machine is not None else None
-        synced_before = primary.stats.synced_blocks
+        synced_before, answers_before = primary.stats.synced_blocks, primary.stats.sync_answers
         again = self._seen_at_this_height(message)
         primary.dispatch(message)
+        if isinstance(message, SyncResponse):
+            again = primary.stats.sync_answers == answers_before  # unsolicited or replayed: dropped
         if not isinstance(message, SyncRequest | StatusMsg) and not again:
             for other in self.drivers[1:]:
                 other.dispatch(message)
