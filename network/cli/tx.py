@@ -183,7 +183,7 @@ class Outcome:
     type: str
     account: str
     nonce: int
-    status: str  # applied | rejected | published | timeout
+    status: str  # applied | rejected | refused | published | timeout
     height: int | None = None
     reason: str | None = None
     stage: str = "chain"  # check | chain
@@ -197,12 +197,14 @@ class Outcome:
             return f"{head} rejected, not sent: {self.reason} (checked against {self.node} at height {self.height})"
         if self.status == "rejected":
             return f"{head} rejected at height {self.height}: {self.reason} (seen by {self.node})"
+        if self.status == "refused":
+            return f"{head} refused before any block: {self.reason} ({self.node} would not hold it)"
         if self.status == "published":
             return f"{head} published; {self.reason}"
         return f"{head} published but not seen in a block within {self.reason}"
 
     def exit_code(self) -> int:
-        return {"rejected": EXIT_REJECTED, "timeout": EXIT_TIMEOUT}.get(self.status, 0)
+        return {"rejected": EXIT_REJECTED, "refused": EXIT_REJECTED, "timeout": EXIT_TIMEOUT}.get(self.status, 0)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def _log_outcomes(tail: LogTail | None, txid: str) -> Iterator[JSON]:
     for event in tail.read_events() if tail is not None else ():
         if event.get("event") in TX_OUTCOMES and event.get("tx") == txid:
             yield {
-                "status": "applied" if event["event"] == "tx_applied" else "rejected",
+                "status": {"tx_applied": "applied", "tx_rejected": "rejected"}.get(event["event"], "refused"),
                 "tx_height": event.get("height"),
                 "reason": event.get("reason"),
             }
@@ -96,7 +96,7 @@ def wait_for_outcome(
         if client is not None:
             with contextlib.suppress(ClientError):  # a node restarting answers again shortly
                 answer = client.get(f"/query/tx/{txid}")
-                if answer.get("status") in ("applied", "rejected"):
+                if answer.get("status") in ("applied", "rejected", "refused"):
                     return answer
         if time.monotonic() >= deadline:
             return None
