@@ -20,7 +20,7 @@ from network.cli.chain import with_options
 from network.cli.tls_options import TLS_OPTIONS, tls_context
 from network.transport.mqtt import MqttTransport, PasswordFileError, read_password_file
 from node.core.behaviours import BEHAVIOURS
-from node.runtime.node import NodeConfig, StartupError, run_node
+from node.runtime.node import NodeConfig, NodeFailed, StartupError, run_node
 from node.runtime.recovery import SNAPSHOT_EVERY
 from node.runtime.transport import Transport, TransportFactory, TransportSpec
 
@@ -170,7 +170,9 @@ def run(
     """Run one validator node until SIGTERM or SIGINT.
 
     Exit codes: 0 after a graceful stop, 1 on a fatal runtime failure
-    (e.g. the store cannot be written), 2 on bad inputs.
+    (e.g. the store cannot be written), 2 on bad inputs (a corrupt store
+    among them); either failure is one line on stderr and, once the node
+    has a log, one ``fatal`` event.
     """
     if mqtt_password_file is not None and mqtt_username is None:
         _fail("--mqtt-password-file needs --mqtt-username")
@@ -194,4 +196,7 @@ def run(
         code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password, tls))
     except StartupError as exc:
         _fail(str(exc))
+    except NodeFailed as exc:
+        click.echo(f"Error: {exc}", err=True)  # the log's fatal event has it too
+        sys.exit(1)
     sys.exit(code)
