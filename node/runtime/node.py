@@ -113,7 +113,7 @@ STATUS_CHECK_S = 0.5  # how often to look whether height/round changed (status "
 STATUS_REFRESH_S = 5.0  # re-publish the retained status at least this often
 GATE_POLL_S = 0.05  # how often the start gate looks at the statuses heard
 OWN_DIGESTS_KEPT = 100_000
-INBOUND_QUEUE = 10_000
+INBOUND_QUEUE = 2_500  # per lane of the transport's inbox (consensus, status, sync, tx): 10,000 in all
 
 
 class StartupError(Exception):
@@ -546,16 +546,25 @@ class NodeRuntime:
         counts = Counter(self.host.primary.stats.rejected)
         stats = self.transport.stats
         counts["oversize"] += stats.get("rx_dropped_oversize", 0)
-        counts["queue_full"] += stats.get("rx_dropped_queue_full", 0)
+        for key, count in stats.items():  # one count per inbound lane: which traffic a flood pushed out
+            if key.startswith("rx_dropped_queue_full_"):
+                counts[key.removeprefix("rx_dropped_")] += count
         counts["unsubscribed"] += stats.get("rx_dropped_unsubscribed", 0)
         return {reason: count for reason, count in counts.items() if count}
 
     # ------------------------------------------------------------- inbound
 
     async def _inbound_loop(self) -> None:
+        """Handle inbound messages in the transport's order (consensus first), yielding between them.
+
+        ``recv`` returns at once while messages wait; without the yield a backlog
+        would be drained before the socket is read again, and a vote that just
+        arrived could not overtake the junk queued ahead of it.
+        """
         while True:
             message = await self.transport.recv()
             self._guarded(lambda m=message: self._handle(m.channel, m.payload))
+            await asyncio.sleep(0)
 
     def _handle(self, channel: str, payload: bytes) -> None:
         digest = _digest(payload)
