@@ -18,7 +18,8 @@ import click
 
 from network.cli.chain import with_options
 from network.cli.tls_options import TLS_OPTIONS, tls_context
-from network.transport.mqtt import MqttTransport, PasswordFileError, read_password_file
+from network.transport.mqtt import PasswordFileError, read_password_file
+from network.transport.split import SplitMqttTransport
 from node.core.behaviours import BEHAVIOURS
 from node.runtime.node import NodeConfig, NodeFailed, StartupError, run_node
 from node.runtime.recovery import SNAPSHOT_EVERY
@@ -46,11 +47,14 @@ def mqtt_transport(
     password: str | None,
     tls: ssl.SSLContext | None = None,
 ) -> TransportFactory:
-    """The node's transport: an MQTT client of the broker at `broker_url` (already validated)."""
+    """The node's transport: two MQTT connections to the broker at `broker_url` (already validated).
+
+    Consensus and status on one, transactions and sync on the other (network/transport/split.py says why).
+    """
     credentials = {} if username is None else {"username": username, "password": password or ""}
 
     def connect(spec: TransportSpec) -> Transport:
-        return MqttTransport(
+        return SplitMqttTransport(
             broker_url,
             spec.chain_id,
             spec.node_id,
