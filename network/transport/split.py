@@ -4,12 +4,13 @@ Lanes inside the node (network/transport/inbox.py) order what has been read,
 but a broker writes each client's messages to one TCP stream in arrival
 order: behind 50,000 junk transactions in that stream, a vote waits until
 every one of them has been read, however it is served afterwards. Measured
-on a 4-validator testnet, finality fell from about 6 heights/s to under 0.3
-while such a flood drained, one connection or not, lanes or not. Two
-connections give the broker two queues: the consensus connection's stream
-carries only what finality needs, and the node reads both sockets in turn,
-so a flood on the bulk connection costs the consensus one at most every
-other read.
+on a 4-validator testnet over mosquitto (tests/test_flood_real.py, a loaded
+2-core machine): with one connection finality fell from 6-7 heights/s to
+0.03-0.15 while such a flood drained (0.25 with the lanes alone); with two
+it kept 4.3-5.2. Two connections give the broker two queues: the consensus
+connection's stream carries only what finality needs, and the node reads
+both sockets in turn, so a flood on the bulk connection costs the consensus
+one at most every other read.
 
 Both connections fill one shared `PriorityInbox`; the node takes from it.
 Each channel is published on the connection of its lane too, so our own
