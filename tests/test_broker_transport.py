@@ -11,7 +11,9 @@ import re
 import signal
 import socket
 import sys
+import time
 
+import paho.mqtt.client as paho_mqtt
 import pytest
 
 from network.transport.broker import (
@@ -24,6 +26,7 @@ from network.transport.broker import (
 )
 from network.transport.mqtt import Inbound, MqttTransport, detect_protocol, topic
 from network.transport.ports import ephemeral_port_range
+from network.transport.split import SplitMqttTransport
 from node.core.channels import CONSENSUS, TX, status_channel, sync_resp_channel
 from tests.support import brokers
 from tests.support.brokers import (
@@ -293,6 +296,106 @@ async def test_full_inbound_queue_drops_and_counts(broker: BrokerProcess, mqtt_s
         assert receiver.stats["rx_dropped_queue_full"] == 15
         got = await recv_n(receiver, 5)
     assert [m.payload for m in got] == [b"m-%d" % i for i in range(5)]
+
+
+async def test_a_vote_overtakes_a_transaction_flood_and_only_the_flooded_lane_drops(
+    broker: BrokerProcess, mqtt_setup: MqttSetup
+) -> None:
+    receiver = make_transport(
+        broker, "receiver", [CONSENSUS, TX], protocol=mqtt_setup.protocol, inbound_queue=50
+    )
+    sender = make_transport(broker, "sender", [], protocol=mqtt_setup.protocol)
+    async with running(receiver), running(sender):
+        for i in range(200):
+            assert sender.publish(TX, b"junk-%d" % i)
+        assert sender.publish(CONSENSUS, b"vote")
+        await wait_until(
+            lambda: receiver.stats["rx"] + receiver.stats["rx_dropped_queue_full"] == 201,
+            what="the flood and the vote to be accepted or dropped",
+        )
+        assert receiver.stats["rx_dropped_queue_full_tx"] == 150
+        assert receiver.stats["rx_dropped_queue_full_consensus"] == 0
+        first = await recv_n(receiver, 1)
+    assert first[0].payload == b"vote"
+
+
+async def test_a_split_transport_hears_and_says_everything_over_its_two_connections(
+    broker: BrokerProcess, mqtt_setup: MqttSetup
+) -> None:
+    node = SplitMqttTransport(
+        broker.url,
+        brokers.CHAIN_ID,
+        "node",
+        subscriptions=[CONSENSUS, TX],
+        offline_status=b"offline",
+        protocol=mqtt_setup.protocol,
+        backoff=(0.1, 1.0),
+    )
+    peer = make_transport(broker, "peer", [CONSENSUS, TX], protocol=mqtt_setup.protocol)
+    task = asyncio.create_task(node.run())
+    try:
+        async with running(peer):
+            await wait_until(
+                lambda: node.fast.connected.is_set() and node.bulk.connected.is_set(), what="both connections"
+            )
+            assert peer.publish(TX, b"their tx") and peer.publish(CONSENSUS, b"their vote")
+            heard = {(m.channel, m.payload) for m in [await node.recv(), await node.recv()]}
+            assert heard == {(TX, b"their tx"), (CONSENSUS, b"their vote")}
+            assert node.publish(TX, b"my tx") and node.publish(CONSENSUS, b"my vote")
+            said = {(m.channel, m.payload) for m in await recv_n(peer, 4)}  # its own two come back too
+            assert {(TX, b"my tx"), (CONSENSUS, b"my vote")} <= said
+            await wait_until(lambda: node.stats["rx"] == 4, what="its own two back too")  # no "no local"
+            assert node.stats["tx"] == 2
+    finally:
+        await node.close()
+        await asyncio.wait_for(task, WAIT_S)
+
+
+def publish_flood_then(broker: BrokerProcess, protocol: int, junk: int, last: tuple[str, bytes]) -> None:
+    """From another client: ``junk`` transactions, then one ``last`` message, all handed to the broker."""
+    host, port = parse_broker_url(broker.url)
+    version = paho_mqtt.MQTTv5 if protocol == 5 else paho_mqtt.MQTTv311
+    client = paho_mqtt.Client(paho_mqtt.CallbackAPIVersion.VERSION2, client_id="flooder", protocol=version)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        for i in range(junk):
+            client.publish(f"posnet/{brokers.CHAIN_ID}/{TX}", b"junk-%d" % i, qos=0)
+        client.publish(f"posnet/{brokers.CHAIN_ID}/{last[0]}", last[1], qos=1).wait_for_publish(
+            timeout=WAIT_S
+        )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def test_a_vote_overtakes_a_transaction_flood_already_queued_at_the_broker(
+    broker: BrokerProcess, mqtt_setup: MqttSetup
+) -> None:
+    """The flood waits on the bulk connection; the vote arrives on the consensus one and is read at once."""
+    node = SplitMqttTransport(
+        broker.url,
+        brokers.CHAIN_ID,
+        "node",
+        subscriptions=[CONSENSUS, TX],
+        offline_status=b"offline",
+        protocol=mqtt_setup.protocol,
+        backoff=(0.1, 1.0),
+    )
+    task = asyncio.create_task(node.run())
+    try:
+        await wait_until(
+            lambda: node.fast.connected.is_set() and node.bulk.connected.is_set(), what="connections"
+        )
+        # The node reads nothing while the flood and then the vote reach the broker (its loop is held).
+        publish_flood_then(broker, mqtt_setup.protocol, 20_000, (CONSENSUS, b"vote"))
+        time.sleep(1.0)
+        first = await asyncio.wait_for(node.recv(), WAIT_S)
+        assert first.payload == b"vote"
+        assert node.bulk.stats["rx"] + node.bulk.stats["rx_dropped_queue_full"] < 20_000
+    finally:
+        await node.close()
+        await asyncio.wait_for(task, WAIT_S)
 
 
 async def test_publish_after_close_is_refused(broker: BrokerProcess, mqtt_setup: MqttSetup) -> None:

@@ -8,7 +8,6 @@ peers; and a restart must use one only when the chain vouches for it.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,11 +126,11 @@ def test_restart_starts_from_the_newest_snapshot_and_replays_only_what_came_afte
 
 def test_blocks_before_the_snapshot_are_not_read_again(store: Store, tmp_path: Path) -> None:
     stored_chain(store, 25, snapshot_at=(20,))
-    with sqlite3.connect(tmp_path / "node.sqlite3") as raw:
-        raw.execute("UPDATE finalized SET block = x'00' WHERE height = 3")
+    raw = store._conn  # the store is its process's alone: edit it through its own connection
+    assert raw is not None
+    raw.execute("UPDATE finalized SET block = x'00' WHERE height = 3")
     assert recover_chain(store, genesis_state(genesis())).snapshot_height == 20
-    with sqlite3.connect(tmp_path / "node.sqlite3") as raw:
-        raw.execute("DELETE FROM snapshots")
+    raw.execute("DELETE FROM snapshots")
     with pytest.raises(CorruptStore, match="finalized height 3"):
         recover_chain(store, genesis_state(genesis()))
 

@@ -286,6 +286,7 @@ def test_the_store_runs_in_wal_mode_with_full_sync(store: Store, db_path: Path) 
     assert conn is not None
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # 2 == FULL
+    store.close()
     assert sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -520,48 +521,55 @@ def test_marks_survive_sigkill_at_random_moments_complete_and_never_behind_an_ac
         previous = stored
 
 
-RACE_TO_SIGN = """
-import os, sys, time
+OPEN_AND_SIGN = """
+import sys
 from node.core.safety import SignMark, Step
-from node.core.safety import DoubleSignRefused
-from node.runtime.store import Store
+from node.runtime.store import StorageError, Store
 
-db_path, validator, block_id, ready, go = sys.argv[1:]
-store = Store(db_path)
-open(ready, "w").close()
-while not os.path.exists(go):
-    time.sleep(0.0005)
 try:
-    store.record_signing(bytes.fromhex(validator), SignMark(5, 0, Step.PREVOTE, bytes.fromhex(block_id)))
-    print("signed")
-except DoubleSignRefused:
-    print("refused")
+    store = Store(sys.argv[1])
+except StorageError as exc:
+    print(f"refused: {exc}")
+    raise SystemExit(0)
+store.record_signing(bytes.fromhex(sys.argv[2]), SignMark(5, 0, Step.PREVOTE, bytes.fromhex(sys.argv[3])))
+print("signed")
 """
 
 
 @pytest.mark.integration
-def test_processes_sharing_a_database_cannot_both_sign_one_position(tmp_path: Path) -> None:
-    db_path = tmp_path / "node.db"
-    Store(db_path).close()
-    go = tmp_path / "go"
-    blocks = [bytes([i]) * 32 for i in range(1, 7)]
-    children = [
-        run_child(RACE_TO_SIGN, str(db_path), VAL.hex(), b.hex(), str(tmp_path / f"ready-{i}"), str(go))
-        for i, b in enumerate(blocks)
-    ]
-    deadline = time.monotonic() + 60
-    while not all((tmp_path / f"ready-{i}").exists() for i in range(len(blocks))):
-        assert time.monotonic() < deadline, "children never got ready"
-        time.sleep(0.001)
-    go.touch()
-    outcomes = []
-    for child in children:
-        out, err = child.communicate(timeout=60)
-        assert child.returncode == 0, err.decode()
-        outcomes.append(out.decode().strip())
-    assert sorted(outcomes) == ["refused"] * (len(blocks) - 1) + ["signed"]
+def test_a_second_process_cannot_open_a_store_another_holds_so_cannot_sign_from_it(db_path: Path) -> None:
+    """Two nodes on one HOME would both sign: the second is refused the store outright."""
     with Store(db_path) as store:
-        assert store.last_signed(VAL) == SignMark(5, 0, Step.PREVOTE, blocks[outcomes.index("signed")])
+        store.record_signing(VAL, SignMark(5, 0, Step.PREVOTE, A))
+        child = run_child(OPEN_AND_SIGN, str(db_path), VAL.hex(), B.hex())
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err.decode()
+        assert out.decode().startswith("refused: in use by another process"), out.decode()
+        assert store.last_signed(VAL) == SignMark(5, 0, Step.PREVOTE, A)
+    child = run_child(OPEN_AND_SIGN, str(db_path), VAL.hex(), A.hex())  # once released, it opens
+    out, err = child.communicate(timeout=120)
+    assert out.decode().strip() == "signed", err.decode()
+
+
+def test_the_store_maps_no_file_into_memory(store: Store, db_path: Path) -> None:
+    """A mapped page that cannot be written back is SIGBUS; an unwritable file must be an error instead."""
+    conn = store._conn
+    assert conn is not None
+    store.put_finalized(1, block_hash(1), b"block", b"cert")
+    assert conn.execute("PRAGMA locking_mode").fetchone() == ("exclusive",)
+    assert conn.execute("PRAGMA mmap_size").fetchone() == (0,)
+    assert not Path(f"{db_path}-shm").exists()
+
+
+def test_a_store_with_a_rotten_page_is_refused_when_it_opens(db_path: Path) -> None:
+    with Store(db_path) as store:
+        fill_chain(store, 300)
+    size = db_path.stat().st_size
+    with open(db_path, "r+b") as f:
+        f.seek(size // 2)
+        f.write(random.Random(7).randbytes(4096))
+    with pytest.raises(StorageError, match="corrupt"):
+        Store(db_path)
 
 
 @pytest.mark.integration

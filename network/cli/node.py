@@ -18,9 +18,10 @@ import click
 
 from network.cli.chain import with_options
 from network.cli.tls_options import TLS_OPTIONS, tls_context
-from network.transport.mqtt import MqttTransport, PasswordFileError, read_password_file
+from network.transport.mqtt import PasswordFileError, read_password_file
+from network.transport.split import SplitMqttTransport
 from node.core.behaviours import BEHAVIOURS
-from node.runtime.node import NodeConfig, StartupError, run_node
+from node.runtime.node import NodeConfig, NodeFailed, StartupError, run_node
 from node.runtime.recovery import SNAPSHOT_EVERY
 from node.runtime.transport import Transport, TransportFactory, TransportSpec
 
@@ -46,11 +47,14 @@ def mqtt_transport(
     password: str | None,
     tls: ssl.SSLContext | None = None,
 ) -> TransportFactory:
-    """The node's transport: an MQTT client of the broker at `broker_url` (already validated)."""
+    """The node's transport: two MQTT connections to the broker at `broker_url` (already validated).
+
+    Consensus and status on one, transactions and sync on the other (network/transport/split.py says why).
+    """
     credentials = {} if username is None else {"username": username, "password": password or ""}
 
     def connect(spec: TransportSpec) -> Transport:
-        return MqttTransport(
+        return SplitMqttTransport(
             broker_url,
             spec.chain_id,
             spec.node_id,
@@ -179,7 +183,9 @@ def run(
     """Run one validator node until SIGTERM or SIGINT.
 
     Exit codes: 0 after a graceful stop, 1 on a fatal runtime failure
-    (e.g. the store cannot be written), 2 on bad inputs.
+    (e.g. the store cannot be written), 2 on bad inputs (a corrupt store
+    among them); either failure is one line on stderr and, once the node
+    has a log, one ``fatal`` event.
     """
     if mqtt_password_file is not None and mqtt_username is None:
         _fail("--mqtt-password-file needs --mqtt-username")
@@ -204,4 +210,7 @@ def run(
         code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password, tls))
     except StartupError as exc:
         _fail(str(exc))
+    except NodeFailed as exc:
+        click.echo(f"Error: {exc}", err=True)  # the log's fatal event has it too
+        sys.exit(1)
     sys.exit(code)

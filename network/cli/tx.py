@@ -204,7 +204,9 @@ class Outcome:
         return f"{head} published but not seen in a block within {self.reason}"
 
     def exit_code(self) -> int:
-        return {"rejected": EXIT_REJECTED, "refused": EXIT_REJECTED, "timeout": EXIT_TIMEOUT}.get(self.status, 0)
+        return {"rejected": EXIT_REJECTED, "refused": EXIT_REJECTED, "timeout": EXIT_TIMEOUT}.get(
+            self.status, 0
+        )
 
 
 @dataclass(frozen=True)

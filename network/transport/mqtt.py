@@ -18,8 +18,10 @@ Design choices, and why:
 
 - ``publish`` never blocks and never raises for load: consensus code must not stall
   on the network. It enqueues into a bounded queue and returns False (counted) when
-  the queue is full. Likewise a full inbound queue drops and counts instead of
-  blocking the network loop.
+  the queue is full. Likewise a full inbound lane drops and counts instead of
+  blocking the network loop: inbound messages wait in one bounded lane per channel
+  group, served consensus first (network/transport/inbox.py says why), so a flood
+  of junk transactions neither delays votes nor pushes them out.
 - Consensus traffic is QoS 0 (the protocol tolerates loss and rebroadcasts by
   timeout; QoS 0 costs no acknowledgements). Retained messages (status) are QoS 1 so
   the broker surely stores them.
@@ -62,6 +64,7 @@ import aiomqtt
 import paho.mqtt.client as paho_mqtt
 
 from network.transport.broker import MAX_PAYLOAD_BYTES, parse_broker_url
+from network.transport.inbox import LANES, PriorityInbox, lane_of
 from network.transport.tls import check_tls_matches_url, split_broker_url
 from node.core.channels import check_name as _check_name
 from node.core.channels import status_channel
@@ -71,6 +74,7 @@ STAT_KEYS = (
     "rx",
     "tx",
     "rx_dropped_queue_full",
+    *(f"rx_dropped_queue_full_{lane}" for lane in LANES),
     "rx_dropped_oversize",
     "rx_dropped_unsubscribed",
     "tx_dropped_queue_full",
@@ -193,7 +197,10 @@ class MqttTransport:
     once instead of coexisting with a stale one. One transport per (chain, node).
 
     Arguments beyond the obvious: ``subscriptions`` are channels (wildcards allowed);
-    ``offline_status`` is the will payload for ``status/<node_id>``; ``protocol`` 5 or
+    ``offline_status`` is the will payload for ``status/<node_id>`` (None: no will);
+    ``inbound_queue`` bounds each inbound lane (see network/transport/inbox.py), and
+    ``inbox`` shares one with another connection (see network/transport/split.py),
+    whose ``client_suffix`` keeps its client id apart; ``protocol`` 5 or
     311 (amqtt needs 311, see ``detect_protocol``); ``max_payload`` bounds both
     directions; ``keepalive`` (s) bounds how long a frozen node looks alive;
     ``max_inflight`` caps publishes handed to the client but not yet written;
@@ -208,7 +215,7 @@ class MqttTransport:
         node_id: str,
         *,
         subscriptions: Sequence[str],
-        offline_status: bytes,
+        offline_status: bytes | None,
         protocol: Literal[5, 311] = 5,
         inbound_queue: int = 10_000,
         outbound_queue: int = 10_000,
@@ -220,6 +227,8 @@ class MqttTransport:
         username: str | None = None,
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
+        inbox: PriorityInbox[Inbound] | None = None,
+        client_suffix: str = "",
     ) -> None:
         self.host, self.port, _ = split_broker_url(url)
         check_tls_matches_url(url, tls)
@@ -236,12 +245,12 @@ class MqttTransport:
         self.url = url
         self.chain_id = chain_id
         self.node_id = node_id
-        self.client_id = f"posnet-{chain_id}-{node_id}"
+        self.client_id = f"posnet-{chain_id}-{node_id}" + (f"-{client_suffix}" if client_suffix else "")
         self.protocol = protocol
         self.subscriptions = tuple(subscriptions)
         self._exact_subscriptions = {c for c in self.subscriptions if "+" not in c and "#" not in c}
         self._wildcard_subscriptions = [c for c in self.subscriptions if c not in self._exact_subscriptions]
-        self.offline_status = bytes(offline_status)
+        self.offline_status = None if offline_status is None else bytes(offline_status)
         self.max_payload = max_payload
         self.keepalive = keepalive
         self.timeout = timeout
@@ -252,7 +261,7 @@ class MqttTransport:
         self._backoff = backoff
         self._max_inflight = max_inflight
         self._outbound_max = outbound_queue
-        self._inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=inbound_queue)
+        self._inbound: PriorityInbox[Inbound] = PriorityInbox(inbound_queue) if inbox is None else inbox
         self._outbound: deque[_Outgoing] = deque()
         self._outbound_ready = asyncio.Event()
         self._outbound_idle = asyncio.Event()
@@ -300,7 +309,7 @@ class MqttTransport:
         return True
 
     async def recv(self) -> Inbound:
-        """The next inbound message (waits for one)."""
+        """The next inbound message by priority (waits for one); see network/transport/inbox.py."""
         return await self._inbound.get()
 
     def listen(self, channels: frozenset[str]) -> None:
@@ -331,7 +340,7 @@ class MqttTransport:
 
     def pending_inbound(self) -> int:
         """Messages received and not yet taken by ``recv``."""
-        return self._inbound.qsize()
+        return len(self._inbound)
 
     def pending_outbound(self) -> int:
         """Messages queued and not yet handed to the socket."""
@@ -394,12 +403,14 @@ class MqttTransport:
 
     def _client(self) -> aiomqtt.Client:
         """A fresh aiomqtt client (one per connection, as aiomqtt recommends)."""
-        will = aiomqtt.Will(
-            topic=self._prefix + status_channel(self.node_id),
-            payload=self.offline_status,
-            qos=1,
-            retain=True,
-        )
+        will = None
+        if self.offline_status is not None:
+            will = aiomqtt.Will(
+                topic=self._prefix + status_channel(self.node_id),
+                payload=self.offline_status,
+                qos=1,
+                retain=True,
+            )
         version = aiomqtt.ProtocolVersion.V5 if self.protocol == 5 else aiomqtt.ProtocolVersion.V311
         return aiomqtt.Client(
             self.host,
@@ -550,10 +561,9 @@ class MqttTransport:
         if not full_topic.startswith(self._prefix) or not self._subscribed_to(channel):
             self.stats["rx_dropped_unsubscribed"] += 1
             return
-        try:
-            self._inbound.put_nowait(Inbound(channel, bytes(payload)))
-        except asyncio.QueueFull:
+        if not self._inbound.put(channel, Inbound(channel, bytes(payload))):
             self.stats["rx_dropped_queue_full"] += 1
+            self.stats[f"rx_dropped_queue_full_{lane_of(channel)}"] += 1
             return
         self.stats["rx"] += 1
 

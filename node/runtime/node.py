@@ -87,7 +87,6 @@ from node.core.hosting import Host
 from node.core.keys import Keypair
 from node.core.messages import Block, CommitCertificate
 from node.core.routes import listened_vote_channels
-from node.core.safety import SignMark
 from node.core.signer import GuardedSigner, KeyRing, SigningRecord
 from node.core.snapshot import encode_state
 from node.core.state import genesis_state
@@ -102,7 +101,8 @@ from node.runtime.keyfiles import (
 )
 from node.runtime.metrics import NodeMetrics
 from node.runtime.queryview import QueryView
-from node.runtime.recovery import SNAPSHOT_EVERY, CorruptStore, recover_chain
+from node.runtime.records import CrashAfterRecord, FailOnStorageError
+from node.runtime.recovery import SNAPSHOT_EVERY, CorruptStore, Recovery, recover_chain
 from node.runtime.store import StorageError, Store
 from node.runtime.transport import TransportFactory, TransportSpec
 
@@ -118,11 +118,15 @@ STATUS_CHECK_S = 0.5  # how often to look whether height/round changed (status "
 STATUS_REFRESH_S = 5.0  # re-publish the retained status at least this often
 GATE_POLL_S = 0.05  # how often the start gate looks at the statuses heard
 OWN_DIGESTS_KEPT = 100_000
-INBOUND_QUEUE = 10_000
+INBOUND_QUEUE = 2_500  # per lane of the transport's inbox (consensus, status, sync, tx): 10,000 in all
 
 
 class StartupError(Exception):
     """A node that cannot start: the message is one line naming what is wrong."""
+
+
+class NodeFailed(Exception):
+    """A node that ran and stopped on a fatal failure (logged as its one ``fatal`` event): the reason."""
 
 
 @dataclass(frozen=True)
@@ -179,31 +183,6 @@ def _check_node_name(name: str) -> str:
     return name
 
 
-class _CrashAfterRecord:
-    """A signing record that SIGKILLs its process after the n-th mark is durably recorded.
-
-    Test-only fault injection (see CRASH_AFTER_SIGN_RECORD_ENV): it stops the
-    node at the most delicate instant, with a mark on disk for a signature
-    that was never published.
-    """
-
-    def __init__(self, record: SigningRecord, crash_after: int) -> None:
-        self._record = record
-        self._left = crash_after
-
-    def record_signed(self, validator: bytes, mark: SignMark, height: int, item: bytes, block: bytes) -> None:
-        self._record.record_signed(validator, mark, height, item, block)
-        self._left -= 1
-        if self._left <= 0:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
-        return self._record.journal(validator, height)
-
-    def last_signed(self, validator: bytes) -> SignMark | None:
-        return self._record.last_signed(validator)
-
-
 def _crash_hook() -> int | None:
     raw = os.environ.get(CRASH_AFTER_SIGN_RECORD_ENV, "").strip()
     if not raw:
@@ -223,6 +202,27 @@ def _clock_offset() -> int:
         return int(raw) if raw else 0
     except ValueError:
         raise StartupError(f"{CLOCK_OFFSET_ENV}={raw!r}: expected an integer (milliseconds)") from None
+
+
+def _startup_name(config: NodeConfig, genesis: Genesis, loaded: list[tuple[Path, Keypair]]) -> str:
+    """The node's name before its chain is recovered: ``--name``, else its first key's genesis validator."""
+    if config.name is not None:
+        return config.name
+    public = loaded[0][1].public
+    named = (v.name for v in genesis.validators if public in (v.signing_public_key, v.public_key))
+    return next(named, config.home.name or "node")
+
+
+def _refuse_store(config: NodeConfig, name: str, reason: str) -> StartupError:
+    """Log a store the node cannot start from as its one ``fatal`` event; the error that ends the start.
+
+    A log that cannot be opened is left out: the one line on stderr still says it.
+    """
+    with contextlib.suppress(OSError):
+        events = EventLog(name, config.log_path)
+        events.emit({"event": "fatal", "reason": reason})
+        events.close()
+    return StartupError(reason)
 
 
 def _digest(data: bytes) -> bytes:
@@ -292,21 +292,11 @@ class NodeRuntime:
         self._stop = asyncio.Event()
         self._own: OrderedDict[bytes, None] = OrderedDict()
         self._fatal: str | None = None
+        self._record_failure: str | None = None  # a store failure met while signing, for `_guarded`
         self._stopping = False
         config.home.mkdir(parents=True, exist_ok=True)
-        try:
-            self.store = Store(config.home / STORE_FILE)
-        except StorageError as exc:
-            raise StartupError(str(exc)) from None
         started = time.monotonic()
-        try:
-            self.recovery = recover_chain(self.store, genesis_state(self.genesis))
-        except CorruptStore as exc:
-            self.store.close()
-            raise StartupError(str(exc)) from None
-        except BaseException:
-            self.store.close()
-            raise
+        self.store, self.recovery = self._open_store(loaded)
         self._recovery_ms = round((time.monotonic() - started) * 1000)
         self.state, self.last_certificate = self.recovery.state, self.recovery.certificate
         spare, self._spare_problems = scan_keys_dir(config.home)
@@ -325,9 +315,9 @@ class NodeRuntime:
         except OSError as exc:
             self.store.close()
             raise StartupError(f"log file {config.log_path}: {exc.strerror or exc}") from None
-        record: SigningRecord = self.store
+        record: SigningRecord = FailOnStorageError(self.store, self._note_record_failure)
         if crash_after is not None:
-            record = _CrashAfterRecord(self.store, crash_after)
+            record = CrashAfterRecord(record, crash_after)
         behaviour = None if config.behaviour == HONEST else config.behaviour
         self.hosted = [HostedValidator(self, key, record) for key in self.keys]
         self.primary = self.hosted[0]
@@ -352,6 +342,26 @@ class NodeRuntime:
         )
         self._last_status: tuple[int, int] | None = None
         self._vote_channels: frozenset[str] | None = None
+
+    def _open_store(self, loaded: list[tuple[Path, Keypair]]) -> tuple[Store, Recovery]:
+        """Open the store and recover the chain from it; a store that fails either is a logged StartupError."""
+        config = self.config
+        path = config.home / STORE_FILE
+        try:
+            store = Store(path)
+        except StorageError as exc:
+            raise _refuse_store(
+                config, _startup_name(config, self.genesis, loaded), f"store {path}: {exc}"
+            ) from None
+        try:
+            return store, recover_chain(store, genesis_state(self.genesis))
+        except (CorruptStore, StorageError) as exc:
+            store.close()
+            reason = f"store {path}: {exc}"
+            raise _refuse_store(config, _startup_name(config, self.genesis, loaded), reason) from None
+        except BaseException:
+            store.close()
+            raise
 
     # ------------------------------------------------------------- running
 
@@ -401,7 +411,7 @@ class NodeRuntime:
         try:
             if await self._start_gate():
                 self._listen_before_signing()
-                self.host.boot(self.state, self.last_certificate)
+                self._guarded(lambda: self.host.boot(self.state, self.last_certificate))
             await self._stop.wait()
         finally:
             await self._shutdown(tasks, transport_task)
@@ -440,6 +450,11 @@ class NodeRuntime:
             self.host.listen_first(quiet)
         self.events.emit({"event": LISTENING, "quiet_ms": quiet, "height": self.state.height + 1})
 
+    @property
+    def fatal(self) -> str | None:
+        """Why the node stopped on a failure (its one ``fatal`` event), or None."""
+        return self._fatal
+
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
         self._stop.set()
@@ -455,8 +470,13 @@ class NodeRuntime:
         await self.transport.close(drain_timeout=2.0)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(transport_task, 30)
-        height = self.store.last_height() if self._fatal is None else None
-        self.store.close()
+        height = None
+        try:
+            if self._fatal is None:
+                height = self.store.last_height()
+            self.store.close()
+        except StorageError as exc:
+            self._fail(f"storage: {exc}")
         self.metrics.close()
         stopped: dict[str, Any] = {"event": "stopped", "height": height}
         if self._fatal is not None:
@@ -555,16 +575,25 @@ class NodeRuntime:
         counts = Counter(self.host.primary.stats.rejected)
         stats = self.transport.stats
         counts["oversize"] += stats.get("rx_dropped_oversize", 0)
-        counts["queue_full"] += stats.get("rx_dropped_queue_full", 0)
+        for key, count in stats.items():  # one count per inbound lane: which traffic a flood pushed out
+            if key.startswith("rx_dropped_queue_full_"):
+                counts[key.removeprefix("rx_dropped_")] += count
         counts["unsubscribed"] += stats.get("rx_dropped_unsubscribed", 0)
         return {reason: count for reason, count in counts.items() if count}
 
     # ------------------------------------------------------------- inbound
 
     async def _inbound_loop(self) -> None:
+        """Handle inbound messages in the transport's order (consensus first), yielding between them.
+
+        ``recv`` returns at once while messages wait; without the yield a backlog
+        would be drained before the socket is read again, and a vote that just
+        arrived could not overtake the junk queued ahead of it.
+        """
         while True:
             message = await self.transport.recv()
             self._guarded(lambda m=message: self._handle(m.channel, m.payload))
+            await asyncio.sleep(0)
 
     def _handle(self, channel: str, payload: bytes) -> None:
         digest = _digest(payload)
@@ -586,6 +615,13 @@ class NodeRuntime:
             self.events.emit({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
         else:
             self._update_progress()
+        if self._record_failure is not None:
+            self._fail(self._record_failure)
+
+    def _note_record_failure(self, reason: str) -> None:
+        """The signer's record could not be written; fatal once the driver's callback has returned."""
+        if self._record_failure is None:
+            self._record_failure = reason
 
     def _fail(self, reason: str) -> None:
         """Stop at once without deciding anything more: the store can no longer be trusted to persist."""
@@ -655,10 +691,13 @@ class NodeRuntime:
 
 
 def run_node(config: NodeConfig, transport: TransportFactory) -> int:
-    """Build and run a node in a fresh event loop; StartupError for bad inputs."""
+    """Build and run a node in a fresh event loop; StartupError for bad inputs, NodeFailed after a fatal stop."""
 
     async def main() -> int:
         runtime = NodeRuntime(config, transport)
-        return await runtime.run()
+        code = await runtime.run()
+        if runtime.fatal is not None:
+            raise NodeFailed(runtime.fatal)
+        return code
 
     return asyncio.run(main())

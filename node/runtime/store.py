@@ -18,10 +18,24 @@ With ``FULL`` every commit is fsynced before it returns, so "returned" means
 "on disk". WAL keeps that cost to one append-and-fsync per commit and lets
 readers proceed while a write is in flight.
 
+One process owns the store (``locking_mode=EXCLUSIVE``, set before WAL is
+first used). That is not only a guard against two nodes on one HOME (the
+second refuses to open it): it keeps SQLite's WAL index in the process's
+heap instead of a ``-shm`` file mapped into memory. A mapped page the kernel
+can no longer write back (the file made immutable or read-only, the disk
+full) is delivered as SIGBUS, which kills the node with no word of why; a
+failed ``write`` on the heap index's behalf is an error SQLite returns, so
+the node can end on a ``fatal`` event instead. Nothing else is mapped
+(``mmap_size`` stays 0). Readers of a running node's store copy its files.
+
+A store is checked (``PRAGMA quick_check``: every page's structure, not the
+values) when it opens: garbage in a page the chain replay never reads
+would otherwise surface at some later write, or in a peer's sync answer.
+
 Every public call is one transaction. Writes use ``BEGIN IMMEDIATE`` so the
 read-check-write of :meth:`Store.record_signing` and :meth:`Store.put_finalized`
-holds the write lock from the read onwards: two processes that (wrongly) share
-a database cannot both pass the check.
+holds the write lock from the read onwards, even between threads of the one
+process that holds the store.
 """
 
 from __future__ import annotations
@@ -114,6 +128,7 @@ class Store:
         self._conn: sqlite3.Connection | None = conn
         try:
             _configure(conn)
+            _check_integrity(conn)
             self._init_schema()
         except BaseException:
             conn.close()
@@ -126,8 +141,11 @@ class Store:
         """Close the database; idempotent. Every committed call is already durable."""
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+                conn, self._conn = self._conn, None
+                try:
+                    conn.close()  # the last checkpoint: it writes, so it can fail like any write
+                except sqlite3.Error as exc:
+                    raise StorageError(f"storage failure on close: {exc}") from exc
 
     def __enter__(self) -> Store:
         return self
@@ -368,14 +386,37 @@ def _configure(conn: sqlite3.Connection) -> None:
     elsewhere.
     """
     try:
-        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        (locking,) = conn.execute("PRAGMA locking_mode=EXCLUSIVE").fetchone()
+        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()  # the first access: takes the lock
         if str(mode).lower() != "wal":
             raise StorageError(f"store needs WAL journaling, got {mode!r} (is it a real file?)")
+        if str(locking).lower() != "exclusive":
+            raise StorageError(f"store needs exclusive locking, got {locking!r}")
+        mmap_size = (conn.execute("PRAGMA mmap_size=0").fetchone() or (0,))[0]
+        if mmap_size:
+            raise StorageError(f"store must not be memory-mapped, got mmap_size {mmap_size}")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA fullfsync=ON")
         conn.execute("PRAGMA checkpoint_fullfsync=ON")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise StorageError(f"in use by another process ({exc})") from exc
+        raise StorageError(f"cannot configure store: {exc}") from exc
     except sqlite3.Error as exc:
         raise StorageError(f"cannot configure store: {exc}") from exc
+
+
+def _check_integrity(conn: sqlite3.Connection) -> None:
+    """Refuse a store whose pages are not sound (see the module docstring)."""
+    try:
+        rows = conn.execute("PRAGMA quick_check(3)").fetchall()
+    except sqlite3.Error as exc:
+        raise StorageError(f"corrupt: {exc}") from exc
+    if rows != [("ok",)]:
+        lines = (line.strip() for row in rows for line in str(row[0]).splitlines())
+        raise StorageError(
+            "corrupt: " + "; ".join(line for line in lines if line and not line.startswith("***"))
+        )
 
 
 def _last_height(conn: sqlite3.Connection) -> int:

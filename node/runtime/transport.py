@@ -46,7 +46,7 @@ class Transport(Protocol):
         ...
 
     async def recv(self) -> InboundMessage:
-        """The next inbound message (waits for one)."""
+        """The next inbound message (waits for one): consensus traffic before status, sync, transactions."""
         ...
 
     def listen(self, channels: frozenset[str]) -> None:
@@ -64,7 +64,7 @@ class TransportSpec:
     node_id: str
     subscriptions: tuple[str, ...]
     offline_status: bytes  # the retained status the transport leaves behind if the process dies
-    inbound_queue: int
+    inbound_queue: int  # inbound messages kept waiting per channel group (a flood drops only its own)
 
 
 TransportFactory = Callable[[TransportSpec], Transport]

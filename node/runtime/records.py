@@ -1,0 +1,67 @@
+"""Signing records the runtime puts between a hosted key's guarded signer and the store.
+
+The signer sees one `SigningRecord`; what the process does around each
+record write (end the node when the store fails, or, in tests, die at the
+most delicate instant) lives here so the runtime's module keeps to wiring.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+from node.core.safety import SignMark
+from node.core.signer import SigningRecord
+from node.runtime.store import StorageError
+
+
+class FailOnStorageError:
+    """A signing record that reports a store failure to the runtime before the signer sees it.
+
+    The guarded signer treats any record failure as "do not sign", which is
+    right for the signature but would leave a node that can no longer write
+    its marks running silently; the runtime ends it with a ``fatal`` event.
+    """
+
+    def __init__(self, record: SigningRecord, failed: Callable[[str], None]) -> None:
+        self._record = record
+        self._failed = failed
+
+    def record_signed(self, validator: bytes, mark: SignMark, height: int, item: bytes, block: bytes) -> None:
+        try:
+            self._record.record_signed(validator, mark, height, item, block)
+        except StorageError as exc:
+            self._failed(f"storage: {exc}")
+            raise
+
+    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        return self._record.journal(validator, height)
+
+    def last_signed(self, validator: bytes) -> SignMark | None:
+        return self._record.last_signed(validator)
+
+
+class CrashAfterRecord:
+    """A signing record that SIGKILLs its process after the n-th mark is durably recorded.
+
+    Test-only fault injection (``POSNET_CRASH_AFTER_SIGN_RECORD``, read by node.runtime.node): it stops the
+    node at the most delicate instant, with a mark on disk for a signature
+    that was never published.
+    """
+
+    def __init__(self, record: SigningRecord, crash_after: int) -> None:
+        self._record = record
+        self._left = crash_after
+
+    def record_signed(self, validator: bytes, mark: SignMark, height: int, item: bytes, block: bytes) -> None:
+        self._record.record_signed(validator, mark, height, item, block)
+        self._left -= 1
+        if self._left <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        return self._record.journal(validator, height)
+
+    def last_signed(self, validator: bytes) -> SignMark | None:
+        return self._record.last_signed(validator)
