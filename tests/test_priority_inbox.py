@@ -67,6 +67,24 @@ def test_a_full_lane_drops_and_counts_only_its_own_messages() -> None:
     assert len(inbox) == 5
 
 
+def test_a_lane_is_bounded_in_bytes_too_and_taking_frees_its_room() -> None:
+    """2,500 junk transactions of 1 MiB each would be 2.5 GB: a lane holds at most its byte budget."""
+    inbox: PriorityInbox[str] = PriorityInbox(2500, lane_bytes=dict.fromkeys(LANES, 3_000))
+    accepted = [inbox.put(TX, f"junk-{i}", 1_000) for i in range(5)]
+    assert accepted == [True, True, True, False, False] and inbox.dropped["tx"] == 2
+    assert inbox.put(CONSENSUS, "proposal", 3_000)  # another lane's budget is its own
+    assert not inbox.put(CONSENSUS, "one byte more", 1)
+    assert inbox.get_nowait() == "proposal" and inbox.put(CONSENSUS, "now it fits", 3_000)
+    assert inbox.get_nowait() == "now it fits" and inbox.get_nowait() == "junk-0"
+    assert inbox.put(TX, "room again", 1_000)
+
+
+def test_the_default_lane_budgets_hold_two_mempools_of_transactions_at_most() -> None:
+    inbox: PriorityInbox[str] = PriorityInbox(100_000)
+    taken = sum(inbox.put(TX, "junk", 1 << 20) for _ in range(200))
+    assert taken == 16 and inbox.dropped["tx"] == 184
+
+
 def test_lower_lanes_get_a_fair_share_while_consensus_stays_busy() -> None:
     inbox: PriorityInbox[str] = PriorityInbox(1000)
     for _ in range(400):

@@ -21,6 +21,10 @@ every ``fair_every``-th message taken while a lower lane also waits comes
 from the lower lanes, in turn: under load the top lane still gets
 ``(fair_every - 1) / fair_every`` of the service, and no lane gets none.
 
+Each lane is bounded in bytes as well as in count (`LANE_BYTES`): a lane of
+2,500 transactions of up to 1 MiB each would otherwise hold 2.5 GB of junk
+that anyone may publish (a node reached 196 MB in a burst of 200).
+
 Pure bookkeeping plus one `asyncio.Event` for ``get``; the MQTT transport
 fills it from its socket callback and the node takes from it.
 """
@@ -42,6 +46,11 @@ LANES = (CONSENSUS_LANE, STATUS_LANE, SYNC_LANE, TX_LANE)
 FAIR_EVERY = 8
 """One message in this many goes to a lower lane while a higher one is busy."""
 
+MIB = 1 << 20
+LANE_BYTES = {CONSENSUS_LANE: 64 * MIB, STATUS_LANE: 4 * MIB, SYNC_LANE: 32 * MIB, TX_LANE: 16 * MIB}
+"""Payload bytes a lane may hold: consensus room for a few dozen full proposals, transactions for about
+two mempools' worth of the largest valid ones (the mempool holds 8 MiB)."""
+
 
 def lane_of(channel: str) -> str:
     """The lane a channel's messages wait in; a channel nobody named (none is subscribed) goes last."""
@@ -61,12 +70,16 @@ class PriorityInbox(Generic[T]):
     ``dropped[lane]``.
     """
 
-    def __init__(self, capacity: int, fair_every: int = FAIR_EVERY) -> None:
+    def __init__(
+        self, capacity: int, fair_every: int = FAIR_EVERY, lane_bytes: dict[str, int] | None = None
+    ) -> None:
         if capacity < 1 or fair_every < 2:
             raise ValueError("capacity must be >= 1 and fair_every >= 2")
         self.capacity = capacity
         self.fair_every = fair_every
-        self._lanes: dict[str, deque[T]] = {lane: deque() for lane in LANES}
+        self.lane_bytes = dict(LANE_BYTES if lane_bytes is None else lane_bytes)
+        self._lanes: dict[str, deque[tuple[int, T]]] = {lane: deque() for lane in LANES}
+        self._bytes: dict[str, int] = dict.fromkeys(LANES, 0)
         self.dropped: dict[str, int] = dict.fromkeys(LANES, 0)
         self._size = 0
         self._busy_turns = 0  # takes from the top lane in a row while a lower lane waited
@@ -79,14 +92,16 @@ class PriorityInbox(Generic[T]):
     def waiting(self, lane: str) -> int:
         return len(self._lanes[lane])
 
-    def put(self, channel: str, item: T) -> bool:
-        """Queue ``item`` in its channel's lane; False (and counted) when that lane is full."""
+    def put(self, channel: str, item: T, nbytes: int = 0) -> bool:
+        """Queue ``item`` (of ``nbytes`` payload) in its channel's lane; False (and counted) when that
+        lane is full, by count or by bytes."""
         lane = lane_of(channel)
         queue = self._lanes[lane]
-        if len(queue) >= self.capacity:
+        if len(queue) >= self.capacity or self._bytes[lane] + nbytes > self.lane_bytes[lane]:
             self.dropped[lane] += 1
             return False
-        queue.append(item)
+        queue.append((nbytes, item))
+        self._bytes[lane] += nbytes
         self._size += 1
         self._ready.set()
         return True
@@ -105,7 +120,9 @@ class PriorityInbox(Generic[T]):
         self._size -= 1
         if not self._size:
             self._ready.clear()
-        return self._lanes[lane].popleft()
+        nbytes, item = self._lanes[lane].popleft()
+        self._bytes[lane] -= nbytes
+        return item
 
     async def get(self) -> T:
         """The next item (waits for one)."""

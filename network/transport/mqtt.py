@@ -561,7 +561,8 @@ class MqttTransport:
         if not full_topic.startswith(self._prefix) or not self._subscribed_to(channel):
             self.stats["rx_dropped_unsubscribed"] += 1
             return
-        if not self._inbound.put(channel, Inbound(channel, bytes(payload))):
+        data = bytes(payload)
+        if not self._inbound.put(channel, Inbound(channel, data), len(data)):
             self.stats["rx_dropped_queue_full"] += 1
             self.stats[f"rx_dropped_queue_full_{lane_of(channel)}"] += 1
             return
