@@ -313,6 +313,11 @@ def _print_sim_summary(summary: dict[str, Any]) -> None:
         f"rejected: {summary['rejected'] or 'none'}"
     )
     click.echo(f"  Nakamoto coefficient: {summary['nakamoto_coefficient']}{_largest_pools(summary)}")
+    click.echo(
+        f"  downtime misses of honest validators: {summary['misses_class_a']} class A (reached an eligible "
+        f"proposer in time), {summary['misses_class_b']} class B (excused); behind jailings: "
+        f"{summary['jailing_misses_class_a']} A, {summary['jailing_misses_class_b']} B"
+    )
     for name, info in summary["validators"].items():
         click.echo(f"  {name:>6}  stake {info['stake']:>8}  earned {info['balance']:>8}  {info['status']}")
     if summary["bound_exceeded_count"]:
