@@ -308,6 +308,8 @@ def _print_sim_summary(summary: dict[str, Any]) -> None:
         f"({summary['wall_s']} s wall), {summary['round_timeouts']} round timeouts, "
         f"{summary['evidence']} evidence included"
     )
+    if summary.get("past_target"):
+        click.echo(f"  past the target height: {summary['past_target']}")
     click.echo(
         f"  messages: {summary['messages_delivered']} delivered, {summary['messages_dropped']} dropped; "
         f"rejected: {summary['rejected'] or 'none'}"

@@ -79,6 +79,7 @@ class SimResult:
     byzantine_share: ByzantineShare = field(default_factory=lambda: ByzantineShare((), 0))
     forks: list[dict[str, Any]] = field(default_factory=list)
     misses: MissTally = field(default_factory=MissTally)  # honest validators' misses, class A and B
+    past_target: str | None = None  # why some node finalized more than `--heights`, when one did
 
     def messages(self, kind: str, *, inside_only: bool = False) -> list[str]:
         return [
@@ -153,6 +154,7 @@ class SimResult:
             "rejected": self.rejected,
             "round_timeouts": self.round_timeouts,
             "node_heights": self.node_heights,
+            "past_target": self.past_target,
             "state_hash": self.state_hash,
             "replay": self.replay,
         }
@@ -295,6 +297,35 @@ def _agreed_height(honest: list[SimNode], since: int, top: int) -> int:
     return height
 
 
+def past_target(config: SimConfig, honest: list[SimNode], last_heal: int) -> str | None:
+    """Why a node finalized more than `config.heights`, or None when none did.
+
+    The run stops once every honest node reached the target and, after a
+    fault, finalized again after the last heal; until then the others go
+    on. A pool with more than 2/3 of the committee power decides alone at
+    the timer floor meanwhile, and a node catching up may pass the target
+    in one sync answer. Nodes are not halted at the target: the liveness
+    check needs each one to finalize after the last heal.
+    """
+    top = max(honest, key=lambda node: node.height)
+    if top.height <= config.heights:
+        return None
+
+    def done_at(node: SimNode) -> int:
+        """When the node met the stop condition (or the end, if it never did)."""
+        reached = next((at for at, height in node.finalized_at if height >= config.heights), None)
+        resumed = finalized_after(node, last_heal) if last_heal else 0
+        if reached is None or resumed is None:
+            return 1 << 62
+        return max(reached, resumed)
+
+    slowest = max(honest, key=done_at)
+    why = f"reach height {config.heights}" + (
+        f" and finalize after the last heal at {last_heal} ms" if last_heal else ""
+    )
+    return f"{top.name} reached height {top.height} while the run waited for {slowest.name} to {why}"
+
+
 def _forget_counted(deliveries: DeliveryRecord, node: SimNode, since: int, settled: int) -> None:
     """Blocks every honest node finalized alike, up to `settled`: the precommits they counted
     can be no honest validator's miss, so their receipts are dropped."""
@@ -365,4 +396,5 @@ def _result(
         byzantine_share=share,
         forks=fork_reports,
         misses=misses,
+        past_target=past_target(config, honest, last_heal),
     )
