@@ -13,8 +13,9 @@ violations there are not failures.
 It prints, for each run that broke an invariant inside the bound, the one
 `posnet sim` command line that replays it, then the counts: runs, runs with
 safety / liveness / accountability / penalty violations inside the bound,
-honest validators jailed in runs without crashes or partitions,
-bound-exceeded runs and wall time. Exit status 1 if any run failed.
+honest validators' downtime misses of class A (reached an eligible proposer
+in time: each behind a jailing is a penalty violation) and class B (excused),
+honest jailings, bound-exceeded runs and wall time. Exit status 1 if any run failed.
 
     python bench/sweep.py --seeds 200
     python bench/sweep.py --seeds 10000 --start 0 --jobs 2
@@ -34,8 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from network.sim.checks import VIOLATION_KINDS, honest_jailings
+from network.sim.checks import VIOLATION_KINDS
 from network.sim.config import random_run_config
+from network.sim.penalties import honest_jailings
 from network.sim.runner import run_simulation
 from node.core.behaviours import SIM_BYZANTINE_MODES
 
@@ -47,7 +49,8 @@ class Outcome:
     seed: int
     inside: tuple[tuple[str, str], ...]  # (kind, message) of violations inside the bound
     bound_exceeded: bool
-    honest_jailed: tuple[str, ...]  # in a run without crashes or partitions
+    honest_jailed: tuple[str, ...]  # honest validators jailed on an honest chain
+    misses: tuple[int, int, int, int]  # class A, class B; of those, behind jailings: A, B
     wall_s: float
     replay: str
 
@@ -55,12 +58,14 @@ class Outcome:
 def run_one(seed: int, heights: int, modes: tuple[str, ...]) -> Outcome:
     config = random_run_config(seed, heights, modes)
     result = run_simulation(config)
-    jailed = sorted({name for _, name in honest_jailings(config, result.events)})
+    jailed = sorted({name for _, name, _ in honest_jailings(config, result.events)})
+    tally = result.misses
     return Outcome(
         seed=seed,
         inside=tuple((v.kind, v.message) for v in result.inside_bound),
         bound_exceeded=bool(result.byzantine_share.exceeded_heights),
         honest_jailed=tuple(jailed),
+        misses=(tally.class_a, tally.class_b, tally.jailing_a, tally.jailing_b),
         wall_s=result.wall_s,
         replay=result.replay,
     )
@@ -108,8 +113,10 @@ def main() -> None:
     failing_runs: Counter[str] = Counter()
     failed: list[dict[str, object]] = []
     jailed_runs = jailed_validators = exceeded = 0
+    misses = [0, 0, 0, 0]
     for outcome in outcomes(seeds, args.heights, args.modes, args.jobs):
         exceeded += outcome.bound_exceeded
+        misses = [total + add for total, add in zip(misses, outcome.misses, strict=True)]
         if outcome.honest_jailed:
             jailed_runs += 1
             jailed_validators += len(outcome.honest_jailed)
@@ -124,8 +131,12 @@ def main() -> None:
         "runs": len(seeds),
         "failed_runs": len(failed),
         **{f"{kind}_violation_runs": failing_runs[kind] for kind in VIOLATION_KINDS},
-        "honest_jailed_runs_without_crash_or_partition": jailed_runs,
-        "honest_jailed_validators_without_crash_or_partition": jailed_validators,
+        "honest_jailed_runs": jailed_runs,
+        "honest_jailed_validators": jailed_validators,
+        "misses_class_a": misses[0],
+        "misses_class_b": misses[1],
+        "jailing_misses_class_a": misses[2],
+        "jailing_misses_class_b": misses[3],
         "bound_exceeded_runs": exceeded,
         "wall_s": round(wall, 1),
     }

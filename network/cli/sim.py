@@ -308,11 +308,18 @@ def _print_sim_summary(summary: dict[str, Any]) -> None:
         f"({summary['wall_s']} s wall), {summary['round_timeouts']} round timeouts, "
         f"{summary['evidence']} evidence included"
     )
+    if summary.get("past_target"):
+        click.echo(f"  past the target height: {summary['past_target']}")
     click.echo(
         f"  messages: {summary['messages_delivered']} delivered, {summary['messages_dropped']} dropped; "
         f"rejected: {summary['rejected'] or 'none'}"
     )
     click.echo(f"  Nakamoto coefficient: {summary['nakamoto_coefficient']}{_largest_pools(summary)}")
+    click.echo(
+        f"  downtime misses of honest validators: {summary['misses_class_a']} class A (reached an eligible "
+        f"proposer in time), {summary['misses_class_b']} class B (excused); behind jailings: "
+        f"{summary['jailing_misses_class_a']} A, {summary['jailing_misses_class_b']} B"
+    )
     for name, info in summary["validators"].items():
         click.echo(f"  {name:>6}  stake {info['stake']:>8}  earned {info['balance']:>8}  {info['status']}")
     if summary["bound_exceeded_count"]:

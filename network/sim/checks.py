@@ -10,7 +10,8 @@
   (accountable safety), and every validator whose precommit is in both
   certificates ends tombstoned on the honest chains that ran on long enough
   to include the evidence;
-- penalties: in a run without crashes or partitions no honest validator is jailed.
+- penalties: no honest validator is jailed for a miss it did not make
+  (`network.sim.penalties` judges each miss from the run's delivery record).
 
 The guarantees hold only while Byzantine validators hold less than 1/3 of
 each height's committee power. `byzantine_share` measures that share per
@@ -42,7 +43,7 @@ from node.core.accountability import (
 from node.core.admission import Admitted, ProposalMsg
 from node.core.codec import DecodeError
 from node.core.consensus import MAX_ROUND_AHEAD, ConsensusMachine
-from node.core.genesis import PPM, Params, validator_names
+from node.core.genesis import PPM, Params
 from node.core.messages import (
     VOTE_KINDS,
     Block,
@@ -57,7 +58,7 @@ from node.core.state import ChainState, proposer_of, signing_keys_at
 from node.core.verdicts import conflicting_finality
 
 RESUME_ROUNDS = 10
-EVIDENCE_INCLUSION_HEIGHTS = 5  # a chain this far past a fork has had time to include its evidence
+EVIDENCE_INCLUSION_HEIGHTS = 5  # honest proposers' blocks past a fork: time enough to include its evidence
 VIOLATION_KINDS = ("safety", "liveness", "accountability", "penalty")
 
 
@@ -293,41 +294,6 @@ def check_liveness(
     return violations
 
 
-def honest_jailings(config: SimConfig, events: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """(height, validator) of each honest validator jailed on an honest node's chain, in a run
-    without crashes or partitions (where nothing excuses it).
-
-    Loss, delay, duplication and reordering do not count as excuses: gossip
-    re-sends votes until they arrive, so downtime accounting must not
-    mistake a slow honest validator for an absent one. Only honest nodes'
-    chains count: a silent validator whose committee seats reach 2/3
-    finalizes a private chain nobody else sees, and what its ledger does
-    there punishes no one (seed 27546 of a sweep). Twins run under other
-    names than the validators', so their chains are left out too.
-    """
-    if config.faults.crashes or config.faults.partitions:
-        return []
-    byzantine = set(config.byzantine_names())
-    honest_nodes = set(validator_names(config.validators)) - byzantine
-    return sorted(
-        {
-            (int(event["height"]), str(event["validator"]))
-            for event in events
-            if event["event"] == "jailed"
-            and event.get("validator") not in byzantine
-            and event.get("node") in honest_nodes
-        }
-    )
-
-
-def check_penalties(config: SimConfig, events: list[dict[str, Any]]) -> list[Violation]:
-    """With no crash and no partition, an honest validator has no excuse to miss votes: jailing one is a bug."""
-    return [
-        Violation("penalty", f"honest validator {name} jailed without a fault at height {height}", height)
-        for height, name in honest_jailings(config, events)
-    ]
-
-
 def find_forks(honest: list[History], observer: VoteObserver) -> list[tuple[ChainState, ForkAccount]]:
     """Every pair of conflicting certificates on a common parent, with its culprits.
 
@@ -392,7 +358,7 @@ def check_forks(
                     "accountable safety needs more than 1/3",
                 )
             )
-        violations += _unslashed(honest, account, names, where)
+        violations += _unslashed(honest, account, names, where, honest_addresses)
         reports.append(
             {
                 "height": account.height,
@@ -416,8 +382,22 @@ def _knows_offence(node: History, offender: bytes, height: int) -> bool:
     )
 
 
+def honest_blocks_after(node: History, height: int, honest_addresses: set[bytes]) -> int:
+    """How many blocks after `height` on `node`'s chain an honest validator proposed.
+
+    Only those owe anyone an inclusion: a Byzantine proposer (one holding the
+    only seat proposes every block) may leave evidence out for as long as it
+    proposes, so the time a chain had is counted in honest proposers' blocks.
+    """
+    return sum(1 for block, _, _ in node.chain[height:] if block.proposer in honest_addresses)
+
+
 def _unslashed(
-    honest: list[History], account: ForkAccount, names: dict[bytes, str] | Any, where: str
+    honest: list[History],
+    account: ForkAccount,
+    names: dict[bytes, str] | Any,
+    where: str,
+    honest_addresses: set[bytes],
 ) -> list[Violation]:
     """Validators whose precommits are in both certificates must not get away with it.
 
@@ -425,8 +405,8 @@ def _unslashed(
     can derive as soon as it sees the other certificate, then gossip,
     include and slash like any other. So: some honest node must hold the
     evidence (or have tombstoned the offender) even when every chain
-    stalled at the fork, and every honest chain that ran on
-    EVIDENCE_INCLUSION_HEIGHTS past the fork must have tombstoned it.
+    stalled at the fork, and every honest chain with EVIDENCE_INCLUSION_HEIGHTS
+    blocks by honest proposers past the fork must have tombstoned it.
     """
     height = account.height
     certs = {node.chain[height - 1][1] for node in honest if node.height >= height}
@@ -434,7 +414,11 @@ def _unslashed(
     offenders = sorted(
         {ev.offender for a, b in combinations(pair, 2) for ev in certificate_conflict_evidence(a, b)}
     )
-    long_enough = [node for node in honest if node.height >= height + EVIDENCE_INCLUSION_HEIGHTS]
+    long_enough = [
+        node
+        for node in honest
+        if honest_blocks_after(node, height, honest_addresses) >= EVIDENCE_INCLUSION_HEIGHTS
+    ]
     violations = []
     for offender in offenders:
         if not any(_knows_offence(node, offender, height) for node in honest):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from network.sim.checks import OffenceWatch, VoteObserver
+from network.sim.deliveries import DeliveryRecord
 from network.sim.net import SimNetwork
 from network.sim.trace import short
 from node.core import ledger as L
@@ -101,9 +102,11 @@ class SimNode:
         events: list[dict[str, Any]],
         audience: Audience | None = None,
         observer: VoteObserver | None = None,
+        deliveries: DeliveryRecord | None = None,
     ) -> None:
         self.name = name
         self.observer = observer
+        self.deliveries = deliveries  # what this node held and built, for the penalty oracle (honest nodes)
         self.net = net
         self.core = core
         self.genesis = genesis
@@ -168,6 +171,8 @@ class SimNode:
 
     def _deliver(self, _sender: str, data: bytes) -> None:
         """A message off the simulated network: admitted once, shown to the watch, then acted on."""
+        if self.deliveries is not None:
+            self.deliveries.delivered(self.name, data, self.net.now_ms)
         message = self.host.admit(data)
         if message is None or isinstance(message, Rejected):
             return
@@ -188,11 +193,15 @@ class SimNode:
     def broadcast(self, channel: str, data: bytes) -> None:
         if self.observer is not None:
             self.observer.observe(data)
+        if self.deliveries is not None:
+            self.deliveries.sent(self.name, data, self.net.now_ms)
         self.net.broadcast(self.name, data, channel)
 
     def send_to(self, node: str, data: bytes) -> None:
         if self.observer is not None:
             self.observer.observe(data)
+        if self.deliveries is not None:
+            self.deliveries.sent(self.name, data, self.net.now_ms)
         self.net.send(self.name, node, data)
 
     def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:

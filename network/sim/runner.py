@@ -31,15 +31,16 @@ from network.sim.checks import (
     byzantine_share,
     check_forks,
     check_liveness,
-    check_penalties,
     check_safety,
     classify,
     finalized_after,
     find_forks,
 )
 from network.sim.config import SimConfig, replay_command
+from network.sim.deliveries import DeliveryRecord
 from network.sim.net import SimNetwork
 from network.sim.node import SharedCore, SimNode
+from network.sim.penalties import MissTally, check_penalties
 from network.sim.plans import FaultPlan, format_fault_spec
 from network.sim.trace import Trace
 from node.core import ledger as L
@@ -77,6 +78,8 @@ class SimResult:
     stake_distribution: list[dict[str, Any]] = field(default_factory=list)
     byzantine_share: ByzantineShare = field(default_factory=lambda: ByzantineShare((), 0))
     forks: list[dict[str, Any]] = field(default_factory=list)
+    misses: MissTally = field(default_factory=MissTally)  # honest validators' misses, class A and B
+    past_target: str | None = None  # why some node finalized more than `--heights`, when one did
 
     def messages(self, kind: str, *, inside_only: bool = False) -> list[str]:
         return [
@@ -131,6 +134,7 @@ class SimResult:
             "liveness_violations": len(self.liveness_violations),
             "accountability_violations": len(self.accountability_violations),
             "penalty_violations": len(self.penalty_violations),
+            **self.misses.to_json(),
             "violations": [v.message for v in self.violations],
             "violations_inside_bound": [v.message for v in self.inside_bound],
             "violations_outside_bound": [v.message for v in self.outside_bound],
@@ -150,6 +154,7 @@ class SimResult:
             "rejected": self.rejected,
             "round_timeouts": self.round_timeouts,
             "node_heights": self.node_heights,
+            "past_target": self.past_target,
             "state_hash": self.state_hash,
             "replay": self.replay,
         }
@@ -215,6 +220,7 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
         )
     core = SharedCore()
     observer = VoteObserver()
+    deliveries = DeliveryRecord()
     events: list[dict[str, Any]] = []
     honest_names = [name for name in names if name not in byzantine]
     half = (len(honest_names) + 1) // 2
@@ -230,6 +236,7 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
             events,
             Audience(*halves, tuple(sorted(byzantine - {name}))),
             observer,
+            None if name in byzantine else deliveries,
         )
         for name in names
     }
@@ -260,14 +267,16 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
         seen_progress[0] = core.finalizations
         lowest = core.lowest_honest_height(len(honest))
         if lowest > observer.settled:
-            observer.settle(_agreed_height(honest, observer.settled, lowest))
+            settled = observer.settled
+            observer.settle(_agreed_height(honest, settled, lowest))
+            _forget_counted(deliveries, honest[0], settled, observer.settled)
         if lowest < config.heights:
             return False
         return last_heal == 0 or all(finalized_after(node, last_heal) is not None for node in honest)
 
     net.run_until(done, deadline)
     wall_s = time.perf_counter() - started
-    return _result(config, nodes, honest, net, events, last_heal, observer, wall_s, deadline)
+    return _result(config, nodes, honest, net, events, last_heal, observer, deliveries, wall_s, deadline)
 
 
 def _publishing(nodes: dict[str, SimNode], envelope: bytes) -> Callable[[], None]:
@@ -288,6 +297,45 @@ def _agreed_height(honest: list[SimNode], since: int, top: int) -> int:
     return height
 
 
+def past_target(config: SimConfig, honest: list[SimNode], last_heal: int) -> str | None:
+    """Why a node finalized more than `config.heights`, or None when none did.
+
+    The run stops once every honest node reached the target and, after a
+    fault, finalized again after the last heal; until then the others go
+    on. A pool with more than 2/3 of the committee power decides alone at
+    the timer floor meanwhile, and a node catching up may pass the target
+    in one sync answer. Nodes are not halted at the target: the liveness
+    check needs each one to finalize after the last heal.
+    """
+    top = max(honest, key=lambda node: node.height)
+    if top.height <= config.heights:
+        return None
+
+    def done_at(node: SimNode) -> int:
+        """When the node met the stop condition (or the end, if it never did)."""
+        reached = next((at for at, height in node.finalized_at if height >= config.heights), None)
+        resumed = finalized_after(node, last_heal) if last_heal else 0
+        if reached is None or resumed is None:
+            return 1 << 62
+        return max(reached, resumed)
+
+    slowest = max(honest, key=done_at)
+    why = f"reach height {config.heights}" + (
+        f" and finalize after the last heal at {last_heal} ms" if last_heal else ""
+    )
+    return f"{top.name} reached height {top.height} while the run waited for {slowest.name} to {why}"
+
+
+def _forget_counted(deliveries: DeliveryRecord, node: SimNode, since: int, settled: int) -> None:
+    """Blocks every honest node finalized alike, up to `settled`: the precommits they counted
+    can be no honest validator's miss, so their receipts are dropped."""
+    for block, _, _ in node.chain[since:settled]:
+        if block.last_commit is not None:
+            deliveries.counted(block.last_commit.height, block.last_commit.signers())
+        for vote in block.late_precommits:
+            deliveries.counted(vote.height, (vote.validator,))
+
+
 def _schedule_crashes(net: SimNetwork, nodes: dict[str, SimNode], plan: FaultPlan) -> None:
     for crash in plan.crashes:
         node = nodes.get(crash.node)
@@ -305,6 +353,7 @@ def _result(
     events: list[dict[str, Any]],
     last_heal: int,
     observer: VoteObserver,
+    deliveries: DeliveryRecord,
     wall_s: float,
     deadline: int,
 ) -> SimResult:
@@ -318,12 +367,13 @@ def _result(
     safety = check_safety(honest)
     if safety and share.exceeded(safety[0].height):
         share = replace(share, forked_outside=safety[0].height)
+    penalties, misses = check_penalties(config, honest, events, deliveries)
     violations = [
         *safety,
         *check_liveness(config, honest, last_heal, state.params, stopped_early=net.now_ms < deadline),
         *(v for node in honest if node.watch is not None for v in node.watch.violations),
         *fork_violations,
-        *check_penalties(config, events),
+        *penalties,
     ]
     return SimResult(
         config=config,
@@ -345,4 +395,6 @@ def _result(
         stake_distribution=distribution_view(state),
         byzantine_share=share,
         forks=fork_reports,
+        misses=misses,
+        past_target=past_target(config, honest, last_heal),
     )
