@@ -213,7 +213,7 @@ class ConsensusMachine:
         return out
 
     def on_timeout(self, timeout: Timeout, now_ms: int) -> list[Output]:
-        """A timer fired: the heartbeat, or OnTimeoutPropose/Prevote/Precommit (lines 57-65)."""
+        """A timer fired: the heartbeat, the end of a commit wait, or OnTimeoutPropose/Prevote/Precommit."""
         self._now = now_ms
         out: list[Output] = []
         if timeout.phase == Phase.HEARTBEAT:
@@ -440,7 +440,7 @@ class ConsensusMachine:
         )
 
     def _propose(self, out: list[Output]) -> None:
-        """Re-propose our valid block if we hold one from an earlier round, else a new one (lines 14-19)."""
+        """StartRound as proposer: re-propose our valid block from an earlier round, else build a new one."""
         if self.valid_block is not None and self.valid_round < self.round:
             block, pol_round = self.valid_block, self.valid_round
         else:
