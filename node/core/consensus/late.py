@@ -1,0 +1,147 @@
+"""Precommits that arrive after their height was decided, and ours that no block has counted yet.
+
+Downtime is judged from the certificates blocks carry, so a precommit that
+reached us a moment too late must still find its way into the chain, or a
+validator that was online is charged as absent. That bookkeeping has nothing
+to do with deciding the open height, and the rules never read it; it lives
+here with the state it owns:
+- the precommits for the height we finalized last (`last_precommits`),
+  which grow the certificate we put in our next proposal;
+- late precommits for older pending heights, to include in a later block;
+- our own precommits, re-sent once per new height until a block counts them;
+- a cache of which heights are still pending judgement.
+"""
+
+from __future__ import annotations
+
+from node.core.consensus.votes import VoteSet
+from node.core.ledger import Participation
+from node.core.messages import MAX_LATE_PRECOMMITS_PER_BLOCK, CommitCertificate, Kind, Vote, make_certificate
+from node.core.state import ChainState, late_precommit_misfit, opened_participation
+
+MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
+
+
+class LatePrecommits:
+    """The precommits one validator keeps after their height closed: others' to include, ours to re-send."""
+
+    def __init__(self) -> None:
+        self.last_precommits: VoteSet | None = None  # the decided round's precommits, while we hold them
+        self._late: dict[tuple[int, bytes], Vote] = {}  # precommits that certificates missed, to include
+        self._pending_cache: tuple[ChainState, CommitCertificate | None, dict[int, Participation]] | None = (
+            None
+        )
+        self._own_precommits: dict[tuple[int, int], Vote] = {}  # ours, until the chain has counted them
+
+    def note_own(self, vote: Vote) -> None:
+        """One of our own precommits: kept until a block counts it (see `resend_uncounted`)."""
+        self._own_precommits.setdefault((vote.height, vote.round), vote)
+
+    def decided(self, precommits: VoteSet | None) -> None:
+        """A height was decided: with the deciding round's precommits when we saw them, else None (sync)."""
+        self.last_precommits = precommits
+
+    def add(self, vote: Vote, state: ChainState, cert: CommitCertificate | None) -> Vote | None:
+        """A precommit for a finalized height: into the next certificate, or a later block.
+
+        One for another block than ours, at our certificate's round, by a
+        validator who also precommitted ours, is a double sign across a fork:
+        then our copy of its precommit is returned, for evidence, and nothing
+        is kept.
+        """
+        if vote.kind != Kind.PRECOMMIT:
+            return None
+        late = self.last_precommits
+        if cert is not None and (vote.height, vote.round) == (cert.height, cert.round):
+            if vote.block_id == cert.block_id and late is not None:
+                late.add(vote)  # into the certificate we propose, if we propose before deciding again
+            ours = self.precommit_by(vote.validator, cert)
+            if ours is not None and vote.block_id is not None and ours.block_id != vote.block_id:
+                return ours
+        # Or into a later block, if the certificate went without it. Only one that can count is
+        # kept: the first to arrive may be a nil precommit of a round that did not decide, and
+        # keeping it (one per validator and height) turned away the one that counts.
+        key = (vote.height, vote.validator)
+        if (
+            key not in self._late
+            and len(self._late) < MAX_LATE_KEPT
+            and late_precommit_misfit(self._pending(state, cert).get(vote.height), vote) is None
+        ):
+            self._late[key] = vote
+        return None
+
+    def precommit_by(self, validator: bytes, cert: CommitCertificate | None) -> Vote | None:
+        """`validator`'s precommit for the block we finalized last (certified by `cert`), if we hold one."""
+        if cert is None:
+            return None
+        if self.last_precommits is not None:
+            return self.last_precommits.by_block.get(cert.block_id, {}).get(validator)
+        return next((vote for vote in cert.votes() if vote.validator == validator), None)
+
+    def to_include(self, state: ChainState, last_commit: CommitCertificate | None) -> tuple[Vote, ...]:
+        """The kept late precommits a block carrying `last_commit` may include.
+
+        They were authenticated on arrival, so only their fit is checked here;
+        those for heights no longer pending are dropped.
+        """
+        if not self._late:
+            return ()
+        pending = {p.height: p for p in opened_participation(state, last_commit)}
+        self._late = {key: vote for key, vote in self._late.items() if key[0] in pending}
+        chosen = [
+            vote
+            for _, vote in sorted(self._late.items())
+            if late_precommit_misfit(pending[vote.height], vote) is None
+        ]
+        return tuple(chosen[:MAX_LATE_PRECOMMITS_PER_BLOCK])
+
+    def certificate_for_proposal(
+        self, height: int, last_certificate: CommitCertificate | None
+    ) -> CommitCertificate | None:
+        """The previous height's certificate, with late precommits folded in."""
+        if height == 1:
+            return None
+        late = self.last_precommits
+        if late is not None and last_certificate is not None:
+            votes = late.votes_for(last_certificate.block_id)
+            if len(votes) > len(last_certificate.signatures):
+                return make_certificate(votes)
+        return last_certificate
+
+    def full_certificate(self, ours: CommitCertificate) -> CommitCertificate:
+        """Our certificate with every precommit for its block we hold (to weigh against a conflicting one)."""
+        late = self.last_precommits
+        if late is not None:
+            return make_certificate(late.votes_for(ours.block_id))
+        return ours
+
+    def resend_uncounted(self, state: ChainState, height: int) -> tuple[tuple[Vote, None], ...]:
+        """Our precommits for pending heights that no block has counted yet: to send again.
+
+        After a height closes nobody relays its votes, so a precommit lost on
+        the way to every proposer would be charged as downtime although we
+        were online. Each new height re-sends each such precommit once, until
+        a block counts it or its height is judged: at most one message per
+        pending height. `height` is the height now open.
+        """
+        pending = {p.height: p for p in state.participation}
+        resend = tuple(
+            (vote, None)
+            for (h, _), vote in sorted(self._own_precommits.items())
+            if late_precommit_misfit(pending.get(h), vote) is None
+        )
+        oldest = min(pending, default=height - 1)
+        self._own_precommits = {k: v for k, v in self._own_precommits.items() if k[0] >= oldest}
+        return resend
+
+    def _pending(self, state: ChainState, certificate: CommitCertificate | None) -> dict[int, Participation]:
+        """The participation records waiting to be judged, by height (the last one opened by our certificate).
+
+        Asked for every late precommit that arrives, so it is worked out once
+        per (state, certificate) pair, not once per message.
+        """
+        cached = self._pending_cache
+        if cached is None or cached[0] is not state or cached[1] is not certificate:
+            by_height = {p.height: p for p in opened_participation(state, certificate)}
+            cached = self._pending_cache = (state, certificate, by_height)
+        return cached[2]
