@@ -73,9 +73,13 @@ TARGETS = {
     **{
         f"ledger-{name}": Target(f"node/core/ledger/{name}.py", ("tests/test_ledger.py", *extra))
         for name, extra in {
-            "slashing": ("tests/test_pool_shares.py",),
-            "evidence": (),
-            "downtime": ("tests/test_downtime.py",),
+            "slashing": (
+                "tests/test_ledger_penalties.py",
+                "tests/test_pool_shares.py",
+                "tests/test_liquid_delegation.py",
+            ),
+            "evidence": ("tests/test_ledger_penalties.py",),
+            "downtime": ("tests/test_ledger_penalties.py", "tests/test_downtime.py"),
             "rewards": ("tests/test_rewards.py",),
             "transactions": ("tests/test_tx.py", "tests/test_liquid_delegation.py"),
             "epochs": (),
