@@ -69,7 +69,7 @@ TARGETS = {
     "state": Target("node/core/state.py", ("tests/test_state.py",)),
     "selection": Target("node/core/selection.py", ("tests/test_selection.py",)),
     "rewards": Target("node/core/rewards.py", ("tests/test_rewards.py",)),
-    "shares": Target("node/core/shares.py", ("tests/test_pool_shares.py",)),
+    "shares": Target("node/core/shares.py", ("tests/test_pool_shares.py", "tests/test_share_arithmetic.py")),
     **{
         f"ledger-{name}": Target(f"node/core/ledger/{name}.py", ("tests/test_ledger.py", *extra))
         for name, extra in {
