@@ -212,6 +212,43 @@ def product_ignores_tests(imp: Import) -> str | None:
     return None
 
 
+LEDGER_LAYERS = (
+    "values",
+    "queries",
+    "balances",
+    "genesis",
+    "slashing",
+    "evidence",
+    "downtime",
+    "rewards",
+    "transactions",
+    "epochs",
+)
+"""node/core/ledger's modules, lowest first: each imports only those before it, so none import in a circle."""
+
+
+def ledger_layers(imp: Import) -> str | None:
+    """(g) node/core/ledger: a module imports only the ledger modules before it in :data:`LEDGER_LAYERS`."""
+    if (
+        not imp.within("node/core/ledger/")
+        or imp.path.endswith("/__init__.py")
+        or not imp.under("node.core.ledger")
+    ):
+        return None
+    importer = imp.path.rsplit("/", 1)[-1].removesuffix(".py")
+    parts = imp.module.split(".")
+    if len(parts) < 4 or parts[3] not in LEDGER_LAYERS:
+        return "a ledger module imports its siblings by name, never the package (whose __init__ imports them all)"
+    if importer not in LEDGER_LAYERS:
+        return f"ledger/{importer}.py is not in LEDGER_LAYERS: give it its place there"
+    below = LEDGER_LAYERS[: LEDGER_LAYERS.index(importer)]
+    if parts[3] not in below:
+        return (
+            f"ledger/{importer}.py may import only the ledger modules before it: {', '.join(below) or 'none'}"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Rule:
     """A named check and how it reads a module: its imports, or its uses of some modules' attributes."""
@@ -241,6 +278,7 @@ RULES = (
     Rule("d-only-cli-imports-click", only_cli_imports_click),
     Rule("e-nothing-imports-cli", nothing_imports_cli),
     Rule("f-product-ignores-tests", product_ignores_tests),
+    Rule("g-ledger-layers", ledger_layers),
 )
 
 
@@ -265,6 +303,7 @@ def test_the_scan_reaches_every_part_of_the_tree() -> None:
     paths = {path for path, _ in scanned_modules()}
     for expected in (
         "node/core/consensus/machine.py",
+        "node/core/ledger/epochs.py",
         "node/runtime/node.py",
         "network/sim/runner.py",
         "bench/soak.py",
@@ -301,6 +340,14 @@ SYNTHETIC = (
     ("e-nothing-imports-cli", "network/testnet/fake.py", "from network.cli.keys import UserError\n", 1),
     ("e-nothing-imports-cli", "network/testnet/fake.py", "from network import cli\n", 1),
     ("f-product-ignores-tests", "bench/fake.py", "from tests.support import waiting\n", 1),
+    (
+        "g-ledger-layers",
+        "node/core/ledger/values.py",
+        "import dataclasses\nfrom node.core.ledger.queries import x\n",
+        2,
+    ),
+    ("g-ledger-layers", "node/core/ledger/slashing.py", "from node.core import ledger\n", 1),
+    ("g-ledger-layers", "node/core/ledger/fees.py", "from node.core.ledger.values import Ledger\n", 1),
 )
 
 
@@ -325,6 +372,8 @@ def test_a_violating_module_fails_naming_its_line(name: str, path: str, source: 
         ),
         ("network/cli/fake.py", "import click\nfrom network.cli.keys import keys\n"),
         ("tests/test_fake.py", "from tests.support import chain\n"),
+        ("node/core/ledger/epochs.py", "from node.core.ledger.values import Ledger\nfrom . import rewards\n"),
+        ("node/core/ledger/__init__.py", "from node.core.ledger.epochs import apply_block\n"),
     ],
 )
 def test_allowed_imports_pass(path: str, source: str) -> None:

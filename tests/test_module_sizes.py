@@ -1,7 +1,7 @@
 """No module grows past about 500 lines without saying, at its top, why it is not split.
 
 One module, one job: a long module is usually several. Some are one job
-that happens to be long (the consensus state machine, the ledger); those
+that happens to be long (the consensus state machine); those
 say so in their docstring, in a sentence that mentions the 500 lines, so a
 reader knows it was a decision and not drift.
 """

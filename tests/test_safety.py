@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 
 import pytest
@@ -77,20 +78,34 @@ def test_refusal_reason_explains_the_refusal() -> None:
     assert refusal_reason(None, mark(1, 0, Step.PROPOSAL)) is None
 
 
+def test_a_conflict_names_the_block_signed_and_the_one_refused_by_their_first_8_bytes() -> None:
+    """What an operator reads when a signer refuses: which block it holds and which it was asked for."""
+    b = bytes(range(32))
+    assert refusal_reason(mark(5, 1, Step.PREVOTE, A), mark(5, 1, Step.PREVOTE, b)) == (
+        f"at (5, 1, 2) already signed {A[:8].hex()}, refusing 0001020304050607"
+    )
+    assert refusal_reason(mark(5, 1, Step.PREVOTE, None), mark(5, 1, Step.PREVOTE, b)) == (
+        "at (5, 1, 2) already signed nil, refusing 0001020304050607"
+    )
+
+
 def test_marks_coerce_plain_int_steps_to_the_enum() -> None:
     assert mark(1, 0, 2).step is Step.PREVOTE  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("args", "error"),
+    ("args", "error", "message"),
     [
-        ((-1, 0, Step.PREVOTE, A), ValueError),
-        ((1, -1, Step.PREVOTE, A), ValueError),
-        ((1, 0, 4, A), ValueError),
-        ((1, 0, Step.PREVOTE, b""), ValueError),
-        ((1, 0, Step.PREVOTE, "ab"), TypeError),
-        ((True, 0, Step.PREVOTE, A), TypeError),
-        ((1.0, 0, Step.PREVOTE, A), TypeError),
+        ((-1, 0, Step.PREVOTE, A), ValueError, "height must be >= 0, got -1"),
+        ((1, -1, Step.PREVOTE, A), ValueError, "round must be >= 0, got -1"),
+        ((1, 0, 4, A), ValueError, "4 is not a valid Step"),
+        ((1, 0, Step.PREVOTE, b""), ValueError, "block_id must be non-empty bytes; use None for a nil vote"),
+        ((1, 0, Step.PREVOTE, "ab"), TypeError, "block_id must be bytes or None, got str"),
+        ((True, 0, Step.PREVOTE, A), TypeError, "height must be an int, got bool"),
+        ((1.0, 0, Step.PREVOTE, A), TypeError, "height must be an int, got float"),
+        ((1, False, Step.PREVOTE, A), TypeError, "round must be an int, got bool"),
+        ((1, 0, True, A), TypeError, "step must be a Step, got bool"),
+        ((1, 0, "2", A), TypeError, "step must be a Step, got str"),
     ],
     ids=[
         "negative-height",
@@ -100,10 +115,16 @@ def test_marks_coerce_plain_int_steps_to_the_enum() -> None:
         "str-block-id",
         "bool",
         "float",
+        "bool-round",
+        "bool-step",
+        "str-step",
     ],
 )
-def test_malformed_marks_are_rejected_at_construction(args: tuple, error: type[Exception]) -> None:
-    with pytest.raises(error):
+def test_malformed_marks_are_rejected_at_construction_naming_the_field(
+    args: tuple, error: type[Exception], message: str
+) -> None:
+    """A bool step would otherwise become Step(1), a proposal; the message says which field is wrong."""
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
         SignMark(*args)
 
 
