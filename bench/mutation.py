@@ -56,15 +56,19 @@ class Target:
 TARGETS = {
     "safety": Target("node/core/safety.py", ("tests/test_safety.py", "tests/test_signer.py")),
     "consensus": Target(
-        "node/core/consensus.py",
+        "node/core/consensus/machine.py",
         ("tests/test_consensus.py", "tests/test_locking.py", "tests/test_vote_sets.py"),
         (
             "xǁConsensusMachineǁ_rule_*",
             "xǁConsensusMachineǁ_locked_on",
+            "xǁConsensusMachineǁ_is_timely",
             "xǁConsensusMachineǁ_prevote",
             "xǁConsensusMachineǁ_precommit",
-            "xǁVoteSetǁ*",
         ),
+    ),
+    "consensus-votes": Target(
+        "node/core/consensus/votes.py",
+        ("tests/test_consensus.py", "tests/test_locking.py", "tests/test_vote_sets.py"),
     ),
     "state": Target("node/core/state.py", ("tests/test_state.py",)),
     "selection": Target("node/core/selection.py", ("tests/test_selection.py",)),
@@ -88,11 +92,11 @@ TARGETS = {
 }
 
 EQUIVALENT = {
-    "node.core.consensus.xǁConsensusMachineǁ_rule_prevote_step__mutmut_39": (
+    "node.core.consensus.machine.xǁConsensusMachineǁ_rule_prevote_step__mutmut_39": (
         "_polka_seen.add(None): line 36 may fire again at the same round, but only while past the "
         "prevote step, where it sets the valid value and round to what they already are"
     ),
-    "node.core.consensus.xǁVoteSetǁadd__mutmut_20": (
+    "node.core.consensus.votes.xǁVoteSetǁadd__mutmut_20": (
         "blocks_of.get(validator, 1) in the bound check: differs only for a voter's first block, "
         "where 0 and 1 are both below MAX_BLOCKS_PER_VOTER"
     ),

@@ -14,6 +14,8 @@ here with the state it owns:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from node.core.consensus.votes import VoteSet
 from node.core.ledger import Participation
 from node.core.messages import MAX_LATE_PRECOMMITS_PER_BLOCK, CommitCertificate, Kind, Vote, make_certificate
@@ -62,13 +64,36 @@ class LatePrecommits:
         # kept: the first to arrive may be a nil precommit of a round that did not decide, and
         # keeping it (one per validator and height) turned away the one that counts.
         key = (vote.height, vote.validator)
-        if (
-            key not in self._late
-            and len(self._late) < MAX_LATE_KEPT
-            and late_precommit_misfit(self._pending(state, cert).get(vote.height), vote) is None
-        ):
+        if key not in self._late and len(self._late) < MAX_LATE_KEPT and self._may_count(vote, state, cert):
             self._late[key] = vote
         return None
+
+    def carry(self, held: VoteSet | None, state: ChainState, cert: CommitCertificate) -> None:
+        """At a decision: every precommit we hold of the deciding round, for the block or nil, may count.
+
+        A nil precommit of that round, or one for the block that arrived
+        after our certificate was made (or that our sync answer's certificate
+        lacks), shows its validator online as much as a signature in the
+        certificate does; without this it was forgotten with the height.
+        """
+        if held is None:
+            return
+        for voters in held.by_block.values():
+            for vote in voters.values():
+                self.add(vote, state, cert)
+
+    def _may_count(self, vote: Vote, state: ChainState, cert: CommitCertificate | None) -> bool:
+        """Whether `vote` may still be counted for its height by some block.
+
+        Judged against what the chain holds, never against our own
+        certificate: the one that goes on chain is the next proposer's,
+        which may lack a signer ours has. So for the height our certificate
+        closes, nobody counts as already counted yet.
+        """
+        entry = self._pending(state, cert).get(vote.height)
+        if entry is not None and cert is not None and entry.height == cert.height:
+            entry = replace(entry, signers=frozenset())
+        return late_precommit_misfit(entry, vote) is None
 
     def precommit_by(self, validator: bytes, cert: CommitCertificate | None) -> Vote | None:
         """`validator`'s precommit for the block we finalized last (certified by `cert`), if we hold one."""
@@ -84,13 +109,17 @@ class LatePrecommits:
         They were authenticated on arrival, so only their fit is checked here;
         those for heights no longer pending are dropped.
         """
-        if not self._late:
+        if not self._late and not self._own_precommits:
             return ()
         pending = {p.height: p for p in opened_participation(state, last_commit)}
         self._late = {key: vote for key, vote in self._late.items() if key[0] in pending}
+        candidates = dict(self._late)
+        for (height, _), vote in sorted(self._own_precommits.items()):
+            if late_precommit_misfit(pending.get(height), vote) is None:
+                candidates.setdefault((height, vote.validator), vote)  # ours count like anyone's
         chosen = [
             vote
-            for _, vote in sorted(self._late.items())
+            for _, vote in sorted(candidates.items())
             if late_precommit_misfit(pending[vote.height], vote) is None
         ]
         return tuple(chosen[:MAX_LATE_PRECOMMITS_PER_BLOCK])

@@ -494,8 +494,10 @@ class ConsensusMachine:
         )
         self._drop_included(block, new_state)
         self.last_certificate = certificate
-        self._late.decided(None if via_sync else self.votes.get((certificate.round, Kind.PRECOMMIT)))
+        held = self.votes.get((certificate.round, Kind.PRECOMMIT))
+        self._late.decided(None if via_sync else held)
         self._reset(new_state, self._now)
+        self._late.carry(held, self.state, certificate)
         resend = self._late.resend_uncounted(self.state, self.height)
         if resend:
             out.append(Rebroadcast(resend))

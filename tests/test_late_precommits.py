@@ -1,0 +1,52 @@
+"""Which late precommits a proposer puts in its block: every one that can still count, whatever our certificate says.
+
+Downtime is judged on the chain's record of who precommitted a height: the
+next block's certificate plus late precommits carried by the blocks after it.
+A precommit that reached a proposer before it built an eligible block must
+be counted (issue 25): these pin the three ways one used to be lost.
+"""
+
+from __future__ import annotations
+
+from node.core.consensus.late import LatePrecommits
+from node.core.consensus.votes import VoteSet
+from tests.support.chain import ADDR, finalize, make_block, precommit, state0
+
+STATE0 = state0()
+BLOCK1 = make_block(STATE0, txs=(b"one",))
+STATE1, OURS = finalize(STATE0, BLOCK1, signers=("alice", "bob", "carol"))  # the certificate we made
+_, THEIRS = finalize(STATE0, BLOCK1, signers=("bob", "carol", "dave"))  # the next proposer's
+
+
+def included_signers(late: LatePrecommits, last_commit: object) -> set[str]:
+    names = {address: name for name, address in ADDR.items()}
+    return {names[v.validator] for v in late.to_include(STATE1, last_commit)}  # type: ignore[arg-type]
+
+
+def test_a_precommit_in_our_certificate_but_not_the_chains_is_kept_for_a_later_block() -> None:
+    late = LatePrecommits()
+    late.add(precommit("alice", 1, 0, BLOCK1.hash), STATE1, OURS)  # "already counted" by OUR certificate
+    assert included_signers(late, THEIRS) == {"alice"}  # the chain's certificate lacks it: include it
+
+
+def test_our_own_precommit_the_certificate_lacks_goes_into_our_block() -> None:
+    late = LatePrecommits()
+    late.note_own(precommit("alice", 1, 0, BLOCK1.hash))
+    assert included_signers(late, THEIRS) == {"alice"}
+
+
+def test_a_nil_precommit_of_the_deciding_round_held_at_the_decision_is_carried_forward() -> None:
+    held = VoteSet(STATE0.committee)
+    for name in ("bob", "carol", "dave"):
+        held.add(precommit(name, 1, 0, BLOCK1.hash))
+    held.add(precommit("alice", 1, 0, None))  # online, but saw no polka in time
+    late = LatePrecommits()
+    late.carry(held, STATE1, THEIRS)
+    assert included_signers(late, THEIRS) == {"alice"}
+
+
+def test_nothing_already_on_chain_is_included_twice() -> None:
+    late = LatePrecommits()
+    for name in ("bob", "carol", "dave"):
+        late.add(precommit(name, 1, 0, BLOCK1.hash), STATE1, THEIRS)
+    assert included_signers(late, THEIRS) == set()
