@@ -23,7 +23,7 @@ not overlap (a node cannot crash while it is down).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 
@@ -216,6 +216,57 @@ def _random_crashes(rng: random.Random, crashable: list[str]) -> list[Crash]:
     return crashes
 
 
+def _free(crashes: list[Crash], node: str, window: Window) -> bool:
+    """Whether `node` is up all through `window` (with a little room either side) in `crashes`."""
+    return all(
+        c.node != node or c.window.end_ms + 50 <= window.start_ms or window.end_ms + 50 <= c.window.start_ms
+        for c in crashes
+    )
+
+
+def _corner_crashes(
+    rng: random.Random, crashable: list[str], partitions: list[Partition], crashes: list[Crash]
+) -> list[Crash]:
+    """Crashes a uniform draw rarely makes, where penalties used to go wrong (issue 25).
+
+    - a node crashes right after a stall (a partition heals), when it may
+      hold late precommits or be the next proposer;
+    - every honest node restarts once, one after the other, so whatever one
+      node alone remembered (evidence, late precommits) must survive on disk.
+    """
+    extra: list[Crash] = []
+    if partitions and crashable and rng.random() < 0.3:
+        heal = max(p.window.end_ms for p in partitions)
+        start = heal + rng.randint(0, 300)
+        window = Window(start, min(start + rng.randint(200, 2000), MAX_HEAL_MS))
+        node = rng.choice(crashable)
+        if window.start_ms < window.end_ms and _free(crashes, node, window):
+            extra.append(Crash(node, window))
+    if crashable and rng.random() < 0.15:
+        start = rng.randint(500, 4000)
+        for node in rng.sample(crashable, len(crashable)):
+            window = Window(start, min(start + rng.randint(300, 1500), MAX_HEAL_MS))
+            if window.start_ms < window.end_ms and _free(crashes + extra, node, window):
+                extra.append(Crash(node, window))
+            start = window.end_ms + rng.randint(200, 1500)
+            if start >= MAX_HEAL_MS - 300:
+                break
+    return extra
+
+
+def _corner_network(rng: random.Random, plan: FaultPlan) -> FaultPlan:
+    """Sometimes the worst of loss, long delay and reordering together (delays up to 600 ms)."""
+    if rng.random() >= 0.3:
+        return plan
+    lo = rng.randint(5, 40)
+    return replace(
+        plan,
+        drop=rng.choice((0.1, 0.15, 0.2, 0.3)),
+        delay_ms=(lo, lo + rng.choice((300, 450, 600))),
+        reorder=rng.choice((0.05, 0.2)),
+    )
+
+
 def random_fault_plan(seed: int, names: list[str], protected: frozenset[str] = frozenset()) -> FaultPlan:
     """A seeded mix of loss, delay, duplication, reordering, partitions and crashes.
 
@@ -224,7 +275,19 @@ def random_fault_plan(seed: int, names: list[str], protected: frozenset[str] = f
     perhaps twice. Every timed fault heals by MAX_HEAL_MS of virtual time,
     so liveness can be judged after it. Nodes in `protected` (the Byzantine
     ones) are not crashed, so crashes only ever take honest nodes down.
+    On a stream of its own (so the uniform draws above stay what they
+    were), a seed may also land in a corner: extreme loss with long delay,
+    a crash right after a stall, every honest node restarted in turn.
     """
+    plan = _uniform_fault_plan(seed, names, protected)
+    corners = random.Random(f"corners/{seed}")
+    crashable = [name for name in names if name not in protected]
+    extra = _corner_crashes(corners, crashable, list(plan.partitions), list(plan.crashes))
+    plan = replace(plan, crashes=(*plan.crashes, *extra)) if extra else plan
+    return _corner_network(corners, plan)
+
+
+def _uniform_fault_plan(seed: int, names: list[str], protected: frozenset[str]) -> FaultPlan:
     rng = random.Random(f"faults/{seed}")
     lo = rng.randint(1, 30)
     hi = lo + rng.choice((0, 20, 60, 150, 300))
@@ -297,7 +360,7 @@ def random_setup(seed: int, validators: int, byzantine: int) -> Setup:
     """Stakes, committee size and downtime window drawn for one seed (see `Setup`).
 
     Committees smaller than the set are drawn for 6 validators or more;
-    downtime windows are short (4-20 heights) so unfair downtime accounting
+    downtime windows are short (2-20 heights) so unfair downtime accounting
     jails an honest validator quickly enough for a short run to show it.
     """
     rng = random.Random(f"setup/{seed}")
@@ -309,6 +372,9 @@ def random_setup(seed: int, validators: int, byzantine: int) -> Setup:
         else None
     )
     window = rng.choice((4, 6, 8, 10, 20))
+    corner = random.Random(f"corners-setup/{seed}")
+    if corner.random() < 0.3:  # small windows, where one wrongly counted miss jails (issue 25)
+        window = corner.choice((2, 3, 4, 6, 8))
     params = (
         ("downtime_window", window),
         ("max_missed_in_window", rng.randint(max(1, window // 2), window - 1)),
