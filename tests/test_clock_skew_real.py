@@ -17,8 +17,8 @@ import pytest
 from network.transport.broker import BrokerProcess, mosquitto_available
 from node.core.consensus import CLOCK_PRECISION_MS
 from node.core.messages import Block
-from node.runtime.node import CLOCK_OFFSET_ENV
 from node.runtime.store import Store
+from node.runtime.testhooks import CLOCK_OFFSET_ENV
 from tests.support.nodes import make_localnet, running, wait_until
 from tests.test_runtime_mqtt import min_height
 

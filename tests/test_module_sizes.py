@@ -34,6 +34,31 @@ def _unexplained(path: Path, root: Path = REPO) -> str | None:
     return f"{path.relative_to(root)}: {lines} lines and no word at its top on why it is not split"
 
 
+HARD_LIMIT = 700
+"""Past this, a module in node/ or network/ is split whatever its docstring says."""
+
+
+def _too_long(path: Path, root: Path = REPO) -> str | None:
+    lines = path.read_text().count("\n")
+    if lines <= HARD_LIMIT or path.relative_to(root).parts[0] not in ("node", "network"):
+        return None
+    return f"{path.relative_to(root)}: {lines} lines, over the {HARD_LIMIT} no reason excuses"
+
+
+def test_no_module_of_node_or_network_is_over_the_hard_limit() -> None:
+    problems = [problem for path in _modules() if (problem := _too_long(path)) is not None]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_hard_limit_catches_a_long_module_whatever_its_docstring(tmp_path: Path) -> None:
+    module = tmp_path / "node" / "long.py"
+    module.parent.mkdir()
+    module.write_text('"""Past 500 lines: a reason."""\n' + "x = 1\n" * HARD_LIMIT)
+    assert _too_long(module, tmp_path) is not None
+    module.write_text('"""Short."""\n' + "x = 1\n" * (HARD_LIMIT - 1))
+    assert _too_long(module, tmp_path) is None
+
+
 def test_long_modules_say_why_they_are_not_split() -> None:
     problems = [problem for path in _modules() if (problem := _unexplained(path)) is not None]
     assert not problems, "\n".join(problems)

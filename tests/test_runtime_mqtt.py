@@ -40,8 +40,8 @@ from node.core.genesis import Params
 from node.core.messages import Kind, Proposal, Vote, parse_envelope, sha256
 from node.core.safety import Step
 from node.runtime.eventlog import EventLog, format_pretty
-from node.runtime.node import CRASH_AFTER_SIGN_RECORD_ENV
 from node.runtime.store import Store
+from node.runtime.testhooks import CRASH_AFTER_SIGN_RECORD_ENV
 from tests.support.brokers import consensus_tap
 from tests.support.nodes import REPO_ROOT, LocalNet, agree, make_localnet, running, wait_until
 

@@ -90,6 +90,7 @@ from node.core.routes import listened_vote_channels
 from node.core.signer import GuardedSigner, KeyRing, SigningRecord
 from node.core.snapshot import encode_state
 from node.core.state import genesis_state
+from node.runtime import testhooks
 from node.runtime.eventlog import EventLog
 from node.runtime.keyfiles import (
     HostedKey,
@@ -105,12 +106,6 @@ from node.runtime.records import CrashAfterRecord, FailOnStorageError
 from node.runtime.recovery import SNAPSHOT_EVERY, CorruptStore, Recovery, recover_chain
 from node.runtime.store import StorageError, Store
 from node.runtime.transport import TransportFactory, TransportSpec
-
-CRASH_AFTER_SIGN_RECORD_ENV = "POSNET_CRASH_AFTER_SIGN_RECORD"
-"""Test hook: SIGKILL the node right after its n-th signing mark is on disk, before the signature exists."""
-
-CLOCK_OFFSET_ENV = "POSNET_CLOCK_OFFSET_MS"
-"""Test hook: run this node's wall clock that many milliseconds ahead (negative: behind), as a bad NTP would."""
 
 STORE_FILE = "node.sqlite3"
 KEY_FILE = "key.json"
@@ -181,27 +176,6 @@ def _check_node_name(name: str) -> str:
     if not name or any(c in name for c in "/+#\0") or len(name) > 64:
         raise StartupError(f"node name {name!r}: must be 1-64 characters without '/', '+', '#'")
     return name
-
-
-def _crash_hook() -> int | None:
-    raw = os.environ.get(CRASH_AFTER_SIGN_RECORD_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise StartupError(f"{CRASH_AFTER_SIGN_RECORD_ENV}={raw!r}: expected a positive integer") from None
-    if value < 1:
-        raise StartupError(f"{CRASH_AFTER_SIGN_RECORD_ENV}={raw!r}: expected a positive integer")
-    return value
-
-
-def _clock_offset() -> int:
-    raw = os.environ.get(CLOCK_OFFSET_ENV, "").strip()
-    try:
-        return int(raw) if raw else 0
-    except ValueError:
-        raise StartupError(f"{CLOCK_OFFSET_ENV}={raw!r}: expected an integer (milliseconds)") from None
 
 
 def _startup_name(config: NodeConfig, genesis: Genesis, loaded: list[tuple[Path, Keypair]]) -> str:
@@ -284,8 +258,10 @@ class NodeRuntime:
     def __init__(self, config: NodeConfig, transport: TransportFactory) -> None:
         self.config = config
         self.genesis, loaded = load_node_inputs(config)
-        crash_after = _crash_hook()
-        self._clock_offset_ms = _clock_offset()
+        try:
+            crash_after, self._clock_offset_ms = testhooks.crash_after(), testhooks.clock_offset_ms()
+        except testhooks.HookError as exc:
+            raise StartupError(str(exc)) from None
         self.exit_code = 0
         self._progress = (0, 0)  # (height, round) last seen, for status messages after the machine stops
         self._loop: asyncio.AbstractEventLoop | None = None

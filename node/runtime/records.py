@@ -45,7 +45,7 @@ class FailOnStorageError:
 class CrashAfterRecord:
     """A signing record that SIGKILLs its process after the n-th mark is durably recorded.
 
-    Test-only fault injection (``POSNET_CRASH_AFTER_SIGN_RECORD``, read by node.runtime.node): it stops the
+    Test-only fault injection (``POSNET_CRASH_AFTER_SIGN_RECORD``, read by node.runtime.testhooks): it stops the
     node at the most delicate instant, with a mark on disk for a signature
     that was never published.
     """
