@@ -242,3 +242,31 @@ def test_our_own_message_coming_back_is_not_a_doppelganger() -> None:
     for data in list(effects.sent):
         host.receive(data)  # a peer relays what we sent
     assert logged(effects, DOPPELGANGER) == [] and not host.primary.halted
+
+
+def test_two_heights_of_our_committee_decided_without_news_of_our_key_end_the_wait_early() -> None:
+    """On a running chain a restart costs a couple of heights, not the quiet period (22 heights at 200 ms
+    slots, enough to jail every validator of a rolling restart)."""
+    from node.core.messages import make_certificate
+    from node.core.state import apply_block
+    from tests.support.chain import make_block, precommit, proposal
+
+    host, effects = listening_host(NON_PROPOSER, quiet=60_000)
+    hear_statuses(host, effects, {n: 1 for n in NAMES if n != NON_PROPOSER})
+    others = [n for n in NAMES if n != NON_PROPOSER]
+    state, last_commit = STATE, None
+    for height in (1, 2):
+        proposer = proposer_name(state)
+        block = make_block(state, proposer, last_commit=last_commit, timestamp_ms=T0 + height)
+        host.receive(signed_item_bytes(CHAIN_ID, proposal(proposer, height, 0, block.hash), block))
+        votes = [precommit(n, height, 0, block.hash) for n in others]
+        for vote in votes:
+            host.receive(signed_item_bytes(CHAIN_ID, vote))
+        assert host.primary.machine is not None and host.primary.machine.height == height + 1
+        state, _ = apply_block(state, block)
+        last_commit = make_certificate(votes)
+        hear_statuses(host, effects, {n: height + 1 for n in others})
+        effects.advance(effects.now + 300)  # the listening check looks every 250 ms
+        opened = logged(effects, SIGNING_ENABLED)
+        assert bool(opened) == (height == 2), (height, opened)
+    assert effects.now - T0 < 60_000 and host.primary.listening is None

@@ -21,7 +21,13 @@ The rule, per hosted key, from boot until it opens:
 - open once we have reached the height that validators with more than 1/3
   of the stake say (in fresh statuses) they are at — at least one honest
   node is there — and no message of ours at a new position has arrived for
-  a quiet period of `quiet_ms` (a relay cycle and a beat);
+  a quiet period of `quiet_ms` (a relay cycle and a beat), or for
+  `QUIET_HEIGHTS` heights that our key's committee decided by votes we
+  heard: a copy of our key that is alive signs in every one of them, and a
+  dead one's messages are of heights the chain has left behind. (On a
+  running chain a restart then costs a couple of heights, not seconds: at
+  200 ms slots the quiet period alone cost 22 heights, and jailed every
+  validator of a rolling restart.);
 - a message of ours for a height beyond what the network had reached when
   we started is being signed *now* by another running copy: a doppelganger.
   The node stops signing for good and says so; so does one that, while
@@ -88,6 +94,7 @@ class Listening:
     horizon: int  # the highest open height known at the start: anything of ours above it is signed now
     last_new_ms: int  # when a message of ours at a new position last arrived
     adopted: int = 0  # messages of ours taken into the signing record
+    quiet_heights: int = 0  # heights our committee decided by votes we heard, since the last news of ours
 
 
 def begin(now_ms: int, quiet: int, our_height: int) -> Listening:
@@ -105,19 +112,28 @@ def is_twin(listening: Listening, height: int) -> bool:
     return height > listening.horizon + 1
 
 
+QUIET_HEIGHTS = 2
+"""Heights of our key's committee, decided by votes we heard without a message of ours, that end the wait."""
+
+
 def note_adopted(listening: Listening, now_ms: int) -> None:
     listening.adopted += 1
     listening.last_new_ms = now_ms
+    listening.quiet_heights = 0
+
+
+def note_decided(listening: Listening, member: bool, via_sync: bool) -> None:
+    """A height was decided while we listened: it counts as quiet if we sat on its committee and heard its
+    votes (a height fetched by sync shows nobody's votes)."""
+    if member and not via_sync:
+        listening.quiet_heights += 1
 
 
 def may_open(listening: Listening, our_height: int, network: int, now_ms: int) -> bool:
-    """Synced to the network's height, and a quiet period without news of ours since the start."""
+    """Synced to the network's height, and a quiet period (or `QUIET_HEIGHTS` heights) without news of ours."""
     quiet = listening.quiet_ms
-    return (
-        our_height >= network
-        and now_ms - listening.started_ms >= quiet
-        and now_ms - listening.last_new_ms >= quiet
-    )
+    waited = now_ms - listening.started_ms >= quiet and now_ms - listening.last_new_ms >= quiet
+    return our_height >= network and (waited or listening.quiet_heights >= QUIET_HEIGHTS)
 
 
 def on_own_message(

@@ -594,6 +594,9 @@ class Driver:
 
     def _on_decided(self, decided: Decided) -> None:
         self.effects.finalized(decided)
+        if self.listening is not None and self._applied is not None:
+            member = self._applied.committee.power_of(self.validator) > 0
+            doppelganger.note_decided(self.listening, member, decided.via_sync)
         block, state = decided.block, decided.state
         if decided.via_sync:
             self.stats.synced_blocks += 1
