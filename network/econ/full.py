@@ -34,10 +34,11 @@ from network.econ.record import EpochLog
 from network.sim.net import SimNetwork
 from network.sim.node import SharedCore, SimNode
 from network.sim.plans import FaultPlan
-from node.core.codec import DecodeError
 from node.core.envelopes import evidence_bytes, tx_bytes
 from node.core.genesis import PPM
-from node.core.messages import Kind, Vote, parse_envelope, sha256
+from node.core.messages import sha256
+from node.core.safety import SigningRecordError, SignMark, Step
+from node.core.signer import SigningRecord
 from node.core.state import ChainState, genesis_state
 
 PACED_COMMIT_WAIT_MS = 200
@@ -45,11 +46,14 @@ ROUNDS_PER_HEIGHT = 3  # an epoch gets this many failed rounds per height before
 
 
 class UnreliableNode(SimNode):
-    """A pool's node that signs every precommit but gets only `performance_ppm` of them out.
+    """A pool's node that makes only `performance_ppm` of its precommits.
 
     Which ones is a pure function of (run, pool, height, round), so a seed
-    replays the same absences, and the re-sends of a withheld precommit are
-    withheld with it (a late copy would count as signed).
+    replays the same absences. A missed precommit is never signed (its
+    signing record refuses it), not merely withheld: a proposer now puts
+    its own uncounted precommits into its blocks, so one signed and held
+    back would still count, and the message level would no longer match
+    fast-forward's draw.
     """
 
     def __init__(self, *args: Any, performance_ppm: int, draw_seed: str, **kwargs: Any) -> None:
@@ -57,25 +61,36 @@ class UnreliableNode(SimNode):
         self.performance_ppm = performance_ppm
         self.draw_seed = draw_seed
         self.withheld = 0
+        for driver in self.host.drivers:
+            driver.signer.record = _Absent(driver.signer.record, self)
 
-    def broadcast(self, channel: str, data: bytes) -> None:
-        if self._withheld(data):
-            self.withheld += 1
-            return
-        super().broadcast(channel, data)
+    def misses(self, mark: SignMark) -> bool:
+        """Whether this node is absent for the precommit at `mark` (and counts the absence)."""
+        if mark.step != Step.PRECOMMIT:
+            return False
+        digest = sha256(f"{self.draw_seed}/{self.name}/{mark.height}/{mark.round}".encode())
+        absent = int.from_bytes(digest[:8], "big") % PPM >= self.performance_ppm
+        self.withheld += absent
+        return absent
 
-    def _withheld(self, data: bytes) -> bool:
-        try:
-            envelope = parse_envelope(data)
-            if envelope.kind != Kind.PRECOMMIT:
-                return False
-            vote = Vote.from_body(envelope.kind, envelope.body, envelope.signature)
-        except DecodeError:
-            return False
-        if vote.validator != self.address:
-            return False
-        digest = sha256(f"{self.draw_seed}/{self.name}/{vote.height}/{vote.round}".encode())
-        return int.from_bytes(digest[:8], "big") % PPM >= self.performance_ppm
+
+class _Absent:
+    """A signing record that refuses the precommits its node is drawn to miss."""
+
+    def __init__(self, record: SigningRecord, node: UnreliableNode) -> None:
+        self._record = record
+        self._node = node
+
+    def record_signed(self, validator: bytes, mark: SignMark, height: int, item: bytes, block: bytes) -> None:
+        if self._node.misses(mark):
+            raise SigningRecordError("absent (performance_ppm)")
+        self._record.record_signed(validator, mark, height, item, block)
+
+    def journal(self, validator: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        return self._record.journal(validator, height)
+
+    def last_signed(self, validator: bytes) -> SignMark | None:
+        return self._record.last_signed(validator)
 
 
 class MessageLevel(FastForward):
