@@ -321,7 +321,8 @@ class NodeRuntime:
         behaviour = None if config.behaviour == HONEST else config.behaviour
         self.hosted = [HostedValidator(self, key, record) for key in self.keys]
         self.primary = self.hosted[0]
-        self.host = Host(self.name, [(h.signer, h) for h in self.hosted], behaviour, log=self.events.emit)
+        keys = [(h.signer, h) for h in self.hosted]
+        self.host = Host(self.name, keys, behaviour, log=self.events.emit, memory=self.store)
         self.metrics = NodeMetrics(
             self.name,
             self.genesis.chain_id,
