@@ -101,7 +101,7 @@ from node.runtime.keyfiles import (
 )
 from node.runtime.metrics import NodeMetrics
 from node.runtime.queryview import QueryView
-from node.runtime.records import CrashAfterRecord, FailOnStorageError
+from node.runtime.records import CrashAfterRecord, FailOnStorageError, protocol_memory
 from node.runtime.recovery import SNAPSHOT_EVERY, CorruptStore, Recovery, recover_chain
 from node.runtime.store import StorageError, Store
 from node.runtime.transport import TransportFactory, TransportSpec
@@ -322,7 +322,7 @@ class NodeRuntime:
         self.hosted = [HostedValidator(self, key, record) for key in self.keys]
         self.primary = self.hosted[0]
         keys = [(h.signer, h) for h in self.hosted]
-        self.host = Host(self.name, keys, behaviour, log=self.events.emit, memory=self.store)
+        self.host = Host(self.name, keys, behaviour, log=self.events.emit, memory=protocol_memory(self.store))
         self.metrics = NodeMetrics(
             self.name,
             self.genesis.chain_id,
