@@ -4,7 +4,7 @@ A `SimNode` is a real node's core (`node.core.hosting.Host`, its driver and
 consensus machine, the guarded signer, admission) over a simulated network
 and clock: it implements the driver's `Effects` the way the runtime does,
 and keeps what a real node keeps on disk (finalized chain, signing record
-and journal), which survives a simulated crash while everything else is lost.
+and journal, protocol memory), which survives a simulated crash while everything else is lost.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from node.core.driver import Audience, Driver
 from node.core.events import EVIDENCE, LEDGER_PENALTIES, ROUND_TIMEOUT, SIGNING_KEY
 from node.core.hosting import Host
 from node.core.keys import Keypair
+from node.core.memory import MemoryNotes
 from node.core.messages import Block, CommitCertificate
 from node.core.routes import listened_vote_channels
 from node.core.signer import GuardedSigner, MemoryRecord
@@ -112,6 +113,7 @@ class SimNode:
         self.genesis = genesis
         self.events = events
         self.record = MemoryRecord()
+        self.notes = MemoryNotes()  # late and own precommits, evidence: survive a crash like the record
         self.chain: list[tuple[Block, CommitCertificate, ChainState]] = []
         self.finalized_at: list[tuple[int, int]] = []  # (virtual ms, height)
         self._audience = audience
@@ -120,7 +122,9 @@ class SimNode:
             core.validator_of_key(genesis, keypair.public) or keypair.address
         )  # a separate signing key
         signer = GuardedSigner(genesis.chain_id, keypair, self.record, validator=validator)
-        self.host = Host(name, [(signer, self)], behaviour, log=self.log, auth_cache=core.auth_cache)
+        self.host = Host(
+            name, [(signer, self)], behaviour, log=self.log, auth_cache=core.auth_cache, memory=self.notes
+        )
         net.attach(name, self._deliver)
         # Listening from the start, as a real node subscribes before it boots: the first votes of
         # nodes booted before this one are on their way already.

@@ -65,6 +65,7 @@ from node.core.events import (
     TX_REFUSED,
 )
 from node.core.keys import Keypair
+from node.core.memory import ProtocolMemory
 from node.core.mempool import Refusal, refusal_log_fields
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
 from node.core.query import epoch_log, ledger_event_logs
@@ -172,6 +173,7 @@ class Driver:
         self.watch_own = False
         self.halted: str | None = None  # why this key signs no more (another copy of it signs)
         self.sync = SyncGuard()  # nonces of our requests, requests answered, answers taken
+        self.memory: ProtocolMemory | None = None  # where what penalties depend on is kept (node.core.memory)
 
     @property
     def chain_id(self) -> str:
@@ -191,6 +193,8 @@ class Driver:
         now = self.effects.now_ms()
         if self.listening is not None:
             self.listening.horizon = max(self.listening.horizon, self.machine.height)
+        if self.memory is not None:
+            self.run(self.machine.recall(self.memory.notes(self.validator)))
         self.run(self.machine.restore(self.signer.journal(self.machine.height), now))
         self.run(self.machine.start(now))
 
@@ -407,6 +411,15 @@ class Driver:
         queue = list(outputs)
         while queue and self.machine is not None:
             queue.extend(self._handle(queue.pop(0)))
+        self._keep_notes()
+
+    def _keep_notes(self) -> None:
+        """Hand what the machine noted for the durable memory to it, once per input the machine took."""
+        machine = self.machine
+        if self.memory is not None and machine is not None:
+            notes = machine.memory_changes()
+            if notes:
+                self.memory.keep_notes(self.validator, notes)
 
     def _handle(self, output: Output) -> list[Output]:
         machine = self.machine

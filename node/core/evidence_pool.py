@@ -5,12 +5,16 @@ from conflicting messages the machine was shown, or gossiped by a peer),
 waits in the pool until a finalized block includes it or it is too old to
 count, and each piece is taken once (`seen` remembers every key, included
 or expired, so the same offence is neither re-broadcast nor re-added).
+What waits is noted for the node's durable memory (`node.core.memory`): a
+crash must not let an offender whose evidence reached an honest node go free.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
+from node.core.codec import encode
+from node.core.memory import NOTE_EVIDENCE, Note, NotedDict
 from node.core.messages import Evidence
 from node.core.state import ChainState, evidence_problem
 
@@ -24,11 +28,14 @@ class EvidencePool(Mapping[EvidenceKey, Evidence]):
     """Evidence waiting for a block (read as a mapping by key), and the keys of every offence taken in."""
 
     def __init__(self) -> None:
-        self.pending: dict[EvidenceKey, Evidence] = {}
+        self.pending: NotedDict[EvidenceKey, Evidence] = NotedDict(NOTE_EVIDENCE, _key_bytes, _evidence_bytes)
         self.seen: set[EvidenceKey] = set()
 
     def __getitem__(self, key: EvidenceKey) -> Evidence:
-        return self.pending[key]
+        found = self.pending.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
 
     def __iter__(self) -> Iterator[EvidenceKey]:
         return iter(self.pending)
@@ -48,7 +55,7 @@ class EvidencePool(Mapping[EvidenceKey, Evidence]):
         self.seen.add(key)
         if evidence_problem(state, evidence) is not None:
             return False
-        self.pending[key] = evidence
+        self.pending.put(key, evidence)
         return True
 
     def accept(self, evidence: Evidence, state: ChainState) -> None:
@@ -57,7 +64,7 @@ class EvidencePool(Mapping[EvidenceKey, Evidence]):
         if key in self.seen or evidence_problem(state, evidence) is not None:
             return
         self.seen.add(key)
-        self.pending[key] = evidence
+        self.pending.put(key, evidence)
 
     def for_block(self, state: ChainState) -> tuple[Evidence, ...]:
         """What a block built on `state` includes: the pending evidence still valid there, bounded."""
@@ -67,7 +74,17 @@ class EvidencePool(Mapping[EvidenceKey, Evidence]):
     def prune(self, included: Iterable[Evidence], height: int, max_age: int) -> None:
         """Drop what the block at `height` included and what is now too old to be included."""
         for evidence in included:
-            self.pending.pop(evidence.key(), None)
-        stale = [key for key, ev in self.pending.items() if ev.height + max_age <= height]
-        for key in stale:
-            del self.pending[key]
+            self.pending.pop(evidence.key())
+        self.pending.keep_only(lambda _, ev: ev.height + max_age > height)
+
+    def changes(self) -> list[Note]:
+        """What changed in the pending evidence since last asked, for the durable memory."""
+        return self.pending.changes()
+
+
+def _key_bytes(key: EvidenceKey) -> bytes:
+    return encode(list(key))
+
+
+def _evidence_bytes(evidence: Evidence) -> bytes:
+    return encode(evidence.to_wire())

@@ -40,6 +40,7 @@ from node.core.admission import (
 from node.core.consensus import Decided
 from node.core.driver import SYNC_BATCH, Audience, Driver, Effects
 from node.core.events import SYNCED
+from node.core.memory import ProtocolMemory
 from node.core.messages import Block, CommitCertificate, Vote
 from node.core.signer import GuardedSigner
 from node.core.state import ChainState
@@ -62,12 +63,15 @@ class Host:
         *,
         log: NodeLog,
         auth_cache: AuthCache | None = None,
+        memory: ProtocolMemory | None = None,
     ) -> None:
         """`keys`: each hosted key's guarded signer and the effects its driver acts through.
 
         `auth_cache`, when given, is shared by every node of the process that
         admits through it (the simulator runs many): identical bytes are
-        authenticated once against an identical key set.
+        authenticated once against an identical key set. `memory`, when
+        given, keeps what penalties depend on across a crash for every key
+        (see `node.core.memory`).
         """
         if not keys:
             raise ValueError("a node hosts at least one validator key")
@@ -83,6 +87,7 @@ class Host:
             through = effects if len(keys) == 1 else _CoHosted(effects, self, len(self.drivers))
             driver = Driver(name, signer.keypair, signer, through, behaviour)
             driver.requests_sync = not self.drivers  # the primary asks for blocks for all the keys
+            driver.memory = memory
             self.drivers.append(driver)
 
     @property

@@ -102,7 +102,7 @@ from node.runtime.keyfiles import (
 )
 from node.runtime.metrics import NodeMetrics
 from node.runtime.queryview import QueryView
-from node.runtime.records import CrashAfterRecord, FailOnStorageError
+from node.runtime.records import CrashAfterRecord, FailOnStorageError, protocol_memory
 from node.runtime.recovery import SNAPSHOT_EVERY, CorruptStore, Recovery, recover_chain
 from node.runtime.store import StorageError, Store
 from node.runtime.transport import TransportFactory, TransportSpec
@@ -297,7 +297,8 @@ class NodeRuntime:
         behaviour = None if config.behaviour == HONEST else config.behaviour
         self.hosted = [HostedValidator(self, key, record) for key in self.keys]
         self.primary = self.hosted[0]
-        self.host = Host(self.name, [(h.signer, h) for h in self.hosted], behaviour, log=self.events.emit)
+        keys = [(h.signer, h) for h in self.hosted]
+        self.host = Host(self.name, keys, behaviour, log=self.events.emit, memory=protocol_memory(self.store))
         self.metrics = NodeMetrics(
             self.name,
             self.genesis.chain_id,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from node.core.memory import NOTE_EVIDENCE, Note, ProtocolMemory
 from node.core.safety import SignMark
 from node.core.signer import SigningRecord
 from node.runtime.store import StorageError
@@ -65,3 +66,32 @@ class CrashAfterRecord:
 
     def last_signed(self, validator: bytes) -> SignMark | None:
         return self._record.last_signed(validator)
+
+
+CRASH_AFTER_EVIDENCE_KEPT_ENV = "POSNET_CRASH_AFTER_EVIDENCE_KEPT"
+"""Test hook: SIGKILL the node right after evidence first reaches its protocol memory on disk."""
+
+
+class CrashAfterEvidenceKept:
+    """A protocol memory that SIGKILLs its process once it has durably kept a piece of evidence.
+
+    Test-only fault injection (``POSNET_CRASH_AFTER_EVIDENCE_KEPT``): the node
+    dies between learning of an equivocation and any block that includes it,
+    so only what it kept can still bring the offender to account.
+    """
+
+    def __init__(self, memory: ProtocolMemory) -> None:
+        self._memory = memory
+
+    def keep_notes(self, validator: bytes, notes: Sequence[Note]) -> None:
+        self._memory.keep_notes(validator, notes)
+        if any(kind == NOTE_EVIDENCE and value is not None for kind, _, value in notes):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def notes(self, validator: bytes) -> list[tuple[int, bytes, bytes]]:
+        return self._memory.notes(validator)
+
+
+def protocol_memory(store: ProtocolMemory) -> ProtocolMemory:
+    """The node's protocol memory: its store, wrapped in the crash hook when the environment asks for it."""
+    return CrashAfterEvidenceKept(store) if os.environ.get(CRASH_AFTER_EVIDENCE_KEPT_ENV) else store

@@ -1,12 +1,13 @@
 """One node's durable state in a single SQLite file.
 
-Four things live here: the finalized chain (blocks with their commit
+Five things live here: the finalized chain (blocks with their commit
 certificates), snapshots of the chain state every so many blocks (so a
 restart replays only what came after the newest usable one), the
 slashing-protection marks (the last thing each hosted
-validator key signed), and the signing journal (the signed messages of each
+validator key signed), the signing journal (the signed messages of each
 key's newest height, so a restarted validator re-sends them and re-derives its
-lock instead of forgetting it).
+lock instead of forgetting it), and the protocol memory (late precommits,
+our own uncounted precommits, pending evidence: see `node.core.memory`).
 
 Durability beats speed. The database runs in WAL mode with
 ``synchronous=FULL``: in WAL mode ``NORMAL`` may lose the last transactions
@@ -36,6 +37,9 @@ Every public call is one transaction. Writes use ``BEGIN IMMEDIATE`` so the
 read-check-write of :meth:`Store.record_signing` and :meth:`Store.put_finalized`
 holds the write lock from the read onwards, even between threads of the one
 process that holds the store.
+
+Past 500 lines: every table of the one file and every transaction on it
+stay together, so the durability contract above is read in one place.
 """
 
 from __future__ import annotations
@@ -43,10 +47,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
+from node.core.memory import Note
 from node.core.safety import DoubleSignRefused, SigningRecordError, SignMark, refusal_reason
 
 SCHEMA_VERSION = 1
@@ -86,6 +91,14 @@ _SCHEMA = (
         height INTEGER PRIMARY KEY CHECK (height >= 1),
         state BLOB NOT NULL
     )""",
+    # Added later still, the same way.
+    """CREATE TABLE IF NOT EXISTS protocol_notes (
+        validator BLOB NOT NULL,
+        kind INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (validator, kind, key)
+    ) WITHOUT ROWID""",
 )
 
 SNAPSHOTS_KEPT = 2
@@ -322,6 +335,25 @@ class Store:
                 (validator, height),
             ).fetchall()
         return [(bytes(item), bytes(block)) for item, block in rows]
+
+    # -- protocol memory ---------------------------------------------------
+
+    def keep_notes(self, validator: bytes, notes: Sequence[Note]) -> None:
+        """Apply the notes (keep a value, or forget a key with value None) in one fsynced transaction."""
+        kept = [(validator, kind, key, value) for kind, key, value in notes if value is not None]
+        gone = [(validator, kind, key) for kind, key, value in notes if value is None]
+        with self._write() as conn:
+            conn.executemany("DELETE FROM protocol_notes WHERE validator = ? AND kind = ? AND key = ?", gone)
+            conn.executemany("INSERT OR REPLACE INTO protocol_notes VALUES (?, ?, ?, ?)", kept)
+
+    def notes(self, validator: bytes) -> list[tuple[int, bytes, bytes]]:
+        """Every (kind, key, value) kept for ``validator``, in key order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT kind, key, value FROM protocol_notes WHERE validator = ? ORDER BY kind, key",
+                (validator,),
+            ).fetchall()
+        return [(int(kind), bytes(key), bytes(value)) for kind, key, value in rows]
 
     # -- internals ---------------------------------------------------------
 

@@ -10,14 +10,20 @@ here with the state it owns:
 - late precommits for older pending heights, to include in a later block;
 - our own precommits, re-sent once per new height until a block counts them;
 - a cache of which heights are still pending judgement.
+
+The late precommits and our own uncounted ones are noted for the node's
+durable memory (`node.core.memory`), so a crash does not cost the validators
+they prove online a miss; `recall` takes them back, checked like new arrivals.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from node.core.codec import encode
 from node.core.consensus.votes import VoteSet
 from node.core.ledger import Participation
+from node.core.memory import NOTE_LATE, NOTE_OWN, Note, NotedDict
 from node.core.messages import MAX_LATE_PRECOMMITS_PER_BLOCK, CommitCertificate, Kind, Vote, make_certificate
 from node.core.state import ChainState, late_precommit_misfit, opened_participation
 
@@ -29,11 +35,13 @@ class LatePrecommits:
 
     def __init__(self) -> None:
         self.last_precommits: VoteSet | None = None  # the decided round's precommits, while we hold them
-        self._late: dict[tuple[int, bytes], Vote] = {}  # precommits that certificates missed, to include
+        # precommits that certificates missed, to include
+        self._late: NotedDict[tuple[int, bytes], Vote] = NotedDict(NOTE_LATE, _key_bytes, _vote_bytes)
         self._pending_cache: tuple[ChainState, CommitCertificate | None, dict[int, Participation]] | None = (
             None
         )
-        self._own_precommits: dict[tuple[int, int], Vote] = {}  # ours, until the chain has counted them
+        # ours, until the chain has counted them
+        self._own_precommits: NotedDict[tuple[int, int], Vote] = NotedDict(NOTE_OWN, _key_bytes, _vote_bytes)
 
     def note_own(self, vote: Vote) -> None:
         """One of our own precommits: kept until a block counts it (see `resend_uncounted`)."""
@@ -65,7 +73,7 @@ class LatePrecommits:
         # keeping it (one per validator and height) turned away the one that counts.
         key = (vote.height, vote.validator)
         if key not in self._late and len(self._late) < MAX_LATE_KEPT and self._may_count(vote, state, cert):
-            self._late[key] = vote
+            self._late.put(key, vote)
         return None
 
     def carry(self, held: VoteSet | None, state: ChainState, cert: CommitCertificate) -> None:
@@ -112,8 +120,8 @@ class LatePrecommits:
         if not self._late and not self._own_precommits:
             return ()
         pending = {p.height: p for p in opened_participation(state, last_commit)}
-        self._late = {key: vote for key, vote in self._late.items() if key[0] in pending}
-        candidates = dict(self._late)
+        self._late.keep_only(lambda key, _: key[0] in pending)
+        candidates = dict(self._late.items())
         for (height, _), vote in sorted(self._own_precommits.items()):
             if late_precommit_misfit(pending.get(height), vote) is None:
                 candidates.setdefault((height, vote.validator), vote)  # ours count like anyone's
@@ -160,8 +168,12 @@ class LatePrecommits:
             if late_precommit_misfit(pending.get(h), vote) is None
         )
         oldest = min(pending, default=height - 1)
-        self._own_precommits = {k: v for k, v in self._own_precommits.items() if k[0] >= oldest}
+        self._own_precommits.keep_only(lambda key, _: key[0] >= oldest)
         return resend
+
+    def changes(self) -> list[Note]:
+        """What changed in the late and own precommits kept since last asked, for the durable memory."""
+        return self._late.changes() + self._own_precommits.changes()
 
     def _pending(self, state: ChainState, certificate: CommitCertificate | None) -> dict[int, Participation]:
         """The participation records waiting to be judged, by height (the last one opened by our certificate).
@@ -174,3 +186,11 @@ class LatePrecommits:
             by_height = {p.height: p for p in opened_participation(state, certificate)}
             cached = self._pending_cache = (state, certificate, by_height)
         return cached[2]
+
+
+def _key_bytes(key: tuple[int, bytes] | tuple[int, int]) -> bytes:
+    return encode(list(key))
+
+
+def _vote_bytes(vote: Vote) -> bytes:
+    return encode(vote.to_wire())

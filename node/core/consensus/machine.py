@@ -62,6 +62,7 @@ from node.core.consensus.votes import VoteSet
 from node.core.evidence_pool import EvidencePool
 from node.core.genesis import Params
 from node.core.ledger import LedgerEvent
+from node.core.memory import NOTE_EVIDENCE, NOTE_LATE, NOTE_OWN, Note, recalled_item
 from node.core.mempool import Mempool, Refusal, block_tx_budget
 from node.core.messages import (
     Block,
@@ -79,6 +80,7 @@ from node.core.state import (
     block_problem,
     certificate_problem,
     proposer_of,
+    signed_item_problem,
 )
 
 MAX_ROUND_AHEAD = 64  # votes further ahead than this are ignored (bounded memory)
@@ -117,6 +119,7 @@ class ConsensusMachine:
         self._sync = SyncPacer()
         self._next = NextHeights()
         self._resume_round = 0  # a restarted node resumes the round it had reached
+        self._forgotten: list[Note] = []  # recalled notes, forgotten unless they are kept again
         self._now = 0
         self._reset(state, 0)
 
@@ -164,6 +167,39 @@ class ConsensusMachine:
                     self.locked_block, self.locked_round = block, item.round
                     self.valid_block, self.valid_round = block, item.round
         return out
+
+    def recall(self, notes: list[tuple[int, bytes, bytes]]) -> list[Output]:
+        """Take back what the durable memory kept before a restart (see `node.core.memory`), before `start`.
+
+        Nothing is trusted: each note is decoded and checked like a message
+        off the network against the state we recovered (signature, fit,
+        evidence in full), so a stale, damaged or planted entry is dropped,
+        and forgotten by the memory too (every recalled key is forgotten,
+        and what still fits is noted again). Recalled evidence is gossiped
+        again: its first broadcast may have been lost with the crash.
+        """
+        out: list[Output] = []
+        self._forgotten = [(kind, key, None) for kind, key, _ in notes]
+        for kind, _, value in notes:
+            item = recalled_item(kind, value)
+            if isinstance(item, Evidence) and kind == NOTE_EVIDENCE:
+                if item.key() not in self.evidence_pool.seen:
+                    self.evidence_pool.accept(item, self.state)
+                    if item.key() in self.evidence_pool:
+                        out.append(BroadcastEvidence(item))
+            elif isinstance(item, Vote) and item.kind == Kind.PRECOMMIT and item.height < self.height:
+                if signed_item_problem(self.state, item) is not None:
+                    continue
+                if kind == NOTE_OWN and item.validator == self.address:
+                    self._late.note_own(item)
+                elif kind == NOTE_LATE:
+                    self._add_late_precommit(item, out)
+        return out
+
+    def memory_changes(self) -> list[Note]:
+        """What to keep in, or forget from, the durable memory since last asked (see `node.core.memory`)."""
+        forgotten, self._forgotten = self._forgotten, []
+        return forgotten + self._late.changes() + self.evidence_pool.changes()
 
     def start(self, now_ms: int) -> list[Output]:
         """Begin the current height (after construction or a restart)."""
