@@ -7,6 +7,7 @@ Class B (excused): it did not (crashed, cut off, or every copy lost).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 import pytest
@@ -275,3 +276,30 @@ def test_issue_25_no_honest_validator_is_jailed_under_ordinary_loss(
     result = run_simulation(config)
     jailed = [e for e in result.events if e["event"] == "jailed"]
     assert result.misses.class_a == 0 and result.penalty_violations == [] and jailed == [], jailed
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "--validators 4 --heights 10 --seed 920081 --committee-size 128 --stakes 1729,660,2794,743 "
+        "--param downtime_window=4 --param max_missed_in_window=2 --faults drop=0.15,delay=14-314,dup=0.02,"
+        "reorder=0.05,crash=v4@2612-3405,crash=v2@3825-4211,crash=v1@4421-5482,crash=v3@6579-6971",
+        "--validators 10 --heights 10 --seed 920098 --committee-size 6 --byzantine 3 --byzantine-mode twins "
+        "--stakes 1657,4950,2969,3606,4825,2552,441,1918,5076,3505 --param downtime_window=3 "
+        "--param max_missed_in_window=2 --faults drop=0.2,delay=23-473,reorder=0.05,"
+        "partition=v3+v5+v6+v7+v8|v4|v1+v2+v9+v10@5219-8011,crash=v2@3455-5628,crash=v6@6758-11233,"
+        "crash=v3@8156-9549,crash=v5@616-1094,crash=v7@1774-2959,crash=v4@3378-4018,crash=v3@4794-5686,"
+        "crash=v1@7393-8112,crash=v2@9150-9989",
+    ],
+    ids=["920081", "920098"],
+)
+def test_a_proposer_that_crashes_keeps_the_late_precommits_it_held(command: str) -> None:
+    """Found by the widened sweep: a proposer received a precommit, crashed, restarted and built its block
+    without it (late precommits lived in memory only); now they are kept with the node's protocol notes."""
+    from click.testing import CliRunner
+
+    from network.cli import cli
+
+    result = CliRunner().invoke(cli, ["sim", *command.split(), "--json"])
+    summary = json.loads(result.output)
+    assert result.exit_code == 0 and summary["misses_class_a"] == 0, summary["violations"]
