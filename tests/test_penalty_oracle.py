@@ -303,3 +303,25 @@ def test_a_proposer_that_crashes_keeps_the_late_precommits_it_held(command: str)
     result = CliRunner().invoke(cli, ["sim", *command.split(), "--json"])
     summary = json.loads(result.output)
     assert result.exit_code == 0 and summary["misses_class_a"] == 0, summary["violations"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 25, open: others' precommits of a proposer's open height are not kept across its crash",
+)
+def test_a_proposer_that_crashes_before_deciding_keeps_the_precommits_it_held() -> None:
+    """Found by a 2,000-seed sweep: v6's precommit of height 4 reached v3 while height 4 was still open
+    there; v3 crashed, caught up by sync and built block 5 without it, and v6 was jailed."""
+    from click.testing import CliRunner
+
+    from network.cli import cli
+
+    command = (
+        "--validators 7 --heights 10 --seed 941741 --committee-size 128 --byzantine 1 --byzantine-mode late "
+        "--stakes 531,1450,4986,3879,2098,1302,1100 --param downtime_window=2 --param max_missed_in_window=1 "
+        "--faults delay=7-157,reorder=0.05,partition=v6|v1+v2+v3+v4+v5+v7@3292-6781,"
+        "partition=v1+v2+v4+v7|v3+v5+v6@1024-3083,crash=v3@2782-3500"
+    )
+    result = CliRunner().invoke(cli, ["sim", *command.split(), "--json"])
+    summary = json.loads(result.output)
+    assert result.exit_code == 0 and summary["misses_class_a"] == 0, summary["violations"]
