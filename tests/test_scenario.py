@@ -270,10 +270,12 @@ def test_behave_makes_a_validator_byzantine_for_the_whole_run() -> None:
 
 def test_time_scale_compresses_every_time() -> None:
     scenario = parse(
-        step=[{"at_s": 10, "action": "kill", "node": "v1"}], checks={"stalled_during": [[12, 20]]}
+        step=[{"at_s": 10, "action": "kill", "node": "v1"}],
+        checks={"stalled_during": [[12, 20]], "min_height": 41},
     ).scaled(0.5)
     assert scenario.duration_s == 30 and scenario.steps[0].at_s == 5
     assert scenario.checks.stalled_during == ((6.0, 10.0),)
+    assert scenario.checks.min_height == 21  # half the time at the same slot length: half the blocks, rounded up
     with pytest.raises(sc.ScenarioError):
         scenario.scaled(0)
 

@@ -175,11 +175,18 @@ class Scenario:
         return [name for name in self.names if name not in bad]
 
     def scaled(self, factor: float) -> Scenario:
-        """The same timeline compressed (or stretched) by `factor`: every time, the duration and windows."""
+        """The same timeline compressed (or stretched) by `factor`: every time, the duration and windows.
+
+        A height floor scales too: at the same slot length, half the time makes half the blocks, so
+        an unscaled `min_height` turns a faster run into a throughput test that fails on a loaded machine.
+        """
         if factor <= 0:
             raise ScenarioError(f"time scale must be positive, not {factor:g}")
+        floor = self.checks.min_height
         checks = replace(
-            self.checks, stalled_during=tuple((a * factor, b * factor) for a, b in self.checks.stalled_during)
+            self.checks,
+            stalled_during=tuple((a * factor, b * factor) for a, b in self.checks.stalled_during),
+            min_height=None if floor is None else max(1, math.ceil(floor * factor)),
         )
         return replace(
             self,
