@@ -305,13 +305,10 @@ def test_a_proposer_that_crashes_keeps_the_late_precommits_it_held(command: str)
     assert result.exit_code == 0 and summary["misses_class_a"] == 0, summary["violations"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 25, open: others' precommits of a proposer's open height are not kept across its crash",
-)
 def test_a_proposer_that_crashes_before_deciding_keeps_the_precommits_it_held() -> None:
     """Found by a 2,000-seed sweep: v6's precommit of height 4 reached v3 while height 4 was still open
-    there; v3 crashed, caught up by sync and built block 5 without it, and v6 was jailed."""
+    there; v3 crashed, caught up by sync and built block 5 without it, and v6 was jailed. Now the open
+    height's precommits are kept with the protocol notes too."""
     from click.testing import CliRunner
 
     from network.cli import cli

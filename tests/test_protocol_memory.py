@@ -13,7 +13,7 @@ from network.sim.plans import parse_fault_spec
 from network.sim.runner import run_simulation
 from network.sim.sweep import SweepSpec
 from node.core.codec import encode
-from node.core.consensus import BroadcastEvidence, ConsensusMachine, Sign
+from node.core.consensus import BroadcastEvidence, ConsensusMachine, Phase, ScheduleTimeout, Sign
 from node.core.evidence_pool import EvidencePool
 from node.core.memory import NOTE_EVIDENCE, NOTE_LATE, MemoryNotes
 from node.core.messages import Block, CommitCertificate, Proposal, make_evidence
@@ -62,6 +62,27 @@ def test_our_own_uncounted_precommit_survives_our_restart() -> None:
     keep(memory, machine)
     again, _ = restarted(memory, machine)
     assert [v.validator for v in proposed_block(again).late_precommits] == [ADDR[PROPOSER2]]
+
+
+def test_a_precommit_of_the_open_height_survives_a_crash_before_deciding_it() -> None:
+    """Seed 941741: a proposer held a precommit of its open height, crashed, caught up by sync from a
+    certificate without it and built the next block without it; its validator was jailed while online."""
+    memory = MemoryNotes()
+    machine = ConsensusMachine(STATE0, ADDR[PROPOSER2])  # height 1 open; it proposes height 2
+    machine.on_vote(precommit(OTHERS[2], 1, 0, BLOCK1.hash), 0)
+    keep(memory, machine)
+    again, _ = restarted(memory, machine)
+    out = again.on_commit(BLOCK1, WITHOUT_ABSENT, 100)  # caught up by sync: the certificate lacks OTHERS[2]
+    keep(memory, again)
+    (wait,) = [
+        o.timeout for o in out if isinstance(o, ScheduleTimeout) and o.timeout.phase == Phase.NEW_HEIGHT
+    ]
+    (block,) = [
+        o.block for o in again.on_timeout(wait, 200) if isinstance(o, Sign) and isinstance(o.item, Proposal)
+    ]
+    assert block is not None and [v.validator for v in block.late_precommits] == [ADDR[OTHERS[2]]]
+    # once the height closed, the note moved from the open height's kind to the late precommits'
+    assert {kind for kind, _, _ in memory.notes(machine.address)} == {NOTE_LATE}
 
 
 def test_pending_evidence_survives_a_restart_and_is_gossiped_again() -> None:

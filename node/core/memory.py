@@ -1,10 +1,11 @@
 """Protocol memory: what penalties depend on, kept across a validator's crash.
 
-Some of what a validator holds after a height closed decides what the chain
-will punish: late precommits it holds as a proposer (without them a
-validator that was online is charged as absent), its own precommits no
-block has counted yet, and equivocation evidence not yet included (without
-it a fork's culprits go free). Kept only in memory, all of it died with the
+Some of what a validator holds decides what the chain will punish:
+others' precommits, for the open height or late ones for closed heights
+(a proposer puts them on chain; without them a validator that was online
+is charged as absent), its own precommits no block has counted yet, and
+equivocation evidence not yet included (without it a fork's culprits go
+free). Kept only in memory, all of it died with the
 process. So the consensus machine notes each change as a `Note`, the driver
 hands the notes to its environment after every input (`ProtocolMemory`:
 SQLite, fsynced, in a real node; `MemoryNotes` in the simulator, whose
@@ -28,6 +29,7 @@ from node.core.messages import Evidence, Vote
 NOTE_LATE = 1  # a late precommit kept for a later block
 NOTE_OWN = 2  # one of our own precommits no block has counted yet
 NOTE_EVIDENCE = 3  # evidence waiting for a block
+NOTE_OPEN = 4  # another validator's precommit for the height still open
 
 Note = tuple[int, bytes, bytes | None]
 """(kind, key, value): keep `value` under (kind, key), or forget the key when value is None."""
@@ -140,7 +142,7 @@ def recalled_item(kind: int, value: bytes) -> Vote | Evidence | None:
     """
     try:
         wire = decode(value)
-        if kind in (NOTE_LATE, NOTE_OWN):
+        if kind in (NOTE_LATE, NOTE_OWN, NOTE_OPEN):
             return Vote.from_wire(wire)
         if kind == NOTE_EVIDENCE:
             return Evidence.from_wire(wire)

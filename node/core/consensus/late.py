@@ -5,13 +5,15 @@ reached us a moment too late must still find its way into the chain, or a
 validator that was online is charged as absent. That bookkeeping has nothing
 to do with deciding the open height, and the rules never read it; it lives
 here with the state it owns:
+- others' precommits for the height still open, noted only so that a crash
+  before deciding it does not lose them (`note_open`);
 - the precommits for the height we finalized last (`last_precommits`),
   which grow the certificate we put in our next proposal;
 - late precommits for older pending heights, to include in a later block;
 - our own precommits, re-sent once per new height until a block counts them;
 - a cache of which heights are still pending judgement.
 
-The late precommits and our own uncounted ones are noted for the node's
+The open height's precommits, the late ones and our own uncounted ones are noted for the node's
 durable memory (`node.core.memory`), so a crash does not cost the validators
 they prove online a miss; `recall` takes them back, checked like new arrivals.
 """
@@ -23,11 +25,12 @@ from dataclasses import replace
 from node.core.codec import encode
 from node.core.consensus.votes import VoteSet
 from node.core.ledger import Participation
-from node.core.memory import NOTE_LATE, NOTE_OWN, Note, NotedDict
+from node.core.memory import NOTE_LATE, NOTE_OPEN, NOTE_OWN, Note, NotedDict
 from node.core.messages import MAX_LATE_PRECOMMITS_PER_BLOCK, CommitCertificate, Kind, Vote, make_certificate
 from node.core.state import ChainState, late_precommit_misfit, opened_participation
 
 MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
+MAX_OPEN_KEPT = 16_384  # open-height precommits noted for a crash (a committee's worth over many rounds)
 
 
 class LatePrecommits:
@@ -42,14 +45,32 @@ class LatePrecommits:
         )
         # ours, until the chain has counted them
         self._own_precommits: NotedDict[tuple[int, int], Vote] = NotedDict(NOTE_OWN, _key_bytes, _vote_bytes)
+        # others' precommits for the open height, by (height, round, validator): only for a crash
+        self._open: NotedDict[tuple[int, int, bytes], Vote] = NotedDict(NOTE_OPEN, _key_bytes, _vote_bytes)
+
+    def note_open(self, vote: Vote) -> None:
+        """Another validator's first precommit of a round at the open height, counted by our vote set.
+
+        Which round decides is not known yet, so each round's is kept. If we
+        crash before deciding and catch up by sync, the certificate we are
+        handed may lack it; recalled into the vote set, `carry` keeps it for
+        our next block as it would have without the crash.
+        """
+        if len(self._open) < MAX_OPEN_KEPT:
+            self._open.setdefault((vote.height, vote.round, vote.validator), vote)
 
     def note_own(self, vote: Vote) -> None:
         """One of our own precommits: kept until a block counts it (see `resend_uncounted`)."""
         self._own_precommits.setdefault((vote.height, vote.round), vote)
 
-    def decided(self, precommits: VoteSet | None) -> None:
-        """A height was decided: with the deciding round's precommits when we saw them, else None (sync)."""
+    def decided(self, height: int, precommits: VoteSet | None) -> None:
+        """A height was decided: with the deciding round's precommits when we saw them, else None (sync).
+
+        Its open-height notes are forgotten: `carry` keeps, as late precommits,
+        those that may still count.
+        """
         self.last_precommits = precommits
+        self._open.keep_only(lambda key, _: key[0] > height)
 
     def add(self, vote: Vote, state: ChainState, cert: CommitCertificate | None) -> Vote | None:
         """A precommit for a finalized height: into the next certificate, or a later block.
@@ -172,8 +193,8 @@ class LatePrecommits:
         return resend
 
     def changes(self) -> list[Note]:
-        """What changed in the late and own precommits kept since last asked, for the durable memory."""
-        return self._late.changes() + self._own_precommits.changes()
+        """What changed in the precommits kept (late, ours, the open height's) since last asked, for the durable memory."""
+        return self._late.changes() + self._own_precommits.changes() + self._open.changes()
 
     def _pending(self, state: ChainState, certificate: CommitCertificate | None) -> dict[int, Participation]:
         """The participation records waiting to be judged, by height (the last one opened by our certificate).
@@ -188,7 +209,7 @@ class LatePrecommits:
         return cached[2]
 
 
-def _key_bytes(key: tuple[int, bytes] | tuple[int, int]) -> bytes:
+def _key_bytes(key: tuple[int, bytes] | tuple[int, int] | tuple[int, int, bytes]) -> bytes:
     return encode(list(key))
 
 

@@ -62,7 +62,7 @@ from node.core.consensus.votes import VoteSet
 from node.core.evidence_pool import EvidencePool
 from node.core.genesis import Params
 from node.core.ledger import LedgerEvent
-from node.core.memory import NOTE_EVIDENCE, NOTE_LATE, NOTE_OWN, Note, recalled_item
+from node.core.memory import NOTE_EVIDENCE, NOTE_LATE, NOTE_OPEN, NOTE_OWN, Note, recalled_item
 from node.core.mempool import Mempool, Refusal, block_tx_budget
 from node.core.messages import (
     Block,
@@ -187,12 +187,16 @@ class ConsensusMachine:
                     self.evidence_pool.accept(item, self.state)
                     if item.key() in self.evidence_pool:
                         out.append(BroadcastEvidence(item))
-            elif isinstance(item, Vote) and item.kind == Kind.PRECOMMIT and item.height < self.height:
+            elif isinstance(item, Vote) and item.kind == Kind.PRECOMMIT and item.height <= self.height:
                 if signed_item_problem(self.state, item) is not None:
                     continue
-                if kind == NOTE_OWN and item.validator == self.address:
+                if kind == NOTE_OPEN and item.height == self.height and item.validator != self.address:
+                    self._add_vote(item, out)
+                elif item.height == self.height:
+                    continue
+                elif kind == NOTE_OWN and item.validator == self.address:
                     self._late.note_own(item)
-                elif kind == NOTE_LATE:
+                elif kind in (NOTE_LATE, NOTE_OPEN):
                     self._add_late_precommit(item, out)
         return out
 
@@ -531,7 +535,7 @@ class ConsensusMachine:
         self._drop_included(block, new_state)
         self.last_certificate = certificate
         held = self.votes.get((certificate.round, Kind.PRECOMMIT))
-        self._late.decided(None if via_sync else held)
+        self._late.decided(block.height, None if via_sync else held)
         self._reset(new_state, self._now)
         self._late.carry(held, self.state, certificate)
         resend = self._late.resend_uncounted(self.state, self.height)
@@ -599,6 +603,8 @@ class ConsensusMachine:
             self._record_equivocation(earlier, vote, out)
         else:
             self._note_sender(vote.round, vote.validator)
+            if vote.kind == Kind.PRECOMMIT and vote.validator != self.address:
+                self._late.note_open(vote)
 
     def _note_sender(self, round_: int, sender: bytes) -> None:
         self.round_senders.setdefault(round_, {})[sender] = self.state.committee.power_of(sender)
