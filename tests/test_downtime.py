@@ -211,3 +211,50 @@ def test_a_validator_resends_its_precommit_until_a_block_counts_it() -> None:
     counted = replace(counted, late_precommits=(ours,))
     out = machine.on_commit(counted, certificate(counted.hash, 3, 0, QUORUM), 50)
     assert ours not in rebroadcast(out)
+
+
+# ------------------------------------------------------------------ how long a height stays pending
+
+
+def test_after_a_stall_the_first_block_judges_only_heights_past_the_grace_in_blocks() -> None:
+    """A stall lets block time run past every grace period at once; the block count holds the newest
+    `late_precommit_heights` pending, so the proposers that follow still get to carry their precommits."""
+    params = replace(PARAMS, late_precommit_heights=4)
+    states = chain_of(8, params=params)  # blocks 100 ms apart: heights 1..8, a few pending
+    state = states[-1]
+    cert = certificate(state.last_block_hash, 8, 0, QUORUM)
+    after_stall = make_block(state, last_commit=cert, timestamp_ms=60_000)  # a minute later
+    judged, pending = participation_after(state, after_stall)
+    assert [p.height for p in pending] == [6, 7, 8]  # 9 - 6 < 4 blocks: not judged yet
+    assert max(p.height for p in judged) == 5
+
+
+def test_no_cap_on_pending_heights_shortens_the_grace_period() -> None:
+    """Blocks every millisecond (a lone supermajority at the timer floor): a height stays pending for
+    the whole `late_precommit_ms` of block time, however many heights that is (a cap of 256 judged
+    them after a quarter of a second)."""
+    params = replace(PARAMS, late_precommit_ms=1000)
+    states = chain_of(300, step_ms=1, params=params)
+    assert [p.height for p in states[-1].participation] == list(range(1, 300))
+
+
+def test_a_late_precommit_is_admitted_while_its_height_is_pending_however_old() -> None:
+    """Admission drops precommits of heights no block can count any more, and only those: the oldest
+    pending height, not a fixed number of heights back."""
+    from node.core.admission import AdmissionContext, Rejected, admit
+    from tests.support.chain import CHAIN_ID, KEYS, envelope
+
+    keys = {ADDR[name]: KEYS[name].public for name in ADDR}
+    late = envelope(precommit(SLOW, 3, 0, bytes(32))).to_bytes()
+    pending = AdmissionContext(CHAIN_ID, keys, height=1000, oldest_pending=3)
+    judged = AdmissionContext(CHAIN_ID, keys, height=1000, oldest_pending=4)
+    assert not isinstance(admit(late, pending), Rejected)
+    assert isinstance(refused := admit(late, judged), Rejected) and refused.reason == "stale"
+
+
+def test_late_precommit_heights_below_two_is_refused() -> None:
+    from node.core.genesis import GenesisError, parse_params
+
+    with pytest.raises(GenesisError, match="late_precommit_heights"):
+        parse_params({"late_precommit_heights": 1})
+    assert parse_params({"late_precommit_heights": 2}).late_precommit_heights == 2

@@ -110,8 +110,9 @@ class _Node:
 
 def _chain_where_dave_never_signs(heights: int) -> _Node:
     """Blocks 1..heights by round-robin proposers, each certificate signed by all but dave, each
-    block `late_precommit_ms` after the last so each judges the height two below it."""
-    params = replace(Params(), downtime_window=2, max_missed_in_window=1)
+    block `late_precommit_ms` after the last and a grace of two blocks, so each judges the height
+    two below it."""
+    params = replace(Params(), downtime_window=2, max_missed_in_window=1, late_precommit_heights=2)
     genesis = state0(params)
     state, chain, cert = genesis, [], None
     from tests.support.chain import finalize

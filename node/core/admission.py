@@ -36,7 +36,6 @@ from node.core.messages import (
     signer_of,
 )
 from node.core.signing_keys import KeyHistory, key_at, recent_keys
-from node.core.state import MAX_PENDING_PARTICIPATION
 
 FUTURE_HEIGHTS = 100  # further ahead than this is far-future junk, not a peer we lag behind
 MAX_SYNC_BLOCKS = 50
@@ -119,6 +118,7 @@ class AdmissionContext:
     chain_id: str
     public_keys: Mapping[bytes, bytes]  # each validator's signing key now
     height: int  # the height the node is working on
+    oldest_pending: int | None = None  # the oldest height still pending downtime judgement, if any
     max_size: int = MAX_MESSAGE_BYTES
     key_history: KeyHistory = ()  # signing keys rotated out recently (node.core.signing_keys)
 
@@ -293,8 +293,8 @@ def _height_problem(message: Admitted, ctx: AdmissionContext) -> Rejected | None
     if height is None:
         return None
     oldest = ctx.height - 1
-    if isinstance(message, Vote) and message.kind == Kind.PRECOMMIT:
-        oldest = ctx.height - 1 - MAX_PENDING_PARTICIPATION  # late precommits still count for downtime
+    if isinstance(message, Vote) and message.kind == Kind.PRECOMMIT and ctx.oldest_pending is not None:
+        oldest = min(oldest, ctx.oldest_pending)  # late precommits still count for downtime
     if height < oldest:
         return Rejected("stale", f"height {height} < {oldest}")
     if height > ctx.height + FUTURE_HEIGHTS:

@@ -251,7 +251,13 @@ class Driver:
             state, height = self.waiting, self.waiting.next_height
         else:
             return None
-        ctx = AdmissionContext(self.chain_id, state.public_keys, height, key_history=state.key_history)
+        ctx = AdmissionContext(
+            self.chain_id,
+            state.public_keys,
+            height,
+            oldest_pending=state.participation[0].height if state.participation else None,
+            key_history=state.key_history,
+        )
         message = admit(data, ctx, cache)
         if isinstance(message, Rejected):
             self.stats.rejected[message.reason] += 1

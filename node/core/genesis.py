@@ -72,6 +72,10 @@ class Params:
     # paid at the next epoch start (Cardano's rhythm: the fixed cost is then per epoch, and a small
     # delegator's part is not floored away block by block).
     epoch_rewards: int = field(default=0, metadata={HASHED_WHEN_SET: True})
+    # ... and at least this many blocks after it: after a stall the first block must not judge every
+    # height at once, before the proposers that follow had a chance to carry the precommits (at least 2:
+    # block h + 1 carries h's certificate, later ones its late precommits).
+    late_precommit_heights: int = field(default=4, metadata={HASHED_WHEN_SET: True})
 
     def timeout_ms(self, step: str, round_: int) -> int:
         """base + delta * round: the Tendermint rule that lets rounds outgrow network delay."""
@@ -103,6 +107,7 @@ _PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "max_leverage": (0, 1_000_000),
     "liquid_delegation": (0, 1),
     "epoch_rewards": (0, 1),
+    "late_precommit_heights": (2, 100_000),
 }
 _PPM_FIELDS = {name for name in (f.name for f in fields(Params)) if name.endswith("_ppm")}
 

@@ -199,6 +199,11 @@ class ChainState:
         return self.height + 1
 
     @cached_property
+    def pending_by_height(self) -> dict[int, L.Participation]:
+        """`participation` by height: asked for every late precommit a proposer weighs."""
+        return {p.height: p for p in self.participation}
+
+    @cached_property
     def digest(self) -> bytes:
         """SHA-256 over everything nodes must agree on (the seats included; the committees are derived)."""
         agreed = tuple(
@@ -457,12 +462,16 @@ def block_context(
 # Downtime is judged on who was seen precommitting at a height, not on the
 # certificate the next block carries: that holds only what its proposer had
 # when it proposed, the first 2/3 in fast mode. A height stays pending for
-# `late_precommit_ms` of block time (and at least one more block); meanwhile
-# proposers include precommits that arrived late, as Ethereum includes late
-# attestations. A precommit for the decided block or for nil at the decided
-# round counts: either shows the validator online and following.
-
-MAX_PENDING_PARTICIPATION = 256  # heights pending at most; beyond it the oldest is judged early
+# `late_precommit_ms` of block time and `late_precommit_heights` blocks,
+# whichever ends later; meanwhile proposers include precommits that arrived
+# late, as Ethereum includes late attestations. A precommit for the decided
+# block or for nil at the decided round counts: either shows the validator
+# online and following. There is no cap on how many heights are pending: one
+# shortened the grace period to a fraction of a second when blocks came every
+# millisecond. Pending are the heights of the last `late_precommit_ms` of
+# block time, or the last `late_precommit_heights`, whichever are more: as
+# many as the chain makes in that time (a few thousand at most in a
+# simulation whose lone supermajority decides every millisecond).
 
 
 def opened_participation(state: ChainState, cert: CommitCertificate | None) -> tuple[L.Participation, ...]:
@@ -520,9 +529,9 @@ def with_late_precommits(
 
 
 def is_mature(entry: L.Participation, block: Block, params: Params) -> bool:
-    """Its grace period is over: judged with this block."""
+    """Its grace period is over, in blocks and in block time: judged with this block."""
     return (
-        block.height - entry.height >= 2
+        block.height - entry.height >= params.late_precommit_heights
         and block.timestamp_ms - entry.timestamp_ms >= params.late_precommit_ms
     )
 
@@ -533,8 +542,7 @@ def participation_after(
     """(judged now, still pending) once `block` is applied; heights are judged oldest first."""
     pending = with_late_precommits(opened_participation(state, block.last_commit), block.late_precommits)
     cut = 0
-    overflow = len(pending) - MAX_PENDING_PARTICIPATION
-    while cut < len(pending) and (cut < overflow or is_mature(pending[cut], block, state.params)):
+    while cut < len(pending) and is_mature(pending[cut], block, state.params):
         cut += 1
     return pending[:cut], pending[cut:]
 

@@ -135,13 +135,17 @@ class LatePrecommits:
     def to_include(self, state: ChainState, last_commit: CommitCertificate | None) -> tuple[Vote, ...]:
         """The kept late precommits a block carrying `last_commit` may include.
 
-        They were authenticated on arrival, so only their fit is checked here;
-        those for heights no longer pending are dropped.
+        They were authenticated on arrival, so only their fit is checked here.
+        Those the chain can no longer count (their height judged, or their
+        signer counted by a block already final) are forgotten first, so the
+        work per block follows what is still to include, not everything that
+        arrived within the grace period (thousands of heights when blocks
+        come every millisecond).
         """
         if not self._late and not self._own_precommits:
             return ()
+        self._late.keep_only(lambda _, vote: self._chain_may_count(vote, state, last_commit))
         pending = {p.height: p for p in opened_participation(state, last_commit)}
-        self._late.keep_only(lambda key, _: key[0] in pending)
         candidates = dict(self._late.items())
         for (height, _), vote in sorted(self._own_precommits.items()):
             if late_precommit_misfit(pending.get(height), vote) is None:
@@ -152,6 +156,14 @@ class LatePrecommits:
             if late_precommit_misfit(pending[vote.height], vote) is None
         ]
         return tuple(chosen[:MAX_LATE_PRECOMMITS_PER_BLOCK])
+
+    @staticmethod
+    def _chain_may_count(vote: Vote, state: ChainState, last_commit: CommitCertificate | None) -> bool:
+        """Whether a block on `state` may still count `vote`: our certificate is not the chain's yet."""
+        if last_commit is not None and vote.height == last_commit.height:
+            return True
+        entry = state.pending_by_height.get(vote.height)
+        return late_precommit_misfit(entry, vote) is None
 
     def certificate_for_proposal(
         self, height: int, last_certificate: CommitCertificate | None
@@ -180,17 +192,20 @@ class LatePrecommits:
         the way to every proposer would be charged as downtime although we
         were online. Each new height re-sends each such precommit once, until
         a block counts it or its height is judged: at most one message per
-        pending height. `height` is the height now open.
+        pending height. Those the chain counted or judged are forgotten.
+        `height` is the height now open.
         """
-        pending = {p.height: p for p in state.participation}
-        resend = tuple(
+        self._own_precommits.keep_only(
+            lambda key, vote: (
+                key[0] >= height - 1
+                or late_precommit_misfit(state.pending_by_height.get(key[0]), vote) is None
+            )
+        )
+        return tuple(
             (vote, None)
             for (h, _), vote in sorted(self._own_precommits.items())
-            if late_precommit_misfit(pending.get(h), vote) is None
+            if late_precommit_misfit(state.pending_by_height.get(h), vote) is None
         )
-        oldest = min(pending, default=height - 1)
-        self._own_precommits.keep_only(lambda key, _: key[0] >= oldest)
-        return resend
 
     def changes(self) -> list[Note]:
         """What changed in the precommits kept (late, ours, the open height's) since last asked, for the durable memory."""
