@@ -41,6 +41,8 @@ from network.sim.penalties import honest_jailings
 from network.sim.runner import run_simulation
 from node.core.behaviours import SIM_BYZANTINE_MODES
 
+RUN_WALL_LIMIT_S = 60  # a run slower than this is reported: a sweep is only useful if it finishes
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -114,8 +116,15 @@ def main() -> None:
     failed: list[dict[str, object]] = []
     jailed_runs = jailed_validators = exceeded = 0
     misses = [0, 0, 0, 0]
+    slowest = (0.0, -1)
+    over_limit = 0
     for outcome in outcomes(seeds, args.heights, args.modes, args.jobs):
         exceeded += outcome.bound_exceeded
+        slowest = max(slowest, (outcome.wall_s, outcome.seed))
+        if outcome.wall_s > RUN_WALL_LIMIT_S:
+            over_limit += 1
+            print(f"seed {outcome.seed}: {outcome.wall_s:.1f} s of wall time (over {RUN_WALL_LIMIT_S} s)")
+            print(f"  replay: {outcome.replay}", flush=True)
         misses = [total + add for total, add in zip(misses, outcome.misses, strict=True)]
         if outcome.honest_jailed:
             jailed_runs += 1
@@ -138,6 +147,9 @@ def main() -> None:
         "jailing_misses_class_a": misses[2],
         "jailing_misses_class_b": misses[3],
         "bound_exceeded_runs": exceeded,
+        f"runs_over_{RUN_WALL_LIMIT_S}_s": over_limit,
+        "slowest_run_s": round(slowest[0], 1),
+        "slowest_seed": slowest[1],
         "wall_s": round(wall, 1),
     }
     print(f"seeds {seeds.start}..{seeds.stop - 1}, {args.heights} heights each")
