@@ -24,6 +24,7 @@ from network.econ.quotes import member_yield_ppm
 from node.core import ledger as L
 from node.core import rewards as R
 from node.core import signing_keys as SK
+from node.core.canonical import canonical
 from node.core.codec import DecodeError, encode
 from node.core.genesis import PPM, Params, make_genesis
 from node.core.keys import Keypair
@@ -56,7 +57,7 @@ from node.core.selection import (
     safe_sub_clip,
     shuffled_indices,
 )
-from node.core.state import ChainState, apply_block, canonical, genesis_state, proposer_of
+from node.core.state import ChainState, apply_block, genesis_state, proposer_of
 from node.core.tx import Delegate, RotateKey, Transfer, Undelegate, Unjail, decode_tx, sign_tx, verify_tx
 from tests.test_econ import SMALL, economy
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from node.core import ledger as L
 from node.core import rewards as R
 from node.core import shares as S
+from node.core.canonical import canonical
 from node.core.envelopes import tx_bytes
 from node.core.genesis import PPM, Delegation, Genesis, GenesisValidator, Params
 from node.core.keys import Keypair, address_of
@@ -37,7 +38,6 @@ from node.core.ledger import (
     supply_is_conserved,
     total_supply,
 )
-from node.core.state import canonical
 from node.core.tx import TransferShares, sign_tx
 from tests.test_ledger import (
     D1,

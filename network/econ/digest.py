@@ -1,6 +1,6 @@
 """The ledger hash an epoch record carries, built without the general walk over every value.
 
-`node.core.state.canonical` asks of each value what it is (int, bytes,
+`node.core.canonical.canonical` asks of each value what it is (int, bytes,
 dataclass, mapping, ...) and visits each dataclass field by name; an economy
 of 10,000 delegators hashes tens of thousands of accounts and shares every
 epoch, and that walk was a seventh of an epoch. Here the two shapes that
@@ -25,9 +25,9 @@ from typing import Any
 import msgpack
 
 from node.core import ledger as L
+from node.core.canonical import canonical
 from node.core.genesis import HASHED_WHEN_SET
 from node.core.messages import sha256
-from node.core.state import canonical
 
 
 def ledger_hash(ledger: L.Ledger) -> bytes:

@@ -27,6 +27,7 @@ nothing but the core.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from itertools import combinations
@@ -213,12 +214,13 @@ class OffenceWatch:
 
 
 def finalized_after(node: History, t: int) -> int | None:
-    return next((at for at, _ in node.finalized_at if at >= t), None)
+    index = bisect_left(node.finalized_at, t, key=lambda item: item[0])  # in time order
+    return node.finalized_at[index][0] if index < len(node.finalized_at) else None
 
 
 def _height_at(node: History, t: int) -> int:
-    """The height `node` was working on at virtual time `t`."""
-    return 1 + sum(1 for at, _ in node.finalized_at if at < t)
+    """The height `node` was working on at virtual time `t` (`finalized_at` is in time order)."""
+    return 1 + bisect_left(node.finalized_at, t, key=lambda item: item[0])
 
 
 def _states_before(node: History) -> Iterable[ChainState]:

@@ -30,7 +30,7 @@ class GenesisError(ValueError):
 
 
 # Field metadata: the state hash leaves such a field out while it holds its default, so adding
-# it did not change the hash of any chain that does not use it (see node.core.state.canonical).
+# it did not change the hash of any chain that does not use it (see node.core.canonical.canonical).
 HASHED_WHEN_SET = "hashed_when_set"
 
 

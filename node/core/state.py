@@ -25,13 +25,14 @@ transition stay side by side where a change to one shows in the other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
-from functools import cache, cached_property, lru_cache
-from typing import Any
+from collections import ChainMap
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 
 from node.core import ledger as L
 from node.core import signing_keys as SK
+from node.core.canonical import canonical, hashed_fields, participation_digests
 from node.core.codec import encode
 from node.core.genesis import HASHED_WHEN_SET, Genesis, Params
 from node.core.messages import (
@@ -61,64 +62,6 @@ COMMITTEE_SEED_DOMAIN = b"posnet-committee-seats"
 # Left out of the digest: `committee` is a function of `seats`, `validator_set`
 # and `height`, and `recent_committees` are earlier states' committees.
 DERIVED_FIELDS = frozenset({"committee", "recent_committees"})
-
-
-def hashed_fields(value: Any) -> Iterator[Field[Any]]:
-    """The fields of a dataclass value that enter the hash.
-
-    A field marked HASHED_WHEN_SET (reward sharing's parameters, the ledger's
-    reserve) is left out while it holds its default: it was added after
-    chains existed, and leaving it out keeps every hash of a chain that does
-    not use it exactly what it was before.
-    """
-    for f in fields(value):
-        if not (f.metadata.get(HASHED_WHEN_SET) and getattr(value, f.name) == f.default):
-            yield f
-
-
-@cache
-def _field_plan(cls: type) -> tuple[tuple[str, bool, Any], ...]:
-    """(name, left out while default, default) per field of a dataclass type: `fields` once per type."""
-    return tuple((f.name, bool(f.metadata.get(HASHED_WHEN_SET)), f.default) for f in fields(cls))
-
-
-def _canonical_fields(value: Any) -> tuple[Any, ...]:
-    """`canonical` of each field `hashed_fields` keeps, in field order.
-
-    An int or bytes field is its own canonical form and is taken as it is:
-    a ledger's hash visits tens of thousands of them.
-    """
-    kept = []
-    for name, when_set, default in _field_plan(type(value)):
-        item = getattr(value, name)
-        if not (when_set and item == default):
-            kept.append(item if type(item) in _OWN_FORM else canonical(item))
-    return tuple(kept)
-
-
-_OWN_FORM = frozenset({int, bytes})
-
-
-def canonical(value: Any) -> Any:
-    """A state value as nested tuples of ints, bytes, text and None, in one order, for hashing."""
-    kind = type(value)
-    if kind is int or kind is bytes:  # most of a state: checked first, exactly
-        return value
-    if value is None or isinstance(value, bytes | str):
-        return value
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return int(value)  # IntEnum members hash as their values
-    if is_dataclass(value) and not isinstance(value, type):
-        return _canonical_fields(value)
-    if isinstance(value, Mapping):
-        return tuple(sorted((canonical(k), canonical(v)) for k, v in value.items()))
-    if isinstance(value, frozenset | set):
-        return tuple(sorted(canonical(item) for item in value))
-    if isinstance(value, tuple | list):
-        return tuple(canonical(item) for item in value)
-    raise TypeError(f"{type(value).__name__} has no canonical form")
 
 
 @dataclass(frozen=True)
@@ -205,9 +148,20 @@ class ChainState:
 
     @cached_property
     def digest(self) -> bytes:
-        """SHA-256 over everything nodes must agree on (the seats included; the committees are derived)."""
+        """SHA-256 over everything nodes must agree on (the seats included; the committees are derived).
+
+        Pending participation enters as one digest per height: each is worked
+        out once (a height's record is the same object from block to block
+        until a late precommit changes it), where hashing the records in full
+        cost every block a pass over thousands of heights times a committee
+        when blocks came every millisecond.
+        """
         agreed = tuple(
-            canonical(getattr(self, f.name)) for f in hashed_fields(self) if f.name not in DERIVED_FIELDS
+            participation_digests(self.participation)
+            if f.name == "participation"
+            else canonical(getattr(self, f.name))
+            for f in hashed_fields(self)
+            if f.name not in DERIVED_FIELDS
         )
         return sha256(encode(agreed))
 
@@ -474,16 +428,31 @@ def block_context(
 # simulation whose lone supermajority decides every millisecond).
 
 
-def opened_participation(state: ChainState, cert: CommitCertificate | None) -> tuple[L.Participation, ...]:
-    """The pending heights plus the one `cert` (the next block's last commit) closes."""
+def opened_entry(state: ChainState, cert: CommitCertificate | None) -> L.Participation | None:
+    """The record of the height `cert` (the next block's last commit) closes."""
     committee = committee_at(state, cert.height) if cert is not None else None
     if cert is None or committee is None:
-        return state.participation
+        return None
     members = tuple(address for address, _ in committee.members)
-    opened = L.Participation(
+    return L.Participation(
         cert.height, cert.round, cert.block_id, state.last_timestamp_ms, members, cert.signers()
     )
-    return (*state.participation, opened)
+
+
+def opened_participation(state: ChainState, cert: CommitCertificate | None) -> tuple[L.Participation, ...]:
+    """The pending heights plus the one `cert` (the next block's last commit) closes."""
+    opened = opened_entry(state, cert)
+    return state.participation if opened is None else (*state.participation, opened)
+
+
+def opened_pending(state: ChainState, cert: CommitCertificate | None) -> Mapping[int, L.Participation]:
+    """`opened_participation` by height, without copying the pending records (thousands, in a fast chain)."""
+    opened = opened_entry(state, cert)
+    return (
+        state.pending_by_height
+        if opened is None
+        else ChainMap({opened.height: opened}, state.pending_by_height)
+    )
 
 
 def late_precommit_problem(state: ChainState, entry: L.Participation | None, vote: Vote) -> str | None:
@@ -507,7 +476,7 @@ def late_precommit_misfit(entry: L.Participation | None, vote: Vote) -> str | No
 
 
 def late_precommits_problem(state: ChainState, block: Block) -> str | None:
-    pending = {p.height: p for p in opened_participation(state, block.last_commit)}
+    pending = opened_pending(state, block.last_commit)
     seen: set[tuple[int, bytes]] = set()
     for vote in block.late_precommits:
         problem = late_precommit_problem(state, pending.get(vote.height), vote)
@@ -522,6 +491,8 @@ def late_precommits_problem(state: ChainState, block: Block) -> str | None:
 def with_late_precommits(
     pending: tuple[L.Participation, ...], votes: tuple[Vote, ...]
 ) -> tuple[L.Participation, ...]:
+    if not votes:
+        return pending
     added: dict[int, set[bytes]] = {}
     for vote in votes:
         added.setdefault(vote.height, set()).add(vote.validator)
@@ -619,7 +590,7 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
     priorities = proposer_priorities_after(state.priorities, state.committee, committee)
     keep_from = height - state.params.evidence_max_age
     recent = tuple(c for c in (state.committee, *state.recent_committees) if c.height > keep_from)
-    oldest_pending = min((entry.height for entry in pending), default=keep_from)
+    oldest_pending = pending[0].height if pending else keep_from  # judged oldest first: in height order
     public_keys, key_history = signing_keys_after(state, ledger, height, min(keep_from, oldest_pending))
     new_state = replace(
         state,

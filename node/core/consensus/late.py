@@ -20,6 +20,7 @@ they prove online a miss; `recall` takes them back, checked like new arrivals.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from node.core.codec import encode
@@ -27,7 +28,7 @@ from node.core.consensus.votes import VoteSet
 from node.core.ledger import Participation
 from node.core.memory import NOTE_LATE, NOTE_OPEN, NOTE_OWN, Note, NotedDict
 from node.core.messages import MAX_LATE_PRECOMMITS_PER_BLOCK, CommitCertificate, Kind, Vote, make_certificate
-from node.core.state import ChainState, late_precommit_misfit, opened_participation
+from node.core.state import ChainState, late_precommit_misfit, opened_pending
 
 MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
 MAX_OPEN_KEPT = 16_384  # open-height precommits noted for a crash (a committee's worth over many rounds)
@@ -40,9 +41,9 @@ class LatePrecommits:
         self.last_precommits: VoteSet | None = None  # the decided round's precommits, while we hold them
         # precommits that certificates missed, to include
         self._late: NotedDict[tuple[int, bytes], Vote] = NotedDict(NOTE_LATE, _key_bytes, _vote_bytes)
-        self._pending_cache: tuple[ChainState, CommitCertificate | None, dict[int, Participation]] | None = (
-            None
-        )
+        self._pending_cache: (
+            tuple[ChainState, CommitCertificate | None, Mapping[int, Participation]] | None
+        ) = None
         # ours, until the chain has counted them
         self._own_precommits: NotedDict[tuple[int, int], Vote] = NotedDict(NOTE_OWN, _key_bytes, _vote_bytes)
         # others' precommits for the open height, by (height, round, validator): only for a crash
@@ -145,7 +146,7 @@ class LatePrecommits:
         if not self._late and not self._own_precommits:
             return ()
         self._late.keep_only(lambda _, vote: self._chain_may_count(vote, state, last_commit))
-        pending = {p.height: p for p in opened_participation(state, last_commit)}
+        pending = opened_pending(state, last_commit)
         candidates = dict(self._late.items())
         for (height, _), vote in sorted(self._own_precommits.items()):
             if late_precommit_misfit(pending.get(height), vote) is None:
@@ -211,7 +212,9 @@ class LatePrecommits:
         """What changed in the precommits kept (late, ours, the open height's) since last asked, for the durable memory."""
         return self._late.changes() + self._own_precommits.changes() + self._open.changes()
 
-    def _pending(self, state: ChainState, certificate: CommitCertificate | None) -> dict[int, Participation]:
+    def _pending(
+        self, state: ChainState, certificate: CommitCertificate | None
+    ) -> Mapping[int, Participation]:
         """The participation records waiting to be judged, by height (the last one opened by our certificate).
 
         Asked for every late precommit that arrives, so it is worked out once
@@ -219,8 +222,7 @@ class LatePrecommits:
         """
         cached = self._pending_cache
         if cached is None or cached[0] is not state or cached[1] is not certificate:
-            by_height = {p.height: p for p in opened_participation(state, certificate)}
-            cached = self._pending_cache = (state, certificate, by_height)
+            cached = self._pending_cache = (state, certificate, opened_pending(state, certificate))
         return cached[2]
 
 
