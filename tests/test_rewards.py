@@ -233,6 +233,18 @@ def test_nothing_is_split_by_weights_that_add_up_to_zero() -> None:
     assert R.split_by_weight(10, ()) == ()
 
 
+def test_the_reserve_funds_the_payout_first_and_takes_what_was_withheld() -> None:
+    """(minted, reserve after) for the saturated block of the ledger's tests and the one after it.
+
+    Empty reserve, 733 paid, 267 withheld: all 733 minted plus the 267 kept, (1000, 267). Next block,
+    same again: the 267 in the reserve fund part of the 733, so 733 - 267 + 267 = 733 are minted and
+    the reserve is 267 - 267 + 267 = 267. A reserve larger than the payout mints nothing.
+    """
+    assert R.settle_reserve(0, 733, 267) == (1000, 267)
+    assert R.settle_reserve(267, 733, 267) == (733, 267)
+    assert R.settle_reserve(1000, 300, 0) == (0, 700)
+
+
 @pytest.mark.parametrize("compounding", [False, True])
 def test_a_pool_with_no_stake_pays_its_whole_reward_to_the_operator(compounding: bool) -> None:
     """Pledge and member tokens both 0 (everything slashed away): members hold nothing to be paid by."""
