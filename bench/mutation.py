@@ -100,6 +100,26 @@ EQUIVALENT = {
         "blocks_of.get(validator, 1) in the bound check: differs only for a voter's first block, "
         "where 0 and 1 are both below MAX_BLOCKS_PER_VOTER"
     ),
+    # rewards
+    "node.core.rewards.x_block_shares__mutmut_3": (
+        "the proposer's ppm share taken with no signers too: the split of the rest over no signers is "
+        "empty, so the remainder hands the proposer the whole block reward all the same"
+    ),
+    "node.core.rewards.x_saturation_point__mutmut_9": (
+        "k > 1 instead of k > 0: for k = 1 it returns NO_SATURATION, which is 1 = Fraction(1, 1)"
+    ),
+    "node.core.rewards.x_expected_member_rate_terms__mutmut_11": (
+        "(0, 2) for no added stake: the same rate 0 as (0, 1), and callers read only the ratio "
+        "(a Fraction of it, or numerator * PPM // denominator)"
+    ),
+    "node.core.ledger.rewards.x_apply_rewards__mutmut_10": (
+        "reward sharing applied with k = 0 and a0 = 0 too: every paid pool's stake is part of the "
+        "bonded stake, so its factor min(sigma, 1)/sigma (1 at zero stake) is 1, nothing is withheld"
+    ),
+    "node.core.ledger.rewards.x_rewarded_signers__mutmut_7": (
+        "power >= 0 lets a zero-power signer in: its split is 0, which block_shares drops, and with "
+        "only such signers the remainder still gives the proposer the whole reward"
+    ),
 }
 """Survivors that no test can kill because they behave as the original, and why.
 

@@ -40,8 +40,10 @@ from node.core.ledger import (
 )
 from node.core.tx import TransferShares, sign_tx
 from tests.test_ledger import (
+    COMMITTEE,
     D1,
     D2,
+    NEWCOMER,
     PARAMS,
     V1,
     V2,
@@ -50,11 +52,24 @@ from tests.test_ledger import (
     balance,
     block,
     block_spec,
+    equivocation,
     make_test_genesis,
     run_block,
 )
 
 SHARING = Params(saturation_k=4, pledge_influence_ppm=300_000)
+
+
+@pytest.fixture(autouse=True)
+def factors_computed_afresh() -> None:
+    """Every test here computes the reward factors it checks instead of reading them from the cache.
+
+    `_reward_factor` keeps its answers for the life of the process, so a test asking for a factor an
+    earlier test (or an earlier run in the same process) already asked for would check that stored
+    value, not the formula as it stands: a broken saturation point would go unseen.
+    """
+    R._reward_factor.cache_clear()
+
 
 # ------------------------------------------------------------------ the reference: rewards before sharing
 
@@ -159,6 +174,82 @@ def test_apparent_performance_counts_the_unfilled_window_as_signed() -> None:
     assert R.apparent_performance_ppm(0, 20) == PPM
     assert R.apparent_performance_ppm(2, 20) == 900_000  # 2 misses of 20 (a count, not the bit-int)
     assert R.apparent_performance_ppm(5, 0) == PPM
+
+
+def test_apparent_performance_is_a_floor_in_ppm_down_to_zero_for_a_window_of_one() -> None:
+    assert R.apparent_performance_ppm(1, 3) == 666_666  # 2/3 of PPM, floored to an integer
+    assert R.apparent_performance_ppm(1, 1) == 0
+    assert R.apparent_performance_ppm(0, 1) == PPM
+
+
+def test_the_saturation_point_is_one_over_k_and_the_whole_stake_when_k_is_zero() -> None:
+    assert R.saturation_point(4) == Fraction(1, 4)
+    assert R.saturation_point(500) == Fraction(1, 500)
+    assert R.saturation_point(0) == 1
+
+
+def test_saturation_in_ppm_is_a_floor_of_stake_over_total_over_k() -> None:
+    """Stake 1000 of 4500 with k = 4: 1000 * 4 / 4500 = 0.888...; with k = 1, 1500 of 4500 is a third."""
+    assert R.saturation_ppm(1000, 4500, 4) == 888_888
+    assert R.saturation_ppm(1500, 4500, 1) == 333_333
+    assert R.saturation_ppm(1000, 0, 4) == 0  # nothing bonded at all: no pool is saturated
+
+
+def test_the_smallest_saturation_or_pledge_setting_turns_sharing_on() -> None:
+    """k = 1 caps a pool at the whole bonded stake; a0 = 1 ppm already pays pledge a little more."""
+    assert R.sharing_is_on(Params(saturation_k=1))
+    assert R.sharing_is_on(Params(pledge_influence_ppm=1))
+    assert R.reward_factor(600, 0, 12_000, Params(pledge_influence_ppm=1)) == Fraction(PPM, PPM + 1)
+
+
+def test_a_shared_reward_is_the_floor_of_the_share_times_the_cardano_factor() -> None:
+    """k = 4, a0 = 0.3, stake 3000 of 12000 with pledge 1500: sigma = 1/4 = z0, p = 1/8.
+
+    maxPool/R = (1/4 + 1/8 * 3/10 * (1/4 - 1/8 * 0 / (1/4)) / (1/4)) / (1 + 3/10) = (23/80) / (13/10)
+    = 23/104, so the factor is (23/104) / (1/4) = 23/26 and a share of 1000 pays floor(23000/26) = 884.
+    """
+    assert R.max_pool_share(Fraction(1, 4), Fraction(1, 8), Fraction(1, 4), Fraction(3, 10)) == Fraction(
+        23, 104
+    )
+    assert R.reward_factor(3000, 1500, 12_000, SHARING) == Fraction(23, 26)
+    assert R.shared_reward(1000, 3000, 1500, 12_000, SHARING) == 884
+    pool = quoted_pool(1500, 1500)
+    assert R.shared_rewards({ADDRESSES[1]: 1000}, {ADDRESSES[1]: pool}, 12_000, SHARING) == {
+        ADDRESSES[1]: 884
+    }
+
+
+def test_a_pool_whose_shared_reward_floors_to_nothing_is_left_out_and_one_unit_is_paid() -> None:
+    """k = 4: stake 6000 of 12000 is twice saturated, factor 1/2; shares 1 and 2 pay 0 (left out) and 1."""
+    params = Params(saturation_k=4)
+    pools = {address: quoted_pool(1000, 5000) for address in ADDRESSES[1:3]}
+    paid = R.shared_rewards({ADDRESSES[1]: 1, ADDRESSES[2]: 2}, pools, 12_000, params)
+    assert paid == {ADDRESSES[2]: 1}
+    assert R.withheld({ADDRESSES[1]: 1, ADDRESSES[2]: 2}, paid) == 2
+
+
+def test_nothing_is_split_by_weights_that_add_up_to_zero() -> None:
+    assert R.split_by_weight(10, ((ADDRESSES[1], 0), (ADDRESSES[2], 0))) == ()
+    assert R.split_by_weight(10, ()) == ()
+
+
+def test_the_reserve_funds_the_payout_first_and_takes_what_was_withheld() -> None:
+    """(minted, reserve after) for the saturated block of the ledger's tests and the one after it.
+
+    Empty reserve, 733 paid, 267 withheld: all 733 minted plus the 267 kept, (1000, 267). Next block,
+    same again: the 267 in the reserve fund part of the 733, so 733 - 267 + 267 = 733 are minted and
+    the reserve is 267 - 267 + 267 = 267. A reserve larger than the payout mints nothing.
+    """
+    assert R.settle_reserve(0, 733, 267) == (1000, 267)
+    assert R.settle_reserve(267, 733, 267) == (733, 267)
+    assert R.settle_reserve(1000, 300, 0) == (0, 700)
+
+
+@pytest.mark.parametrize("compounding", [False, True])
+def test_a_pool_with_no_stake_pays_its_whole_reward_to_the_operator(compounding: bool) -> None:
+    """Pledge and member tokens both 0 (everything slashed away): members hold nothing to be paid by."""
+    pool = replace(quoted_pool(0, 0), shares=FrozenMap({ADDRESSES[1]: 5}), compounding=compounding)
+    assert R.split_pool_reward(pool, 1000) == R.PoolPayout(1000, (), 0)
 
 
 @given(shares, shares, params_on)
@@ -279,6 +370,48 @@ def test_with_sharing_off_every_account_is_paid_what_it_was_before(
             assert after.accounts[account].balance - before == expected.get(account, 0)
         assert after.reserve == 0 and after.issued - ledger.issued == sum(expected.values())
         ledger = after
+
+
+@pytest.mark.parametrize("proposer", ["tombstoned", "not a pool"])
+def test_a_proposer_that_cannot_be_paid_leaves_its_share_unminted(proposer: str) -> None:
+    """v1 (4000) and v2 (2000) signed: 800 * 4000/6000 = 533 and 266 are paid; the proposer's 200 and
+    the floor remainder 1 go to nobody, so 799 are issued instead of 1000."""
+    ledger = genesis_ledger(make_test_genesis())
+    if proposer == "tombstoned":
+        ledger, _ = block(ledger, height=2, proposer=V2, evidence=(equivocation(V3),))
+        assert ledger.pools[V3.address].status == L.TOMBSTONED
+    key = V3 if proposer == "tombstoned" else NEWCOMER
+    after, events = block(ledger, height=3, proposer=key, committee=COMMITTEE, signers=(V1, V2))
+    assert {e.validator: e.amount for e in events if e.kind == "rewarded"} == {
+        V1.address: 533,
+        V2.address: 266,
+    }
+    assert after.issued - ledger.issued == 799 and balance(after, key) == balance(ledger, key)
+
+
+def test_signers_with_a_committee_power_of_one_are_paid_by_it() -> None:
+    """Three seats of power 1, v1 and v2 sign, v2 proposes: 800 split 400/400, v2 also takes its 200."""
+    ledger = genesis_ledger(make_test_genesis())
+    committee = tuple((key.address, 1) for key in (V1, V2, V3))
+    _, events = block(ledger, height=2, proposer=V2, committee=committee, signers=(V1, V2))
+    assert {e.validator: e.amount for e in events if e.kind == "rewarded"} == {
+        V1.address: 400,
+        V2.address: 600,
+    }
+
+
+def test_a_compounding_pools_members_part_is_added_to_its_member_tokens() -> None:
+    """v3 (pledge 1000, d1's 1000, margin 5%) proposes height 1 and takes all 1000: margin 50, members'
+    950 * 1000/2000 = 475 compounded (d1's stake 1000 -> 1475, its balance unchanged), operator 525."""
+    ledger = genesis_ledger(make_test_genesis())
+    pools = ledger.pools.update({V3.address: replace(ledger.pools[V3.address], compounding=True)})
+    ledger = replace(ledger, pools=pools)
+    after, _ = block(ledger, proposer=V3)
+    v3 = after.pools[V3.address]
+    assert (v3.member_tokens, v3.pledge, L.stake_of(v3, D1.address)) == (1475, 1000, 1475)
+    assert balance(after, V3) - balance(ledger, V3) == 525 and balance(after, D1) == balance(ledger, D1)
+    assert after.pools[V1.address] == ledger.pools[V1.address]
+    assert supply_is_conserved(after) and total_supply(after) == total_supply(ledger) + 1000
 
 
 def test_the_state_hash_leaves_out_sharing_and_the_reserve_while_unset() -> None:
@@ -514,3 +647,68 @@ def test_a_pool_that_misses_its_precommits_is_quoted_less() -> None:
     pool = quoted_pool(1000, 1000)
     full = R.expected_member_yield(pool, 1000, 10_000, 10_000, PPM, params)
     assert R.expected_member_yield(pool, 1000, 10_000, 10_000, PPM // 2, params) == full // 2
+
+
+def test_a_quote_for_no_added_stake_is_zero() -> None:
+    """Nothing delegated earns nothing, however large the pool: the rate of 0 or less added is 0."""
+    params = Params(block_reward=1000, epoch_length=10)
+    pool = quoted_pool(1000, 1000)
+    assert R.expected_member_rate(pool, 0, 10_000, 10_000, PPM, params) == 0
+    assert R.expected_member_rate(pool, -5, 10_000, 10_000, PPM, params) == 0
+
+
+def test_the_quoted_rate_is_the_block_reward_over_the_active_stake_after_margin() -> None:
+    """Sharing off, no fixed cost: each unit earns block_reward * (1 - m) * epoch_length / (active + added).
+
+    The pool's own stake cancels (its block share and the members' part both go by stake), so with
+    block_reward 1000, m = 10%, 10 blocks an epoch: 9000 / (active + added) per unit.
+    """
+    params = Params(block_reward=1000, epoch_length=10)
+    pool = quoted_pool(1000, 0, margin_ppm=100_000)
+    assert R.expected_member_rate(pool, 1, 10_000, 10_000, PPM, params) == Fraction(9000, 10_001)
+    assert (
+        R.expected_member_rate(pool, 1000, 500, 500, PPM, params) == 6
+    )  # 9000 / 1500: more added than active
+    assert (
+        R.expected_member_rate(pool, 1, 0, 0, PPM, params) == 9000
+    )  # the first unit of stake takes every block
+
+
+def test_a_quote_when_the_added_stake_would_be_all_the_active_stake_is_zero_not_a_division_by_zero() -> None:
+    """Stake moving between pools is quoted over totals taken down by it: active + added can reach 0."""
+    params = Params(block_reward=1000, epoch_length=10)
+    assert R.expected_member_rate(quoted_pool(1000, 0), 1000, -1000, 0, PPM, params) == 0
+
+
+def test_a_quote_with_sharing_on_applies_the_factor_of_the_pool_with_the_added_stake() -> None:
+    """k = 4, a0 = 0.3; pledge 1500 + members 500 + 1000 added = 3000 of 12000 bonded (11000 + 1000).
+
+    sigma = 1/4 = z0, p = 1500/12000 = 1/8: maxPool/R = (1/4 + 1/8 * 3/10 * (1/4 - 0) * 4) / (13/10)
+    = (23/80) * (10/13) = 23/104, factor 23/104 / (1/4) = 23/26. Per unit: 1000/12000 a block, times
+    23/26, times 10 blocks = 230/312 = 115/156 (no margin, no fixed cost).
+    """
+    params = Params(block_reward=1000, epoch_length=10, saturation_k=4, pledge_influence_ppm=300_000)
+    pool = quoted_pool(1500, 500)
+    assert R.expected_member_rate(pool, 1000, 11_000, 11_000, PPM, params) == Fraction(115, 156)
+
+
+def test_the_fixed_cost_comes_off_each_blocks_share_or_once_an_epoch_with_epoch_rewards() -> None:
+    """block_reward 1000, 10 blocks an epoch, m = 10%; pledge 1000 + 1000 added = 2000 of 11000 active.
+
+    The pool's block share is 1000 * 2000/11000 = 2000/11 (about 182).
+    Per block, cost 100: (2000/11 - 100) * 0.9 * 10 / 2000 = (900/11) * 9 / 2000 = 81/220 per unit;
+    cost 500 is more than the block share: nothing is left for members, 0.
+    Per epoch, cost 500 once: (20000/11 - 500) * 0.9 / 2000 = (14500/11) * 0.9 / 2000 = 261/440;
+    cost 20000 is more than the epoch's share: 0.
+    """
+    params = Params(block_reward=1000, epoch_length=10)
+    per_epoch = replace(params, epoch_rewards=1)
+
+    def rate(fixed_cost: int, params: Params) -> Fraction:
+        pool = quoted_pool(1000, 0, margin_ppm=100_000, fixed_cost=fixed_cost)
+        return R.expected_member_rate(pool, 1000, 10_000, 10_000, PPM, params)
+
+    assert rate(100, params) == Fraction(81, 220)
+    assert rate(500, params) == 0
+    assert rate(500, per_epoch) == Fraction(261, 440)
+    assert rate(20_000, per_epoch) == 0
