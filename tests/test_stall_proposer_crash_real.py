@@ -29,8 +29,9 @@ height on any of the four).
 
 The paused pair counts as online: no height finalized while they were
 stopped, so the downtime rule (``node.core.ledger.downtime``: a committee
-member is charged per finalized height, judged `late_precommit_ms` after its
-block) had nothing they could have signed. Nobody but the killed validator
+member is charged per finalized height, judged `late_precommit_ms` and
+`late_precommit_heights` blocks after its block) had nothing they could have
+signed. Nobody but the killed validator
 may be jailed, slashed, tombstoned or named in evidence.
 """
 
@@ -63,7 +64,9 @@ pytestmark = [
 
 # Jailed at the first judged miss, so one uncounted precommit of an online validator anywhere in
 # the run fails the test (the default tolerates 10 of 20). commit_wait_ms is set per case.
-PARAMS = Params(downtime_window=4, max_missed_in_window=0)
+# The shortest grace the rules allow (two blocks): the first block after the stall then judges
+# every height older than the one before it, so it alone must carry what each of them lacked.
+PARAMS = Params(downtime_window=4, max_missed_in_window=0, late_precommit_heights=2)
 WARM_UP_HEIGHTS = 6
 STALL_S = 5.0  # well under the transport's keepalive (10 s): the broker keeps the frozen nodes' sessions
 HEIGHTS_AFTER = 20  # five downtime windows past the stalled height, each judged ~2 s after its block
