@@ -100,6 +100,82 @@ EQUIVALENT = {
         "blocks_of.get(validator, 1) in the bound check: differs only for a voter's first block, "
         "where 0 and 1 are both below MAX_BLOCKS_PER_VOTER"
     ),
+    # state, selection, ledger-transactions, ledger-epochs
+    "node.core.selection.x__apply_power_map__mutmut_41": (
+        "zip(strict=None): the priorities are built one per entry of `ordered`, so the lengths always match"
+    ),
+    "node.core.selection.x__apply_power_map__mutmut_44": (
+        "zip without strict: the priorities are built one per entry of `ordered`, so the lengths always match"
+    ),
+    "node.core.selection.x__apply_power_map__mutmut_45": (
+        "zip(strict=False): the priorities are built one per entry of `ordered`, so the lengths always match"
+    ),
+    "node.core.selection.x__sorted_power_map__mutmut_8": (
+        "sorted(key=None) sorts (address, power) pairs: the same order for distinct addresses, and equal addresses are rejected either way"
+    ),
+    "node.core.selection.x__sorted_power_map__mutmut_10": (
+        "sorted without key sorts (address, power) pairs: the same order for distinct addresses, and equal addresses are rejected either way"
+    ),
+    "node.core.selection.x_clip_all_int64__mutmut_4": (
+        "clipping when the minimum equals INT64_MIN returns an equal list"
+    ),
+    "node.core.selection.x_clip_all_int64__mutmut_6": (
+        "clipping when the maximum equals INT64_MAX returns an equal list"
+    ),
+    "node.core.selection.x_compute_max_min_priority_diff__mutmut_14": (
+        "negating a wrapped spread of 0 gives 0"
+    ),
+    "node.core.selection.x_compute_max_min_priority_diff__mutmut_15": (
+        "diff < 1 on ints is diff <= 0, and negating 0 gives 0"
+    ),
+    "node.core.selection.x_compute_shuffled_index__mutmut_22": (
+        "(pivot - count - index) % count equals (pivot + count - index) % count"
+    ),
+    "node.core.selection.x_shuffle_list__mutmut_47": (
+        "(pivot - count - index) % count equals (pivot + count - index) % count"
+    ),
+    "node.core.selection.x_shuffled_indices__mutmut_24": (
+        "pivot - count instead of pivot + count as the mirror: the same value modulo count"
+    ),
+    "node.core.selection.x_go_quotient__mutmut_13": (
+        "a <= 0 differs from a < 0 only at a = 0, whose quotient 0 has no sign"
+    ),
+    "node.core.selection.x_go_quotient__mutmut_14": (
+        "a < 1 on ints is a <= 0, which differs from a < 0 only at a = 0, whose quotient 0 has no sign"
+    ),
+    "node.core.selection.x_go_quotient__mutmut_16": (
+        "b <= 0 differs from b < 0 only at b = 0, rejected above"
+    ),
+    "node.core.selection.x_go_quotient__mutmut_17": (
+        "b < 1 on ints is b <= 0, which differs from b < 0 only at b = 0, rejected above"
+    ),
+    "node.core.selection.x_increment_priorities__mutmut_19": (
+        "chosen's initial value is overwritten: times >= 1, so the loop runs at least once"
+    ),
+    "node.core.selection.x_increment_priorities__mutmut_20": (
+        "chosen's initial value is overwritten: times >= 1, so the loop runs at least once"
+    ),
+    "node.core.selection.x_increment_priorities__mutmut_21": (
+        "chosen's initial value is overwritten: times >= 1, so the loop runs at least once"
+    ),
+    "node.core.selection.x_rescale_priorities__mutmut_19": (
+        "rescaling a spread equal to the window divides by ceil(1) = 1"
+    ),
+    "node.core.selection.x_shuffle_list__mutmut_15": (
+        "(count + 256) // 256 hashes one more block only when count is a multiple of 256, and no position reaches it"
+    ),
+    "node.core.selection.x_shuffled_indices__mutmut_38": (
+        "index >= flip differs only when index == flip, where both choices are the same position"
+    ),
+    "node.core.selection.x_shuffled_indices__mutmut_42": (
+        "no source-block cache: each block is hashed again, with the same digest"
+    ),
+    "node.core.selection.x_shuffled_indices__mutmut_43": (
+        "sources.get(None) always misses (keys are ints): each block is hashed again, with the same digest"
+    ),
+    "node.core.selection.x_wrap_int64__mutmut_3": (
+        "value + INT64_MIN and value - INT64_MIN differ by 2**64, the modulus"
+    ),
 }
 """Survivors that no test can kill because they behave as the original, and why.
 
