@@ -70,7 +70,17 @@ TARGETS = {
         "node/core/consensus/votes.py",
         ("tests/test_consensus.py", "tests/test_locking.py", "tests/test_vote_sets.py"),
     ),
-    "state": Target("node/core/state.py", ("tests/test_state.py",)),
+    "state": Target(
+        "node/core/state.py",
+        (
+            "tests/test_state.py",
+            "tests/test_late_precommits.py",
+            "tests/test_downtime.py",
+            "tests/test_accountability.py",
+            "tests/test_signing_keys.py",
+            "tests/test_consensus.py",
+        ),
+    ),
     "selection": Target("node/core/selection.py", ("tests/test_selection.py",)),
     "rewards": Target("node/core/rewards.py", ("tests/test_rewards.py",)),
     "shares": Target("node/core/shares.py", ("tests/test_pool_shares.py", "tests/test_share_arithmetic.py")),
