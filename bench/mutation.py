@@ -96,7 +96,13 @@ TARGETS = {
             "downtime": ("tests/test_ledger_penalties.py", "tests/test_downtime.py"),
             "rewards": ("tests/test_rewards.py",),
             "transactions": ("tests/test_tx.py", "tests/test_liquid_delegation.py"),
-            "epochs": (),
+            "epochs": (
+                "tests/test_liquid_delegation.py",
+                "tests/test_pool_shares.py",
+                "tests/test_rewards.py",
+                "tests/test_signing_keys.py",
+                "tests/test_ledger_penalties.py",
+            ),
         }.items()
     },
 }
