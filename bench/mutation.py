@@ -192,6 +192,30 @@ EQUIVALENT = {
     "node.core.selection.x_wrap_int64__mutmut_3": (
         "value + INT64_MIN and value - INT64_MIN differ by 2**64, the modulus"
     ),
+    "node.core.state.x_canonical__mutmut_1": (
+        "kind = None skips the int-or-bytes fast path; the later branches return the same int or bytes"
+    ),
+    "node.core.state.x_canonical__mutmut_2": (
+        "kind = type(None) skips the int-or-bytes fast path; the later branches return the same int or bytes"
+    ),
+    "node.core.state.x_canonical__mutmut_3": (
+        "`and` in the fast path never holds; the later branches return the same int or bytes"
+    ),
+    "node.core.state.x__canonical_fields__mutmut_13": (
+        "canonical() of an int or bytes field is that value, so skipping the shortcut changes nothing"
+    ),
+    "node.core.state.x__canonical_fields__mutmut_15": (
+        "canonical() of an int or bytes field is that value, so skipping the shortcut changes nothing"
+    ),
+    "node.core.state.x_committee_seed__mutmut_7": (
+        "int.to_bytes' byteorder defaults to 'big' since Python 3.11, the oldest the project supports"
+    ),
+    "node.core.state.x_signing_keys_after__mutmut_3": (
+        "re-reading keys from an unchanged pool map gives the keys already current (the block before made them so)"
+    ),
+    "node.core.state.x_certificate_problem__mutmut_29": (
+        "the key fallback is unreachable: a committee member is always in public_keys; b'XXXX' is no valid key either"
+    ),
 }
 """Survivors that no test can kill because they behave as the original, and why.
 
