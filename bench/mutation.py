@@ -95,7 +95,13 @@ TARGETS = {
             "evidence": ("tests/test_ledger_penalties.py",),
             "downtime": ("tests/test_ledger_penalties.py", "tests/test_downtime.py"),
             "rewards": ("tests/test_rewards.py",),
-            "transactions": ("tests/test_tx.py", "tests/test_liquid_delegation.py"),
+            "transactions": (
+                "tests/test_tx.py",
+                "tests/test_liquid_delegation.py",
+                "tests/test_pool_shares.py",
+                "tests/test_signing_keys.py",
+                "tests/test_ledger_penalties.py",
+            ),
             "epochs": (
                 "tests/test_liquid_delegation.py",
                 "tests/test_pool_shares.py",
