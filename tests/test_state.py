@@ -379,6 +379,9 @@ def test_evidence_in_a_block_is_verified_and_not_repeated() -> None:
     item = Vote(Kind.PREVOTE, 1, 0, b"\x01" * 32, OUTSIDER.address)
     unknown = make_evidence(item, replace(item, block_id=b"\x02" * 32))
     assert block_problem(state, replace(block, evidence=(unknown,))) == "evidence: unknown signer"
+    # The shape is judged before the signatures: two signers is the problem, not carol's forged one.
+    mixed = Evidence(evidence.first, replace(prevote("carol", 1, 0, b"\x02" * 32), signature=bytes(64)))
+    assert block_problem(state, replace(block, evidence=(mixed,))) == "evidence: items by different signers"
     old = make_evidence(prevote("bob", 0, 0, b"\x01" * 32), prevote("bob", 0, 0, b"\x02" * 32))
     assert block_problem(state, replace(block, evidence=(old,))) == (
         "evidence: offender was not in the committee at that height (or it is too old)"
@@ -533,6 +536,9 @@ def test_a_pool_due_to_retire_leaves_at_the_boundary_with_the_blocks_own_events(
 
 
 def test_validator_summary_lists_pools_by_name_length_then_name() -> None:
-    summary = validator_summary(state0(stakes={"alice": 4000, "bob": 1000, "carol": 2000, "dave": 3000}))
+    state = state0(stakes={"alice": 4000, "bob": 1000, "carol": 2000, "dave": 3000})
+    accounts = state.ledger.accounts.set(ADDR["dave"], Account(balance=7))  # dave operates its own pool
+    summary = validator_summary(replace(state, ledger=replace(state.ledger, accounts=accounts)))
     assert list(summary) == ["bob", "dave", "alice", "carol"]
-    assert summary["dave"] == {"stake": 3000, "status": ACTIVE, "balance": 0}
+    assert summary["dave"] == {"stake": 3000, "status": ACTIVE, "balance": 7}
+    assert summary["bob"] == {"stake": 1000, "status": ACTIVE, "balance": 0}
