@@ -97,6 +97,7 @@ TARGETS = {
             "rewards": ("tests/test_rewards.py",),
             "transactions": (
                 "tests/test_tx.py",
+                "tests/test_tx_rules.py",
                 "tests/test_liquid_delegation.py",
                 "tests/test_pool_shares.py",
                 "tests/test_signing_keys.py",
