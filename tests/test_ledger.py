@@ -488,7 +488,9 @@ def test_an_epoch_start_retires_every_pool_due_and_names_the_epoch_of_each_key_r
         ("retired", address) for address in sorted((V1.address, V3.address))
     ]
     (rotation,) = (e for e in events if e.kind == "key_rotated")
-    assert rotation.validator == V2.address and rotation.reason.endswith("from epoch 3")
+    assert rotation == LedgerEvent(
+        "key_rotated", V2.address, 0, f"signs with key {NEWCOMER.public.hex()[:16]} from epoch 3"
+    )
     assert pool(after, V2).public_key == NEWCOMER.public
 
 

@@ -12,10 +12,15 @@ import pytest
 from node.core.keys import Keypair
 from node.core.ledger import (
     JAILED,
+    RETIRED,
+    TOMBSTONED,
     Ledger,
+    LedgerEvent,
     account_of,
     apply_block,
+    checked_tx,
     genesis_ledger,
+    retire,
     signed_tx_problem,
     tx_problem,
 )
@@ -32,7 +37,7 @@ from node.core.tx import (
     decode_tx,
     sign_tx,
 )
-from tests.test_ledger import ALICE, CHAIN, D1, NEWCOMER, PARAMS, V1, V2, V3, ctx, make_test_genesis
+from tests.test_ledger import ALICE, CHAIN, D1, D2, NEWCOMER, PARAMS, V1, V2, V3, ctx, make_test_genesis
 
 NOBODY = Keypair.deterministic("nobody")
 
@@ -129,4 +134,70 @@ def test_a_malformed_or_rejected_transaction_is_reported_with_its_sender_and_amo
         "tx_rejected",
         ALICE.address,
         10_001,
+    )
+
+
+def with_pool(ledger: Ledger, keypair: Keypair, **change: object) -> Ledger:
+    return replace(
+        ledger, pools=ledger.pools.set(keypair.address, replace(ledger.pools[keypair.address], **change))
+    )
+
+
+def test_stake_cannot_move_into_a_closed_pool_or_become_its_operators(ledger: Ledger) -> None:
+    reason = "the target pool's operator holds its stake as pledge, not shares"
+    assert problem(ledger, V2, Redelegate(0, V1.address, V2.address, 1)) == reason
+    move = Redelegate(0, V1.address, V3.address, 1)
+    assert problem(with_pool(ledger, V3, status=RETIRED), D1, move) == "target pool is retired"
+    assert problem(with_pool(ledger, V3, retiring_epoch=5), D1, move) == "target pool retires at epoch 5"
+    assert problem(with_pool(ledger, V2, status=TOMBSTONED), V2, UpdatePool(0, 1, 1)) == "pool is tombstoned"
+    assert problem(ledger, ALICE, TransferShares(0, V1.address, D1.address, 1)) == (
+        "insufficient shares in pool: 0 < 1"
+    )
+
+
+def test_a_deposit_must_buy_at_least_one_share(ledger: Ledger) -> None:
+    # v3: 1000 shares worth 10**6 tokens, so a token buys 1000 / 10**6 of a share: 1000 tokens buy one.
+    dear = with_pool(ledger, V3, member_tokens=10**6)
+    assert (
+        problem(dear, ALICE, Delegate(0, V3.address, 999))
+        == "amount buys no share at the pool's exchange rate"
+    )
+    assert problem(dear, ALICE, Delegate(0, V3.address, 1000)) is None
+    reason = "amount buys no share at the target pool's exchange rate"
+    assert problem(dear, D1, Redelegate(0, V1.address, V3.address, 999)) == reason
+    assert problem(dear, D1, Redelegate(0, V1.address, V3.address, 1000)) is None
+
+
+def test_a_leverage_of_one_caps_stake_at_the_pledge(ledger: Ledger) -> None:
+    params = replace(PARAMS, max_leverage=1)
+    tx = sign_tx(CHAIN, Redelegate(0, V1.address, V2.address, 1), D1)
+    assert tx_problem(ledger, CHAIN, tx, params) == "leverage cap: stake 2001 > pledge 2000 x 1"
+    tx = sign_tx(CHAIN, Delegate(0, V2.address, 1), ALICE)
+    assert tx_problem(ledger, CHAIN, tx, params) == "leverage cap: stake 2001 > pledge 2000 x 1"
+
+
+def test_a_transaction_in_any_buffer_is_judged_like_its_bytes(ledger: Ledger) -> None:
+    good = sign_tx(CHAIN, Transfer(0, D1.address, 1), ALICE)
+    assert checked_tx(CHAIN, bytearray(good)) == checked_tx(CHAIN, good) == (decode_tx(good), True)
+    other = sign_tx("another-chain", Transfer(0, D1.address, 1), ALICE)
+    assert checked_tx(CHAIN, bytearray(other)) == (decode_tx(other), False)
+
+
+def test_a_retiring_pool_hands_its_floors_leftover_to_the_operator(ledger: Ledger) -> None:
+    # v1: pledge 1000; d1 2000 and d2 1000 shares backed by 3001 tokens. Floors: d1 2000 * 3001 // 3000 = 2000,
+    # d2 1000 * 3001 // 3000 = 1000, so the operator gets 1000 + 1. Release at 3 + 2 unbonding epochs + 1 = 6.
+    ledger = with_pool(ledger, V1, member_tokens=3001, retiring_epoch=3)
+    after, event = retire(ledger, V1.address, 3, PARAMS)
+    owed = {(e.delegator, e.amount, e.release_epoch) for e in after.unbonding}
+    assert owed == {(V1.address, 1001, 6), (D1.address, 2000, 6), (D2.address, 1000, 6)}
+    assert event == LedgerEvent(
+        "retired", V1.address, 4001, "retired at epoch 3; its stake unbonds until epoch 6"
+    )
+    gone = after.pools[V1.address]
+    assert (gone.pledge, dict(gone.shares), gone.member_tokens, gone.status, gone.retiring_epoch) == (
+        0,
+        {},
+        0,
+        RETIRED,
+        0,
     )
