@@ -542,3 +542,14 @@ def test_validator_summary_lists_pools_by_name_length_then_name() -> None:
     assert list(summary) == ["bob", "dave", "alice", "carol"]
     assert summary["dave"] == {"stake": 3000, "status": ACTIVE, "balance": 7}
     assert summary["bob"] == {"stake": 1000, "status": ACTIVE, "balance": 0}
+
+
+def test_a_rotated_out_key_is_kept_in_the_history_at_the_epoch_boundary() -> None:
+    state = state0(Params(epoch_length=2))
+    alice = ADDR["alice"]
+    pools = state.ledger.pools
+    waiting = replace(pools[alice], next_public_key=OUTSIDER.public)
+    state = replace(state, ledger=replace(state.ledger, pools=pools.set(alice, waiting)))
+    after = next_block(next_block(state))
+    assert after.epoch == 1 and after.public_keys[alice] == OUTSIDER.public
+    assert [(address, key) for address, _, key in after.key_history] == [(alice, state.public_keys[alice])]

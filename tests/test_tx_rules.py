@@ -38,6 +38,7 @@ from node.core.tx import (
     sign_tx,
 )
 from tests.test_ledger import ALICE, CHAIN, D1, D2, NEWCOMER, PARAMS, V1, V2, V3, ctx, make_test_genesis
+from tests.test_liquid_delegation import LIQUID, liquid_genesis
 
 NOBODY = Keypair.deterministic("nobody")
 
@@ -200,4 +201,17 @@ def test_a_retiring_pool_hands_its_floors_leftover_to_the_operator(ledger: Ledge
         0,
         RETIRED,
         0,
+    )
+
+
+def test_a_liquid_delegation_is_capped_by_the_whole_balance_it_labels() -> None:
+    # Liquid: alice's whole balance of 10,000 is staked with v2, whatever the amount named:
+    # 2000 (v2's pledge) + 10,000 = 12,000 > 2000 x 1.
+    liquid = genesis_ledger(liquid_genesis())
+    params = replace(LIQUID, max_leverage=1)
+    tx = sign_tx(CHAIN, Delegate(0, V2.address, 1), ALICE)
+    assert tx_problem(liquid, CHAIN, tx, params) == "leverage cap: stake 12000 > pledge 2000 x 1"
+    assert (
+        signed_tx_problem(liquid, CHAIN, decode_tx(tx), params)
+        == "leverage cap: stake 12000 > pledge 2000 x 1"
     )
