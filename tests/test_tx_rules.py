@@ -215,3 +215,15 @@ def test_a_liquid_delegation_is_capped_by_the_whole_balance_it_labels() -> None:
         signed_tx_problem(liquid, CHAIN, decode_tx(tx), params)
         == "leverage cap: stake 12000 > pledge 2000 x 1"
     )
+
+
+def test_a_retiring_liquid_pool_unbonds_only_its_pledge() -> None:
+    # Liquid: d1 and d2's stake with v1 is a label on their balances, which they keep; only v1's own
+    # 1000 pledge unbonds, released at 3 + 2 + 1 = 6.
+    liquid = genesis_ledger(liquid_genesis())
+    assert liquid.pools[V1.address].member_tokens > 0  # the labels' snapshot, which is not v1's to hand out
+    after, event = retire(liquid, V1.address, 3, LIQUID)
+    assert [(e.delegator, e.amount, e.release_epoch) for e in after.unbonding] == [(V1.address, 1000, 6)]
+    assert event == LedgerEvent(
+        "retired", V1.address, 1000, "retired at epoch 3; its stake unbonds until epoch 6"
+    )
