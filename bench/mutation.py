@@ -70,7 +70,18 @@ TARGETS = {
         "node/core/consensus/votes.py",
         ("tests/test_consensus.py", "tests/test_locking.py", "tests/test_vote_sets.py"),
     ),
-    "state": Target("node/core/state.py", ("tests/test_state.py",)),
+    "canonical": Target("node/core/canonical.py", ("tests/test_state.py", "tests/test_canonical.py")),
+    "state": Target(
+        "node/core/state.py",
+        (
+            "tests/test_state.py",
+            "tests/test_late_precommits.py",
+            "tests/test_downtime.py",
+            "tests/test_accountability.py",
+            "tests/test_signing_keys.py",
+            "tests/test_consensus.py",
+        ),
+    ),
     "selection": Target("node/core/selection.py", ("tests/test_selection.py",)),
     "rewards": Target("node/core/rewards.py", ("tests/test_rewards.py",)),
     "shares": Target("node/core/shares.py", ("tests/test_pool_shares.py", "tests/test_share_arithmetic.py")),
@@ -85,8 +96,21 @@ TARGETS = {
             "evidence": ("tests/test_ledger_penalties.py",),
             "downtime": ("tests/test_ledger_penalties.py", "tests/test_downtime.py"),
             "rewards": ("tests/test_rewards.py",),
-            "transactions": ("tests/test_tx.py", "tests/test_liquid_delegation.py"),
-            "epochs": (),
+            "transactions": (
+                "tests/test_tx.py",
+                "tests/test_tx_rules.py",
+                "tests/test_liquid_delegation.py",
+                "tests/test_pool_shares.py",
+                "tests/test_signing_keys.py",
+                "tests/test_ledger_penalties.py",
+            ),
+            "epochs": (
+                "tests/test_liquid_delegation.py",
+                "tests/test_pool_shares.py",
+                "tests/test_rewards.py",
+                "tests/test_signing_keys.py",
+                "tests/test_ledger_penalties.py",
+            ),
         }.items()
     },
 }
@@ -119,6 +143,109 @@ EQUIVALENT = {
     "node.core.ledger.rewards.x_rewarded_signers__mutmut_7": (
         "power >= 0 lets a zero-power signer in: its split is 0, which block_shares drops, and with "
         "only such signers the remainder still gives the proposer the whole reward"
+    ),
+    # state, selection, ledger-transactions, ledger-epochs
+    "node.core.selection.x__apply_power_map__mutmut_41": (
+        "zip(strict=None): the priorities are built one per entry of `ordered`, so the lengths always match"
+    ),
+    "node.core.selection.x__apply_power_map__mutmut_44": (
+        "zip without strict: the priorities are built one per entry of `ordered`, so the lengths always match"
+    ),
+    "node.core.selection.x__apply_power_map__mutmut_45": (
+        "zip(strict=False): the priorities are built one per entry of `ordered`, so the lengths always match"
+    ),
+    "node.core.selection.x__sorted_power_map__mutmut_8": (
+        "sorted(key=None) sorts (address, power) pairs: the same order for distinct addresses, and equal addresses are rejected either way"
+    ),
+    "node.core.selection.x__sorted_power_map__mutmut_10": (
+        "sorted without key sorts (address, power) pairs: the same order for distinct addresses, and equal addresses are rejected either way"
+    ),
+    "node.core.selection.x_clip_all_int64__mutmut_4": (
+        "clipping when the minimum equals INT64_MIN returns an equal list"
+    ),
+    "node.core.selection.x_clip_all_int64__mutmut_6": (
+        "clipping when the maximum equals INT64_MAX returns an equal list"
+    ),
+    "node.core.selection.x_compute_max_min_priority_diff__mutmut_14": (
+        "negating a wrapped spread of 0 gives 0"
+    ),
+    "node.core.selection.x_compute_max_min_priority_diff__mutmut_15": (
+        "diff < 1 on ints is diff <= 0, and negating 0 gives 0"
+    ),
+    "node.core.selection.x_compute_shuffled_index__mutmut_22": (
+        "(pivot - count - index) % count equals (pivot + count - index) % count"
+    ),
+    "node.core.selection.x_shuffle_list__mutmut_47": (
+        "(pivot - count - index) % count equals (pivot + count - index) % count"
+    ),
+    "node.core.selection.x_shuffled_indices__mutmut_24": (
+        "pivot - count instead of pivot + count as the mirror: the same value modulo count"
+    ),
+    "node.core.selection.x_go_quotient__mutmut_13": (
+        "a <= 0 differs from a < 0 only at a = 0, whose quotient 0 has no sign"
+    ),
+    "node.core.selection.x_go_quotient__mutmut_14": (
+        "a < 1 on ints is a <= 0, which differs from a < 0 only at a = 0, whose quotient 0 has no sign"
+    ),
+    "node.core.selection.x_go_quotient__mutmut_16": (
+        "b <= 0 differs from b < 0 only at b = 0, rejected above"
+    ),
+    "node.core.selection.x_go_quotient__mutmut_17": (
+        "b < 1 on ints is b <= 0, which differs from b < 0 only at b = 0, rejected above"
+    ),
+    "node.core.selection.x_increment_priorities__mutmut_19": (
+        "chosen's initial value is overwritten: times >= 1, so the loop runs at least once"
+    ),
+    "node.core.selection.x_increment_priorities__mutmut_20": (
+        "chosen's initial value is overwritten: times >= 1, so the loop runs at least once"
+    ),
+    "node.core.selection.x_increment_priorities__mutmut_21": (
+        "chosen's initial value is overwritten: times >= 1, so the loop runs at least once"
+    ),
+    "node.core.selection.x_rescale_priorities__mutmut_19": (
+        "rescaling a spread equal to the window divides by ceil(1) = 1"
+    ),
+    "node.core.selection.x_shuffle_list__mutmut_15": (
+        "(count + 256) // 256 hashes one more block only when count is a multiple of 256, and no position reaches it"
+    ),
+    "node.core.selection.x_shuffled_indices__mutmut_38": (
+        "index >= flip differs only when index == flip, where both choices are the same position"
+    ),
+    "node.core.selection.x_shuffled_indices__mutmut_42": (
+        "no source-block cache: each block is hashed again, with the same digest"
+    ),
+    "node.core.selection.x_shuffled_indices__mutmut_43": (
+        "sources.get(None) always misses (keys are ints): each block is hashed again, with the same digest"
+    ),
+    "node.core.selection.x_wrap_int64__mutmut_3": (
+        "value + INT64_MIN and value - INT64_MIN differ by 2**64, the modulus"
+    ),
+    "node.core.canonical.x_canonical__mutmut_1": (
+        "kind = None skips the int-or-bytes fast path; the later branches return the same int or bytes"
+    ),
+    "node.core.canonical.x_canonical__mutmut_2": (
+        "kind = type(None) skips the int-or-bytes fast path; the later branches return the same int or bytes"
+    ),
+    "node.core.canonical.x_canonical__mutmut_3": (
+        "`and` in the fast path never holds; the later branches return the same int or bytes"
+    ),
+    "node.core.canonical.x__canonical_fields__mutmut_13": (
+        "canonical() of an int or bytes field is that value, so skipping the shortcut changes nothing"
+    ),
+    "node.core.canonical.x__canonical_fields__mutmut_15": (
+        "canonical() of an int or bytes field is that value, so skipping the shortcut changes nothing"
+    ),
+    "node.core.state.x_committee_seed__mutmut_7": (
+        "int.to_bytes' byteorder defaults to 'big' since Python 3.11, the oldest the project supports"
+    ),
+    "node.core.state.x_signing_keys_after__mutmut_3": (
+        "re-reading keys from an unchanged pool map gives the keys already current (the block before made them so)"
+    ),
+    "node.core.state.x_certificate_problem__mutmut_29": (
+        "the key fallback is unreachable: a committee member is always in public_keys; b'XXXX' is no valid key either"
+    ),
+    "node.core.ledger.transactions.x_tx_type_problem__mutmut_59": (
+        "unjail_problem does not read its tx argument (an Unjail carries only a nonce, judged before)"
     ),
 }
 """Survivors that no test can kill because they behave as the original, and why.

@@ -475,6 +475,25 @@ def test_unbonding_stake_is_slashable_and_released_after_unbonding_epochs(ledger
     assert total_supply(released) == total_supply(ledger) and released.epoch == 6
 
 
+def test_an_epoch_start_retires_every_pool_due_and_names_the_epoch_of_each_key_rotation(
+    ledger: Ledger,
+) -> None:
+    # v1 and v3 are due to retire at epoch 3; v2 waits to sign with a new key.
+    pools = ledger.pools
+    pools = pools.set(V1.address, replace(pools[V1.address], retiring_epoch=3))
+    pools = pools.set(V3.address, replace(pools[V3.address], retiring_epoch=2))
+    pools = pools.set(V2.address, replace(pools[V2.address], next_public_key=NEWCOMER.public))
+    after, events = start_epoch(replace(ledger, pools=pools), 3, PARAMS)
+    assert [(e.kind, e.validator) for e in events if e.kind == "retired"] == [
+        ("retired", address) for address in sorted((V1.address, V3.address))
+    ]
+    (rotation,) = (e for e in events if e.kind == "key_rotated")
+    assert rotation == LedgerEvent(
+        "key_rotated", V2.address, 0, f"signs with key {NEWCOMER.public.hex()[:16]} from epoch 3"
+    )
+    assert pool(after, V2).public_key == NEWCOMER.public
+
+
 # ------------------------------------------------------------------ rewards
 
 

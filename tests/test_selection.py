@@ -17,29 +17,36 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.core import selection
 from node.core.selection import (
     INT64_MAX,
     INT64_MIN,
+    MAX_INCREMENT_TIMES,
     MAX_SHUFFLE_COUNT,
     MAX_TOTAL_VOTING_POWER,
     PRIORITY_WINDOW_SIZE_FACTOR,
     PrioritizedValidator,
     ProposerPriorities,
+    clip_all_int64,
     committee_powers,
     compute_average_priority,
     compute_max_min_priority_diff,
     compute_shuffled_index,
     draw_seats,
     find_proposer,
+    go_quotient,
+    increment_priorities,
     increment_proposer_priority,
     new_priorities,
     proposer_for_round,
     proposer_schedule,
+    reprioritized,
     rescale_priorities,
     safe_add_clip,
     safe_sub_clip,
@@ -48,6 +55,7 @@ from node.core.selection import (
     shuffle_list,
     shuffled_indices,
     update_validators,
+    wrap_int64,
 )
 
 # ---------------------------------------------------------------------------
@@ -847,3 +855,254 @@ def test_seats_reject_invalid_input(validators: list[tuple[bytes, int]], committ
         draw_seats(validators, committee_size, seed_of(0))
     with pytest.raises(ValueError):
         committee_powers(validators, committee_size, seed_of(0))
+
+
+# ---------------------------------------------------------------------------
+# Go int64 arithmetic and the rescale window at their edges
+# ---------------------------------------------------------------------------
+
+
+def test_wrap_int64_wraps_like_twos_complement() -> None:
+    assert wrap_int64(INT64_MAX + 1) == INT64_MIN
+    assert wrap_int64(INT64_MIN - 1) == INT64_MAX
+    assert wrap_int64(2**64 - 1) == -1
+    assert wrap_int64(-5) == -5
+
+
+@pytest.mark.parametrize(("a", "b", "want"), [(7, 2, 3), (-7, 2, -3), (7, -2, -3), (-7, -2, 3), (5, 1, 5)])
+def test_go_quotient_truncates_toward_zero_for_every_sign(a: int, b: int, want: int) -> None:
+    # Python's -7 // 2 is -4; Go's -7 / 2 is -3.
+    assert go_quotient(a, b) == want
+
+
+def test_go_quotient_wraps_the_one_overflowing_case() -> None:
+    # INT64_MIN / -1 = 2**63 does not fit: Go wraps it back to INT64_MIN.
+    assert go_quotient(INT64_MIN, -1) == INT64_MIN
+
+
+def test_clip_all_int64_clips_one_value_out_of_range_and_passes_empty_lists() -> None:
+    assert clip_all_int64([INT64_MAX + 5, 0]) == [INT64_MAX, 0]
+    assert clip_all_int64([0, INT64_MIN - 5]) == [0, INT64_MIN]
+    assert clip_all_int64([INT64_MIN, INT64_MAX]) == [INT64_MIN, INT64_MAX]
+    assert clip_all_int64([]) == []
+
+
+def test_max_min_priority_diff_takes_the_wrapped_spread_back_to_positive() -> None:
+    # INT64_MAX - INT64_MIN = 2**64 - 1 wraps to -1, and CometBFT negates it: 1.
+    assert compute_max_min_priority_diff([INT64_MIN, INT64_MAX]) == 1
+    # 0 - INT64_MIN = 2**63 wraps to INT64_MIN, whose negation wraps to itself.
+    assert compute_max_min_priority_diff([INT64_MIN, 0]) == INT64_MIN
+    assert compute_max_min_priority_diff([-3, 4]) == 7
+
+
+@pytest.mark.parametrize(
+    ("priorities", "diff_max", "want"),
+    [
+        ([0, 8], 4, (0, 4)),  # spread 8: ratio ceil(8 / 4) = (8 + 3) // 4 = 2
+        ([0, 9], 4, (0, 3)),  # spread 9: ratio ceil(9 / 4) = (9 + 3) // 4 = 3
+        ([0, 3], 1, (0, 1)),  # a window of 1 still rescales: ratio 3
+        ([0, 4], 4, (0, 4)),  # spread equal to the window: left alone
+    ],
+)
+def test_rescale_ratio_is_the_ceiling_of_spread_over_window(
+    priorities: list[int], diff_max: int, want: tuple[int, ...]
+) -> None:
+    assert rescale_priorities(priorities, diff_max) == want
+
+
+def test_increment_accepts_the_largest_int32_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``times`` up to 2**31 - 1 passes the check; running that many elections is too slow, so stop at the first."""
+
+    class FirstElection(Exception):
+        pass
+
+    def first_election(powers: object, priorities: object) -> None:
+        raise FirstElection
+
+    with pytest.raises(ValueError):
+        increment_priorities([1], [0], MAX_INCREMENT_TIMES + 1)
+    monkeypatch.setattr(selection, "increment_once", first_election)
+    with pytest.raises(FirstElection):
+        increment_priorities([1], [0], MAX_INCREMENT_TIMES)
+
+
+def test_increment_rejects_powers_and_priorities_of_different_lengths() -> None:
+    with pytest.raises(ValueError):
+        increment_priorities([1, 1], [0, 0, 0], 1)
+    v = PrioritizedValidator(b"a", 1, 0)
+    with pytest.raises(ValueError):
+        reprioritized([v], [0, 0])
+
+
+def test_priority_and_power_bounds_are_inclusive() -> None:
+    PrioritizedValidator(b"a", MAX_TOTAL_VOTING_POWER, INT64_MIN)
+    PrioritizedValidator(b"a", 0, INT64_MAX)
+    for power, priority in ((MAX_TOTAL_VOTING_POWER + 1, 0), (0, INT64_MAX + 1), (0, INT64_MIN - 1)):
+        with pytest.raises(ValueError):
+            PrioritizedValidator(b"a", power, priority)
+
+
+def test_schedule_of_zero_heights_is_empty() -> None:
+    assert proposer_schedule([(b"a", 1)], 0) == []
+
+
+@pytest.mark.parametrize("power", [True, 1.5])
+def test_power_must_be_a_plain_int(power: object) -> None:
+    with pytest.raises(TypeError):
+        new_priorities([(b"a", power)])  # type: ignore[list-item]
+
+
+# ---------------------------------------------------------------------------
+# Every rejection says what was wrong
+# ---------------------------------------------------------------------------
+
+REJECTIONS = [
+    pytest.param(lambda: new_priorities([]), "a validator set cannot be empty", id="empty-map"),
+    pytest.param(lambda: new_priorities([("a", 1)]), "address must be bytes, got str", id="address-type"),
+    pytest.param(lambda: new_priorities([(b"a", 1.5)]), "power must be an int, got float", id="power-type"),
+    pytest.param(
+        lambda: new_priorities([(b"a", 0)]), "validator b'a' has non-positive power 0", id="zero-power"
+    ),
+    pytest.param(lambda: new_priorities([(b"a", 1), (b"a", 2)]), "duplicate validator b'a'", id="duplicate"),
+    pytest.param(
+        lambda: new_priorities([(b"a", INT64_MAX), (b"b", INT64_MAX)]),
+        f"total voting power exceeds {MAX_TOTAL_VOTING_POWER}",
+        id="map-total",
+    ),
+    pytest.param(lambda: compute_average_priority([]), "empty validator set", id="average-empty"),
+    pytest.param(lambda: compute_max_min_priority_diff([]), "empty validator set", id="diff-empty"),
+    pytest.param(lambda: rescale_priorities([], 4), "empty validator set", id="rescale-empty"),
+    pytest.param(lambda: increment_priorities([], [], 1), "empty validator set", id="increment-empty"),
+    pytest.param(
+        lambda: increment_priorities([1], [0], 0),
+        f"times must be in [1, {MAX_INCREMENT_TIMES}], got 0",
+        id="times",
+    ),
+    pytest.param(lambda: go_quotient(1, 0), "integer divide by zero", id="divide-by-zero"),
+    pytest.param(
+        lambda: proposer_for_round(new_priorities([(b"a", 1)]), -1),
+        "round must be non-negative, got -1",
+        id="round",
+    ),
+    pytest.param(
+        lambda: proposer_schedule([(b"a", 1)], -1), "n must be non-negative, got -1", id="schedule-n"
+    ),
+    pytest.param(lambda: PrioritizedValidator("a", 1, 0), "address must be bytes", id="record-address"),  # type: ignore[arg-type]
+    pytest.param(
+        lambda: PrioritizedValidator(b"a", -1, 0),
+        f"power -1 outside [0, {MAX_TOTAL_VOTING_POWER}]",
+        id="record-power",
+    ),
+    pytest.param(
+        lambda: PrioritizedValidator(b"a", 1, INT64_MAX + 1),
+        f"priority {INT64_MAX + 1} does not fit in int64",
+        id="record-priority",
+    ),
+    pytest.param(
+        lambda: ProposerPriorities(validators=(), proposer=None),
+        "a validator set cannot be empty",
+        id="set-empty",
+    ),
+    pytest.param(
+        lambda: hand_built([(b"b", 1, 0), (b"a", 1, 0)]),
+        "validators must be sorted by address without duplicates",
+        id="set-order",
+    ),
+    pytest.param(
+        lambda: hand_built([(b"a", MAX_TOTAL_VOTING_POWER, 0), (b"b", 1, 0)]),
+        f"total voting power exceeds {MAX_TOTAL_VOTING_POWER}",
+        id="set-total",
+    ),
+    pytest.param(
+        lambda: ProposerPriorities(validators=(PrioritizedValidator(b"a", 1, 0),), proposer=b"z"),
+        "proposer is not a member of the validator set",
+        id="set-proposer",
+    ),
+    pytest.param(lambda: shuffle_list(3, "seed"), "seed must be bytes", id="shuffle-seed"),  # type: ignore[arg-type]
+    pytest.param(
+        lambda: shuffle_list(MAX_SHUFFLE_COUNT + 1, SEED_01B4),
+        f"count must be in [0, {MAX_SHUFFLE_COUNT}], got {MAX_SHUFFLE_COUNT + 1}",
+        id="shuffle-count",
+    ),
+    pytest.param(
+        lambda: shuffle_list(3, SEED_01B4, 257), "rounds must be in [0, 256], got 257", id="shuffle-rounds"
+    ),
+    pytest.param(lambda: compute_shuffled_index(10, 10, SEED_01B4), "index 10 outside [0, 10)", id="index"),
+    pytest.param(lambda: shuffled_indices([0, 5], 5, SEED_01B4), "index 5 outside [0, 5)", id="indices"),
+    pytest.param(
+        lambda: committee_powers([(b"a", 1)], 1.0, SEED_01B4), "committee_size must be an int", id="size-type"
+    ),  # type: ignore[arg-type]
+    pytest.param(
+        lambda: committee_powers([(b"a", 1)], 0, SEED_01B4),
+        "committee_size must be positive, got 0",
+        id="size",
+    ),
+    pytest.param(lambda: committee_powers([(b"a", 1)], 1, "seed"), "seed must be bytes", id="committee-seed"),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(("call", "message"), REJECTIONS)
+def test_rejection_message_names_the_problem(call: Callable[[], object], message: str) -> None:
+    with pytest.raises((ValueError, TypeError, ZeroDivisionError)) as caught:
+        call()
+    assert str(caught.value) == message
+
+
+# ---------------------------------------------------------------------------
+# Shuffle and seat edges, fast versions of the slow properties above
+# ---------------------------------------------------------------------------
+
+
+def test_shuffle_round_and_count_limits_are_inclusive() -> None:
+    assert sorted(shuffle_list(5, SEED_01B4, 256)) == list(range(5))
+    assert shuffle_list(5, SEED_01B4, 256) == tuple(
+        compute_shuffled_index(i, 5, SEED_01B4, 256) for i in range(5)
+    )
+    assert 0 <= compute_shuffled_index(0, MAX_SHUFFLE_COUNT, SEED_01B4, rounds=2) < MAX_SHUFFLE_COUNT
+
+
+@pytest.mark.parametrize("count", [257, 513])
+def test_shuffle_list_covers_a_last_partial_block_of_one_position(count: int) -> None:
+    # 257 positions need two 256-bit source blocks, the second for position 256 alone.
+    assert shuffle_list(count, SEED_0623) == tuple(
+        compute_shuffled_index(i, count, SEED_0623) for i in range(count)
+    )
+
+
+@pytest.mark.parametrize(("seed", "rounds", "mapping"), SHUFFLE_VECTORS)
+def test_shuffled_indices_match_consensus_spec_vector(
+    seed: bytes, rounds: int, mapping: tuple[int, ...]
+) -> None:
+    count = len(mapping)
+    picks = [*range(count), count - 1, 0]  # repeated indices share a source block
+    assert shuffled_indices(picks, count, seed, rounds) == tuple(mapping[i] for i in picks)
+
+
+def test_committee_samples_seats_only_with_more_validators_than_seats() -> None:
+    validators = [(b"c", 5), (b"a", 3), (b"b", 2)]
+    assert committee_powers(validators, 3, SEED_01B4) == ((b"a", 3), (b"b", 2), (b"c", 5))
+    sampled = committee_powers(validators, 2, SEED_01B4)
+    assert sampled == draw_seats(validators, 2, SEED_01B4)
+    assert sum(seats for _, seats in sampled) == 2
+
+
+def test_committee_size_must_not_be_a_bool() -> None:
+    with pytest.raises(TypeError):
+        committee_powers([(b"a", 1), (b"b", 1)], True, SEED_01B4)
+
+
+@pytest.mark.parametrize(
+    ("validators", "units"),
+    [
+        # 2**40 units fit the shuffle: counted one by one.
+        ([(b"a", 2**39), (b"b", 2**39)], [(b"a", 2**39), (b"b", 2**39)]),
+        # 2**40 + 1 do not: units of 2, each stake rounded down ((2**39 + 1) >> 1 = 2**38).
+        ([(b"a", 2**39 + 1), (b"b", 2**39)], [(b"a", 2**38), (b"b", 2**38)]),
+    ],
+)
+def test_stake_units_are_single_up_to_the_shuffle_limit_and_doubled_just_past_it(
+    validators: list[tuple[bytes, int]], units: list[tuple[bytes, int]]
+) -> None:
+    total = sum(power for _, power in units)
+    expected = tuple(unit_owner(units, compute_shuffled_index(k, total, SEED_01B4)) for k in range(24))
+    assert seat_holders(validators, 24, SEED_01B4) == expected
