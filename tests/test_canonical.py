@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from node.core import canonical as C
 from node.core.codec import encode
 from node.core.ledger import Participation
@@ -36,10 +38,25 @@ def test_a_record_changed_by_a_late_precommit_gets_its_own_digest() -> None:
     assert C.participation_digests((grown,)) == (fresh(grown),) and fresh(grown) != fresh(ENTRY)
 
 
-def test_the_remembered_digests_are_bounded_and_still_right_after_they_are_dropped() -> None:
-    entries = tuple(replace(ENTRY, height=h) for h in range(C._MAX_DIGESTS + 10))
-    assert C.participation_digests(entries)[-1] == fresh(entries[-1])
-    assert len(C._DIGESTS) <= C._MAX_DIGESTS
+def test_a_remembered_record_is_not_hashed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point of remembering: a record pending for many blocks is hashed once, not once per block."""
+    first = C.participation_digests((ENTRY,))
+
+    def hashing_again(value: object) -> object:
+        raise AssertionError("a remembered record was hashed again")
+
+    monkeypatch.setattr(C, "canonical", hashing_again)
+    assert C.participation_digests((ENTRY,)) == first
+
+
+def test_the_remembered_digests_are_bounded_and_still_right_after_they_are_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(C, "_MAX_DIGESTS", 8)
+    C._DIGESTS.clear()
+    entries = tuple(replace(ENTRY, height=h) for h in range(9))
+    assert C.participation_digests(entries) == tuple(fresh(e) for e in entries)
+    assert len(C._DIGESTS) == 1  # full at 8: dropped, then the ninth kept
     assert C.participation_digests(entries[:3]) == tuple(fresh(e) for e in entries[:3])
 
 
