@@ -54,10 +54,19 @@ def test_the_remembered_digests_are_bounded_and_still_right_after_they_are_dropp
 ) -> None:
     monkeypatch.setattr(C, "_MAX_DIGESTS", 8)
     C._DIGESTS.clear()
+    C._HELD.clear()
     entries = tuple(replace(ENTRY, height=h) for h in range(9))
     assert C.participation_digests(entries) == tuple(fresh(e) for e in entries)
-    assert len(C._DIGESTS) == 1  # full at 8: dropped, then the ninth kept
+    assert len(C._DIGESTS) == len(C._HELD) == 1  # full at 8: dropped, then the ninth kept
     assert C.participation_digests(entries[:3]) == tuple(fresh(e) for e in entries[:3])
+
+
+def test_a_record_dropped_by_its_chain_never_lends_its_digest_to_a_new_one() -> None:
+    """Records are remembered by id(); a freed record's id is soon another record's, unless the memory holds it."""
+    for height in range(200):
+        entry = replace(ENTRY, height=height)
+        assert C.participation_digests((entry,)) == (fresh(entry),)
+        del entry
 
 
 def test_no_pending_height_is_no_digest() -> None:

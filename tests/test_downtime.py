@@ -258,3 +258,19 @@ def test_late_precommit_heights_below_two_is_refused() -> None:
     with pytest.raises(GenesisError, match="late_precommit_heights"):
         parse_params({"late_precommit_heights": 1})
     assert parse_params({"late_precommit_heights": 2}).late_precommit_heights == 2
+
+
+def test_pending_records_are_found_by_height_exactly_as_a_dict_of_them_would_find_them() -> None:
+    """`pending_by_height` bisects the records, so it needs them in ascending height: the chain keeps them so."""
+    from node.core.state import PendingByHeight
+
+    states = chain_of(40, step_ms=1, params=replace(PARAMS, late_precommit_ms=30))
+    for state in states:
+        heights = [p.height for p in state.participation]
+        assert heights == sorted(set(heights))
+        by_dict = {p.height: p for p in state.participation}
+        found = PendingByHeight(state.participation)
+        assert dict(found) == by_dict and len(found) == len(by_dict)
+        for height in range(-1, 45):
+            assert found.get(height) is by_dict.get(height)
+            assert (height in found) == (height in by_dict)

@@ -25,8 +25,9 @@ transition stay side by side where a change to one shows in the other.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
@@ -142,9 +143,9 @@ class ChainState:
         return self.height + 1
 
     @cached_property
-    def pending_by_height(self) -> dict[int, L.Participation]:
+    def pending_by_height(self) -> PendingByHeight:
         """`participation` by height: asked for every late precommit a proposer weighs."""
-        return {p.height: p for p in self.participation}
+        return PendingByHeight(self.participation)
 
     @cached_property
     def digest(self) -> bytes:
@@ -164,6 +165,37 @@ class ChainState:
             if f.name not in DERIVED_FIELDS
         )
         return sha256(encode(agreed))
+
+
+class PendingByHeight(Mapping[int, L.Participation]):
+    """Pending records by height, found by bisection in the records themselves.
+
+    The records are in ascending height (`participation_after` appends the
+    height a block closes and judges from the front), so nothing is copied:
+    a dict built per block was a pass over thousands of pending heights when
+    a lone supermajority decides every millisecond.
+    """
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: tuple[L.Participation, ...]) -> None:
+        self._records = records
+
+    def __getitem__(self, height: int) -> L.Participation:
+        index = bisect_left(self._records, height, key=_height_of)
+        if index < len(self._records) and self._records[index].height == height:
+            return self._records[index]
+        raise KeyError(height)
+
+    def __iter__(self) -> Iterator[int]:
+        return (record.height for record in self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+def _height_of(record: L.Participation) -> int:
+    return record.height
 
 
 # ------------------------------------------------------------- construction
