@@ -179,6 +179,37 @@ def test_prepare_refuses_to_contradict_an_existing_genesis(
         prepare(layout, validators, chain_id, slot_ms)
 
 
+@pytest.mark.parametrize(
+    ("made", "asked", "needle"),
+    [
+        ({}, {"accounts": 3}, "funds 0 accounts, not --accounts 3"),
+        ({"accounts": 2}, {"accounts": 0}, "funds 2 accounts, not --accounts 0"),
+        ({}, {"cold_keys": True}, "no separate owner keys, not --cold-keys"),
+    ],
+)
+def test_prepare_refuses_genesis_only_options_the_genesis_lacks(
+    tmp_path: Path, made: dict[str, Any], asked: dict[str, Any], needle: str
+) -> None:
+    layout = Layout.of(tmp_path)
+    prepare(layout, 2, None, None, **made)
+    prepare(layout, 2, None, None)  # not asked for: nothing to contradict
+    prepare(layout, 2, None, None, **made)  # asked for what it has
+    with pytest.raises(TestnetError, match=f"{layout.genesis}.*{needle}.*fresh --dir"):
+        prepare(layout, 2, None, None, **asked)
+
+
+def test_up_refuses_accounts_on_an_existing_dir_in_one_line(tmp_path: Path) -> None:
+    layout = Layout.of(tmp_path / "net")
+    prepare(layout, 2, None, None)
+    result = run(
+        "testnet", "up", "--validators", "2", "--dir", layout.root, "--accounts", "4", "--duration", "1"
+    )
+    assert result.exit_code == 2, result.output
+    assert "not --accounts 4; use a fresh --dir" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not layout.state.exists() and not layout.account_key(1).exists()
+
+
 def test_prepare_refuses_a_key_that_does_not_match_genesis(tmp_path: Path) -> None:
     layout = Layout.of(tmp_path)
     prepare(layout, 2, None, None)

@@ -149,12 +149,14 @@ def testnet() -> None:
 @click.option(
     "--accounts",
     type=click.IntRange(0, 999),
-    default=0,
-    help="for a new genesis: fund this many accounts (keys in DIR/accounts/) for `posnet testnet load`",
+    default=None,
+    help="for a new genesis: fund this many accounts (keys in DIR/accounts/) for `posnet testnet load` "
+    "[default: 0]",
 )
 @click.option(
     "--cold-keys",
     is_flag=True,
+    default=None,  # not given: no check against an existing genesis
     help="for a new genesis: each pool's owner key in DIR/owners/ (funds, pool changes, rotations), "
     "a separate signing key on the node",
 )
@@ -190,8 +192,8 @@ def up(
     chain_id: str | None,
     mqtt_protocol: str | None,
     quiet: bool,
-    cold_keys: bool,
-    accounts: int,
+    cold_keys: bool | None,
+    accounts: int | None,
     prometheus: bool,
     netfaults: bool,
     scenario_file: Path | None,
@@ -200,7 +202,9 @@ def up(
     """Start N validators and a broker, stream their finality, stop on Ctrl-C.
 
     Keys and genesis are created in DIR when absent and reused when present,
-    so the same testnet can be stopped and started again. Exits 1 when a node
+    so the same testnet can be stopped and started again; a genesis-only
+    option (--validators, --chain-id, --slot-ms, --accounts, --cold-keys)
+    that contradicts DIR's genesis is refused. Exits 1 when a node
     died unexpectedly or two nodes finalized different blocks at one height.
     """
     config = UpConfig(

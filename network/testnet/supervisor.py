@@ -86,8 +86,9 @@ class UpConfig:
     mqtt_protocol: str | None = None
     quiet: bool = False
     netfaults: bool = True  # nodes reach the broker through the fault relay
-    cold_keys: bool = False  # a new genesis separates each pool's owner key from its signing key
-    accounts: int = 0  # a new genesis funds this many accounts (DIR/accounts/), for `posnet testnet load`
+    # genesis-only options: None = not asked for (the default for a new genesis, unchecked on an old one)
+    cold_keys: bool | None = None  # a new genesis separates each pool's owner key from its signing key
+    accounts: int | None = None  # a new genesis funds this many accounts (DIR/accounts/), for `testnet load`
     prometheus: bool = False  # write a scrape config for the nodes and start a local Prometheus if installed
     processes: int | None = None  # node processes the validators are spread over (None: one each)
 
