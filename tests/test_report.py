@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from network.cli import cli
+from network.testnet import extras
 from network.testnet import live as wt
 from network.testnet import report as rp
 from network.testnet import scenario as sc
@@ -273,8 +274,27 @@ def test_report_without_matplotlib_still_prints_the_summary_and_says_how_to_get_
     monkeypatch.setattr(rp, "matplotlib_available", lambda: False)
     result = CliRunner().invoke(cli, ["testnet", "report", "--dir", str(layout.root)])
     assert result.exit_code == 0, result.output
-    assert "PASS safety" in result.output and "posnet[report]" in result.output
+    assert "PASS safety" in result.output and "pip install" in result.output and "[report]" in result.output
     assert "wrote" not in result.output and not (layout.root / "report.png").exists()
+
+
+def test_report_without_matplotlib_in_a_checkout_says_pip_install_editable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tests run from a checkout, installed editable: the index's `posnet[report]` is the wrong advice."""
+    layout = write_run(tmp_path / "net")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    result = CliRunner().invoke(cli, ["testnet", "report", "--dir", str(layout.root)])
+    assert result.exit_code == 0, result.output
+    assert f"pip install -e '.[report]' in {extras.SOURCE_ROOT}" in result.output
+    assert "posnet[report]" not in result.output
+    assert (extras.SOURCE_ROOT / "pyproject.toml").is_file() and extras.installed_editable()
+
+
+def test_install_hint_outside_a_checkout_names_the_published_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extras, "installed_editable", lambda: False)
+    monkeypatch.setattr(extras, "SOURCE_ROOT", Path("/nonexistent-site-packages"))
+    assert extras.install_hint("report") == "pip install 'posnet[report]'"
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ from pathlib import Path
 from network.testnet import scenario as sc
 from network.testnet import scenario_checks as checks
 from network.testnet.errors import TestnetError
+from network.testnet.extras import install_hint
 from network.testnet.layout import DIED, KILLED, Layout, TestnetState, read_state
 from network.testnet.live import WatchState, fold, stake_line
 from network.testnet.logcheck import (
@@ -529,7 +530,7 @@ def make_report(layout: Layout, out: Path | None = None) -> tuple[list[str], boo
         raise TestnetError(f"no node events in {layout.logs}: nothing to report")
     lines, ok = summary_lines(run)
     if not matplotlib_available():
-        lines.append("no PNG: drawing it needs matplotlib (pip install 'posnet[report]')")
+        lines.append(f"no PNG: drawing it needs matplotlib ({install_hint('report')})")
         return lines, ok, None
     path = plot(run, out if out is not None else layout.root / "report.png")
     return lines, ok, path
