@@ -371,6 +371,31 @@ def test_fault_commands_name_unknown_nodes_and_missing_testnets(fake_testnet: La
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["kill", "v1"],
+        ["restart", "v1"],
+        ["pause", "v1"],
+        ["resume", "v1"],
+        ["behave", "v1", "silent"],
+        ["heal"],
+        ["delay", "v1", "100"],
+        ["drop", "v1", "0.5"],
+        ["partition", "v1", "v2"],
+    ],
+)
+def test_commands_needing_a_testnet_refuse_a_missing_dir_without_creating_it(
+    tmp_path: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "no-such-net"
+    result = run("testnet", *args, "--dir", missing)
+    assert result.exit_code == 2, result.output
+    assert "not found: start a testnet there first" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not missing.exists()
+
+
 def test_status_shows_processes_heights_and_penalties(fake_testnet: Layout) -> None:
     fake_testnet.logs.mkdir(parents=True, exist_ok=True)
     slash = {"event": "slashed", "node": "v1", "ts": time.time(), "height": 4, "validator": "v2", "amount": 5}
