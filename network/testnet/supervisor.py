@@ -24,6 +24,7 @@ from pathlib import Path
 
 from network.testnet import ansi
 from network.testnet.ansi import Echo, style
+from network.testnet.brokercheck import refuse_shared_broker
 from network.testnet.errors import TestnetError
 from network.testnet.layout import (
     DIED,
@@ -259,6 +260,8 @@ class Supervisor:
         names = list(hosts)
         ports = metrics_ports(len(names), config.base_metrics_port)
         info, self.broker = start_testnet_broker(layout, config.broker)
+        if info.kind == "external":  # a broker we did not start may carry another testnet of this chain
+            refuse_shared_broker(info.url, doc.chain_id)
         protocol = mqtt_protocol_for(info.kind, config.mqtt_protocol)
         relay = None
         urls = dict.fromkeys(names, info.url)

@@ -1,0 +1,60 @@
+"""What a user of `posnet testnet` meets with real nodes on a real broker (issue 28's CLI items).
+
+Each test starts a real testnet (`posnet testnet up` as a subprocess, real
+mosquitto or embedded broker, real keys and signatures) and drives it only
+through `posnet ...` commands and the nodes' logs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from network.testnet.brokercheck import live_node
+from network.transport.broker import BrokerProcess
+from node.core.envelopes import status_bytes
+from node.core.keys import Keypair
+from tests.support.user_testnet import running_testnet
+
+# ------------------------------------------------------------------ a shared broker
+
+
+def test_a_status_counts_as_live_only_when_online_recent_and_of_this_chain() -> None:
+    key = Keypair.generate()
+    now = int(time.time() * 1000)
+
+    def status(online: bool = True, ts_ms: int = now, chain: str = "c1") -> bytes:
+        return status_bytes(chain, "v1", 5, 0, online, key, ts_ms=ts_ms)
+
+    assert live_node(status(), "c1", now) == "v1"
+    assert live_node(status(online=False), "c1", now) is None  # the last will of a node that left
+    assert live_node(status(ts_ms=now - 60_000), "c1", now) is None  # a testnet long gone
+    assert live_node(status(chain="c2"), "c1", now) is None
+    assert live_node(b"\x00garbage", "c1", now) is None
+
+
+@pytest.mark.integration
+@pytest.mark.broker
+def test_up_refuses_a_broker_that_carries_a_running_testnet_of_its_chain(
+    tmp_path: Path, mosquitto: BrokerProcess
+) -> None:
+    """The second `up` of chain posnet-local on one broker used to knock the first's nodes off."""
+    args = ["--validators", "2", "--slot-ms", "200", "--quiet", "--no-netfaults", "--broker", mosquitto.url]
+    with running_testnet(tmp_path, tmp_path / "first", ["v1", "v2"], [*args, "--duration", "600"]) as first:
+        first.wait_for(
+            lambda: min(first.height("v1"), first.height("v2")) >= 2, "the first testnet finalizes"
+        )
+        connects = len(first.events("v1", "broker_connected")) + len(first.events("v2", "broker_connected"))
+        second = first.posnet(
+            "testnet", "up", "--dir", tmp_path / "second", *args, "--duration", "5", check=2
+        )
+        assert "already carries a running testnet of chain 'posnet-local' (v1, v2 online)" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+        assert not (tmp_path / "second" / "testnet.json").exists()
+        height = first.height("v1")
+        first.wait_for(lambda: first.height("v1") >= height + 2, "the first testnet keeps finalizing")
+        again = len(first.events("v1", "broker_connected")) + len(first.events("v2", "broker_connected"))
+        assert again == connects, "a node of the first testnet was knocked off the broker"
+        assert not first.events("v1", "broker_disconnected") and not first.events("v2", "broker_disconnected")
