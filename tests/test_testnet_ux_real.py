@@ -7,6 +7,9 @@ through `posnet ...` commands and the nodes' logs.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from network.testnet.brokercheck import live_node
 from network.transport.broker import BrokerProcess
 from node.core.envelopes import status_bytes
 from node.core.keys import Keypair
-from tests.support.user_testnet import running_testnet
+from tests.support.user_testnet import REPO_ROOT, running_testnet
 
 # ------------------------------------------------------------------ a shared broker
 
@@ -58,3 +61,23 @@ def test_up_refuses_a_broker_that_carries_a_running_testnet_of_its_chain(
         again = len(first.events("v1", "broker_connected")) + len(first.events("v2", "broker_connected"))
         assert again == connects, "a node of the first testnet was knocked off the broker"
         assert not first.events("v1", "broker_disconnected") and not first.events("v2", "broker_disconnected")
+
+
+# ------------------------------------------------------------------ --quiet
+
+
+@pytest.mark.integration
+@pytest.mark.broker
+def test_quiet_up_prints_only_the_summary(tmp_path: Path) -> None:
+    """No header (chain, broker, relay, each node's pid), no events, no "stopping": the summary alone."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "network.cli", "testnet", "up", "--dir", str(tmp_path / "net"), "--quiet",
+         "--validators", "1", "--slot-ms", "100", "--duration", "4"],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("summary after"), proc.stdout
+    assert "safety OK" in proc.stdout and proc.stderr == ""
+    for needle in ("testnet posnet-local", "relay", "pid", "streaming", "stopping", "finalized h"):
+        assert needle not in proc.stdout, proc.stdout

@@ -140,7 +140,7 @@ def testnet() -> None:
 @click.option(
     "--mqtt-protocol", type=click.Choice(["5", "311"]), default=None, help="[default: 5, or 311 for embedded]"
 )
-@click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
+@click.option("--quiet", is_flag=True, help="print only problems and the summary: no header, no node events")
 @click.option(
     "--prometheus",
     is_flag=True,

@@ -246,10 +246,19 @@ class Supervisor:
             os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent too
             os.close(devnull)
 
+    def note(self, line: str) -> None:
+        """A line that describes the run (its header, what it stops), which `--quiet` leaves out.
+
+        Problems (a node that died, a broker that exited) and the summary go
+        through `echo` and print whatever `--quiet` says.
+        """
+        if not self.config.quiet:
+            self.echo(line)
+
     def _start(self) -> None:
         layout, config = self.layout, self.config
         layout.root.mkdir(parents=True, exist_ok=True)
-        clear_leftovers(layout, self.echo)
+        clear_leftovers(layout, self.note)
         doc = prepare(
             layout, config.validators, config.chain_id, config.slot_ms, config.cold_keys, config.accounts
         )
@@ -293,12 +302,12 @@ class Supervisor:
         self.tails = {name: LogTail(layout.log(name)) for name in names}
         pace = "fast" if doc.params.commit_wait_ms == 0 else f"slot {doc.params.commit_wait_ms} ms"
         spread_note = "" if len(names) == len(validators) else f" in {len(names)} processes"
-        self.echo(
+        self.note(
             f"testnet {doc.chain_id}: {len(validators)} validators{spread_note} ({pace}), "
             f"{info.kind} broker {info.url}, dir {layout.root}"
         )
         if relay is not None:
-            self.echo(
+            self.note(
                 f"  network-fault relay: pid {relay.pid}, each node reaches the broker through its own port"
             )
         for node in nodes.values():
@@ -308,22 +317,22 @@ class Supervisor:
             note = "" if node.behaviour == HONEST else f", {node.behaviour}"
             if node.validators:
                 note += f", hosts {', '.join(node.validators)}"
-            self.echo(f"  {node.name}: pid {node.pid}, metrics :{node.metrics_port}{note}")
+            self.note(f"  {node.name}: pid {node.pid}, metrics :{node.metrics_port}{note}")
         write_state(layout, self.state)
         self.recorded = True
         if config.prometheus:
             self._start_prometheus({name: node.metrics_port for name, node in nodes.items()})
-        self.echo("streaming finality logs; Ctrl-C stops the testnet" + self._duration_note())
+        self.note("streaming finality logs; Ctrl-C stops the testnet" + self._duration_note())
         self.hooks.started(self)
 
     def _start_prometheus(self, targets: dict[str, int]) -> None:
         config, self.prometheus = start_prometheus(self.layout, targets)
         if self.prometheus is None:
-            self.echo(
+            self.note(
                 f"  prometheus: not installed (apt install prometheus); scrape config written to {config}"
             )
         else:
-            self.echo(
+            self.note(
                 f"  prometheus: {self.prometheus.url} (pid {self.prometheus.pid}), scrape config {config}"
             )
 
@@ -410,7 +419,7 @@ class Supervisor:
                 (n.pid, n.command, self._child_of(n)) for n in state.nodes.values() if self._alive(n.name, n)
             ]
             if live:
-                self.echo(f"stopping {len(live)} node(s)...")
+                self.note(f"stopping {len(live)} node(s)...")
             stop_processes(live, force=lambda: self.signals > 1)
         if self.relay is not None:  # after the nodes (they leave cleanly), before the broker
             stop_processes([(self.relay.pid, None, self.relay)], force=lambda: self.signals > 1)
