@@ -396,6 +396,21 @@ def test_commands_needing_a_testnet_refuse_a_missing_dir_without_creating_it(
     assert not missing.exists()
 
 
+def test_down_stops_what_a_killed_up_left_running(fake_testnet: Layout) -> None:
+    with locked_state(fake_testnet) as state:
+        state.supervisor_pid = None  # its `up` is gone; its nodes still run
+    result = run("testnet", "down", "--dir", fake_testnet.root)
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.strip()
+        == f"the up of {fake_testnet.root} was gone; stopped 2 process(es) it left running"
+    )
+    state = read_state(fake_testnet)
+    assert all(process_state(n.pid, SLEEPER) == "dead" for n in state.nodes.values())
+    assert {n.status for n in state.nodes.values()} == {STOPPED}
+    assert "nothing to stop" in run("testnet", "down", "--dir", fake_testnet.root).output
+
+
 def test_status_shows_processes_heights_and_penalties(fake_testnet: Layout) -> None:
     fake_testnet.logs.mkdir(parents=True, exist_ok=True)
     slash = {"event": "slashed", "node": "v1", "ts": time.time(), "height": 4, "validator": "v2", "amount": 5}

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from network.testnet.brokercheck import live_node
+from network.testnet.layout import read_state
+from network.testnet.processes import process_state
 from network.transport.broker import BrokerProcess
 from node.core.envelopes import status_bytes
 from node.core.keys import Keypair
@@ -81,3 +83,30 @@ def test_quiet_up_prints_only_the_summary(tmp_path: Path) -> None:
     assert "safety OK" in proc.stdout and proc.stderr == ""
     for needle in ("testnet posnet-local", "relay", "pid", "streaming", "stopping", "finalized h"):
         assert needle not in proc.stdout, proc.stdout
+
+
+# ------------------------------------------------------------------ account names, and down
+
+
+@pytest.mark.integration
+@pytest.mark.broker
+def test_transfer_to_an_account_by_name_then_down_stops_the_testnet(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    up = ["--validators", "2", "--accounts", "2", "--slot-ms", "200", "--quiet", "--broker", "mosquitto"]
+    with running_testnet(tmp_path, directory, ["v1", "v2"], [*up, "--duration", "600"]) as net:
+        net.wait_for(lambda: min(net.height("v1"), net.height("v2")) >= 2, "the testnet finalizes")
+        key = net.layout.account_key(1)
+        sent = net.posnet("tx", "transfer", "a02", "7", "--dir", directory, "--key", key, "--timeout", "60")
+        assert "applied" in sent.stdout, sent.stdout
+        balance = net.posnet("query", "balance", "a02", "--dir", directory)
+        assert "1000007" in balance.stdout.replace(",", "").replace("_", ""), balance.stdout
+        pid = net.process.pid
+        stopped = net.posnet("testnet", "down", "--dir", directory)
+        assert stopped.stdout.strip() == f"stopped the testnet in {net.layout.root} (up pid {pid} exited)"
+        assert net.process.poll() is not None  # `up` has exited by the time `down` returns
+        assert "summary after" in net.output.read_text()  # it stopped as after a Ctrl-C, with its verdict
+        state = read_state(net.layout)
+        assert state.supervisor_pid is None
+        assert all(process_state(n.pid, n.command) == "dead" for n in state.nodes.values())
+        again = net.posnet("testnet", "down", "--dir", directory)
+        assert again.stdout.strip() == f"nothing to stop: no testnet is running in {net.layout.root}"

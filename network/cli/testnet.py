@@ -26,6 +26,7 @@ import click
 
 from network.cli.errors import UserError
 from network.testnet import perturb
+from network.testnet.down import DownResult, stop_testnet
 from network.testnet.errors import TestnetError
 from network.testnet.faultfile import NetworkFaults, read_applied
 from network.testnet.layout import (
@@ -232,6 +233,20 @@ def up(
         raise UserError("--time-scale only applies to a --scenario run")
     code = _run(lambda: run_up(config, click.echo))
     sys.exit(code)
+
+
+@testnet.command("down")
+@DIR_OPTION
+def down(directory: Path) -> None:
+    """Stop the testnet in DIR as Ctrl-C in its `up` terminal would, and wait until it has stopped.
+
+    Exits 0 once it stopped (or nothing ran), 1 when it still runs after a
+    minute (run it again to kill what is left), 2 when DIR holds no testnet.
+    """
+    result = _run(lambda: stop_testnet(Layout.of(directory)))
+    assert isinstance(result, DownResult)
+    click.echo(result.line)
+    sys.exit(0 if result.stopped else 1)
 
 
 def _run_scenario(config: UpConfig, path: Path, time_scale: float) -> int:
