@@ -420,10 +420,59 @@ def test_status_shows_processes_heights_and_penalties(fake_testnet: Layout) -> N
     result = run("status", "--dir", fake_testnet.root)
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("v")}
-    assert "alive" in rows["v1"] and " 4 " in rows["v1"] and "slashed 1" in rows["v1"]
+    assert (
+        "alive" in rows["v1"] and " 4 " in rows["v1"] and rows["v1"].split()[-2] == "-"
+    )  # v1 is not penalised
     assert "killed" in rows["v2"]
     assert "height 4: slashed v2 5" in result.output
     assert f"up pid {os.getpid()}" in result.output
+
+
+def test_status_names_the_jailed_validators_and_a_lost_quorum(tmp_path: Path) -> None:
+    """Each row says whether its own validator is out; one line says whether the rest can finalize."""
+    layout = Layout.of(tmp_path / "net")
+    names = ["v1", "v2", "v3", "v4"]
+    nodes = {name: NodeProc(name=name, command=SLEEPER, metrics_port=0, status=RUNNING) for name in names}
+    children = [spawn_node(layout, node) for node in nodes.values()]
+    try:
+        for node, child in zip(nodes.values(), children, strict=True):
+            node.pid = child.pid
+        me = cmdline(os.getpid())
+        broker = BrokerInfo(kind="external", url="mqtt://127.0.0.1:1")
+        write_state(
+            layout, TestnetState("fake", broker, nodes, supervisor_pid=os.getpid(), supervisor_command=me)
+        )
+        now = time.time()
+        jail = {"event": "jailed", "ts": now, "height": 9, "validator": "v3"}
+        logs = {
+            name: [
+                *chain(name, 9),
+                {**jail, "node": name},
+                {**jail, "node": name, "event": "slashed", "amount": 3},
+            ]
+            for name in names
+        }
+        logs["v1"].insert(
+            2, {"event": "jailed", "node": "v1", "ts": now - 50, "height": 2, "validator": "v4"}
+        )
+        logs["v1"].insert(
+            3, {"event": "unjailed", "node": "v1", "ts": now - 40, "height": 3, "validator": "v4"}
+        )
+        _write_logs(layout, logs)
+        result = run("status", "--dir", layout.root)
+        assert result.exit_code == 0, result.output
+        rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line[:2] in names}
+        assert rows["v3"][-2] == "jailed" and [rows[v][-2] for v in ("v1", "v2", "v4")] == ["-", "-", "-"]
+        assert "3 of 3 active validators online (v3 jailed): more than 2/3" in result.output
+        assert run("testnet", "pause", "v2", "--dir", layout.root).exit_code == 0
+        assert _eventually(lambda: process_state(nodes["v2"].pid, SLEEPER) == "paused")
+        paused = run("status", "--dir", layout.root).output
+        line = "2 of 3 active validators online (v3 jailed, v2 paused): no quorum, the chain cannot finalize"
+        assert line in paused.splitlines(), paused
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
 
 
 # ------------------------------------------------------------------ `testnet check` and `up` refusals
