@@ -297,6 +297,27 @@ def test_install_hint_outside_a_checkout_names_the_published_extra(monkeypatch: 
     assert extras.install_hint("report") == "pip install 'posnet[report]'"
 
 
+def test_faults_run_by_hand_are_shaded_and_listed_without_a_scenario(tmp_path: Path) -> None:
+    """`testnet kill v2` ... `restart v2` by hand log as scenario "manual": the report draws their window."""
+    layout = write_run(tmp_path / "net", scenario=False)
+    log = layout.logs / sc_log.SCENARIO_LOG
+    old_run = sc_log.step_event(sc.TimelineStep(action="kill", at_s=0.0, node="v1"), T0 - 500, "manual")
+    sc_log.append_event(log, old_run)  # a fault of an earlier run of this directory: not this run's
+    sc_log.append_event(
+        log, sc_log.step_event(sc.TimelineStep(action="kill", at_s=0.0, node="v2"), T0 + 8, "manual")
+    )
+    restart = sc.TimelineStep(action="restart", at_s=0.0, node="v2")
+    sc_log.append_event(log, sc_log.step_event(restart, T0 + 12, "manual"))
+    run = rp.load_run(layout)
+    windows = rp.fault_windows(run.timeline, run.end_ts)
+    assert [(w.label, w.start - run.t0, w.end) for w in windows] == [("v2 killed", 8.5, T0 + 12)]
+    result = CliRunner().invoke(
+        cli, ["testnet", "report", "--dir", str(layout.root), "--out", str(tmp_path / "r.png")]
+    )
+    assert "faults:\n     8.5 s ..   12.5 s  v2 killed\n" in result.output, result.output
+    assert "liveness after the last heal (restart at 12.5 s)" in result.output
+
+
 @pytest.mark.slow
 def test_report_without_a_scenario_defaults_to_dir_report_png(tmp_path: Path) -> None:
     layout = write_run(tmp_path / "net", scenario=False)
