@@ -7,6 +7,7 @@ through `posnet ...` commands and the nodes' logs.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +111,28 @@ def test_transfer_to_an_account_by_name_then_down_stops_the_testnet(tmp_path: Pa
         assert all(process_state(n.pid, n.command) == "dead" for n in state.nodes.values())
         again = net.posnet("testnet", "down", "--dir", directory)
         assert again.stdout.strip() == f"nothing to stop: no testnet is running in {net.layout.root}"
+
+
+# ------------------------------------------------------------------ --auto-unjail
+
+
+@pytest.mark.integration
+@pytest.mark.broker
+def test_auto_unjail_brings_a_jailed_validator_back_after_its_jail(tmp_path: Path) -> None:
+    """Paused long enough to be jailed, resumed: with --auto-unjail it is active again once the jail ends."""
+    names = ["v1", "v2", "v3", "v4"]
+    up = ["--validators", "4", "--slot-ms", "200", "--quiet", "--broker", "mosquitto", "--auto-unjail"]
+    with running_testnet(tmp_path, tmp_path / "net", names, [*up, "--duration", "900"], wait_s=180) as net:
+
+        def penalty(kind: str) -> list[dict[str, object]]:
+            return [e for e in net.events("v1", kind) if e.get("validator") == "v4"]
+
+        net.wait_for(lambda: net.height("v1") >= 3, "the testnet finalizes")
+        net.posnet("testnet", "pause", "v4", "--dir", net.directory)
+        net.wait_for(lambda: bool(penalty("jailed")), "v4 jailed for downtime")
+        net.posnet("testnet", "resume", "v4", "--dir", net.directory)
+        net.wait_for(lambda: bool(penalty("unjailed")), "v4 unjailed by the auto-unjail")
+        assert penalty("unjailed")[0]["height"] > penalty("jailed")[0]["height"]
+        assert "auto-unjail: sent v4's unjail" in net.output.read_text()
+        pool = net.posnet("query", "pool", "v4", "--dir", net.directory, "--json")
+        assert json.loads(pool.stdout)["pool"]["status"] == "active", pool.stdout

@@ -170,6 +170,11 @@ def testnet() -> None:
     help="connect nodes through the fault relay (delay/drop/partition); off: straight to the broker",
 )
 @click.option(
+    "--auto-unjail",
+    is_flag=True,
+    help="for long soaks: send a jailed validator's unjail (signed with its owner key) once its jail has ended",
+)
+@click.option(
     "--scenario",
     "scenario_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -199,6 +204,7 @@ def up(
     accounts: int | None,
     prometheus: bool,
     netfaults: bool,
+    auto_unjail: bool,
     scenario_file: Path | None,
     time_scale: float,
 ) -> None:
@@ -226,6 +232,7 @@ def up(
         accounts=accounts,
         prometheus=prometheus,
         processes=processes,
+        auto_unjail=auto_unjail,
     )
     if processes is not None and processes > validators and scenario_file is None:
         raise UserError(f"--processes {processes}: at most --validators ({validators})")

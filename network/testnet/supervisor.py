@@ -62,6 +62,7 @@ from network.testnet.services import (
     start_testnet_broker,
 )
 from network.testnet.setup import prepare
+from network.testnet.unjail import AutoUnjail
 from network.transport.broker import BrokerProcess
 from node.core.behaviours import HONEST
 from node.runtime.eventlog import format_pretty
@@ -92,6 +93,7 @@ class UpConfig:
     accounts: int | None = None  # a new genesis funds this many accounts (DIR/accounts/), for `testnet load`
     prometheus: bool = False  # write a scrape config for the nodes and start a local Prometheus if installed
     processes: int | None = None  # node processes the validators are spread over (None: one each)
+    auto_unjail: bool = False  # send each jailed validator's unjail once the ledger allows it
 
 
 def check_same_placement(layout: Layout, hosts: dict[str, list[str]]) -> None:
@@ -202,6 +204,7 @@ class Supervisor:
         self.relay: subprocess.Popen[bytes] | None = None
         self.relay_failed = False
         self.prometheus: PrometheusInfo | None = None
+        self.unjailer: AutoUnjail | None = None
         self.state: TestnetState | None = None
         self.tails: dict[str, LogTail] = {}
         self.failures: list[str] = []
@@ -320,6 +323,10 @@ class Supervisor:
             self.note(f"  {node.name}: pid {node.pid}, metrics :{node.metrics_port}{note}")
         write_state(layout, self.state)
         self.recorded = True
+        if config.auto_unjail:
+            self.unjailer = AutoUnjail(layout, doc, info.url, self.echo)
+            self.unjailer.start(self.state)
+            self.note("  auto-unjail: a jailed validator's unjail is sent once its jail has ended")
         if config.prometheus:
             self._start_prometheus({name: node.metrics_port for name, node in nodes.items()})
         self.note("streaming finality logs; Ctrl-C stops the testnet" + self._duration_note())
@@ -360,6 +367,8 @@ class Supervisor:
         with contextlib.suppress(TestnetError):
             self.state = read_state(self.layout)  # fault commands from other terminals edit it
         assert self.state is not None
+        if self.unjailer is not None:
+            self.unjailer.update(self.state)
         for name, node in self.state.nodes.items():
             self._reap(name, node)
             if node.status not in (RUNNING, PAUSED) or self._alive(name, node):
@@ -409,6 +418,8 @@ class Supervisor:
 
     def _stop(self) -> None:
         """Nodes first (so they leave the broker cleanly), then the broker; record the outcome."""
+        if self.unjailer is not None:
+            self.unjailer.stop()
         state = self.state
         if state is not None:
             if self.recorded:
