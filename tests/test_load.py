@@ -7,8 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from network.cli import cli
+from network.hosts.pki import make_ca
+from network.testnet.layout import BrokerInfo, Layout, NodeProc, TestnetState, write_state
 from network.testnet.load import LoadError, parse_mix
+from network.testnet.setup import prepare
 from network.transport.broker import mosquitto_available
 from tests.support.user_testnet import UserTestnet, running_testnet
 
@@ -61,3 +66,45 @@ def test_a_testnet_without_funded_accounts_is_refused_in_one_line(net: UserTestn
         assert "--accounts N" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     finally:
         (tmp_path / "accounts").rename(moved)
+
+
+# ------------------------------------------------------------------ TLS options, as `posnet tx` has them
+
+
+@pytest.fixture
+def recorded_testnet(tmp_path: Path) -> Path:
+    """A testnet directory with funded accounts and a testnet.json (nothing runs: refusals come first)."""
+    layout = Layout.of(tmp_path / "net")
+    doc = prepare(layout, 2, None, None, accounts=2)
+    nodes = {"v1": NodeProc("v1", ["gone"], 1), "v2": NodeProc("v2", ["gone"], 2)}
+    write_state(layout, TestnetState(doc.chain_id, BrokerInfo("mosquitto", "mqtt://127.0.0.1:1"), nodes))
+    return layout.root
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (
+            ["--tls-ca", "{ca}"],
+            "broker URL 'mqtt://127.0.0.1:1': TLS files given but the URL is not mqtts://",
+        ),
+        (
+            ["--broker", "mqtts://127.0.0.1:1"],
+            "broker URL 'mqtts://127.0.0.1:1': mqtts needs a CA file (--tls-ca)",
+        ),
+        (["--broker", "mqtts://127.0.0.1:1", "--tls-cert", "{ca}"], "--tls-cert and --tls-key need --tls-ca"),
+        (["--broker", "mqtts://127.0.0.1:1", "--tls-ca", "{tmp}/nope.pem"], "nope.pem"),
+        (["--broker", "carrier-pigeon"], "--broker:"),
+    ],
+)
+def test_load_takes_the_tls_options_of_posnet_tx(
+    recorded_testnet: Path, tmp_path: Path, extra: list[str], needle: str
+) -> None:
+    ca = tmp_path / "ca.pem"
+    make_ca().write(ca, tmp_path / "ca.key")
+    args = [a.format(ca=ca, tmp=tmp_path) for a in extra]
+    result = CliRunner().invoke(
+        cli, ["testnet", "load", "--dir", str(recorded_testnet), "--node", "v1", *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from network.cli import cli
+from network.testnet import extras
 from network.testnet import live as wt
 from network.testnet import report as rp
 from network.testnet import scenario as sc
@@ -273,8 +274,48 @@ def test_report_without_matplotlib_still_prints_the_summary_and_says_how_to_get_
     monkeypatch.setattr(rp, "matplotlib_available", lambda: False)
     result = CliRunner().invoke(cli, ["testnet", "report", "--dir", str(layout.root)])
     assert result.exit_code == 0, result.output
-    assert "PASS safety" in result.output and "posnet[report]" in result.output
+    assert "PASS safety" in result.output and "pip install" in result.output and "[report]" in result.output
     assert "wrote" not in result.output and not (layout.root / "report.png").exists()
+
+
+def test_report_without_matplotlib_in_a_checkout_says_pip_install_editable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tests run from a checkout, installed editable: the index's `posnet[report]` is the wrong advice."""
+    layout = write_run(tmp_path / "net")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    result = CliRunner().invoke(cli, ["testnet", "report", "--dir", str(layout.root)])
+    assert result.exit_code == 0, result.output
+    assert f"pip install -e '.[report]' in {extras.SOURCE_ROOT}" in result.output
+    assert "posnet[report]" not in result.output
+    assert (extras.SOURCE_ROOT / "pyproject.toml").is_file() and extras.installed_editable()
+
+
+def test_install_hint_outside_a_checkout_names_the_published_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extras, "installed_editable", lambda: False)
+    monkeypatch.setattr(extras, "SOURCE_ROOT", Path("/nonexistent-site-packages"))
+    assert extras.install_hint("report") == "pip install 'posnet[report]'"
+
+
+def test_faults_run_by_hand_are_shaded_and_listed_without_a_scenario(tmp_path: Path) -> None:
+    """`testnet kill v2` ... `restart v2` by hand log as scenario "manual": the report draws their window."""
+    layout = write_run(tmp_path / "net", scenario=False)
+    log = layout.logs / sc_log.SCENARIO_LOG
+    old_run = sc_log.step_event(sc.TimelineStep(action="kill", at_s=0.0, node="v1"), T0 - 500, "manual")
+    sc_log.append_event(log, old_run)  # a fault of an earlier run of this directory: not this run's
+    sc_log.append_event(
+        log, sc_log.step_event(sc.TimelineStep(action="kill", at_s=0.0, node="v2"), T0 + 8, "manual")
+    )
+    restart = sc.TimelineStep(action="restart", at_s=0.0, node="v2")
+    sc_log.append_event(log, sc_log.step_event(restart, T0 + 12, "manual"))
+    run = rp.load_run(layout)
+    windows = rp.fault_windows(run.timeline, run.end_ts)
+    assert [(w.label, w.start - run.t0, w.end) for w in windows] == [("v2 killed", 8.5, T0 + 12)]
+    result = CliRunner().invoke(
+        cli, ["testnet", "report", "--dir", str(layout.root), "--out", str(tmp_path / "r.png")]
+    )
+    assert "faults:\n     8.5 s ..   12.5 s  v2 killed\n" in result.output, result.output
+    assert "liveness after the last heal (restart at 12.5 s)" in result.output
 
 
 @pytest.mark.slow

@@ -179,6 +179,37 @@ def test_prepare_refuses_to_contradict_an_existing_genesis(
         prepare(layout, validators, chain_id, slot_ms)
 
 
+@pytest.mark.parametrize(
+    ("made", "asked", "needle"),
+    [
+        ({}, {"accounts": 3}, "funds 0 accounts, not --accounts 3"),
+        ({"accounts": 2}, {"accounts": 0}, "funds 2 accounts, not --accounts 0"),
+        ({}, {"cold_keys": True}, "no separate owner keys, not --cold-keys"),
+    ],
+)
+def test_prepare_refuses_genesis_only_options_the_genesis_lacks(
+    tmp_path: Path, made: dict[str, Any], asked: dict[str, Any], needle: str
+) -> None:
+    layout = Layout.of(tmp_path)
+    prepare(layout, 2, None, None, **made)
+    prepare(layout, 2, None, None)  # not asked for: nothing to contradict
+    prepare(layout, 2, None, None, **made)  # asked for what it has
+    with pytest.raises(TestnetError, match=f"{layout.genesis}.*{needle}.*fresh --dir"):
+        prepare(layout, 2, None, None, **asked)
+
+
+def test_up_refuses_accounts_on_an_existing_dir_in_one_line(tmp_path: Path) -> None:
+    layout = Layout.of(tmp_path / "net")
+    prepare(layout, 2, None, None)
+    result = run(
+        "testnet", "up", "--validators", "2", "--dir", layout.root, "--accounts", "4", "--duration", "1"
+    )
+    assert result.exit_code == 2, result.output
+    assert "not --accounts 4; use a fresh --dir" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not layout.state.exists() and not layout.account_key(1).exists()
+
+
 def test_prepare_refuses_a_key_that_does_not_match_genesis(tmp_path: Path) -> None:
     layout = Layout.of(tmp_path)
     prepare(layout, 2, None, None)
@@ -340,6 +371,46 @@ def test_fault_commands_name_unknown_nodes_and_missing_testnets(fake_testnet: La
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["kill", "v1"],
+        ["restart", "v1"],
+        ["pause", "v1"],
+        ["resume", "v1"],
+        ["behave", "v1", "silent"],
+        ["heal"],
+        ["delay", "v1", "100"],
+        ["drop", "v1", "0.5"],
+        ["partition", "v1", "v2"],
+    ],
+)
+def test_commands_needing_a_testnet_refuse_a_missing_dir_without_creating_it(
+    tmp_path: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "no-such-net"
+    result = run("testnet", *args, "--dir", missing)
+    assert result.exit_code == 2, result.output
+    assert "not found: start a testnet there first" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not missing.exists()
+
+
+def test_down_stops_what_a_killed_up_left_running(fake_testnet: Layout) -> None:
+    with locked_state(fake_testnet) as state:
+        state.supervisor_pid = None  # its `up` is gone; its nodes still run
+    result = run("testnet", "down", "--dir", fake_testnet.root)
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.strip()
+        == f"the up of {fake_testnet.root} was gone; stopped 2 process(es) it left running"
+    )
+    state = read_state(fake_testnet)
+    assert all(process_state(n.pid, SLEEPER) == "dead" for n in state.nodes.values())
+    assert {n.status for n in state.nodes.values()} == {STOPPED}
+    assert "nothing to stop" in run("testnet", "down", "--dir", fake_testnet.root).output
+
+
 def test_status_shows_processes_heights_and_penalties(fake_testnet: Layout) -> None:
     fake_testnet.logs.mkdir(parents=True, exist_ok=True)
     slash = {"event": "slashed", "node": "v1", "ts": time.time(), "height": 4, "validator": "v2", "amount": 5}
@@ -349,10 +420,59 @@ def test_status_shows_processes_heights_and_penalties(fake_testnet: Layout) -> N
     result = run("status", "--dir", fake_testnet.root)
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("v")}
-    assert "alive" in rows["v1"] and " 4 " in rows["v1"] and "slashed 1" in rows["v1"]
+    assert (
+        "alive" in rows["v1"] and " 4 " in rows["v1"] and rows["v1"].split()[-2] == "-"
+    )  # v1 is not penalised
     assert "killed" in rows["v2"]
     assert "height 4: slashed v2 5" in result.output
     assert f"up pid {os.getpid()}" in result.output
+
+
+def test_status_names_the_jailed_validators_and_a_lost_quorum(tmp_path: Path) -> None:
+    """Each row says whether its own validator is out; one line says whether the rest can finalize."""
+    layout = Layout.of(tmp_path / "net")
+    names = ["v1", "v2", "v3", "v4"]
+    nodes = {name: NodeProc(name=name, command=SLEEPER, metrics_port=0, status=RUNNING) for name in names}
+    children = [spawn_node(layout, node) for node in nodes.values()]
+    try:
+        for node, child in zip(nodes.values(), children, strict=True):
+            node.pid = child.pid
+        me = cmdline(os.getpid())
+        broker = BrokerInfo(kind="external", url="mqtt://127.0.0.1:1")
+        write_state(
+            layout, TestnetState("fake", broker, nodes, supervisor_pid=os.getpid(), supervisor_command=me)
+        )
+        now = time.time()
+        jail = {"event": "jailed", "ts": now, "height": 9, "validator": "v3"}
+        logs = {
+            name: [
+                *chain(name, 9),
+                {**jail, "node": name},
+                {**jail, "node": name, "event": "slashed", "amount": 3},
+            ]
+            for name in names
+        }
+        logs["v1"].insert(
+            2, {"event": "jailed", "node": "v1", "ts": now - 50, "height": 2, "validator": "v4"}
+        )
+        logs["v1"].insert(
+            3, {"event": "unjailed", "node": "v1", "ts": now - 40, "height": 3, "validator": "v4"}
+        )
+        _write_logs(layout, logs)
+        result = run("status", "--dir", layout.root)
+        assert result.exit_code == 0, result.output
+        rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line[:2] in names}
+        assert rows["v3"][-2] == "jailed" and [rows[v][-2] for v in ("v1", "v2", "v4")] == ["-", "-", "-"]
+        assert "3 of 3 active validators online (v3 jailed): more than 2/3" in result.output
+        assert run("testnet", "pause", "v2", "--dir", layout.root).exit_code == 0
+        assert _eventually(lambda: process_state(nodes["v2"].pid, SLEEPER) == "paused")
+        paused = run("status", "--dir", layout.root).output
+        line = "2 of 3 active validators online (v3 jailed, v2 paused): no quorum, the chain cannot finalize"
+        assert line in paused.splitlines(), paused
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
 
 
 # ------------------------------------------------------------------ `testnet check` and `up` refusals

@@ -34,14 +34,15 @@ from network.testnet.layout import (
 )
 from network.testnet.logtail import LogTail
 from network.testnet.processes import cmdline
+from network.testnet.setup import prepare
 from network.testnet.submit import wait_for_outcome
-from network.testnet.target import Target, protocol_of, target_from_dir
+from network.testnet.target import ClientError, Target, protocol_of, target_from_dir
 from network.transport.broker import BrokerProcess, start_broker
 from node.core.admission import AdmissionContext, TxMsg, admit
 from node.core.channels import TX
 from node.core.genesis import Genesis as GenesisDoc
 from node.core.genesis import GenesisAccount, GenesisValidator, Params, genesis_to_toml, load_genesis
-from node.core.keys import Keypair, save_key_file
+from node.core.keys import Keypair, load_key_file, save_key_file
 from node.core.query import supply_view
 from node.core.state import ChainState, genesis_state
 from node.core.tx import Transfer, decode_tx, verify_tx
@@ -306,6 +307,20 @@ def test_dir_mode_finds_the_running_node_its_broker_and_protocol(served: Served,
     assert protocol_of(state, state.nodes["v2"]) == 311
     assert target.log_path == layout.log("v2") and target.names["v3"] == VALIDATORS["v3"].address
     assert "unknown node" in one_line_error(run("query", "supply", "--dir", layout.root, "--node", "v9"))
+
+
+def test_dir_mode_knows_the_account_names_up_made(tmp_path: Path) -> None:
+    """`up --accounts 3` names its accounts a01..a03: a recipient named so is found in the directory."""
+    layout = Layout.of(tmp_path / "net")
+    doc = prepare(layout, 2, None, None, accounts=3)
+    nodes = {"v1": NodeProc(name="v1", command=["gone"], metrics_port=1), "v2": NodeProc("v2", ["gone"], 2)}
+    write_state(layout, TestnetState(doc.chain_id, BrokerInfo("embedded", "mqtt://127.0.0.1:1883"), nodes))
+    target = target_from_dir(layout.root, "v1")
+    a02 = load_key_file(layout.account_key(2))[1].address
+    assert parse_account("a02", target) == a02 and a02 == doc.accounts[1].address
+    assert parse_account("v2", target) == doc.validators[1].address
+    with pytest.raises(ClientError, match=r"a04.*pool or account name.*a01, a02, a03, v1, v2"):
+        parse_account("a04", target)
 
 
 # ------------------------------------------------------------------ helpers and genesis

@@ -24,6 +24,7 @@ from network.cli.progress import BarProgress
 from network.econ import runs
 from network.econ.config import EconError, EconomyConfig, load_economy
 from network.fleet.dask_sweep import Fleet, FleetError, map_on_dask
+from network.testnet.extras import install_hint
 
 
 @click.group()
@@ -131,7 +132,7 @@ def econ_report(file: Path, out: Path | None) -> None:
     try:
         from network.econ.plot import plot_run
     except ImportError:
-        raise UserError("the PNG needs matplotlib: pip install 'posnet[report]'") from None
+        raise UserError(f"the PNG needs matplotlib: {install_hint('report')}") from None
     target = out or file.with_suffix(".png")
     plot_run(records, target, f"posnet economy: {file.stem}")
     click.echo(f"wrote {target}")

@@ -12,17 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import aiomqtt
 import click
 
+from network.cli.chain import with_options
 from network.cli.errors import UserError
 from network.cli.testnet import DIR_OPTION
+from network.cli.tls_options import TLS_OPTIONS, tls_context
 from network.testnet.client import QueryClient
 from network.testnet.layout import Layout
 from network.testnet.load import DEFAULT_MIX, Account, LoadError, LoadGenerator, load_accounts, parse_mix
 from network.testnet.target import ClientError, target_from_dir
+from network.transport.tls import split_broker_url
 
 
 @click.command("load")
@@ -43,6 +47,12 @@ from network.testnet.target import ClientError, target_from_dir
 )
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the counts as one JSON object")
+@click.option(
+    "--broker",
+    default=None,
+    help="publish to this broker instead of the one DIR records, e.g. its mqtts://HOST:PORT listener",
+)
+@with_options(TLS_OPTIONS)
 def load(
     directory: Path,
     node_name: str | None,
@@ -52,11 +62,30 @@ def load(
     drain: float,
     seed: int,
     as_json: bool,
+    broker: str | None,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
-    """Sign and publish transactions from the testnet's funded accounts; report what the chain did with them."""
+    """Sign and publish transactions from the testnet's funded accounts; report what the chain did with them.
+
+    The --tls-* files are those `posnet tx` takes, for a broker reached over
+    TLS (--broker mqtts://...); the node followed is still DIR's.
+    """
     try:
         weights = parse_mix(mix)
         target = target_from_dir(directory, node_name)
+    except (LoadError, ClientError) as exc:
+        raise UserError(str(exc)) from None
+    if broker is not None:
+        try:
+            split_broker_url(broker)
+        except ValueError as exc:
+            raise UserError(f"--broker: {exc}") from None
+        target = replace(target, broker_url=broker, mqtt_protocol=None)  # its version is asked, not assumed
+    assert target.broker_url is not None
+    tls = tls_context(target.broker_url, tls_ca, tls_cert, tls_key)
+    try:
         client = QueryClient(target)
         keys = load_accounts(Layout.of(directory).account_keys())
         accounts = []
@@ -65,7 +94,7 @@ def load(
             accounts.append(Account(keypair, int(answer["nonce"]), int(answer["balance"])))
         assert target.genesis is not None
         pools = [v.address for v in target.genesis.validators]
-        generator = LoadGenerator(target, target.genesis.chain_id, accounts, pools, weights, seed)
+        generator = LoadGenerator(target, target.genesis.chain_id, accounts, pools, weights, seed, tls)
         report = asyncio.run(generator.run(tps, duration, drain))
     except (LoadError, ClientError) as exc:
         raise UserError(str(exc)) from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import click
 
 from network.cli.errors import UserError
 from network.testnet import perturb
+from network.testnet.down import DownResult, stop_testnet
 from network.testnet.errors import TestnetError
 from network.testnet.faultfile import NetworkFaults, read_applied
 from network.testnet.layout import (
@@ -38,6 +39,7 @@ from network.testnet.layout import (
     read_state,
 )
 from network.testnet.logcheck import (
+    Event,
     analyse_dir,
     describe_penalty,
     format_report,
@@ -48,10 +50,11 @@ from network.testnet.logcheck import (
 from network.testnet.perturb import describe_link, describe_partition, read_requested_faults
 from network.testnet.placement import MAX_VALIDATORS, describe_islands, hosted_note
 from network.testnet.processes import process_state
+from network.testnet.quorum import newest_stake, penalised, quorum
 from network.testnet.setup import DEFAULT_CHAIN_ID, DEFAULT_SLOT_MS
 from network.testnet.supervisor import UpConfig, run_up
 from node.core.behaviours import BEHAVIOURS
-from node.core.events import ACCOUNTABILITY_EVENTS
+from node.core.genesis import GenesisError, load_genesis
 
 DIR_OPTION = click.option(
     "--dir",
@@ -140,7 +143,7 @@ def testnet() -> None:
 @click.option(
     "--mqtt-protocol", type=click.Choice(["5", "311"]), default=None, help="[default: 5, or 311 for embedded]"
 )
-@click.option("--quiet", is_flag=True, help="do not stream node events, only the summary")
+@click.option("--quiet", is_flag=True, help="print only problems and the summary: no header, no node events")
 @click.option(
     "--prometheus",
     is_flag=True,
@@ -149,12 +152,14 @@ def testnet() -> None:
 @click.option(
     "--accounts",
     type=click.IntRange(0, 999),
-    default=0,
-    help="for a new genesis: fund this many accounts (keys in DIR/accounts/) for `posnet testnet load`",
+    default=None,
+    help="for a new genesis: fund this many accounts (keys in DIR/accounts/) for `posnet testnet load` "
+    "[default: 0]",
 )
 @click.option(
     "--cold-keys",
     is_flag=True,
+    default=None,  # not given: no check against an existing genesis
     help="for a new genesis: each pool's owner key in DIR/owners/ (funds, pool changes, rotations), "
     "a separate signing key on the node",
 )
@@ -163,6 +168,11 @@ def testnet() -> None:
     default=True,
     show_default=True,
     help="connect nodes through the fault relay (delay/drop/partition); off: straight to the broker",
+)
+@click.option(
+    "--auto-unjail",
+    is_flag=True,
+    help="for long soaks: send a jailed validator's unjail (signed with its owner key) once its jail has ended",
 )
 @click.option(
     "--scenario",
@@ -190,17 +200,20 @@ def up(
     chain_id: str | None,
     mqtt_protocol: str | None,
     quiet: bool,
-    cold_keys: bool,
-    accounts: int,
+    cold_keys: bool | None,
+    accounts: int | None,
     prometheus: bool,
     netfaults: bool,
+    auto_unjail: bool,
     scenario_file: Path | None,
     time_scale: float,
 ) -> None:
     """Start N validators and a broker, stream their finality, stop on Ctrl-C.
 
     Keys and genesis are created in DIR when absent and reused when present,
-    so the same testnet can be stopped and started again. Exits 1 when a node
+    so the same testnet can be stopped and started again; a genesis-only
+    option (--validators, --chain-id, --slot-ms, --accounts, --cold-keys)
+    that contradicts DIR's genesis is refused. Exits 1 when a node
     died unexpectedly or two nodes finalized different blocks at one height.
     """
     config = UpConfig(
@@ -219,6 +232,7 @@ def up(
         accounts=accounts,
         prometheus=prometheus,
         processes=processes,
+        auto_unjail=auto_unjail,
     )
     if processes is not None and processes > validators and scenario_file is None:
         raise UserError(f"--processes {processes}: at most --validators ({validators})")
@@ -228,6 +242,20 @@ def up(
         raise UserError("--time-scale only applies to a --scenario run")
     code = _run(lambda: run_up(config, click.echo))
     sys.exit(code)
+
+
+@testnet.command("down")
+@DIR_OPTION
+def down(directory: Path) -> None:
+    """Stop the testnet in DIR as Ctrl-C in its `up` terminal would, and wait until it has stopped.
+
+    Exits 0 once it stopped (or nothing ran), 1 when it still runs after a
+    minute (run it again to kill what is left), 2 when DIR holds no testnet.
+    """
+    result = _run(lambda: stop_testnet(Layout.of(directory)))
+    assert isinstance(result, DownResult)
+    click.echo(result.line)
+    sys.exit(0 if result.stopped else 1)
 
 
 def _run_scenario(config: UpConfig, path: Path, time_scale: float) -> int:
@@ -457,7 +485,11 @@ def report(directory: Path, out: Path | None) -> None:
 @click.command("status")
 @DIR_OPTION
 def status(directory: Path) -> None:
-    """Each node of a testnet: process state, height, round, age of its last event, penalties."""
+    """Each node of a testnet: process, height, round, last event, whether its validator is jailed.
+
+    Below: the penalties applied, and whether the active validators online
+    hold a quorum (more than 2/3 of the active stake) or the chain is stuck.
+    """
     layout = Layout.of(directory)
     state = _run(lambda: read_state(layout))
     assert isinstance(state, TestnetState)
@@ -502,33 +534,53 @@ def status_lines(layout: Layout, state: TestnetState, now: float) -> list[str]:
         f"broker {broker.kind} {broker.url}{broker_state}",
     ]
     faults, applied = _network_lines(layout, state, lines)
+    logs = {name: read_log(layout.log(name)).events for name in state.nodes}
+    marks = penalised(logs.values())
     rows = [["node", "pid", "process", "height", "round", "last event", "penalties", "network"]]
     shared = any(node.validators for node in state.nodes.values())
     if shared:  # processes host several validators: say which
         rows[0].append("validators")
-    all_events = []
+    offline: dict[str, str] = {}
     for name, node in state.nodes.items():
-        events = read_log(layout.log(name)).events
-        all_events.append(events)
-        summary = summarize_node(name, events)
+        summary = summarize_node(name, logs[name])
         last = "-"
         if summary.last_event is not None:
             age = _age(now - summary.last_ts) if summary.last_ts else "?"
             last = f"{summary.last_event} {age} ago"
-        penalties = ", ".join(
-            f"{k} {v}" for k, v in sorted(summary.counts.items()) if k in ACCOUNTABILITY_EVENTS
-        )
-        label = _process_label(node) + ("" if node.behaviour == "honest" else f" ({node.behaviour})")
+        process = _process_label(node)
+        if process != "alive":
+            offline.update(dict.fromkeys(node.hosted, process))
+        label = process + ("" if node.behaviour == "honest" else f" ({node.behaviour})")
         round_ = "-" if summary.last_round is None else str(summary.last_round)
         network = _network_cell(faults, applied, name)
         row = [name, str(node.pid or "-"), label, str(summary.max_height), round_, last]
-        rows.append([*row, penalties or "-", network, *([_span(node.hosted)] if shared else [])])
+        rows.append([*row, _marks_cell(node, marks), network, *([_span(node.hosted)] if shared else [])])
     lines.extend(_table(rows, right_aligned={1, 3, 4}))
-    penalties = unique_penalties(all_events)
+    penalties = unique_penalties(list(logs.values()))
     if penalties:
         lines.append("penalties applied:")
         lines.extend(f"  {describe_penalty(e)}" for e in penalties)
+    if up_alive:  # whether the chain can finalize now: said of a running testnet only
+        lines.append(quorum(_stakes(layout, state, logs.values()), marks, offline).line())
     return lines
+
+
+def _marks_cell(node: NodeProc, marks: dict[str, set[str]]) -> str:
+    """The node's own validators that are jailed or tombstoned now (`jailed`, or `v5 jailed` for a process)."""
+    out = [(v, " ".join(sorted(marks[v]))) for v in node.hosted if marks.get(v)]
+    if node.hosted == [node.name]:
+        return out[0][1] if out else "-"
+    return ", ".join(f"{v} {m}" for v, m in out) or "-"
+
+
+def _stakes(layout: Layout, state: TestnetState, logs: Iterable[list[Event]]) -> dict[str, int]:
+    """Each validator's stake: the genesis's, updated by the newest epoch logged (equal without either)."""
+    try:
+        stakes = {v.name: v.stake for v in load_genesis(layout.genesis).validators}
+    except GenesisError:
+        stakes = {v: 1 for vs in state.hosts.values() for v in vs}
+    newest = newest_stake(logs) or {}
+    return {name: newest.get(name, stake) for name, stake in stakes.items()}
 
 
 def _span(validators: list[str]) -> str:

@@ -295,7 +295,7 @@ def tx() -> None:
 @click.argument("amount", type=click.IntRange(1))
 @with_options(TX_OPTIONS)
 def tx_transfer(to: str, amount: int, **kwargs: Any) -> None:
-    """Send AMOUNT of the sender's liquid balance to TO (address, public key, key file or pool name)."""
+    """Send AMOUNT of the sender's liquid balance to TO (address, public key, key file, pool or account name)."""
     submission = Submission.prepare(_tx_options(kwargs))
     recipient = submission.address(to)
     submit(submission, lambda nonce: Transfer(nonce, recipient, amount))

@@ -58,7 +58,7 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
 
 
 def parse_account(text: str, target: Target | None = None, client: QueryClient | None = None) -> bytes:
-    """An address from 40 hex digits, a 64-hex public key, a pool name, or a key file.
+    """An address from 40 hex digits, a 64-hex public key, a pool or account name, or a key file.
 
     Pool names come from the genesis first, then (only if needed) from the
     node's pool list, which also knows pools registered by transaction.
@@ -84,7 +84,7 @@ def parse_account(text: str, target: Target | None = None, client: QueryClient |
         if raw in names:
             return names[raw]
     raise ClientError(
-        f"{text!r} is not an address (40 hex digits), a public key, a key file or a pool name"
+        f"{text!r} is not an address (40 hex digits), a public key, a key file, or a pool or account name"
         + (f" ({', '.join(sorted(names))})" if names else "")
     )
 

@@ -199,15 +199,20 @@ class TestnetState:
         )
 
 
+def no_testnet(layout: Layout) -> TestnetError:
+    """The error of a command that needs a testnet where none was started."""
+    return TestnetError(
+        f"{layout.state} not found: start a testnet there first with `posnet testnet up --dir {layout.root}`"
+    )
+
+
 def read_state(layout: Layout) -> TestnetState:
     """The recorded testnet; TestnetError with a hint when there is none."""
     try:
         raw = json.loads(layout.state.read_text())
         return TestnetState.from_json(raw)
     except FileNotFoundError:
-        raise TestnetError(
-            f"{layout.state} not found: start a testnet there first with `posnet testnet up --dir {layout.root}`"
-        ) from None
+        raise no_testnet(layout) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise TestnetError(f"{layout.state}: unreadable ({type(exc).__name__}: {exc})") from None
 
@@ -221,8 +226,14 @@ def write_state(layout: Layout, state: TestnetState) -> None:
 
 @contextlib.contextmanager
 def testnet_lock(layout: Layout) -> Iterator[None]:
-    """The exclusive lock every read-modify-write of the directory's state files takes."""
-    layout.root.mkdir(parents=True, exist_ok=True)
+    """The exclusive lock every read-modify-write of the directory's state files takes.
+
+    The directory must exist: the lock is taken by commands that act on a
+    testnet, and one pointed at a mistyped --dir must refuse without leaving
+    a directory (and a lock file in it) behind. `up` creates it first.
+    """
+    if not layout.root.is_dir():
+        raise no_testnet(layout)
     with open(layout.lock, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

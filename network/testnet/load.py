@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import statistics
 import time
 from collections import Counter
@@ -143,6 +144,7 @@ class LoadGenerator:
         pools: list[bytes],
         mix: dict[str, int],
         seed: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if len(accounts) < 2:
             raise LoadError(
@@ -151,6 +153,7 @@ class LoadGenerator:
         if target.broker_url is None or target.log_path is None:
             raise LoadError("the load needs the testnet's broker and a node's log: pass --dir")
         self.target, self.chain_id, self.accounts, self.pools = target, chain_id, accounts, pools
+        self.tls = tls  # for an mqtts:// broker (`testnet load --broker mqtts://... --tls-ca ...`)
         self.kinds = [k for k in KINDS if mix.get(k)]
         self.weights = [mix[k] for k in self.kinds]
         self.rng = random.Random(seed)
@@ -158,7 +161,7 @@ class LoadGenerator:
         self.tail = LogTail(target.log_path)
 
     async def run(self, tps: float, duration_s: float, drain_s: float) -> LoadReport:
-        async with await broker_client(self.target, "load") as client:
+        async with await broker_client(self.target, "load", tls=self.tls) as client:
             started = time.monotonic()
             count = int(tps * duration_s)
             for i in range(count):

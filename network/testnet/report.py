@@ -1,7 +1,7 @@
 """`posnet testnet report`: a picture and a summary of one testnet run, from its directory alone.
 
 The run is read back from what it left behind: the node logs (DIR/logs/vI.jsonl),
-the scenario's step log (DIR/logs/scenario.jsonl, when the run had a scenario)
+the step log (DIR/logs/scenario.jsonl: a scenario's steps, or faults run by hand)
 and testnet.json (which validators were Byzantine, when the run started). So a
 report can be made after the fact, on another machine, from a copied directory.
 
@@ -16,7 +16,7 @@ run's timeline started):
   measures the outage, not finality);
 - per node, when it was down (from its own log: a crash is a gap closed by a
   `started`), and its round timeouts as ticks;
-and, across all panels, the scenario's fault windows shaded and the penalties
+and, across all panels, the fault windows shaded (a scenario's, or those run by hand) and the penalties
 as labelled vertical lines.
 
 Just past 500 lines: one figure and the summary printed beside it, which
@@ -36,6 +36,7 @@ from pathlib import Path
 from network.testnet import scenario as sc
 from network.testnet import scenario_checks as checks
 from network.testnet.errors import TestnetError
+from network.testnet.extras import install_hint
 from network.testnet.layout import DIED, KILLED, Layout, TestnetState, read_state
 from network.testnet.live import WatchState, fold, stake_line
 from network.testnet.logcheck import (
@@ -130,8 +131,8 @@ def load_run(layout: Layout) -> RunData:
         start, t0 = run_start, float(began["ts"])
         with contextlib.suppress(sc.ScenarioError, KeyError, TypeError, ValueError):
             scenario = sc.parse_scenario(began["spec"]).scaled(float(began.get("time_scale", 1.0)))
-    else:
-        timeline, t0 = [], start
+    else:  # no scenario in this run: the faults run by hand (`testnet kill ...`) are its timeline
+        timeline, t0 = manual_steps(layout.logs / SCENARIO_LOG, start), start
     logs = {name: checks.since(events, start) for name, events in history.items()}
     if not t0:
         t0 = min((float(e["ts"]) for events in logs.values() for e in events[:1]), default=0.0)
@@ -160,6 +161,23 @@ def load_run(layout: Layout) -> RunData:
         history=history,
         hosts={n.name: n.validators for n in state.nodes.values() if n.validators} if state else {},
     )
+
+
+def manual_steps(path: Path, since: float) -> list[Event]:
+    """The faults and repairs run by hand (`posnet testnet kill v3`, `heal`, ...) from `since` on.
+
+    Fault commands log to the step log as a scenario step is logged, named
+    scenario "manual", so a run without a scenario still has fault windows
+    to shade; a scenario run's own steps (and a stale scenario's) are not these.
+    """
+    return [
+        e
+        for e in read_log(path).events
+        if e.get("scenario") == "manual"
+        and e.get("event") in ("fault", "heal")
+        and isinstance(e.get("ts"), int | float)
+        and float(e["ts"]) >= since
+    ]
 
 
 # ------------------------------------------------------------------ pure analysis
@@ -529,7 +547,7 @@ def make_report(layout: Layout, out: Path | None = None) -> tuple[list[str], boo
         raise TestnetError(f"no node events in {layout.logs}: nothing to report")
     lines, ok = summary_lines(run)
     if not matplotlib_available():
-        lines.append("no PNG: drawing it needs matplotlib (pip install 'posnet[report]')")
+        lines.append(f"no PNG: drawing it needs matplotlib ({install_hint('report')})")
         return lines, ok, None
     path = plot(run, out if out is not None else layout.root / "report.png")
     return lines, ok, path

@@ -149,7 +149,7 @@ class ScenarioRun(RunHooks):
                 "spec": _jsonable(self.scenario.raw),
             }
         )
-        supervisor.echo(
+        supervisor.note(
             f"scenario {self.scenario.name}: {len(self.pending)} step(s) over "
             f"{supervisor.config.duration:g} s{scale}"
         )
@@ -163,7 +163,7 @@ class ScenarioRun(RunHooks):
             step = self.pending.pop(0)
             where = hosted_note(supervisor.state.hosts, step.node) if step.node and supervisor.state else ""
             where = f" ({where.removesuffix(': ')})" if where else ""  # `(v3 runs in p2 with v4)`
-            supervisor.echo(
+            supervisor.echo(  # the timeline's steps print even with --quiet: they are what the run did
                 style(f"== scenario {elapsed:6.1f} s: {step.describe()}{where}", fg="cyan", bold=True)
             )
             ts = time.time()

@@ -36,8 +36,8 @@ def prepare(
     validators: int,
     chain_id: str | None,
     slot_ms: int | None,
-    cold_keys: bool = False,
-    accounts: int = 0,
+    cold_keys: bool | None = None,
+    accounts: int | None = None,
 ) -> Genesis:
     """Create the keys and genesis that are missing; reuse (and verify) the ones that exist.
 
@@ -46,11 +46,13 @@ def prepare(
     rather than ignored, since silently running a different chain than asked
     for is the worse surprise. With `cold_keys` each pool gets an owner key
     (DIR/owners/NAME.json, kept away from the node) and the node's key file
-    is a separate signing key.
+    is a separate signing key. None for `chain_id`, `slot_ms`, `cold_keys`
+    or `accounts` means "not asked for": the default for a new genesis,
+    no check against an existing one.
     """
     names = validator_names(validators)
     if layout.genesis.exists():
-        return _reuse_genesis(layout, names, chain_id, slot_ms)
+        return _reuse_genesis(layout, names, chain_id, slot_ms, cold_keys, accounts)
     signing: dict[str, Keypair] | None = None
     if cold_keys:
         keypairs = {name: _key_for(layout, name, layout.owner_key(name), "owner") for name in names}
@@ -59,7 +61,9 @@ def prepare(
         keypairs = {name: _key_for(layout, name, layout.key(name)) for name in names}
     params = Params(commit_wait_ms=DEFAULT_SLOT_MS if slot_ms is None else slot_ms)
     doc = make_genesis(chain_id or DEFAULT_CHAIN_ID, keypairs, params=params, signing_keys=signing)
-    funded = [_key_for(layout, f"a{i:02d}", layout.account_key(i), "account") for i in range(1, accounts + 1)]
+    funded = [
+        _key_for(layout, f"a{i:02d}", layout.account_key(i), "account") for i in range(1, (accounts or 0) + 1)
+    ]
     doc = replace(doc, accounts=tuple(GenesisAccount(key.public, ACCOUNT_BALANCE) for key in funded))
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.genesis.write_text(genesis_to_toml(doc))
@@ -88,7 +92,14 @@ def _load_key(path: Path) -> tuple[str, Keypair]:
         raise TestnetError(str(exc)) from None
 
 
-def _reuse_genesis(layout: Layout, names: list[str], chain_id: str | None, slot_ms: int | None) -> Genesis:
+def _reuse_genesis(
+    layout: Layout,
+    names: list[str],
+    chain_id: str | None,
+    slot_ms: int | None,
+    cold_keys: bool | None = None,
+    accounts: int | None = None,
+) -> Genesis:
     try:
         doc = load_genesis(layout.genesis)
     except GenesisError as exc:
@@ -106,6 +117,7 @@ def _reuse_genesis(layout: Layout, names: list[str], chain_id: str | None, slot_
         raise TestnetError(
             f"{layout.genesis} has commit_wait_ms {doc.params.commit_wait_ms}, not --slot-ms {slot_ms}; {fresh}"
         )
+    _check_genesis_only(layout, doc, cold_keys, accounts, fresh)
     for validator in doc.validators:
         if not layout.key(validator.name).exists():
             raise TestnetError(
@@ -117,3 +129,24 @@ def _reuse_genesis(layout: Layout, names: list[str], chain_id: str | None, slot_
                 f"{layout.key(validator.name)} does not match {validator.name}'s key in {layout.genesis}"
             )
     return doc
+
+
+def _check_genesis_only(
+    layout: Layout, doc: Genesis, cold_keys: bool | None, accounts: int | None, fresh: str
+) -> None:
+    """Refuse `--cold-keys` / `--accounts N` that the existing genesis does not have.
+
+    Both only shape a new genesis; ignoring them on an existing directory
+    left the user with a chain that lacks what they asked for, and the error
+    came much later from another command (`testnet load`: "start the testnet
+    with --accounts N", which they had done).
+    """
+    has_cold = any(v.signing_key for v in doc.validators)
+    if cold_keys is not None and cold_keys != has_cold:
+        flag = "--cold-keys" if cold_keys else "--no-cold-keys"
+        has = "separate owner keys" if has_cold else "no separate owner keys"
+        raise TestnetError(f"{layout.genesis} has {has}, not {flag}; {fresh}")
+    if accounts is not None and accounts != len(doc.accounts):
+        raise TestnetError(
+            f"{layout.genesis} funds {len(doc.accounts)} accounts, not --accounts {accounts}; {fresh}"
+        )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from network.testnet import ansi
 from network.testnet.ansi import Echo, style
+from network.testnet.brokercheck import refuse_shared_broker
 from network.testnet.errors import TestnetError
 from network.testnet.layout import (
     DIED,
@@ -61,6 +62,7 @@ from network.testnet.services import (
     start_testnet_broker,
 )
 from network.testnet.setup import prepare
+from network.testnet.unjail import AutoUnjail
 from network.transport.broker import BrokerProcess
 from node.core.behaviours import HONEST
 from node.runtime.eventlog import format_pretty
@@ -86,10 +88,12 @@ class UpConfig:
     mqtt_protocol: str | None = None
     quiet: bool = False
     netfaults: bool = True  # nodes reach the broker through the fault relay
-    cold_keys: bool = False  # a new genesis separates each pool's owner key from its signing key
-    accounts: int = 0  # a new genesis funds this many accounts (DIR/accounts/), for `posnet testnet load`
+    # genesis-only options: None = not asked for (the default for a new genesis, unchecked on an old one)
+    cold_keys: bool | None = None  # a new genesis separates each pool's owner key from its signing key
+    accounts: int | None = None  # a new genesis funds this many accounts (DIR/accounts/), for `testnet load`
     prometheus: bool = False  # write a scrape config for the nodes and start a local Prometheus if installed
     processes: int | None = None  # node processes the validators are spread over (None: one each)
+    auto_unjail: bool = False  # send each jailed validator's unjail once the ledger allows it
 
 
 def check_same_placement(layout: Layout, hosts: dict[str, list[str]]) -> None:
@@ -200,6 +204,7 @@ class Supervisor:
         self.relay: subprocess.Popen[bytes] | None = None
         self.relay_failed = False
         self.prometheus: PrometheusInfo | None = None
+        self.unjailer: AutoUnjail | None = None
         self.state: TestnetState | None = None
         self.tails: dict[str, LogTail] = {}
         self.failures: list[str] = []
@@ -244,10 +249,19 @@ class Supervisor:
             os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent too
             os.close(devnull)
 
+    def note(self, line: str) -> None:
+        """A line that describes the run (its header, what it stops), which `--quiet` leaves out.
+
+        Problems (a node that died, a broker that exited) and the summary go
+        through `echo` and print whatever `--quiet` says.
+        """
+        if not self.config.quiet:
+            self.echo(line)
+
     def _start(self) -> None:
         layout, config = self.layout, self.config
         layout.root.mkdir(parents=True, exist_ok=True)
-        clear_leftovers(layout, self.echo)
+        clear_leftovers(layout, self.note)
         doc = prepare(
             layout, config.validators, config.chain_id, config.slot_ms, config.cold_keys, config.accounts
         )
@@ -258,6 +272,8 @@ class Supervisor:
         names = list(hosts)
         ports = metrics_ports(len(names), config.base_metrics_port)
         info, self.broker = start_testnet_broker(layout, config.broker)
+        if info.kind == "external":  # a broker we did not start may carry another testnet of this chain
+            refuse_shared_broker(info.url, doc.chain_id)
         protocol = mqtt_protocol_for(info.kind, config.mqtt_protocol)
         relay = None
         urls = dict.fromkeys(names, info.url)
@@ -289,12 +305,12 @@ class Supervisor:
         self.tails = {name: LogTail(layout.log(name)) for name in names}
         pace = "fast" if doc.params.commit_wait_ms == 0 else f"slot {doc.params.commit_wait_ms} ms"
         spread_note = "" if len(names) == len(validators) else f" in {len(names)} processes"
-        self.echo(
+        self.note(
             f"testnet {doc.chain_id}: {len(validators)} validators{spread_note} ({pace}), "
             f"{info.kind} broker {info.url}, dir {layout.root}"
         )
         if relay is not None:
-            self.echo(
+            self.note(
                 f"  network-fault relay: pid {relay.pid}, each node reaches the broker through its own port"
             )
         for node in nodes.values():
@@ -304,22 +320,26 @@ class Supervisor:
             note = "" if node.behaviour == HONEST else f", {node.behaviour}"
             if node.validators:
                 note += f", hosts {', '.join(node.validators)}"
-            self.echo(f"  {node.name}: pid {node.pid}, metrics :{node.metrics_port}{note}")
+            self.note(f"  {node.name}: pid {node.pid}, metrics :{node.metrics_port}{note}")
         write_state(layout, self.state)
         self.recorded = True
+        if config.auto_unjail:
+            self.unjailer = AutoUnjail(layout, doc, info.url, self.echo)
+            self.unjailer.start(self.state)
+            self.note("  auto-unjail: a jailed validator's unjail is sent once its jail has ended")
         if config.prometheus:
             self._start_prometheus({name: node.metrics_port for name, node in nodes.items()})
-        self.echo("streaming finality logs; Ctrl-C stops the testnet" + self._duration_note())
+        self.note("streaming finality logs; Ctrl-C stops the testnet" + self._duration_note())
         self.hooks.started(self)
 
     def _start_prometheus(self, targets: dict[str, int]) -> None:
         config, self.prometheus = start_prometheus(self.layout, targets)
         if self.prometheus is None:
-            self.echo(
+            self.note(
                 f"  prometheus: not installed (apt install prometheus); scrape config written to {config}"
             )
         else:
-            self.echo(
+            self.note(
                 f"  prometheus: {self.prometheus.url} (pid {self.prometheus.pid}), scrape config {config}"
             )
 
@@ -347,6 +367,8 @@ class Supervisor:
         with contextlib.suppress(TestnetError):
             self.state = read_state(self.layout)  # fault commands from other terminals edit it
         assert self.state is not None
+        if self.unjailer is not None:
+            self.unjailer.update(self.state)
         for name, node in self.state.nodes.items():
             self._reap(name, node)
             if node.status not in (RUNNING, PAUSED) or self._alive(name, node):
@@ -396,6 +418,8 @@ class Supervisor:
 
     def _stop(self) -> None:
         """Nodes first (so they leave the broker cleanly), then the broker; record the outcome."""
+        if self.unjailer is not None:
+            self.unjailer.stop()
         state = self.state
         if state is not None:
             if self.recorded:
@@ -406,7 +430,7 @@ class Supervisor:
                 (n.pid, n.command, self._child_of(n)) for n in state.nodes.values() if self._alive(n.name, n)
             ]
             if live:
-                self.echo(f"stopping {len(live)} node(s)...")
+                self.note(f"stopping {len(live)} node(s)...")
             stop_processes(live, force=lambda: self.signals > 1)
         if self.relay is not None:  # after the nodes (they leave cleanly), before the broker
             stop_processes([(self.relay.pid, None, self.relay)], force=lambda: self.signals > 1)

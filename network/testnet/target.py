@@ -8,6 +8,7 @@ way is named by its URLs instead. Clients of a running chain (`posnet query`,
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ from network.testnet.errors import TestnetError
 from network.testnet.layout import Layout, NodeProc, TestnetState, read_state
 from network.testnet.processes import process_state
 from node.core.genesis import Genesis, GenesisError, load_genesis
+from node.core.keys import load_key_file
 
 
 class ClientError(Exception):
@@ -32,12 +34,28 @@ class Target:
     broker_url: str | None = None
     mqtt_protocol: Literal[5, 311] | None = None
     log_path: Path | None = None
-    names: dict[str, bytes] = field(default_factory=dict)  # pool name -> address, from the genesis
+    # name -> address: the genesis pools, and a testnet directory's funded accounts (a01, a02, ...)
+    names: dict[str, bytes] = field(default_factory=dict)
 
 
 def genesis_names(genesis: Genesis | None) -> dict[str, bytes]:
     """Pool name -> address for the genesis validators (none without a genesis)."""
     return {} if genesis is None else {v.name: v.address for v in genesis.validators}
+
+
+def account_names(layout: Layout) -> dict[str, bytes]:
+    """Account name -> address for the funded accounts a testnet directory made (`up --accounts N`).
+
+    Their keys are in the directory (DIR/accounts/aNN.json), so `posnet tx
+    transfer a02 ...` can name a recipient the way `testnet up` named it. A
+    key file that cannot be read is left out: it is then not a name, and the
+    command says what names it knows.
+    """
+    names = {}
+    for path in layout.account_keys():
+        with contextlib.suppress(ValueError, OSError):
+            names[path.stem] = load_key_file(path)[1].address
+    return names
 
 
 def protocol_of(state: TestnetState, node: NodeProc) -> Literal[5, 311]:
@@ -75,5 +93,5 @@ def target_from_dir(directory: Path, node_name: str | None) -> Target:
         broker_url=state.broker.url,
         mqtt_protocol=protocol_of(state, node),
         log_path=layout.log(node.name),
-        names=genesis_names(genesis),
+        names={**account_names(layout), **genesis_names(genesis)},  # a pool's name wins a clash
     )
