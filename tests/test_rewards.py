@@ -213,8 +213,7 @@ def test_a_shared_reward_is_the_floor_of_the_share_times_the_cardano_factor() ->
     )
     assert R.reward_factor(3000, 1500, 12_000, SHARING) == Fraction(23, 26)
     assert R.shared_reward(1000, 3000, 1500, 12_000, SHARING) == 884
-    pool = quoted_pool(1500, 1500)
-    assert R.shared_rewards({ADDRESSES[1]: 1000}, {ADDRESSES[1]: pool}, 12_000, SHARING) == {
+    assert R.shared_rewards({ADDRESSES[1]: 1000}, {ADDRESSES[1]: (3000, 1500)}, 12_000, SHARING) == {
         ADDRESSES[1]: 884
     }
 
@@ -222,8 +221,8 @@ def test_a_shared_reward_is_the_floor_of_the_share_times_the_cardano_factor() ->
 def test_a_pool_whose_shared_reward_floors_to_nothing_is_left_out_and_one_unit_is_paid() -> None:
     """k = 4: stake 6000 of 12000 is twice saturated, factor 1/2; shares 1 and 2 pay 0 (left out) and 1."""
     params = Params(saturation_k=4)
-    pools = {address: quoted_pool(1000, 5000) for address in ADDRESSES[1:3]}
-    paid = R.shared_rewards({ADDRESSES[1]: 1, ADDRESSES[2]: 2}, pools, 12_000, params)
+    stakes = {address: (6000, 1000) for address in ADDRESSES[1:3]}
+    paid = R.shared_rewards({ADDRESSES[1]: 1, ADDRESSES[2]: 2}, stakes, 12_000, params)
     assert paid == {ADDRESSES[2]: 1}
     assert R.withheld({ADDRESSES[1]: 1, ADDRESSES[2]: 2}, paid) == 2
 

@@ -45,6 +45,7 @@ from node.core.genesis import PPM, Params
 Weights = tuple[tuple[bytes, int], ...]
 
 NO_SATURATION = Fraction(1)  # z0 when k = 0: no pool can hold more than all the stake
+NO_STAKE = (0, 0)  # (stake, pledge) of a pool a stake snapshot does not hold
 
 
 class PoolTerms(Protocol):
@@ -129,28 +130,46 @@ def max_pool_share(sigma: Fraction, pledge_share: Fraction, z0: Fraction, a0: Fr
     return (s + p * a0 * (s - p * (z0 - s) / z0) / z0) / (1 + a0)
 
 
-def reward_factor(stake: int, pledge: int, total: int, params: Params) -> Fraction:
-    """maxPool / (R * sigma): what part of its proportional reward a pool receives (0 to 1).
+def reward_factor(stake: int, pledge: int, total: int, params: Params, bonded: int | None = None) -> Fraction:
+    """maxPool / (R * stake/bonded): what part of its proportional reward a pool receives (0 to 1).
+
+    Sigma and the pledge share are of `total`; the pool's proportional
+    reward is its part of `bonded` (the stake the block shares are in
+    proportion to), which is `total` unless sigma is measured against the
+    supply (`params.sigma_of_supply`). Then a pool below saturation receives
+    bonded/total of its share, as in Cardano, where maxPool is paid in full
+    only for the stake part of the supply: the rest goes to the reserve.
+    `bonded` never exceeds `total` (the supply holds every bonded unit), so
+    the factor stays at most 1.
 
     A pool with no stake left (it can still sign for an epoch whose seats were
     drawn earlier) gets the limit of the factor as its stake tends to zero,
     1/(1+a0): exactly 1 with pledge influence off, as today.
     """
-    return _reward_factor(stake, pledge, total, params.saturation_k, params.pledge_influence_ppm)
+    return _reward_factor(
+        stake,
+        pledge,
+        total,
+        total if bonded is None else bonded,
+        params.saturation_k,
+        params.pledge_influence_ppm,
+    )
 
 
 # Cached on the two parameters it reads, not on `params`: hashing every parameter of the chain for
 # each signer of each block cost more than the factor itself.
 @lru_cache(maxsize=65_536)
-def _reward_factor(stake: int, pledge: int, total: int, k: int, pledge_influence_ppm: int) -> Fraction:
+def _reward_factor(
+    stake: int, pledge: int, total: int, bonded: int, k: int, pledge_influence_ppm: int
+) -> Fraction:
     a0 = Fraction(pledge_influence_ppm, PPM)
     if stake <= 0 or total <= 0:
         return 1 / (1 + a0)
     sigma = Fraction(stake, total)
     if not pledge_influence_ppm:  # a0 = 0: maxPool is min(sigma, z0), the same value in three steps
-        return min(sigma, saturation_point(k)) / sigma
+        return min(sigma, saturation_point(k)) / sigma * Fraction(bonded, total)
     pledge_share = Fraction(min(pledge, stake), total)
-    return max_pool_share(sigma, pledge_share, saturation_point(k), a0) / sigma
+    return max_pool_share(sigma, pledge_share, saturation_point(k), a0) / sigma * Fraction(bonded, total)
 
 
 def shared_reward(share: int, stake: int, pledge: int, total: int, params: Params) -> int:
@@ -164,18 +183,27 @@ def shared_reward(share: int, stake: int, pledge: int, total: int, params: Param
 
 
 def shared_rewards(
-    shares: Mapping[bytes, int], pools: Mapping[bytes, PoolTerms], total: int, params: Params
+    shares: Mapping[bytes, int],
+    stakes: Mapping[bytes, tuple[int, int]],
+    total: int,
+    params: Params,
+    bonded: int | None = None,
 ) -> dict[bytes, int]:
-    """Every pool's share after saturation and pledge influence (`total`: the stake sigma is of).
+    """Every pool's share after saturation and pledge influence.
 
-    `shared_reward` for each pool, written out: it runs for every signer of
-    every block, and the calls and parameter look-ups were most of it.
+    `stakes`: (stake, pledge) by pool, from the snapshot the shares' committee
+    was drawn with (a pool missing from it is measured as having no stake);
+    `total`: what sigma is of; `bonded`: what the shares are in proportion
+    to (`reward_factor`). `shared_reward` for each pool, written out: it runs
+    for every signer of every block, and the calls and parameter look-ups
+    were most of it.
     """
     k, pledge_influence_ppm = params.saturation_k, params.pledge_influence_ppm
+    bonded = total if bonded is None else bonded
     paid = {}
     for address, share in shares.items():
-        pool = pools[address]
-        factor = _reward_factor(pool_stake(pool), pool.pledge, total, k, pledge_influence_ppm)
+        stake, pledge = stakes.get(address, NO_STAKE)
+        factor = _reward_factor(stake, pledge, total, bonded, k, pledge_influence_ppm)
         amount = share * factor.numerator // factor.denominator
         if amount > 0:
             paid[address] = amount

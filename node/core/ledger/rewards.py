@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from node.core import rewards as R
 from node.core.genesis import Params
 from node.core.ledger.balances import credit_accounts
-from node.core.ledger.queries import bonded_stake
+from node.core.ledger.queries import stake_snapshot
 from node.core.ledger.values import (
     TOMBSTONED,
     BlockContext,
@@ -19,6 +19,7 @@ from node.core.ledger.values import (
     Ledger,
     LedgerEvent,
     Pool,
+    StakeSnapshot,
     merge_amounts,
     replace,
 )
@@ -64,13 +65,12 @@ def apply_rewards(
     With saturation or pledge influence on, the shares pass through reward
     sharing, the reserve funds the payout first and takes what was withheld
     (`rewards.settle_reserve`); off, the reserve stays 0 and the shares are paid as minted.
+    Reward sharing reads the stake snapshot of the committee that earned the
+    shares (`ctx.stake`), never the stake as this block finds it: stake moved
+    since those seats were drawn changes neither the cap nor the pledge bonus.
     """
     shares = block_pool_rewards(ledger, ctx, params)
-    rewards = (
-        R.shared_rewards(shares, ledger.pools, bonded_stake(ledger), params)
-        if R.sharing_is_on(params)
-        else shares
-    )
+    rewards = shared(shares, ctx.stake or stake_snapshot(ledger, params), params)
     minted, reserve = R.settle_reserve(ledger.reserve, sum(rewards.values()), R.withheld(shares, rewards))
     if params.epoch_rewards:
         earned = {address: ledger.accrued.get(address, 0) + amount for address, amount in rewards.items()}
@@ -79,6 +79,13 @@ def apply_rewards(
         ledger = pay_pools(ledger, rewards)
     ledger = replace(ledger, issued=ledger.issued + minted, reserve=reserve)
     return ledger, tuple(LedgerEvent("rewarded", a, rewards[a], "block reward") for a in sorted(rewards))
+
+
+def shared(shares: dict[bytes, int], stake: StakeSnapshot | None, params: Params) -> dict[bytes, int]:
+    """The shares after reward sharing by `stake` (None only when sharing is off: the shares as they are)."""
+    if stake is None:
+        return shares
+    return R.shared_rewards(shares, stake.stakes, stake.total, params, stake.bonded)
 
 
 def pay_pools(ledger: Ledger, rewards: Mapping[bytes, int]) -> Ledger:
