@@ -28,8 +28,10 @@ Two steps, both per block:
 
 Inside a pool (`split_pool_reward`) the operator gets the fixed cost c, then
 the margin m of the rest, then the rest pro rata to stake with its pledge
-counted as stake: c + (f-c)(m + (1-m)s/sigma) for the operator and
-(f-c)(1-m)t/sigma for a member holding t, floors left to the operator.
+counted as stake: c + floor((f-c)(m + (1-m)s/sigma)) for the operator and
+floor((f-c)(1-m)t/sigma) for a member holding t (cardano-ledger's leaderRew
+and memberRew); what the floors leave is paid to no one (the ledger returns
+it to the reserve).
 """
 
 from __future__ import annotations
@@ -231,31 +233,49 @@ def settle_reserve(reserve: int, paid: int, kept_back: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class PoolPayout:
-    """Where one pool's reward goes: the operator's balance, members' balances, or back into the pool."""
+    """Where one pool's reward goes: the operator's balance, members' balances, back into the pool, or nowhere."""
 
     operator: int
     members: Weights  # (holder, amount) paid out; empty for a compounding pool
     compounded: int  # added to the member tokens (every share's value rises)
+    dust: int = 0  # what the floors left: paid to no one (node.core.ledger returns it to the reserve)
 
 
 def split_pool_reward(pool: PoolTerms, reward: int) -> PoolPayout:
-    """Fixed cost, margin, then pro rata to stake; leftovers to the operator.
+    """cardano-ledger's leaderRew and memberRew: each party gets the floor of its stated share.
 
-    The stake counts the operator's pledge, so the members' part is their
-    tokens' share (t/sigma) of what cost and margin leave; it is paid to the
-    holders by shares, or compounded into the pool. Floors go to the operator.
+    With f the pool's reward, c its fixed cost, m its margin, s its pledge,
+    sigma its stake and t a member's stake (the exact value of its shares):
+
+        operator (leaderRew): f if f <= c, else c + floor((f - c) * (m + (1 - m) * s / sigma))
+        member   (memberRew): 0 if f <= c, else floor((f - c) * (1 - m) * t / sigma)
+
+    (Shelley ledger spec, reward splitting; cardano-ledger's Rewards module).
+    What the floors leave, the dust (less than one unit per party), goes to
+    no one: Cardano returns undistributed rewards to the reserve, and so
+    does the ledger here. So no member is paid less than the floor of its
+    stated share, and the operator, who states its own terms, gains nothing
+    from rounding. A compounding pool's members' part is one floor, added to
+    the pool. A pool with no stake pays the whole reward to its operator.
     """
-    fixed = min(pool.fixed_cost, reward)
-    margin = (reward - fixed) * pool.margin_ppm // PPM
-    members = reward - fixed - margin
     stake = pool_stake(pool)
-    members_total = members * pool.member_tokens // stake if stake else 0
+    if reward <= pool.fixed_cost or stake <= 0:
+        return PoolPayout(reward, (), 0)
+    after_cost, kept_ppm = reward - pool.fixed_cost, PPM - pool.margin_ppm
+    operator_part = pool.margin_ppm * stake + kept_ppm * min(pool.pledge, stake)
+    operator = pool.fixed_cost + after_cost * operator_part // (PPM * stake)
+    members_num = after_cost * kept_ppm * pool.member_tokens  # members' stated part, over PPM * stake
     if pool.compounding:
-        return PoolPayout(reward - members_total, (), members_total)
+        compounded = members_num // (PPM * stake)
+        return PoolPayout(operator, (), compounded, reward - operator - compounded)
+    total_shares = sum(pool.shares.values())
+    den = PPM * stake * total_shares
     paid = tuple(
-        (d, a) for d, a in split_by_weight(members_total, tuple(sorted(pool.shares.items()))) if a > 0
+        (holder, amount)
+        for holder, count in sorted(pool.shares.items())
+        if (amount := members_num * count // den) > 0
     )
-    return PoolPayout(reward - sum(a for _, a in paid), paid, 0)
+    return PoolPayout(operator, paid, 0, reward - operator - sum(amount for _, amount in paid))
 
 
 # ------------------------------------------------------------------ views

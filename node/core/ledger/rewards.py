@@ -72,12 +72,12 @@ def apply_rewards(
     shares = block_pool_rewards(ledger, ctx, params)
     rewards = shared(shares, ctx.stake or stake_snapshot(ledger, params), params)
     minted, reserve = R.settle_reserve(ledger.reserve, sum(rewards.values()), R.withheld(shares, rewards))
+    ledger = replace(ledger, issued=ledger.issued + minted, reserve=reserve)
     if params.epoch_rewards:
         earned = {address: ledger.accrued.get(address, 0) + amount for address, amount in rewards.items()}
         ledger = replace(ledger, accrued=ledger.accrued.update(earned))
     else:
-        ledger = pay_pools(ledger, rewards)
-    ledger = replace(ledger, issued=ledger.issued + minted, reserve=reserve)
+        ledger = pay_pools(ledger, rewards, params)
     return ledger, tuple(LedgerEvent("rewarded", a, rewards[a], "block reward") for a in sorted(rewards))
 
 
@@ -88,8 +88,14 @@ def shared(shares: dict[bytes, int], stake: StakeSnapshot | None, params: Params
     return R.shared_rewards(shares, stake.stakes, stake.total, params, stake.bonded)
 
 
-def pay_pools(ledger: Ledger, rewards: Mapping[bytes, int]) -> Ledger:
-    """Split each pool's reward (cost, margin, members by shares) into balances, or compound the members' part."""
+def pay_pools(ledger: Ledger, rewards: Mapping[bytes, int], params: Params) -> Ledger:
+    """Split each pool's reward (cost, margin, members by shares) into balances, or compound the members' part.
+
+    The floors' dust (`rewards.split_pool_reward`) goes back to the reserve
+    with reward sharing on, as Cardano's undistributed rewards do. With it
+    off the reserve is kept at 0 (a chain without sharing keeps its state's
+    shape) and the dust is simply not minted: `issued` counts only what was paid.
+    """
     payouts = {
         address: R.split_pool_reward(ledger.pools[address], rewards[address]) for address in sorted(rewards)
     }
@@ -103,11 +109,15 @@ def pay_pools(ledger: Ledger, rewards: Mapping[bytes, int]) -> Ledger:
         for address, payout in payouts.items()
         if payout.compounded and (pool := ledger.pools[address])
     }
-    return replace(credit_accounts(ledger, credits), pools=ledger.pools.update(compounded))
+    ledger = replace(credit_accounts(ledger, credits), pools=ledger.pools.update(compounded))
+    dust = sum(payout.dust for payout in payouts.values())
+    if R.sharing_is_on(params):
+        return replace(ledger, reserve=ledger.reserve + dust)
+    return replace(ledger, issued=ledger.issued - dust)
 
 
-def pay_accrued(ledger: Ledger) -> Ledger:
+def pay_accrued(ledger: Ledger, params: Params) -> Ledger:
     """epoch_rewards: what each pool earned during the epoch, paid out at its start by the shares then."""
     if not ledger.accrued:
         return ledger
-    return pay_pools(replace(ledger, accrued=FrozenMap()), ledger.accrued)
+    return pay_pools(replace(ledger, accrued=FrozenMap()), ledger.accrued, params)
