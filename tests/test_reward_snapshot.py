@@ -213,3 +213,22 @@ def test_sigma_of_supply_is_a_flag_and_left_out_of_the_hash_while_off() -> None:
     with pytest.raises(GenesisError):
         parse_params({"sigma_of_supply": 2})
     assert len(canonical(replace(REPRO, sigma_of_supply=1))) == len(canonical(REPRO)) + 1
+
+
+def test_the_chain_pays_by_the_supply_when_sigma_is_of_it() -> None:
+    """The reproduction with sigma_of_supply = 1 and no move: 8,000 bonded of a 33,500 supply, every pool
+    under 1/4 of the supply, so each is paid 8,000/33,500 = 16/67 of its share: v1 floor(500,000 * 16/67)
+    = 119,402, v2 and v3 floor(250,000 * 16/67) = 59,701; the rest waits in the reserve."""
+    state, paid = run_chain(replace(REPRO, sigma_of_supply=1), 2)
+    assert paid[1] == {V1.address: 119_402, V2.address: 59_701, V3.address: 59_701}
+    assert L.supply_is_conserved(state.ledger) and state.ledger.reserve > 1_000_000 - 119_402 - 2 * 59_701
+
+
+def test_a_pool_missing_from_the_snapshot_is_measured_as_having_no_stake() -> None:
+    """A proposer new to the validator set at an epoch's first block is paid by the old snapshot, which
+    does not hold it: the factor's limit at zero stake, 1/(1 + a0) (exactly 1 with a0 = 0)."""
+    a0 = replace(PARAMS, saturation_k=4, pledge_influence_ppm=300_000)
+    assert R.shared_rewards({V1.address: 1300}, {}, 8000, a0) == {V1.address: 1000}
+    assert R.shared_rewards({V1.address: 1300}, {}, 8000, replace(a0, pledge_influence_ppm=0)) == {
+        V1.address: 1300
+    }

@@ -330,6 +330,8 @@ def test_a_members_pay_is_the_floor_of_its_stated_share_and_the_dust_is_left_ove
         406, ((ADDRESSES[1], 297), (ADDRESSES[2], 297)), 0, 1
     )
     assert R.split_pool_reward(pool, 10) == R.PoolPayout(10, (), 0)  # f <= c: all of it is the cost
+    lone = replace(quoted_pool(0, 1), margin_ppm=100_000)  # a stake of one unit, a member's
+    assert R.split_pool_reward(lone, 100) == R.PoolPayout(10, ((ADDRESSES[1], 90),), 0, 0)
 
 
 # ------------------------------------------------------------------ the ledger

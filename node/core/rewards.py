@@ -31,7 +31,7 @@ the margin m of the rest, then the rest pro rata to stake with its pledge
 counted as stake: c + floor((f-c)(m + (1-m)s/sigma)) for the operator and
 floor((f-c)(1-m)t/sigma) for a member holding t (cardano-ledger's leaderRew
 and memberRew); what the floors leave is paid to no one (the ledger returns
-it to the reserve).
+it to the reserve, or with reward sharing off does not mint it).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ class PoolPayout:
     operator: int
     members: Weights  # (holder, amount) paid out; empty for a compounding pool
     compounded: int  # added to the member tokens (every share's value rises)
-    dust: int = 0  # what the floors left: paid to no one (node.core.ledger returns it to the reserve)
+    dust: int = 0  # what the floors left: paid to no one (node.core.ledger.pay_pools says where it goes)
 
 
 def split_pool_reward(pool: PoolTerms, reward: int) -> PoolPayout:
@@ -253,7 +253,8 @@ def split_pool_reward(pool: PoolTerms, reward: int) -> PoolPayout:
     (Shelley ledger spec, reward splitting; cardano-ledger's Rewards module).
     What the floors leave, the dust (less than one unit per party), goes to
     no one: Cardano returns undistributed rewards to the reserve, and so
-    does the ledger here. So no member is paid less than the floor of its
+    does the ledger here with reward sharing on (off, it is not minted).
+    So no member is paid less than the floor of its
     stated share, and the operator, who states its own terms, gains nothing
     from rounding. A compounding pool's members' part is one floor, added to
     the pool. A pool with no stake pays the whole reward to its operator.

@@ -3,13 +3,14 @@
 Everything is a pure function over frozen values, in integers only: every
 node must reach the same ledger from the same blocks, and floats or clocks
 would let machines disagree. Each division is a floor; what a floor leaves
-over is given to someone named (the pool operator, the proposer) or not
-minted at all, so that at every step
+over is given to someone named (the proposer, for the block's split), put
+in the reserve (a pool's split, with reward sharing on) or not minted at
+all, so that at every step
 
     total_supply(ledger) == ledger.genesis_supply + ledger.issued - ledger.slashed
 
 holds exactly (`slashed` counts what was burned; the supply counts the
-reserve, where reward sharing puts what it withholds).
+reserve, where reward sharing puts what it withholds and the splits' dust).
 
 Choices, documented because other modules depend on them:
 - A delegation is a number of shares of its pool (node.core.shares): the pool

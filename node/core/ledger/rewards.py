@@ -64,7 +64,8 @@ def apply_rewards(
 
     With saturation or pledge influence on, the shares pass through reward
     sharing, the reserve funds the payout first and takes what was withheld
-    (`rewards.settle_reserve`); off, the reserve stays 0 and the shares are paid as minted.
+    (`rewards.settle_reserve`); off, the reserve stays 0 and the shares are paid as minted
+    (less the floors' dust of each pool's split: `pay_pools`).
     Reward sharing reads the stake snapshot of the committee that earned the
     shares (`ctx.stake`), never the stake as this block finds it: stake moved
     since those seats were drawn changes neither the cap nor the pledge bonus.
