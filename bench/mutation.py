@@ -239,6 +239,10 @@ EQUIVALENT = {
     "node.core.state.x_committee_seed__mutmut_7": (
         "int.to_bytes' byteorder defaults to 'big' since Python 3.11, the oldest the project supports"
     ),
+    "node.core.state.x_with_stake__mutmut_1": (
+        "always replace(seats, stake=stake): with no snapshot that sets stake to None, its default, "
+        "an equal Seats (the copy only loses the shared value's cached holders)"
+    ),
     "node.core.state.x_signing_keys_after__mutmut_3": (
         "re-reading keys from an unchanged pool map gives the keys already current (the block before made them so)"
     ),
