@@ -80,10 +80,11 @@ TARGETS = {
             "tests/test_accountability.py",
             "tests/test_signing_keys.py",
             "tests/test_consensus.py",
+            "tests/test_reward_snapshot.py",
         ),
     ),
     "selection": Target("node/core/selection.py", ("tests/test_selection.py",)),
-    "rewards": Target("node/core/rewards.py", ("tests/test_rewards.py",)),
+    "rewards": Target("node/core/rewards.py", ("tests/test_rewards.py", "tests/test_reward_snapshot.py")),
     "shares": Target("node/core/shares.py", ("tests/test_pool_shares.py", "tests/test_share_arithmetic.py")),
     **{
         f"ledger-{name}": Target(f"node/core/ledger/{name}.py", ("tests/test_ledger.py", *extra))
@@ -95,7 +96,7 @@ TARGETS = {
             ),
             "evidence": ("tests/test_ledger_penalties.py",),
             "downtime": ("tests/test_ledger_penalties.py", "tests/test_downtime.py"),
-            "rewards": ("tests/test_rewards.py",),
+            "rewards": ("tests/test_rewards.py", "tests/test_reward_snapshot.py"),
             "transactions": (
                 "tests/test_tx.py",
                 "tests/test_tx_rules.py",
@@ -136,9 +137,9 @@ EQUIVALENT = {
         "(0, 2) for no added stake: the same rate 0 as (0, 1), and callers read only the ratio "
         "(a Fraction of it, or numerator * PPM // denominator)"
     ),
-    "node.core.ledger.rewards.x_apply_rewards__mutmut_10": (
-        "reward sharing applied with k = 0 and a0 = 0 too: every paid pool's stake is part of the "
-        "bonded stake, so its factor min(sigma, 1)/sigma (1 at zero stake) is 1, nothing is withheld"
+    "node.core.rewards.x_split_pool_reward__mutmut_4": (
+        "reward < fixed_cost instead of <=: at reward == fixed_cost the formula gives the operator "
+        "c + floor(0) = the whole reward and every member 0, no dust: the same payout"
     ),
     "node.core.ledger.rewards.x_rewarded_signers__mutmut_7": (
         "power >= 0 lets a zero-power signer in: its split is 0, which block_shares drops, and with "
@@ -237,6 +238,10 @@ EQUIVALENT = {
     ),
     "node.core.state.x_committee_seed__mutmut_7": (
         "int.to_bytes' byteorder defaults to 'big' since Python 3.11, the oldest the project supports"
+    ),
+    "node.core.state.x_with_stake__mutmut_1": (
+        "always replace(seats, stake=stake): with no snapshot that sets stake to None, its default, "
+        "an equal Seats (the copy only loses the shared value's cached holders)"
     ),
     "node.core.state.x_signing_keys_after__mutmut_3": (
         "re-reading keys from an unchanged pool map gives the keys already current (the block before made them so)"

@@ -171,7 +171,8 @@ def test_a_blocks_shared_rewards_are_each_pools_shared_reward(
         )
         > 0
     }
-    rewards = R.shared_rewards(shares, pools, total, params)
+    stakes = {address: (R.pool_stake(pool), pool.pledge) for address, pool in pools.items()}
+    rewards = R.shared_rewards(shares, stakes, total, params)
     assert rewards == plain and list(rewards) == list(plain)
 
 

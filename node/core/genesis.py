@@ -76,6 +76,11 @@ class Params:
     # height at once, before the proposers that follow had a chance to carry the precommits (at least 2:
     # block h + 1 carries h's certificate, later ones its late precommits).
     late_precommit_heights: int = field(default=4, metadata={HASHED_WHEN_SET: True})
+    # What reward sharing measures a pool's stake share sigma (and pledge share) against: 0 = the bonded
+    # stake (every pool's stake but the tombstoned); 1 = the circulating supply, everything but the
+    # reserve, as Cardano does. Measured against supply, saturation sits at 1/k of the supply, and the
+    # part of each block's reward that unstaked units would have earned goes to the reserve.
+    sigma_of_supply: int = field(default=0, metadata={HASHED_WHEN_SET: True})
 
     def timeout_ms(self, step: str, round_: int) -> int:
         """base + delta * round: the Tendermint rule that lets rounds outgrow network delay."""
@@ -108,6 +113,7 @@ _PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "liquid_delegation": (0, 1),
     "epoch_rewards": (0, 1),
     "late_precommit_heights": (2, 100_000),
+    "sigma_of_supply": (0, 1),
 }
 _PPM_FIELDS = {name for name in (f.name for f in fields(Params)) if name.endswith("_ppm")}
 

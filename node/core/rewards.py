@@ -28,8 +28,10 @@ Two steps, both per block:
 
 Inside a pool (`split_pool_reward`) the operator gets the fixed cost c, then
 the margin m of the rest, then the rest pro rata to stake with its pledge
-counted as stake: c + (f-c)(m + (1-m)s/sigma) for the operator and
-(f-c)(1-m)t/sigma for a member holding t, floors left to the operator.
+counted as stake: c + floor((f-c)(m + (1-m)s/sigma)) for the operator and
+floor((f-c)(1-m)t/sigma) for a member holding t (cardano-ledger's leaderRew
+and memberRew); what the floors leave is paid to no one (the ledger returns
+it to the reserve, or with reward sharing off does not mint it).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from node.core.genesis import PPM, Params
 Weights = tuple[tuple[bytes, int], ...]
 
 NO_SATURATION = Fraction(1)  # z0 when k = 0: no pool can hold more than all the stake
+NO_STAKE = (0, 0)  # (stake, pledge) of a pool a stake snapshot does not hold
 
 
 class PoolTerms(Protocol):
@@ -129,28 +132,46 @@ def max_pool_share(sigma: Fraction, pledge_share: Fraction, z0: Fraction, a0: Fr
     return (s + p * a0 * (s - p * (z0 - s) / z0) / z0) / (1 + a0)
 
 
-def reward_factor(stake: int, pledge: int, total: int, params: Params) -> Fraction:
-    """maxPool / (R * sigma): what part of its proportional reward a pool receives (0 to 1).
+def reward_factor(stake: int, pledge: int, total: int, params: Params, bonded: int | None = None) -> Fraction:
+    """maxPool / (R * stake/bonded): what part of its proportional reward a pool receives (0 to 1).
+
+    Sigma and the pledge share are of `total`; the pool's proportional
+    reward is its part of `bonded` (the stake the block shares are in
+    proportion to), which is `total` unless sigma is measured against the
+    supply (`params.sigma_of_supply`). Then a pool below saturation receives
+    bonded/total of its share, as in Cardano, where maxPool is paid in full
+    only for the stake part of the supply: the rest goes to the reserve.
+    `bonded` never exceeds `total` (the supply holds every bonded unit), so
+    the factor stays at most 1.
 
     A pool with no stake left (it can still sign for an epoch whose seats were
     drawn earlier) gets the limit of the factor as its stake tends to zero,
     1/(1+a0): exactly 1 with pledge influence off, as today.
     """
-    return _reward_factor(stake, pledge, total, params.saturation_k, params.pledge_influence_ppm)
+    return _reward_factor(
+        stake,
+        pledge,
+        total,
+        total if bonded is None else bonded,
+        params.saturation_k,
+        params.pledge_influence_ppm,
+    )
 
 
 # Cached on the two parameters it reads, not on `params`: hashing every parameter of the chain for
 # each signer of each block cost more than the factor itself.
 @lru_cache(maxsize=65_536)
-def _reward_factor(stake: int, pledge: int, total: int, k: int, pledge_influence_ppm: int) -> Fraction:
+def _reward_factor(
+    stake: int, pledge: int, total: int, bonded: int, k: int, pledge_influence_ppm: int
+) -> Fraction:
     a0 = Fraction(pledge_influence_ppm, PPM)
     if stake <= 0 or total <= 0:
         return 1 / (1 + a0)
     sigma = Fraction(stake, total)
     if not pledge_influence_ppm:  # a0 = 0: maxPool is min(sigma, z0), the same value in three steps
-        return min(sigma, saturation_point(k)) / sigma
+        return min(sigma, saturation_point(k)) / sigma * Fraction(bonded, total)
     pledge_share = Fraction(min(pledge, stake), total)
-    return max_pool_share(sigma, pledge_share, saturation_point(k), a0) / sigma
+    return max_pool_share(sigma, pledge_share, saturation_point(k), a0) / sigma * Fraction(bonded, total)
 
 
 def shared_reward(share: int, stake: int, pledge: int, total: int, params: Params) -> int:
@@ -164,18 +185,27 @@ def shared_reward(share: int, stake: int, pledge: int, total: int, params: Param
 
 
 def shared_rewards(
-    shares: Mapping[bytes, int], pools: Mapping[bytes, PoolTerms], total: int, params: Params
+    shares: Mapping[bytes, int],
+    stakes: Mapping[bytes, tuple[int, int]],
+    total: int,
+    params: Params,
+    bonded: int | None = None,
 ) -> dict[bytes, int]:
-    """Every pool's share after saturation and pledge influence (`total`: the stake sigma is of).
+    """Every pool's share after saturation and pledge influence.
 
-    `shared_reward` for each pool, written out: it runs for every signer of
-    every block, and the calls and parameter look-ups were most of it.
+    `stakes`: (stake, pledge) by pool, from the snapshot the shares' committee
+    was drawn with (a pool missing from it is measured as having no stake);
+    `total`: what sigma is of; `bonded`: what the shares are in proportion
+    to (`reward_factor`). `shared_reward` for each pool, written out: it runs
+    for every signer of every block, and the calls and parameter look-ups
+    were most of it.
     """
     k, pledge_influence_ppm = params.saturation_k, params.pledge_influence_ppm
+    bonded = total if bonded is None else bonded
     paid = {}
     for address, share in shares.items():
-        pool = pools[address]
-        factor = _reward_factor(pool_stake(pool), pool.pledge, total, k, pledge_influence_ppm)
+        stake, pledge = stakes.get(address, NO_STAKE)
+        factor = _reward_factor(stake, pledge, total, bonded, k, pledge_influence_ppm)
         amount = share * factor.numerator // factor.denominator
         if amount > 0:
             paid[address] = amount
@@ -203,31 +233,50 @@ def settle_reserve(reserve: int, paid: int, kept_back: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class PoolPayout:
-    """Where one pool's reward goes: the operator's balance, members' balances, or back into the pool."""
+    """Where one pool's reward goes: the operator's balance, members' balances, back into the pool, or nowhere."""
 
     operator: int
     members: Weights  # (holder, amount) paid out; empty for a compounding pool
     compounded: int  # added to the member tokens (every share's value rises)
+    dust: int = 0  # what the floors left: paid to no one (node.core.ledger.pay_pools says where it goes)
 
 
 def split_pool_reward(pool: PoolTerms, reward: int) -> PoolPayout:
-    """Fixed cost, margin, then pro rata to stake; leftovers to the operator.
+    """cardano-ledger's leaderRew and memberRew: each party gets the floor of its stated share.
 
-    The stake counts the operator's pledge, so the members' part is their
-    tokens' share (t/sigma) of what cost and margin leave; it is paid to the
-    holders by shares, or compounded into the pool. Floors go to the operator.
+    With f the pool's reward, c its fixed cost, m its margin, s its pledge,
+    sigma its stake and t a member's stake (the exact value of its shares):
+
+        operator (leaderRew): f if f <= c, else c + floor((f - c) * (m + (1 - m) * s / sigma))
+        member   (memberRew): 0 if f <= c, else floor((f - c) * (1 - m) * t / sigma)
+
+    (Shelley ledger spec, reward splitting; cardano-ledger's Rewards module).
+    What the floors leave, the dust (less than one unit per party), goes to
+    no one: Cardano returns undistributed rewards to the reserve, and so
+    does the ledger here with reward sharing on (off, it is not minted).
+    So no member is paid less than the floor of its
+    stated share, and the operator, who states its own terms, gains nothing
+    from rounding. A compounding pool's members' part is one floor, added to
+    the pool. A pool with no stake pays the whole reward to its operator.
     """
-    fixed = min(pool.fixed_cost, reward)
-    margin = (reward - fixed) * pool.margin_ppm // PPM
-    members = reward - fixed - margin
     stake = pool_stake(pool)
-    members_total = members * pool.member_tokens // stake if stake else 0
+    if reward <= pool.fixed_cost or stake <= 0:
+        return PoolPayout(reward, (), 0)
+    after_cost, kept_ppm = reward - pool.fixed_cost, PPM - pool.margin_ppm
+    operator_part = pool.margin_ppm * stake + kept_ppm * min(pool.pledge, stake)
+    operator = pool.fixed_cost + after_cost * operator_part // (PPM * stake)
+    members_num = after_cost * kept_ppm * pool.member_tokens  # members' stated part, over PPM * stake
     if pool.compounding:
-        return PoolPayout(reward - members_total, (), members_total)
+        compounded = members_num // (PPM * stake)
+        return PoolPayout(operator, (), compounded, reward - operator - compounded)
+    total_shares = sum(pool.shares.values())
+    den = PPM * stake * total_shares
     paid = tuple(
-        (d, a) for d, a in split_by_weight(members_total, tuple(sorted(pool.shares.items()))) if a > 0
+        (holder, amount)
+        for holder, count in sorted(pool.shares.items())
+        if (amount := members_num * count // den) > 0
     )
-    return PoolPayout(reward - sum(a for _, a in paid), paid, 0)
+    return PoolPayout(operator, paid, 0, reward - operator - sum(amount for _, amount in paid))
 
 
 # ------------------------------------------------------------------ views

@@ -32,7 +32,9 @@ import msgpack
 from node.core.ledger import FrozenMap
 from node.core.state import ChainState
 
-FORMAT = 1  # bumped when a snapshot written before can no longer be read
+# Bumped when a snapshot written before can no longer be read. 2: seats and committees carry the stake
+# snapshot reward sharing reads (a field more each, so a format-1 body no longer fits).
+FORMAT = 2
 
 
 class SnapshotError(ValueError):

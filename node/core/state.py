@@ -76,6 +76,9 @@ class Seats:
 
     epoch: int
     members: tuple[tuple[bytes, int], ...]  # sorted by address
+    # The stake reward sharing reads for this epoch's blocks, taken when these seats were drawn (None while
+    # sharing is off: nothing reads it). See `with_stake`.
+    stake: L.StakeSnapshot | None = field(default=None, metadata={HASHED_WHEN_SET: True})
 
     @cached_property
     def holders(self) -> frozenset[bytes]:
@@ -95,6 +98,7 @@ class Committee:
     height: int
     members: tuple[tuple[bytes, int], ...]  # (address, power), sorted by address
     total: int
+    stake: L.StakeSnapshot | None = None  # its seats' stake snapshot: what its signers' rewards are capped by
 
     @cached_property
     def power(self) -> Mapping[bytes, int]:
@@ -213,7 +217,8 @@ def genesis_state(genesis: Genesis) -> ChainState:
         raise ValueError("genesis has no validator with stake")
     seed = genesis_seed(genesis.chain_id)
     size = genesis.params.committee_size
-    seats = draw_epoch_seats(0, validator_set, size, seed)
+    stake = L.stake_snapshot(ledger, genesis.params)  # epochs 0 and 1 are both drawn from genesis
+    seats = with_stake(draw_epoch_seats(0, validator_set, size, seed), stake)
     committee = committee_for(1, seats, validator_set)
     return ChainState(
         chain_id=genesis.chain_id,
@@ -230,7 +235,7 @@ def genesis_state(genesis: Genesis) -> ChainState:
         validator_set=validator_set,
         priorities=new_priorities(committee.members),
         seats=seats,
-        next_seats=draw_epoch_seats(1, validator_set, size, seed),
+        next_seats=with_stake(draw_epoch_seats(1, validator_set, size, seed), stake),
         committee=committee,
         recent_committees=(),
     )
@@ -262,6 +267,22 @@ def draw_epoch_seats(
     return Seats(epoch, committee_powers(validator_set, size, committee_seed(epoch_seed, epoch)))
 
 
+def with_stake(seats: Seats, stake: L.StakeSnapshot | None) -> Seats:
+    """`seats` with the stake snapshot taken at the moment they were drawn.
+
+    Reward sharing caps what a pool earns by its stake share; the shares it
+    caps are by committee power, so the cap must read the stake of the same
+    moment the power came from, as Cardano's rewards read the stake
+    distribution snapshot its leader schedule was drawn from. A cap read
+    from the stake when the block is paid, an epoch or two later, could be
+    dodged by moving stake out of a saturated pool after it earned, and
+    would cut a pool for stake it received after earning. The seats (drawn
+    once per process and shared) are left as they are; the snapshot goes on
+    a copy.
+    """
+    return seats if stake is None else replace(seats, stake=stake)
+
+
 def committee_for(height: int, seats: Seats, validator_set: tuple[tuple[bytes, int], ...]) -> Committee:
     """The committee of `height`: the epoch's seats, minus members no longer in the validator set.
 
@@ -275,7 +296,7 @@ def committee_for(height: int, seats: Seats, validator_set: tuple[tuple[bytes, i
     in_set = {address for address, _ in validator_set}
     members = tuple((address, power) for address, power in seats.members if address in in_set)
     members = members or validator_set
-    return Committee(height, members, sum(power for _, power in members))
+    return Committee(height, members, sum(power for _, power in members), seats.stake)
 
 
 def proposer_of(state: ChainState, round_: int) -> bytes:
@@ -431,15 +452,28 @@ def block_problem(state: ChainState, block: Block) -> str | None:
 def block_context(
     state: ChainState, block: Block, judged: tuple[L.Participation, ...] = ()
 ) -> L.BlockContext:
+    """What the ledger needs of consensus to apply `block`.
+
+    Rewards read one stake snapshot per block: that of the committee whose
+    certificate the block carries (height - 1's), the committee that earned
+    most of the reward. Its epoch's seats and this snapshot were drawn at one
+    moment. At an epoch's first block the proposer sits in the new epoch's
+    committee while the signers sat in the old one, and the old snapshot
+    rules the whole block (a proposer missing from it is measured as having
+    no stake: `rewards.reward_factor`'s limit). Height 1 has no certificate
+    and reads its own committee's, genesis's.
+    """
     previous = committee_at(state, block.height - 1)
+    earned = previous if previous and block.last_commit else None
     return L.BlockContext(
         height=block.height,
         epoch=state.epoch,
         proposer=block.proposer,
-        prev_committee=previous.members if previous and block.last_commit else (),
+        prev_committee=earned.members if earned else (),
         prev_signers=block.last_commit.signers() if block.last_commit else frozenset(),
         evidence=block.evidence,
         judged=judged,
+        stake=(earned or state.committee).stake,
     )
 
 
@@ -617,7 +651,8 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
     seats, next_seats = state.seats, state.next_seats
     if boundary:
         size = state.params.committee_size
-        seats, next_seats = next_seats, draw_epoch_seats(epoch + 1, validator_set, size, epoch_seed)
+        drawn = draw_epoch_seats(epoch + 1, validator_set, size, epoch_seed)
+        seats, next_seats = next_seats, with_stake(drawn, L.stake_snapshot(ledger, state.params))
     committee = committee_for(height + 1, seats, validator_set)
     priorities = proposer_priorities_after(state.priorities, state.committee, committee)
     keep_from = height - state.params.evidence_max_age

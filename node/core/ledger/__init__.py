@@ -3,13 +3,14 @@
 Everything is a pure function over frozen values, in integers only: every
 node must reach the same ledger from the same blocks, and floats or clocks
 would let machines disagree. Each division is a floor; what a floor leaves
-over is given to someone named (the pool operator, the proposer) or not
-minted at all, so that at every step
+over is given to someone named (the proposer, for the block's split), put
+in the reserve (a pool's split, with reward sharing on) or not minted at
+all, so that at every step
 
     total_supply(ledger) == ledger.genesis_supply + ledger.issued - ledger.slashed
 
 holds exactly (`slashed` counts what was burned; the supply counts the
-reserve, where reward sharing puts what it withholds).
+reserve, where reward sharing puts what it withholds and the splits' dust).
 
 Choices, documented because other modules depend on them:
 - A delegation is a number of shares of its pool (node.core.shares): the pool
@@ -90,12 +91,14 @@ from node.core.ledger.queries import (
     account_of,
     active_powers,
     bonded_stake,
+    circulating_supply,
     leverage_ppm,
     member_stakes,
     nakamoto_coefficient,
     pool_status,
     stake_distribution,
     stake_of,
+    stake_snapshot,
     supply_is_conserved,
     total_supply,
 )
@@ -170,6 +173,7 @@ from node.core.ledger.values import (
     PoolStatus,
     Redelegation,
     Redelegations,
+    StakeSnapshot,
     Unbonding,
     merge_amounts,
     pool_power,
@@ -196,6 +200,7 @@ __all__ = [
     "PoolStatus",
     "Redelegation",
     "Redelegations",
+    "StakeSnapshot",
     "Unbonding",
     "account_of",
     "active_powers",
@@ -220,6 +225,7 @@ __all__ = [
     "burn",
     "can_earn",
     "checked_tx",
+    "circulating_supply",
     "credit_accounts",
     "credited",
     "cut",
@@ -265,6 +271,7 @@ __all__ = [
     "snapshot_liquid_stake",
     "stake_distribution",
     "stake_of",
+    "stake_snapshot",
     "start_epoch",
     "supply_is_conserved",
     "total_supply",

@@ -36,7 +36,7 @@ def apply_block(
 def start_epoch(ledger: Ledger, epoch: int, params: Params) -> tuple[Ledger, tuple[LedgerEvent, ...]]:
     """Enter `epoch`: pools due retire, rotated signing keys take over, unbonding entries due
     return to their owners' balances, and redelegations past their slashable period are forgotten."""
-    ledger = pay_accrued(ledger)
+    ledger = pay_accrued(ledger, params)
     ledger, rotated = rotate_keys(ledger, epoch)
     retired: tuple[LedgerEvent, ...] = ()
     for address in sorted(ledger.pools):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from node.core import rewards as R
 from node.core import shares as S
-from node.core.genesis import PPM
-from node.core.ledger.values import Account, Ledger, Pool, pool_power
+from node.core.genesis import PPM, Params
+from node.core.ledger.values import TOMBSTONED, Account, Ledger, Pool, StakeSnapshot, pool_power
 
 
 def active_powers(ledger: Ledger) -> tuple[tuple[bytes, int], ...]:
@@ -64,6 +65,31 @@ def total_supply(ledger: Ledger) -> int:
 def bonded_stake(ledger: Ledger) -> int:
     """Stake of every pool that can still earn (tombstoned ones cannot): reward sharing's sigma is of this."""
     return ledger.bonded_stake
+
+
+def circulating_supply(ledger: Ledger) -> int:
+    """Every unit but the reserve's: Cardano's total supply minus reserves, what its sigma is of."""
+    return total_supply(ledger) - ledger.reserve
+
+
+def stake_snapshot(ledger: Ledger, params: Params) -> StakeSnapshot | None:
+    """What reward sharing will read of this ledger's stake: taken with each epoch's seats (node.core.state).
+
+    Every pool that can still earn (all but the tombstoned: the pools the
+    bonded stake sums), with its stake and pledge now. None while reward
+    sharing is off: its factor is then exactly 1 whatever the stake, nothing
+    reads a snapshot, and a chain without sharing keeps its state as it was.
+    """
+    if not R.sharing_is_on(params):
+        return None
+    pools = tuple(
+        (address, (pool_power(pool), pool.pledge))
+        for address, pool in sorted(ledger.pools.items())
+        if pool.status != TOMBSTONED
+    )
+    bonded = bonded_stake(ledger)
+    total = circulating_supply(ledger) if params.sigma_of_supply else bonded
+    return StakeSnapshot(pools, total, bonded)
 
 
 def supply_is_conserved(ledger: Ledger) -> bool:

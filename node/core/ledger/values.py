@@ -370,6 +370,32 @@ class Participation:
 
 
 @dataclass(frozen=True)
+class StakeSnapshot:
+    """What reward sharing reads of the stake, as it was when one epoch's seats were drawn.
+
+    Cardano's stake distribution snapshot, cut down to what the reward
+    factor reads: each pool's stake and pledge (sigma and the pledge share),
+    the total sigma is measured against, and the bonded stake the block
+    shares are divided over. Taken at the boundary that draws the seats it
+    travels with (node.core.state.Seats), so the committee power a pool is
+    paid by and the cap on that pay come from one moment: stake moved after
+    it cannot make a pool that earned at twice saturation look unsaturated
+    when it is paid, nor cut a pool that only now received stake.
+    """
+
+    pools: tuple[
+        tuple[bytes, tuple[int, int]], ...
+    ]  # (address, (stake, pledge)) of every bonded pool, sorted
+    total: int  # sigma's denominator: the bonded stake, or the circulating supply (params.sigma_of_supply)
+    bonded: int  # the stake of every pool that could earn: what block shares are in proportion to
+
+    @cached_property
+    def stakes(self) -> Mapping[bytes, tuple[int, int]]:
+        """(stake, pledge) by pool address, built once: every block asks it of every signer."""
+        return dict(self.pools)
+
+
+@dataclass(frozen=True)
 class BlockContext:
     height: int
     epoch: int
@@ -378,6 +404,9 @@ class BlockContext:
     prev_signers: frozenset[bytes]  # who signed height-1's certificate carried in this block (rewards)
     evidence: tuple[Evidence, ...]  # already verified by consensus
     judged: tuple[Participation, ...] = ()  # heights whose participation becomes final with this block
+    # The snapshot height-1's committee was drawn with (node.core.state.block_context); None: the ledger's
+    # stake now, for callers that keep no epochs (a ledger on its own, in tests)
+    stake: StakeSnapshot | None = None
 
 
 pool_power = R.pool_stake  # voting power: the pledge plus everything delegated
