@@ -213,6 +213,29 @@ def test_a_validator_resends_its_precommit_until_a_block_counts_it() -> None:
     assert ours not in rebroadcast(out)
 
 
+def test_an_uncounted_precommit_goes_out_at_every_height_of_the_grace_then_at_doubling_distances() -> None:
+    """A fast chain keeps a height pending for many heights: re-sending at each one cost every height
+    messages in proportion to the backlog; lost copies still get fresh chances, further apart."""
+    machine, block1 = shown_block_1(SLOW)
+    votes(machine, [prevote(voter, 1, 0, block1.hash) for voter in QUORUM], 2)
+    ours = precommit(SLOW, 1, 0, block1.hash)
+    machine.on_vote(ours, 3)
+    votes(machine, [precommit(voter, 1, 0, block1.hash) for voter in QUORUM], 4)
+    previous, resent_at = block1, []
+    for height in range(2, 40):  # 1 ms apart: height 1 stays pending (late_precommit_ms 1000) throughout
+        block = make_block(
+            machine.state,
+            last_commit=certificate(previous.hash, height - 1, 0, QUORUM),
+            timestamp_ms=10 + height,
+        )
+        out = machine.on_commit(block, certificate(block.hash, height, 0, QUORUM), 10 + height)
+        if ours in rebroadcast(out):
+            resent_at.append(machine.height - 1)
+        previous = block
+    grace = machine.state.params.late_precommit_heights
+    assert resent_at == [*range(2, grace + 1), *(d for d in (8, 16, 32) if d > grace)]  # 1: on deciding 1
+
+
 # ------------------------------------------------------------------ how long a height stays pending
 
 

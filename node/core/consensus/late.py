@@ -205,7 +205,8 @@ class LatePrecommits:
         return tuple(
             (vote, None)
             for (h, _), vote in sorted(self._own_precommits.items())
-            if late_precommit_misfit(state.pending_by_height.get(h), vote) is None
+            if is_resend_due(height - h, state.params.late_precommit_heights)
+            and late_precommit_misfit(state.pending_by_height.get(h), vote) is None
         )
 
     def changes(self) -> list[Note]:
@@ -224,6 +225,19 @@ class LatePrecommits:
         if cached is None or cached[0] is not state or cached[1] is not certificate:
             cached = self._pending_cache = (state, certificate, opened_pending(state, certificate))
         return cached[2]
+
+
+def is_resend_due(distance: int, every_height_for: int) -> bool:
+    """Whether our uncounted precommit `distance` heights back goes out again as a new height opens.
+
+    At every height while the chain still guarantees it a block to count it
+    (`late_precommit_heights`), then at distances that double: when a lone
+    supermajority decides every few milliseconds, a height stays pending for
+    thousands of heights, and sending each uncounted precommit at each of
+    them made every height cost messages in proportion to that backlog.
+    A copy lost on the way still gets a fresh chance at 8, 16, 32 ... heights.
+    """
+    return distance <= every_height_for or distance & (distance - 1) == 0
 
 
 def _key_bytes(key: tuple[int, bytes] | tuple[int, int] | tuple[int, int, bytes]) -> bytes:
