@@ -30,10 +30,11 @@ from collections import ChainMap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
+from operator import attrgetter
 
 from node.core import ledger as L
 from node.core import signing_keys as SK
-from node.core.canonical import canonical, hashed_fields, participation_digests
+from node.core.canonical import canonical, hashed_fields, participation_digest
 from node.core.codec import encode
 from node.core.genesis import HASHED_WHEN_SET, Genesis, Params
 from node.core.messages import (
@@ -155,14 +156,15 @@ class ChainState:
     def digest(self) -> bytes:
         """SHA-256 over everything nodes must agree on (the seats included; the committees are derived).
 
-        Pending participation enters as one digest per height: each is worked
-        out once (a height's record is the same object from block to block
-        until a late precommit changes it), where hashing the records in full
+        Pending participation enters as one two-level digest
+        (`canonical.participation_digest`): a height's record is the same
+        object from block to block until a late precommit changes it, so only
+        what a block changed is hashed again, where hashing the records in full
         cost every block a pass over thousands of heights times a committee
         when blocks came every millisecond.
         """
         agreed = tuple(
-            participation_digests(self.participation)
+            participation_digest(self.participation)
             if f.name == "participation"
             else canonical(getattr(self, f.name))
             for f in hashed_fields(self)
@@ -198,8 +200,7 @@ class PendingByHeight(Mapping[int, L.Participation]):
         return len(self._records)
 
 
-def _height_of(record: L.Participation) -> int:
-    return record.height
+_height_of = attrgetter("height")
 
 
 # ------------------------------------------------------------- construction
