@@ -29,7 +29,7 @@ something other than what its author wrote.
     wealth = "pareto"       # equal | pareto | lognormal | csv
     total = 1000000         # the class's wealth, shared by the distribution
     alpha = 1.5             # pareto; lognormal takes sigma; csv takes file (one balance per line)
-    policy = "yield"        # yield | loyal | random | largest | liquid-token
+    policy = "yield"        # yield | nonmyopic | loyal | random | largest | liquid-token
     switching_cost_ppm = 50000   # yield: move only for this much more (relative)
     attention_ppm = 200000  # the chance each delegator looks at all in an epoch (default: always)
     start = "random"        # random | largest | none: where its stake starts
@@ -51,7 +51,7 @@ from typing import Any
 from node.core.fields import FieldReader
 from node.core.genesis import PPM, GenesisError, Params, parse_params
 
-POLICIES = ("yield", "loyal", "random", "largest", "liquid-token")
+POLICIES = ("yield", "nonmyopic", "loyal", "random", "largest", "liquid-token")
 WEALTH = ("equal", "pareto", "lognormal", "csv")
 STARTS = ("random", "largest", "none")
 REWARD_MODES = ("paid_out", "compounding")

@@ -40,9 +40,11 @@ from network.econ.policies import (
     Policy,
     better_pool,
     loyal_policy,
+    nonmyopic_better,
+    nonmyopic_policy,
     yield_policy,
 )
-from network.econ.quotes import quote, requote
+from network.econ.quotes import market_of, requote
 from network.econ.record import EpochLog, class_holdings, epoch_record
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
@@ -70,6 +72,8 @@ from node.core.state import (
 )
 from node.core.tx import Delegate, Redelegate, RegisterPool, Tx, Undelegate, Unjail, UpdatePool, sign_tx
 
+_SETTLES = (yield_policy, nonmyopic_policy)  # policies whose turn `_stays` can decide per pool
+_JUDGED = ("yield", "nonmyopic")  # policies whose delegators the ledger's quotes judge after each turn (`_misses`)
 MAX_ROUNDS = 100  # rounds tried at one height before the chain counts as halted (every proposer offline)
 
 
@@ -88,7 +92,7 @@ class FastForward:
         self.seed = config.seed if seed is None else seed
         self.world: World = build_world(config, self.seed)
         self.state: ChainState = genesis_state(self.world.genesis)
-        self.rng = random.Random(f"econ/{config.name}/{self.seed}")
+        self.rng = random.Random(f"econ/{self.seed}")  # the seed alone: a renamed file runs the same
         self.offline: set[bytes] = set()
         self.performance = {self.world.owners[p.name].address: p.performance_ppm for p in config.pools}
         self._full_performance = all(p >= PPM for p in self.performance.values())
@@ -108,7 +112,7 @@ class FastForward:
         # Each delegator with what its turn looks up every epoch: key address, class, policy, and
         # whether its miss is counted (yield seekers), in the world's order.
         self._roster = [
-            (d, d.keypair.address, self.classes[d.cls], self.policies[d.policy], d.policy == "yield")
+            (d, d.keypair.address, self.classes[d.cls], self.policies[d.policy], d.policy in _JUDGED)
             for d in self.world.delegators
         ]
         self._members = [(address, d.cls) for d, address, _, _, _ in self._roster]
@@ -289,7 +293,7 @@ class FastForward:
             if attention < PPM and rng.randrange(PPM) >= attention:
                 continue  # not looking this epoch
             if policy is loyal_policy or (
-                policy is yield_policy and self._stays(ledger, quotes, address, spec.switching_cost_ppm)
+                policy in _SETTLES and self._stays(ledger, quotes, address, spec.switching_cost_ppm, policy)
             ):
                 continue  # decided for its pool, not for it: see `_stays`
             holding = self._holding(ledger, address)
@@ -311,10 +315,12 @@ class FastForward:
                     self._moved(delegator, target, ledger)
                     holding = self._holding(ledger, address)  # unless it moved, it holds as before
             if seeks_yield:
-                log.policy_misses += self._misses(holding, quotes, spec.switching_cost_ppm)
+                log.policy_misses += self._misses(holding, quotes, spec.switching_cost_ppm, policy)
         return txs
 
-    def _stays(self, ledger: L.Ledger, market: Market, address: bytes, switching_cost_ppm: int) -> bool:
+    def _stays(
+        self, ledger: L.Ledger, market: Market, address: bytes, switching_cost_ppm: int, policy: Policy
+    ) -> bool:
         """True when a `yield` delegator's turn is sure to leave it where it is, with no miss to count.
 
         `yield_policy` moves a holder only when its pool closed or the best
@@ -323,8 +329,9 @@ class FastForward:
         holds its own (`Market.holds`, worked out once per pool and market),
         every holder in the pool stays, whatever it holds, and the miss count
         (the same rule) finds nothing; at 10,000 delegators the full turn
-        was most of an epoch's decisions. False means only "not sure": the
-        turn is then taken in full.
+        was most of an epoch's decisions. `nonmyopic_policy` likewise with
+        `Market.settled`. False means only "not sure": the turn is then
+        taken in full.
         """
         if ledger.liquid:
             return False
@@ -333,11 +340,16 @@ class FastForward:
         if pool is None or not L.stake_of(pool, address):
             return False
         current = market.by_address.get(pool_address)
-        return current is not None and current.open and market.holds(current, switching_cost_ppm)
+        if current is None or not current.open:
+            return False
+        if policy is nonmyopic_policy:
+            return market.settled(current, switching_cost_ppm)
+        return market.holds(current, switching_cost_ppm)
 
     @staticmethod
-    def _misses(holding: Holding, market: Market, switching_cost_ppm: int) -> int:
-        """1 when, by the ledger's own quotes after its turn, a yield delegator should not be where it is.
+    def _misses(holding: Holding, market: Market, switching_cost_ppm: int, policy: Policy) -> int:
+        """1 when, by the ledger's own quotes after its turn, a yield (or nonmyopic) delegator should not
+        be where it is.
 
         The policy decides on quotes; the ledger then applies the move and
         quotes again. Where the two disagree (a policy that misreads the
@@ -349,6 +361,8 @@ class FastForward:
         current = market.current(holding)
         if current is None or not current.open:
             return 1
+        if policy is nonmyopic_policy:
+            return int(nonmyopic_better(holding, market, switching_cost_ppm) is not None)
         return int(better_pool(holding, market, switching_cost_ppm) is not None)
 
     def _quotes(self, ledger: L.Ledger) -> Market:
@@ -363,7 +377,7 @@ class FastForward:
             return market
         state = replace(self.state, ledger=ledger)
         self._context = SetView.of(state)
-        market = Market(tuple(quote(state, pool, self._context) for pool in ledger.pools.values()))
+        market = market_of(state, self._context)
         self._last_quoted = (self.state, ledger, market, self._context)
         return market
 

@@ -103,7 +103,7 @@ class MessageLevel(FastForward):
             config = replace(config, params=replace(config.params, commit_wait_ms=PACED_COMMIT_WAIT_MS))
         super().__init__(config, seed, policies)
         names = [pool.name for pool in config.pools]
-        self.net = SimNetwork(names, FaultPlan(), random.Random(f"econ-net/{config.name}/{self.seed}"))
+        self.net = SimNetwork(names, FaultPlan(), random.Random(f"econ-net/{self.seed}"))
         self.core = SharedCore()
         self.log_lines: list[dict[str, Any]] = []
         start = genesis_state(self.world.genesis)

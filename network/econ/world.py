@@ -1,8 +1,9 @@
 """The chain an economy starts from: keys for every pool and delegator, and the genesis they share.
 
-Keys are derived from the experiment's name and each party's name, so the
-same file gives the same keys, the same signed transactions and the same
-chain on every machine. A pool that enters later is funded at genesis with
+Keys are derived from the run's seed and each party's name (never from the
+file's name or path: a renamed copy of a file is the same experiment), so
+the same file and seed give the same keys, the same signed transactions and
+the same chain on every machine. A pool that enters later is funded at genesis with
 its pledge and registers by transaction when its epoch comes.
 """
 
@@ -40,11 +41,11 @@ class World:
 def build_world(config: EconomyConfig, seed: int) -> World:
     """Keys, wealth and genesis for `config`, with chance drawn from `seed` (wealth and starting pools)."""
     rng = random.Random(seed)
-    owners = {p.name: Keypair.deterministic(f"econ/{config.name}/pool/{p.name}") for p in config.pools}
+    owners = {p.name: Keypair.deterministic(f"econ/{seed}/pool/{p.name}") for p in config.pools}
     delegators: list[Delegator] = []
     for spec in config.delegators:
         for i, wealth in enumerate(balances(spec, rng)):
-            key = Keypair.deterministic(f"econ/{config.name}/{spec.name}/{i}")
+            key = Keypair.deterministic(f"econ/{seed}/{spec.name}/{i}")
             delegators.append(Delegator(len(delegators), spec.name, spec.policy, key, wealth))
     founding = [p for p in config.pools if not p.enters_epoch]
     if not founding:
@@ -67,7 +68,7 @@ def build_world(config: EconomyConfig, seed: int) -> World:
     accounts = tuple(
         GenesisAccount(d.keypair.public, d.wealth) for d in delegators if d.wealth and d.index not in starts
     ) + tuple(GenesisAccount(owners[p.name].public, p.pledge) for p in config.pools if p.enters_epoch)
-    genesis = Genesis(f"econ-{config.name}"[:64], 0, config.params, validators, accounts)
+    genesis = Genesis(f"econ-{seed}"[:64], 0, config.params, validators, accounts)
     return World(genesis, owners, tuple(delegators))
 
 
