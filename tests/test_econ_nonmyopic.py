@@ -90,7 +90,7 @@ def quote(name: str, stake: int, **terms: int) -> Quote:
     return Quote(name.encode(), name, True, stake, 0, PPM, **terms)
 
 
-def test_the_policy_leaves_an_over_saturated_pool_for_an_empty_top_pool_the_yield_quote_calls_worthless() -> None:
+def test_the_policy_leaves_an_over_saturated_pool_for_an_empty_top_pool_quoted_0_today() -> None:
     big = quote("big", 700, pledge=50, fixed_cost=10)
     empty = quote("empty", 50, pledge=50, fixed_cost=10)  # today it earns 5 < 10: quoted 0
     spec = DelegatorClass("d", 1, "nonmyopic", "equal", switching_cost_ppm=20_000)

@@ -73,7 +73,7 @@ from node.core.state import (
 from node.core.tx import Delegate, Redelegate, RegisterPool, Tx, Undelegate, Unjail, UpdatePool, sign_tx
 
 _SETTLES = (yield_policy, nonmyopic_policy)  # policies whose turn `_stays` can decide per pool
-_JUDGED = ("yield", "nonmyopic")  # policies whose delegators the ledger's quotes judge after each turn (`_misses`)
+_JUDGED = ("yield", "nonmyopic")  # policies the ledger's quotes judge after each turn (`_misses`)
 MAX_ROUNDS = 100  # rounds tried at one height before the chain counts as halted (every proposer offline)
 
 

@@ -91,7 +91,9 @@ class Rules:
         per_epoch = bool(params.epoch_rewards)
         blocks = params.epoch_length if per_epoch else 1
         payouts = 1 if per_epoch else params.epoch_length
-        return cls(params.block_reward * blocks, payouts, params.saturation_k, params.pledge_influence_ppm, total)
+        return cls(
+            params.block_reward * blocks, payouts, params.saturation_k, params.pledge_influence_ppm, total
+        )
 
     @cached_property
     def saturated_stake(self) -> Fraction:
@@ -115,7 +117,9 @@ def desirability(rules: Rules, offer: Offer) -> Fraction:
 
 
 @lru_cache(maxsize=65_536)
-def _desirability(rules: Rules, pledge: int, fixed_cost: int, margin_ppm: int, performance_ppm: int) -> Fraction:
+def _desirability(
+    rules: Rules, pledge: int, fixed_cost: int, margin_ppm: int, performance_ppm: int
+) -> Fraction:
     reward = potential_reward(rules, rules.saturated_stake, pledge, performance_ppm)
     return (reward - fixed_cost) * Fraction(PPM - margin_ppm, PPM) if reward > fixed_cost else Fraction(0)
 
@@ -138,7 +142,9 @@ def top_pools(rules: Rules, offers: Iterable[Offer]) -> frozenset[bytes]:
 
 def member_rate_ppm(rules: Rules, offer: Offer, stake: Fraction | int) -> int:
     """A member's reward per unit per epoch, in ppm, were the pool to hold `stake` (floored)."""
-    return _member_rate(rules, Fraction(stake), offer.pledge, offer.fixed_cost, offer.margin_ppm, offer.performance_ppm)
+    return _member_rate(
+        rules, Fraction(stake), offer.pledge, offer.fixed_cost, offer.margin_ppm, offer.performance_ppm
+    )
 
 
 @lru_cache(maxsize=262_144)
