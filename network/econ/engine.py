@@ -28,16 +28,20 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
 from network.econ.config import EconomyConfig, TimelineEvent
+from network.econ.nonmyopic import Rules, Terms, desirability, top_pools
+from network.econ.operators import new_margin_ppm, pays, pledge_for, would_enter
 from network.econ.policies import (
     LEAVE,
     POLICIES,
     Holding,
     Market,
     Policy,
+    Quote,
     better_pool,
     loyal_policy,
     nonmyopic_better,
@@ -46,7 +50,7 @@ from network.econ.policies import (
 )
 from network.econ.quotes import market_of, requote
 from network.econ.record import EpochLog, class_holdings, epoch_record
-from network.econ.world import Delegator, World, build_world
+from network.econ.world import Delegator, Operator, World, build_world
 from node.core import ledger as L
 from node.core.genesis import PPM
 from node.core.messages import (
@@ -70,7 +74,17 @@ from node.core.state import (
     genesis_state,
     proposer_of,
 )
-from node.core.tx import Delegate, Redelegate, RegisterPool, Tx, Undelegate, Unjail, UpdatePool, sign_tx
+from node.core.tx import (
+    Delegate,
+    Redelegate,
+    RegisterPool,
+    RetirePool,
+    Tx,
+    Undelegate,
+    Unjail,
+    UpdatePool,
+    sign_tx,
+)
 
 _SETTLES = (yield_policy, nonmyopic_policy)  # policies whose turn `_stays` can decide per pool
 _JUDGED = ("yield", "nonmyopic")  # policies the ledger's quotes judge after each turn (`_misses`)
@@ -95,6 +109,7 @@ class FastForward:
         self.rng = random.Random(f"econ/{self.seed}")  # the seed alone: a renamed file runs the same
         self.offline: set[bytes] = set()
         self.performance = {self.world.owners[p.name].address: p.performance_ppm for p in config.pools}
+        self.performance.update((o.keypair.address, PPM) for o in self.world.operators)
         self._full_performance = all(p >= PPM for p in self.performance.values())
         self._everyone: tuple[Committee | None, tuple[bytes, ...], int] = (None, (), 0)  # see `_signers`
         self.where: dict[bytes, bytes] = self._genesis_positions()
@@ -105,6 +120,13 @@ class FastForward:
         self.classes = {c.name: c for c in config.delegators}
         self.policies = {**POLICIES, **(policies or {})}
         self._locked: dict[bytes, int] = {}  # delegator -> epoch its redelegated stake may hop again
+        self._since: ChainState | None = None  # where the last record's epoch ended: what the next paid
+        self._unpaid: dict[str, int] = {}
+        # the margin no owner goes below: its pool's (or its own, for a potential operator) in the file
+        self._floor_margin = {p.name: p.margin_ppm for p in config.pools}
+        self._floor_margin.update(
+            (o.name, o.margin_ppm) for o in self.world.operators
+        )  # pool -> epochs running its expected reward was below its cost
         self._context = SetView.of(self.state)  # the totals the current quotes were made on
         self._last_quoted: tuple[ChainState | None, L.Ledger | None, Market, SetView] = (
             None, None, Market(()), self._context
@@ -160,6 +182,7 @@ class FastForward:
             return []
         txs = self._timeline(self.state.epoch, log)
         txs += self._unjails()
+        txs += self._operators(txs, log)
         return txs + self._delegators(txs, log)
 
     # ------------------------------------------------------------------ blocks
@@ -272,6 +295,99 @@ class FastForward:
             and pool.status == L.JAILED
             and ledger.epoch >= pool.jailed_until_epoch
         ]
+
+    # ------------------------------------------------------------------ operators
+
+    def _operators(self, earlier: list[bytes], log: EpochLog) -> list[bytes]:
+        """Retirements of pools that have not paid, then registrations (`network.econ.operators`).
+
+        Decided on the ledger as the boundary's earlier transactions leave it,
+        every pool's owner judging its own pool (founding pools' owners too),
+        the potential operators in a seeded order, each seeing the pools the
+        ones before it registered. Nothing acts without the file's [market].
+        """
+        market_rules = self.config.market
+        if market_rules is None:
+            return []
+        ledger = self.state.ledger
+        for tx in earlier:
+            ledger, _ = L.process_tx(ledger, self.state.chain_id, tx, self.state.params)
+        state = replace(self.state, ledger=ledger)
+        market = market_of(state, SetView.of(state))
+        assert market.rules is not None
+        rules = market.rules
+        txs: list[bytes] = []
+        retiring: set[bytes] = set()
+        if market_rules.retire_after:
+            for quote in market.open:
+                name = self.names[quote.address]
+                below = 0 if pays(rules, quote) else self._unpaid.get(name, 0) + 1
+                self._unpaid[name] = below
+                if below >= market_rules.retire_after:
+                    key = self.world.owners[name]
+                    tx = RetirePool(L.account_of(ledger, key.address).nonce, ledger.epoch + 1)
+                    txs.append(self._sign(name, tx))
+                    log.operators.append(f"{name} retires")
+                    retiring.add(quote.address)
+                    self._unpaid.pop(name)
+        standing = self._margins(
+            rules, [q for q in market.open if q.address not in retiring], ledger, txs, log
+        )
+        if not market_rules.entry:
+            return txs
+        order = list(self.world.operators)
+        self.rng.shuffle(order)
+        for operator in order:
+            address = operator.keypair.address
+            if not _idle(ledger, operator) or not operator.pledge:
+                continue
+            terms = self._would_run(rules, operator)
+            if L.account_of(ledger, address).balance < terms.pledge:
+                continue  # a retired pool's pledge still unbonding
+            if not would_enter(rules, terms, standing):
+                continue
+            nonce = L.account_of(ledger, address).nonce
+            tx = RegisterPool(nonce, terms.pledge, operator.fixed_cost, operator.margin_ppm)
+            txs.append(sign_tx(self.state.chain_id, tx, operator.keypair))
+            standing.append(desirability(rules, terms))
+            log.operators.append(f"{operator.name} registers")
+        return txs
+
+    @staticmethod
+    def _would_run(rules: Rules, operator: Operator) -> Terms:
+        """The pool a potential operator would register now: its cost and margin, its pledge (`pledge_for`)."""
+        pledge = pledge_for(rules, operator.pledge)
+        address = operator.keypair.address
+        return Terms(address, operator.name, pledge, pledge, operator.fixed_cost, operator.margin_ppm)
+
+    def _margins(
+        self, rules: Rules, staying: list[Quote], ledger: L.Ledger, txs: list[bytes], log: EpochLog
+    ) -> list[Fraction]:
+        """Top-k pools' owners set competitive margins (`network.econ.operators.new_margin_ppm`); each
+        staying pool's desirability after that, for the entrants to rank against."""
+        top = top_pools(rules, staying)
+        entry = self.config.market is not None and self.config.market.entry
+        waiting = [
+            desirability(rules, self._would_run(rules, operator))
+            for operator in self.world.operators
+            if entry and _idle(ledger, operator)
+        ]
+        rival = max(
+            [desirability(rules, q) for q in staying if q.address not in top] + waiting, default=Fraction(0)
+        )
+        standing = []
+        for quote in staying:
+            name = self.names[quote.address]
+            margin = None
+            if quote.address in top and rival > 0:
+                margin = new_margin_ppm(rules, quote, rival, self._floor_margin[name])
+            if margin is not None:
+                nonce = L.account_of(ledger, quote.address).nonce
+                txs.append(self._sign(name, UpdatePool(nonce, quote.fixed_cost, margin)))
+                log.operators.append(f"{name} margin {margin}")
+                quote = replace(quote, margin_ppm=margin)
+            standing.append(desirability(rules, quote))
+        return standing
 
     # ------------------------------------------------------------------ delegators
 
@@ -459,7 +575,16 @@ class FastForward:
         self, epoch: int, log: EpochLog, before: dict[str, int], after: dict[str, int]
     ) -> dict[str, Any]:
         market = self._quotes(self.state.ledger)
-        return epoch_record(epoch, self.state, market, self.names, list(self.classes), log, before, after)
+        since, self._since = self._since, self.state
+        return epoch_record(
+            epoch, self.state, market, self.names, list(self.classes), log, before, after, since
+        )
+
+
+def _idle(ledger: L.Ledger, operator: Operator) -> bool:
+    """Whether a potential operator runs no pool now (never registered, or its pool retired)."""
+    pool = ledger.pools.get(operator.keypair.address)
+    return pool is None or pool.status == L.RETIRED
 
 
 @contextmanager
