@@ -187,7 +187,7 @@ def test_same_file_and_seed_give_the_same_json_bit_for_bit(tmp_path: Path) -> No
     first = list(epoch_lines(config, 3, 8))  # type: ignore[arg-type]
     assert first == list(epoch_lines(config, 3, 8))  # type: ignore[arg-type]
     assert first != list(epoch_lines(config, 4, 8))  # type: ignore[arg-type]
-    path = tmp_path / "test.toml"  # the file's name names the chain and its keys
+    path = tmp_path / "test.toml"  # the seed (not this name) names the chain and its keys
     path.write_text(SMALL)
     outputs = []
     for hash_seed in ("1", "2"):  # separate processes, different hash seeds
