@@ -143,4 +143,4 @@ def test_a_saturated_pool_never_beats_an_otherwise_identical_unsaturated_one_for
     hi = Terms(b"hi", "a", room + 1 + extra, offer.pledge, offer.fixed_cost, offer.margin_ppm)
     assert move_rate_ppm(rules, hi, amount, True) <= move_rate_ppm(rules, lo, amount, True)
     found = Outlook(rules, (hi, lo)).best_for(amount)
-    assert found is not None and found[0] is lo
+    assert found is not None and found[0] == lo

@@ -235,6 +235,9 @@ class Outlook:
         below saturation pays exactly that, so the search usually stops at
         the first pool with room.
         """
+        asked = (amount, leaving)
+        if asked in self._found:
+            return self._found[asked]
         best: tuple[tuple[int, int, str], Offer] | None = None
         top = self.top
         for bound, offer in self._by_ceiling:
@@ -246,4 +249,24 @@ class Outlook:
             key = (-rate, offer.stake, offer.name)
             if best is None or key < best[0]:
                 best = (key, offer)
-        return None if best is None else (best[1], -best[0][0])
+        found = self._found[asked] = None if best is None else (best[1], -best[0][0])
+        return found
+
+    @cached_property
+    def _found(self) -> dict[tuple[int, bytes | None], tuple[Offer, int] | None]:
+        """What `best_for` answered, shared with the previous outlook when its pools and rules were the
+        same: a settled market is quoted anew each epoch with equal quotes, and a holder too big for any
+        pool's room (a whale) made every pool be read again each time, each epoch."""
+        previous = _last_found[0]
+        if previous is not None and previous[0] == self.rules and previous[1] == self.offers:
+            found = previous[2]
+        else:
+            found = {}
+        _last_found[0] = (self.rules, self.offers, found)
+        return found
+
+
+# The latest outlook's answers (see `Outlook._found`): a pure function's memo, so sharing it is safe.
+_last_found: list[
+    tuple[Rules, tuple[Offer, ...], dict[tuple[int, bytes | None], tuple[Offer, int] | None]] | None
+] = [None]
