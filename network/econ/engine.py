@@ -28,29 +28,25 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
 from network.econ.config import EconomyConfig, TimelineEvent
-from network.econ.nonmyopic import Rules, Terms, desirability, top_pools
-from network.econ.operators import new_margin_ppm, pays, pledge_for, would_enter
+from network.econ.operators import Operators
 from network.econ.policies import (
     LEAVE,
     POLICIES,
+    SETTLING,
     Holding,
     Market,
     Policy,
-    Quote,
-    better_pool,
     loyal_policy,
-    nonmyopic_better,
-    nonmyopic_policy,
-    yield_policy,
+    policy_miss,
+    settles,
 )
 from network.econ.quotes import market_of, requote
 from network.econ.record import EpochLog, class_holdings, epoch_record
-from network.econ.world import Delegator, Operator, World, build_world
+from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
 from node.core.genesis import PPM
 from node.core.messages import (
@@ -74,20 +70,9 @@ from node.core.state import (
     genesis_state,
     proposer_of,
 )
-from node.core.tx import (
-    Delegate,
-    Redelegate,
-    RegisterPool,
-    RetirePool,
-    Tx,
-    Undelegate,
-    Unjail,
-    UpdatePool,
-    sign_tx,
-)
+from node.core.tx import Delegate, Redelegate, RegisterPool, Tx, Undelegate, Unjail, UpdatePool, sign_tx
 
-_SETTLES = (yield_policy, nonmyopic_policy)  # policies whose turn `_stays` can decide per pool
-_JUDGED = ("yield", "nonmyopic")  # policies the ledger's quotes judge after each turn (`_misses`)
+_JUDGED = ("yield", "nonmyopic")  # policies the ledger's quotes judge after each turn (`policy_miss`)
 MAX_ROUNDS = 100  # rounds tried at one height before the chain counts as halted (every proposer offline)
 
 
@@ -119,14 +104,9 @@ class FastForward:
         self.names = {key.address: name for name, key in self.world.owners.items()}
         self.classes = {c.name: c for c in config.delegators}
         self.policies = {**POLICIES, **(policies or {})}
+        self.operators = Operators(config, self.world, self.names, self.rng)
         self._locked: dict[bytes, int] = {}  # delegator -> epoch its redelegated stake may hop again
         self._since: ChainState | None = None  # where the last record's epoch ended: what the next paid
-        self._unpaid: dict[str, int] = {}
-        # the margin no owner goes below: its pool's (or its own, for a potential operator) in the file
-        self._floor_margin = {p.name: p.margin_ppm for p in config.pools}
-        self._floor_margin.update(
-            (o.name, o.margin_ppm) for o in self.world.operators
-        )  # pool -> epochs running its expected reward was below its cost
         self._context = SetView.of(self.state)  # the totals the current quotes were made on
         self._last_quoted: tuple[ChainState | None, L.Ledger | None, Market, SetView] = (
             None, None, Market(()), self._context
@@ -299,95 +279,14 @@ class FastForward:
     # ------------------------------------------------------------------ operators
 
     def _operators(self, earlier: list[bytes], log: EpochLog) -> list[bytes]:
-        """Retirements of pools that have not paid, then registrations (`network.econ.operators`).
-
-        Decided on the ledger as the boundary's earlier transactions leave it,
-        every pool's owner judging its own pool (founding pools' owners too),
-        the potential operators in a seeded order, each seeing the pools the
-        ones before it registered. Nothing acts without the file's [market].
-        """
-        market_rules = self.config.market
-        if market_rules is None:
+        """What the pools' owners and the potential operators send (`network.econ.operators.Operators`),
+        decided on the ledger as the boundary's earlier transactions leave it."""
+        if self.config.market is None:
             return []
         ledger = self.state.ledger
         for tx in earlier:
             ledger, _ = L.process_tx(ledger, self.state.chain_id, tx, self.state.params)
-        state = replace(self.state, ledger=ledger)
-        market = market_of(state, SetView.of(state))
-        assert market.rules is not None
-        rules = market.rules
-        txs: list[bytes] = []
-        retiring: set[bytes] = set()
-        if market_rules.retire_after:
-            for quote in market.open:
-                name = self.names[quote.address]
-                below = 0 if pays(rules, quote) else self._unpaid.get(name, 0) + 1
-                self._unpaid[name] = below
-                if below >= market_rules.retire_after:
-                    key = self.world.owners[name]
-                    tx = RetirePool(L.account_of(ledger, key.address).nonce, ledger.epoch + 1)
-                    txs.append(self._sign(name, tx))
-                    log.operators.append(f"{name} retires")
-                    retiring.add(quote.address)
-                    self._unpaid.pop(name)
-        standing = self._margins(
-            rules, [q for q in market.open if q.address not in retiring], ledger, txs, log
-        )
-        if not market_rules.entry:
-            return txs
-        order = list(self.world.operators)
-        self.rng.shuffle(order)
-        for operator in order:
-            address = operator.keypair.address
-            if not _idle(ledger, operator) or not operator.pledge:
-                continue
-            terms = self._would_run(rules, operator)
-            if L.account_of(ledger, address).balance < terms.pledge:
-                continue  # a retired pool's pledge still unbonding
-            if not would_enter(rules, terms, standing):
-                continue
-            nonce = L.account_of(ledger, address).nonce
-            tx = RegisterPool(nonce, terms.pledge, operator.fixed_cost, operator.margin_ppm)
-            txs.append(sign_tx(self.state.chain_id, tx, operator.keypair))
-            standing.append(desirability(rules, terms))
-            log.operators.append(f"{operator.name} registers")
-        return txs
-
-    @staticmethod
-    def _would_run(rules: Rules, operator: Operator) -> Terms:
-        """The pool a potential operator would register now: its cost and margin, its pledge (`pledge_for`)."""
-        pledge = pledge_for(rules, operator.pledge)
-        address = operator.keypair.address
-        return Terms(address, operator.name, pledge, pledge, operator.fixed_cost, operator.margin_ppm)
-
-    def _margins(
-        self, rules: Rules, staying: list[Quote], ledger: L.Ledger, txs: list[bytes], log: EpochLog
-    ) -> list[Fraction]:
-        """Top-k pools' owners set competitive margins (`network.econ.operators.new_margin_ppm`); each
-        staying pool's desirability after that, for the entrants to rank against."""
-        top = top_pools(rules, staying)
-        entry = self.config.market is not None and self.config.market.entry
-        waiting = [
-            desirability(rules, self._would_run(rules, operator))
-            for operator in self.world.operators
-            if entry and _idle(ledger, operator)
-        ]
-        rival = max(
-            [desirability(rules, q) for q in staying if q.address not in top] + waiting, default=Fraction(0)
-        )
-        standing = []
-        for quote in staying:
-            name = self.names[quote.address]
-            margin = None
-            if quote.address in top and rival > 0:
-                margin = new_margin_ppm(rules, quote, rival, self._floor_margin[name])
-            if margin is not None:
-                nonce = L.account_of(ledger, quote.address).nonce
-                txs.append(self._sign(name, UpdatePool(nonce, quote.fixed_cost, margin)))
-                log.operators.append(f"{name} margin {margin}")
-                quote = replace(quote, margin_ppm=margin)
-            standing.append(desirability(rules, quote))
-        return standing
+        return self.operators.act(replace(self.state, ledger=ledger), log)
 
     # ------------------------------------------------------------------ delegators
 
@@ -409,7 +308,7 @@ class FastForward:
             if attention < PPM and rng.randrange(PPM) >= attention:
                 continue  # not looking this epoch
             if policy is loyal_policy or (
-                policy in _SETTLES and self._stays(ledger, quotes, address, spec.switching_cost_ppm, policy)
+                policy in SETTLING and self._stays(ledger, quotes, address, spec.switching_cost_ppm, policy)
             ):
                 continue  # decided for its pool, not for it: see `_stays`
             holding = self._holding(ledger, address)
@@ -431,7 +330,7 @@ class FastForward:
                     self._moved(delegator, target, ledger)
                     holding = self._holding(ledger, address)  # unless it moved, it holds as before
             if seeks_yield:
-                log.policy_misses += self._misses(holding, quotes, spec.switching_cost_ppm, policy)
+                log.policy_misses += policy_miss(policy, holding, quotes, spec.switching_cost_ppm)
         return txs
 
     def _stays(
@@ -458,28 +357,7 @@ class FastForward:
         current = market.by_address.get(pool_address)
         if current is None or not current.open:
             return False
-        if policy is nonmyopic_policy:
-            return market.settled(current, switching_cost_ppm)
-        return market.holds(current, switching_cost_ppm)
-
-    @staticmethod
-    def _misses(holding: Holding, market: Market, switching_cost_ppm: int, policy: Policy) -> int:
-        """1 when, by the ledger's own quotes after its turn, a yield (or nonmyopic) delegator should not
-        be where it is.
-
-        The policy decides on quotes; the ledger then applies the move and
-        quotes again. Where the two disagree (a policy that misreads the
-        quotes, a move the ledger refused) this counts it, so a run cannot
-        pass with its policy and its chain at odds.
-        """
-        if holding.pool is None or holding.locked_until or market.best_yield is None:
-            return 0
-        current = market.current(holding)
-        if current is None or not current.open:
-            return 1
-        if policy is nonmyopic_policy:
-            return int(nonmyopic_better(holding, market, switching_cost_ppm) is not None)
-        return int(better_pool(holding, market, switching_cost_ppm) is not None)
+        return settles(policy, market, current, switching_cost_ppm)
 
     def _quotes(self, ledger: L.Ledger) -> Market:
         """Every pool quoted from scratch; the totals they were quoted on are kept for `_requote`.
@@ -579,12 +457,6 @@ class FastForward:
         return epoch_record(
             epoch, self.state, market, self.names, list(self.classes), log, before, after, since
         )
-
-
-def _idle(ledger: L.Ledger, operator: Operator) -> bool:
-    """Whether a potential operator runs no pool now (never registered, or its pool retired)."""
-    pool = ledger.pools.get(operator.keypair.address)
-    return pool is None or pool.status == L.RETIRED
 
 
 @contextmanager

@@ -35,11 +35,22 @@ an operator expects what its would-be members expect:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from fractions import Fraction
 
-from network.econ.nonmyopic import Offer, Rules, Terms, desirability, potential_reward
+from network.econ.config import EconomyConfig
+from network.econ.nonmyopic import Offer, Rules, Terms, desirability, potential_reward, top_pools
+from network.econ.policies import Quote
+from network.econ.quotes import market_of
+from network.econ.record import EpochLog
+from network.econ.world import Operator, World
+from node.core import ledger as L
 from node.core.genesis import PPM
+from node.core.query import SetView
+from node.core.state import ChainState
+from node.core.tx import RegisterPool, RetirePool, UpdatePool, sign_tx
 
 MARGIN_STEP_PPM = 5_000  # a margin moves once its target is this far (0.5 points) from it
 
@@ -80,3 +91,120 @@ def new_margin_ppm(rules: Rules, offer: Offer, rival: Fraction, floor_ppm: int) 
     """The margin to set now (`competitive_margin_ppm`), or None while it is within a step of today's."""
     target = competitive_margin_ppm(rules, offer, rival, floor_ppm)
     return target if abs(target - offer.margin_ppm) >= MARGIN_STEP_PPM else None
+
+
+class Operators:
+    """The owners of an economy's pools and its potential operators, acting at each epoch boundary.
+
+    Only with the file's [market]: retirements of pools that have not paid,
+    margins of the top k, then registrations, each a signed transaction the
+    engine puts in the epoch's first blocks before the delegators decide.
+    """
+
+    def __init__(
+        self, config: EconomyConfig, world: World, names: Mapping[bytes, str], rng: random.Random
+    ) -> None:
+        """`rng` is the run's own generator: the operators' order is drawn from it as the run reaches it."""
+        self.market = config.market
+        self.world = world
+        self.names = names
+        self.rng = rng
+        self.unpaid: dict[str, int] = {}  # pool -> epochs running its expected reward was below its cost
+        # the margin no owner goes below: its pool's (or its own, for a potential operator) in the file
+        self.floor_margin = {p.name: p.margin_ppm for p in config.pools}
+        self.floor_margin.update((o.name, o.margin_ppm) for o in world.operators)
+
+    def act(self, state: ChainState, log: EpochLog) -> list[bytes]:
+        """Retirements of pools that have not paid, then registrations (`network.econ.operators`).
+
+        Decided on the ledger as the boundary's earlier transactions leave it,
+        every pool's owner judging its own pool (founding pools' owners too),
+        the potential operators in a seeded order, each seeing the pools the
+        ones before it registered. Nothing acts without the file's [market].
+        """
+        market_rules = self.market
+        if market_rules is None:
+            return []
+        ledger = state.ledger
+        market = market_of(state, SetView.of(state))
+        assert market.rules is not None
+        rules = market.rules
+        txs: list[bytes] = []
+        retiring: set[bytes] = set()
+        if market_rules.retire_after:
+            for quote in market.open:
+                name = self.names[quote.address]
+                below = 0 if pays(rules, quote) else self.unpaid.get(name, 0) + 1
+                self.unpaid[name] = below
+                if below >= market_rules.retire_after:
+                    key = self.world.owners[name]
+                    tx = RetirePool(L.account_of(ledger, key.address).nonce, ledger.epoch + 1)
+                    txs.append(sign_tx(state.chain_id, tx, self.world.owners[name]))
+                    log.operators.append(f"{name} retires")
+                    retiring.add(quote.address)
+                    self.unpaid.pop(name)
+        staying = [q for q in market.open if q.address not in retiring]
+        standing = self._margins(rules, staying, state, txs, log)
+        if not market_rules.entry:
+            return txs
+        order = list(self.world.operators)
+        self.rng.shuffle(order)
+        for operator in order:
+            address = operator.keypair.address
+            if not idle(ledger, operator) or not operator.pledge:
+                continue
+            terms = self._would_run(rules, operator)
+            if L.account_of(ledger, address).balance < terms.pledge:
+                continue  # a retired pool's pledge still unbonding
+            if not would_enter(rules, terms, standing):
+                continue
+            nonce = L.account_of(ledger, address).nonce
+            tx = RegisterPool(nonce, terms.pledge, operator.fixed_cost, operator.margin_ppm)
+            txs.append(sign_tx(state.chain_id, tx, operator.keypair))
+            standing.append(desirability(rules, terms))
+            log.operators.append(f"{operator.name} registers")
+        return txs
+
+    @staticmethod
+    def _would_run(rules: Rules, operator: Operator) -> Terms:
+        """The pool a potential operator would register now: its cost and margin, its pledge (`pledge_for`)."""
+        pledge = pledge_for(rules, operator.pledge)
+        address = operator.keypair.address
+        return Terms(address, operator.name, pledge, pledge, operator.fixed_cost, operator.margin_ppm)
+
+    def _margins(
+        self, rules: Rules, staying: list[Quote], state: ChainState, txs: list[bytes], log: EpochLog
+    ) -> list[Fraction]:
+        """Top-k pools' owners set competitive margins (`network.econ.operators.new_margin_ppm`); each
+        staying pool's desirability after that, for the entrants to rank against."""
+        ledger = state.ledger
+        top = top_pools(rules, staying)
+        entry = self.market is not None and self.market.entry
+        waiting = [
+            desirability(rules, self._would_run(rules, operator))
+            for operator in self.world.operators
+            if entry and operator.pledge and idle(ledger, operator)
+        ]
+        rival = max(
+            [desirability(rules, q) for q in staying if q.address not in top] + waiting, default=Fraction(0)
+        )
+        standing = []
+        for quote in staying:
+            name = self.names[quote.address]
+            margin = None
+            if quote.address in top and rival > 0:
+                margin = new_margin_ppm(rules, quote, rival, self.floor_margin[name])
+            if margin is not None:
+                nonce = L.account_of(ledger, quote.address).nonce
+                tx = UpdatePool(nonce, quote.fixed_cost, margin)
+                txs.append(sign_tx(state.chain_id, tx, self.world.owners[name]))
+                log.operators.append(f"{name} margin {margin}")
+                quote = replace(quote, margin_ppm=margin)
+            standing.append(desirability(rules, quote))
+        return standing
+
+
+def idle(ledger: L.Ledger, operator: Operator) -> bool:
+    """Whether a potential operator runs no pool now (never registered, or its pool retired)."""
+    pool = ledger.pools.get(operator.keypair.address)
+    return pool is None or pool.status == L.RETIRED

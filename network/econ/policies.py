@@ -335,6 +335,37 @@ def liquid_token_policy(
     return None if market.best_yield is None else market.best_yield.address
 
 
+SETTLING = (yield_policy, nonmyopic_policy)
+"""The policies whose turns `settles` can decide for a whole pool's holders at once."""
+
+
+def settles(policy: Policy, market: Market, current: Quote, switching_cost_ppm: int) -> bool:
+    """Whether every holder of the open pool `current` on `policy` (one of `SETTLING`) stays, whatever it
+    holds: `Market.holds` for `yield`, `Market.settled` for `nonmyopic`."""
+    if policy is nonmyopic_policy:
+        return market.settled(current, switching_cost_ppm)
+    return market.holds(current, switching_cost_ppm)
+
+
+def policy_miss(policy: Policy, holding: Holding, market: Market, switching_cost_ppm: int) -> int:
+    """1 when, by the ledger's own quotes after its turn, a yield (or nonmyopic) delegator should not
+    be where it is.
+
+    The policy decides on quotes; the ledger then applies the move and
+    quotes again. Where the two disagree (a policy that misreads the
+    quotes, a move the ledger refused) this counts it, so a run cannot
+    pass with its policy and its chain at odds.
+    """
+    if holding.pool is None or holding.locked_until or market.best_yield is None:
+        return 0
+    current = market.current(holding)
+    if current is None or not current.open:
+        return 1
+    if policy is nonmyopic_policy:
+        return int(nonmyopic_better(holding, market, switching_cost_ppm) is not None)
+    return int(better_pool(holding, market, switching_cost_ppm) is not None)
+
+
 POLICIES: dict[str, Policy] = {
     "yield": yield_policy,
     "nonmyopic": nonmyopic_policy,
