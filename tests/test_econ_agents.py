@@ -185,3 +185,21 @@ def test_today_s_market_beside_it_stays_frozen_over_saturated() -> None:
     last = list(FastForward(config).run())[-1]
     assert last["largest_of_saturation_ppm"] > 1_300_000 and last["paid_ppm"] < 800_000
     assert last["half_saturated"] < 0.8 * 5
+
+
+def test_the_cli_sets_every_class_on_one_policy_and_can_turn_the_operators_off(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from network.cli.econ import econ
+
+    path = tmp_path / "agents.toml"
+    path.write_text(AGENTS)
+    runs = {}
+    for extra in ([], ["--policy", "yield", "--fixed-pools"]):
+        out = tmp_path / f"run{len(extra)}.jsonl"
+        result = CliRunner().invoke(econ, ["run", str(path), "--fast", "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        runs[len(extra)] = result.output
+    assert "0 operator actions" not in runs[0] and "0 operator actions" in runs[3]
+    bad = CliRunner().invoke(econ, ["run", str(path), "--fast", "--policy", "nope"])
+    assert bad.exit_code == 2
