@@ -14,6 +14,7 @@ from network.econ.full import MessageLevel
 from network.econ.nonmyopic import Rules, Terms
 from network.econ.operators import competitive_margin_ppm, new_margin_ppm, pays, pledge_for, would_enter
 from network.econ.runs import epoch_lines
+from node.core.genesis import PPM
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EQUILIBRIUM = REPO_ROOT / "scenarios" / "economy" / "equilibrium.toml"
@@ -203,3 +204,10 @@ def test_the_cli_sets_every_class_on_one_policy_and_can_turn_the_operators_off(t
     assert "0 operator actions" not in runs[0] and "0 operator actions" in runs[3]
     bad = CliRunner().invoke(econ, ["run", str(path), "--fast", "--policy", "nope"])
     assert bad.exit_code == 2
+
+
+def test_the_competitive_margin_counts_apparent_performance() -> None:
+    """A pool that signs half its seats earns half at saturation: 25 - 10 = 15 before margin, below 30."""
+    shaky = Terms(b"s", "s", stake=300, pledge=50, fixed_cost=10, performance_ppm=PPM // 2)
+    assert competitive_margin_ppm(RULES, shaky, Fraction(30), 0) == 0
+    assert competitive_margin_ppm(RULES, shaky, Fraction(12), 0) == 200_000  # 15 * 0.8 = 12

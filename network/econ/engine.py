@@ -286,7 +286,8 @@ class FastForward:
         ledger = self.state.ledger
         for tx in earlier:
             ledger, _ = L.process_tx(ledger, self.state.chain_id, tx, self.state.params)
-        return self.operators.act(replace(self.state, ledger=ledger), log)
+        market = self._quotes(ledger)  # the last record's market when nothing came before
+        return self.operators.act(replace(self.state, ledger=ledger), market, log)
 
     # ------------------------------------------------------------------ delegators
 

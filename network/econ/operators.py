@@ -39,16 +39,15 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from fractions import Fraction
+from functools import lru_cache
 
 from network.econ.config import EconomyConfig
 from network.econ.nonmyopic import Offer, Rules, Terms, desirability, potential_reward, top_pools
-from network.econ.policies import Quote
-from network.econ.quotes import market_of
+from network.econ.policies import Market, Quote
 from network.econ.record import EpochLog
 from network.econ.world import Operator, World
 from node.core import ledger as L
 from node.core.genesis import PPM
-from node.core.query import SetView
 from node.core.state import ChainState
 from node.core.tx import RegisterPool, RetirePool, UpdatePool, sign_tx
 
@@ -57,7 +56,13 @@ MARGIN_STEP_PPM = 5_000  # a margin moves once its target is this far (0.5 point
 
 def pays(rules: Rules, offer: Offer) -> bool:
     """Whether the pool's expected reward at its stake now covers its fixed cost."""
-    return potential_reward(rules, offer.stake, offer.pledge, offer.performance_ppm) >= offer.fixed_cost
+    return _pays(rules, offer.stake, offer.pledge, offer.performance_ppm, offer.fixed_cost)
+
+
+@lru_cache(maxsize=65_536)
+def _pays(rules: Rules, stake: int, pledge: int, performance_ppm: int, fixed_cost: int) -> bool:
+    """`pays` on plain values, remembered: a settled market asks the same of every pool each epoch."""
+    return potential_reward(rules, stake, pledge, performance_ppm) >= fixed_cost
 
 
 def pledge_for(rules: Rules, wanted: int) -> int:
@@ -80,7 +85,15 @@ def would_enter(rules: Rules, candidate: Offer, incumbents: Iterable[Fraction]) 
 
 def competitive_margin_ppm(rules: Rules, offer: Offer, rival: Fraction, floor_ppm: int) -> int:
     """The largest margin (ppm) at which the pool is still as desirable as `rival`, at least `floor_ppm`."""
-    bare = desirability(rules, Terms(offer.address, offer.name, offer.stake, offer.pledge, offer.fixed_cost))
+    return _competitive(rules, offer.pledge, offer.fixed_cost, offer.performance_ppm, rival, floor_ppm)
+
+
+@lru_cache(maxsize=65_536)
+def _competitive(
+    rules: Rules, pledge: int, fixed_cost: int, performance_ppm: int, rival: Fraction, floor_ppm: int
+) -> int:
+    """`competitive_margin_ppm` on plain values, remembered: the top pools ask it every epoch."""
+    bare = desirability(rules, Terms(b"", "", pledge, pledge, fixed_cost, 0, performance_ppm))
     if bare <= 0 or rival >= bare:
         return floor_ppm
     margin = (1 - rival / bare) * PPM
@@ -114,20 +127,19 @@ class Operators:
         self.floor_margin = {p.name: p.margin_ppm for p in config.pools}
         self.floor_margin.update((o.name, o.margin_ppm) for o in world.operators)
 
-    def act(self, state: ChainState, log: EpochLog) -> list[bytes]:
+    def act(self, state: ChainState, market: Market, log: EpochLog) -> list[bytes]:
         """Retirements of pools that have not paid, then registrations (`network.econ.operators`).
 
         Decided on the ledger as the boundary's earlier transactions leave it,
         every pool's owner judging its own pool (founding pools' owners too),
         the potential operators in a seeded order, each seeing the pools the
         ones before it registered. Nothing acts without the file's [market].
+        `market`: every pool quoted on `state` (`network.econ.quotes.market_of`).
         """
         market_rules = self.market
-        if market_rules is None:
+        if market_rules is None or market.rules is None:
             return []
         ledger = state.ledger
-        market = market_of(state, SetView.of(state))
-        assert market.rules is not None
         rules = market.rules
         txs: list[bytes] = []
         retiring: set[bytes] = set()
