@@ -128,7 +128,7 @@ class Operators:
         self.floor_margin.update((o.name, o.margin_ppm) for o in world.operators)
 
     def act(self, state: ChainState, market: Market, log: EpochLog) -> list[bytes]:
-        """Retirements of pools that have not paid, then registrations (`network.econ.operators`).
+        """Retirements of pools that have not paid, then the top k's margins, then registrations.
 
         Decided on the ledger as the boundary's earlier transactions leave it,
         every pool's owner judging its own pool (founding pools' owners too),
@@ -151,7 +151,7 @@ class Operators:
                 if below >= market_rules.retire_after:
                     key = self.world.owners[name]
                     tx = RetirePool(L.account_of(ledger, key.address).nonce, ledger.epoch + 1)
-                    txs.append(sign_tx(state.chain_id, tx, self.world.owners[name]))
+                    txs.append(sign_tx(state.chain_id, tx, key))
                     log.operators.append(f"{name} retires")
                     retiring.add(quote.address)
                     self.unpaid.pop(name)
