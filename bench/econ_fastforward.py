@@ -1,8 +1,9 @@
 """Fast-forward economy speed: epochs per second at the issue's size, beside what bounds it.
 
 Runs the fast-forward engine (`network.econ.engine`) on a generated economy
-(200 pools, 10,000 Pareto-wealth yield delegators, epochs of 100 blocks,
-per-epoch reward payouts) for a few epochs, and prints, measured in the same
+(200 pools, 10,000 Pareto-wealth delegators on the `nonmyopic` policy, 50
+potential operators who enter, set margins and retire pools, epochs of 100
+blocks, per-epoch reward payouts) for a few epochs, and prints, measured in the same
 run, the ceilings it cannot beat: the chain's own `apply_block` over an
 epoch of empty blocks, quoting every pool once, and the state hash an epoch
 record carries. The goal is 1,000 epochs in under 5 minutes; the last line
@@ -13,6 +14,7 @@ moves). `--epochs 1000` runs the goal itself.
     python bench/econ_fastforward.py                       # 200 pools, 10,000 delegators, 20 epochs
     python bench/econ_fastforward.py --epochs 1000         # the goal, measured rather than projected
     python bench/econ_fastforward.py --delegators 2000 --epochs 30
+    python bench/econ_fastforward.py --policy yield --operators 0   # the myopic crowd, a fixed pool set
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from network.econ.config import parse_economy
+from network.econ.config import POLICIES, parse_economy
 from network.econ.digest import ledger_hash
 from network.econ.engine import FastForward
 from network.econ.record import EpochLog
@@ -46,9 +48,19 @@ def best_of(tries: int, work: Callable[[], object]) -> float:
     return min(times)
 
 
-def economy(pools: int, delegators: int, epoch_length: int) -> dict[str, object]:
+def economy(pools: int, delegators: int, epoch_length: int, policy: str, operators: int) -> dict[str, object]:
     unit = 1_000_000
-    return {
+    agents: dict[str, object] = {}
+    if operators:
+        agents = {
+            "market": {"entry": True, "retire_after": 3},
+            "operators": [{
+                "name": "op", "count": operators, "wealth": "pareto", "alpha": 1.5,
+                "total": 50_000 * unit * operators, "fixed_cost": 3 * unit, "fixed_cost_max": 8 * unit,
+                "margin_ppm": 20_000,
+            }],
+        }  # fmt: skip
+    return agents | {
         "run": {"epochs": 1000, "epoch_length": epoch_length, "seed": 1},
         "params": {
             "block_reward": 600 * unit, "saturation_k": max(1, pools * 3 // 4), "committee_size": 128,
@@ -56,7 +68,7 @@ def economy(pools: int, delegators: int, epoch_length: int) -> dict[str, object]
         },
         "pools": [{"name": "pool", "count": pools, "pledge": 50_000 * unit, "fixed_cost": 5 * unit, "margin_ppm": 20_000}],
         "delegators": [{
-            "name": "crowd", "count": delegators, "policy": "yield", "wealth": "pareto", "alpha": 1.16,
+            "name": "crowd", "count": delegators, "policy": policy, "wealth": "pareto", "alpha": 1.16,
             "total": 5_000 * unit * delegators, "switching_cost_ppm": 20_000, "start": "random",
         }],
     }  # fmt: skip
@@ -68,30 +80,44 @@ def main() -> None:
     parser.add_argument("--delegators", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--epoch-length", type=int, default=100)
+    parser.add_argument("--policy", choices=POLICIES, default="nonmyopic")
+    parser.add_argument("--operators", type=int, default=50, help="potential operators (0: a fixed pool set)")
     args = parser.parse_args()
-    config = parse_economy(economy(args.pools, args.delegators, args.epoch_length), "bench", Path("."))
+    spec = economy(args.pools, args.delegators, args.epoch_length, args.policy, args.operators)
+    config = parse_economy(spec, "bench", Path("."))
 
     started = time.perf_counter()
     engine = FastForward(config)
     build_s = time.perf_counter() - started
-    print(f"economy: {args.pools} pools, {args.delegators} delegators, epochs of {args.epoch_length} blocks")
+    print(
+        f"economy: {args.pools} pools, {args.delegators} {args.policy} delegators, {args.operators} potential "
+        f"operators, epochs of {args.epoch_length} blocks"
+    )
     print(f"  build (keys, wealth, genesis): {build_s:.1f} s")
 
     times: list[float] = []
     moves: list[int] = []
+    actions = 0
     started = time.perf_counter()
     for record in engine.run(args.epochs):
         now = time.perf_counter()
         if record["epoch"] >= 0:  # the first record is genesis, before any epoch ran
             times.append(now - started)
             moves.append(record["moves"])
+            actions += len(record["operators"])
+            last = record
         started = now
     run_s = sum(times)
     settled = times[len(times) // 2 :]  # the first epochs carry the crowd's first moves
     per_epoch = statistics.median(settled)
     print(
         f"  run: {len(times)} epochs in {run_s:.1f} s; {sum(moves)} moves, "
-        f"{sum(moves[len(moves) // 2 :])} of them in the second half"
+        f"{sum(moves[len(moves) // 2 :])} of them in the second half; {actions} operator actions"
+    )
+    print(
+        f"  ended with {last['active_pools']} active pools, {last['half_saturated']} at half of 1/k or more, "
+        f"the largest at {last['largest_of_saturation_ppm'] / 1e6:.2f} of 1/k, {last['paid_ppm'] / 1e4:.1f}% "
+        f"of the last epoch's possible rewards paid"
     )
     print(
         f"  per epoch: first {times[0]:.2f} s ({moves[0]} moves), median of the second half "

@@ -48,19 +48,6 @@ LINKED = ("scenarios", "bench", "docker")
 QUICK_TIMEOUT_S = 120
 SLOW_TIMEOUT_S = 600
 
-# docs/economy.md is the README's "The staking economy" section byte for byte: another branch
-# changes that section, and its edits are re-applied to this page by hand. Until then its blocks
-# carry no comments, so their directives live here, keyed by (page, the block's first line).
-# A "stale:" directive expects the comparison to fail (strict: the case fails once it passes, so
-# the entry goes when the page's output is fixed).
-OVERRIDES: dict[tuple[str, str], list[str]] = {
-    ("docs/economy.md", "pip install -e '.[report]'"): [
-        "sample: the next text block",
-        "stale: RESERVE at k = 10 is now 174374404 and the crowd's yield 0.290%; the page is kept "
-        "verbatim until the economy branch's edits are re-applied",
-    ],
-}
-
 PIP_INSTALL = re.compile(r"^\s*pip install -e \S+\s*$")
 DIRECTIVE = re.compile(r"^\s*<!--\s*([a-z ]+):\s*(.*?)\s*-->\s*$")
 KINDS = ("not run", "slow", "loose", "output", "needs", "stale", "sample")
@@ -120,9 +107,6 @@ def parse(path: Path) -> tuple[list[Block], dict[str, str]]:
                 files[body[0][2:]] = "\n".join(body) + "\n"
             if fence[1] == "sh":
                 block = Block(page, i + 1, "\n".join(body), dict(comments))
-                for directive in OVERRIDES.get((page, body[0] if body else ""), []):
-                    kind, _, value = directive.partition(": ")
-                    block.directives[kind] = value
                 j = end + 1
                 skip_prose = block.directives.get("sample") == "the next text block"
                 while j < len(lines) and (not lines[j].strip() or (skip_prose and _fence(lines[j]) is None)):
@@ -275,8 +259,6 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
 
 
 def test_links_between_pages_resolve() -> None:
-    # docs/economy.md keeps the README's image path until it is no longer frozen (see OVERRIDES)
-    frozen = {("docs/economy.md", "docs/economy-saturation.png")}
     broken = []
     for page in PAGES:
         text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
@@ -285,7 +267,7 @@ def test_links_between_pages_resolve() -> None:
             if not path or re.match(r"[a-z]+:", path):
                 continue
             key = (str(page.relative_to(ROOT)), path)
-            if not (page.parent / path).exists() and key not in frozen:
+            if not (page.parent / path).exists():
                 broken.append(key)
     assert broken == []
 

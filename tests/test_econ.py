@@ -187,7 +187,7 @@ def test_same_file_and_seed_give_the_same_json_bit_for_bit(tmp_path: Path) -> No
     first = list(epoch_lines(config, 3, 8))  # type: ignore[arg-type]
     assert first == list(epoch_lines(config, 3, 8))  # type: ignore[arg-type]
     assert first != list(epoch_lines(config, 4, 8))  # type: ignore[arg-type]
-    path = tmp_path / "test.toml"  # the file's name names the chain and its keys
+    path = tmp_path / "test.toml"  # the seed (not this name) names the chain and its keys
     path.write_text(SMALL)
     outputs = []
     for hash_seed in ("1", "2"):  # separate processes, different hash seeds
@@ -221,7 +221,7 @@ WHALE = """
 [run]
 epochs = 12
 epoch_length = 10
-seed = 5
+seed = 1  # keys come from the seed: the yield policy still circles for some draws (6, under the old keys too)
 
 [params]
 block_reward = 100000
@@ -328,7 +328,7 @@ def test_deciding_yield_turns_per_pool_gives_the_same_run_as_asking_every_delega
     delegators, and liquid delegation."""
 
     class EveryTurnInFull(FastForward):
-        def _stays(self, ledger, market, address, switching_cost_ppm):  # type: ignore[no-untyped-def]
+        def _stays(self, ledger, market, address, switching_cost_ppm, policy):  # type: ignore[no-untyped-def]
             return False
 
         def _signers(self, committee):  # type: ignore[no-untyped-def]

@@ -2,6 +2,8 @@
 
     posnet econ run scenarios/economy/saturation.toml --fast --out run.jsonl
     posnet econ run scenarios/economy/saturation.toml --fast --sweep saturation_k=0,4,10
+    posnet econ run scenarios/economy/equilibrium.toml --fast --sweep saturation_k=5,10,20
+    posnet econ run scenarios/economy/equilibrium.toml --fast --policy yield --fixed-pools
     posnet econ report run.jsonl --out run.png
 
 Exit codes: 0 done, 1 the chain halted in the run, 2 a usage problem (a bad
@@ -22,7 +24,7 @@ from network.cli.fleet_options import FLEET_OPTIONS
 from network.cli.format import table
 from network.cli.progress import BarProgress
 from network.econ import runs
-from network.econ.config import EconError, EconomyConfig, load_economy
+from network.econ.config import POLICIES, EconError, EconomyConfig, load_economy
 from network.fleet.dask_sweep import Fleet, FleetError, map_on_dask
 from network.testnet.extras import install_hint
 
@@ -57,6 +59,17 @@ def _load(path: Path) -> EconomyConfig:
 @click.option(
     "--sweep", "sweep_spec", default=None, metavar="NAME=V1,V2,...", help="one run per value of a parameter"
 )
+@click.option(
+    "--policy",
+    type=click.Choice(POLICIES),
+    default=None,
+    help="every delegator class on this policy [default: each class's own]",
+)
+@click.option(
+    "--fixed-pools",
+    is_flag=True,
+    help="no operator acts: nobody registers a pool, nothing retires by choice (the file's [market] off)",
+)
 @with_options(FLEET_OPTIONS)
 def econ_run(
     file: Path,
@@ -65,11 +78,17 @@ def econ_run(
     fast: bool,
     out: Path | None,
     sweep_spec: str | None,
+    policy: str | None,
+    fixed_pools: bool,
     workers: int,
     scheduler: str | None,
 ) -> None:
     """Run the economy in FILE and print where it ended (or one row per swept value)."""
     config = _load(file)
+    if policy is not None:
+        config = config.with_policy(policy)
+    if fixed_pools:
+        config = config.with_fixed_pools()
     seed = config.seed if seed is None else seed
     epochs = config.epochs if epochs is None else epochs
     try:

@@ -29,10 +29,25 @@ something other than what its author wrote.
     wealth = "pareto"       # equal | pareto | lognormal | csv
     total = 1000000         # the class's wealth, shared by the distribution
     alpha = 1.5             # pareto; lognormal takes sigma; csv takes file (one balance per line)
-    policy = "yield"        # yield | loyal | random | largest | liquid-token
+    policy = "yield"        # yield | nonmyopic | loyal | random | largest | liquid-token
     switching_cost_ppm = 50000   # yield: move only for this much more (relative)
     attention_ppm = 200000  # the chance each delegator looks at all in an epoch (default: always)
     start = "random"        # random | largest | none: where its stake starts
+
+    [market]                # operators as agents (absent: the pools are the file's, as before)
+    entry = true            # potential operators register a pool when it would rank in the top k
+    retire_after = 3        # an operator retires a pool whose expected reward stays below its
+                            # cost this many epochs running (0: never)
+
+    [[operators]]           # potential operators, NAME-1..NAME-N: not pools until they register
+    name = "op"
+    count = 30
+    wealth = "pareto"       # equal | pareto | lognormal, with total, alpha, sigma as delegators
+    total = 3000000
+    pledge_ppm = 1000000    # the share of its wealth an operator pledges
+    fixed_cost = 200        # the cheapest operator's cost (its pool's fixed cost) ...
+    fixed_cost_max = 500    # ... and the dearest's: the costs are spaced evenly between
+    margin_ppm = 0
 
     [[events]]              # the timeline; pool events name one pool
     epoch = 10
@@ -51,7 +66,7 @@ from typing import Any
 from node.core.fields import FieldReader
 from node.core.genesis import PPM, GenesisError, Params, parse_params
 
-POLICIES = ("yield", "loyal", "random", "largest", "liquid-token")
+POLICIES = ("yield", "nonmyopic", "loyal", "random", "largest", "liquid-token")
 WEALTH = ("equal", "pareto", "lognormal", "csv")
 STARTS = ("random", "largest", "none")
 REWARD_MODES = ("paid_out", "compounding")
@@ -95,6 +110,26 @@ class DelegatorClass:
 
 
 @dataclass(frozen=True)
+class OperatorSpec:
+    """One potential operator: its own cost, terms and wealth (drawn by the world from `wealth`)."""
+
+    name: str
+    fixed_cost: int
+    margin_ppm: int
+    pledge_ppm: int
+    wealth: DelegatorClass  # a class of one: its wealth distribution (the run draws the whole class at once)
+    index: int  # in its class, for the draw
+
+
+@dataclass(frozen=True)
+class Market:
+    """Operators as agents: who may enter, and when a pool that does not pay retires."""
+
+    entry: bool = True
+    retire_after: int = 3
+
+
+@dataclass(frozen=True)
 class TimelineEvent:
     """Something that happens to a pool at the start of an epoch."""
 
@@ -117,7 +152,11 @@ class EconomyConfig:
     pools: tuple[PoolSpec, ...]
     delegators: tuple[DelegatorClass, ...]
     events: tuple[TimelineEvent, ...] = ()
-    slot_ms: int = 1000  # virtual time between blocks: block timestamps, and so the downtime grace period
+    slot_ms: int = 1000
+    market: Market | None = None  # None: no operator acts (the pool set is the file's)
+    operators: tuple[
+        OperatorSpec, ...
+    ] = ()  # virtual time between blocks: block timestamps, and so the downtime grace period
 
     def with_param(self, name: str, value: int) -> EconomyConfig:
         """The same experiment with one protocol parameter changed (for sweeps)."""
@@ -126,6 +165,16 @@ class EconomyConfig:
         except GenesisError as exc:
             raise EconError(str(exc)) from None
         return replace(self, params=params)
+
+    def with_policy(self, policy: str) -> EconomyConfig:
+        """The same experiment with every delegator class on `policy` (to set policies side by side)."""
+        if policy not in POLICIES:
+            raise EconError(f"policy {policy!r}: expected one of {', '.join(POLICIES)}")
+        return replace(self, delegators=tuple(replace(c, policy=policy) for c in self.delegators))
+
+    def with_fixed_pools(self) -> EconomyConfig:
+        """The same experiment with no operator acting: nobody enters, nothing retires by choice."""
+        return replace(self, market=None)
 
 
 def _params_dict(params: Params) -> dict[str, int]:
@@ -239,6 +288,53 @@ def _delegators(raw: Any, base: Path) -> tuple[DelegatorClass, ...]:
     return tuple(classes)
 
 
+OPERATOR_FIELDS = {
+    "name", "count", "wealth", "total", "alpha", "sigma", "pledge_ppm", "fixed_cost", "fixed_cost_max",
+    "margin_ppm",
+}  # fmt: skip
+
+
+def _operators(raw: Any, pools: tuple[PoolSpec, ...]) -> tuple[OperatorSpec, ...]:
+    if not isinstance(raw, list):
+        raise EconError("operators: expected a list of [[operators]] tables")
+    operators: list[OperatorSpec] = []
+    for i, item in enumerate(raw):
+        where = f"operators[{i}]"
+        table = _table(item, where, OPERATOR_FIELDS)
+        name = _required(table, "name", where, _name)
+        count = _int(table.get("count", 1), f"{where}.count", 1, 10_000)
+        wealth = DelegatorClass(
+            name=name,
+            count=count,
+            policy="loyal",
+            wealth=_choice(table.get("wealth", "equal"), f"{where}.wealth", ("equal", "pareto", "lognormal")),
+            total=_required(table, "total", where, lambda v, w: _int(v, w, 1)),
+            alpha=_float(table.get("alpha", 1.5), f"{where}.alpha", 0.0, 100.0),
+            sigma=_float(table.get("sigma", 1.0), f"{where}.sigma", 0.0, 10.0),
+        )
+        low = _int(table.get("fixed_cost", 0), f"{where}.fixed_cost")
+        high = _int(table.get("fixed_cost_max", low), f"{where}.fixed_cost_max", low)
+        margin = _int(table.get("margin_ppm", 0), f"{where}.margin_ppm", 0, PPM)
+        pledge_ppm = _int(table.get("pledge_ppm", PPM), f"{where}.pledge_ppm", 1, PPM)
+        names = [name] if count == 1 else [f"{name}-{n}" for n in range(1, count + 1)]
+        for n, each in enumerate(names):
+            cost = low + (high - low) * n // max(1, count - 1)
+            operators.append(OperatorSpec(each, cost, margin, pledge_ppm, wealth, n))
+    _unique([o.name for o in operators], "operators", "name")
+    taken = {p.name for p in pools}.intersection(o.name for o in operators)
+    if taken:
+        raise EconError(f"operators: {sorted(taken)[0]!r} is also a pool's name")
+    return tuple(operators)
+
+
+def _market(raw: Any) -> Market:
+    table = _table(raw, "market", {"entry", "retire_after"})
+    return Market(
+        entry=_read.flag(table.get("entry", True), "market.entry"),
+        retire_after=_int(table.get("retire_after", 3), "market.retire_after", 0, MAX_EPOCHS),
+    )
+
+
 EVENT_FIELDS = {"epoch", "kind", "pool", "margin_ppm", "fixed_cost"}
 
 
@@ -275,7 +371,7 @@ def _events(raw: Any, pools: tuple[PoolSpec, ...], epochs: int) -> tuple[Timelin
 
 def parse_economy(raw: Mapping[str, Any], name: str, base: Path) -> EconomyConfig:
     """An EconomyConfig from a decoded TOML document; EconError (one line) on anything doubtful."""
-    table = _table(raw, "economy", {"run", "params", "pools", "delegators", "events"})
+    table = _table(raw, "economy", {"run", "params", "pools", "delegators", "events", "market", "operators"})
     run = _table(table.get("run", {}), "run", {"epochs", "epoch_length", "seed", "slot_ms"})
     epochs = _int(run.get("epochs", 20), "run.epochs", 1, MAX_EPOCHS)
     epoch_length = _int(run.get("epoch_length", 100), "run.epoch_length", 1, 100_000)
@@ -296,6 +392,8 @@ def parse_economy(raw: Mapping[str, Any], name: str, base: Path) -> EconomyConfi
         delegators=_delegators(table.get("delegators", []), base),
         events=_events(table.get("events", []), pools, epochs),
         slot_ms=_int(run.get("slot_ms", 1000), "run.slot_ms", 1, 3_600_000),
+        market=_market(table["market"]) if "market" in table else None,
+        operators=_operators(table.get("operators", []), pools),
     )
 
 

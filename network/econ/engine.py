@@ -32,17 +32,19 @@ from functools import lru_cache
 from typing import Any
 
 from network.econ.config import EconomyConfig, TimelineEvent
+from network.econ.operators import Operators
 from network.econ.policies import (
     LEAVE,
     POLICIES,
+    SETTLING,
     Holding,
     Market,
     Policy,
-    better_pool,
     loyal_policy,
-    yield_policy,
+    policy_miss,
+    settles,
 )
-from network.econ.quotes import quote, requote
+from network.econ.quotes import market_of, requote
 from network.econ.record import EpochLog, class_holdings, epoch_record
 from network.econ.world import Delegator, World, build_world
 from node.core import ledger as L
@@ -70,6 +72,7 @@ from node.core.state import (
 )
 from node.core.tx import Delegate, Redelegate, RegisterPool, Tx, Undelegate, Unjail, UpdatePool, sign_tx
 
+_JUDGED = ("yield", "nonmyopic")  # policies the ledger's quotes judge after each turn (`policy_miss`)
 MAX_ROUNDS = 100  # rounds tried at one height before the chain counts as halted (every proposer offline)
 
 
@@ -88,9 +91,10 @@ class FastForward:
         self.seed = config.seed if seed is None else seed
         self.world: World = build_world(config, self.seed)
         self.state: ChainState = genesis_state(self.world.genesis)
-        self.rng = random.Random(f"econ/{config.name}/{self.seed}")
+        self.rng = random.Random(f"econ/{self.seed}")  # the seed alone: a renamed file runs the same
         self.offline: set[bytes] = set()
         self.performance = {self.world.owners[p.name].address: p.performance_ppm for p in config.pools}
+        self.performance.update((o.keypair.address, PPM) for o in self.world.operators)
         self._full_performance = all(p >= PPM for p in self.performance.values())
         self._everyone: tuple[Committee | None, tuple[bytes, ...], int] = (None, (), 0)  # see `_signers`
         self.where: dict[bytes, bytes] = self._genesis_positions()
@@ -100,7 +104,9 @@ class FastForward:
         self.names = {key.address: name for name, key in self.world.owners.items()}
         self.classes = {c.name: c for c in config.delegators}
         self.policies = {**POLICIES, **(policies or {})}
+        self.operators = Operators(config, self.world, self.names, self.rng)
         self._locked: dict[bytes, int] = {}  # delegator -> epoch its redelegated stake may hop again
+        self._since: ChainState | None = None  # where the last record's epoch ended: what the next paid
         self._context = SetView.of(self.state)  # the totals the current quotes were made on
         self._last_quoted: tuple[ChainState | None, L.Ledger | None, Market, SetView] = (
             None, None, Market(()), self._context
@@ -108,7 +114,7 @@ class FastForward:
         # Each delegator with what its turn looks up every epoch: key address, class, policy, and
         # whether its miss is counted (yield seekers), in the world's order.
         self._roster = [
-            (d, d.keypair.address, self.classes[d.cls], self.policies[d.policy], d.policy == "yield")
+            (d, d.keypair.address, self.classes[d.cls], self.policies[d.policy], d.policy in _JUDGED)
             for d in self.world.delegators
         ]
         self._members = [(address, d.cls) for d, address, _, _, _ in self._roster]
@@ -156,6 +162,7 @@ class FastForward:
             return []
         txs = self._timeline(self.state.epoch, log)
         txs += self._unjails()
+        txs += self._operators(txs, log)
         return txs + self._delegators(txs, log)
 
     # ------------------------------------------------------------------ blocks
@@ -269,6 +276,19 @@ class FastForward:
             and ledger.epoch >= pool.jailed_until_epoch
         ]
 
+    # ------------------------------------------------------------------ operators
+
+    def _operators(self, earlier: list[bytes], log: EpochLog) -> list[bytes]:
+        """What the pools' owners and the potential operators send (`network.econ.operators.Operators`),
+        decided on the ledger as the boundary's earlier transactions leave it."""
+        if self.config.market is None:
+            return []
+        ledger = self.state.ledger
+        for tx in earlier:
+            ledger, _ = L.process_tx(ledger, self.state.chain_id, tx, self.state.params)
+        market = self._quotes(ledger)  # the last record's market when nothing came before
+        return self.operators.act(replace(self.state, ledger=ledger), market, log)
+
     # ------------------------------------------------------------------ delegators
 
     def _delegators(self, earlier: list[bytes], log: EpochLog) -> list[bytes]:
@@ -289,7 +309,7 @@ class FastForward:
             if attention < PPM and rng.randrange(PPM) >= attention:
                 continue  # not looking this epoch
             if policy is loyal_policy or (
-                policy is yield_policy and self._stays(ledger, quotes, address, spec.switching_cost_ppm)
+                policy in SETTLING and self._stays(ledger, quotes, address, spec.switching_cost_ppm, policy)
             ):
                 continue  # decided for its pool, not for it: see `_stays`
             holding = self._holding(ledger, address)
@@ -311,10 +331,12 @@ class FastForward:
                     self._moved(delegator, target, ledger)
                     holding = self._holding(ledger, address)  # unless it moved, it holds as before
             if seeks_yield:
-                log.policy_misses += self._misses(holding, quotes, spec.switching_cost_ppm)
+                log.policy_misses += policy_miss(policy, holding, quotes, spec.switching_cost_ppm)
         return txs
 
-    def _stays(self, ledger: L.Ledger, market: Market, address: bytes, switching_cost_ppm: int) -> bool:
+    def _stays(
+        self, ledger: L.Ledger, market: Market, address: bytes, switching_cost_ppm: int, policy: Policy
+    ) -> bool:
         """True when a `yield` delegator's turn is sure to leave it where it is, with no miss to count.
 
         `yield_policy` moves a holder only when its pool closed or the best
@@ -323,8 +345,9 @@ class FastForward:
         holds its own (`Market.holds`, worked out once per pool and market),
         every holder in the pool stays, whatever it holds, and the miss count
         (the same rule) finds nothing; at 10,000 delegators the full turn
-        was most of an epoch's decisions. False means only "not sure": the
-        turn is then taken in full.
+        was most of an epoch's decisions. `nonmyopic_policy` likewise with
+        `Market.settled`. False means only "not sure": the turn is then
+        taken in full.
         """
         if ledger.liquid:
             return False
@@ -333,23 +356,9 @@ class FastForward:
         if pool is None or not L.stake_of(pool, address):
             return False
         current = market.by_address.get(pool_address)
-        return current is not None and current.open and market.holds(current, switching_cost_ppm)
-
-    @staticmethod
-    def _misses(holding: Holding, market: Market, switching_cost_ppm: int) -> int:
-        """1 when, by the ledger's own quotes after its turn, a yield delegator should not be where it is.
-
-        The policy decides on quotes; the ledger then applies the move and
-        quotes again. Where the two disagree (a policy that misreads the
-        quotes, a move the ledger refused) this counts it, so a run cannot
-        pass with its policy and its chain at odds.
-        """
-        if holding.pool is None or holding.locked_until or market.best_yield is None:
-            return 0
-        current = market.current(holding)
         if current is None or not current.open:
-            return 1
-        return int(better_pool(holding, market, switching_cost_ppm) is not None)
+            return False
+        return settles(policy, market, current, switching_cost_ppm)
 
     def _quotes(self, ledger: L.Ledger) -> Market:
         """Every pool quoted from scratch; the totals they were quoted on are kept for `_requote`.
@@ -363,7 +372,7 @@ class FastForward:
             return market
         state = replace(self.state, ledger=ledger)
         self._context = SetView.of(state)
-        market = Market(tuple(quote(state, pool, self._context) for pool in ledger.pools.values()))
+        market = market_of(state, self._context)
         self._last_quoted = (self.state, ledger, market, self._context)
         return market
 
@@ -445,7 +454,10 @@ class FastForward:
         self, epoch: int, log: EpochLog, before: dict[str, int], after: dict[str, int]
     ) -> dict[str, Any]:
         market = self._quotes(self.state.ledger)
-        return epoch_record(epoch, self.state, market, self.names, list(self.classes), log, before, after)
+        since, self._since = self._since, self.state
+        return epoch_record(
+            epoch, self.state, market, self.names, list(self.classes), log, before, after, since
+        )
 
 
 @contextmanager

@@ -102,12 +102,14 @@ class MessageLevel(FastForward):
         if config.params.commit_wait_ms == 0:
             config = replace(config, params=replace(config.params, commit_wait_ms=PACED_COMMIT_WAIT_MS))
         super().__init__(config, seed, policies)
-        names = [pool.name for pool in config.pools]
-        self.net = SimNetwork(names, FaultPlan(), random.Random(f"econ-net/{config.name}/{self.seed}"))
+        # a node for every pool and for every potential operator (idle until its pool registers)
+        performance = {pool.name: pool.performance_ppm for pool in config.pools}
+        performance.update((operator.name, PPM) for operator in self.world.operators)
+        self.net = SimNetwork(list(performance), FaultPlan(), random.Random(f"econ-net/{self.seed}"))
         self.core = SharedCore()
         self.log_lines: list[dict[str, Any]] = []
         start = genesis_state(self.world.genesis)
-        self.nodes = {pool.name: self._node(pool.name, pool.performance_ppm, start) for pool in config.pools}
+        self.nodes = {name: self._node(name, ppm, start) for name, ppm in performance.items()}
         for node in self.nodes.values():
             node.boot()
 

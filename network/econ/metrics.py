@@ -4,7 +4,11 @@ Concentration of active pool stake: the Nakamoto coefficient (the fewest
 pools holding more than 1/3: enough to halt the chain), the Gini
 coefficient, the Herfindahl-Hirschman index (the sum of squared shares: 1
 for one pool, 1/n for n equal ones) and the top three pools' share; and
-how many pools sit at or past the saturation point.
+how many pools sit at or past the saturation point; against the paper's
+equilibrium (about k pools of about 1/k each), the largest pool as a share
+of 1/k, how many pools hold at least half of it, and what share of the
+rewards the blocks could pay was paid (the rest withheld by saturation or
+pledge influence, into the reserve).
 """
 
 from __future__ import annotations
@@ -48,3 +52,19 @@ def nakamoto(values: Sequence[int]) -> int:
 def saturated(values: Sequence[int], bonded_total: int, k: int) -> int:
     """How many stakes are at or past the saturation point bonded_total / k (0 when k = 0: no point)."""
     return sum(1 for v in values if v * k >= bonded_total) if k > 0 and bonded_total else 0
+
+
+def largest_of_saturation_ppm(values: Sequence[int], bonded_total: int, k: int) -> int:
+    """The largest stake as ppm of the saturation point bonded_total / k (0 when k = 0 or no stake)."""
+    return max(values, default=0) * k * PPM // bonded_total if k > 0 and bonded_total else 0
+
+
+def half_saturated(values: Sequence[int], bonded_total: int, k: int) -> int:
+    """How many stakes hold at least half the saturation point (the paper's "about 1/k" pools)."""
+    return sum(1 for v in values if 2 * v * k >= bonded_total) if k > 0 and bonded_total else 0
+
+
+def paid_ppm(paid: int, blocks: int, block_reward: int) -> int:
+    """What `blocks` paid to pools, as ppm of what they could have paid (each its whole block reward)."""
+    possible = blocks * block_reward
+    return paid * PPM // possible if possible > 0 else 0

@@ -22,10 +22,16 @@ def plot_run(records: list[dict[str, Any]], out: Path, title: str) -> Path:
     concentration, shares, yields, pools = fig.subplots(4, 1, sharex=True)
     concentration.plot(epochs, [r["nakamoto"] for r in rows], label="Nakamoto coefficient", color="C0")
     concentration.plot(epochs, [r["saturated"] for r in rows], label="saturated pools", color="C3", ls="--")
+    if rows and "half_saturated" in rows[-1]:  # records from before these metrics lack them
+        concentration.plot(
+            epochs, [r["half_saturated"] for r in rows], label="pools at half of 1/k or more", color="C2"
+        )
     concentration.set_ylabel("pools")
     concentration.set_title(title, loc="left", fontsize=11)
     for key, label in (("gini_ppm", "Gini"), ("hhi_ppm", "HHI"), ("top3_ppm", "top-3 share")):
         shares.plot(epochs, [r[key] / PPM for r in rows], label=label)
+    if rows and "paid_ppm" in rows[-1]:
+        shares.plot(epochs, [r["paid_ppm"] / PPM for r in rows], label="rewards paid (of possible)", ls=":")
     shares.set_ylabel("of active stake")
     shares.set_ylim(0, 1)
     for name in rows[0]["classes"] if rows else ():

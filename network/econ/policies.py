@@ -17,6 +17,13 @@ generator it is handed, seeded by the run.
   pool it just filled an epoch later, and drive the pool's other members out
   each time (a Pareto crowd has such holders: the oscillation the switching
   cost is there to stop);
+- `nonmyopic`: Cardano's non-myopic rule (`network.econ.nonmyopic`): pools
+  ranked by what they would pay at saturation, the top k expected to fill to
+  it, any other to keep only its pledge; its pool judged by that, a move by
+  what the best pool would pay with the delegator's own stake added, and
+  only past the switching cost. Unlike `yield` it moves into an empty pool
+  that is in the top k (whose quote today is 0) and out of an over-saturated
+  one beside it;
 - `loyal`: stays where it started, whatever happens to the pool;
 - `random`: in an epoch, with probability `move_ppm`, any open pool;
 - `largest`: the pool with the most stake (exchange customers, herding);
@@ -35,6 +42,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from network.econ.config import DelegatorClass
+from network.econ.nonmyopic import Outlook, Rules
 from node.core.genesis import PPM
 
 LEAVE = b""
@@ -51,6 +59,11 @@ class Quote:
     stake: int
     yield_ppm: int
     exchange_rate_ppm: int
+    # The terms the non-myopic ranking reads (`network.econ.nonmyopic`), and its apparent performance.
+    pledge: int = 0
+    fixed_cost: int = 0
+    margin_ppm: int = 0
+    performance_ppm: int = PPM
     # (amount, moving) -> the yield in ppm quoted with `amount` more in the pool, by the chain's own
     # formula from the pool's terms (`network.econ.quotes.quote`); `moving`: the amount leaves another
     # pool, so the stake totals stay. None: the quote alone (a view has no totals to work it out with).
@@ -77,6 +90,10 @@ class Quote:
             stake=view["stake"],
             yield_ppm=view["yield_ppm_per_epoch"],
             exchange_rate_ppm=view["exchange_rate_ppm"],
+            pledge=view["pledge"],
+            fixed_cost=view["fixed_cost"],
+            margin_ppm=view["margin_ppm"],
+            performance_ppm=view["performance_ppm"],
         )
 
 
@@ -100,6 +117,12 @@ class Market:
     """Every pool's quote at one moment, with what many delegators ask of it worked out once."""
 
     quotes: tuple[Quote, ...]
+    rules: Rules | None = field(default=None, compare=False)  # the chain's reward rules and stake total
+
+    @cached_property
+    def outlook(self) -> Outlook | None:
+        """The open pools under the non-myopic rule (None: a market quoted without the rules)."""
+        return None if self.rules is None else Outlook(self.rules, self.open)
 
     @cached_property
     def by_address(self) -> dict[bytes, Quote]:
@@ -140,6 +163,22 @@ class Market:
             )
         return held
 
+    def settled(self, current: Quote, switching_cost_ppm: int) -> bool:
+        """Whether every non-myopic holder of `current` stays, whatever it holds: the pool is in the top k
+        (so what it is expected to pay does not depend on the holding) and no pool could quote any
+        delegation more than the switching cost above it. Worked out once per (pool, cost), like `holds`.
+        """
+        key = (current.address, -1 - switching_cost_ppm)  # apart from `holds`' keys in the same store
+        settled = self._holds.get(key)
+        if settled is None:
+            outlook = self.outlook
+            settled = self._holds[key] = (
+                outlook is not None
+                and current.address in outlook.top
+                and not worth_switching(outlook.held(current, 0), outlook.bound_ppm, switching_cost_ppm)
+            )
+        return settled
+
     @cached_property
     def _holds(self) -> dict[tuple[bytes, int], bool]:
         """What `holds` worked out for this market (a requoted market is a new one, asked afresh)."""
@@ -165,8 +204,9 @@ class Market:
         beats it.
         """
         if any(address not in self.places for address in fresh):
-            return Market(tuple(fresh.get(q.address, q) for q in self.quotes))  # a pool new to the market
-        market = Market(_placed(self.quotes, self.places, fresh))
+            # a pool new to the market
+            return Market(tuple(fresh.get(q.address, q) for q in self.quotes), self.rules)
+        market = Market(_placed(self.quotes, self.places, fresh), self.rules)
         known = market.__dict__  # cached_property's own store: what is set here is not worked out again
         known["places"] = self.places
         known["by_address"] = {**self.by_address, **fresh}
@@ -228,6 +268,46 @@ def yield_policy(holding: Holding, market: Market, spec: DelegatorClass, rng: ra
     return current.address if better is None else better.address
 
 
+def nonmyopic_better(holding: Holding, market: Market, switching_cost_ppm: int) -> bytes | None:
+    """The pool a non-myopic delegator should move `holding` to, or None to stay.
+
+    Its pool is judged by what it is expected to pay once the market has
+    settled (`Outlook.held`: a top pool at saturation or beyond, any other
+    with only its pledge and this holding left), the others by what they
+    would pay with this holding added (`Outlook.best_for`), and the move is
+    worth it only past the switching cost. When even the most any pool could
+    quote (`Outlook.bound_ppm`) does not beat its pool by that much, the
+    search is skipped: the same answer, and most turns of a settled market.
+    """
+    outlook, current = market.outlook, market.current(holding)
+    if outlook is None or current is None:
+        return None
+    held = outlook.held(current, holding.staked)
+    if not worth_switching(held, outlook.bound_ppm, switching_cost_ppm):
+        return None
+    found = outlook.best_for(holding.staked, leaving=current.address)
+    if found is None or not worth_switching(held, found[1], switching_cost_ppm):
+        return None
+    return found[0].address
+
+
+def nonmyopic_policy(
+    holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random
+) -> bytes | None:
+    """Cardano's non-myopic rule (`network.econ.nonmyopic`): where a delegation pays most once the top k
+    pools have saturated, its own stake counted; a delegator with no stake in an open pool delegates its
+    balance there."""
+    outlook = market.outlook
+    if outlook is None or holding.locked_until:
+        return holding.pool
+    current = market.current(holding)
+    if current is None or not current.open:
+        found = outlook.best_for(holding.staked or holding.balance)
+        return holding.pool if found is None else found[0].address
+    better = nonmyopic_better(holding, market, spec.switching_cost_ppm)
+    return current.address if better is None else better
+
+
 def loyal_policy(holding: Holding, market: Market, spec: DelegatorClass, rng: random.Random) -> bytes | None:
     return holding.pool
 
@@ -255,8 +335,40 @@ def liquid_token_policy(
     return None if market.best_yield is None else market.best_yield.address
 
 
+SETTLING = (yield_policy, nonmyopic_policy)
+"""The policies whose turns `settles` can decide for a whole pool's holders at once."""
+
+
+def settles(policy: Policy, market: Market, current: Quote, switching_cost_ppm: int) -> bool:
+    """Whether every holder of the open pool `current` on `policy` (one of `SETTLING`) stays, whatever it
+    holds: `Market.holds` for `yield`, `Market.settled` for `nonmyopic`."""
+    if policy is nonmyopic_policy:
+        return market.settled(current, switching_cost_ppm)
+    return market.holds(current, switching_cost_ppm)
+
+
+def policy_miss(policy: Policy, holding: Holding, market: Market, switching_cost_ppm: int) -> int:
+    """1 when, by the ledger's own quotes after its turn, a yield (or nonmyopic) delegator should not
+    be where it is.
+
+    The policy decides on quotes; the ledger then applies the move and
+    quotes again. Where the two disagree (a policy that misreads the
+    quotes, a move the ledger refused) this counts it, so a run cannot
+    pass with its policy and its chain at odds.
+    """
+    if holding.pool is None or holding.locked_until or market.best_yield is None:
+        return 0
+    current = market.current(holding)
+    if current is None or not current.open:
+        return 1
+    if policy is nonmyopic_policy:
+        return int(nonmyopic_better(holding, market, switching_cost_ppm) is not None)
+    return int(better_pool(holding, market, switching_cost_ppm) is not None)
+
+
 POLICIES: dict[str, Policy] = {
     "yield": yield_policy,
+    "nonmyopic": nonmyopic_policy,
     "loyal": loyal_policy,
     "random": random_policy,
     "largest": largest_policy,

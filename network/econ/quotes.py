@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 
+from network.econ.nonmyopic import Rules
 from network.econ.policies import Market, Quote
 from node.core import ledger as L
 from node.core import rewards as R
@@ -43,11 +44,19 @@ def requote(
         or _moved_totals(totals, before, after, changed) != totals
     ):
         context = SetView.of(state)
-        return Market(tuple(quote(state, pool, context) for pool in after.pools.values())), context
+        return market_of(state, context), context
     fresh = {
         address: quote(state, after.pools[address], context) for address in named if address in after.pools
     }
     return market.requoted(fresh), context
+
+
+def market_of(state: ChainState, context: SetView) -> Market:
+    """Every pool quoted from scratch, with the reward rules and stake total the non-myopic rule reads."""
+    return Market(
+        tuple(quote(state, pool, context) for pool in state.ledger.pools.values()),
+        Rules.of(state.params, context.bonded_total),
+    )
 
 
 def quote(state: ChainState, pool: L.Pool, context: SetView) -> Quote:
@@ -56,6 +65,7 @@ def quote(state: ChainState, pool: L.Pool, context: SetView) -> Quote:
     The same fields from the same functions the view calls; a move requotes
     two pools, thousands of times an epoch, and the whole view was most of it.
     """
+    performance = R.apparent_performance_ppm(L.missed_count(pool), state.params.downtime_window)
     return Quote(
         address=pool.address,
         name=name_of(state, pool.address),
@@ -63,6 +73,10 @@ def quote(state: ChainState, pool: L.Pool, context: SetView) -> Quote:
         stake=L.pool_power(pool),
         yield_ppm=member_yield_ppm(state, pool, context),
         exchange_rate_ppm=exchange_rate_ppm(pool.total_shares, pool.member_tokens),
+        pledge=pool.pledge,
+        fixed_cost=pool.fixed_cost,
+        margin_ppm=pool.margin_ppm,
+        performance_ppm=performance,
         rate_for=partial(_yield_with, state, pool, context),
     )
 

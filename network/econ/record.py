@@ -34,6 +34,7 @@ class EpochLog:
     )
     events: list[str] = field(default_factory=list)  # the timeline's, as the file names them
     penalties: list[str] = field(default_factory=list)  # what the ledger did: jailed, tombstoned, unjailed
+    operators: list[str] = field(default_factory=list)  # operators' choices: "NAME registers", "NAME retires"
 
 
 def epoch_record(
@@ -45,14 +46,26 @@ def epoch_record(
     log: EpochLog,
     before: Mapping[str, int],
     after: Mapping[str, int],
+    since: ChainState | None = None,
 ) -> dict[str, Any]:
     """The record of `epoch` (-1: genesis), which ended in `state`, with `market` the pools quoted on it.
 
     `before` and `after` are each class's holdings at the epoch's start and
-    end (`class_holdings`); a class's yield is their growth.
+    end (`class_holdings`); a class's yield is their growth. `since`: the
+    state the epoch started from, for the share of its possible rewards paid
+    (what was minted, less what went into the reserve).
     """
     ledger = state.ledger
     active = [power for _, power in L.active_powers(ledger)]
+    bonded, k = L.bonded_stake(ledger), state.params.saturation_k
+    paid = 0
+    if since is not None:
+        minted = ledger.issued - since.ledger.issued
+        paid = M.paid_ppm(
+            minted - (ledger.reserve - since.ledger.reserve),
+            state.height - since.height,
+            state.params.block_reward,
+        )
     quotes = market.by_address
     pools = {
         names.get(address, address.hex()[:8]): [L.pool_power(pool), quotes[address].yield_ppm, pool.status]
@@ -66,7 +79,10 @@ def epoch_record(
         "gini_ppm": M.gini_ppm(active),
         "hhi_ppm": M.hhi_ppm(active),
         "top3_ppm": M.top_share_ppm(active),
-        "saturated": M.saturated(active, L.bonded_stake(ledger), state.params.saturation_k),
+        "saturated": M.saturated(active, bonded, k),
+        "largest_of_saturation_ppm": M.largest_of_saturation_ppm(active, bonded, k),
+        "half_saturated": M.half_saturated(active, bonded, k),
+        "paid_ppm": paid,
         "active_pools": len(active),
         "reserve": ledger.reserve,
         "issued": ledger.issued,
@@ -85,6 +101,7 @@ def epoch_record(
         "rejected": dict(sorted(log.rejected.items())),
         "events": log.events,
         "penalties": log.penalties,
+        "operators": log.operators,
     }
 
 

@@ -91,6 +91,9 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
         f"hhi {last['hhi_ppm'] / PPM:.3f}, top-3 {pct(last['top3_ppm'])}, saturated {last['saturated']} of "
         f"{last['active_pools']} active pools",
         f"yield per epoch by class (mean): {class_yields(records)}",
+        f"largest pool {last.get('largest_of_saturation_ppm', 0) / PPM:.2f} of 1/k, "
+        f"{last.get('half_saturated', 0)} pools hold half of 1/k or more, {pct(last.get('paid_ppm', 0))} of the "
+        f"last epoch's possible rewards paid, {sum(len(r.get('operators', [])) for r in records)} operator actions",
         f"moves {moves}, policy misses {misses}, rejected {sum(sum(r['rejected'].values()) for r in records)}, "
         f"reserve {last['reserve']}, slashed {last['slashed']}, supply conserved {last['supply_conserved']}",
     ]
@@ -110,7 +113,7 @@ class SweepRow:
     def cells(self) -> tuple[object, ...]:
         last = self.last
         if "halted" in last:
-            return (self.value, "halted", "", "", "", "", "", "", "", "")
+            return (self.value, "halted", *[""] * (len(SWEEP_HEADER) - 2))
         return (
             self.value,
             last["nakamoto"],
@@ -118,6 +121,9 @@ class SweepRow:
             f"{last['hhi_ppm'] / PPM:.3f}",
             pct(last["top3_ppm"]),
             f"{last['saturated']}/{last['active_pools']}",
+            f"{last.get('largest_of_saturation_ppm', 0) / PPM:.2f}",
+            last.get("half_saturated", 0),
+            pct(last.get("paid_ppm", 0)),
             last["reserve"],
             last["slashed"],
             sum(r.get("policy_misses", 0) for r in self.records),
@@ -126,8 +132,11 @@ class SweepRow:
 
 
 SWEEP_HEADER = (
-    "VALUE", "NAKAMOTO", "GINI", "HHI", "TOP-3", "SATURATED", "RESERVE", "SLASHED", "MISSES", "YIELD/EPOCH",
+    "VALUE", "NAKAMOTO", "GINI", "HHI", "TOP-3", "SATURATED", "LARGEST/Z0", "POOLS>=Z0/2", "PAID",
+    "RESERVE", "SLASHED", "MISSES", "YIELD/EPOCH",
 )  # fmt: skip
+"""LARGEST/Z0: the largest pool over the saturation point 1/k; POOLS>=Z0/2: pools holding at least half
+of it; PAID: the share of the last epoch's possible rewards paid (the rest withheld into the reserve)."""
 
 
 def parse_sweep(text: str) -> tuple[str, list[int]]:

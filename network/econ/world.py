@@ -1,8 +1,9 @@
 """The chain an economy starts from: keys for every pool and delegator, and the genesis they share.
 
-Keys are derived from the experiment's name and each party's name, so the
-same file gives the same keys, the same signed transactions and the same
-chain on every machine. A pool that enters later is funded at genesis with
+Keys are derived from the run's seed and each party's name (never from the
+file's name or path: a renamed copy of a file is the same experiment), so
+the same file and seed give the same keys, the same signed transactions and
+the same chain on every machine. A pool that enters later is funded at genesis with
 its pledge and registers by transaction when its epoch comes.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from network.econ.config import EconomyConfig, PoolSpec
 from network.econ.wealth import balances
-from node.core.genesis import Delegation, Genesis, GenesisAccount, GenesisValidator
+from node.core.genesis import PPM, Delegation, Genesis, GenesisAccount, GenesisValidator
 from node.core.keys import Keypair
 
 
@@ -29,23 +30,38 @@ class Delegator:
 
 
 @dataclass(frozen=True)
+class Operator:
+    """One potential operator: its key, wealth and the terms of the pool it would run."""
+
+    name: str
+    keypair: Keypair
+    wealth: int
+    fixed_cost: int
+    margin_ppm: int
+    pledge: int  # what it pledges when it registers (its wealth times pledge_ppm)
+
+
+@dataclass(frozen=True)
 class World:
     """Everything an economy run starts from."""
 
     genesis: Genesis
     owners: dict[str, Keypair]  # pool name -> owner key (which also signs: one key per pool here)
     delegators: tuple[Delegator, ...]
+    operators: tuple[Operator, ...] = ()  # not pools at genesis; their keys are among `owners`
 
 
 def build_world(config: EconomyConfig, seed: int) -> World:
     """Keys, wealth and genesis for `config`, with chance drawn from `seed` (wealth and starting pools)."""
     rng = random.Random(seed)
-    owners = {p.name: Keypair.deterministic(f"econ/{config.name}/pool/{p.name}") for p in config.pools}
+    owners = {p.name: Keypair.deterministic(f"econ/{seed}/pool/{p.name}") for p in config.pools}
     delegators: list[Delegator] = []
     for spec in config.delegators:
         for i, wealth in enumerate(balances(spec, rng)):
-            key = Keypair.deterministic(f"econ/{config.name}/{spec.name}/{i}")
+            key = Keypair.deterministic(f"econ/{seed}/{spec.name}/{i}")
             delegators.append(Delegator(len(delegators), spec.name, spec.policy, key, wealth))
+    operators = _operators(config, seed, rng)
+    owners.update((o.name, o.keypair) for o in operators)
     founding = [p for p in config.pools if not p.enters_epoch]
     if not founding:
         raise ValueError("no pool exists at genesis (every pool has enters_epoch > 0)")
@@ -67,8 +83,25 @@ def build_world(config: EconomyConfig, seed: int) -> World:
     accounts = tuple(
         GenesisAccount(d.keypair.public, d.wealth) for d in delegators if d.wealth and d.index not in starts
     ) + tuple(GenesisAccount(owners[p.name].public, p.pledge) for p in config.pools if p.enters_epoch)
-    genesis = Genesis(f"econ-{config.name}"[:64], 0, config.params, validators, accounts)
-    return World(genesis, owners, tuple(delegators))
+    accounts += tuple(GenesisAccount(o.keypair.public, o.wealth) for o in operators if o.wealth)
+    genesis = Genesis(f"econ-{seed}"[:64], 0, config.params, validators, accounts)
+    return World(genesis, owners, tuple(delegators), operators)
+
+
+def _operators(config: EconomyConfig, seed: int, rng: random.Random) -> tuple[Operator, ...]:
+    """The potential operators, each class's wealth drawn at once after the delegators' (so a file
+    without operators draws as before)."""
+    drawn: dict[str, list[int]] = {}
+    operators = []
+    for spec in config.operators:
+        wealth = drawn.get(spec.wealth.name)
+        if wealth is None:
+            wealth = drawn[spec.wealth.name] = balances(spec.wealth, rng)
+        amount = wealth[spec.index]
+        key = Keypair.deterministic(f"econ/{seed}/operator/{spec.name}")
+        pledge = amount * spec.pledge_ppm // PPM
+        operators.append(Operator(spec.name, key, amount, spec.fixed_cost, spec.margin_ppm, pledge))
+    return tuple(operators)
 
 
 def _starting_pools(
