@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from network.sim.zones import Zones, ZonesError
+from network.sim.zones import describe as describe_zones
 from network.testnet import ansi
 from network.testnet.ansi import Echo, style
 from network.testnet.brokercheck import refuse_shared_broker
@@ -94,6 +96,25 @@ class UpConfig:
     prometheus: bool = False  # write a scrape config for the nodes and start a local Prometheus if installed
     processes: int | None = None  # node processes the validators are spread over (None: one each)
     auto_unjail: bool = False  # send each jailed validator's unjail once the ledger allows it
+    zones: Zones | None = None  # a geography the relay imposes between the processes' zones
+
+
+def process_zones(zones: Zones, hosts: dict[str, list[str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(validator -> zone, process -> zone): a process is in one place, so its validators must agree."""
+    try:
+        placement = zones.assign([v for hosted in hosts.values() for v in hosted])
+    except ZonesError as exc:
+        raise TestnetError(f"--zones {zones.path}: {exc}") from None
+    by_process = {}
+    for process, hosted in hosts.items():
+        places = sorted({placement[v] for v in hosted})
+        if len(places) > 1:
+            raise TestnetError(
+                f"--zones {zones.path}: process {process} hosts validators in {' and '.join(places)}; "
+                "a process is in one zone (give --processes so each block of validators shares one)"
+            )
+        by_process[process] = places[0]
+    return placement, by_process
 
 
 def check_same_placement(layout: Layout, hosts: dict[str, list[str]]) -> None:
@@ -277,8 +298,11 @@ class Supervisor:
         protocol = mqtt_protocol_for(info.kind, config.mqtt_protocol)
         relay = None
         urls = dict.fromkeys(names, info.url)
+        placement, zoned = process_zones(config.zones, hosts) if config.zones is not None else ({}, {})
+        if config.zones is not None and not config.netfaults:
+            raise TestnetError("--zones needs the relay between nodes and broker: drop --no-netfaults")
         if config.netfaults:
-            self.relay = start_relay(layout, info, names)
+            self.relay = start_relay(layout, info, names, config.zones, zoned)
             relay = relay_info(layout, self.relay)
             urls = {name: f"mqtt://127.0.0.1:{relay.ports[name]}" for name in names}
         nodes = {}
@@ -312,6 +336,11 @@ class Supervisor:
         if relay is not None:
             self.note(
                 f"  network-fault relay: pid {relay.pid}, each node reaches the broker through its own port"
+            )
+        if config.zones is not None:
+            self.note(
+                f"  zones {config.zones.path}: {describe_zones(config.zones, placement)}; each message "
+                "held for its zones' one-way latency (RTT/2) by the relay"
             )
         for node in nodes.values():
             process = spawn_node(layout, node)
