@@ -30,7 +30,7 @@ from network.testnet.layout import Layout, read_state
 from network.testnet.logcheck import read_log
 from network.testnet.processes import stop_processes
 from network.testnet.services import relay_processes
-from network.testnet.zonedelay import ZoneDelays, protocol_level, publish_key
+from network.testnet.zonedelay import ZoneDelays, process_zones, protocol_level, publish_key
 from network.transport import framing
 from network.transport.broker import BrokerProcess
 from network.transport.mqtt import MqttTransport
@@ -194,3 +194,18 @@ def test_two_zones_200_ms_apart_finalize_no_faster_than_their_round_trip(
     assert "zones " in output or up.returncode == 0, output[-2000:]
     latencies = sorted(_latencies(layout, names)[4:])  # height 1 waits for everyone to start
     assert statistics.median(latencies) >= 200, latencies
+
+
+def test_a_process_is_in_one_zone() -> None:
+    """With --processes, validators that share a process must share a zone, or the run is refused."""
+    hosts = {"p1": ["v1", "v2"], "p2": ["v3", "v4"]}
+    placement, by_process = process_zones(load_zones(TWO_ZONES_200, "two.toml"), hosts)
+    assert by_process == {"p1": "east", "p2": "west"} and placement["v2"] == "east"
+    spread = load_zones(
+        TWO_ZONES_200.replace('rule = "weights"', 'rule = "round-robin"').replace(
+            "weights = { east = 1, west = 1 }", ""
+        ),
+        "rr.toml",
+    )
+    with pytest.raises(TestnetError, match="process p1 hosts validators in east and west"):
+        process_zones(spread, hosts)

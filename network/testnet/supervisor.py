@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from network.sim.zones import Zones, ZonesError
+from network.sim.zones import Zones
 from network.sim.zones import describe as describe_zones
 from network.testnet import ansi
 from network.testnet.ansi import Echo, style
@@ -65,6 +65,7 @@ from network.testnet.services import (
 )
 from network.testnet.setup import prepare
 from network.testnet.unjail import AutoUnjail
+from network.testnet.zonedelay import process_zones
 from network.transport.broker import BrokerProcess
 from node.core.behaviours import HONEST
 from node.runtime.eventlog import format_pretty
@@ -97,24 +98,6 @@ class UpConfig:
     processes: int | None = None  # node processes the validators are spread over (None: one each)
     auto_unjail: bool = False  # send each jailed validator's unjail once the ledger allows it
     zones: Zones | None = None  # a geography the relay imposes between the processes' zones
-
-
-def process_zones(zones: Zones, hosts: dict[str, list[str]]) -> tuple[dict[str, str], dict[str, str]]:
-    """(validator -> zone, process -> zone): a process is in one place, so its validators must agree."""
-    try:
-        placement = zones.assign([v for hosted in hosts.values() for v in hosted])
-    except ZonesError as exc:
-        raise TestnetError(f"--zones {zones.path}: {exc}") from None
-    by_process = {}
-    for process, hosted in hosts.items():
-        places = sorted({placement[v] for v in hosted})
-        if len(places) > 1:
-            raise TestnetError(
-                f"--zones {zones.path}: process {process} hosts validators in {' and '.join(places)}; "
-                "a process is in one zone (give --processes so each block of validators shares one)"
-            )
-        by_process[process] = places[0]
-    return placement, by_process
 
 
 def check_same_placement(layout: Layout, hosts: dict[str, list[str]]) -> None:

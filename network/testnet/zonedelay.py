@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from network.sim.zones import Zones, ZonesError, load_zones
+from network.testnet.errors import TestnetError
 from network.transport.framing import CONNECT, PUBLISH, FramingError
 
 REMEMBERED = 100_000  # keys kept; a copy arrives within seconds of its publish, so the oldest can go
@@ -160,3 +161,21 @@ def zone_delays(
     if unknown:
         raise ZonesError(f"unknown zone {unknown[0]!r}")
     return ZoneDelays(zones, placement, rng)
+
+
+def process_zones(zones: Zones, hosts: dict[str, list[str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(validator -> zone, process -> zone): a process is in one place, so its validators must agree."""
+    try:
+        placement = zones.assign([v for hosted in hosts.values() for v in hosted])
+    except ZonesError as exc:
+        raise TestnetError(f"--zones {zones.path}: {exc}") from None
+    by_process = {}
+    for process, hosted in hosts.items():
+        places = sorted({placement[v] for v in hosted})
+        if len(places) > 1:
+            raise TestnetError(
+                f"--zones {zones.path}: process {process} hosts validators in {' and '.join(places)}; "
+                "a process is in one zone (give --processes so each block of validators shares one)"
+            )
+        by_process[process] = places[0]
+    return placement, by_process
