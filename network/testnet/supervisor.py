@@ -275,15 +275,15 @@ class Supervisor:
         behaviours = process_behaviours(hosts, config.behaviours)
         names = list(hosts)
         ports = metrics_ports(len(names), config.base_metrics_port)
+        if config.zones is not None and not config.netfaults:
+            raise TestnetError("--zones needs the relay between nodes and broker: drop --no-netfaults")
+        placement, zoned = process_zones(config.zones, hosts) if config.zones is not None else ({}, {})
         info, self.broker = start_testnet_broker(layout, config.broker)
         if info.kind == "external":  # a broker we did not start may carry another testnet of this chain
             refuse_shared_broker(info.url, doc.chain_id)
         protocol = mqtt_protocol_for(info.kind, config.mqtt_protocol)
         relay = None
         urls = dict.fromkeys(names, info.url)
-        placement, zoned = process_zones(config.zones, hosts) if config.zones is not None else ({}, {})
-        if config.zones is not None and not config.netfaults:
-            raise TestnetError("--zones needs the relay between nodes and broker: drop --no-netfaults")
         if config.netfaults:
             self.relay = start_relay(layout, info, names, config.zones, zoned)
             relay = relay_info(layout, self.relay)

@@ -175,7 +175,8 @@ def process_zones(zones: Zones, hosts: dict[str, list[str]]) -> tuple[dict[str, 
         if len(places) > 1:
             raise TestnetError(
                 f"--zones {zones.path}: process {process} hosts validators in {' and '.join(places)}; "
-                "a process is in one zone (give --processes so each block of validators shares one)"
+                "a process is in one place (place each process's block of validators in one zone: "
+                "assign.rule = 'weights' or assign.validators)"
             )
         by_process[process] = places[0]
     return placement, by_process
