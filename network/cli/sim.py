@@ -21,6 +21,7 @@ from network.cli.errors import UserError
 from network.cli.fleet_options import FLEET_OPTIONS
 from network.cli.progress import BarProgress
 from network.sim.plans import FaultPlan, FaultSpecError, parse_fault_spec
+from network.sim.zones import Zones, ZonesError, load_zones
 from node.core.behaviours import SIM_BYZANTINE_MODES
 from node.core.genesis import GenesisError, parse_params
 
@@ -65,6 +66,28 @@ def _params(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
     except GenesisError as exc:
         raise click.BadParameter(str(exc)) from None
     return raw
+
+
+def read_zones(value: Path | None) -> Zones | None:
+    """A zones file read and parsed, or a one-line usage error naming the file and what is wrong."""
+    if value is None:
+        return None
+    try:
+        text = value.read_text()
+    except OSError as exc:
+        raise click.BadParameter(
+            f"{value}: cannot read ({exc.strerror or exc})", param_hint="--zones"
+        ) from None
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{value}: not a text file", param_hint="--zones") from None
+    try:
+        return load_zones(text, str(value))
+    except ZonesError as exc:
+        raise click.BadParameter(f"{value}: {exc}", param_hint="--zones") from None
+
+
+def _zones(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Zones | None:
+    return read_zones(value)
 
 
 SIM_EXIT_HELP = (
@@ -132,6 +155,16 @@ SIM_EXIT_HELP = (
     "crashes of honest nodes, all healed by 15 s)",
 )
 @click.option(
+    "--zones",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=_zones,
+    default=None,
+    metavar="FILE",
+    help="a geography (TOML): round-trip times between zones and who sits where; each message also "
+    "travels its zones' one-way latency (RTT/2) on top of --faults, and the summary gives finality "
+    "p50/p99 (see scenarios/zones/)",
+)
+@click.option(
     "--seeds",
     type=click.IntRange(1, 1_000_000),
     default=1,
@@ -160,6 +193,7 @@ def sim(
     params: dict[str, int],
     scenario: str,
     faults: FaultPlan | str,
+    zones: Zones | None,
     seeds: int,
     workers: int,
     scheduler: str | None,
@@ -203,6 +237,11 @@ def sim(
             raise click.BadParameter(
                 f"names unknown validators: {', '.join(sorted(unknown))}", param_hint="--faults"
             )
+    if zones is not None:
+        try:
+            zones.assign(names)
+        except ZonesError as exc:
+            raise click.BadParameter(f"{zones.path}: {exc}", param_hint="--zones") from None
     spec = SweepSpec(
         validators=validators,
         heights=heights,
@@ -213,6 +252,7 @@ def sim(
         params=tuple(sorted(params.items())),
         scenario=scenario,
         faults=faults,
+        zones=zones,
     )
     if seeds > 1:
         if trace_path is not None:
@@ -308,6 +348,13 @@ def _print_sim_summary(summary: dict[str, Any]) -> None:
         f"({summary['wall_s']} s wall), {summary['round_timeouts']} round timeouts, "
         f"{summary['evidence']} evidence included"
     )
+    if summary.get("zones"):
+        click.echo(f"  zones ({summary['zones']['file']}): {summary['zones']['placement']}")
+        finality = summary["finality_ms"]
+        click.echo(
+            f"  finality (proposal to decision): p50 {finality['p50']} ms, p99 {finality['p99']} ms, "
+            f"max {finality['max']} ms over {finality['samples']} decisions"
+        )
     if summary.get("past_target"):
         click.echo(f"  past the target height: {summary['past_target']}")
     click.echo(

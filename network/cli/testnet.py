@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from network.cli.errors import UserError
+from network.cli.sim import read_zones
 from network.testnet import perturb
 from network.testnet.down import DownResult, stop_testnet
 from network.testnet.errors import TestnetError
@@ -182,6 +183,15 @@ def testnet() -> None:
     help="run a fault timeline (TOML) and judge the run by its checks; see scenarios/",
 )
 @click.option(
+    "--zones",
+    "zones_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="a geography (TOML, as `posnet sim --zones`): the relay holds each message for the one-way "
+    "latency between its sender's zone and its receiver's (see scenarios/zones/)",
+)
+@click.option(
     "--time-scale",
     type=click.FloatRange(0, min_open=True),
     default=1.0,
@@ -206,6 +216,7 @@ def up(
     netfaults: bool,
     auto_unjail: bool,
     scenario_file: Path | None,
+    zones_file: Path | None,
     time_scale: float,
 ) -> None:
     """Start N validators and a broker, stream their finality, stop on Ctrl-C.
@@ -233,6 +244,7 @@ def up(
         prometheus=prometheus,
         processes=processes,
         auto_unjail=auto_unjail,
+        zones=read_zones(zones_file),
     )
     if processes is not None and processes > validators and scenario_file is None:
         raise UserError(f"--processes {processes}: at most --validators ({validators})")

@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass, field, fields
 
 from network.sim.plans import FaultPlan, format_fault_spec, random_fault_plan, random_setup
+from network.sim.zones import Zones
 from node.core.behaviours import SIM_BYZANTINE_MODES
 from node.core.genesis import Params, parse_params, validator_names
 
@@ -31,6 +32,8 @@ class SimConfig:
     # signed transaction envelopes a client publishes at a virtual time (ms): every node receives them
     # (runs built in code, such as the economy tests; a command line cannot carry them)
     transactions: tuple[tuple[int, bytes], ...] = ()
+    # a geography (`--zones FILE`): each copy also travels its zones' one-way latency
+    zones: Zones | None = None
 
     def byzantine_names(self) -> list[str]:
         """The last `byzantine` validators misbehave (the CLI's and the sweeps' convention)."""
@@ -68,6 +71,8 @@ def replay_command(config: SimConfig) -> str:
     spec = format_fault_spec(config.faults)
     if spec:
         args += ["--faults", spec]
+    if config.zones is not None:
+        args += ["--zones", config.zones.path]
     return shlex.join(args)
 
 

@@ -8,6 +8,11 @@ own delay; partitions and crashes are checked when a copy is sent and again
 when it would arrive. Vote channels are the exception, as they are on the
 real broker: a broadcast there reaches only the nodes listening to it (each
 node says which, see `node.core.routes`).
+
+With zones (`network.sim.zones`) each copy also travels its zones' one-way
+latency (plus the file's jitter) on top of the plan's delay: the plan stands
+for the broker hop and the machines, the zones for the distance between
+them. Without zones no extra draw is made, so a run is what it always was.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 
 from network.sim.plans import FaultPlan
 from network.sim.trace import Trace
+from network.sim.zones import Zones
 from node.core.channels import is_votes_channel
 
 Handler = Callable[[str, bytes], None]
@@ -26,7 +32,15 @@ Handler = Callable[[str, bytes], None]
 class SimNetwork:
     """Virtual time and message delivery between named nodes."""
 
-    def __init__(self, names: list[str], plan: FaultPlan, rng: random.Random) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        plan: FaultPlan,
+        rng: random.Random,
+        zones: Zones | None = None,
+        placement: dict[str, str] | None = None,
+    ) -> None:
+        """`placement` gives every node in `names` a zone of `zones` (both or neither)."""
         self.names = list(names)
         self.plan = plan
         self.rng = rng
@@ -43,6 +57,14 @@ class SimNetwork:
         self.tracer: Trace | None = (
             None  # `posnet sim --trace`: every delivery and drop, written as it happens
         )
+        self.zones = zones
+        # node -> its row of one-way latencies by node index: one lookup a copy, not two name searches
+        self._latency: dict[str, list[int]] = {}
+        if zones is not None:
+            assert placement is not None, "zones need a placement of every node"
+            rows = {zone: zones.one_way[i] for i, zone in enumerate(zones.names)}
+            column = [zones.names.index(placement[name]) for name in self.names]
+            self._latency = {name: [rows[placement[name]][j] for j in column] for name in self.names}
 
     def attach(self, name: str, handler: Handler) -> None:
         self._handlers[name] = handler
@@ -86,9 +108,23 @@ class SimNetwork:
                 self.tracer.dropped(self.now_ms, sender, recipient, data, self._why(sender, recipient))
             return
         deliver = lambda: self._deliver(sender, recipient, data)  # noqa: E731
-        self.schedule(self._delay(), deliver)
+        self.schedule(self._delay() + self._distance(sender, recipient), deliver)
         if plan.dup and rng.random() < plan.dup:
-            self.schedule(self._delay(), deliver)
+            self.schedule(self._delay() + self._distance(sender, recipient), deliver)
+
+    def latency_ms(self, sender: str, recipient: str) -> int:
+        """The zones' one-way latency between two nodes (0 without zones): no copy arrives sooner."""
+        if not self._latency:
+            return 0
+        return self._latency[sender][self._index[recipient]]
+
+    def _distance(self, sender: str, recipient: str) -> int:
+        """The zones' latency plus jitter for one copy; no draw at all without zones."""
+        if not self._latency:
+            return 0
+        jitter = self.zones.jitter_ms if self.zones is not None else 0
+        extra = int(self.rng.random() * (jitter + 1)) if jitter else 0
+        return self._latency[sender][self._index[recipient]] + extra
 
     def _delay(self) -> int:
         lo, hi = self.plan.delay_ms

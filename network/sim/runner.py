@@ -38,11 +38,13 @@ from network.sim.checks import (
 )
 from network.sim.config import SimConfig, replay_command
 from network.sim.deliveries import DeliveryRecord
+from network.sim.latency import Finality, finality_samples, summarize
 from network.sim.net import SimNetwork
 from network.sim.node import SharedCore, SimNode
 from network.sim.penalties import MissTally, check_penalties
 from network.sim.plans import FaultPlan, format_fault_spec
 from network.sim.trace import Trace
+from network.sim.zones import describe as describe_zones
 from node.core import ledger as L
 from node.core.driver import Audience
 from node.core.genesis import Genesis, Params, make_genesis, validator_names
@@ -80,6 +82,8 @@ class SimResult:
     forks: list[dict[str, Any]] = field(default_factory=list)
     misses: MissTally = field(default_factory=MissTally)  # honest validators' misses, class A and B
     past_target: str | None = None  # why some node finalized more than `--heights`, when one did
+    finality: Finality = field(default_factory=lambda: summarize(()))  # proposal to decision, honest nodes
+    placement: dict[str, str] = field(default_factory=dict)  # validator -> zone (with --zones)
 
     def messages(self, kind: str, *, inside_only: bool = False) -> list[str]:
         return [
@@ -157,6 +161,21 @@ class SimResult:
             "past_target": self.past_target,
             "state_hash": self.state_hash,
             "replay": self.replay,
+            **self._geography(),
+        }
+
+    def _geography(self) -> dict[str, Any]:
+        """With zones only: the placement by zone and finality's percentiles (runs without stay as recorded)."""
+        zones = self.config.zones
+        if zones is None:
+            return {}
+        return {
+            "zones": {
+                "file": zones.path,
+                "digest": zones.digest,
+                "placement": describe_zones(zones, self.placement),
+            },
+            "finality_ms": self.finality.to_json(),
         }
 
 
@@ -206,7 +225,11 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
     byzantine = set(config.byzantine_names())
     rng = random.Random(config.seed)
     twins = twin_names(byzantine) if config.byzantine_mode == "twins" else {}
-    net = SimNetwork([*names, *twins], with_twins(config.faults, twins), rng)
+    placement = config.zones.assign(names) if config.zones is not None else {}
+    on_network = {**placement, **{twin: placement[original] for twin, original in twins.items() if placement}}
+    net = SimNetwork(
+        [*names, *twins], with_twins(config.faults, twins), rng, config.zones, on_network or None
+    )
     if trace is not None:
         net.tracer = Trace(trace)
         net.tracer.header(
@@ -217,6 +240,7 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
             committee_size=config.committee_size,
             epoch_length=genesis.params.epoch_length,
             replay=replay_command(config),
+            **({"zones": _zones_header(config, placement)} if config.zones is not None else {}),
         )
     core = SharedCore()
     observer = VoteObserver()
@@ -276,7 +300,26 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
 
     net.run_until(done, deadline)
     wall_s = time.perf_counter() - started
-    return _result(config, nodes, honest, net, events, last_heal, observer, deliveries, wall_s, deadline)
+    result = _result(config, nodes, honest, net, events, last_heal, observer, deliveries, wall_s, deadline)
+    result.finality = summarize(finality_samples(honest, deliveries))
+    result.placement = placement
+    return result
+
+
+def _zones_header(config: SimConfig, placement: dict[str, str]) -> dict[str, Any]:
+    """The trace header's geography: which file (and its digest), the one-way matrix, who sits where."""
+    zones = config.zones
+    assert zones is not None
+    return {
+        "file": zones.path,
+        "digest": zones.digest,
+        "jitter_ms": zones.jitter_ms,
+        "one_way_ms": {
+            a: dict(zip(zones.names, row, strict=True))
+            for a, row in zip(zones.names, zones.one_way, strict=True)
+        },
+        "placement": placement,
+    }
 
 
 def _publishing(nodes: dict[str, SimNode], envelope: bytes) -> Callable[[], None]:

@@ -17,6 +17,7 @@ from typing import Any
 from network.sim.config import SimConfig
 from network.sim.plans import FaultPlan, random_fault_plan, random_setup
 from network.sim.runner import run_simulation
+from network.sim.zones import Zones
 from node.core.genesis import parse_params, validator_names
 
 
@@ -33,6 +34,7 @@ class SweepSpec:
     params: tuple[tuple[str, int], ...] = ()
     scenario: str = "given"  # or "random": stakes, committee and downtime window drawn per seed
     faults: FaultPlan | str = field(default_factory=FaultPlan)  # or "random": drawn per seed
+    zones: Zones | None = None  # a geography, the same for every seed
 
     def config(self, seed: int) -> SimConfig:
         """The run of one seed: draws, where asked for, come from the seed alone."""
@@ -52,6 +54,7 @@ class SweepSpec:
             faults=plan,
             params=parse_params({**drawn, **dict(self.params)}),
             stakes=self.stakes or (setup.stakes if setup else None),
+            zones=self.zones,
         )
 
 

@@ -3,7 +3,8 @@
 `posnet sim --trace FILE` streams one JSON object per line as the run goes
 (bounded by the run: nothing is held back), in virtual-time order:
 
-    {"ev":"run", ...}                                        the header: seed, validators and stakes, faults, replay
+    {"ev":"run", ...}                                        the header: seed, validators and stakes, faults, replay,
+                                                             and with --zones the file, its digest and who sits where
     {"t":12,"ev":"deliver","from":"v1","to":"v2","msg":"prevote","h":3,"r":0,"block":"9f2c01ab"}
     {"t":12,"ev":"drop","from":"v1","to":"v4","msg":"prevote","h":3,"r":0,"block":null,"why":"partition"}
     {"t":13,"ev":"step","node":"v2","h":3,"r":0,"step":"precommit","locked":0,"lock":"9f2c01ab"}

@@ -27,9 +27,19 @@ could notice or obey:
   every filtered QoS 1 message and let any message type it forgot through;
   and a real partition does cost the cut-off side its broker connection.)
   Healing moves everyone back to the main broker the same way.
+- zones (`--zones FILE --zone NODE=ZONE ...`, from `posnet testnet up --zones`):
+  each PUBLISH the broker copies to a node is held, on top of any delay, for
+  the one-way latency between its publisher's zone and the node's
+  (network/testnet/zonedelay.py says how the publisher is known). Such a copy
+  may overtake a farther one queued before it, as it would on separate paths;
+  everything else keeps its order.
 
 The relay is driven by a control file, DIR/faults.json, which it polls, and
 answers in DIR/faults.applied.json (both described in network/testnet/faultfile.py).
+
+Past 500 lines: one process's job (relay bytes, apply faults to them, report);
+the pipes, the islands and the control loop share its state, and what
+stands apart (MQTT framing, the control file, zones) lives in its own modules.
 """
 
 from __future__ import annotations
@@ -37,18 +47,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import random
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from network.sim.zones import ZonesError
 from network.testnet.faultfile import (
     LinkFaults,
     NetworkFaults,
@@ -57,6 +68,7 @@ from network.testnet.faultfile import (
     read_faults,
     write_json_atomic,
 )
+from network.testnet.zonedelay import LinkZones, ZoneDelays, listen_zone, zone_delays
 from network.transport.broker import BrokerProcess, BrokerStartError, parse_broker_url, start_broker
 from network.transport.framing import MqttFramer, puback, publish_qos
 
@@ -93,7 +105,12 @@ class NodeStats:
 
 
 class Pipe:
-    """One direction of a link: read whole packets, maybe drop, hold for the delay, write in order."""
+    """One direction of a link: read whole packets, maybe drop, hold for the delay, write in order.
+
+    With zones (`zoned`: a packet's zone delay, or None for a packet that
+    keeps its order) a zone-delayed PUBLISH leaves at its own time, so a
+    near publisher's message is not stuck behind a far one's.
+    """
 
     def __init__(
         self,
@@ -103,6 +120,7 @@ class Pipe:
         faults: Callable[[], LinkFaults],
         stats: DirectionStats,
         rng: random.Random,
+        zoned: Callable[[bytes], int | None] | None = None,
     ) -> None:
         self.direction = direction
         self.source = source
@@ -111,16 +129,24 @@ class Pipe:
         self.stats = stats
         self.rng = rng
         self.reverse: Pipe | None = None  # where a faked PUBACK goes back to the sender
-        self._items: deque[tuple[float, bytes | None]] = deque()
+        self.zoned = zoned
+        self._items: list[tuple[float, int, bytes | None]] = []  # a heap by (due, order pushed)
+        self._pushed = 0
+        self._last_due = 0.0  # what keeps order leaves no sooner than anything queued before it
         self._queued = 0
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
-    def push(self, data: bytes | None, delay_ms: int) -> None:
-        """Queue bytes (None = end of stream) to leave `delay_ms` from now, after everything queued."""
+    def push(self, data: bytes | None, delay_ms: int, overtake: bool = False) -> None:
+        """Queue bytes (None = end of stream) to leave `delay_ms` from now, after everything queued
+        (unless `overtake`: a zone-delayed PUBLISH leaves at its own time)."""
         due = asyncio.get_running_loop().time() + delay_ms / 1000
-        self._items.append((due, data))
+        if not overtake:
+            due = max(due, self._last_due)
+        self._last_due = max(self._last_due, due)
+        self._pushed += 1
+        heapq.heappush(self._items, (due, self._pushed, data))
         self._queued += len(data or b"")
         self._ready.set()
         if self._queued > QUEUE_HIGH_BYTES:
@@ -134,9 +160,18 @@ class Pipe:
                 self.push(None, self.faults().delay_ms)
                 return
             kept = self._filter(framer.feed(data))
-            if kept:
+            if kept and self.zoned is None:
                 self.push(b"".join(kept), self.faults().delay_ms)
+            elif kept:
+                self._push_zoned(kept)
             await self._room.wait()
+
+    def _push_zoned(self, packets: list[bytes]) -> None:
+        delay = self.faults().delay_ms
+        assert self.zoned is not None
+        for packet in packets:
+            extra = self.zoned(packet)
+            self.push(packet, delay + (extra or 0), overtake=extra is not None)
 
     def _filter(self, packets: list[bytes]) -> list[bytes]:
         """Count packets and drop PUBLISHes at the node's current rate (acknowledging QoS 1 ones)."""
@@ -165,10 +200,14 @@ class Pipe:
             while not self._items:
                 self._ready.clear()
                 await self._ready.wait()
-            due, data = self._items.popleft()
+            due = self._items[0][0]
             wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if wait > 0:  # wait, but wake for a packet pushed meanwhile that is due sooner
+                self._ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), wait)
+                continue
+            _, _, data = heapq.heappop(self._items)
             if data is None:
                 self.sink.close()
                 return
@@ -189,11 +228,13 @@ class Link:
         faults: Callable[[], LinkFaults],
         stats: NodeStats,
         rng: random.Random,
+        zones: LinkZones | None = None,
     ) -> None:
         self.client_writer = client[1]
         self.upstream_writer = upstream[1]
-        self.up = Pipe(UP, client[0], upstream[1], faults, stats.up, rng)
-        self.down = Pipe(DOWN, upstream[0], client[1], faults, stats.down, rng)
+        up, down = (zones.up, zones.down) if zones is not None else (None, None)
+        self.up = Pipe(UP, client[0], upstream[1], faults, stats.up, rng, up)
+        self.down = Pipe(DOWN, upstream[0], client[1], faults, stats.down, rng, down)
         self.up.reverse, self.down.reverse = self.down, self.up
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -259,6 +300,7 @@ class Relay:
         host: str = "127.0.0.1",
         seed: int | None = None,
         parent_pid: int | None = None,
+        zones: ZoneDelays | None = None,
     ) -> None:
         self.directory = directory
         self.upstream_url = upstream
@@ -267,6 +309,7 @@ class Relay:
         self.island_kind = island_kind
         self.host = host
         self.rng = random.Random(seed)
+        self.zones = zones  # with --zones: who published what, and each copy's zone latency
         self.parent_pid = parent_pid  # stop when this process is no longer our parent
         self.faults = NetworkFaults()
         self.routes: dict[str, tuple[str, int]] = dict.fromkeys(ports, self.main)
@@ -305,7 +348,10 @@ class Relay:
             writer.transport.abort()
             return
         self.stats[name].connections += 1
-        link = Link((reader, writer), upstream, lambda: self.faults.link(name), self.stats[name], self.rng)
+        zones = LinkZones(self.zones, name) if self.zones is not None else None
+        link = Link(
+            (reader, writer), upstream, lambda: self.faults.link(name), self.stats[name], self.rng, zones
+        )
         self.links[name].add(link)
         try:
             await link.run()
@@ -402,9 +448,21 @@ class Relay:
                 "routes": {name: f"mqtt://{h}:{p}" for name, (h, p) in self.routes.items()},
                 "islands": islands,
                 "stats": {name: asdict(s) for name, s in self.stats.items()},
+                **self._zones_report(),
                 "updated": time.time(),
             },
         )
+
+    def _zones_report(self) -> dict[str, Any]:
+        if self.zones is None:
+            return {}
+        return {
+            "zones": {
+                "file": self.zones.zones.path,
+                "placement": self.zones.placement,
+                "delayed": self.zones.delayed,
+            }
+        }
 
     # -- stopping
 
@@ -451,11 +509,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--listen", type=_listen, action="append", default=[], metavar="NODE=PORT")
     parser.add_argument("--island-broker", default="auto", help="broker kind for partition islands")
     parser.add_argument("--seed", type=int, default=None, help="seed for drop decisions")
+    parser.add_argument("--zones", type=Path, default=None, help="zones file: latency between zones (TOML)")
+    parser.add_argument("--zone", type=listen_zone, action="append", default=[], metavar="NODE=ZONE")
     parser.add_argument(
         "--exit-with-parent", action="store_true", help="stop (and stop the islands) when the parent dies"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    rng = random.Random(args.seed)
+    try:
+        zones = zone_delays(args.zones, dict(args.zone), dict(args.listen), rng)
+    except (OSError, ZonesError) as exc:
+        log.error("netfaults relay failed: --zones %s: %s", args.zones, exc)
+        return 2
     relay = Relay(
         args.dir.resolve(),
         args.upstream,
@@ -463,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         island_kind=args.island_broker,
         seed=args.seed,
         parent_pid=os.getppid() if args.exit_with_parent else None,
+        zones=zones,
     )
     try:
         asyncio.run(serve(relay))

@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
+from network.sim.zones import Zones
 from network.testnet import faultfile as netfaults
 from network.testnet.errors import TestnetError
 from network.testnet.faultfile import NetworkFaults
@@ -85,7 +87,13 @@ def island_kind(broker: BrokerInfo) -> str:
     return "mosquitto" if mosquitto_available() else "embedded"
 
 
-def start_relay(layout: Layout, broker: BrokerInfo, names: Sequence[str]) -> subprocess.Popen[bytes]:
+def start_relay(
+    layout: Layout,
+    broker: BrokerInfo,
+    names: Sequence[str],
+    zones: Zones | None = None,
+    placement: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start the fault relay with no faults in force, and wait until it listens on every node's port.
 
     Its own session, like the nodes, so a Ctrl-C reaches only the
@@ -108,6 +116,10 @@ def start_relay(layout: Layout, broker: BrokerInfo, names: Sequence[str]) -> sub
     ]
     for name in names:
         command += ["--listen", f"{name}={free_port()}"]
+    if zones is not None and placement:
+        command += ["--zones", str(Path(zones.path).resolve())]
+        for name in names:
+            command += ["--zone", f"{name}={placement[name]}"]
     env = repo_env()
     with open(layout.relay_log, "ab") as out:
         process = subprocess.Popen(

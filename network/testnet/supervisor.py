@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from network.sim.zones import Zones
+from network.sim.zones import describe as describe_zones
 from network.testnet import ansi
 from network.testnet.ansi import Echo, style
 from network.testnet.brokercheck import refuse_shared_broker
@@ -63,6 +65,7 @@ from network.testnet.services import (
 )
 from network.testnet.setup import prepare
 from network.testnet.unjail import AutoUnjail
+from network.testnet.zonedelay import process_zones
 from network.transport.broker import BrokerProcess
 from node.core.behaviours import HONEST
 from node.runtime.eventlog import format_pretty
@@ -94,6 +97,7 @@ class UpConfig:
     prometheus: bool = False  # write a scrape config for the nodes and start a local Prometheus if installed
     processes: int | None = None  # node processes the validators are spread over (None: one each)
     auto_unjail: bool = False  # send each jailed validator's unjail once the ledger allows it
+    zones: Zones | None = None  # a geography the relay imposes between the processes' zones
 
 
 def check_same_placement(layout: Layout, hosts: dict[str, list[str]]) -> None:
@@ -271,6 +275,9 @@ class Supervisor:
         behaviours = process_behaviours(hosts, config.behaviours)
         names = list(hosts)
         ports = metrics_ports(len(names), config.base_metrics_port)
+        if config.zones is not None and not config.netfaults:
+            raise TestnetError("--zones needs the relay between nodes and broker: drop --no-netfaults")
+        placement, zoned = process_zones(config.zones, hosts) if config.zones is not None else ({}, {})
         info, self.broker = start_testnet_broker(layout, config.broker)
         if info.kind == "external":  # a broker we did not start may carry another testnet of this chain
             refuse_shared_broker(info.url, doc.chain_id)
@@ -278,7 +285,7 @@ class Supervisor:
         relay = None
         urls = dict.fromkeys(names, info.url)
         if config.netfaults:
-            self.relay = start_relay(layout, info, names)
+            self.relay = start_relay(layout, info, names, config.zones, zoned)
             relay = relay_info(layout, self.relay)
             urls = {name: f"mqtt://127.0.0.1:{relay.ports[name]}" for name in names}
         nodes = {}
@@ -312,6 +319,11 @@ class Supervisor:
         if relay is not None:
             self.note(
                 f"  network-fault relay: pid {relay.pid}, each node reaches the broker through its own port"
+            )
+        if config.zones is not None:
+            self.note(
+                f"  zones {config.zones.path}: {describe_zones(config.zones, placement)}; each message "
+                "held for its zones' one-way latency (RTT/2) by the relay"
             )
         for node in nodes.values():
             process = spawn_node(layout, node)
