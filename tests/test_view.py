@@ -383,15 +383,15 @@ def expected_state(events: list[dict[str, Any]], index: int, node: str) -> dict[
     for event in events[: index + 1]:
         if event["ev"] == "step" and event["node"] == node:
             state = {"h": event["h"], "r": event["r"], "step": event["step"], "lock": event["lock"]}
-    prevotes = sum(
-        1
+    voters = {
+        event["from"]
         for event in events[: index + 1]
         if event["ev"] == "deliver"
         and event["to"] == node
         and event["msg"] == "prevote"
         and (event["h"], event["r"]) == (state["h"], state.get("r"))
-    )
-    return {**state, "prevotes": prevotes}
+    }
+    return {**state, "prevotes": len(voters)}  # distinct voters, not deliveries (relays repeat them)
 
 
 def expected_round_starts(events: list[dict[str, Any]]) -> list[int]:
@@ -480,6 +480,9 @@ def test_the_page_shows_what_the_trace_says_at_a_round_and_mid_partition(tmp_pat
                 "prevotes": int(prevotes.get_attribute("data-count")),
             }
             assert shown == want, f"{node} after event {index}: page {shown}, trace {want}"
+            if want["prevotes"]:  # equal stakes: each voter is a quarter of the stake
+                share = f"{want['prevotes']} of 4 ({round(25 * want['prevotes'])}% of stake)"
+                assert prevotes.text.startswith(share), prevotes.text
             if want["lock"]:
                 assert want["lock"] in lock.text
             return want
@@ -499,6 +502,13 @@ def test_the_page_shows_what_the_trace_says_at_a_round_and_mid_partition(tmp_pat
             browser.find_element(By.ID, "btn-next-event").click()
         assert at() == starts[2] + 7
         panel_matches("v2", at())
+        # the raw event wraps inside its box and scrolls there, rather than running off the panel
+        box = browser.execute_script(
+            "const e = document.getElementById('event-text'), s = getComputedStyle(e);"
+            "return [s.whiteSpace, s.overflowY, e.scrollWidth, e.clientWidth, e.textContent];"
+        )
+        assert box[0] == "pre-wrap" and box[1] in ("auto", "scroll") and box[2] <= box[3], box
+        assert json.loads(box[4]) == events[at()]
 
         # 2. a link into the middle of the partition, with a node chosen; then another node clicked
         middle = max(i for i, e in enumerate(events) if e["t"] <= 3000)
