@@ -184,14 +184,16 @@ function goTo(index, { keepClock = false } = {}) {
 
 function analyse() {
   const names = new Set(view.summary.validators.map((v) => v.name));
-  const down = {}, windows = [], penalties = [], seenPenalty = new Set(), firstDecide = {};
+  const down = {}, crashed = new Set(), windows = [], penalties = [], seenPenalty = new Set(), firstDecide = {};
   for (const ev of view.events) {
     for (const key of ["node", "from", "to"]) if (typeof ev[key] === "string") names.add(ev[key]);
     if (ev.ev === "crash" || ev.ev === "stop") {
       if (!(ev.node in down)) down[ev.node] = ev.t;
+      if (ev.ev === "crash") crashed.add(ev.node);
     } else if (ev.ev === "boot" && ev.node in down) {
       windows.push({ node: ev.node, start: down[ev.node], end: ev.t });
       delete down[ev.node];
+      crashed.delete(ev.node);
     } else if (PENALTIES.has(ev.ev)) {
       const who = ev.validator ?? ev.offender ?? ev.node;
       const key = `${ev.ev}|${who}|${ev.height ?? ev.h ?? ""}`;
@@ -205,7 +207,8 @@ function analyse() {
   }
   view.windows = view.summary.windows || [];
   view.tEnd = Math.max(1, timeAt(view.events.length - 1), ...view.windows.map((w) => w.end ?? w.start));
-  for (const [node, start] of Object.entries(down)) windows.push({ node, start, end: null });
+  // an open outage: a crash still unrepaired; a final clean `stop` is the end of the run, not an outage
+  for (const [node, start] of Object.entries(down)) if (crashed.has(node)) windows.push({ node, start, end: null });
   view.downWindows = windows;
   view.penalties = penalties;
   view.heightsFirst = Object.entries(firstDecide).map(([h, t]) => ({ h: Number(h), t }));
@@ -576,7 +579,7 @@ function drawTimelineBase(canvas) {
     c.strokeStyle = faultColor("partition", 1);
     c.beginPath(); c.moveTo(x(it.t), 0); c.lineTo(x(it.t), height); c.stroke();
     c.setLineDash([]);
-    c.fillText("healed", x(it.t) + 3, height - 7);
+    c.fillText("healed", x(it.t) + 3, height - 21);
   }
   c.fillStyle = "#66707c";
   const step = niceStep(view.tEnd / 8);
