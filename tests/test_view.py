@@ -211,7 +211,8 @@ def test_a_testnet_is_followed_as_its_logs_grow(tmp_path: Path, serve: Any) -> N
     write_testnet(root, {"v1": [{"event": "started", "ts": 100.0, "height": 0}, finalized(100.5, 1)]})
     url = serve(TestnetSource(root))
     first = json.loads(get(f"{url}api/trace")[2])
-    assert first["live"] is True and first["summary"]["source"] == "testnet"
+    assert first["live"] is False  # logs without a running `up`: see the next test
+    assert first["summary"]["source"] == "testnet"
     assert first["summary"]["steps"] is False and first["summary"]["nakamoto"] == 2
     assert [(e["ev"], e["t"]) for e in first["events"]] == [("boot", 0), ("decide", 500)]
     assert first["marks"] == [{"i": 1, "h": 2, "r": 0}]
@@ -236,6 +237,77 @@ def test_a_testnet_is_followed_as_its_logs_grow(tmp_path: Path, serve: Any) -> N
     again = json.loads(get(f"{url}api/trace")[2])
     assert again["events"][:2] == first["events"] and again["events"][2:] == more["events"]
     assert json.loads(get(f"{url}api/trace?since=5")[2])["events"] == []
+
+
+def record_up(root: Path, pid: int | None, command: list[str] | None, started_at: float = 0.0) -> None:
+    """testnet.json naming `pid` (running `command`) as the testnet's `up`."""
+    from network.testnet.layout import BrokerInfo, Layout, TestnetState, write_state
+
+    state = TestnetState(
+        "chain", BrokerInfo("embedded", "mqtt://127.0.0.1:1"), {}, None, pid, command, started_at
+    )
+    write_state(Layout.of(root), state)
+
+
+def test_live_means_the_testnets_up_process_still_runs(tmp_path: Path, serve: Any) -> None:
+    """Not "a node logged lately": a stalled testnet is quiet and live, a killed node logs no `stopped`."""
+    root = tmp_path / "net"
+    write_testnet(root, {"v1": [{"event": "started", "ts": 100.0, "height": 0}, finalized(100.5, 1)]})
+    source = TestnetSource(root)
+    assert source.live is False  # no testnet.json: logs copied from elsewhere
+    up = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        command = [sys.executable, "-c", "import time; time.sleep(60)"]
+        record_up(root, up.pid, command)
+        url = serve(source)
+        assert json.loads(get(f"{url}api/trace")[2])["live"] is True
+        record_up(root, up.pid, ["something", "else"])  # the pid reused by another program: not our up
+        assert source.live is False
+        record_up(root, up.pid, command)
+        assert source.live is True
+    finally:
+        up.kill()
+        up.wait()
+    assert json.loads(get(f"{url}api/trace?since=2")[2])["live"] is False
+
+
+def test_a_testnets_faults_run_by_hand_are_windows_on_the_traces_clock(tmp_path: Path, serve: Any) -> None:
+    """kill/restart, pause, partition/heal and delay from the step log, as the report reads it."""
+    from network.testnet import scenario as sc
+    from network.testnet import scenario_log as sc_log
+    from network.testnet.layout import Layout
+
+    root = tmp_path / "net"
+    write_testnet(root, {"v1": [{"event": "started", "ts": 100.0, "height": 0}, finalized(110.0, 1)]})
+    record_up(root, None, None, started_at=99.0)
+    log = Layout.of(root).logs / sc_log.SCENARIO_LOG
+
+    def step(action: str, ts: float, **args: Any) -> None:
+        sc_log.append_event(
+            log, sc_log.step_event(sc.TimelineStep(action=action, at_s=0.0, **args), ts, "manual")
+        )
+
+    step("kill", 50.0, node="v1")  # before this run's `up` started: an earlier run's
+    step("partition", 101.0, groups=[["v1", "v2"], ["v3"]])
+    step("heal", 103.5)
+    step("kill", 102.0, node="v3")
+    step("restart", 106.0, node="v3")
+    step("pause", 107.0, node="v2")
+    step("delay", 108.0, node="v1", ms=300)
+    url = serve(TestnetSource(root))
+    summary = json.loads(get(f"{url}api/trace")[2])["summary"]
+    shown = [(w["kind"], w["start"], w["end"], w["node"]) for w in summary["windows"]]
+    assert shown == [
+        ("partition", 1000, 3500, None),
+        ("down", 2000, 6000, "v3"),
+        ("paused", 7000, None, "v2"),
+        ("delay", 8000, None, "v1"),
+    ]
+    assert summary["windows"][0]["groups"] == [["v1", "v2"], ["v3"]]
+    assert summary["partitions"] == [{"start": 1000, "end": 3500, "groups": [["v1", "v2"], ["v3"]]}]
+    step("resume", 109.0, node="v2")  # a fault healed while the page watches: the next poll says so
+    again = json.loads(get(f"{url}api/trace?since=2")[2])["summary"]
+    assert [(w["kind"], w["end"]) for w in again["windows"]][2] == ("paused", 9000)
 
 
 # ---------------------------------------------------------------- bad input
@@ -311,15 +383,15 @@ def expected_state(events: list[dict[str, Any]], index: int, node: str) -> dict[
     for event in events[: index + 1]:
         if event["ev"] == "step" and event["node"] == node:
             state = {"h": event["h"], "r": event["r"], "step": event["step"], "lock": event["lock"]}
-    prevotes = sum(
-        1
+    voters = {
+        event["from"]
         for event in events[: index + 1]
         if event["ev"] == "deliver"
         and event["to"] == node
         and event["msg"] == "prevote"
         and (event["h"], event["r"]) == (state["h"], state.get("r"))
-    )
-    return {**state, "prevotes": prevotes}
+    }
+    return {**state, "prevotes": len(voters)}  # distinct voters, not deliveries (relays repeat them)
 
 
 def expected_round_starts(events: list[dict[str, Any]]) -> list[int]:
@@ -408,6 +480,9 @@ def test_the_page_shows_what_the_trace_says_at_a_round_and_mid_partition(tmp_pat
                 "prevotes": int(prevotes.get_attribute("data-count")),
             }
             assert shown == want, f"{node} after event {index}: page {shown}, trace {want}"
+            if want["prevotes"]:  # equal stakes: each voter is a quarter of the stake
+                share = f"{want['prevotes']} of 4 ({round(25 * want['prevotes'])}% of stake)"
+                assert prevotes.text.startswith(share), prevotes.text
             if want["lock"]:
                 assert want["lock"] in lock.text
             return want
@@ -427,6 +502,13 @@ def test_the_page_shows_what_the_trace_says_at_a_round_and_mid_partition(tmp_pat
             browser.find_element(By.ID, "btn-next-event").click()
         assert at() == starts[2] + 7
         panel_matches("v2", at())
+        # the raw event wraps inside its box and scrolls there, rather than running off the panel
+        box = browser.execute_script(
+            "const e = document.getElementById('event-text'), s = getComputedStyle(e);"
+            "return [s.whiteSpace, s.overflowY, e.scrollWidth, e.clientWidth, e.textContent];"
+        )
+        assert box[0] == "pre-wrap" and box[1] in ("auto", "scroll") and box[2] <= box[3], box
+        assert json.loads(box[4]) == events[at()]
 
         # 2. a link into the middle of the partition, with a node chosen; then another node clicked
         middle = max(i for i, e in enumerate(events) if e["t"] <= 3000)

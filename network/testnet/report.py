@@ -26,6 +26,7 @@ read the same parsed logs and fault spans.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import math
 import statistics
@@ -80,6 +81,7 @@ class FaultSpan:
     start: float
     end: float | None
     node: str | None = None
+    groups: tuple[tuple[str, ...], ...] = ()  # a partition's sides
 
 
 @dataclass
@@ -122,17 +124,8 @@ def load_run(layout: Layout) -> RunData:
         state = read_state(layout)
     names = list(state.nodes) if state else sorted(p.stem for p in layout.logs.glob("[vp]*.jsonl"))
     history = {name: read_log(layout.log(name)).events for name in names}
-    start = state.started_at if state else 0.0
-    timeline = read_timeline(layout.logs / SCENARIO_LOG)
-    scenario = None
-    began = timeline[0] if timeline and timeline[0].get("event") == "scenario_started" else None
-    run_start = float(began.get("run_start_ts", began["ts"])) if began is not None else 0.0
-    if began is not None and run_start >= start - 5:  # the step log belongs to the last run
-        start, t0 = run_start, float(began["ts"])
-        with contextlib.suppress(sc.ScenarioError, KeyError, TypeError, ValueError):
-            scenario = sc.parse_scenario(began["spec"]).scaled(float(began.get("time_scale", 1.0)))
-    else:  # no scenario in this run: the faults run by hand (`testnet kill ...`) are its timeline
-        timeline, t0 = manual_steps(layout.logs / SCENARIO_LOG, start), start
+    steps = read_steps(layout, state)
+    timeline, scenario, start, t0 = steps.timeline, steps.scenario, steps.start, steps.t0
     logs = {name: checks.since(events, start) for name, events in history.items()}
     if not t0:
         t0 = min((float(e["ts"]) for events in logs.values() for e in events[:1]), default=0.0)
@@ -161,6 +154,35 @@ def load_run(layout: Layout) -> RunData:
         history=history,
         hosts={n.name: n.validators for n in state.nodes.values() if n.validators} if state else {},
     )
+
+
+@dataclass(frozen=True)
+class RunSteps:
+    """The last run's fault timeline: a scenario's steps, or the faults run by hand since `up` started."""
+
+    timeline: list[Event]
+    scenario: sc.Scenario | None
+    start: float  # the run's start (unix seconds): node events before it belong to an earlier run
+    t0: float  # the origin of the timeline's own clock (a scenario's start; else the run's)
+
+
+def read_steps(layout: Layout, state: TestnetState | None) -> RunSteps:
+    """Which steps of the step log belong to the last run, read one way for the report and the view.
+
+    The step log is appended across runs of a directory: a scenario's steps
+    count when that scenario started with the last `up`; otherwise the faults
+    run by hand (`testnet kill ...`) since that `up` started are the timeline.
+    """
+    start = state.started_at if state else 0.0
+    timeline = read_timeline(layout.logs / SCENARIO_LOG)
+    began = timeline[0] if timeline and timeline[0].get("event") == "scenario_started" else None
+    run_start = float(began.get("run_start_ts", began["ts"])) if began is not None else 0.0
+    if began is not None and run_start >= start - 5:  # the step log belongs to the last run
+        scenario = None
+        with contextlib.suppress(sc.ScenarioError, KeyError, TypeError, ValueError):
+            scenario = sc.parse_scenario(began["spec"]).scaled(float(began.get("time_scale", 1.0)))
+        return RunSteps(timeline, scenario, run_start, float(began["ts"]))
+    return RunSteps(manual_steps(layout.logs / SCENARIO_LOG, start), None, start, start)
 
 
 def manual_steps(path: Path, since: float) -> list[Event]:
@@ -203,15 +225,18 @@ def fault_windows(timeline: Sequence[Event], end_ts: float) -> list[FaultSpan]:
         if key in open_:
             closed.append(_close(open_.pop(key), ts))
         if opens:
+            groups = (
+                tuple(tuple(map(str, g)) for g in event.get("groups") or ()) if kind == "partition" else ()
+            )
             open_[key] = FaultSpan(
-                kind, _window_label(event), ts, None, node if kind != "partition" else None
+                kind, _window_label(event), ts, None, node if kind != "partition" else None, groups
             )
     closed.extend(open_.values())
     return sorted(closed, key=lambda w: w.start)
 
 
 def _close(window: FaultSpan, ts: float) -> FaultSpan:
-    return FaultSpan(window.kind, window.label, window.start, ts, window.node)
+    return dataclasses.replace(window, end=ts)
 
 
 def _window_label(event: Event) -> str:

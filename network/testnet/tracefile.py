@@ -71,6 +71,7 @@ def testnet_trace(layout: Layout, genesis: Genesis) -> Iterator[dict[str, Any]]:
         if isinstance(event.get("ts"), int | float)
     ]
     stamped.sort(key=lambda item: (item[0], item[1]))
+    t0 = stamped[0][0] if stamped else 0.0
     yield {
         "ev": "run",
         "source": "testnet",
@@ -78,8 +79,9 @@ def testnet_trace(layout: Layout, genesis: Genesis) -> Iterator[dict[str, Any]]:
         "validators": [{"name": v.name, "stake": v.stake} for v in genesis.validators],
         "epoch_length": genesis.params.epoch_length,
         "kinds": list(KINDS),
+        # the unix time of t = 0, so what other files stamp (the step log) can be put on this clock
+        "t0_ts": t0 if stamped else None,
     }
-    t0 = stamped[0][0] if stamped else 0.0
     for _, node, event in stamped:
         line = trace_line(node, event, t0)
         if line is not None:

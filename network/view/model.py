@@ -9,7 +9,8 @@ project, is computed here, so there is one definition of it:
   (`node.core.ledger.nakamoto_coefficient`), applied to a genesis ledger
   built from the header's stakes, not from a second copy of the rule;
 - the partition windows come from the header's fault spec, parsed by the
-  simulator's own parser;
+  simulator's own parser; `windows` says them in the shape a testnet's fault
+  windows take (network/view/source.py), so the page draws both one way;
 - the round marks say where the run first entered each (height, round), so
   "step by round" and `#round=H.R` links land where the cluster moved on.
 """
@@ -129,6 +130,21 @@ def partitions_of(header: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def partition_windows(partitions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A simulator header's partitions as the page's fault windows (a testnet's come from its step log)."""
+    return [
+        {
+            "kind": "partition",
+            "label": "partition " + " | ".join("+".join(g) for g in p["groups"]),
+            "start": p["start"],
+            "end": p["end"],
+            "node": None,
+            "groups": p["groups"],
+        }
+        for p in partitions
+    ]
+
+
 def _node_order(name: str) -> tuple[int, str]:
     digits = name.lstrip("abcdefghijklmnopqrstuvwxyz")
     return (int(digits), name) if digits.isdigit() else (1 << 30, name)
@@ -144,6 +160,7 @@ def summary(header: Mapping[str, Any]) -> dict[str, Any]:
     """What the page shows about the run as a whole, beside its events."""
     stakes = stakes_of(header)
     total = sum(stakes.values())
+    partitions = partitions_of(header)
     return {
         "source": header.get("source", "sim"),
         "seed": header.get("seed"),
@@ -155,7 +172,8 @@ def summary(header: Mapping[str, Any]) -> dict[str, Any]:
             for name, stake in stakes.items()
         ],
         "nakamoto": nakamoto(stakes),
-        "partitions": partitions_of(header),
+        "partitions": partitions,
+        "windows": partition_windows(partitions),
         "steps": has_steps(header),
     }
 

@@ -8,6 +8,18 @@ keeps its event list append-only: the page asks for "everything from
 index N on" and must never see an index it already holds change under it.
 A line that appears out of time order (one node's log flushed late) is
 appended at the end rather than inserted.
+
+A testnet's faults are not in its nodes' logs (a killed node logs nothing,
+a partition happens in the relay): they are the steps of DIR/logs/scenario.jsonl,
+a scenario's or those run by hand, read by the report's own reading
+(`report.read_steps`, `report.fault_windows`) and put on the trace's clock,
+so the view and the PNG can never disagree about when a fault was.
+
+"Live" means the `up` that owns the testnet still runs (its pid and command
+line in testnet.json, checked as `testnet down` checks them). Neither
+alternative says it reliably: nodes log `stopped` on a clean stop but
+nothing when killed, and a quiet log is what a stalled but running testnet
+looks like, the moment a live view matters most.
 """
 
 from __future__ import annotations
@@ -18,7 +30,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 
-from network.testnet.layout import Layout
+from network.testnet.errors import TestnetError
+from network.testnet.layout import Layout, TestnetState, read_state
+from network.testnet.processes import process_state
+from network.testnet.report import FaultSpan, fault_windows, read_steps
 from network.testnet.tracefile import testnet_trace
 from network.view.model import Event, Trace, TraceError, has_steps, parse_trace, round_marks, summary
 from node.core.genesis import GenesisError, load_genesis
@@ -62,11 +77,26 @@ class FileSource:
         return events[index:], [m for m in self._marks if m["i"] >= index], len(events)
 
 
+def window_of(span: FaultSpan, t0_ts: float) -> dict[str, Any]:
+    """A fault window in the page's shape, its times in ms on the trace's clock (end None: still in force)."""
+
+    def ms(ts: float) -> int:
+        return round((ts - t0_ts) * 1000)
+
+    return {
+        "kind": span.kind,
+        "label": span.label,
+        "start": ms(span.start),
+        "end": None if span.end is None else ms(span.end),
+        "node": span.node,
+        "groups": [list(g) for g in span.groups] if span.groups else None,
+    }
+
+
 class TestnetSource:
     """A testnet directory's logs as a trace that grows while the testnet runs."""
 
     __test__ = False  # not a pytest class, whatever its name
-    live = True
 
     def __init__(self, directory: Path) -> None:
         self.name = str(directory)
@@ -83,9 +113,37 @@ class TestnetSource:
         self._summary = summary(header)
         self._steps = has_steps(header)
         self._marks: list[dict[str, int]] = []
+        self._t0_ts: float | None = header.get("t0_ts")
+
+    def _state(self) -> TestnetState | None:
+        try:
+            return read_state(self.layout)
+        except TestnetError:
+            return None
+
+    @property
+    def live(self) -> bool:
+        """Whether the `up` that owns this testnet still runs (see the module's docstring for why that)."""
+        state = self._state()
+        return state is not None and process_state(state.supervisor_pid, state.supervisor_command) != "dead"
+
+    def windows(self) -> list[dict[str, Any]]:
+        """The last run's fault windows, from the step log as the report reads it, on the trace's clock."""
+        if self._t0_ts is None:
+            return []
+        steps = read_steps(self.layout, self._state())
+        return [window_of(span, self._t0_ts) for span in fault_windows(steps.timeline, 0.0)]
 
     def summary(self) -> dict[str, Any]:
-        return self._summary
+        """The header's summary with the fault windows as they stand now (a fault may open or heal any time)."""
+        self.refresh()
+        windows = self.windows()
+        partitions = [
+            {"start": w["start"], "end": w["end"], "groups": w["groups"]}
+            for w in windows
+            if w["kind"] == "partition" and w["groups"]
+        ]
+        return {**self._summary, "windows": windows, "partitions": partitions}
 
     def _logs_signature(self) -> tuple[tuple[str, int, int], ...]:
         files = sorted(self.layout.logs.glob("*.jsonl")) if self.layout.logs.is_dir() else []
@@ -107,7 +165,10 @@ class TestnetSource:
             self._signature = signature
             fresh = Counter[str]()
             lines = testnet_trace(self.layout, self.genesis)
-            next(lines)  # the header: it comes from the genesis, which does not change
+            # the header comes from the genesis, which does not change; its t0 once a log has a line
+            header = next(lines)
+            if self._t0_ts is None:
+                self._t0_ts = header.get("t0_ts")
             for event in lines:
                 key = json.dumps(event, sort_keys=True)
                 fresh[key] += 1

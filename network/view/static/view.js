@@ -9,9 +9,15 @@
 "use strict";
 
 const KIND_COLORS = { proposal: "#d89614", prevote: "#2f6fde", precommit: "#1f9d55" };
+// new_height has a colour of its own: grey read as "down", and a healthy node between heights is not down
 const STEP_COLORS = {
-  propose: "#d89614", prevote: "#2f6fde", precommit: "#1f9d55", new_height: "#7d8893", commit: "#1f9d55",
+  propose: "#d89614", prevote: "#2f6fde", precommit: "#1f9d55", new_height: "#4f9fb3", commit: "#1f9d55",
 };
+// fault windows, as the report colours them (network/testnet/report.py WINDOW_COLORS)
+const FAULT_COLORS = {
+  down: "#d62728", paused: "#9467bd", partition: "#ff7f0e", delay: "#1f77b4", drop: "#17becf", behave: "#7f7f7f",
+};
+const PENALTY_COLORS = { jailed: "#b3261e", slashed: "#b3261e", tombstoned: "#5c0f0a", unjailed: "#1f9d55", evidence: "#e0701a" };
 const OTHER_COLOR = "#8a8f98";
 const GROUP_COLORS = ["#7b3fbf", "#e0701a", "#139a8c", "#c43c6f", "#5b8c2a"];
 const PENALTIES = new Set(["slashed", "jailed", "tombstoned", "unjailed", "evidence"]);
@@ -29,7 +35,7 @@ const view = {
   name: "", live: false, summary: null, events: [], marks: [],
   names: [], cursor: -1, clock: 0, state: null, checkpoints: [],
   selected: null, playing: false, following: false, speed: 0.03, lastFrame: null,
-  layout: {}, downWindows: [], penalties: [], heightsFirst: [], stallMs: 1000, tEnd: 1,
+  layout: {}, downWindows: [], penalties: [], windows: [], heightsFirst: [], stallMs: 1000, tEnd: 1,
   timelineBase: null, userMoved: false, arrived: null,
 };
 
@@ -178,24 +184,31 @@ function goTo(index, { keepClock = false } = {}) {
 
 function analyse() {
   const names = new Set(view.summary.validators.map((v) => v.name));
-  const down = {}, windows = [], penalties = [], seenPenalty = new Set(), firstDecide = {};
+  const down = {}, crashed = new Set(), windows = [], penalties = [], seenPenalty = new Set(), firstDecide = {};
   for (const ev of view.events) {
     for (const key of ["node", "from", "to"]) if (typeof ev[key] === "string") names.add(ev[key]);
     if (ev.ev === "crash" || ev.ev === "stop") {
       if (!(ev.node in down)) down[ev.node] = ev.t;
+      if (ev.ev === "crash") crashed.add(ev.node);
     } else if (ev.ev === "boot" && ev.node in down) {
       windows.push({ node: ev.node, start: down[ev.node], end: ev.t });
       delete down[ev.node];
+      crashed.delete(ev.node);
     } else if (PENALTIES.has(ev.ev)) {
       const who = ev.validator ?? ev.offender ?? ev.node;
       const key = `${ev.ev}|${who}|${ev.height ?? ev.h ?? ""}`;
-      if (!seenPenalty.has(key)) { seenPenalty.add(key); penalties.push({ t: ev.t, ev: ev.ev, who }); }
+      if (!seenPenalty.has(key)) {
+        seenPenalty.add(key);
+        penalties.push({ t: ev.t, ev: ev.ev, who, height: ev.height ?? ev.h ?? null });
+      }
     } else if (ev.ev === "decide" && !(ev.h in firstDecide)) {
       firstDecide[ev.h] = ev.t;
     }
   }
-  view.tEnd = Math.max(1, timeAt(view.events.length - 1), ...view.summary.partitions.map((p) => p.end));
-  for (const [node, start] of Object.entries(down)) windows.push({ node, start, end: null });
+  view.windows = view.summary.windows || [];
+  view.tEnd = Math.max(1, timeAt(view.events.length - 1), ...view.windows.map((w) => w.end ?? w.start));
+  // an open outage: a crash still unrepaired; a final clean `stop` is the end of the run, not an outage
+  for (const [node, start] of Object.entries(down)) if (crashed.has(node)) windows.push({ node, start, end: null });
   view.downWindows = windows;
   view.penalties = penalties;
   view.heightsFirst = Object.entries(firstDecide).map(([h, t]) => ({ h: Number(h), t }));
@@ -261,9 +274,22 @@ function layoutRing() {
   }
 }
 
-function partitionsAt(t) {
-  return view.summary.partitions.filter((p) => p.start <= t && t < p.end);
+function windowsAt(t) {
+  return view.windows.filter((w) => w.start <= t && (w.end === null || t < w.end));
 }
+
+function partitionsAt(t) {
+  return windowsAt(t).filter((w) => w.kind === "partition" && w.groups);
+}
+
+// node -> the fault windows in force on it at t (killed, paused, delayed, ...), from the step log
+function nodeFaultsAt(t) {
+  const faults = {};
+  for (const w of windowsAt(t)) if (w.node) (faults[w.node] = faults[w.node] || []).push(w);
+  return faults;
+}
+
+const FAULT_WORDS = { down: "killed", paused: "paused", delay: "delayed", drop: "dropping", behave: "misbehaving" };
 
 function groupColors(t) {
   const colors = {};
@@ -278,18 +304,36 @@ function stepLabel(n) {
   return `h${n.h} r${n.r} ${n.step ?? ""}`;
 }
 
+// Whether a node is down at the clock: its own log said so (a stop, a simulated crash), or the step log
+// says it was killed (a SIGKILLed node logs nothing), or paused (a stopped process logs nothing either).
+function nodeCondition(name, n, faults) {
+  const mine = faults[name] || [];
+  if (!n.up || mine.some((w) => w.kind === "down")) return "down";
+  if (mine.some((w) => w.kind === "paused")) return "paused";
+  return "";
+}
+
 function drawRing() {
   const colors = groupColors(view.clock);
+  const faults = nodeFaultsAt(view.clock);
   for (const g of $("nodes").children) {
     const name = g.dataset.node;
     const n = view.state.nodes[name] || freshNode();
     const body = g.querySelector(".body");
-    body.style.fill = STEP_COLORS[n.step] || OTHER_COLOR;
-    body.style.stroke = colors[name] || "#2b3540";
-    body.style.strokeWidth = colors[name] ? "6" : "1.5";
-    g.classList.toggle("down", !n.up);
+    const condition = nodeCondition(name, n, faults);
+    const other = (faults[name] || []).filter((w) => w.kind !== "down" && w.kind !== "paused");
+    body.style.fill = condition ? "" : STEP_COLORS[n.step] || OTHER_COLOR;
+    const rim = colors[name] || (other.length ? FAULT_COLORS[other[0].kind] : null);
+    body.style.stroke = condition ? "" : rim || "#2b3540";
+    body.style.strokeWidth = condition ? "" : rim ? "6" : "1.5";
+    g.classList.toggle("down", condition === "down");
+    g.classList.toggle("paused", condition === "paused");
     g.classList.toggle("selected", name === view.selected);
-    g.querySelector(".info").textContent = n.up ? stepLabel(n) + (n.lock ? " L" : "") : "down";
+    const words = (faults[name] || []).map((w) => FAULT_WORDS[w.kind] || w.kind);
+    const info = condition === "down" ? (words.includes("killed") ? "down (killed)" : "down")
+      : condition === "paused" ? "paused"
+      : stepLabel(n) + (n.lock ? " L" : "") + (words.length ? ` \u00b7 ${words.join(", ")}` : "");
+    g.querySelector(".info").textContent = info;
     g.querySelector(".badge").textContent = n.standing;
   }
   const flights = $("flights");
@@ -326,18 +370,33 @@ function drawRing() {
   $("ring-center-3").textContent = parts.length
     ? "partition " + parts.map((p) => p.groups.map((g) => g.join("+")).join(" | ")).join("; ")
     : "";
+  const healed = view.windows.filter((w) => w.kind === "partition" && w.end !== null && w.end <= view.clock).pop();
+  if (!parts.length && healed && view.clock - healed.end < 3000) {
+    $("ring-center-3").textContent = `partition healed ${Math.round(view.clock - healed.end)} ms ago`;
+  }
 }
 
 // ------------------------------------------------------------------ drawing: panel, lights, stake
 
-function votesText(n, kind) {
+// What a node holds of one vote kind at its height and round: distinct voters and their stake, since
+// deliveries count relays and repeats too (11 deliveries can be 3 voters), and a quorum is a stake share.
+function votesHeld(n, kind) {
   const held = n.h === null ? [] : n.votes[`${kind}|${n.h}|${n.r}`] || [];
-  if (!held.length) return [0, `0 for h${n.h ?? "-"} r${n.r ?? "-"}`];
-  const senders = [...new Set(held.map(([from]) => from))].sort();
+  const shares = {};
+  for (const v of view.summary.validators) shares[v.name] = v.share;
+  const byVoter = {};
+  for (const [from, block] of held) if (!(from in byVoter)) byVoter[from] = block ?? "nil";
+  const voters = Object.keys(byVoter).sort();
+  const share = voters.reduce((sum, v) => sum + (shares[v] ?? 0), 0);
   const blocks = {};
-  for (const [, block] of held) { const b = block ?? "nil"; blocks[b] = (blocks[b] || 0) + 1; }
+  for (const b of Object.values(byVoter)) blocks[b] = (blocks[b] || 0) + 1;
   const tally = Object.entries(blocks).map(([b, c]) => `${b} x${c}`).join(", ");
-  return [held.length, `${held.length} for h${n.h} r${n.r} from ${senders.join(" ")} (${tally})`];
+  const of = view.summary.validators.length;
+  const pct = `${Math.round(share * 100)}% of stake`;
+  const text = voters.length
+    ? `${voters.length} of ${of} (${pct}) for h${n.h} r${n.r}: ${voters.join(" ")} (${tally}); ${held.length} deliveries`
+    : `0 of ${of} for h${n.h ?? "-"} r${n.r ?? "-"}`;
+  return { voters: voters.length, share, deliveries: held.length, text };
 }
 
 function drawPanel() {
@@ -353,16 +412,20 @@ function drawPanel() {
   const lock = $("sel-lock");
   lock.dataset.block = n.lock ?? "";
   lock.textContent = n.lock ? `${n.lock} (locked in round ${n.locked})` : "none";
-  $("sel-status").textContent = (n.up ? "up" : "down") + (n.standing ? `, ${n.standing}` : "");
+  const condition = nodeCondition(name, n, nodeFaultsAt(view.clock));
+  $("sel-status").textContent = (condition || "up") + (n.standing ? `, ${n.standing}` : "");
   $("sel-decided").textContent = n.decided ? `h${n.decided.h} r${n.decided.r} ${n.decided.block} at ${n.decided.t} ms` : "none yet";
   for (const kind of ["prevote", "precommit"]) {
-    const [count, text] = votesText(n, kind);
+    const held = votesHeld(n, kind);
     const cell = $(`sel-${kind}s`);
-    cell.dataset.count = String(count);
-    cell.textContent = text;
+    cell.dataset.count = String(held.voters);
+    cell.dataset.share = held.share.toFixed(4);
+    cell.dataset.deliveries = String(held.deliveries);
+    cell.textContent = held.text;
   }
   $("sel-note").textContent = view.summary.steps
-    ? "votes held: prevote/precommit deliveries to this node for its current height and round (relays included)"
+    ? "votes: distinct voters whose prevote/precommit reached this node for its current height and round, " +
+      "their share of the stake, and the deliveries (relays and repeats included)"
     : "a testnet's nodes log decisions and timeouts, not steps: height and round follow from those";
   for (const row of $("stake-table").querySelectorAll("tr")) row.classList.toggle("selected", row.dataset.node === name);
 }
@@ -440,19 +503,50 @@ function drawPosition() {
   const scrub = $("scrub");
   scrub.max = String(total - 1);
   if (document.activeElement !== scrub || view.playing) scrub.value = String(view.cursor);
-  $("event-text").textContent = view.cursor >= 0 ? JSON.stringify(view.events[view.cursor]) : "(before the first event)";
+  $("event-text").textContent = view.cursor >= 0 ? JSON.stringify(view.events[view.cursor], null, 1) : "(before the first event)";
   $("btn-play").textContent = view.playing ? "pause" : "play";
 }
 
 // ------------------------------------------------------------------ drawing: the timeline
 
+const ROW = { top: 22, small: 14, penalties: 30, node: 13 };
+
 function timelineRows() {
   const nodeRows = view.names.length <= 16 ? view.names : [];
-  return { nodeRows, height: 16 + 3 * 14 + nodeRows.length * 11 + 16 };
+  const nodesTop = ROW.top + 2 * ROW.small + ROW.penalties;
+  return { nodeRows, nodesTop, height: nodesTop + nodeRows.length * ROW.node + 16 };
+}
+
+function faultColor(kind, alpha) {
+  const hex = FAULT_COLORS[kind] || FAULT_COLORS.behave;
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  return `rgba(${r}, ${g}, ${b}, ${alpha})`;
+}
+
+// What the timeline draws beyond rounds and decisions, one list for the canvas and the list beside it:
+// fault windows (the step log's, or a simulator's partitions), down times from the nodes' own logs,
+// partition heals, and penalties.
+function incidents() {
+  const items = [];
+  for (const w of view.windows) {
+    items.push({ kind: w.kind, t: w.start, end: w.end, node: w.node, label: w.label });
+    if (w.kind === "partition" && w.end !== null) items.push({ kind: "heal", t: w.end, end: null, node: null, label: "partition healed" });
+  }
+  const killed = view.windows.filter((w) => w.kind === "down");
+  for (const w of view.downWindows) {
+    // a killed node's own restart closes the same outage the step log shows: list it once
+    if (killed.some((k) => k.node === w.node && Math.abs(k.start - w.start) < 2000)) continue;
+    items.push({ kind: "down", t: w.start, end: w.end, node: w.node, label: `${w.node} down` });
+  }
+  for (const p of view.penalties) {
+    const at = p.height !== null ? ` at height ${p.height}` : "";
+    items.push({ kind: p.ev, t: p.t, end: null, node: p.who, label: `${p.ev} ${p.who}${at}` });
+  }
+  return items.sort((a, b) => a.t - b.t);
 }
 
 function drawTimelineBase(canvas) {
-  const { nodeRows, height } = timelineRows();
+  const { nodeRows, nodesTop, height } = timelineRows();
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 800;
   canvas.style.height = `${height}px`;
@@ -464,14 +558,28 @@ function drawTimelineBase(canvas) {
   c.scale(ratio, ratio);
   const left = 64, span = width - left - 8;
   const x = (t) => left + (span * t) / view.tEnd;
+  const rowY = (i) => ROW.top + i * ROW.small;
+  const nodeY = (name) => nodesTop + nodeRows.indexOf(name) * ROW.node;
   c.font = "11px system-ui, sans-serif";
-  c.fillStyle = "#66707c";
   c.textBaseline = "middle";
-  for (const p of view.summary.partitions) {
-    c.fillStyle = "rgba(240, 140, 40, 0.22)";
-    c.fillRect(x(p.start), 0, Math.max(1, x(p.end) - x(p.start)), height);
-    c.fillStyle = "#a85a10";
-    c.fillText("partition " + p.groups.map((g) => g.join("+")).join(" | "), x(p.start) + 3, height - 7);
+  const items = incidents();
+  // bands: a partition across the whole timeline; a node's fault across the whole, faintly, and in its row
+  for (const w of view.windows) {
+    const x0 = x(w.start), x1 = x(w.end ?? view.tEnd);
+    c.fillStyle = faultColor(w.kind, w.node ? 0.07 : 0.2);
+    c.fillRect(x0, 0, Math.max(1, x1 - x0), height);
+    if (!w.node) {
+      c.fillStyle = faultColor(w.kind, 1);
+      c.fillText(w.label, x0 + 3, height - 7);
+    }
+  }
+  for (const it of items.filter((i) => i.kind === "heal")) {
+    c.fillStyle = faultColor("partition", 1);
+    c.setLineDash([3, 2]);
+    c.strokeStyle = faultColor("partition", 1);
+    c.beginPath(); c.moveTo(x(it.t), 0); c.lineTo(x(it.t), height); c.stroke();
+    c.setLineDash([]);
+    c.fillText("healed", x(it.t) + 3, height - 21);
   }
   c.fillStyle = "#66707c";
   const step = niceStep(view.tEnd / 8);
@@ -479,9 +587,8 @@ function drawTimelineBase(canvas) {
     c.fillRect(x(t), 14, 1, 4);
     if (x(t) + 52 < width) c.fillText(`${t} ms`, x(t) + 2, 8);
   }
-  const rowY = (i) => 22 + i * 14;
-  [["rounds", 0], ["decided", 1], ["penalties", 2]].forEach(([label, i]) => {
-    c.fillStyle = "#66707c"; c.fillText(label, 2, rowY(i) + 5);
+  [["rounds", rowY(0)], ["decided", rowY(1)], ["penalties", rowY(2)]].forEach(([label, y]) => {
+    c.fillStyle = "#66707c"; c.fillText(label, 2, y + 5);
   });
   for (const m of view.marks) {
     c.fillStyle = m.r === 0 ? "#2f6fde" : "#d23b3b";
@@ -489,23 +596,65 @@ function drawTimelineBase(canvas) {
   }
   c.fillStyle = "#1f9d55";
   for (const d of view.heightsFirst) c.fillRect(x(d.t), rowY(1) + 1, 1.5, 10);
-  for (const p of view.penalties) {
-    c.fillStyle = p.ev === "evidence" ? "#e0701a" : "#b3261e";
+  // penalties: a triangle and its words; labels alternate between two lines so neighbours overlap less
+  let lastLabelEnd = [-Infinity, -Infinity];
+  view.penalties.forEach((p) => {
+    const color = PENALTY_COLORS[p.ev] || "#b3261e";
     const px = x(p.t), py = rowY(2) + 6;
+    c.fillStyle = color;
     c.beginPath(); c.moveTo(px, py - 5); c.lineTo(px + 4, py + 4); c.lineTo(px - 4, py + 4); c.closePath(); c.fill();
-  }
-  nodeRows.forEach((name, i) => {
-    const y = rowY(3) + i * 11;
-    c.fillStyle = "#66707c"; c.fillText(name, 2, y + 4);
-    c.fillStyle = "#eef0f3"; c.fillRect(left, y + 1, span, 6);
-    c.fillStyle = "#9aa1a9";
-    for (const w of view.downWindows) {
-      if (w.node !== name) continue;
-      const end = w.end ?? view.tEnd;
-      c.fillRect(x(w.start), y, Math.max(2, x(end) - x(w.start)), 8);
-    }
+    const text = `${p.ev} ${p.who}`;
+    const line = lastLabelEnd[0] <= px ? 0 : lastLabelEnd[1] <= px ? 1 : px % 2 ? 1 : 0;
+    const tx = Math.min(px + 6, width - c.measureText(text).width - 2);
+    c.fillText(text, tx, py + line * 12);
+    lastLabelEnd[line] = tx + c.measureText(text).width + 4;
   });
+  nodeRows.forEach((name) => {
+    const y = nodeY(name);
+    c.fillStyle = "#66707c"; c.fillText(name, 2, y + 5);
+    c.fillStyle = "#eef0f3"; c.fillRect(left, y + 2, span, 6);
+  });
+  for (const it of items) {
+    if (!it.node || !nodeRows.includes(it.node) || !(it.kind in FAULT_COLORS)) continue;
+    const y = nodeY(it.node), x0 = x(it.t), x1 = x(it.end ?? view.tEnd);
+    c.fillStyle = it.kind === "down" ? "rgba(214, 39, 40, 0.55)" : faultColor(it.kind, 0.55);
+    c.fillRect(x0, y, Math.max(2, x1 - x0), 10);
+    const word = FAULT_WORDS[it.kind] || it.kind;
+    if (x1 - x0 > c.measureText(word).width + 6) { c.fillStyle = "#fff"; c.fillText(word, x0 + 3, y + 5); }
+  }
   view.timelineBase = { base, left, span, width, height, ratio };
+  drawIncidents(items);
+}
+
+// The timeline's faults and penalties as a list too: readable words, and a click jumps there.
+function drawIncidents(items) {
+  const list = $("incidents");
+  list.replaceChildren();
+  for (const it of items) {
+    const li = document.createElement("li");
+    li.dataset.kind = it.kind;
+    li.dataset.start = String(Math.round(it.t));
+    li.dataset.end = it.end === null || it.end === undefined ? "" : String(Math.round(it.end));
+    if (it.node) li.dataset.node = it.node;
+    const sw = document.createElement("i");
+    sw.className = "swatch";
+    sw.style.background = FAULT_COLORS[it.kind] || PENALTY_COLORS[it.kind] || FAULT_COLORS.partition;
+    li.appendChild(sw);
+    const span = (ms) => `${(ms / 1000).toFixed(1)} s`;
+    const when = it.end !== null && it.end !== undefined ? `${span(it.t)} .. ${span(it.end)}`
+      : it.kind in FAULT_COLORS ? `${span(it.t)} .. (still)` : span(it.t);
+    li.appendChild(document.createTextNode(`${when}  ${it.label}`));
+    li.addEventListener("click", () => {
+      pause();
+      view.userMoved = true;
+      seek(indexAtTime(it.t));
+      view.clock = it.t;
+      render();
+      rememberPosition();
+    });
+    list.appendChild(li);
+  }
+  $("incidents-none").hidden = items.length > 0;
 }
 
 function niceStep(raw) {
@@ -696,11 +845,18 @@ async function poll() {
     showError("");
     if (data.since !== view.events.length) return;
     const wasFollowing = view.following || view.cursor === view.events.length - 1;
+    setLive(data.live);
+    const windowsChanged = JSON.stringify(data.summary.windows) !== JSON.stringify(view.summary.windows);
+    view.summary = data.summary;
     if (data.events.length) {
       view.events.push(...data.events);
       view.marks.push(...data.marks.filter((m) => m.i >= data.since));
       view.arrived = Date.now();
-      analyse();
+    }
+    if (data.events.length || windowsChanged) analyse();
+    if (!view.live) {
+      render();
+      return; // the testnet stopped: nothing more will come, and the clock stops where its logs end
     }
     if (wasFollowing && !view.playing) {
       goTo(view.events.length - 1);
@@ -731,7 +887,7 @@ async function start() {
   $("speed").value = String(view.speed);
   $("source-name").textContent = data.name.split("/").pop();
   $("source-name").title = data.name;
-  $("live-badge").hidden = !data.live;
+  setLive(data.live);
   document.title = `posnet view: ${data.name}`;
   analyse();
   drawStake();
@@ -739,10 +895,20 @@ async function start() {
   view.state = freshState();
   openAtUrl();
   document.body.dataset.ready = "1";
-  if (view.live) {
+  if (data.summary.source === "testnet") {
+    // a testnet directory is polled even when its testnet is not running: it may be started again
     view.arrived = Date.now();
     setInterval(poll, 1000);
   }
+}
+
+// The badge says whether the testnet runs now (the server asks whether its `up` process is alive).
+function setLive(live) {
+  view.live = live;
+  const badge = $("live-badge");
+  badge.hidden = !live;
+  badge.dataset.live = live ? "1" : "0";
+  $("stopped-badge").hidden = live || view.summary?.source !== "testnet";
 }
 
 start();
