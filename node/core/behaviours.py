@@ -32,6 +32,15 @@ but its driver passes every outgoing message through one of these:
   no polka that would release the lock: the violation accountable safety
   has to prove across rounds. The signing record allows it (a later round), so it signs
   through the guarded signer; real nodes offer it too;
+- `coordinated` (simulator only): a coalition that waits. Each member
+  signs honestly, and so is never caught, until the first height from
+  `STRIKE_FROM` on whose round-0 proposer is one of them; at that height
+  they act as `split` (the proposer shows each half of the honest nodes one
+  block, every member votes for each half's block to that half), and
+  honestly again after it. `split` equivocates from height 1 and is
+  tombstoned before a member ever proposes; a real coalition above 1/3
+  strikes when it holds the proposal, which is the fork accountable safety
+  must then pin on it;
 - `twins` (simulator only): two copies of the validator run with the same
   key, each a complete honest node with its own signing record, on two
   network names (the second sits in the group after its original's in
@@ -53,12 +62,26 @@ from node.core.messages import Block, Kind, Proposal, Vote, sha256, sign_item
 
 BYZANTINE_MODES: tuple[str, ...] = ("equivocate", "silent", "late", "amnesia")
 """The modes a real node offers (`posnet node run --behaviour`, `posnet testnet behave`)."""
-SIM_BYZANTINE_MODES: tuple[str, ...] = (*BYZANTINE_MODES, "split", "withhold", "twins")
+SIM_BYZANTINE_MODES: tuple[str, ...] = (*BYZANTINE_MODES, "split", "withhold", "twins", "coordinated")
 """The simulator's modes: the real ones plus those that need to address nodes or clone a key."""
 HONEST = "honest"
 BEHAVIOURS: tuple[str, ...] = (HONEST, *BYZANTINE_MODES)
 """What a real node's ``--behaviour`` accepts."""
+EQUIVOCATING_MODES = frozenset({"equivocate", "split", "coordinated"})
+"""Modes that sign a conflicting twin (`coordinated` only at its strike height)."""
+COLLUDING_MODES = frozenset({"split", "coordinated"})
+"""Modes that address each half of the honest nodes apart and never report each other."""
+STRIKE_FROM = 2  # the earliest height `coordinated` forks at: a chain with a past, as a real attacker would wait
 STEP_OF_KIND = {Kind.PROPOSAL: "propose", Kind.PREVOTE: "prevote", Kind.PRECOMMIT: "precommit"}
+
+
+def is_strike_height(height: int, proposer: str | None, coalition: frozenset[str]) -> bool:
+    """`coordinated`: whether the coalition forks at `height`, whose round-0 proposer is `proposer`.
+
+    Every member reads the same chain up to here, so all of them name the
+    same first height without a message between them.
+    """
+    return height >= STRIKE_FROM and proposer in coalition
 
 
 def twin_block(block: Block) -> Block:

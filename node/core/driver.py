@@ -37,7 +37,15 @@ from node.core.admission import (
     TxMsg,
     admit,
 )
-from node.core.behaviours import Equivocator, amnesiac_prevote, late_delay_ms, withhold_recipients
+from node.core.behaviours import (
+    COLLUDING_MODES,
+    EQUIVOCATING_MODES,
+    Equivocator,
+    amnesiac_prevote,
+    is_strike_height,
+    late_delay_ms,
+    withhold_recipients,
+)
 from node.core.channels import EVIDENCE as EVIDENCE_CHANNEL
 from node.core.channels import SYNC_REQ
 from node.core.codec import MAX_MESSAGE_BYTES
@@ -71,7 +79,7 @@ from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_
 from node.core.query import epoch_log, ledger_event_logs
 from node.core.routes import item_channels
 from node.core.signer import GuardedSigner
-from node.core.state import ChainState, signing_key_at
+from node.core.state import ChainState, proposer_of, signing_key_at
 from node.core.syncguard import SyncGuard, answer_batch
 
 SYNC_BATCH = 20
@@ -153,8 +161,9 @@ class Driver:
         self.effects = effects
         self.behaviour = behaviour
         self.equivocator = (
-            Equivocator(signer.chain_id, keypair) if behaviour in ("equivocate", "split") else None
+            Equivocator(signer.chain_id, keypair) if behaviour in EQUIVOCATING_MODES else None
         )
+        self._strike_height: int | None = None  # coordinated: the height the coalition forks at, once known
         self.machine: ConsensusMachine | None = None
         self.waiting: ChainState | None = None  # before boot: the state messages are admitted against
         self.chain_began = False  # a vote or proposal arrived while waiting: someone signs already
@@ -279,11 +288,13 @@ class Driver:
             self._watch_own(message)
             if self.machine is None:
                 return
+        if isinstance(message, ProposalMsg) and self.equivocator:
+            self.equivocator.observe_proposal(message.proposal, message.block)
+        if isinstance(message, Vote | ProposalMsg) and self._shuns(message, machine):
+            return
         if isinstance(message, Vote):
             self.run(machine.on_vote(message, now))
         elif isinstance(message, ProposalMsg):
-            if self.equivocator:
-                self.equivocator.observe_proposal(message.proposal, message.block)
             self.run(machine.on_proposal(message.proposal, message.block, now))
         elif isinstance(message, EvidenceMsg):
             self.run(machine.on_evidence(message.evidence))
@@ -436,7 +447,7 @@ class Driver:
             incarnation = self.incarnation
             self.effects.schedule(output.delay_ms, lambda: self._on_timeout(output.timeout, incarnation))
         elif (
-            isinstance(output, BroadcastEvidence) and self.behaviour != "split"
+            isinstance(output, BroadcastEvidence) and self.behaviour not in COLLUDING_MODES
         ):  # colluders do not report each other
             self._send(EVIDENCE_CHANNEL, evidence_bytes(self.chain_id, output.evidence, *self.sealing()))
             self.effects.log(
@@ -466,6 +477,8 @@ class Driver:
             for item, block in output.items:
                 if item.signature in self._held:
                     continue  # late: not even a re-send may come before the release
+                if self.behaviour == "coordinated" and item.height == self._strike_height:
+                    continue  # a re-send would show each half what the other half was shown
                 if self.behaviour == "withhold" and signer_of(item) == self.validator:
                     self._withhold(item, signed_item_bytes(self.chain_id, item, block))
                 else:
@@ -486,7 +499,7 @@ class Driver:
             return []
         self.stats.signed += 1
         sendable = self._sendable(signed, output.block)
-        if sendable and self.equivocator is None:
+        if sendable and (self.equivocator is None or not self._equivocates_at(signed.height, machine)):
             self._send_own(signed, signed_item_bytes(self.chain_id, signed, output.block), machine)
         elif sendable:
             twin = self.equivocator.twin(signed, output.block, self.signer.ring.get(key))
@@ -542,6 +555,35 @@ class Driver:
             self._held.discard(signed.signature)
             self._send_signed(signed, data)
 
+    def _equivocates_at(self, height: int, machine: ConsensusMachine) -> bool:
+        """Whether a message of `height` goes out with its twin: always, but for `coordinated` at its strike only."""
+        return self.behaviour != "coordinated" or height == self._strike(machine)
+
+    def _strike(self, machine: ConsensusMachine) -> int | None:
+        """`coordinated`: the height the coalition forks at, once the chain has reached it."""
+        if self._strike_height is None:
+            audience = self.effects.audience()
+            coalition = frozenset((self.name, *audience.colluders)) if audience is not None else frozenset()
+            proposer = machine.state.names.get(proposer_of(machine.state, 0))
+            if is_strike_height(machine.height, proposer, coalition):
+                self._strike_height = machine.height
+        return self._strike_height
+
+    def _shuns(self, message: Vote | ProposalMsg, machine: ConsensusMachine) -> bool:
+        """`coordinated`: at the strike, a member takes nothing for the second half's block.
+
+        Honest nodes relay what they hear, so members would otherwise see both
+        blocks reach a quorum and split between the forks; kept on the first
+        half's, the coalition gives that fork the votes to live on.
+        """
+        if self.behaviour != "coordinated" or self.equivocator is None:
+            return False
+        item = message if isinstance(message, Vote) else message.proposal
+        if item.height != self._strike(machine):
+            return False
+        seen = self.equivocator.proposals_seen.get((item.height, item.round), [])
+        return len(seen) >= 2 and item.block_id is not None and item.block_id != min(seen)
+
     def _withhold(self, item: Vote | Proposal, data: bytes) -> None:
         """Withhold mode: our message to the colluders and a seeded half of the honest nodes only.
 
@@ -577,7 +619,7 @@ class Driver:
         self, honest: tuple[Vote | Proposal, Block | None], twin: tuple[Vote | Proposal, Block | None]
     ) -> None:
         """Equivocate: both versions to everyone, or one version per half in split mode."""
-        audience = self.effects.audience() if self.behaviour == "split" else None
+        audience = self.effects.audience() if self.behaviour in COLLUDING_MODES else None
         if audience is None:
             for item, block in (honest, twin):
                 self._send_signed(item, signed_item_bytes(self.chain_id, item, block))
@@ -588,8 +630,8 @@ class Driver:
             self.effects.send_to(node, data[0])
         for node in audience.second_half:
             self.effects.send_to(node, data[1])
-        for node in audience.colluders:
-            for payload in data:
+        for node in audience.colluders:  # a coordinated coalition stays on the first half's fork, so it lives on
+            for payload in data[:1] if self.behaviour == "coordinated" else data:
                 self.effects.send_to(node, payload)
 
     def _log_key_change(self, before: ChainState | None, state: ChainState) -> None:
