@@ -264,7 +264,9 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
     events: list[dict[str, Any]] = []
     honest_names = [name for name in names if name not in byzantine]
     if config.byzantine_mode == "coordinated":
-        halves = stake_balanced_halves({v.name: v.stake for v in genesis.validators if v.name in honest_names})
+        halves = stake_balanced_halves(
+            {v.name: v.stake for v in genesis.validators if v.name in honest_names}
+        )
     else:
         half = (len(honest_names) + 1) // 2
         halves = (tuple(honest_names[:half]), tuple(honest_names[half:]))

@@ -71,7 +71,8 @@ EQUIVOCATING_MODES = frozenset({"equivocate", "split", "coordinated"})
 """Modes that sign a conflicting twin (`coordinated` only at its strike height)."""
 COLLUDING_MODES = frozenset({"split", "coordinated"})
 """Modes that address each half of the honest nodes apart and never report each other."""
-STRIKE_FROM = 2  # the earliest height `coordinated` forks at: a chain with a past, as a real attacker would wait
+STRIKE_FROM = 2
+"""The earliest height `coordinated` forks at: a chain with a past, as a real attacker would wait."""
 STEP_OF_KIND = {Kind.PROPOSAL: "propose", Kind.PREVOTE: "prevote", Kind.PRECOMMIT: "precommit"}
 
 

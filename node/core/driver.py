@@ -160,9 +160,7 @@ class Driver:
         self.signer = signer
         self.effects = effects
         self.behaviour = behaviour
-        self.equivocator = (
-            Equivocator(signer.chain_id, keypair) if behaviour in EQUIVOCATING_MODES else None
-        )
+        self.equivocator = Equivocator(signer.chain_id, keypair) if behaviour in EQUIVOCATING_MODES else None
         self._strike_height: int | None = None  # coordinated: the height the coalition forks at, once known
         self.machine: ConsensusMachine | None = None
         self.waiting: ChainState | None = None  # before boot: the state messages are admitted against
@@ -630,7 +628,7 @@ class Driver:
             self.effects.send_to(node, data[0])
         for node in audience.second_half:
             self.effects.send_to(node, data[1])
-        for node in audience.colluders:  # a coordinated coalition stays on the first half's fork, so it lives on
+        for node in audience.colluders:  # `coordinated` stays on the first half's fork, so it lives on
             for payload in data[:1] if self.behaviour == "coordinated" else data:
                 self.effects.send_to(node, payload)
 
