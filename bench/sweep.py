@@ -15,7 +15,8 @@ It prints, for each run that broke an invariant inside the bound, the one
 safety / liveness / accountability / penalty violations inside the bound,
 honest validators' downtime misses of class A (reached an eligible proposer
 in time: each behind a jailing is a penalty violation) and class B (excused),
-honest jailings, bound-exceeded runs and wall time. Exit status 1 if any run failed.
+honest jailings, bound-exceeded runs and wall time. Exit status 1 if any run failed
+or any honest validator had a class-A miss, jailed for it or not (each is listed).
 
     python bench/sweep.py --seeds 200
     python bench/sweep.py --seeds 10000 --start 0 --jobs 2
@@ -116,6 +117,7 @@ def main() -> None:
     failed: list[dict[str, object]] = []
     jailed_runs = jailed_validators = exceeded = 0
     misses = [0, 0, 0, 0]
+    class_a_seeds: list[int] = []
     slowest = (0.0, -1)
     over_limit = 0
     for outcome in outcomes(seeds, args.heights, args.modes, args.jobs):
@@ -126,6 +128,14 @@ def main() -> None:
             print(f"seed {outcome.seed}: {outcome.wall_s:.1f} s of wall time (over {RUN_WALL_LIMIT_S} s)")
             print(f"  replay: {outcome.replay}", flush=True)
         misses = [total + add for total, add in zip(misses, outcome.misses, strict=True)]
+        if outcome.misses[
+            0
+        ]:  # judged per miss: one that jailed nobody is still a miss the rule should not make
+            class_a_seeds.append(outcome.seed)
+            print(
+                f"seed {outcome.seed}: {outcome.misses[0]} class-A miss(es), {outcome.misses[2]} behind a jailing"
+            )
+            print(f"  replay: {outcome.replay}", flush=True)
         if outcome.honest_jailed:
             jailed_runs += 1
             jailed_validators += len(outcome.honest_jailed)
@@ -157,8 +167,8 @@ def main() -> None:
     for name, value in counts.items():
         print(f"  {name:<{width}}  {value}")
     if args.json:
-        print(json.dumps({**counts, "failed": failed}))
-    sys.exit(1 if failed else 0)
+        print(json.dumps({**counts, "failed": failed, "class_a_seeds": class_a_seeds}))
+    sys.exit(1 if failed or class_a_seeds else 0)
 
 
 if __name__ == "__main__":

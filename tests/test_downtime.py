@@ -297,3 +297,34 @@ def test_pending_records_are_found_by_height_exactly_as_a_dict_of_them_would_fin
         for height in range(-1, 45):
             assert found.get(height) is by_dict.get(height)
             assert (height in found) == (height in by_dict)
+
+
+def test_precommits_from_far_ahead_count_once_sync_has_brought_us_past_their_heights() -> None:
+    """Found by a sweep (seed 6011693): a lagging proposer got a precommit 35 heights ahead of it, dropped
+    it, caught up by sync and built its block without it: a miss charged to a validator whose precommit
+    had reached that proposer in time. Now such precommits are kept and counted as late ones."""
+    from node.core.consensus.catchup import BUFFER_AHEAD
+
+    params = replace(PARAMS, late_precommit_ms=100_000)  # every height stays pending here
+    state, cert, synced = state0(params), None, []
+    for height in range(1, BUFFER_AHEAD + 9):
+        block = make_block(state, last_commit=cert, timestamp_ms=height * 10)
+        state = apply_block(state, block)[0]
+        cert = certificate(block.hash, height, 0, QUORUM)
+        synced.append((block, cert))
+    top = len(synced)
+    machine = ConsensusMachine(state0(params), ADDR["alice"])
+    machine.start(0)
+    far = [precommit(SLOW, h, 0, synced[h - 1][0].hash) for h in (top - 2, top)]
+    near = precommit(
+        SLOW, BUFFER_AHEAD // 2, 0, synced[BUFFER_AHEAD // 2 - 1][0].hash
+    )  # buffered, then passed
+    for vote in (*far, near):
+        machine.on_vote(vote, 1)
+    assert all(vote.height > 1 + BUFFER_AHEAD for vote in far) and near.height <= 1 + BUFFER_AHEAD
+    for block, certified in synced:
+        machine.on_commit(block, certified, 500)
+    assert machine.height == top + 1
+    built = machine._build_block()
+    assert {*far, near} <= set(built.late_precommits)
+    assert block_problem(machine.state, built) is None

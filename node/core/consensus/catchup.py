@@ -20,6 +20,7 @@ from node.core.messages import Block, CommitCertificate, Evidence, Proposal, Vot
 from node.core.state import ChainState, certificate_problem, committee_at
 
 MAX_BUFFERED_NEXT = 4096  # messages kept for later heights while this one is still open
+MAX_PRECOMMITS_AHEAD = 4096  # kept for heights past BUFFER_AHEAD, one per (height, validator, round)
 BUFFER_AHEAD = 32  # heights ahead whose messages are kept; further ahead we ask for blocks
 FORK_LOOKBACK = 20  # on a fork, the heights before it whose certificates we ask for and compare
 SYNC_RETRY_MS = 1000
@@ -41,18 +42,34 @@ class NextHeights:
 
     def __init__(self) -> None:
         self._items: list[Buffered] = []
+        self._ahead: dict[tuple[int, bytes, int], Vote] = {}
 
     def keep(self, item: Buffered) -> None:
         """Keep a message of a later height (up to `MAX_BUFFERED_NEXT` of them)."""
         if len(self._items) < MAX_BUFFERED_NEXT:
             self._items.append(item)
 
+    def keep_precommit_ahead(self, vote: Vote) -> None:
+        """Keep a precommit for a height further ahead than we buffer: it may count for its signer later.
+
+        We will pass that height by sync, not by its votes, and the block we
+        then propose may still count the precommit as a late one; dropped, it
+        was a miss charged to a validator whose precommit reached us in time.
+        One per (height, validator, round), a bounded number in all: the
+        admission window already bounds how far ahead a height may be.
+        """
+        key = (vote.height, vote.validator, vote.round)
+        if key not in self._ahead and len(self._ahead) < MAX_PRECOMMITS_AHEAD:
+            self._ahead[key] = vote
+
     def release(self, height: int) -> list[Buffered]:
         """Now that `height` is open: its messages, and the proposals of `height + 1`, in arrival order.
 
         The messages of `height` leave the buffer; those of later heights stay
         (the proposals of `height + 1` too: handed back only for the
-        certificate of `height` they carry); older ones are dropped.
+        certificate of `height` they carry); older ones are dropped. Precommits
+        kept from further ahead come back once `height` reached theirs: as
+        votes of the open height, or as late ones for heights passed by sync.
         """
         buffered, self._items = self._items, []
         released: list[Buffered] = []
@@ -64,6 +81,8 @@ class NextHeights:
                     released.append(item)
             elif item_height == height:
                 released.append(item)
+        reached = [key for key in self._ahead if key[0] <= height]
+        released += [self._ahead.pop(key) for key in sorted(reached)]
         return released
 
 

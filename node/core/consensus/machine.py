@@ -249,6 +249,8 @@ class ConsensusMachine:
         elif vote.height <= self.height + BUFFER_AHEAD:
             self._next.keep(vote)
         else:
+            if vote.kind == Kind.PRECOMMIT:
+                self._next.keep_precommit_ahead(vote)
             self._maybe_sync(out)
         return out
 
@@ -627,7 +629,9 @@ class ConsensusMachine:
     def _replay_buffered(self, out: list[Output]) -> None:
         """The messages kept for the height just opened, and the certificates next-height proposals carry."""
         for item in self._next.release(self.height):
-            if isinstance(item, Vote):
+            if isinstance(item, Vote) and item.height < self.height:
+                self._add_late_precommit(item, out)  # a height we passed by sync
+            elif isinstance(item, Vote):
                 self._add_vote(item, out)
             elif item[0].height == self.height:
                 self._add_proposal(item[0], item[1], out)
