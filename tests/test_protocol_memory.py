@@ -169,3 +169,21 @@ def test_issue_25_evidence_of_a_fork_is_included_after_its_holders_restarted() -
     tombstoned = {e["validator"] for e in result.events if e["event"] == "tombstoned"}
     assert result.ok and result.accountability_violations == [], result.inside_bound
     assert {"v4", "v5"} <= tombstoned, tombstoned
+
+
+def test_a_precommit_for_a_height_ahead_survives_a_crash_before_that_height_is_reached() -> None:
+    """Sweep seed 6014569: v3's precommit for height 8 reached v2 while v2 was at height 7; v2 crashed,
+    caught up by sync from certificates without it and built block 11 without it."""
+    block2 = make_block(STATE1, last_commit=WITHOUT_PROPOSER, timestamp_ms=20)
+    _, lacking = finalize(STATE1, block2, signers=(PROPOSER2, *OTHERS[:2]))  # lacks OTHERS[2]
+    ahead = precommit(OTHERS[2], 2, 0, block2.hash)
+    memory = MemoryNotes()
+    machine = ConsensusMachine(STATE0, ADDR[PROPOSER2])  # height 1 open
+    machine.on_vote(ahead, 0)
+    keep(memory, machine)
+    again, _ = restarted(memory, machine)
+    again.on_commit(BLOCK1, WITHOUT_PROPOSER, 100)
+    again.on_commit(block2, lacking, 110)
+    keep(memory, again)
+    assert again.height == 3
+    assert ahead in again._build_block().late_precommits

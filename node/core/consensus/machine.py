@@ -187,6 +187,9 @@ class ConsensusMachine:
                     self.evidence_pool.accept(item, self.state)
                     if item.key() in self.evidence_pool:
                         out.append(BroadcastEvidence(item))
+            elif isinstance(item, Vote) and item.kind == Kind.PRECOMMIT and item.height > self.height:
+                if kind == NOTE_OPEN and signed_item_problem(self.state, item) is None:
+                    self.on_vote(item, self._now)  # kept for its height again, and noted again
             elif isinstance(item, Vote) and item.kind == Kind.PRECOMMIT and item.height <= self.height:
                 if signed_item_problem(self.state, item) is not None:
                     continue
@@ -248,11 +251,23 @@ class ConsensusMachine:
             self._add_late_precommit(vote, out)
         elif vote.height <= self.height + BUFFER_AHEAD:
             self._next.keep(vote)
+            self._note_ahead(vote)
         else:
             if vote.kind == Kind.PRECOMMIT:
                 self._next.keep_precommit_ahead(vote)
+                self._note_ahead(vote)
             self._maybe_sync(out)
         return out
+
+    def _note_ahead(self, vote: Vote) -> None:
+        """Another validator's precommit for a height ahead of ours, noted for a crash as the open height's are.
+
+        Kept only in memory, it was lost when we crashed before reaching its
+        height, and the block we built after catching up by sync went without
+        it: a miss charged to a validator whose precommit had reached us.
+        """
+        if vote.kind == Kind.PRECOMMIT and vote.validator != self.address and vote.round <= MAX_ROUND_AHEAD:
+            self._late.note_open(vote)
 
     def on_timeout(self, timeout: Timeout, now_ms: int) -> list[Output]:
         """A timer fired: the heartbeat, the end of a commit wait, or OnTimeoutPropose/Prevote/Precommit."""
