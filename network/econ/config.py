@@ -49,6 +49,13 @@ something other than what its author wrote.
     fixed_cost_max = 500    # ... and the dearest's: the costs are spaced evenly between
     margin_ppm = 0
 
+    [attacker]              # one holder that splits its own stake over many pools (`network.econ.attacker`)
+    stake_ppm = 50000       # its stake, as ppm of all the stake there is (its own included)
+    pools = 0               # how many pools it runs, pledge stake/pools each; 0: as many as pays
+    fixed_cost = 200        # what each of its pools declares (the cheapest honest cost: a floor
+    margin_ppm = 0          # like Cardano's minPoolCost), and its margin
+    epoch = 1               # when its pools register (funded at genesis, like a new_pool)
+
     [[events]]              # the timeline; pool events name one pool
     epoch = 10
     kind = "offline"        # offline | online | equivocate | set_margin | new_pool
@@ -130,6 +137,37 @@ class Market:
 
 
 @dataclass(frozen=True)
+class Attacker:
+    """One holder running many pools on its own stake, to hold committee seats (seed 002's leverage).
+
+    Its pools are the file's pools named ``attacker-1..N`` once
+    `network.econ.attacker.resolve` has chosen N and the pledges; until then
+    `pools` is what the file asked for (0: the count that pays best).
+    Operators as agents never retire them or move their margin: the
+    attacker wants seats, not profit.
+    """
+
+    stake_ppm: int
+    pools: int = 0
+    fixed_cost: int = 0
+    margin_ppm: int = 0
+    epoch: int = 1
+    resolved: bool = False  # its pools are in `EconomyConfig.pools`
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The pool names it runs once resolved (none before)."""
+        if not self.resolved:
+            return frozenset()
+        return frozenset(
+            [ATTACKER] if self.pools == 1 else [f"{ATTACKER}-{n}" for n in range(1, self.pools + 1)]
+        )
+
+
+ATTACKER = "attacker"  # its pools' name (NAME-1..NAME-N)
+
+
+@dataclass(frozen=True)
 class TimelineEvent:
     """Something that happens to a pool at the start of an epoch."""
 
@@ -152,11 +190,10 @@ class EconomyConfig:
     pools: tuple[PoolSpec, ...]
     delegators: tuple[DelegatorClass, ...]
     events: tuple[TimelineEvent, ...] = ()
-    slot_ms: int = 1000
+    slot_ms: int = 1000  # virtual time between blocks: block timestamps, and so the downtime grace period
     market: Market | None = None  # None: no operator acts (the pool set is the file's)
-    operators: tuple[
-        OperatorSpec, ...
-    ] = ()  # virtual time between blocks: block timestamps, and so the downtime grace period
+    operators: tuple[OperatorSpec, ...] = ()
+    attacker: Attacker | None = None
 
     def with_param(self, name: str, value: int) -> EconomyConfig:
         """The same experiment with one protocol parameter changed (for sweeps)."""
@@ -176,9 +213,21 @@ class EconomyConfig:
         """The same experiment with no operator acting: nobody enters, nothing retires by choice."""
         return replace(self, market=None)
 
+    def with_attacker_stake(self, stake_ppm: int) -> EconomyConfig:
+        """The same experiment with the attacker holding `stake_ppm` of all stake (its pools not yet chosen)."""
+        if self.attacker is None or self.attacker.resolved:
+            raise EconError("attacker: the file needs an unresolved [attacker] table")
+        return replace(self, attacker=replace(self.attacker, stake_ppm=stake_ppm))
+
 
 def _params_dict(params: Params) -> dict[str, int]:
     return {name: getattr(params, name) for name in params.__dataclass_fields__}
+
+    def with_attacker_stake(self, stake_ppm: int) -> EconomyConfig:
+        """The same experiment with the attacker holding `stake_ppm` of all stake (its pools not yet chosen)."""
+        if self.attacker is None or self.attacker.resolved:
+            raise EconError("attacker: the file needs an unresolved [attacker] table")
+        return replace(self, attacker=replace(self.attacker, stake_ppm=stake_ppm))
 
 
 # ------------------------------------------------------------------ parsing
@@ -327,6 +376,19 @@ def _operators(raw: Any, pools: tuple[PoolSpec, ...]) -> tuple[OperatorSpec, ...
     return tuple(operators)
 
 
+def _attacker(raw: Any, pools: tuple[PoolSpec, ...], epochs: int) -> Attacker:
+    table = _table(raw, "attacker", {"stake_ppm", "pools", "fixed_cost", "margin_ppm", "epoch"})
+    if any(p.name == ATTACKER or p.name.startswith(f"{ATTACKER}-") for p in pools):
+        raise EconError(f"attacker: a pool is already named {ATTACKER!r} (the attacker's pools are)")
+    return Attacker(
+        stake_ppm=_required(table, "stake_ppm", "attacker", lambda v, w: _int(v, w, 1, PPM - 1)),
+        pools=_int(table.get("pools", 0), "attacker.pools", 0, 1_000),
+        fixed_cost=_int(table.get("fixed_cost", 0), "attacker.fixed_cost"),
+        margin_ppm=_int(table.get("margin_ppm", 0), "attacker.margin_ppm", 0, PPM),
+        epoch=_int(table.get("epoch", 1), "attacker.epoch", 1, epochs),
+    )
+
+
 def _market(raw: Any) -> Market:
     table = _table(raw, "market", {"entry", "retire_after"})
     return Market(
@@ -371,7 +433,9 @@ def _events(raw: Any, pools: tuple[PoolSpec, ...], epochs: int) -> tuple[Timelin
 
 def parse_economy(raw: Mapping[str, Any], name: str, base: Path) -> EconomyConfig:
     """An EconomyConfig from a decoded TOML document; EconError (one line) on anything doubtful."""
-    table = _table(raw, "economy", {"run", "params", "pools", "delegators", "events", "market", "operators"})
+    table = _table(
+        raw, "economy", {"run", "params", "pools", "delegators", "events", "market", "operators", "attacker"}
+    )
     run = _table(table.get("run", {}), "run", {"epochs", "epoch_length", "seed", "slot_ms"})
     epochs = _int(run.get("epochs", 20), "run.epochs", 1, MAX_EPOCHS)
     epoch_length = _int(run.get("epoch_length", 100), "run.epoch_length", 1, 100_000)
@@ -394,6 +458,7 @@ def parse_economy(raw: Mapping[str, Any], name: str, base: Path) -> EconomyConfi
         slot_ms=_int(run.get("slot_ms", 1000), "run.slot_ms", 1, 3_600_000),
         market=_market(table["market"]) if "market" in table else None,
         operators=_operators(table.get("operators", []), pools),
+        attacker=_attacker(table["attacker"], pools, epochs) if "attacker" in table else None,
     )
 
 

@@ -31,6 +31,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from network.econ.attacker import resolve
 from network.econ.config import EconomyConfig, TimelineEvent
 from network.econ.operators import Operators
 from network.econ.policies import (
@@ -87,8 +88,8 @@ class FastForward:
         self, config: EconomyConfig, seed: int | None = None, policies: dict[str, Policy] | None = None
     ) -> None:
         """`policies` replaces the shipped ones by name (tests use it to plant a policy that misreads quotes)."""
-        self.config = config
         self.seed = config.seed if seed is None else seed
+        config = self.config = resolve(config, self.seed)  # the attacker's pools, if the file has one
         self.world: World = build_world(config, self.seed)
         self.state: ChainState = genesis_state(self.world.genesis)
         self.rng = random.Random(f"econ/{self.seed}")  # the seed alone: a renamed file runs the same
