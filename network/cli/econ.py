@@ -164,14 +164,16 @@ def _ints(text: str, option: str) -> list[int]:
 @click.option("--seed", type=click.IntRange(0), default=None, help="[default: the file's run.seed]")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="[default: the file's run.epochs]")
 @click.option(
-    "--tolerance-ppm",
-    type=click.IntRange(1),
-    default=5000,
+    "--within",
+    "within_pct",
+    type=click.IntRange(1, 100),
+    default=20,
     show_default=True,
-    help="bisect the attacker's stake to within this share of all stake",
+    metavar="PERCENT",
+    help="bisect until the stake found is at most this much above the most that fell short",
 )
 def econ_leverage(
-    file: Path, a0_spec: str, k_spec: str, seed: int | None, epochs: int | None, tolerance_ppm: int
+    file: Path, a0_spec: str, k_spec: str, seed: int | None, epochs: int | None, within_pct: int
 ) -> None:
     """The least own stake FILE's [attacker] needs to end with a third of the active stake, per a0 and k.
 
@@ -192,14 +194,14 @@ def econ_leverage(
         for k, a0 in cells:
             try:
                 cell = config.with_param("saturation_k", k).with_param("pledge_influence_ppm", a0)
-                found = needed_stake(cell, seed, epochs, tolerance_ppm)
+                found = needed_stake(cell, seed, epochs, within_pct)
             except EconError as exc:
                 raise UserError(str(exc)) from None
             bar.advance()
-            needed = "> 33.3%" if found.needed_ppm is None else runs.pct(found.needed_ppm, 1)
+            needed = "> 33.3%" if found.needed_ppm is None else runs.pct(found.needed_ppm, 2)
             if found.needed_ppm is not None and not found.failed_ppm:
                 needed = f"<= {needed}"  # nothing tried fell short: the least stake tried
-            predicted = "> 33.3%" if found.predicted_ppm is None else runs.pct(found.predicted_ppm, 1)
+            predicted = "> 33.3%" if found.predicted_ppm is None else runs.pct(found.predicted_ppm, 2)
             if found.predicted_ppm is not None and not found.predicted_failed_ppm:
                 predicted = f"<= {predicted}"
             leverage = f"{found.share_ppm / found.needed_ppm:.0f}x" if found.needed_ppm else ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import isqrt
 
 from network.econ.attacker import THIRD_PPM, plan, resolve, share_ppm
 from network.econ.config import EconomyConfig
@@ -41,21 +42,29 @@ def trial(config: EconomyConfig, seed: int, epochs: int, stake_ppm: int) -> Tria
     return Trial(stake_ppm, resolved.attacker.pools, measured, chosen.expected_ppm)
 
 
-def bisect_stake(
-    reaches: Callable[[int], bool], tolerance_ppm: int, high_ppm: int = THIRD_PPM
-) -> tuple[int | None, int, int]:
-    """The smallest stake (ppm) `reaches` says yes to, to within `tolerance_ppm`; the number of tries;
-    and the largest stake it said no to (0 when none: the answer is then an upper bound).
+LEAST_PPM = 100  # the least stake tried: 0.01% of all stake (below it, "any stake" is the answer)
 
-    Assumes more stake never hurts (the bisection's premise); `high_ppm`, a
-    third of all stake, is tried first: None when even that falls short.
+
+def bisect_stake(
+    reaches: Callable[[int], bool], within_pct: int, high_ppm: int = THIRD_PPM, low_ppm: int = LEAST_PPM
+) -> tuple[int | None, int, int]:
+    """The least stake (ppm) `reaches` says yes to, at most `within_pct` percent above the most it said
+    no to; the number of tries; and that most (0 when even `low_ppm` reached: an upper bound then).
+
+    Bisected on a log scale between `low_ppm` and `high_ppm` (a third of all
+    stake, tried first: None when even that falls short), because the answers
+    span 0.01% to 33%: halving the range in ppm would spend its tries on the
+    upper half. Assumes more stake never hurts (the bisection's premise).
     """
     tries = 1
     if not reaches(high_ppm):
         return None, tries, high_ppm
-    low, high = 0, high_ppm
-    while high - low > tolerance_ppm:
-        middle = (low + high) // 2
+    tries += 1
+    if reaches(low_ppm):
+        return low_ppm, tries, 0
+    low, high = low_ppm, high_ppm
+    while high * 100 > low * (100 + within_pct):
+        middle = isqrt(low * high)
         tries += 1
         if reaches(middle):
             high = middle
@@ -79,7 +88,7 @@ class Leverage:
     runs: int
 
 
-def needed_stake(config: EconomyConfig, seed: int, epochs: int, tolerance_ppm: int) -> Leverage:
+def needed_stake(config: EconomyConfig, seed: int, epochs: int, within_pct: int) -> Leverage:
     """Bisect the attacker's stake for a third of the active stake at the run's end, and the prediction."""
     found: dict[int, Trial] = {}
 
@@ -87,9 +96,9 @@ def needed_stake(config: EconomyConfig, seed: int, epochs: int, tolerance_ppm: i
         found[stake_ppm] = trial(config, seed, epochs, stake_ppm)
         return found[stake_ppm].share_ppm >= THIRD_PPM
 
-    needed, runs, failed = bisect_stake(reaches, tolerance_ppm)
+    needed, runs, failed = bisect_stake(reaches, within_pct)
     predicted, _, predicted_failed = bisect_stake(
-        lambda s: plan(config.with_attacker_stake(s), seed).expected_ppm >= THIRD_PPM, tolerance_ppm
+        lambda s: plan(config.with_attacker_stake(s), seed).expected_ppm >= THIRD_PPM, within_pct
     )
     at = found[needed if needed is not None else THIRD_PPM]
     return Leverage(
