@@ -67,6 +67,11 @@ def _load(path: Path) -> EconomyConfig:
     help="every delegator class on this policy [default: each class's own]",
 )
 @click.option(
+    "--restake",
+    is_flag=True,
+    help="every delegator class delegates its rewards back to its pool each epoch, so its stake compounds",
+)
+@click.option(
     "--fixed-pools",
     is_flag=True,
     help="no operator acts: nobody registers a pool, nothing retires by choice (the file's [market] off)",
@@ -80,6 +85,7 @@ def econ_run(
     out: Path | None,
     sweep_spec: str | None,
     policy: str | None,
+    restake: bool,
     fixed_pools: bool,
     workers: int,
     scheduler: str | None,
@@ -90,6 +96,8 @@ def econ_run(
         config = config.with_policy(policy)
     if fixed_pools:
         config = config.with_fixed_pools()
+    if restake:
+        config = config.with_restake()
     seed = config.seed if seed is None else seed
     epochs = config.epochs if epochs is None else epochs
     try:

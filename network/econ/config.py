@@ -33,6 +33,7 @@ something other than what its author wrote.
     switching_cost_ppm = 50000   # yield: move only for this much more (relative)
     attention_ppm = 200000  # the chance each delegator looks at all in an epoch (default: always)
     start = "random"        # random | largest | none: where its stake starts
+    restake = false         # delegate its rewards back to its pool each epoch (compounding by hand)
 
     [market]                # operators as agents (absent: the pools are the file's, as before)
     entry = true            # potential operators register a pool when it would rank in the top k
@@ -114,6 +115,7 @@ class DelegatorClass:
     move_ppm: int = 100_000  # random: the chance of moving in an epoch
     attention_ppm: int = PPM  # the chance a delegator looks at the pools at all in an epoch (inertia)
     start: str = "random"
+    restake: bool = False  # re-delegate its paid-out rewards to its pool at each epoch start
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,10 @@ class EconomyConfig:
             raise EconError(f"policy {policy!r}: expected one of {', '.join(POLICIES)}")
         return replace(self, delegators=tuple(replace(c, policy=policy) for c in self.delegators))
 
+    def with_restake(self) -> EconomyConfig:
+        """The same experiment with every delegator class re-staking its rewards (so each compounds)."""
+        return replace(self, delegators=tuple(replace(c, restake=True) for c in self.delegators))
+
     def with_fixed_pools(self) -> EconomyConfig:
         """The same experiment with no operator acting: nobody enters, nothing retires by choice."""
         return replace(self, market=None)
@@ -222,12 +228,6 @@ class EconomyConfig:
 
 def _params_dict(params: Params) -> dict[str, int]:
     return {name: getattr(params, name) for name in params.__dataclass_fields__}
-
-    def with_attacker_stake(self, stake_ppm: int) -> EconomyConfig:
-        """The same experiment with the attacker holding `stake_ppm` of all stake (its pools not yet chosen)."""
-        if self.attacker is None or self.attacker.resolved:
-            raise EconError("attacker: the file needs an unresolved [attacker] table")
-        return replace(self, attacker=replace(self.attacker, stake_ppm=stake_ppm))
 
 
 # ------------------------------------------------------------------ parsing
@@ -294,7 +294,7 @@ def _pools(raw: Any) -> tuple[PoolSpec, ...]:
 
 DELEGATOR_FIELDS = {
     "name", "count", "policy", "wealth", "total", "alpha", "sigma", "file",
-    "switching_cost_ppm", "move_ppm", "attention_ppm", "start",
+    "switching_cost_ppm", "move_ppm", "attention_ppm", "start", "restake",
 }  # fmt: skip
 
 
@@ -331,6 +331,7 @@ def _delegators(raw: Any, base: Path) -> tuple[DelegatorClass, ...]:
                 move_ppm=_int(table.get("move_ppm", 100_000), f"{where}.move_ppm", 0, PPM),
                 attention_ppm=_int(table.get("attention_ppm", PPM), f"{where}.attention_ppm", 0, PPM),
                 start=_choice(table.get("start", "random"), f"{where}.start", STARTS),
+                restake=_read.flag(table.get("restake", False), f"{where}.restake"),
             )
         )
     _unique([c.name for c in classes], "delegators", "name")
