@@ -14,6 +14,7 @@ from network.econ.attacker import (
     choose_pools,
     expected_stake,
     plan,
+    pledge_needed,
     resolve,
     share_ppm,
 )
@@ -106,6 +107,21 @@ def test_without_pledge_influence_any_stake_fills_every_top_slot_that_it_out_ran
     # a rival it cannot beat keeps its slot
     strong = [Fraction(10**9), *rivals]
     assert expected_stake(rules, strong, 40, 4, 0, 0) == 3 * rules.saturated_stake + 10
+
+
+def test_the_closed_form_pledge_is_where_an_attacker_pool_starts_to_out_rank_the_rival() -> None:
+    """lambda* = ((D + c)(1 + a0)/R - z0)/a0: a pledge just above it out-ranks D, just below it does not."""
+    rules = Rules(pot=1_000_000, payouts=1, k=4, a0_ppm=500_000, total=1_000_000)
+    rival = Fraction(200_000)
+    needed = pledge_needed(rules, rival, 10_000)
+    assert needed == ((rival + 10_000) * Fraction(3, 2) / 1_000_000 - Fraction(1, 4)) / Fraction(1, 2)
+    above, below = int(needed * rules.total) + 1, int(needed * rules.total) - 1
+    full = [rival] * rules.k  # the top k taken: a slot only by out-ranking one of them
+    assert expected_stake(rules, full, above, 1, 10_000, 0) == rules.saturated_stake
+    assert expected_stake(rules, full, below, 1, 10_000, 0) == below  # left with its pledge
+    flat = Rules(pot=1_000_000, payouts=1, k=4, a0_ppm=0, total=1_000_000)
+    assert pledge_needed(flat, Fraction(200_000), 10_000) == 0  # 250,000 - 10,000 beats it without pledge
+    assert pledge_needed(flat, Fraction(245_000), 10_000) is None  # and no pledge helps against this one
 
 
 def test_resolving_adds_the_chosen_pools_registering_at_the_attackers_epoch() -> None:

@@ -14,6 +14,7 @@ file or option, named in one line).
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -172,6 +173,12 @@ def _ints(text: str, option: str) -> list[int]:
 @click.option("--seed", type=click.IntRange(0), default=None, help="[default: the file's run.seed]")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="[default: the file's run.epochs]")
 @click.option(
+    "--cost",
+    type=click.IntRange(0),
+    default=None,
+    help="the fixed cost each attacker pool declares, in millionths [default: the file's attacker.fixed_cost]",
+)
+@click.option(
     "--within",
     "within_pct",
     type=click.IntRange(1, 100),
@@ -181,7 +188,13 @@ def _ints(text: str, option: str) -> list[int]:
     help="bisect until the stake found is at most this much above the most that fell short",
 )
 def econ_leverage(
-    file: Path, a0_spec: str, k_spec: str, seed: int | None, epochs: int | None, within_pct: int
+    file: Path,
+    a0_spec: str,
+    k_spec: str,
+    seed: int | None,
+    epochs: int | None,
+    cost: int | None,
+    within_pct: int,
 ) -> None:
     """The least own stake FILE's [attacker] needs to end with a third of the active stake, per a0 and k.
 
@@ -193,10 +206,15 @@ def econ_leverage(
     config = _load(file)
     if config.attacker is None:
         raise UserError(f"{file}: no [attacker] table: nothing to measure")
+    if cost is not None:
+        config = replace(config, attacker=replace(config.attacker, fixed_cost=cost))
     seed = config.seed if seed is None else seed
     epochs = config.epochs if epochs is None else epochs
     cells = [(k, a0) for k in _ints(k_spec, "--k") for a0 in _ints(a0_spec, "--a0")]
-    click.echo(f"{config.name}, seed {seed}, {epochs} epochs, a third of the stake is {runs.pct(333334, 1)}:")
+    click.echo(
+        f"{config.name}, seed {seed}, {epochs} epochs, the attacker's pools at cost "
+        f"{runs.units(config.attacker.fixed_cost)} and margin {runs.pct(config.attacker.margin_ppm)}:"
+    )
     rows = []
     with BarProgress(len(cells), "cells") as bar:
         for k, a0 in cells:

@@ -9,16 +9,17 @@ potential profit at saturation, r(z0, lambda) - c with
 
 (the chain's `max_pool_share` at sigma = z0): the k best fill to z0 each,
 any other keeps its pledge. With a0 = 0 the pledge lambda drops out, so an
-attacker's pools out-rank honest ones on cost and margin alone and any
-stake buys seats; with a0 > 0 each of its pools needs the pledge lambda*
-at which it out-ranks the honest pool it displaces:
+attacker's pools out-rank honest ones on cost and margin alone: any stake
+buys seats if its terms beat theirs, none if not; with a0 > 0 each of its
+pools needs the pledge lambda* at which it out-ranks the honest pool it
+displaces (`pledge_needed`):
 
     lambda* = ((D + c) (1 + a0) / R - z0) / a0,   S* = ceil(k/3) * lambda*
 
 with D the desirability (`network.econ.nonmyopic.desirability`) of the
 ceil(k/3)-th weakest honest pool of the top k, c the attacker's declared
-cost (its margin 0). `predicted_share_ppm` is that argument on this
-market's own pools and operators (with the attacker's stake counted in the
+cost (its margin 0). `plan` is that argument on this market's own pools
+and operators (with the attacker's stake counted in the
 total); `network.econ.leverage` measures the same thing with the economy
 run, the crowd and the operators acting, by bisection on S.
 
@@ -98,6 +99,23 @@ def expected_stake(
     slots = sum(1 for d in best if d < mine) + max(0, rules.k - len(best))
     seated = min(pools, slots)
     return seated * max(rules.saturated_stake, Fraction(pledge)) + (pools - seated) * pledge
+
+
+def pledge_needed(rules: Rules, rival: Fraction, cost: int) -> Fraction | None:
+    """lambda*, the pledge share at which a pool of cost `cost` and no margin is as desirable as `rival`.
+
+    From r(z0, lambda) = R (z0 + a0 lambda) / (1 + a0) - c = D. 0 when even
+    no pledge out-ranks the rival; None when no pledge up to z0 can (with
+    a0 = 0 pledge counts for nothing, so that is whenever R z0 - c <= D).
+    Outranking needs strictly more; a pledge just past lambda* has it.
+    """
+    z0, a0 = Fraction(1, rules.k) if rules.k > 0 else Fraction(1), Fraction(rules.a0_ppm, PPM)
+    if a0 == 0:
+        return Fraction(0) if rules.pot * z0 - cost > rival else None
+    needed = ((rival + cost) * (1 + a0) / rules.pot - z0) / a0
+    if needed > z0:
+        return None
+    return max(Fraction(0), needed)
 
 
 def choose_pools(rules: Rules, rivals: list[Fraction], stake: int, cost: int, margin: int) -> int:
