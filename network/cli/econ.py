@@ -231,6 +231,8 @@ def econ_leverage(
             if found.predicted_ppm is not None and not found.predicted_failed_ppm:
                 predicted = f"<= {predicted}"
             leverage = f"{found.share_ppm / found.needed_ppm:.0f}x" if found.needed_ppm else ""
+            if leverage and not found.failed_ppm:
+                leverage = f">= {leverage}"  # on the least stake tried: the true leverage is larger
             rows.append(
                 (
                     k,
