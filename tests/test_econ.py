@@ -336,14 +336,17 @@ def test_deciding_yield_turns_per_pool_gives_the_same_run_as_asking_every_delega
             return signers, sum(committee.power_of(a) for a in signers)
 
         def _holdings(self):  # type: ignore[no-untyped-def]
-            ledger, totals = self.state.ledger, Counter[str]()
+            ledger, totals, staked = self.state.ledger, Counter[str](), Counter[str]()
             for d in self.world.delegators:
                 address = d.keypair.address
-                held = L.account_of(ledger, address).balance
+                account = L.account_of(ledger, address)
+                held = account.balance
                 held += sum(e.amount for e in ledger.unbonding if e.delegator == address)
                 pool = ledger.pools.get(self.where.get(address, b"")) if not ledger.liquid else None
-                totals[d.cls] += held + (L.stake_of(pool, address) if pool is not None else 0)
-            return dict(totals)
+                stake = L.stake_of(pool, address) if pool is not None else 0
+                totals[d.cls] += held + stake
+                staked[d.cls] += stake + (account.balance if ledger.liquid and account.delegated_to else 0)
+            return {cls: (total, staked[cls]) for cls, total in totals.items()}
 
     inattentive = WHALE.replace('name = "crowd"', 'name = "crowd"\nattention_ppm = 400000')
     liquid = SMALL.replace("unbonding_epochs = 1", "unbonding_epochs = 1\nliquid_delegation = 1")

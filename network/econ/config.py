@@ -33,6 +33,7 @@ something other than what its author wrote.
     switching_cost_ppm = 50000   # yield: move only for this much more (relative)
     attention_ppm = 200000  # the chance each delegator looks at all in an epoch (default: always)
     start = "random"        # random | largest | none: where its stake starts
+    restake = false         # delegate its rewards back to its pool each epoch (compounding by hand)
 
     [market]                # operators as agents (absent: the pools are the file's, as before)
     entry = true            # potential operators register a pool when it would rank in the top k
@@ -48,6 +49,13 @@ something other than what its author wrote.
     fixed_cost = 200        # the cheapest operator's cost (its pool's fixed cost) ...
     fixed_cost_max = 500    # ... and the dearest's: the costs are spaced evenly between
     margin_ppm = 0
+
+    [attacker]              # one holder that splits its own stake over many pools (`network.econ.attacker`)
+    stake_ppm = 50000       # its stake, as ppm of all the stake there is (its own included)
+    pools = 0               # how many pools it runs, pledge stake/pools each; 0: as many as pays
+    fixed_cost = 200        # what each of its pools declares (the cheapest honest cost: a floor
+    margin_ppm = 0          # like Cardano's minPoolCost), and its margin
+    epoch = 1               # when its pools register (funded at genesis, like a new_pool)
 
     [[events]]              # the timeline; pool events name one pool
     epoch = 10
@@ -107,6 +115,7 @@ class DelegatorClass:
     move_ppm: int = 100_000  # random: the chance of moving in an epoch
     attention_ppm: int = PPM  # the chance a delegator looks at the pools at all in an epoch (inertia)
     start: str = "random"
+    restake: bool = False  # re-delegate its paid-out rewards to its pool at each epoch start
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,37 @@ class Market:
 
     entry: bool = True
     retire_after: int = 3
+
+
+@dataclass(frozen=True)
+class Attacker:
+    """One holder running many pools on its own stake, to hold committee seats (seed 002's leverage).
+
+    Its pools are the file's pools named ``attacker-1..N`` once
+    `network.econ.attacker.resolve` has chosen N and the pledges; until then
+    `pools` is what the file asked for (0: the count that pays best).
+    Operators as agents never retire them or move their margin: the
+    attacker wants seats, not profit.
+    """
+
+    stake_ppm: int
+    pools: int = 0
+    fixed_cost: int = 0
+    margin_ppm: int = 0
+    epoch: int = 1
+    resolved: bool = False  # its pools are in `EconomyConfig.pools`
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The pool names it runs once resolved (none before)."""
+        if not self.resolved:
+            return frozenset()
+        return frozenset(
+            [ATTACKER] if self.pools == 1 else [f"{ATTACKER}-{n}" for n in range(1, self.pools + 1)]
+        )
+
+
+ATTACKER = "attacker"  # its pools' name (NAME-1..NAME-N)
 
 
 @dataclass(frozen=True)
@@ -152,11 +192,10 @@ class EconomyConfig:
     pools: tuple[PoolSpec, ...]
     delegators: tuple[DelegatorClass, ...]
     events: tuple[TimelineEvent, ...] = ()
-    slot_ms: int = 1000
+    slot_ms: int = 1000  # virtual time between blocks: block timestamps, and so the downtime grace period
     market: Market | None = None  # None: no operator acts (the pool set is the file's)
-    operators: tuple[
-        OperatorSpec, ...
-    ] = ()  # virtual time between blocks: block timestamps, and so the downtime grace period
+    operators: tuple[OperatorSpec, ...] = ()
+    attacker: Attacker | None = None
 
     def with_param(self, name: str, value: int) -> EconomyConfig:
         """The same experiment with one protocol parameter changed (for sweeps)."""
@@ -172,9 +211,19 @@ class EconomyConfig:
             raise EconError(f"policy {policy!r}: expected one of {', '.join(POLICIES)}")
         return replace(self, delegators=tuple(replace(c, policy=policy) for c in self.delegators))
 
+    def with_restake(self) -> EconomyConfig:
+        """The same experiment with every delegator class re-staking its rewards (so each compounds)."""
+        return replace(self, delegators=tuple(replace(c, restake=True) for c in self.delegators))
+
     def with_fixed_pools(self) -> EconomyConfig:
         """The same experiment with no operator acting: nobody enters, nothing retires by choice."""
         return replace(self, market=None)
+
+    def with_attacker_stake(self, stake_ppm: int) -> EconomyConfig:
+        """The same experiment with the attacker holding `stake_ppm` of all stake (its pools not yet chosen)."""
+        if self.attacker is None or self.attacker.resolved:
+            raise EconError("attacker: the file needs an unresolved [attacker] table")
+        return replace(self, attacker=replace(self.attacker, stake_ppm=stake_ppm))
 
 
 def _params_dict(params: Params) -> dict[str, int]:
@@ -245,7 +294,7 @@ def _pools(raw: Any) -> tuple[PoolSpec, ...]:
 
 DELEGATOR_FIELDS = {
     "name", "count", "policy", "wealth", "total", "alpha", "sigma", "file",
-    "switching_cost_ppm", "move_ppm", "attention_ppm", "start",
+    "switching_cost_ppm", "move_ppm", "attention_ppm", "start", "restake",
 }  # fmt: skip
 
 
@@ -282,6 +331,7 @@ def _delegators(raw: Any, base: Path) -> tuple[DelegatorClass, ...]:
                 move_ppm=_int(table.get("move_ppm", 100_000), f"{where}.move_ppm", 0, PPM),
                 attention_ppm=_int(table.get("attention_ppm", PPM), f"{where}.attention_ppm", 0, PPM),
                 start=_choice(table.get("start", "random"), f"{where}.start", STARTS),
+                restake=_read.flag(table.get("restake", False), f"{where}.restake"),
             )
         )
     _unique([c.name for c in classes], "delegators", "name")
@@ -325,6 +375,19 @@ def _operators(raw: Any, pools: tuple[PoolSpec, ...]) -> tuple[OperatorSpec, ...
     if taken:
         raise EconError(f"operators: {sorted(taken)[0]!r} is also a pool's name")
     return tuple(operators)
+
+
+def _attacker(raw: Any, pools: tuple[PoolSpec, ...], epochs: int) -> Attacker:
+    table = _table(raw, "attacker", {"stake_ppm", "pools", "fixed_cost", "margin_ppm", "epoch"})
+    if any(p.name == ATTACKER or p.name.startswith(f"{ATTACKER}-") for p in pools):
+        raise EconError(f"attacker: a pool is already named {ATTACKER!r} (the attacker's pools are)")
+    return Attacker(
+        stake_ppm=_required(table, "stake_ppm", "attacker", lambda v, w: _int(v, w, 1, PPM - 1)),
+        pools=_int(table.get("pools", 0), "attacker.pools", 0, 1_000),
+        fixed_cost=_int(table.get("fixed_cost", 0), "attacker.fixed_cost"),
+        margin_ppm=_int(table.get("margin_ppm", 0), "attacker.margin_ppm", 0, PPM),
+        epoch=_int(table.get("epoch", 1), "attacker.epoch", 1, epochs),
+    )
 
 
 def _market(raw: Any) -> Market:
@@ -371,7 +434,9 @@ def _events(raw: Any, pools: tuple[PoolSpec, ...], epochs: int) -> tuple[Timelin
 
 def parse_economy(raw: Mapping[str, Any], name: str, base: Path) -> EconomyConfig:
     """An EconomyConfig from a decoded TOML document; EconError (one line) on anything doubtful."""
-    table = _table(raw, "economy", {"run", "params", "pools", "delegators", "events", "market", "operators"})
+    table = _table(
+        raw, "economy", {"run", "params", "pools", "delegators", "events", "market", "operators", "attacker"}
+    )
     run = _table(table.get("run", {}), "run", {"epochs", "epoch_length", "seed", "slot_ms"})
     epochs = _int(run.get("epochs", 20), "run.epochs", 1, MAX_EPOCHS)
     epoch_length = _int(run.get("epoch_length", 100), "run.epoch_length", 1, 100_000)
@@ -394,6 +459,7 @@ def parse_economy(raw: Mapping[str, Any], name: str, base: Path) -> EconomyConfi
         slot_ms=_int(run.get("slot_ms", 1000), "run.slot_ms", 1, 3_600_000),
         market=_market(table["market"]) if "market" in table else None,
         operators=_operators(table.get("operators", []), pools),
+        attacker=_attacker(table["attacker"], pools, epochs) if "attacker" in table else None,
     )
 
 

@@ -31,6 +31,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from network.econ.attacker import resolve
 from network.econ.config import EconomyConfig, TimelineEvent
 from network.econ.operators import Operators
 from network.econ.policies import (
@@ -87,8 +88,8 @@ class FastForward:
         self, config: EconomyConfig, seed: int | None = None, policies: dict[str, Policy] | None = None
     ) -> None:
         """`policies` replaces the shipped ones by name (tests use it to plant a policy that misreads quotes)."""
-        self.config = config
         self.seed = config.seed if seed is None else seed
+        config = self.config = resolve(config, self.seed)  # the attacker's pools, if the file has one
         self.world: World = build_world(config, self.seed)
         self.state: ChainState = genesis_state(self.world.genesis)
         self.rng = random.Random(f"econ/{self.seed}")  # the seed alone: a renamed file runs the same
@@ -118,6 +119,8 @@ class FastForward:
             for d in self.world.delegators
         ]
         self._members = [(address, d.cls) for d, address, _, _, _ in self._roster]
+        self._members_in_order = tuple(self._roster)  # the world's order (turns take a shuffled copy)
+        self._restaking = any(c.restake for c in config.delegators)
 
     # ------------------------------------------------------------------ the run
 
@@ -332,6 +335,30 @@ class FastForward:
                     holding = self._holding(ledger, address)  # unless it moved, it holds as before
             if seeks_yield:
                 log.policy_misses += policy_miss(policy, holding, quotes, spec.switching_cost_ppm)
+        if self._restaking:
+            txs += self._restakes(ledger)
+        return txs
+
+    def _restakes(self, ledger: L.Ledger) -> list[bytes]:
+        """Re-staking classes delegate their liquid balance (last epoch's rewards) to the pool they are in.
+
+        After every move, in the world's order: nobody decides on them, so the
+        market is not quoted again. Liquid delegation has nothing to do (the
+        balance is the stake already); a pool closed or retiring gets nothing.
+        """
+        if ledger.liquid:
+            return []
+        txs = []
+        for delegator, address, spec, _, _ in self._members_in_order:
+            if not spec.restake:
+                continue
+            account = L.account_of(ledger, address)
+            target = self.where.get(address)
+            pool = ledger.pools.get(target) if target else None
+            if not account.balance or pool is None or pool.status != L.ACTIVE or pool.retiring_epoch:
+                continue
+            tx = Delegate(account.nonce, pool.address, account.balance)
+            txs.append(sign_tx(self.state.chain_id, tx, delegator.keypair))
         return txs
 
     def _stays(
@@ -446,12 +473,12 @@ class FastForward:
 
     # ------------------------------------------------------------------ the record
 
-    def _holdings(self) -> dict[str, int]:
-        """Each delegator class's total (`network.econ.record.class_holdings`)."""
+    def _holdings(self) -> dict[str, tuple[int, int]]:
+        """Each delegator class's (holdings, staked) (`network.econ.record.class_holdings`)."""
         return class_holdings(self.state.ledger, self._members, self.where)
 
     def _record(
-        self, epoch: int, log: EpochLog, before: dict[str, int], after: dict[str, int]
+        self, epoch: int, log: EpochLog, before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
     ) -> dict[str, Any]:
         market = self._quotes(self.state.ledger)
         since, self._since = self._since, self.state

@@ -103,7 +103,7 @@ class MessageLevel(FastForward):
             config = replace(config, params=replace(config.params, commit_wait_ms=PACED_COMMIT_WAIT_MS))
         super().__init__(config, seed, policies)
         # a node for every pool and for every potential operator (idle until its pool registers)
-        performance = {pool.name: pool.performance_ppm for pool in config.pools}
+        performance = {pool.name: pool.performance_ppm for pool in self.config.pools}  # the attacker's too
         performance.update((operator.name, PPM) for operator in self.world.operators)
         self.net = SimNetwork(list(performance), FaultPlan(), random.Random(f"econ-net/{self.seed}"))
         self.core = SharedCore()

@@ -126,6 +126,8 @@ class Operators:
         # the margin no owner goes below: its pool's (or its own, for a potential operator) in the file
         self.floor_margin = {p.name: p.margin_ppm for p in config.pools}
         self.floor_margin.update((o.name, o.margin_ppm) for o in world.operators)
+        # an attacker's pools (`network.econ.attacker`): it wants seats, not profit, so neither rule moves them
+        self.unmanaged = config.attacker.names if config.attacker else frozenset()
 
     def act(self, state: ChainState, market: Market, log: EpochLog) -> list[bytes]:
         """Retirements of pools that have not paid, then the top k's margins, then registrations.
@@ -146,6 +148,8 @@ class Operators:
         if market_rules.retire_after:
             for quote in market.open:
                 name = self.names[quote.address]
+                if name in self.unmanaged:
+                    continue
                 below = 0 if pays(rules, quote) else self.unpaid.get(name, 0) + 1
                 self.unpaid[name] = below
                 if below >= market_rules.retire_after:
@@ -204,7 +208,7 @@ class Operators:
         for quote in staying:
             name = self.names[quote.address]
             margin = None
-            if quote.address in top and rival > 0:
+            if quote.address in top and rival > 0 and name not in self.unmanaged:
                 margin = new_margin_ppm(rules, quote, rival, self.floor_margin[name])
             if margin is not None:
                 nonce = L.account_of(ledger, quote.address).nonce

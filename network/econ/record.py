@@ -44,16 +44,19 @@ def epoch_record(
     names: Mapping[bytes, str],
     classes: Iterable[str],
     log: EpochLog,
-    before: Mapping[str, int],
-    after: Mapping[str, int],
+    before: Mapping[str, tuple[int, int]],
+    after: Mapping[str, tuple[int, int]],
     since: ChainState | None = None,
 ) -> dict[str, Any]:
     """The record of `epoch` (-1: genesis), which ended in `state`, with `market` the pools quoted on it.
 
-    `before` and `after` are each class's holdings at the epoch's start and
-    end (`class_holdings`); a class's yield is their growth. `since`: the
-    state the epoch started from, for the share of its possible rewards paid
-    (what was minted, less what went into the reserve).
+    `before` and `after` are each class's (holdings, staked value) at the
+    epoch's start and end (`class_holdings`); a class's yield is what its
+    holdings gained (its rewards, less any slash) over the stake that earned
+    them (`yield_ppm`), not the growth of its holdings: rewards paid out and
+    left in balances would otherwise dilute the rate epoch after epoch.
+    `since`: the state the epoch started from, for the share of its possible
+    rewards paid (what was minted, less what went into the reserve).
     """
     ledger = state.ledger
     active = [power for _, power in L.active_powers(ledger)]
@@ -85,14 +88,19 @@ def epoch_record(
         "paid_ppm": paid,
         "active_pools": len(active),
         "reserve": ledger.reserve,
+        "forgone": forgone(state),
+        "block_reward": state.params.block_reward,
+        "saturation_k": k,
+        "pledge_influence_ppm": state.params.pledge_influence_ppm,
         "issued": ledger.issued,
         "slashed": ledger.slashed,
         "supply_conserved": L.supply_is_conserved(ledger),
         "pools": pools,
         "classes": {
             name: {
-                "holdings": after.get(name, 0),
-                "yield_ppm": growth_ppm(before.get(name, 0), after.get(name, 0)),
+                "holdings": after.get(name, NOTHING)[0],
+                "staked": after.get(name, NOTHING)[1],
+                "yield_ppm": yield_ppm(before.get(name, NOTHING)[0], *after.get(name, NOTHING)),
             }
             for name in classes
         },
@@ -107,28 +115,39 @@ def epoch_record(
 
 def class_holdings(
     ledger: L.Ledger, members: Iterable[tuple[bytes, str]], where: Mapping[bytes, bytes]
-) -> dict[str, int]:
-    """Each class's total over its (address, class) members: balances, unbonding, and the stake
-    each holds in the pool `where` says it is in (locked delegation; liquid stake is the balance)."""
+) -> dict[str, tuple[int, int]]:
+    """Each class's (holdings, staked value) over its (address, class) members.
+
+    Holdings: balances, unbonding, and the stake each holds in the pool
+    `where` says it is in; staked: that stake alone (locked delegation), or
+    the balance of a delegated account (liquid: the balance is the stake).
+    """
     unbonding: Counter[bytes] = Counter()
     for entry in ledger.unbonding:
         unbonding[entry.delegator] += entry.amount
     accounts, pools = ledger.accounts.plain(), ledger.pools.plain()  # C look-ups, 10,000 each
     worths: dict[bytes, dict[bytes, int]] = {}  # pool -> what each member's shares are worth, once
     totals: Counter[str] = Counter()
+    staked: Counter[str] = Counter()
+    liquid = ledger.liquid
     for address, cls in members:
-        held = accounts.get(address, L.NO_ACCOUNT).balance + unbonding.get(address, 0)
-        pool = None if ledger.liquid else pools.get(where.get(address, b""))
+        account = accounts.get(address, L.NO_ACCOUNT)
+        held = account.balance + unbonding.get(address, 0)
+        pool = None if liquid else pools.get(where.get(address, b""))
+        stake = 0
         if pool is not None:
             if address == pool.operator:
-                held += pool.pledge
+                stake = pool.pledge
             else:
                 worth = worths.get(pool.address)
                 if worth is None:
                     worth = worths[pool.address] = member_worth(pool)
-                held += worth.get(address, 0)
-        totals[cls] += held
-    return dict(totals)
+                stake = worth.get(address, 0)
+        elif liquid and account.delegated_to:
+            staked[cls] += account.balance
+        totals[cls] += held + stake
+        staked[cls] += stake
+    return {cls: (total, staked[cls]) for cls, total in totals.items()}
 
 
 def member_worth(pool: L.Pool) -> dict[bytes, int]:
@@ -137,5 +156,25 @@ def member_worth(pool: L.Pool) -> dict[bytes, int]:
     return {member: share_value(count, total, tokens) for member, count in pool.shares.items()}
 
 
-def growth_ppm(before: int, after: int) -> int:
-    return (after - before) * PPM // before if before else 0
+NOTHING = (0, 0)  # a class with no members: no holdings, nothing staked
+
+
+def yield_ppm(before: int, after: int, staked: int) -> int:
+    """What holdings gained in an epoch (rewards, less slashes) per unit staked at its end, in ppm.
+
+    The stake at the end is the stake that was delegated through the epoch:
+    moves and re-staking happen in its first blocks.
+    """
+    return (after - before) * PPM // staked if staked > 0 else 0
+
+
+def forgone(state: ChainState) -> int:
+    """Issuance forgone so far: what every block could have paid (its whole block reward) less what was
+    paid, i.e. what saturation and pledge influence withheld (and floors' dust), summed over the chain.
+
+    The reserve is not that: it pays later rewards before anything new is
+    minted, so it rises and falls. Paid so far is what was minted less what
+    sits in the reserve (genesis mints nothing and holds no reserve).
+    """
+    ledger = state.ledger
+    return state.height * state.params.block_reward - (ledger.issued - ledger.reserve)

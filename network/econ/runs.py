@@ -95,7 +95,7 @@ def summary_lines(records: list[dict[str, Any]]) -> list[str]:
         f"{last.get('half_saturated', 0)} pools hold half of 1/k or more, {pct(last.get('paid_ppm', 0))} of the "
         f"last epoch's possible rewards paid, {sum(len(r.get('operators', [])) for r in records)} operator actions",
         f"moves {moves}, policy misses {misses}, rejected {sum(sum(r['rejected'].values()) for r in records)}, "
-        f"reserve {last['reserve']}, slashed {last['slashed']}, supply conserved {last['supply_conserved']}",
+        f"issuance forgone {forgone_cell(last)}, reserve {units(last['reserve'])}, slashed {last['slashed']}, supply conserved {last['supply_conserved']}",
     ]
 
 
@@ -124,7 +124,7 @@ class SweepRow:
             f"{last.get('largest_of_saturation_ppm', 0) / PPM:.2f}",
             last.get("half_saturated", 0),
             pct(last.get("paid_ppm", 0)),
-            last["reserve"],
+            forgone_cell(last),
             last["slashed"],
             sum(r.get("policy_misses", 0) for r in self.records),
             class_yields(self.records),
@@ -133,10 +133,25 @@ class SweepRow:
 
 SWEEP_HEADER = (
     "VALUE", "NAKAMOTO", "GINI", "HHI", "TOP-3", "SATURATED", "LARGEST/Z0", "POOLS>=Z0/2", "PAID",
-    "RESERVE", "SLASHED", "MISSES", "YIELD/EPOCH",
+    "FORGONE", "SLASHED", "MISSES", "YIELD/EPOCH",
 )  # fmt: skip
 """LARGEST/Z0: the largest pool over the saturation point 1/k; POOLS>=Z0/2: pools holding at least half
-of it; PAID: the share of the last epoch's possible rewards paid (the rest withheld into the reserve)."""
+of it; PAID: the share of the last epoch's possible rewards paid (the rest withheld into the reserve);
+FORGONE: all the issuance withheld over the run, in units and as a share of what the blocks could have
+paid; YIELD/EPOCH: each class's rewards over its staked value, per epoch, averaged over the run."""
+
+
+def units(amount: int) -> str:
+    """An amount in the ledger's millionths as whole units with thousands separators (rounded down)."""
+    return f"{amount // PPM:,}"
+
+
+def forgone_cell(record: dict[str, Any]) -> str:
+    """The run's forgone issuance so far (`network.econ.record.forgone`), e.g. `14,210 (28.1%)`."""
+    amount = record.get("forgone", 0)
+    possible = record.get("height", 0) * record.get("block_reward", 0)
+    share = f" ({pct(amount * PPM // possible)})" if possible else ""
+    return f"{units(amount)}{share}"
 
 
 def parse_sweep(text: str) -> tuple[str, list[int]]:
