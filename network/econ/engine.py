@@ -19,6 +19,11 @@ order asks its policy (on the pools as they stand after the moves decided
 before it, so a crowd does not all jump into one pool blind), and every
 transaction decided goes into the epoch's first blocks. Then the epoch's
 blocks, then what `network.econ.metrics` measures.
+
+It runs past 500 lines because one epoch's step (timeline, operators,
+delegators, re-staking, blocks) reads and changes the engine's state
+throughout; what stands alone already lives apart (the operators' rules in
+`network.econ.operators`, quotes, policies, metrics, the attacker).
 """
 
 from __future__ import annotations

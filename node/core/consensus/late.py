@@ -60,6 +60,16 @@ class LatePrecommits:
         if len(self._open) < MAX_OPEN_KEPT:
             self._open.setdefault((vote.height, vote.round, vote.validator), vote)
 
+    def note_ahead(self, vote: Vote, ours: bytes, max_round: int) -> None:
+        """Another validator's precommit for a height ahead of ours, noted for a crash as the open height's are.
+
+        Kept only in memory, it was lost when we crashed before reaching its
+        height, and the block we built after catching up by sync went without
+        it: a miss charged to a validator whose precommit had reached us.
+        """
+        if vote.kind == Kind.PRECOMMIT and vote.validator != ours and vote.round <= max_round:
+            self.note_open(vote)
+
     def note_own(self, vote: Vote) -> None:
         """One of our own precommits: kept until a block counts it (see `resend_uncounted`)."""
         self._own_precommits.setdefault((vote.height, vote.round), vote)

@@ -251,23 +251,13 @@ class ConsensusMachine:
             self._add_late_precommit(vote, out)
         elif vote.height <= self.height + BUFFER_AHEAD:
             self._next.keep(vote)
-            self._note_ahead(vote)
+            self._late.note_ahead(vote, self.address, MAX_ROUND_AHEAD)
         else:
             if vote.kind == Kind.PRECOMMIT:
                 self._next.keep_precommit_ahead(vote)
-                self._note_ahead(vote)
+                self._late.note_ahead(vote, self.address, MAX_ROUND_AHEAD)
             self._maybe_sync(out)
         return out
-
-    def _note_ahead(self, vote: Vote) -> None:
-        """Another validator's precommit for a height ahead of ours, noted for a crash as the open height's are.
-
-        Kept only in memory, it was lost when we crashed before reaching its
-        height, and the block we built after catching up by sync went without
-        it: a miss charged to a validator whose precommit had reached us.
-        """
-        if vote.kind == Kind.PRECOMMIT and vote.validator != self.address and vote.round <= MAX_ROUND_AHEAD:
-            self._late.note_open(vote)
 
     def on_timeout(self, timeout: Timeout, now_ms: int) -> list[Output]:
         """A timer fired: the heartbeat, the end of a commit wait, or OnTimeoutPropose/Prevote/Precommit."""
