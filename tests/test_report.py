@@ -459,6 +459,10 @@ def _posnet(*args: str | Path) -> list[str]:
 
 @pytest.mark.integration
 @pytest.mark.broker
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_follows_a_real_testnet_and_quits_on_ctrl_c(tmp_path: Path) -> None:
     directory = tmp_path / "net"
     up = subprocess.Popen(
@@ -483,6 +487,9 @@ def test_watch_follows_a_real_testnet_and_quits_on_ctrl_c(tmp_path: Path) -> Non
                 stdout=sink,
                 stderr=subprocess.PIPE,
                 text=True,
+                # Ctrl-C as a terminal sends it: a run started in the background inherits SIGINT ignored,
+                # and Python then never turns it into KeyboardInterrupt (the watch drew 122 frames on)
+                preexec_fn=_sigint_default,
             )
         # three redraws, however long the CLI takes to start on a loaded machine
         deadline = time.monotonic() + 120
