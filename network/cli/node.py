@@ -21,6 +21,7 @@ from network.cli.tls_options import TLS_OPTIONS, tls_context
 from network.transport.mqtt import PasswordFileError, read_password_file
 from network.transport.split import SplitMqttTransport
 from node.core.behaviours import BEHAVIOURS
+from node.core.checkpoint import Checkpoint, parse_checkpoint
 from node.runtime.node import NodeConfig, NodeFailed, StartupError, run_node
 from node.runtime.recovery import SNAPSHOT_EVERY
 from node.runtime.transport import Transport, TransportFactory, TransportSpec
@@ -30,6 +31,16 @@ def _fail(message: str) -> None:
     """One line on stderr, exit 2: the convention for inputs a node cannot start with."""
     click.echo(f"Error: {message}", err=True)
     sys.exit(2)
+
+
+def _checkpoint(value: str | None) -> Checkpoint | None:
+    """--trust HEIGHT:HASH, or a usage error naming what is wrong with it."""
+    if value is None:
+        return None
+    try:
+        return parse_checkpoint(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _read_password(path: Path) -> str:
@@ -160,6 +171,15 @@ def node() -> None:
     "keys has arrived for this long [default: a relay cycle, from the genesis timeouts]; "
     "0 turns the protection off (a wiped or restored store may then double-sign)",
 )
+@click.option(
+    "--trust",
+    "trust",
+    metavar="HEIGHT:HASH",
+    callback=lambda _ctx, _param, value: _checkpoint(value),
+    help="a block you trust from outside the chain (weak subjectivity checkpoint): take no history "
+    "that does not pass through it, so validators who have since left cannot lead this node "
+    "onto another (docs/threat-model.md)",
+)
 def run(
     home: Path,
     key_files: tuple[Path, ...],
@@ -179,6 +199,7 @@ def run(
     snapshot_every: int,
     genesis_wait_s: float,
     doppelganger_ms: int | None,
+    trust: Checkpoint | None,
 ) -> None:
     """Run one validator node until SIGTERM or SIGINT.
 
@@ -205,6 +226,7 @@ def run(
         snapshot_every=snapshot_every,
         genesis_wait_ms=round(genesis_wait_s * 1000),
         doppelganger_ms=doppelganger_ms,
+        trust=trust,
     )
     try:
         code = run_node(config, mqtt_transport(broker_url, protocol, mqtt_username, password, tls))

@@ -48,6 +48,7 @@ from node.core.behaviours import (
 )
 from node.core.channels import EVIDENCE as EVIDENCE_CHANNEL
 from node.core.channels import SYNC_REQ
+from node.core.checkpoint import TrustedPath, trusting
 from node.core.codec import MAX_MESSAGE_BYTES
 from node.core.consensus import (
     BroadcastEvidence,
@@ -63,9 +64,9 @@ from node.core.consensus import (
 )
 from node.core.envelopes import evidence_bytes, signed_item_bytes, sync_request_bytes, sync_response_bytes
 from node.core.events import (
+    CHECKPOINT,
     DOPPELGANGER,
     EVIDENCE,
-    FINALIZED,
     PROPOSAL_UNSENT,
     ROUND_TIMEOUT,
     SIGNING_ENABLED,
@@ -76,10 +77,10 @@ from node.core.keys import Keypair
 from node.core.memory import ProtocolMemory
 from node.core.mempool import Refusal, refusal_log_fields
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
-from node.core.query import epoch_log, ledger_event_logs
+from node.core.query import epoch_log, finalized_log, ledger_event_logs
 from node.core.routes import item_channels
 from node.core.signer import GuardedSigner
-from node.core.state import ChainState, proposer_of, signing_key_at
+from node.core.state import ChainState, block_problem, proposer_of, signing_key_at
 from node.core.syncguard import SyncGuard, answer_batch
 
 SYNC_BATCH = 20
@@ -181,6 +182,7 @@ class Driver:
         self.halted: str | None = None  # why this key signs no more (another copy of it signs)
         self.sync = SyncGuard()  # nonces of our requests, requests answered, answers taken
         self.memory: ProtocolMemory | None = None  # where what penalties depend on is kept (node.core.memory)
+        self.trust: TrustedPath | None = None  # --trust: no block off the path to a trusted checkpoint
 
     @property
     def chain_id(self) -> str:
@@ -193,6 +195,9 @@ class Driver:
     ) -> None:
         """(Re)start the machine from persisted state, replaying our journal first."""
         self.waiting = None
+        if self.trust is not None:
+            check = machine_args.get("check_block", block_problem)
+            machine_args = {**machine_args, "check_block": trusting(self.trust, check)}
         self.machine = ConsensusMachine(
             state, self.validator, last_certificate=last_certificate, **machine_args
         )
@@ -309,7 +314,11 @@ class Driver:
             for block, cert in message.blocks:
                 if self.machine is not None:
                     self._check_fork(cert)
-                    self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
+                    if self.trust is not None and self.trust.active(self.machine.height):
+                        self.trust.offer(block, cert)
+                    else:
+                        self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
+            self._decide_trusted_path()
         elif isinstance(message, TxMsg):
             self._count_refusal(machine.on_tx(message.tx))
 
@@ -365,6 +374,18 @@ class Driver:
         ours = self.effects.chain_range(cert.height, 1)
         if ours and ours[0][1].block_id != cert.block_id:
             self.run(machine.on_conflicting_certificate(cert, ours[0][1]))
+
+    def _decide_trusted_path(self) -> None:
+        """Under --trust, decide the held blocks once they link our tip to the checkpoint, oldest first."""
+        trust, machine = self.trust, self.machine
+        if trust is None or machine is None or not trust.active(machine.height):
+            return
+        refused, trust.refused = trust.refused, 0
+        if refused:
+            self.stats.rejected["untrusted_history"] += refused
+        for block, cert in trust.path_from(machine.state.last_block_hash, machine.height):
+            if self.machine is not None:
+                self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
 
     def _take_sync_answer(self, answer: SyncResponse) -> bool:
         """Whether an answer is to a request of ours and new; if not, it is counted as dropped.
@@ -458,7 +479,10 @@ class Driver:
                 }
             )
         elif isinstance(output, RequestSync) and self.requests_sync:
-            self.request_blocks(output.from_height)
+            trust, height = self.trust, output.from_height
+            self.request_blocks(
+                trust.ask_from(height, SYNC_BATCH) if trust and trust.active(height) else height
+            )
         elif isinstance(output, Decided):
             self._on_decided(output)
         elif isinstance(output, RoundTimedOut):
@@ -657,24 +681,16 @@ class Driver:
             member = self._applied.committee.power_of(self.validator) > 0
             doppelganger.note_decided(self.listening, member, decided.via_sync)
         block, state = decided.block, decided.state
+        if self.trust is not None and block.height == self.trust.checkpoint.height:
+            self.effects.log({"event": CHECKPOINT, "height": block.height, "hash": block.hash.hex()})
         if decided.via_sync:
             self.stats.synced_blocks += 1
             self.stats.synced_to = block.height
         before, self._applied = self._applied, state
         self._log_key_change(before, state)
+        latency_ms = max(0, self.effects.now_ms() - decided.started_ms)
         self.effects.log(
-            {
-                "event": FINALIZED,
-                "height": block.height,
-                "round": decided.round,
-                "hash": block.hash.hex(),
-                "proposer": state.names.get(block.proposer, block.proposer.hex()[:8]),
-                "latency_ms": max(0, self.effects.now_ms() - decided.started_ms),
-                "txs": len(block.txs),
-                "evidence": len(block.evidence),
-                "signers": len(decided.certificate.signatures),
-                "via_sync": decided.via_sync,
-            }
+            finalized_log(state, block, decided.round, latency_ms, decided.certificate, decided.via_sync)
         )
         for line in ledger_event_logs(before, state, block, decided.events):
             self.effects.log(line)

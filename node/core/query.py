@@ -14,6 +14,10 @@ are in parts per million (`share_ppm`) so no float ever enters a verdict.
 
 Addresses in answers are full lowercase hex; pool names are the genesis
 names (`v1`), or `pool-xxxxxxxx` for pools registered by transaction.
+
+Past 500 lines: every line a node writes or answers about its chain (the
+queries, the finalized, epoch and ledger event log lines) is built here, so
+the view, the report and the tests read one definition of each field.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ from node.core import ledger as L
 from node.core import rewards as R
 from node.core import shares as S
 from node.core.codec import DecodeError
-from node.core.events import EPOCH, LOGGED_LEDGER_EVENTS, TX_OUTCOMES
+from node.core.events import EPOCH, FINALIZED, LOGGED_LEDGER_EVENTS, TX_OUTCOMES
 from node.core.genesis import PPM, Params
 from node.core.keys import ADDRESS_LEN
-from node.core.messages import Block
+from node.core.messages import Block, CommitCertificate
 from node.core.state import ChainState
 from node.core.tx import decode_tx, tx_amount, tx_id, tx_type_name
 
@@ -409,6 +413,29 @@ def slash_breakdown(before: L.Ledger, pool_address: bytes, amount: int, params: 
             "delegator_losses": {d.hex(): loss for loss, d in largest[:MAX_DELEGATOR_LOSSES]},
         }
     return {}
+
+
+def finalized_log(
+    state: ChainState,
+    block: Block,
+    round_: int,
+    latency_ms: int,
+    certificate: CommitCertificate,
+    via_sync: bool,
+) -> JSON:
+    """The log line of a decided block: the report, the view and the tests read heights from it."""
+    return {
+        "event": FINALIZED,
+        "height": block.height,
+        "round": round_,
+        "hash": block.hash.hex(),
+        "proposer": state.names.get(block.proposer, block.proposer.hex()[:8]),
+        "latency_ms": latency_ms,
+        "txs": len(block.txs),
+        "evidence": len(block.evidence),
+        "signers": len(certificate.signatures),
+        "via_sync": via_sync,
+    }
 
 
 def epoch_log(state: ChainState) -> JSON:

@@ -66,6 +66,7 @@ from node.core.channels import (
     status_channel,
     sync_resp_channel,
 )
+from node.core.checkpoint import Checkpoint, TrustedPath, stored_conflict, trust_log
 from node.core.codec import decode, encode
 from node.core.consensus import Decided
 from node.core.driver import Audience
@@ -140,6 +141,7 @@ class NodeConfig:
     snapshot_every: int = SNAPSHOT_EVERY  # blocks between stored state snapshots; 0: none
     genesis_wait_ms: int = 0  # at genesis, wait up to this long for every validator to be online
     doppelganger_ms: int | None = None  # listen this long before signing (None: from genesis; 0: off)
+    trust: Checkpoint | None = None  # --trust: take no history that does not pass through this block
 
 
 # ------------------------------------------------------------------ loading
@@ -299,6 +301,7 @@ class NodeRuntime:
         self.primary = self.hosted[0]
         keys = [(h.signer, h) for h in self.hosted]
         self.host = Host(self.name, keys, behaviour, log=self.events.emit, memory=protocol_memory(self.store))
+        self._trust(config.trust)
         self.metrics = NodeMetrics(
             self.name,
             self.genesis.chain_id,
@@ -319,6 +322,20 @@ class NodeRuntime:
         )
         self._last_status: tuple[int, int] | None = None
         self._vote_channels: frozenset[str] | None = None
+
+    def _trust(self, checkpoint: Checkpoint | None) -> None:
+        """--trust: refuse a store on another history; below the checkpoint, take only the path to it."""
+        if checkpoint is None:
+            return
+        stored = self.chain_range(checkpoint.height, 1) if self.state.height >= checkpoint.height else []
+        problem = stored_conflict(checkpoint, stored[0][0].hash if stored else None)
+        if problem is not None:
+            self.store.close()
+            raise StartupError(f"--trust {checkpoint.describe()}: {problem}")
+        path = TrustedPath(checkpoint) if not stored else None
+        for driver in self.host.drivers:
+            driver.trust = path
+        self.events.emit(trust_log(checkpoint, bool(stored), self.genesis.params))
 
     def _open_store(self, loaded: list[tuple[Path, Keypair]]) -> tuple[Store, Recovery]:
         """Open the store and recover the chain from it; a store that fails either is a logged StartupError."""
