@@ -72,6 +72,7 @@ from node.core.events import (
     SIGNING_KEY,
     TX_REFUSED,
 )
+from node.core.grinding import coalition_of, grind_proposal
 from node.core.keys import Keypair
 from node.core.memory import ProtocolMemory
 from node.core.mempool import Refusal, refusal_log_fields
@@ -181,6 +182,9 @@ class Driver:
         self.halted: str | None = None  # why this key signs no more (another copy of it signs)
         self.sync = SyncGuard()  # nonces of our requests, requests answered, answers taken
         self.memory: ProtocolMemory | None = None  # where what penalties depend on is kept (node.core.memory)
+        self.grind_variants = (
+            1  # `grind`: blocks tried at each epoch boundary it proposes (node.core.grinding)
+        )
 
     @property
     def chain_id(self) -> str:
@@ -491,6 +495,10 @@ class Driver:
             return []
         if self.behaviour == "amnesia" and isinstance(output.item, Vote):
             output = self._forget_lock(output, machine)
+        if self.behaviour == "grind" and isinstance(output.item, Proposal) and output.item.pol_round < 0:
+            audience = self.effects.audience()
+            coalition = coalition_of(machine.state, self.validator, audience.colluders if audience else ())
+            output = grind_proposal(output, machine.state, coalition, self.grind_variants)
         key = signing_key_at(machine.state, self.validator, output.item.height)
         signed = self.signer.sign(output.item, output.block, output.justification, key)
         if signed is None:
