@@ -18,6 +18,13 @@ and its standard error over as many independent draws.
 
     python bench/seed_grinding.py                           # s = 10% and 25%, K = 1, 16, 256
     python bench/seed_grinding.py --shares 25 --variants 1,256 --epochs 200
+    python bench/seed_grinding.py --randomness randao       # the defence: honest, and withholding
+
+On a RANDAO chain (`--randomness randao`, node.core.randao) the seed mixes
+each proposer's reveal, so no variant draws another seed; a grinder's one
+lever is to withhold a boundary block whose draw seats it below its stake's
+expectation (the next round's proposer's reveal then draws). The rows are
+then the same validator honest and withholding.
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ def boundaries(honest: list[SimNode]) -> list[Drawn]:
 
 
 def run_row(
-    args: argparse.Namespace, share: float, variants: int, randao: int
+    args: argparse.Namespace, share: float, variants: int, randao: int, byzantine: int = 1
 ) -> tuple[list[Drawn], bool, float]:
     """Every seed's boundaries for one (share, K); whether every run kept its invariants; wall seconds."""
     started = time.perf_counter()
@@ -81,10 +88,10 @@ def run_row(
             validators=args.validators,
             heights=args.epochs * args.epoch_length,
             seed=seed,
-            byzantine=1,
+            byzantine=byzantine,
             byzantine_mode="grind",
             committee_size=args.committee_size,
-            params=Params(epoch_length=args.epoch_length),
+            params=Params(epoch_length=args.epoch_length, randao=randao),
             stakes=stakes_for(share, args.validators),
             grind_variants=variants,
         )
@@ -108,17 +115,19 @@ def table(args: argparse.Namespace, share: float, randao: int) -> None:
         f"epochs of {args.epoch_length} heights, {args.epochs} epochs x {args.seeds} seeds"
     )
     print(
-        f"{'K':>5} {'seat share':>11} {'+- se':>7} {'boundaries':>11} {'ground-epoch share':>19} {'ok':>4} {'wall':>7}"
+        f"{'grinder' if randao else 'K':>6} {'seat share':>11} {'+- se':>7} {'boundaries':>11} {'ground-epoch share':>19} {'ok':>4} {'wall':>7}"
     )
     expected_se = None
-    for variants in args.variants:
-        drawn, ok, wall = run_row(args, share, variants, randao)
+    # On a RANDAO chain no variant draws another seed: the rows are the validator honest and withholding.
+    rows = [("honest", 1, 0), ("grind", 1, 1)] if randao else [(str(k), k, 1) for k in args.variants]
+    for label, variants, byzantine in rows:
+        drawn, ok, wall = run_row(args, share, variants, randao, byzantine)
         shares = [d.seats / size for d in drawn]
         ground = [d.seats / size for d in drawn if d.ground]
         proposed = sum(d.ground for d in drawn) / len(drawn)
         expected_se = math.sqrt(share * (1 - share) / size / len(drawn))
         print(
-            f"{variants:>5} {statistics.fmean(shares):>11.4f} {batch_se(shares):>7.4f} {proposed:>11.3f} "
+            f"{label:>6} {statistics.fmean(shares):>11.4f} {batch_se(shares):>7.4f} {proposed:>11.3f} "
             f"{statistics.fmean(ground) if ground else float('nan'):>19.4f} {'yes' if ok else 'NO':>4} {wall:>6.1f}s"
         )
     print(
@@ -136,9 +145,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--randomness", choices=("block-hash", "randao"), default="block-hash")
     args = parser.parse_args(argv)
     args.variants = [int(v) for v in args.variants.split(",")]
-    randao = 0
+    randao = int(args.randomness == "randao")
+    print(f"seed from {args.randomness}")
     for share in (int(s) / 100 for s in args.shares.split(",")):
         table(args, share, randao)
 

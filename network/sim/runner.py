@@ -50,7 +50,7 @@ from node.core.driver import Audience
 from node.core.genesis import Genesis, Params, make_genesis, validator_names
 from node.core.keys import Keypair
 from node.core.query import distribution_view
-from node.core.state import genesis_state, validator_summary
+from node.core.state import ChainState, genesis_state
 
 DEADLINE_ROUNDS_PER_HEIGHT = 6  # lossy runs may need several rounds per height
 SHOWN_HEIGHTS = 20  # bound-exceeded heights listed in the JSON (all are counted)
@@ -472,3 +472,20 @@ def _result(
         misses=misses,
         past_target=past_target(config, honest, last_heal),
     )
+
+
+def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:
+    """name -> {stake, status, balance}, for reports and the simulator's JSON.
+
+    `balance` is the operator's liquid balance: in the simulator, which funds
+    no accounts, that is what the pool's operator earned in the run.
+    """
+    pools = sorted(state.ledger.pools.values(), key=lambda pool: (len(pool.name), pool.name))
+    return {
+        pool.name: {
+            "stake": L.pool_power(pool),
+            "status": pool.status,
+            "balance": L.account_of(state.ledger, pool.operator).balance,
+        }
+        for pool in pools
+    }

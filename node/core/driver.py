@@ -72,7 +72,7 @@ from node.core.events import (
     SIGNING_KEY,
     TX_REFUSED,
 )
-from node.core.grinding import coalition_of, grind_proposal
+from node.core.grinding import Grinder, finish_proposal
 from node.core.keys import Keypair
 from node.core.memory import ProtocolMemory
 from node.core.mempool import Refusal, refusal_log_fields
@@ -495,10 +495,11 @@ class Driver:
             return []
         if self.behaviour == "amnesia" and isinstance(output.item, Vote):
             output = self._forget_lock(output, machine)
-        if self.behaviour == "grind" and isinstance(output.item, Proposal) and output.item.pol_round < 0:
-            audience = self.effects.audience()
-            coalition = coalition_of(machine.state, self.validator, audience.colluders if audience else ())
-            output = grind_proposal(output, machine.state, coalition, self.grind_variants)
+        if isinstance(output.item, Proposal) and output.item.pol_round < 0:
+            finished = finish_proposal(output, machine.state, self.keypair.seed, self._grinder())
+            if finished is None:
+                return []  # `grind` withholds its block
+            output = finished
         key = signing_key_at(machine.state, self.validator, output.item.height)
         signed = self.signer.sign(output.item, output.block, output.justification, key)
         if signed is None:
@@ -515,6 +516,13 @@ class Driver:
             assert output.block is not None
             return machine.on_proposal(signed, output.block, now)
         return machine.on_vote(signed, now)
+
+    def _grinder(self) -> Grinder | None:
+        """`grind`: whom it grinds for (its colluders, by name) and how many blocks it tries."""
+        if self.behaviour != "grind":
+            return None
+        audience = self.effects.audience()
+        return Grinder(audience.colluders if audience else (), self.grind_variants)
 
     def _sendable(self, item: Vote | Proposal, block: Block | None) -> bool:
         """False for a proposal whose envelope is over the message limit: it is logged and counted, not sent.

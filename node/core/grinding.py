@@ -16,13 +16,19 @@ variant whose downtime judgement is the honest block's (the only way a
 timestamp reaches the ledger) leaves the validator set as the honest
 block's does, so the draw is made from that set and the variant's seed
 without applying the block again.
+
+On a RANDAO chain (`Params.randao`, node.core.randao) the seed mixes the
+proposer's reveal, not the block hash: every variant draws the same seats,
+and the grinder's one lever left is to withhold its block (`withholds`).
+`finish_proposal` is where every proposer's fresh block gets its reveal.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from node.core import randao as R
 from node.core.consensus.outputs import Sign
 from node.core.messages import Block, Proposal
 from node.core.state import (
@@ -67,7 +73,7 @@ def drawn_seats(state: ChainState, variants: tuple[Block, ...]) -> list[Seats]:
         if participation_after(state, variant)[0] != judged:
             seats.append(apply_block(state, variant)[0].next_seats)  # another validator set: apply it all
             continue
-        seed = mix_seed(state.seed_accumulator, variant.hash)
+        seed = mix_seed(state, variant)
         seats.append(_draw_uncached(after.epoch + 1, after.validator_set, state.params.committee_size, seed))
     return seats
 
@@ -83,17 +89,55 @@ def ground_block(state: ChainState, block: Block, coalition: Collection[bytes], 
     Of `k` timestamp variants, the first that gives `coalition` the most
     seats in the epoch it draws.
     """
-    if k <= 1 or not is_epoch_boundary(state, block.height):
-        return block
+    if k <= 1 or state.reveals is not None or not is_epoch_boundary(state, block.height):
+        return block  # a RANDAO chain's seed mixes the reveal: no variant draws another
     variants = timestamp_variants(state, block, k)
     held = [seats_of(seats, coalition) for seats in drawn_seats(state, variants)]
     return variants[held.index(max(held))]
 
 
-def grind_proposal(output: Sign, state: ChainState, coalition: Collection[bytes], k: int) -> Sign:
-    """A grinder's `Sign` of a fresh proposal, its block swapped for `ground_block`'s choice."""
+def withholds(state: ChainState, block: Block, coalition: Collection[bytes]) -> bool:
+    """On a RANDAO chain: whether a grinder withholds `block`, which ends an epoch.
+
+    Its reveal is fixed, so its block draws one seed and nothing it varies
+    changes it; what it can still do is not propose, and let the next
+    round's proposer's reveal draw instead. It does so when its own draw
+    gives the coalition fewer seats than its stake's expectation. Never
+    when everyone sits (nothing is drawn).
+    """
+    after, _ = apply_block(state, block)
+    size = state.params.committee_size
+    if len(after.validator_set) <= size:
+        return False
+    stake = sum(power for address, power in after.validator_set if address in coalition)
+    total = sum(power for _, power in after.validator_set)
+    return seats_of(after.next_seats, coalition) * total < size * stake
+
+
+@dataclass(frozen=True)
+class Grinder:
+    """A `grind` validator's setting: its colluders (by node name) and the blocks it tries per boundary."""
+
+    colluders: tuple[str, ...]
+    variants: int
+
+
+def finish_proposal(output: Sign, state: ChainState, key_seed: bytes, grinder: Grinder | None) -> Sign | None:
+    """Our fresh proposal as it goes out (None: withheld).
+
+    On a RANDAO chain the block gets our reveal for its epoch (every
+    proposer's, honest or not). A grinder then, at an epoch's last block,
+    proposes the variant that seats its coalition most on a block-hash
+    chain, or withholds on a RANDAO chain when its draw is below what its
+    stake expects.
+    """
     assert isinstance(output.item, Proposal) and output.block is not None
-    block = ground_block(state, output.block, coalition, k)
+    block = R.with_reveal(state.reveals, state.epoch, output.block, key_seed)
+    if grinder is not None and is_epoch_boundary(state, block.height):
+        coalition = coalition_of(state, output.item.proposer, grinder.colluders)
+        if state.reveals is not None and withholds(state, block, coalition):
+            return None
+        block = ground_block(state, block, coalition, grinder.variants)
     if block is output.block:
         return output
     return replace(output, item=replace(output.item, block_id=block.hash), block=block)
