@@ -115,7 +115,7 @@ def table(args: argparse.Namespace, share: float, randao: int) -> None:
         f"epochs of {args.epoch_length} heights, {args.epochs} epochs x {args.seeds} seeds"
     )
     print(
-        f"{'grinder' if randao else 'K':>6} {'seat share':>11} {'+- se':>7} {'boundaries':>11} {'ground-epoch share':>19} {'ok':>4} {'wall':>7}"
+        f"{'grinder' if randao else 'K':>6} {'seat share':>11} {'+- se':>7} {'boundaries':>11} {'ground-epoch share':>19} {'ok':>4} {'wall'}"
     )
     expected_se = None
     # On a RANDAO chain no variant draws another seed: the rows are the validator honest and withholding.
@@ -128,7 +128,7 @@ def table(args: argparse.Namespace, share: float, randao: int) -> None:
         expected_se = math.sqrt(share * (1 - share) / size / len(drawn))
         print(
             f"{label:>6} {statistics.fmean(shares):>11.4f} {batch_se(shares):>7.4f} {proposed:>11.3f} "
-            f"{statistics.fmean(ground) if ground else float('nan'):>19.4f} {'yes' if ok else 'NO':>4} {wall:>6.1f}s"
+            f"{statistics.fmean(ground) if ground else float('nan'):>19.4f} {'yes' if ok else 'NO':>4} {wall:.1f}s"
         )
     print(
         f"  no grinding: expected seat share {share:.4f} (the stake share), se {expected_se:.4f} over as many epochs"
