@@ -24,6 +24,7 @@ from network.sim.plans import FaultPlan, FaultSpecError, parse_fault_spec
 from network.sim.zones import Zones, ZonesError, load_zones
 from node.core.behaviours import SIM_BYZANTINE_MODES
 from node.core.genesis import GenesisError, parse_params
+from node.core.grinding import MAX_VARIANTS
 
 
 def _fault_plan(_ctx: click.Context, _param: click.Parameter, value: str | None) -> FaultPlan | str:
@@ -118,6 +119,14 @@ SIM_EXIT_HELP = (
     "--byzantine-mode", type=click.Choice(SIM_BYZANTINE_MODES), default="equivocate", show_default=True
 )
 @click.option(
+    "--grind-variants",
+    type=click.IntRange(1, MAX_VARIANTS),
+    default=16,
+    show_default=True,
+    help="--byzantine-mode grind: the blocks (timestamps) a grinder tries at each epoch boundary it "
+    "proposes, keeping the one that seats the grinders most (1 = honest)",
+)
+@click.option(
     "--committee-size",
     type=click.IntRange(1, 100_000),
     default=None,
@@ -188,6 +197,7 @@ def sim(
     seed: int,
     byzantine: int,
     byzantine_mode: str,
+    grind_variants: int,
     committee_size: int | None,
     stakes: tuple[int, ...] | None,
     params: dict[str, int],
@@ -247,6 +257,7 @@ def sim(
         heights=heights,
         byzantine=byzantine,
         byzantine_mode=byzantine_mode,
+        grind_variants=grind_variants,
         committee_size=committee_size,
         stakes=stakes,
         params=tuple(sorted(params.items())),

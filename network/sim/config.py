@@ -34,6 +34,8 @@ class SimConfig:
     transactions: tuple[tuple[int, bytes], ...] = ()
     # a geography (`--zones FILE`): each copy also travels its zones' one-way latency
     zones: Zones | None = None
+    # `grind` mode: the block variants a grinder tries at each epoch boundary it proposes (1 = honest)
+    grind_variants: int = 16
 
     def byzantine_names(self) -> list[str]:
         """The last `byzantine` validators misbehave (the CLI's and the sweeps' convention)."""
@@ -64,6 +66,8 @@ def replay_command(config: SimConfig) -> str:
     args += ["--seed", str(config.seed), "--committee-size", str(config.committee_size)]
     if config.byzantine:
         args += ["--byzantine", str(config.byzantine), "--byzantine-mode", config.byzantine_mode]
+        if config.byzantine_mode == "grind":
+            args += ["--grind-variants", str(config.grind_variants)]
     if config.stakes:
         args += ["--stakes", ",".join(str(stake) for stake in config.stakes)]
     for name, value in param_overrides(config.params):

@@ -50,7 +50,7 @@ from node.core.driver import Audience
 from node.core.genesis import Genesis, Params, make_genesis, validator_names
 from node.core.keys import Keypair
 from node.core.query import distribution_view
-from node.core.state import genesis_state, validator_summary
+from node.core.state import ChainState, genesis_state
 
 DEADLINE_ROUNDS_PER_HEIGHT = 6  # lossy runs may need several rounds per height
 SHOWN_HEIGHTS = 20  # bound-exceeded heights listed in the JSON (all are counted)
@@ -232,8 +232,14 @@ def stake_balanced_halves(stakes: dict[str, int]) -> tuple[tuple[str, ...], tupl
     return tuple(sorted(halves[0])), tuple(sorted(halves[1]))
 
 
-def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
-    """Run one seeded simulation and check its invariants; `trace` gets every event as a JSON line."""
+def run_simulation(
+    config: SimConfig, trace: TextIO | None = None, inspect: Callable[[list[SimNode]], None] | None = None
+) -> SimResult:
+    """Run one seeded simulation and check its invariants; `trace` gets every event as a JSON line.
+
+    `inspect`, when given, is shown the honest nodes once the run ends (a
+    bench reads their chains: every finalized block with the state after it).
+    """
     started = time.perf_counter()
     genesis, keys = sim_genesis(config)
     state0 = genesis_state(genesis)
@@ -285,6 +291,8 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
         )
         for name in names
     }
+    for node in nodes.values():
+        node.driver.grind_variants = config.grind_variants if node.behaviour == "grind" else 1
     for twin, original in twins.items():  # twins mode: a second honest copy of each Byzantine key
         nodes[twin] = SimNode(twin, keys[original], state0, net, core, "twins", events, None, observer)
     _schedule_crashes(net, nodes, config.faults)
@@ -324,6 +332,8 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
     result = _result(config, nodes, honest, net, events, last_heal, observer, deliveries, wall_s, deadline)
     result.finality = summarize(finality_samples(honest, deliveries))
     result.placement = placement
+    if inspect is not None:
+        inspect(honest)
     return result
 
 
@@ -462,3 +472,20 @@ def _result(
         misses=misses,
         past_target=past_target(config, honest, last_heal),
     )
+
+
+def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:
+    """name -> {stake, status, balance}, for reports and the simulator's JSON.
+
+    `balance` is the operator's liquid balance: in the simulator, which funds
+    no accounts, that is what the pool's operator earned in the run.
+    """
+    pools = sorted(state.ledger.pools.values(), key=lambda pool: (len(pool.name), pool.name))
+    return {
+        pool.name: {
+            "stake": L.pool_power(pool),
+            "status": pool.status,
+            "balance": L.account_of(state.ledger, pool.operator).balance,
+        }
+        for pool in pools
+    }

@@ -35,6 +35,7 @@ class SweepSpec:
     scenario: str = "given"  # or "random": stakes, committee and downtime window drawn per seed
     faults: FaultPlan | str = field(default_factory=FaultPlan)  # or "random": drawn per seed
     zones: Zones | None = None  # a geography, the same for every seed
+    grind_variants: int = 16  # `grind` mode: blocks tried at each boundary (see SimConfig)
 
     def config(self, seed: int) -> SimConfig:
         """The run of one seed: draws, where asked for, come from the seed alone."""
@@ -55,6 +56,7 @@ class SweepSpec:
             params=parse_params({**drawn, **dict(self.params)}),
             stakes=self.stakes or (setup.stakes if setup else None),
             zones=self.zones,
+            grind_variants=self.grind_variants,
         )
 
 

@@ -48,7 +48,13 @@ but its driver passes every outgoing message through one of these:
   Each copy alone is honest; together they sign two different messages at
   one (height, round, step) whenever their views differ, the way a
   fail-over pair that both think they are primary equivocates. Real nodes
-  run one process per key, so only the simulator offers it.
+  run one process per key, so only the simulator offers it;
+- `grind` (simulator only): signs honestly, but when it proposes a block
+  that ends an epoch it tries `grind_variants` timestamps (each a valid
+  block with another hash, so another seed for the seats of the epoch
+  after next) and proposes the one that seats its coalition (every `grind`
+  validator) most (node.core.grinding). It only chooses among valid
+  blocks, so it is safe by construction; what it gains is seats.
 """
 
 from __future__ import annotations
@@ -62,7 +68,14 @@ from node.core.messages import Block, Kind, Proposal, Vote, sha256, sign_item
 
 BYZANTINE_MODES: tuple[str, ...] = ("equivocate", "silent", "late", "amnesia")
 """The modes a real node offers (`posnet node run --behaviour`, `posnet testnet behave`)."""
-SIM_BYZANTINE_MODES: tuple[str, ...] = (*BYZANTINE_MODES, "split", "withhold", "twins", "coordinated")
+SIM_BYZANTINE_MODES: tuple[str, ...] = (
+    *BYZANTINE_MODES,
+    "split",
+    "withhold",
+    "twins",
+    "coordinated",
+    "grind",
+)
 """The simulator's modes: the real ones plus those that need to address nodes or clone a key."""
 HONEST = "honest"
 BEHAVIOURS: tuple[str, ...] = (HONEST, *BYZANTINE_MODES)

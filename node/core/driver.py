@@ -66,18 +66,17 @@ from node.core.envelopes import evidence_bytes, signed_item_bytes, sync_request_
 from node.core.events import (
     CHECKPOINT,
     DOPPELGANGER,
-    EVIDENCE,
     PROPOSAL_UNSENT,
-    ROUND_TIMEOUT,
     SIGNING_ENABLED,
     SIGNING_KEY,
     TX_REFUSED,
 )
+from node.core.grinding import Grinder, finish_proposal
 from node.core.keys import Keypair
 from node.core.memory import ProtocolMemory
 from node.core.mempool import Refusal, refusal_log_fields
 from node.core.messages import Block, CommitCertificate, Proposal, Vote, signer_of
-from node.core.query import epoch_log, finalized_log, ledger_event_logs
+from node.core.query import epoch_log, evidence_log, finalized_log, ledger_event_logs, round_timeout_log
 from node.core.routes import item_channels
 from node.core.signer import GuardedSigner
 from node.core.state import ChainState, block_problem, proposer_of, signing_key_at
@@ -183,6 +182,7 @@ class Driver:
         self.sync = SyncGuard()  # nonces of our requests, requests answered, answers taken
         self.memory: ProtocolMemory | None = None  # where what penalties depend on is kept (node.core.memory)
         self.trust: TrustedPath | None = None  # --trust: no block off the path to a trusted checkpoint
+        self.grind_variants = 1  # `grind`: blocks tried at each boundary it proposes (node.core.grinding)
 
     @property
     def chain_id(self) -> str:
@@ -469,15 +469,7 @@ class Driver:
             isinstance(output, BroadcastEvidence) and self.behaviour not in COLLUDING_MODES
         ):  # colluders do not report each other
             self._send(EVIDENCE_CHANNEL, evidence_bytes(self.chain_id, output.evidence, *self.sealing()))
-            self.effects.log(
-                {
-                    "event": EVIDENCE,
-                    "offender": machine.state.names.get(
-                        output.evidence.offender, output.evidence.offender.hex()[:8]
-                    ),
-                    "height": output.evidence.height,
-                }
-            )
+            self.effects.log(evidence_log(machine.state, output.evidence))
         elif isinstance(output, RequestSync) and self.requests_sync:
             trust, height = self.trust, output.from_height
             self.request_blocks(
@@ -487,14 +479,7 @@ class Driver:
             self._on_decided(output)
         elif isinstance(output, RoundTimedOut):
             self.stats.round_timeouts += 1
-            self.effects.log(
-                {
-                    "event": ROUND_TIMEOUT,
-                    "height": output.height,
-                    "round": output.round,
-                    "step": output.phase.name.lower(),
-                }
-            )
+            self.effects.log(round_timeout_log(output.height, output.round, output.phase.name.lower()))
         elif isinstance(output, Rebroadcast) and self.behaviour != "split":
             for item, block in output.items:
                 if item.signature in self._held:
@@ -515,6 +500,11 @@ class Driver:
             return []
         if self.behaviour == "amnesia" and isinstance(output.item, Vote):
             output = self._forget_lock(output, machine)
+        if isinstance(output.item, Proposal) and output.item.pol_round < 0:
+            finished = finish_proposal(output, machine.state, self.keypair.seed, self._grinder())
+            if finished is None:
+                return []  # `grind` withholds its block
+            output = finished
         key = signing_key_at(machine.state, self.validator, output.item.height)
         signed = self.signer.sign(output.item, output.block, output.justification, key)
         if signed is None:
@@ -531,6 +521,13 @@ class Driver:
             assert output.block is not None
             return machine.on_proposal(signed, output.block, now)
         return machine.on_vote(signed, now)
+
+    def _grinder(self) -> Grinder | None:
+        """`grind`: whom it grinds for (its colluders, by name) and how many blocks it tries."""
+        if self.behaviour != "grind":
+            return None
+        audience = self.effects.audience()
+        return Grinder(audience.colluders if audience else (), self.grind_variants)
 
     def _sendable(self, item: Vote | Proposal, block: Block | None) -> bool:
         """False for a proposal whose envelope is over the message limit: it is logged and counted, not sent.

@@ -18,6 +18,7 @@ import tomli_w
 
 from node.core.fields import FieldReader
 from node.core.keys import PUBLIC_KEY_LEN, Keypair, address_of
+from node.core.randao import commitment
 
 PPM = 1_000_000
 
@@ -81,6 +82,11 @@ class Params:
     # reserve, as Cardano does. Measured against supply, saturation sits at 1/k of the supply, and the
     # part of each block's reward that unstaked units would have earned goes to the reserve.
     sigma_of_supply: int = field(default=0, metadata={HASHED_WHEN_SET: True})
+    # Where the epoch seed's randomness comes from: 0 = finalized block hashes, which the proposer of an
+    # epoch's last block can grind (node.core.grinding); 1 = RANDAO, each block mixes its proposer's hash-onion
+    # reveal for the epoch, so a proposer can only withhold its block (node.core.randao). Off by default, so
+    # existing genesis files, chains, goldens and stores keep their hashes.
+    randao: int = field(default=0, metadata={HASHED_WHEN_SET: True})
 
     def timeout_ms(self, step: str, round_: int) -> int:
         """base + delta * round: the Tendermint rule that lets rounds outgrow network delay."""
@@ -114,6 +120,7 @@ _PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "epoch_rewards": (0, 1),
     "late_precommit_heights": (2, 100_000),
     "sigma_of_supply": (0, 1),
+    "randao": (0, 1),
 }
 _PPM_FIELDS = {name for name in (f.name for f in fields(Params)) if name.endswith("_ppm")}
 
@@ -142,6 +149,8 @@ class GenesisValidator:
     # members' rewards stay in the pool (each share's value rises) instead of being paid out
     compounding: bool = False
     signing_key: bytes = b""
+    # RANDAO chains: H^D of the onion secret of the key that signs (node.core.randao); empty: none
+    randao_commitment: bytes = b""
 
     @property
     def address(self) -> bytes:
@@ -219,6 +228,7 @@ def _parse_validator(raw: Any, where: str) -> GenesisValidator:
         "margin_ppm",
         "delegations",
         "compounding",
+        "randao_commitment",
     }
     table = _table(raw, where, allowed)
     name = _required(table, "name", where, lambda v, w: v if isinstance(v, str) and v else _bad(w, "a name"))
@@ -241,7 +251,21 @@ def _parse_validator(raw: Any, where: str) -> GenesisValidator:
         delegations=tuple(delegations),
         compounding=_flag(table.get("compounding", False), f"{where}.compounding"),
         signing_key=_key(table["signing_key"], f"{where}.signing_key") if "signing_key" in table else b"",
+        randao_commitment=_commitment(table.get("randao_commitment"), f"{where}.randao_commitment"),
     )
+
+
+def _commitment(value: Any, where: str) -> bytes:
+    """A RANDAO commitment: 32 bytes in hex, or absent."""
+    if value is None:
+        return b""
+    try:
+        commitment = bytes.fromhex(value)
+    except (TypeError, ValueError):
+        raise GenesisError(f"{where}: expected 32 bytes in hex") from None
+    if len(commitment) != 32:
+        raise GenesisError(f"{where}: expected 32 bytes, got {len(commitment)}")
+    return commitment
 
 
 def parse_genesis(raw: Mapping[str, Any]) -> Genesis:
@@ -355,6 +379,7 @@ def genesis_to_toml(genesis: Genesis) -> str:
                 "margin_ppm": v.margin_ppm,
                 "delegations": [{"account": d.account.hex(), "amount": d.amount} for d in v.delegations],
                 **({"compounding": True} if v.compounding else {}),
+                **({"randao_commitment": v.randao_commitment.hex()} if v.randao_commitment else {}),
             }
             for v in genesis.validators
         ],
@@ -379,8 +404,10 @@ def make_genesis(
 ) -> Genesis:
     """A genesis with one pool per named (owner) key (pledge = its stake, default 1000).
 
-    `signing_keys`, for the names it has, separates the key that signs from the owner's.
+    `signing_keys`, for the names it has, separates the key that signs from the owner's. On a RANDAO
+    chain each pool commits to the onion of the key that signs for it (node.core.randao).
     """
+    params = params or Params()
     validators = tuple(
         GenesisValidator(
             name=name,
@@ -388,7 +415,8 @@ def make_genesis(
             pledge=(stakes or {}).get(name, 1000),
             margin_ppm=50_000,
             signing_key=signing.public if (signing := (signing_keys or {}).get(name)) else b"",
+            randao_commitment=commitment((signing or kp).seed) if params.randao else b"",
         )
         for name, kp in keys.items()
     )
-    return Genesis(chain_id, genesis_time_ms, params or Params(), validators)
+    return Genesis(chain_id, genesis_time_ms, params, validators)

@@ -292,7 +292,11 @@ class Block:
     `late_precommits` are precommits for recent finalized heights that their
     certificates missed (they arrived after the proposer had its quorum): on
     chain they count as participation, so an online validator is not charged
-    downtime for being slower than the first 2/3."""
+    downtime for being slower than the first 2/3.
+
+    `reveal` is the proposer's RANDAO reveal for the block's epoch, on chains
+    whose seed mixes reveals instead of block hashes (node.core.randao);
+    empty elsewhere."""
 
     height: int
     prev_hash: bytes
@@ -303,12 +307,15 @@ class Block:
     last_commit: CommitCertificate | None
     state_hash: bytes = ZERO_HASH  # digest of the state this block applies to (after height - 1)
     late_precommits: tuple[Vote, ...] = ()
+    reveal: bytes = b""
 
     def to_wire(self) -> tuple[Any, ...]:
-        """Eight fields, and a ninth only when there are late precommits: blocks without
-        them keep the encoding (and hash) they had before the field existed, so stores
-        written by earlier versions still read."""
+        """Eight fields, a ninth only when there are late precommits or a reveal, and a
+        tenth (the reveal) only with a reveal: blocks without them keep the encoding (and
+        hash) they had before the fields existed, so stores written by earlier versions
+        still read."""
         late = (tuple(vote.to_wire() for vote in self.late_precommits),) if self.late_precommits else ()
+        late = (*(late or ((),)), self.reveal) if self.reveal else late
         return (
             self.height,
             self.prev_hash,
@@ -332,14 +339,15 @@ class Block:
     @classmethod
     def from_wire(cls, obj: Any) -> Block:
         fields = want_tuple(obj, "block")
-        if len(fields) not in (8, 9):
-            raise DecodeError("malformed", f"block: expected 8 or 9 items, got {len(fields)}")
+        if len(fields) not in (8, 9, 10):
+            raise DecodeError("malformed", f"block: expected 8 to 10 items, got {len(fields)}")
         height, prev_hash, proposer, ts, txs, evidence, last_commit, state_hash, *rest = fields
         txs = want_tuple(txs, "block.txs")
         evidence = want_tuple(evidence, "block.evidence")
         late = want_tuple(rest[0], "block.late_precommits") if rest else ()
-        if rest and not late:
+        if len(rest) == 1 and not late:
             raise DecodeError("non_canonical", "block.late_precommits: empty (omitted when there are none)")
+        reveal = want_bytes(rest[1], "block.reveal", HASH_LEN) if len(rest) == 2 else b""
         if len(txs) > MAX_TXS_PER_BLOCK or len(evidence) > MAX_EVIDENCE_PER_BLOCK:
             raise DecodeError("malformed", "block: too many transactions or evidence items")
         if len(late) > MAX_LATE_PRECOMMITS_PER_BLOCK:
@@ -354,6 +362,7 @@ class Block:
             last_commit=None if last_commit is None else CommitCertificate.from_wire(last_commit),
             state_hash=want_bytes(state_hash, "block.state_hash", HASH_LEN),
             late_precommits=tuple(Vote.from_wire(vote) for vote in late),
+            reveal=reveal,
         )
         if (block.height == 1) != (block.last_commit is None):
             raise DecodeError("malformed", "block.last_commit: required above height 1 only")

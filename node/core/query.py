@@ -31,10 +31,10 @@ from node.core import ledger as L
 from node.core import rewards as R
 from node.core import shares as S
 from node.core.codec import DecodeError
-from node.core.events import EPOCH, FINALIZED, LOGGED_LEDGER_EVENTS, TX_OUTCOMES
+from node.core.events import EPOCH, EVIDENCE, FINALIZED, LOGGED_LEDGER_EVENTS, ROUND_TIMEOUT, TX_OUTCOMES
 from node.core.genesis import PPM, Params
 from node.core.keys import ADDRESS_LEN
-from node.core.messages import Block, CommitCertificate
+from node.core.messages import Block, CommitCertificate, Evidence
 from node.core.state import ChainState
 from node.core.tx import decode_tx, tx_amount, tx_id, tx_type_name
 
@@ -436,6 +436,17 @@ def finalized_log(
         "signers": len(certificate.signatures),
         "via_sync": via_sync,
     }
+
+
+def evidence_log(state: ChainState, evidence: Evidence) -> JSON:
+    """The log line of evidence a node derived and broadcast: who, at which height."""
+    offender = state.names.get(evidence.offender, evidence.offender.hex()[:8])
+    return {"event": EVIDENCE, "offender": offender, "height": evidence.height}
+
+
+def round_timeout_log(height: int, round_: int, step: str) -> JSON:
+    """The log line of a round that timed out: the report counts them, the view marks them."""
+    return {"event": ROUND_TIMEOUT, "height": height, "round": round_, "step": step}
 
 
 def epoch_log(state: ChainState) -> JSON:

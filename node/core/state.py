@@ -33,6 +33,7 @@ from functools import cached_property, lru_cache
 from operator import attrgetter
 
 from node.core import ledger as L
+from node.core import randao as R
 from node.core import signing_keys as SK
 from node.core.canonical import canonical, hashed_fields, participation_digest
 from node.core.codec import encode
@@ -142,6 +143,8 @@ class ChainState:
     # signing keys rotated out, oldest first: (address, last height it signed, key), kept while those
     # heights' certificates, late precommits and evidence can still arrive (node.core.signing_keys)
     key_history: SK.KeyHistory = field(default=(), metadata={HASHED_WHEN_SET: True})
+    # RANDAO chains (params.randao): each committed validator's last reveal and its epoch (node.core.randao)
+    reveals: R.Reveals | None = field(default=None, metadata={HASHED_WHEN_SET: True})
 
     @property
     def next_height(self) -> int:
@@ -239,6 +242,9 @@ def genesis_state(genesis: Genesis) -> ChainState:
         next_seats=with_stake(draw_epoch_seats(1, validator_set, size, seed), stake),
         committee=committee,
         recent_committees=(),
+        reveals=R.genesis_reveals({v.address: v.randao_commitment for v in genesis.validators})
+        if genesis.params.randao
+        else None,
     )
 
 
@@ -436,6 +442,9 @@ def block_problem(state: ChainState, block: Block) -> str | None:
     problem = late_precommits_problem(state, block)
     if problem:
         return f"late precommit: {problem}"
+    problem = R.block_reveal_problem(state.reveals, state.epoch, block)
+    if problem:
+        return f"reveal: {problem}"
     keys = set()
     for evidence in block.evidence:
         problem = evidence_problem(state, evidence)
@@ -629,9 +638,9 @@ def signing_keys_after(
     return SK.rotate(state.public_keys, state.key_history, pool_keys, height, keep_from)
 
 
-def mix_seed(accumulator: bytes, block_hash: bytes) -> bytes:
-    """Fold a finalized block hash into the running seed (the next epoch's randomness)."""
-    return sha256(accumulator + block_hash)
+def mix_seed(state: ChainState, block: Block) -> bytes:
+    """The running seed (the next epoch's randomness) once `block` is finalized (`randao.mixed`)."""
+    return R.mixed(state.reveals, state.seed_accumulator, block)
 
 
 def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
@@ -642,7 +651,7 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
     )
     height = block.height
     boundary = is_epoch_boundary(state, height)
-    accumulator = mix_seed(state.seed_accumulator, block.hash)
+    accumulator = mix_seed(state, block)
     epoch, epoch_seed = state.epoch, state.epoch_seed
     if boundary:
         epoch, epoch_seed = epoch + 1, accumulator
@@ -678,22 +687,6 @@ def apply_block(state: ChainState, block: Block) -> tuple[ChainState, tuple[L.Le
         committee=committee,
         recent_committees=recent,
         participation=pending,
+        reveals=R.reveals_after(state.reveals, state.epoch, block),
     )
     return new_state, events
-
-
-def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:
-    """name -> {stake, status, balance}, for reports and the simulator's JSON.
-
-    `balance` is the operator's liquid balance: in the simulator, which funds
-    no accounts, that is what the pool's operator earned in the run.
-    """
-    pools = sorted(state.ledger.pools.values(), key=lambda pool: (len(pool.name), pool.name))
-    return {
-        pool.name: {
-            "stake": L.pool_power(pool),
-            "status": pool.status,
-            "balance": L.account_of(state.ledger, pool.operator).balance,
-        }
-        for pool in pools
-    }
