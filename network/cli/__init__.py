@@ -13,6 +13,7 @@ from network.cli.econ import econ
 from network.cli.hosts import hosts
 from network.cli.keys import genesis, keys
 from network.cli.load import load
+from network.cli.longrange import long_range
 from network.cli.node import node
 from network.cli.protection import export_protection, import_protection
 from network.cli.query import query
@@ -31,6 +32,7 @@ def cli() -> None:
 
 
 cli.add_command(sim)
+cli.add_command(long_range)
 keys.add_command(export_protection)
 keys.add_command(import_protection)
 cli.add_command(keys)

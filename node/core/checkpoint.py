@@ -111,6 +111,7 @@ class TrustedPath:
         self._heights: dict[int, set[bytes]] = {}
         self._chain: list[Block] = []  # the trusted block and the ancestors linked so far, newest first
         self._on_chain: set[bytes] = set()
+        self._reported: set[bytes] = set()  # off-path blocks whose certificates were handed out
         self.refused = 0  # blocks offered at the checkpoint's height with another hash
 
     def active(self, next_height: int) -> bool:
@@ -156,6 +157,22 @@ class TrustedPath:
             empty = (h for h in range(next_height, self.checkpoint.height) if h not in self._heights)
             return next(empty, self.checkpoint.height)
         return max(next_height, chain[-1].height - batch)
+
+    def strays(self, below: int) -> list[CommitCertificate]:
+        """Once decided up to `below`, the certificates of held blocks off the path, each once.
+
+        They finalize another history than ours at heights we hold: the
+        driver compares them with our own, and the double signs of whoever
+        signed both become evidence (the attacker's history reported).
+        """
+        self.ancestry()
+        found = [
+            cert
+            for block_hash, (block, cert) in self._held.items()
+            if block.height < below and block_hash not in self._on_chain and block_hash not in self._reported
+        ]
+        self._reported.update(cert.block_id for cert in found)
+        return found
 
     def is_on_path(self, block: Block) -> bool:
         """Whether a block is above the checkpoint or one the trusted block descends from."""

@@ -386,6 +386,8 @@ class Driver:
         for block, cert in trust.path_from(machine.state.last_block_hash, machine.height):
             if self.machine is not None:
                 self.run(self.machine.on_commit(block, cert, self.effects.now_ms()))
+        for stray in trust.strays(self.machine.height if self.machine else 0):
+            self._check_fork(stray)  # the history the checkpoint ruled out, reported
 
     def _take_sync_answer(self, answer: SyncResponse) -> bool:
         """Whether an answer is to a request of ours and new; if not, it is counted as dropped.
