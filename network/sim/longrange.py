@@ -117,7 +117,7 @@ class LongRangeResult:
                     f"their double signs (heights {min(heights)}-{max(heights)}) are more than"
                     f" evidence_max_age {self.evidence_max_age} heights below the real chain's {self.real_height}"
                 )
-        if not any(self.slashable.values()):
+        if self.evidence and not any(self.slashable.values()):
             reasons.append("their stake had been released: nothing was left to slash")
         return reasons or ["the evidence was not included"]
 
