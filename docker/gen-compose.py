@@ -71,6 +71,9 @@ x-validator: &validator
       condition: service_healthy
   volumes:
     - posnet-data:/posnet
+  environment:
+    # POSNET_TRUST=HEIGHT:HASH: every node takes only the history through that block (--trust)
+    POSNET_TRUST: ${{POSNET_TRUST:-}}
   healthcheck:
     # metrics answer and the finalized height grows (docker/healthcheck.py)
     test: ["CMD", "posnet-healthcheck", "{metrics_port}", "60"]
@@ -289,6 +292,8 @@ x-validator: &validator
   volumes:
     - ./posnet:/posnet
     - ./certs:{certs}:ro
+  environment:
+    POSNET_TRUST: ${{POSNET_TRUST:-}}  # HEIGHT:HASH: take only the history through that block (--trust)
   healthcheck:
     test: ["CMD", "posnet-healthcheck", "{metrics_port}", "60"]
     interval: 10s

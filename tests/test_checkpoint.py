@@ -7,10 +7,14 @@ checkpoint, whatever order and mixture of the two branches its peers send.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from network.cli import cli
 from node.core.checkpoint import (
     OFF_PATH,
     Checkpoint,
@@ -149,3 +153,18 @@ def test_trusting_refuses_a_block_off_the_path_before_any_other_check() -> None:
     assert check(None, honest[2]) is None and calls == [3]  # type: ignore[arg-type]
     above = branch(1, 6, honest[4].hash, 6)[0]
     assert check(None, above) is None  # type: ignore[arg-type]
+
+
+def test_node_run_takes_the_checkpoint_from_the_option_or_posnet_trust_and_names_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    """Compose passes POSNET_TRUST through to every node, empty when unset: empty means no checkpoint."""
+    args = ["node", "run", "--home", str(tmp_path), "--genesis", str(tmp_path / "none.toml")]
+    args += ["--broker", "mqtt://127.0.0.1:1"]
+    runner = CliRunner()
+    bad = runner.invoke(cli, args, env={"POSNET_TRUST": "12:beef"})
+    assert bad.exit_code == 2 and "--trust" in bad.output and "64 hex digits" in bad.output
+    flag = runner.invoke(cli, [*args, "--trust", "x:y"], env={"POSNET_TRUST": ""})
+    assert flag.exit_code == 2 and "positive integer" in flag.output
+    unset = runner.invoke(cli, args, env={"POSNET_TRUST": ""})
+    assert unset.exit_code != 0 and "--trust" not in unset.output  # it got as far as the genesis

@@ -35,7 +35,7 @@ def _fail(message: str) -> None:
 
 def _checkpoint(value: str | None) -> Checkpoint | None:
     """--trust HEIGHT:HASH, or a usage error naming what is wrong with it."""
-    if value is None:
+    if not value:  # unset, or POSNET_TRUST empty (compose passes it through as such)
         return None
     try:
         return parse_checkpoint(value)
@@ -175,10 +175,11 @@ def node() -> None:
     "--trust",
     "trust",
     metavar="HEIGHT:HASH",
+    envvar="POSNET_TRUST",
     callback=lambda _ctx, _param, value: _checkpoint(value),
     help="a block you trust from outside the chain (weak subjectivity checkpoint): take no history "
     "that does not pass through it, so validators who have since left cannot lead this node "
-    "onto another (docs/threat-model.md)",
+    "onto another (docs/attacks.md); also from POSNET_TRUST",
 )
 def run(
     home: Path,
