@@ -8,8 +8,12 @@ be counted (issue 25): these pin the three ways one used to be lost.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from node.core.codec import encode
 from node.core.consensus.late import LatePrecommits
 from node.core.consensus.votes import VoteSet
+from node.core.memory import recalled_item
 from tests.support.chain import ADDR, finalize, make_block, precommit, state0
 
 STATE0 = state0()
@@ -50,3 +54,32 @@ def test_nothing_already_on_chain_is_included_twice() -> None:
     for name in ("bob", "carol", "dave"):
         late.add(precommit(name, 1, 0, BLOCK1.hash), STATE1, THEIRS)
     assert included_signers(late, THEIRS) == set()
+
+
+def test_kept_precommits_are_noted_each_with_its_own_encoding() -> None:
+    """The encodings noted for the durable memory are remembered per process (`late.MAX_ENCODED`):
+    only for the very vote and key. One signature altered, or another height, encodes afresh."""
+    vote = precommit("dave", 1, 0, BLOCK1.hash)
+    forged = replace(vote, signature=bytes(64))
+    later = precommit("dave", 2, 0, BLOCK1.hash)
+    notes = []
+    for item in (vote, forged, later, vote):
+        late = LatePrecommits()
+        late.note_open(item)
+        notes += late.changes()
+    assert [recalled_item(kind, value) for kind, _, value in notes] == [vote, forged, later, vote]
+    assert [key for _, key, _ in notes] == [
+        encode([v.height, v.round, v.validator]) for v in (vote, forged, later, vote)
+    ]
+    assert notes[0][2] is notes[3][2]  # one bytes object for equal votes, whichever machine kept them
+
+
+def test_a_record_weighed_without_its_signers_is_the_one_asked_about() -> None:
+    """`carry` weighs many precommits against one record with nobody counted yet, made once per record:
+    a precommit judged against another certificate's record (another round) is judged against that one."""
+    late = LatePrecommits()
+    late.add(precommit("alice", 1, 0, BLOCK1.hash), STATE1, OURS)
+    _, round_1 = finalize(STATE0, BLOCK1, round_=1, signers=("bob", "carol", "dave"))
+    late.add(precommit("bob", 1, 1, BLOCK1.hash), STATE1, round_1)
+    kept = {(vote.validator, vote.round) for _, vote in late._late.items()}
+    assert kept == {(ADDR["alice"], 0), (ADDR["bob"], 1)}

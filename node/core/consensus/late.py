@@ -48,6 +48,7 @@ class LatePrecommits:
         self._own_precommits: NotedDict[tuple[int, int], Vote] = NotedDict(NOTE_OWN, _key_bytes, _vote_bytes)
         # others' precommits for the open height, by (height, round, validator): only for a crash
         self._open: NotedDict[tuple[int, int, bytes], Vote] = NotedDict(NOTE_OPEN, _key_bytes, _vote_bytes)
+        self._uncounted_cache: tuple[Participation, Participation] | None = None
 
     def note_open(self, vote: Vote) -> None:
         """Another validator's first precommit of a round at the open height, counted by our vote set.
@@ -132,8 +133,15 @@ class LatePrecommits:
         """
         entry = self._pending(state, cert).get(vote.height)
         if entry is not None and cert is not None and entry.height == cert.height:
-            entry = replace(entry, signers=frozenset())
+            entry = self._uncounted(entry)
         return late_precommit_misfit(entry, vote) is None
+
+    def _uncounted(self, entry: Participation) -> Participation:
+        """`entry` with no signer counted yet: made once per record, not once per precommit `carry` weighs."""
+        cached = self._uncounted_cache
+        if cached is None or cached[0] is not entry:
+            cached = self._uncounted_cache = (entry, replace(entry, signers=frozenset()))
+        return cached[1]
 
     def precommit_by(self, validator: bytes, cert: CommitCertificate | None) -> Vote | None:
         """`validator`'s precommit for the block we finalized last (certified by `cert`), if we hold one."""
@@ -250,9 +258,29 @@ def is_resend_due(distance: int, every_height_for: int) -> bool:
     return distance <= every_height_for or distance & (distance - 1) == 0
 
 
+MAX_ENCODED = 4096
+"""Encodings remembered per process. A machine notes each kept precommit for the durable memory,
+and the simulator's thousands of machines keep the same precommits of a height: encoded once, and
+one bytes object kept for all of them instead of a copy each. Keys and votes hold ints and bytes
+only (no bool, whose equal int encodes otherwise), so equal values encode alike."""
+
+_encoded_keys: dict[tuple[int, bytes] | tuple[int, int] | tuple[int, int, bytes], bytes] = {}
+_encoded_votes: dict[Vote, bytes] = {}
+
+
 def _key_bytes(key: tuple[int, bytes] | tuple[int, int] | tuple[int, int, bytes]) -> bytes:
-    return encode(list(key))
+    data = _encoded_keys.get(key)
+    if data is None:
+        if len(_encoded_keys) >= MAX_ENCODED:
+            _encoded_keys.clear()
+        data = _encoded_keys[key] = encode(list(key))
+    return data
 
 
 def _vote_bytes(vote: Vote) -> bytes:
-    return encode(vote.to_wire())
+    data = _encoded_votes.get(vote)
+    if data is None:
+        if len(_encoded_votes) >= MAX_ENCODED:
+            _encoded_votes.clear()
+        data = _encoded_votes[vote] = encode(vote.to_wire())
+    return data
