@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from node.core.codec import encode
-from node.core.consensus.late import LatePrecommits
+from node.core.consensus.late import LatePrecommits, _opened_entry
 from node.core.consensus.votes import VoteSet
 from node.core.memory import recalled_item
+from node.core.state import opened_entry
 from tests.support.chain import ADDR, finalize, make_block, precommit, state0
 
 STATE0 = state0()
@@ -83,3 +84,18 @@ def test_a_record_weighed_without_its_signers_is_the_one_asked_about() -> None:
     late.add(precommit("bob", 1, 1, BLOCK1.hash), STATE1, round_1)
     kept = {(vote.validator, vote.round) for _, vote in late._late.items()}
     assert kept == {(ADDR["alice"], 0), (ADDR["bob"], 1)}
+
+
+def test_the_record_a_certificate_opens_is_shared_only_for_the_same_state_and_an_equal_certificate() -> None:
+    """`late._opened_entry` remembers its last answer for every machine of the process: asked with
+    another certificate (other signers), or on another state (another block time), it answers afresh."""
+    later = replace(STATE1, last_timestamp_ms=STATE1.last_timestamp_ms + 5)
+    for state, cert in (
+        (STATE1, OURS),
+        (STATE1, THEIRS),
+        (later, THEIRS),
+        (STATE1, replace(OURS)),
+        (STATE1, None),
+    ):
+        assert _opened_entry(state, cert) == opened_entry(state, cert)
+    assert _opened_entry(STATE1, replace(OURS)) is _opened_entry(STATE1, OURS)

@@ -28,7 +28,7 @@ from node.core.consensus.votes import VoteSet
 from node.core.ledger import Participation
 from node.core.memory import NOTE_LATE, NOTE_OPEN, NOTE_OWN, Note, NotedDict
 from node.core.messages import MAX_LATE_PRECOMMITS_PER_BLOCK, CommitCertificate, Kind, Vote, make_certificate
-from node.core.state import ChainState, late_precommit_misfit, opened_pending
+from node.core.state import ChainState, late_precommit_misfit, opened_entry, opened_pending
 
 MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
 MAX_OPEN_KEPT = 16_384  # open-height precommits noted for a crash (a committee's worth over many rounds)
@@ -42,7 +42,8 @@ class LatePrecommits:
         # precommits that certificates missed, to include
         self._late: NotedDict[tuple[int, bytes], Vote] = NotedDict(NOTE_LATE, _key_bytes, _vote_bytes)
         self._pending_cache: (
-            tuple[ChainState, CommitCertificate | None, Mapping[int, Participation]] | None
+            tuple[ChainState, CommitCertificate | None, Participation | None, Mapping[int, Participation]]
+            | None
         ) = None
         # ours, until the chain has counted them
         self._own_precommits: NotedDict[tuple[int, int], Vote] = NotedDict(NOTE_OWN, _key_bytes, _vote_bytes)
@@ -95,8 +96,8 @@ class LatePrecommits:
         if vote.kind != Kind.PRECOMMIT:
             return None
         late = self.last_precommits
-        if cert is not None and (vote.height, vote.round) == (cert.height, cert.round):
-            if vote.block_id == cert.block_id and late is not None:
+        if cert is not None and vote.height == cert.height and vote.round == cert.round:
+            if vote.block_id == cert.block_id and late is not None and not late.holds(vote):
                 late.add(vote)  # into the certificate we propose, if we propose before deciding again
             ours = self.precommit_by(vote.validator, cert)
             if ours is not None and vote.block_id is not None and ours.block_id != vote.block_id:
@@ -131,7 +132,8 @@ class LatePrecommits:
         which may lack a signer ours has. So for the height our certificate
         closes, nobody counts as already counted yet.
         """
-        entry = self._pending(state, cert).get(vote.height)
+        opened, pending = self._pending(state, cert)
+        entry = opened if opened is not None and opened.height == vote.height else pending.get(vote.height)
         if entry is not None and cert is not None and entry.height == cert.height:
             entry = self._uncounted(entry)
         return late_precommit_misfit(entry, vote) is None
@@ -233,16 +235,19 @@ class LatePrecommits:
 
     def _pending(
         self, state: ChainState, certificate: CommitCertificate | None
-    ) -> Mapping[int, Participation]:
-        """The participation records waiting to be judged, by height (the last one opened by our certificate).
+    ) -> tuple[Participation | None, Mapping[int, Participation]]:
+        """The participation records waiting to be judged: the one our certificate opens, and the chain's by height.
 
-        Asked for every late precommit that arrives, so it is worked out once
-        per (state, certificate) pair, not once per message.
+        `opened_pending` as its two parts, looked up in that order (a ChainMap's
+        lookup costs more than the rest of weighing a precommit). Asked for
+        every late precommit that arrives, so it is worked out once per
+        (state, certificate) pair, not once per message.
         """
         cached = self._pending_cache
         if cached is None or cached[0] is not state or cached[1] is not certificate:
-            cached = self._pending_cache = (state, certificate, opened_pending(state, certificate))
-        return cached[2]
+            opened = _opened_entry(state, certificate)
+            cached = self._pending_cache = (state, certificate, opened, state.pending_by_height)
+        return cached[2], cached[3]
 
 
 def is_resend_due(distance: int, every_height_for: int) -> bool:
@@ -256,6 +261,21 @@ def is_resend_due(distance: int, every_height_for: int) -> bool:
     A copy lost on the way still gets a fresh chance at 8, 16, 32 ... heights.
     """
     return distance <= every_height_for or distance & (distance - 1) == 0
+
+
+_last_opened: list[tuple[ChainState, CommitCertificate | None, Participation | None]] = []
+
+
+def _opened_entry(state: ChainState, cert: CommitCertificate | None) -> Participation | None:
+    """`state.opened_entry`, the last answer remembered per process: the same record for every machine
+    that decided the same height with an equal certificate on the same state (the simulator's thousands),
+    instead of a copy of the committee and its signers each. Asked again only for that very state and
+    an equal certificate (every signature)."""
+    if _last_opened and _last_opened[0][0] is state and _last_opened[0][1] == cert:
+        return _last_opened[0][2]
+    entry = opened_entry(state, cert)
+    _last_opened[:] = [(state, cert, entry)]
+    return entry
 
 
 MAX_ENCODED = 4096
