@@ -177,6 +177,7 @@ class OffenceWatch:
         self.violations: list[Violation] = []
         self._seen: dict[tuple[bytes, int, int, int], set[bytes | None]] = {}
         self._pending: tuple[bytes, int, int, int] | None = None
+        self._height = 0  # the machine height `_seen` holds messages of
 
     def forget(self) -> None:
         """A crash: memory is lost, and the restarted machine starts afresh."""
@@ -191,6 +192,9 @@ class OffenceWatch:
             return
         if isinstance(item, Proposal) and proposer_of(machine.state, item.round) != item.proposer:
             return
+        if item.height != self._height:  # a new height: what was seen at the last is never asked again
+            self._seen.clear()
+            self._height = item.height
         key = (signer_of(item), item.height, item.round, int(signed_kind(item)))
         ids = self._seen.setdefault(key, set())
         ids.add(item.block_id)

@@ -50,6 +50,7 @@ class SharedCore:
         self._checked: dict[tuple[int, bytes], tuple[ChainState, str | None]] = {}
         self.auth_cache: AuthCache = {}
         self.certificates = SharedCertificateChecks()  # each certificate verified once, not once per follower
+        self._certificates_kept: dict[CommitCertificate, CommitCertificate] = {}
         self.finalizations = 0  # bumped by every node; lets the run loop skip its costly done check
         self.honest_progress_ms = 0  # when an honest node last finalized a block
         self.honest_reached: Counter[int] = Counter()  # height -> honest nodes that finalized it
@@ -75,6 +76,15 @@ class SharedCore:
                 self._validator_of_key.setdefault(key, address)
         found = self._validator_of_key.get(public_key)
         return found if found is not None else validator_of_key(genesis, public_key)
+
+    def kept_certificate(self, certificate: CommitCertificate) -> CommitCertificate:
+        """One object for the equal certificates nodes finalize a height with: each node's chain keeps it.
+
+        Every follower makes its own certificate from the same precommits; kept
+        once, a height costs the chains one certificate, not one per node.
+        Equal values only, so nothing a node reads changes.
+        """
+        return self._certificates_kept.setdefault(certificate, certificate)
 
     def transition(self, state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
         key = (id(state), block.hash)
@@ -241,7 +251,7 @@ class SimNode:
                 r=decided.round,
                 block=block,
             )
-        self.chain.append((decided.block, decided.certificate, decided.state))
+        self.chain.append((decided.block, self.core.kept_certificate(decided.certificate), decided.state))
         self.net.listen(self.name, self.host.vote_channels())
         self.finalized_at.append((self.net.now_ms, decided.block.height))
         self.core.finalizations += 1

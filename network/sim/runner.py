@@ -84,6 +84,8 @@ class SimResult:
     past_target: str | None = None  # why some node finalized more than `--heights`, when one did
     finality: Finality = field(default_factory=lambda: summarize(()))  # proposal to decision, honest nodes
     placement: dict[str, str] = field(default_factory=dict)  # validator -> zone (with --zones)
+    # certificates verified, and questions about them answered from memory, for all nodes (not in JSON)
+    certificate_checks: tuple[int, int] = (0, 0)
 
     def messages(self, kind: str, *, inside_only: bool = False) -> list[str]:
         return [
@@ -324,6 +326,7 @@ def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
     result = _result(config, nodes, honest, net, events, last_heal, observer, deliveries, wall_s, deadline)
     result.finality = summarize(finality_samples(honest, deliveries))
     result.placement = placement
+    result.certificate_checks = (core.certificates.checked, core.certificates.answered)
     return result
 
 
