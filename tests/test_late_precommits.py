@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from node.core.codec import encode
-from node.core.consensus.late import LatePrecommits, _opened_entry
+from node.core.consensus.late import LatePrecommits, _opened_entry, _shared_key
 from node.core.consensus.votes import VoteSet
 from node.core.memory import recalled_item
 from node.core.state import opened_entry
@@ -99,3 +99,15 @@ def test_the_record_a_certificate_opens_is_shared_only_for_the_same_state_and_an
     ):
         assert _opened_entry(state, cert) == opened_entry(state, cert)
     assert _opened_entry(STATE1, replace(OURS)) is _opened_entry(STATE1, OURS)
+
+
+def test_machines_keeping_the_same_late_precommit_share_its_key_and_only_an_equal_one() -> None:
+    """One (height, validator) tuple per process for every machine that keeps that precommit (`late._shared_key`)."""
+    keys = []
+    for name in ("dave", "dave", "carol"):
+        late = LatePrecommits()
+        late.add(precommit(name, 1, 0, BLOCK1.hash), STATE1, OURS)
+        keys += list(late._late)
+    assert keys == [(1, ADDR["dave"]), (1, ADDR["dave"]), (1, ADDR["carol"])]
+    assert keys[0] is keys[1]
+    assert _shared_key(2, ADDR["dave"]) == (2, ADDR["dave"]) and _shared_key(1, ADDR["carol"]) is keys[2]

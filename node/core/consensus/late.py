@@ -105,7 +105,7 @@ class LatePrecommits:
         # Or into a later block, if the certificate went without it. Only one that can count is
         # kept: the first to arrive may be a nil precommit of a round that did not decide, and
         # keeping it (one per validator and height) turned away the one that counts.
-        key = (vote.height, vote.validator)
+        key = _shared_key(vote.height, vote.validator)
         if key not in self._late and len(self._late) < MAX_LATE_KEPT and self._may_count(vote, state, cert):
             self._late.put(key, vote)
         return None
@@ -286,6 +286,21 @@ only (no bool, whose equal int encodes otherwise), so equal values encode alike.
 
 _encoded_keys: dict[tuple[int, bytes] | tuple[int, int] | tuple[int, int, bytes], bytes] = {}
 _encoded_votes: dict[Vote, bytes] = {}
+
+
+_shared_keys: dict[tuple[int, bytes], tuple[int, bytes]] = {}
+
+
+def _shared_key(height: int, validator: bytes) -> tuple[int, bytes]:
+    """The (height, validator) key of a kept late precommit, one tuple per process for equal keys:
+    every machine of a simulated height keeps the same committee's precommits until they are judged."""
+    key = (height, validator)
+    found = _shared_keys.get(key)
+    if found is None:
+        if len(_shared_keys) >= MAX_ENCODED:
+            _shared_keys.clear()
+        found = _shared_keys[key] = key
+    return found
 
 
 def _key_bytes(key: tuple[int, bytes] | tuple[int, int] | tuple[int, int, bytes]) -> bytes:
