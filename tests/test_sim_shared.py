@@ -9,7 +9,10 @@ None of that may change what any node reads.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
+
+import pytest
 
 from network.sim.checks import OffenceWatch
 from network.sim.config import SimConfig
@@ -53,3 +56,27 @@ def test_a_run_with_followers_checks_each_certificate_about_once_and_answers_the
     checked, answered = result.certificate_checks
     assert 0 < checked <= 3 * result.heights_finalized
     assert answered >= 7 * (result.heights_finalized - 1)  # the 7 followers learn each certificate
+
+
+def test_a_run_pauses_the_cyclic_collector_and_leaves_it_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import network.sim.runner as runner
+
+    seen: list[bool] = []
+    real = runner._run
+
+    def spy(config: SimConfig, trace: object) -> object:
+        seen.append(gc.isenabled())
+        return real(config, trace)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_run", spy)
+    assert gc.isenabled()
+    run_simulation(SimConfig(validators=4, heights=2, seed=1))
+    gc.disable()
+    try:
+        run_simulation(SimConfig(validators=4, heights=2, seed=1))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert seen == [False, False] and gc.isenabled()

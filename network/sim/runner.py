@@ -16,10 +16,12 @@ a `SimResult`.
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
@@ -236,6 +238,30 @@ def stake_balanced_halves(stakes: dict[str, int]) -> tuple[tuple[str, ...], tupl
 
 def run_simulation(config: SimConfig, trace: TextIO | None = None) -> SimResult:
     """Run one seeded simulation and check its invariants; `trace` gets every event as a JSON line."""
+    with _collector_paused():
+        return _run(config, trace)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a run lasts; reference counting frees what dies as ever.
+
+    A run builds millions of objects that live as long as it does (every
+    node's machine, chain, kept precommits and notes) and almost no cycles
+    (a 10,000-validator run: a few hundred objects collected in all), yet each
+    full collection walked all of them again: a third of such a run's time.
+    What cycles a run leaves are collected once it is over.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run(config: SimConfig, trace: TextIO | None) -> SimResult:
     started = time.perf_counter()
     genesis, keys = sim_genesis(config)
     state0 = genesis_state(genesis)
