@@ -13,6 +13,7 @@ from dataclasses import replace
 from node.core.codec import encode
 from node.core.consensus.late import LatePrecommits, _opened_entry, _shared_key
 from node.core.consensus.votes import VoteSet
+from node.core.ledger import Participation
 from node.core.memory import recalled_item
 from node.core.state import opened_entry
 from tests.support.chain import ADDR, finalize, make_block, precommit, state0
@@ -111,3 +112,12 @@ def test_machines_keeping_the_same_late_precommit_share_its_key_and_only_an_equa
     assert keys == [(1, ADDR["dave"]), (1, ADDR["dave"]), (1, ADDR["carol"])]
     assert keys[0] is keys[1]
     assert _shared_key(2, ADDR["dave"]) == (2, ADDR["dave"]) and _shared_key(1, ADDR["carol"]) is keys[2]
+
+
+def test_a_records_members_are_its_committee_and_a_changed_copy_has_its_own() -> None:
+    """`Participation.members`, the set late precommits are checked against, is worked out per record."""
+    entry = Participation(1, 0, BLOCK1.hash, 0, (ADDR["alice"], ADDR["bob"]), frozenset())
+    assert entry.members == {ADDR["alice"], ADDR["bob"]}
+    other = replace(entry, committee=(ADDR["carol"],))
+    assert other.members == {ADDR["carol"]} and entry.members == {ADDR["alice"], ADDR["bob"]}
+    assert other != entry and replace(other, committee=entry.committee) == entry  # fields only, as before

@@ -49,7 +49,6 @@ class LatePrecommits:
         self._own_precommits: NotedDict[tuple[int, int], Vote] = NotedDict(NOTE_OWN, _key_bytes, _vote_bytes)
         # others' precommits for the open height, by (height, round, validator): only for a crash
         self._open: NotedDict[tuple[int, int, bytes], Vote] = NotedDict(NOTE_OPEN, _key_bytes, _vote_bytes)
-        self._uncounted_cache: tuple[Participation, Participation] | None = None
 
     def note_open(self, vote: Vote) -> None:
         """Another validator's first precommit of a round at the open height, counted by our vote set.
@@ -138,12 +137,13 @@ class LatePrecommits:
             entry = self._uncounted(entry)
         return late_precommit_misfit(entry, vote) is None
 
-    def _uncounted(self, entry: Participation) -> Participation:
-        """`entry` with no signer counted yet: made once per record, not once per precommit `carry` weighs."""
-        cached = self._uncounted_cache
-        if cached is None or cached[0] is not entry:
-            cached = self._uncounted_cache = (entry, replace(entry, signers=frozenset()))
-        return cached[1]
+    @staticmethod
+    def _uncounted(entry: Participation) -> Participation:
+        """`entry` with no signer counted yet: made once per record, not once per precommit `carry` weighs
+        (nor per machine: the followers of a height weigh against the one record `_opened_entry` shared)."""
+        if not _last_uncounted or _last_uncounted[0][0] is not entry:
+            _last_uncounted[:] = [(entry, replace(entry, signers=frozenset()))]
+        return _last_uncounted[0][1]
 
     def precommit_by(self, validator: bytes, cert: CommitCertificate | None) -> Vote | None:
         """`validator`'s precommit for the block we finalized last (certified by `cert`), if we hold one."""
@@ -263,6 +263,7 @@ def is_resend_due(distance: int, every_height_for: int) -> bool:
     return distance <= every_height_for or distance & (distance - 1) == 0
 
 
+_last_uncounted: list[tuple[Participation, Participation]] = []
 _last_opened: list[tuple[ChainState, CommitCertificate | None, Participation | None]] = []
 
 
