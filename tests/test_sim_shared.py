@@ -48,6 +48,11 @@ def test_the_watch_forgets_a_height_its_node_left_and_still_convicts_at_the_next
     watch.shown(prevote("bob", 2, 0, b"\x02" * 32), at_2)  # the machine was not shown it: no evidence
     watch.check(at_2)
     assert [v.height for v in watch.violations] == [2]
+    watch.shown(prevote("bob", 2, 0, b"\x01" * 32), at_2)  # a copy of the first completes a pair too
+    watch.check(at_2)
+    watch.shown(prevote("carol", 2, 0, b"\x01" * 32), at_2)  # one block id alone is no offence
+    watch.check(at_2)
+    assert [v.height for v in watch.violations] == [2, 2]
 
 
 def test_a_run_with_followers_checks_each_certificate_about_once_and_answers_the_rest() -> None:
