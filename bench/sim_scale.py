@@ -9,7 +9,10 @@ everyone else follows by the certificate the next proposal carries.
 Beside each row: the wall time one height costs, how that cost grew against
 the 128-validator row (a committee-bound design grows like the committee,
 about 1x; one where every node follows every vote grows like n), the
-deliveries per height, and the peak memory of the run (each size runs in its
+deliveries per height, the commit certificates verified per height beside
+the questions about them answered from the process's shared checks (each
+follower asks once per height; see node/core/certificate_checks.py), and
+the peak memory of the run (each size runs in its
 own process, so the figure is that run's alone). The ceiling printed first is
 the machine's own Ed25519 verification rate on one core, measured now.
 
@@ -45,6 +48,8 @@ def one_run(n: int, heights: int, committee: int, seed: int) -> dict[str, float]
         "wall": wall,
         "delivered": result.delivered,
         "ok": float(result.ok),
+        "certs_checked": result.certificate_checks[0],
+        "certs_answered": result.certificate_checks[1],
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -67,7 +72,7 @@ def main() -> None:
     print(f"ceiling: Ed25519 verifications/s on this machine (one core): {verifications:,.0f}")
     print(
         f"{'validators':>10} {'committee':>9} {'heights':>7} {'wall s':>8} {'heights/s':>10} "
-        f"{'ms/height':>10} {'vs n=128':>9} {'deliveries/height':>18} {'peak MB':>8}"
+        f"{'ms/height':>10} {'vs n=128':>9} {'deliveries/height':>18} {'certs checked/shared':>21} {'peak MB':>8}"
     )
     reference_ms: float | None = None
     context = multiprocessing.get_context("spawn")
@@ -80,10 +85,11 @@ def main() -> None:
             reference_ms = per_height_ms
         growth = f"{per_height_ms / reference_ms:>8.1f}x" if reference_ms and n >= REFERENCE else f"{'':>9}"
         flag = "" if row["ok"] else "  (INVARIANT VIOLATED)"
+        shared = f"{row['certs_checked'] / done:.1f} / {row['certs_answered'] / done:,.0f}"
         print(
             f"{n:>10} {min(n, args.committee_size):>9} {int(row['done']):>7} {row['wall']:>8.2f} "
             f"{row['done'] / row['wall']:>10.2f} {per_height_ms:>10.0f} {growth} "
-            f"{row['delivered'] / done:>18,.0f} {row['peak_mb']:>8.0f}{flag}"
+            f"{row['delivered'] / done:>18,.0f} {shared:>21} {row['peak_mb']:>8.0f}{flag}"
         )
 
 

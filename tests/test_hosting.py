@@ -25,7 +25,7 @@ from node.core.envelopes import sync_response_bytes
 from node.core.genesis import make_genesis
 from node.core.hosting import Host
 from node.core.keys import Keypair
-from node.core.messages import Block, CommitCertificate, Kind, Vote, parse_envelope, sign_item
+from node.core.messages import Block, CommitCertificate, Kind, Vote, envelope_for, parse_envelope, sign_item
 from node.core.signer import GuardedSigner, MemoryRecord
 from node.core.state import ChainState, genesis_state
 
@@ -194,3 +194,21 @@ def test_each_new_epoch_is_logged_with_its_stake_distribution() -> None:
         (n, n * length) for n in range(1, SYNC_BATCH // length + 1)
     ]
     assert all(e["stake"] == {"v1": 1000, "v2": 1, "v3": 1} and e["nakamoto"] == 1 for e in epochs)
+
+
+def test_admission_judges_by_the_state_the_driver_holds_now_not_the_one_it_last_made_a_context_for() -> None:
+    """The driver keeps the admission context it made for one state and height: another state's keys
+    (here v2's key rotated out, at the same height) are judged afresh."""
+    driver = Host(
+        "v1", [(GuardedSigner(CHAIN_ID, KEYS["v1"], MemoryRecord()), Recorder([]))], None, log=print
+    ).primary
+    state = genesis_state(GENESIS)
+    rotated = replace(state, public_keys={**state.public_keys, KEYS["v2"].address: KEYS["v3"].public})
+    vote = Vote(Kind.PREVOTE, 1, 0, None, KEYS["v2"].address)
+    data = envelope_for(CHAIN_ID, replace(vote, signature=sign_item(CHAIN_ID, vote, KEYS["v2"]))).to_bytes()
+    driver.await_boot(state)
+    assert isinstance(driver.admit(data), Vote)
+    driver.await_boot(rotated)
+    assert driver.admit(data) == admission.Rejected("bad_signature", "PREVOTE")
+    driver.await_boot(state)
+    assert isinstance(driver.admit(data), Vote)

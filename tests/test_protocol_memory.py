@@ -187,3 +187,11 @@ def test_a_precommit_for_a_height_ahead_survives_a_crash_before_that_height_is_r
     keep(memory, again)
     assert again.height == 3
     assert ahead in again._build_block().late_precommits
+
+
+def test_the_simulators_memory_hands_notes_back_by_kind_then_key_and_forgets_what_it_is_told() -> None:
+    memory = MemoryNotes()
+    memory.keep_notes(b"v", [(NOTE_LATE, b"b", b"2"), (NOTE_EVIDENCE, b"a", b"1"), (NOTE_LATE, b"a", b"3")])
+    memory.keep_notes(b"v", [(NOTE_LATE, b"b", None), (NOTE_LATE, b"c", None), (NOTE_LATE, b"a", b"4")])
+    assert memory.notes(b"v") == [(NOTE_LATE, b"a", b"4"), (NOTE_EVIDENCE, b"a", b"1")]
+    assert memory.notes(b"w") == []

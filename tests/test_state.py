@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from network.sim.runner import validator_summary
 from node.core.genesis import Params, make_genesis
 from node.core.keys import Keypair
 from node.core.ledger import ACTIVE, RETIRED, Account, Participation
@@ -27,6 +26,7 @@ from node.core.messages import (
     sha256,
     sign_item,
 )
+from node.core.query import validator_summary
 from node.core.selection import committee_powers, increment_proposer_priority
 from node.core.state import (
     ChainState,

@@ -47,3 +47,28 @@ def test_a_block_nobody_voted_for_has_no_votes_and_no_quorum_even_in_a_one_seat_
     assert not votes.has_quorum_for(BLOCKS[0]) and not votes.has_quorum_for(None)
     votes.add(prevote("alice", 1, 0, BLOCKS[0]))
     assert votes.has_quorum_for(BLOCKS[0]) and votes.votes_for(BLOCKS[0])[0].kind == Kind.PREVOTE
+
+
+def test_a_vote_set_holds_a_vote_only_once_its_validator_counts_for_its_block() -> None:
+    """`holds` says when `add` would change nothing (late precommits skip the call then)."""
+    votes = four_equal()
+    first = prevote("bob", 1, 0, BLOCKS[0])
+    assert not votes.holds(first)
+    votes.add(first)
+    assert votes.holds(first) and votes.holds(prevote("bob", 1, 0, BLOCKS[0]))
+    assert not votes.holds(prevote("bob", 1, 0, BLOCKS[1])) and not votes.holds(
+        prevote("carol", 1, 0, BLOCKS[0])
+    )
+    before = (
+        dict(votes.first),
+        {b: dict(v) for b, v in votes.by_block.items()},
+        dict(votes.power_for),
+        votes.total,
+    )
+    votes.add(first)
+    assert before == (
+        dict(votes.first),
+        {b: dict(v) for b, v in votes.by_block.items()},
+        dict(votes.power_for),
+        votes.total,
+    )

@@ -163,6 +163,10 @@ class VoteObserver:
         return self.votes.get(height, set())
 
 
+_UNSEEN = object()
+_CONFLICTING = object()
+
+
 class OffenceWatch:
     """Accountability as one honest node lives it: what it is shown, it must convict.
 
@@ -175,8 +179,9 @@ class OffenceWatch:
     def __init__(self, name: str) -> None:
         self.name = name
         self.violations: list[Violation] = []
-        self._seen: dict[tuple[bytes, int, int, int], set[bytes | None]] = {}
+        self._seen: dict[tuple[bytes, int, int, int], bytes | object | None] = {}  # or _CONFLICTING
         self._pending: tuple[bytes, int, int, int] | None = None
+        self._height = 0  # the machine height `_seen` holds messages of
 
     def forget(self) -> None:
         """A crash: memory is lost, and the restarted machine starts afresh."""
@@ -191,11 +196,17 @@ class OffenceWatch:
             return
         if isinstance(item, Proposal) and proposer_of(machine.state, item.round) != item.proposer:
             return
+        if item.height != self._height:  # a new height: what was seen at the last is never asked again
+            self._seen.clear()
+            self._height = item.height
         key = (signer_of(item), item.height, item.round, int(signed_kind(item)))
-        ids = self._seen.setdefault(key, set())
-        ids.add(item.block_id)
-        if len(ids) > 1 and item.round <= machine.round + MAX_ROUND_AHEAD:
-            self._pending = key
+        first = self._seen.get(key, _UNSEEN)
+        if first is _UNSEEN:
+            self._seen[key] = item.block_id  # the one block id seen for it so far
+        elif first != item.block_id:  # _CONFLICTING equals no block id
+            self._seen[key] = _CONFLICTING  # two different ones seen: every later copy completes a pair
+            if item.round <= machine.round + MAX_ROUND_AHEAD:
+                self._pending = key
 
     def check(self, machine: ConsensusMachine | None) -> None:
         """After the machine handled the message: evidence for the equivocation it completed."""

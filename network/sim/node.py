@@ -19,6 +19,7 @@ from network.sim.net import SimNetwork
 from network.sim.trace import short
 from node.core import ledger as L
 from node.core.admission import AuthCache, Rejected
+from node.core.certificate_checks import SharedCertificateChecks
 from node.core.consensus import ConsensusMachine, Decided
 from node.core.driver import Audience, Driver
 from node.core.events import EVIDENCE, LEDGER_PENALTIES, ROUND_TIMEOUT, SIGNING_KEY
@@ -48,6 +49,8 @@ class SharedCore:
         self._applied: dict[tuple[int, bytes], tuple[ChainState, Any]] = {}
         self._checked: dict[tuple[int, bytes], tuple[ChainState, str | None]] = {}
         self.auth_cache: AuthCache = {}
+        self.certificates = SharedCertificateChecks()  # each certificate verified once, not once per follower
+        self._certificates_kept: dict[CommitCertificate, CommitCertificate] = {}
         self.finalizations = 0  # bumped by every node; lets the run loop skip its costly done check
         self.honest_progress_ms = 0  # when an honest node last finalized a block
         self.honest_reached: Counter[int] = Counter()  # height -> honest nodes that finalized it
@@ -73,6 +76,15 @@ class SharedCore:
                 self._validator_of_key.setdefault(key, address)
         found = self._validator_of_key.get(public_key)
         return found if found is not None else validator_of_key(genesis, public_key)
+
+    def kept_certificate(self, certificate: CommitCertificate) -> CommitCertificate:
+        """One object for the equal certificates nodes finalize a height with: each node's chain keeps it.
+
+        Every follower makes its own certificate from the same precommits; kept
+        once, a height costs the chains one certificate, not one per node.
+        Equal values only, so nothing a node reads changes.
+        """
+        return self._certificates_kept.setdefault(certificate, certificate)
 
     def transition(self, state: ChainState, block: Block) -> tuple[ChainState, tuple[L.LedgerEvent, ...]]:
         key = (id(state), block.hash)
@@ -160,7 +172,13 @@ class SimNode:
         self.net.down.discard(self.name)
         last_cert = self.chain[-1][1] if self.chain else None
         self.net.listen(self.name, listened_vote_channels(self.state, self.host.validators))
-        self.host.boot(self.state, last_cert, transition=self.core.transition, check_block=self.core.check)
+        self.host.boot(
+            self.state,
+            last_cert,
+            transition=self.core.transition,
+            check_block=self.core.check,
+            certificates=self.core.certificates,
+        )
         if self.net.tracer is not None:
             self.net.tracer.step(self.net.now_ms, self.name, self.machine)
 
@@ -233,7 +251,7 @@ class SimNode:
                 r=decided.round,
                 block=block,
             )
-        self.chain.append((decided.block, decided.certificate, decided.state))
+        self.chain.append((decided.block, self.core.kept_certificate(decided.certificate), decided.state))
         self.net.listen(self.name, self.host.vote_channels())
         self.finalized_at.append((self.net.now_ms, decided.block.height))
         self.core.finalizations += 1

@@ -180,6 +180,7 @@ class Driver:
         self.watch_own = False
         self.halted: str | None = None  # why this key signs no more (another copy of it signs)
         self.sync = SyncGuard()  # nonces of our requests, requests answered, answers taken
+        self._context: tuple[ChainState, int, AdmissionContext] | None = None  # the last one `admit` made
         self.memory: ProtocolMemory | None = None  # where what penalties depend on is kept (node.core.memory)
         self.trust: TrustedPath | None = None  # --trust: no block off the path to a trusted checkpoint
         self.grind_variants = 1  # `grind`: blocks tried at each boundary it proposes (node.core.grinding)
@@ -263,14 +264,14 @@ class Driver:
             state, height = self.waiting, self.waiting.next_height
         else:
             return None
-        ctx = AdmissionContext(
-            self.chain_id,
-            state.public_keys,
-            height,
-            oldest_pending=state.participation[0].height if state.participation else None,
-            key_history=state.key_history,
-        )
-        message = admit(data, ctx, cache)
+        made = self._context
+        if made is None or made[0] is not state or made[1] != height:  # made once per state and height
+            oldest = state.participation[0].height if state.participation else None
+            ctx = AdmissionContext(
+                self.chain_id, state.public_keys, height, oldest, key_history=state.key_history
+            )
+            made = self._context = (state, height, ctx)
+        message = admit(data, made[2], cache)
         if isinstance(message, Rejected):
             self.stats.rejected[message.reason] += 1
         return message

@@ -47,18 +47,24 @@ class MemoryNotes:
     """Protocol memory kept in a dict: for the simulator, where 'disk' survives a simulated crash."""
 
     def __init__(self) -> None:
-        self.kept: dict[bytes, dict[tuple[int, bytes], bytes]] = {}
+        # validator -> kind -> key -> value: no (kind, key) pair made and kept per note, where a
+        # simulator's thousands of nodes each keep a committee's late precommits per height
+        self.kept: dict[bytes, dict[int, dict[bytes, bytes]]] = {}
 
     def keep_notes(self, validator: bytes, notes: Sequence[Note]) -> None:
-        kept = self.kept.setdefault(validator, {})
+        kinds = self.kept.setdefault(validator, {})
         for kind, key, value in notes:
+            kept = kinds.get(kind)
+            if kept is None:
+                kept = kinds[kind] = {}
             if value is None:
-                kept.pop((kind, key), None)
+                kept.pop(key, None)
             else:
-                kept[(kind, key)] = value
+                kept[key] = value
 
     def notes(self, validator: bytes) -> list[tuple[int, bytes, bytes]]:
-        return [(kind, key, value) for (kind, key), value in sorted(self.kept.get(validator, {}).items())]
+        kinds = self.kept.get(validator, {})
+        return [(kind, key, value) for kind in sorted(kinds) for key, value in sorted(kinds[kind].items())]
 
 
 K = TypeVar("K")

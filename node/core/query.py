@@ -536,3 +536,20 @@ def route(state: ChainState, path: str, outcome_of: Callable[[str], JSON | None]
         "/query/account/<address>, /query/delegations/<address>, /query/supply, /query/nakamoto, "
         "/query/tx/<id>, /query/check/<signed-tx-hex>",
     )
+
+
+def validator_summary(state: ChainState) -> dict[str, dict[str, object]]:
+    """name -> {stake, status, balance}, for reports and the simulator's JSON.
+
+    `balance` is the operator's liquid balance: in the simulator, which funds
+    no accounts, that is what the pool's operator earned in the run.
+    """
+    pools = sorted(state.ledger.pools.values(), key=lambda pool: (len(pool.name), pool.name))
+    return {
+        pool.name: {
+            "stake": L.pool_power(pool),
+            "status": pool.status,
+            "balance": L.account_of(state.ledger, pool.operator).balance,
+        }
+        for pool in pools
+    }

@@ -544,7 +544,7 @@ def late_precommit_misfit(entry: L.Participation | None, vote: Vote) -> str | No
         return f"height {vote.height} is not pending"
     if vote.round != entry.round or vote.block_id not in (entry.block_id, None):
         return "not for the decided round's block or nil"
-    if vote.validator not in entry.committee:
+    if vote.validator not in entry.members:
         return "signer outside that height's committee"
     if vote.validator in entry.signers:
         return "signer already counted"

@@ -16,8 +16,9 @@ The machine feeds what this hands back through its own rules.
 from __future__ import annotations
 
 from node.core.accountability import certificate_conflict_evidence
+from node.core.certificate_checks import PLAIN_CHECKS, CertificateChecks
 from node.core.messages import Block, CommitCertificate, Evidence, Proposal, Vote
-from node.core.state import ChainState, certificate_problem, committee_at
+from node.core.state import ChainState, committee_at
 
 MAX_BUFFERED_NEXT = 4096  # messages kept for later heights while this one is still open
 MAX_PRECOMMITS_AHEAD = 4096  # kept for heights past BUFFER_AHEAD, one per (height, validator, round)
@@ -89,8 +90,9 @@ class NextHeights:
 class LearnedCertificates:
     """The certificates of the open height that next-height proposals brought us, each taken once."""
 
-    def __init__(self) -> None:
+    def __init__(self, checks: CertificateChecks = PLAIN_CHECKS) -> None:
         self._learned: set[tuple[tuple[bytes, bytes], ...]] = set()
+        self._checks = checks
 
     def votes_from(self, state: ChainState, certificate: CommitCertificate | None) -> tuple[Vote, ...]:
         """A block of the next height carries our height's certificate: its precommits are votes we missed.
@@ -109,9 +111,9 @@ class LearnedCertificates:
         if certificate.signatures in self._learned:
             return ()
         self._learned.add(certificate.signatures)
-        if certificate_problem(state, certificate, state.committee, certificate.block_id):
+        if self._checks.problem(state, certificate, state.committee, certificate.block_id):
             return ()
-        return tuple(certificate.votes())
+        return self._checks.votes(certificate)
 
 
 class SyncPacer:
@@ -140,14 +142,17 @@ def is_fork(ours: CommitCertificate | None, theirs: CommitCertificate) -> bool:
     return ours is not None and theirs.height == ours.height and theirs.block_id != ours.block_id
 
 
-def is_sound(state: ChainState, theirs: CommitCertificate) -> bool:
+def is_sound(state: ChainState, theirs: CommitCertificate, checks: CertificateChecks = PLAIN_CHECKS) -> bool:
     """Whether a peer's certificate for a past height is a quorum of that height's committee."""
     committee = committee_at(state, theirs.height)
-    return committee is not None and not certificate_problem(state, theirs, committee, theirs.block_id)
+    return committee is not None and not checks.problem(state, theirs, committee, theirs.block_id)
 
 
 def conflict_evidence(
-    state: ChainState, theirs: CommitCertificate, ours: CommitCertificate
+    state: ChainState,
+    theirs: CommitCertificate,
+    ours: CommitCertificate,
+    checks: CertificateChecks = PLAIN_CHECKS,
 ) -> tuple[Evidence, ...]:
     """The double signs two certificates for one height prove, if the peer's certificate is sound.
 
@@ -155,7 +160,7 @@ def conflict_evidence(
     than 1/3; at the same round every validator in both precommitted two
     blocks, and that is ordinary equivocation evidence.
     """
-    if not is_sound(state, theirs):
+    if not is_sound(state, theirs, checks):
         return ()
     return certificate_conflict_evidence(ours, theirs)
 

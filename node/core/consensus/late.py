@@ -28,7 +28,7 @@ from node.core.consensus.votes import VoteSet
 from node.core.ledger import Participation
 from node.core.memory import NOTE_LATE, NOTE_OPEN, NOTE_OWN, Note, NotedDict
 from node.core.messages import MAX_LATE_PRECOMMITS_PER_BLOCK, CommitCertificate, Kind, Vote, make_certificate
-from node.core.state import ChainState, late_precommit_misfit, opened_pending
+from node.core.state import ChainState, late_precommit_misfit, opened_entry, opened_pending
 
 MAX_LATE_KEPT = 16_384  # late precommits kept for inclusion (bounded memory)
 MAX_OPEN_KEPT = 16_384  # open-height precommits noted for a crash (a committee's worth over many rounds)
@@ -42,7 +42,8 @@ class LatePrecommits:
         # precommits that certificates missed, to include
         self._late: NotedDict[tuple[int, bytes], Vote] = NotedDict(NOTE_LATE, _key_bytes, _vote_bytes)
         self._pending_cache: (
-            tuple[ChainState, CommitCertificate | None, Mapping[int, Participation]] | None
+            tuple[ChainState, CommitCertificate | None, Participation | None, Mapping[int, Participation]]
+            | None
         ) = None
         # ours, until the chain has counted them
         self._own_precommits: NotedDict[tuple[int, int], Vote] = NotedDict(NOTE_OWN, _key_bytes, _vote_bytes)
@@ -94,8 +95,8 @@ class LatePrecommits:
         if vote.kind != Kind.PRECOMMIT:
             return None
         late = self.last_precommits
-        if cert is not None and (vote.height, vote.round) == (cert.height, cert.round):
-            if vote.block_id == cert.block_id and late is not None:
+        if cert is not None and vote.height == cert.height and vote.round == cert.round:
+            if vote.block_id == cert.block_id and late is not None and not late.holds(vote):
                 late.add(vote)  # into the certificate we propose, if we propose before deciding again
             ours = self.precommit_by(vote.validator, cert)
             if ours is not None and vote.block_id is not None and ours.block_id != vote.block_id:
@@ -103,7 +104,7 @@ class LatePrecommits:
         # Or into a later block, if the certificate went without it. Only one that can count is
         # kept: the first to arrive may be a nil precommit of a round that did not decide, and
         # keeping it (one per validator and height) turned away the one that counts.
-        key = (vote.height, vote.validator)
+        key = _shared_key(vote.height, vote.validator)
         if key not in self._late and len(self._late) < MAX_LATE_KEPT and self._may_count(vote, state, cert):
             self._late.put(key, vote)
         return None
@@ -130,10 +131,19 @@ class LatePrecommits:
         which may lack a signer ours has. So for the height our certificate
         closes, nobody counts as already counted yet.
         """
-        entry = self._pending(state, cert).get(vote.height)
+        opened, pending = self._pending(state, cert)
+        entry = opened if opened is not None and opened.height == vote.height else pending.get(vote.height)
         if entry is not None and cert is not None and entry.height == cert.height:
-            entry = replace(entry, signers=frozenset())
+            entry = self._uncounted(entry)
         return late_precommit_misfit(entry, vote) is None
+
+    @staticmethod
+    def _uncounted(entry: Participation) -> Participation:
+        """`entry` with no signer counted yet: made once per record, not once per precommit `carry` weighs
+        (nor per machine: the followers of a height weigh against the one record `_opened_entry` shared)."""
+        if not _last_uncounted or _last_uncounted[0][0] is not entry:
+            _last_uncounted[:] = [(entry, replace(entry, signers=frozenset()))]
+        return _last_uncounted[0][1]
 
     def precommit_by(self, validator: bytes, cert: CommitCertificate | None) -> Vote | None:
         """`validator`'s precommit for the block we finalized last (certified by `cert`), if we hold one."""
@@ -225,16 +235,19 @@ class LatePrecommits:
 
     def _pending(
         self, state: ChainState, certificate: CommitCertificate | None
-    ) -> Mapping[int, Participation]:
-        """The participation records waiting to be judged, by height (the last one opened by our certificate).
+    ) -> tuple[Participation | None, Mapping[int, Participation]]:
+        """The participation records waiting to be judged: the one our certificate opens, and the chain's by height.
 
-        Asked for every late precommit that arrives, so it is worked out once
-        per (state, certificate) pair, not once per message.
+        `opened_pending` as its two parts, looked up in that order (a ChainMap's
+        lookup costs more than the rest of weighing a precommit). Asked for
+        every late precommit that arrives, so it is worked out once per
+        (state, certificate) pair, not once per message.
         """
         cached = self._pending_cache
         if cached is None or cached[0] is not state or cached[1] is not certificate:
-            cached = self._pending_cache = (state, certificate, opened_pending(state, certificate))
-        return cached[2]
+            opened = _opened_entry(state, certificate)
+            cached = self._pending_cache = (state, certificate, opened, state.pending_by_height)
+        return cached[2], cached[3]
 
 
 def is_resend_due(distance: int, every_height_for: int) -> bool:
@@ -250,9 +263,60 @@ def is_resend_due(distance: int, every_height_for: int) -> bool:
     return distance <= every_height_for or distance & (distance - 1) == 0
 
 
+_last_uncounted: list[tuple[Participation, Participation]] = []
+_last_opened: list[tuple[ChainState, CommitCertificate | None, Participation | None]] = []
+
+
+def _opened_entry(state: ChainState, cert: CommitCertificate | None) -> Participation | None:
+    """`state.opened_entry`, the last answer remembered per process: the same record for every machine
+    that decided the same height with an equal certificate on the same state (the simulator's thousands),
+    instead of a copy of the committee and its signers each. Asked again only for that very state and
+    an equal certificate (every signature)."""
+    if _last_opened and _last_opened[0][0] is state and _last_opened[0][1] == cert:
+        return _last_opened[0][2]
+    entry = opened_entry(state, cert)
+    _last_opened[:] = [(state, cert, entry)]
+    return entry
+
+
+MAX_ENCODED = 4096
+"""Encodings remembered per process. A machine notes each kept precommit for the durable memory,
+and the simulator's thousands of machines keep the same precommits of a height: encoded once, and
+one bytes object kept for all of them instead of a copy each. Keys and votes hold ints and bytes
+only (no bool, whose equal int encodes otherwise), so equal values encode alike."""
+
+_encoded_keys: dict[tuple[int, bytes] | tuple[int, int] | tuple[int, int, bytes], bytes] = {}
+_encoded_votes: dict[Vote, bytes] = {}
+
+
+_shared_keys: dict[tuple[int, bytes], tuple[int, bytes]] = {}
+
+
+def _shared_key(height: int, validator: bytes) -> tuple[int, bytes]:
+    """The (height, validator) key of a kept late precommit, one tuple per process for equal keys:
+    every machine of a simulated height keeps the same committee's precommits until they are judged."""
+    key = (height, validator)
+    found = _shared_keys.get(key)
+    if found is None:
+        if len(_shared_keys) >= MAX_ENCODED:
+            _shared_keys.clear()
+        found = _shared_keys[key] = key
+    return found
+
+
 def _key_bytes(key: tuple[int, bytes] | tuple[int, int] | tuple[int, int, bytes]) -> bytes:
-    return encode(list(key))
+    data = _encoded_keys.get(key)
+    if data is None:
+        if len(_encoded_keys) >= MAX_ENCODED:
+            _encoded_keys.clear()
+        data = _encoded_keys[key] = encode(list(key))
+    return data
 
 
 def _vote_bytes(vote: Vote) -> bytes:
-    return encode(vote.to_wire())
+    data = _encoded_votes.get(vote)
+    if data is None:
+        if len(_encoded_votes) >= MAX_ENCODED:
+            _encoded_votes.clear()
+        data = _encoded_votes[vote] = encode(vote.to_wire())
+    return data

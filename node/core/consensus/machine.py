@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from node.core.certificate_checks import PLAIN_CHECKS, CertificateChecks
 from node.core.consensus.catchup import (
     BUFFER_AHEAD,
     ForkTrace,
@@ -78,7 +79,6 @@ from node.core.state import (
     ChainState,
     apply_block,
     block_problem,
-    certificate_problem,
     proposer_of,
     signed_item_problem,
 )
@@ -101,16 +101,19 @@ class ConsensusMachine:
         *,
         transition: Transition = apply_block,
         check_block: BlockCheck = block_problem,
+        certificates: CertificateChecks = PLAIN_CHECKS,
         last_certificate: CommitCertificate | None = None,
         relays_others: bool = True,
     ) -> None:
         """`relays_others`: whether heartbeats re-send others' messages too. A node hosting several
         keys lets one of them relay: the others hold the same messages, and every key relaying
-        them would multiply the node's gossip by its key count."""
+        them would multiply the node's gossip by its key count. `transition`, `check_block` and
+        `certificates` may be shared memos of the pure functions (`node.core.certificate_checks`)."""
         self.address = address
         self.relays_others = relays_others
         self._transition = transition
         self._check_block = check_block
+        self._certificates = certificates
         self.mempool = Mempool()
         self.evidence_pool = EvidencePool()
         self.last_certificate = last_certificate
@@ -291,7 +294,7 @@ class ConsensusMachine:
             self._check_fork(block.last_commit, out)  # a peer's chain that finalized another block
         if block.height != self.height or certificate.height != block.height:
             return out
-        if certificate_problem(self.state, certificate, self.state.committee, block.hash):
+        if self._certificates.problem(self.state, certificate, self.state.committee, block.hash):
             return out
         if self._check_block(self.state, block) is not None:
             return out
@@ -313,7 +316,7 @@ class ConsensusMachine:
     def on_conflicting_certificate(self, theirs: CommitCertificate, ours: CommitCertificate) -> list[Output]:
         """A peer's certificate for a height we finalized differently (from a sync answer, say)."""
         out: list[Output] = []
-        for evidence in conflict_evidence(self.state, theirs, ours):
+        for evidence in conflict_evidence(self.state, theirs, ours, self._certificates):
             self._record_evidence(evidence, out)
         return out
 
@@ -578,7 +581,7 @@ class ConsensusMachine:
         self._precommit_timeout_set: set[int] = set()
         self._valid_cache: dict[bytes, bool] = {}
         self._beats = Beats()
-        self._learned = LearnedCertificates()
+        self._learned = LearnedCertificates(self._certificates)
         self.height_started_ms = started_ms
 
     # ------------------------------------------------------------ messages
@@ -664,7 +667,7 @@ class ConsensusMachine:
         if ours is None or not is_fork(ours, theirs):
             return
         ours = self._late.full_certificate(ours)
-        if not is_sound(self.state, theirs):
+        if not is_sound(self.state, theirs, self._certificates):
             return
         out.extend(self.on_conflicting_certificate(theirs, ours))
         start = self._forks.first_sight(theirs.height)

@@ -50,6 +50,10 @@ class VoteSet:
             self.power_for[vote.block_id] = self.power_for.get(vote.block_id, 0) + power
         return earlier if earlier is not None and earlier.block_id != vote.block_id else None
 
+    def holds(self, vote: Vote) -> bool:
+        """Whether `vote`'s validator is counted for its block already (`add` would change nothing)."""
+        return vote.validator in self.by_block.get(vote.block_id, ())
+
     def has_quorum_for(self, block_id: bytes | None) -> bool:
         return self.committee.is_quorum(self.power_for.get(block_id, 0))
 

@@ -368,6 +368,11 @@ class Participation:
     committee: tuple[bytes, ...]  # sorted addresses
     signers: frozenset[bytes]
 
+    @cached_property
+    def members(self) -> frozenset[bytes]:
+        """`committee` as a set: whether a late precommit's signer sat is asked of every precommit weighed."""
+        return frozenset(self.committee)
+
 
 @dataclass(frozen=True)
 class StakeSnapshot:
