@@ -189,11 +189,12 @@ def make_localnet(
     params: Params = TEST_PARAMS,
     protocol: int = 5,
     metrics: bool = False,
+    stakes: dict[str, int] | None = None,
 ) -> LocalNet:
-    """Write genesis, key files and node directories for ``validators`` nodes v1..vN."""
+    """Write genesis, key files and node directories for ``validators`` nodes v1..vN (stakes 1000 unless named)."""
     names = [f"v{i}" for i in range(1, validators + 1)]
     keys = {name: Keypair.deterministic(f"{chain_id}/{name}") for name in names}
-    genesis = make_genesis(chain_id, keys, params=params)
+    genesis = make_genesis(chain_id, keys, params=params, stakes=stakes)
     root.mkdir(parents=True, exist_ok=True)
     genesis_path = root / "genesis.toml"
     genesis_path.write_text(genesis_to_toml(genesis))
