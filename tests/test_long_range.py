@@ -67,7 +67,9 @@ def test_the_command_prints_which_it_was_and_fails_only_when_the_defence_does() 
     runner = CliRunner()
     fooled = runner.invoke(cli, ["long-range"])
     assert fooled.exit_code == 0, fooled.output
-    assert "inside the weak subjectivity period" in fooled.output and "took the forged history" in fooled.output
+    assert (
+        "inside the weak subjectivity period" in fooled.output and "took the forged history" in fooled.output
+    )
     defended = runner.invoke(cli, ["long-range", "--trust", "8", "--json"])
     assert defended.exit_code == 0, defended.output
     outcome = json.loads(defended.output)
